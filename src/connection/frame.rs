@@ -1,0 +1,186 @@
+//! The frame format of Python's `multiprocessing.connection`.
+//!
+//! A frame is a 4-byte big-endian signed length and the payload. Payloads longer than
+//! `0x7FFF_FFFF` bytes use the long form: `FF FF FF FF` then an 8-byte big-endian length. A
+//! zero-length frame is legal. Any other negative length desynchronises Python's reader and is
+//! rejected here. End of stream before a header is a clean close; end of stream inside a frame is
+//! an error.
+//!
+//! On Unix sockets, descriptors travel as `SCM_RIGHTS` on the first byte of the header.
+
+use std::io;
+use std::os::fd::{BorrowedFd, OwnedFd};
+
+use crate::sys::socket;
+
+/// Largest payload that fits the short header.
+pub(crate) const SHORT_MAX: usize = 0x7FFF_FFFF;
+
+/// Why a frame could not be read.
+#[derive(Debug, thiserror::Error)]
+pub(crate) enum FrameError {
+    /// The peer closed the stream between frames.
+    #[error("the peer closed the connection")]
+    Closed,
+    /// The peer closed the stream inside a frame.
+    #[error("the connection closed inside a frame ({got} of {expected} bytes)")]
+    Truncated { got: u64, expected: u64 },
+    /// The header announces more than the receiver accepts.
+    #[error("frame of {len} bytes exceeds the maximum of {max}")]
+    TooLarge { len: u64, max: u64 },
+    /// A negative length other than the long-form marker.
+    #[error("invalid frame length {0}")]
+    BadLength(i32),
+    #[error(transparent)]
+    Io(#[from] io::Error),
+}
+
+/// Writes the header for a payload of `len` bytes into `out`, returning the used prefix.
+pub(crate) fn header(len: usize, out: &mut [u8; 12]) -> &[u8] {
+    if len > SHORT_MAX {
+        out[..4].copy_from_slice(&(-1i32).to_be_bytes());
+        out[4..].copy_from_slice(&(len as u64).to_be_bytes());
+        &out[..12]
+    } else {
+        out[..4].copy_from_slice(&(len as i32).to_be_bytes());
+        &out[..4]
+    }
+}
+
+/// Sends one frame on a socket, with `fds` attached.
+pub(crate) fn write_frame(
+    sock: BorrowedFd<'_>,
+    payload: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let mut h = [0u8; 12];
+    let h = header(payload.len(), &mut h);
+    socket::send_all_with_fds(sock, &[h, payload], fds)
+}
+
+/// Reads one frame from a socket into `buf` (replacing its contents), collecting descriptors
+/// into `fds`. Frames longer than `max` are refused before any of the payload is read.
+pub(crate) fn read_frame(
+    sock: BorrowedFd<'_>,
+    max: u64,
+    buf: &mut Vec<u8>,
+    fds: &mut Vec<OwnedFd>,
+) -> Result<(), FrameError> {
+    let mut h = [0u8; 4];
+    match socket::recv_with_fds(sock, &mut h, fds)? {
+        0 => return Err(FrameError::Closed),
+        4 => {}
+        n => {
+            return Err(FrameError::Truncated {
+                got: n as u64,
+                expected: 4,
+            });
+        }
+    }
+    let short = i32::from_be_bytes(h);
+    let len = match short {
+        -1 => {
+            let mut l = [0u8; 8];
+            let n = socket::recv_with_fds(sock, &mut l, fds)?;
+            if n < 8 {
+                return Err(FrameError::Truncated {
+                    got: 4 + n as u64,
+                    expected: 12,
+                });
+            }
+            u64::from_be_bytes(l)
+        }
+        n if n < 0 => return Err(FrameError::BadLength(n)),
+        n => n as u64,
+    };
+    if len > max {
+        return Err(FrameError::TooLarge { len, max });
+    }
+    let len_usize = usize::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
+    buf.clear();
+    buf.try_reserve_exact(len_usize)
+        .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate frame buffer"))?;
+    buf.resize(len_usize, 0);
+    let got = socket::read_full(sock, buf)?;
+    if got < len_usize {
+        return Err(FrameError::Truncated {
+            got: got as u64,
+            expected: len,
+        });
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::fd::AsFd;
+
+    #[test]
+    fn headers_match_python() {
+        let mut h = [0u8; 12];
+        assert_eq!(header(0, &mut h), &[0, 0, 0, 0]);
+        assert_eq!(header(258, &mut h), &[0, 0, 1, 2]);
+        assert_eq!(header(SHORT_MAX, &mut h), &[0x7F, 0xFF, 0xFF, 0xFF]);
+        assert_eq!(
+            header(SHORT_MAX + 1, &mut h),
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x80, 0, 0, 0]
+        );
+    }
+
+    #[test]
+    fn frames_round_trip_and_close_cleanly() {
+        let (a, b) = socket::socketpair().unwrap();
+        write_frame(a.as_fd(), b"hello", &[]).unwrap();
+        write_frame(a.as_fd(), b"", &[]).unwrap();
+        drop(a);
+        let (mut buf, mut fds) = (Vec::new(), Vec::new());
+        read_frame(b.as_fd(), 100, &mut buf, &mut fds).unwrap();
+        assert_eq!(buf, b"hello");
+        read_frame(b.as_fd(), 100, &mut buf, &mut fds).unwrap();
+        assert!(buf.is_empty());
+        assert!(matches!(
+            read_frame(b.as_fd(), 100, &mut buf, &mut fds),
+            Err(FrameError::Closed)
+        ));
+    }
+
+    #[test]
+    fn bad_frames_are_refused() {
+        let (a, b) = socket::socketpair().unwrap();
+        let (mut buf, mut fds) = (Vec::new(), Vec::new());
+        socket::send_all_with_fds(a.as_fd(), &[&(-2i32).to_be_bytes()], &[]).unwrap();
+        assert!(matches!(
+            read_frame(b.as_fd(), 100, &mut buf, &mut fds),
+            Err(FrameError::BadLength(-2))
+        ));
+        write_frame(a.as_fd(), &[0; 101], &[]).unwrap();
+        assert!(matches!(
+            read_frame(b.as_fd(), 100, &mut buf, &mut fds),
+            Err(FrameError::TooLarge { len: 101, max: 100 })
+        ));
+        let (a, b) = socket::socketpair().unwrap();
+        socket::send_all_with_fds(a.as_fd(), &[&10i32.to_be_bytes(), b"abc"], &[]).unwrap();
+        drop(a);
+        assert!(matches!(
+            read_frame(b.as_fd(), 100, &mut buf, &mut fds),
+            Err(FrameError::Truncated {
+                got: 3,
+                expected: 10
+            })
+        ));
+    }
+
+    #[test]
+    fn descriptors_ride_on_the_header() {
+        let (a, b) = socket::socketpair().unwrap();
+        let f = std::fs::File::open("/proc/self/exe").unwrap();
+        write_frame(a.as_fd(), b"x", &[f.as_fd(), f.as_fd()]).unwrap();
+        write_frame(a.as_fd(), b"y", &[]).unwrap();
+        let (mut buf, mut fds) = (Vec::new(), Vec::new());
+        read_frame(b.as_fd(), 100, &mut buf, &mut fds).unwrap();
+        assert_eq!((buf.as_slice(), fds.len()), (&b"x"[..], 2));
+        read_frame(b.as_fd(), 100, &mut buf, &mut fds).unwrap();
+        assert_eq!((buf.as_slice(), fds.len()), (&b"y"[..], 2));
+    }
+}

@@ -1,0 +1,3 @@
+//! Framed messages between processes: the wire format of Python's `multiprocessing.connection`.
+
+pub(crate) mod frame;

@@ -1,0 +1,1 @@
+//! Function pointers as ASLR-independent offsets.

@@ -1,0 +1,23 @@
+//! Every system call the crate makes, behind one seam.
+//!
+//! The rest of the crate is `#![deny(unsafe_code)]`; the few `unsafe` blocks that talking to the
+//! kernel needs live here, each with a `// SAFETY:` line. Linux is the only backend today; the
+//! items below are what another backend (macOS, Windows) would have to provide:
+//!
+//! | module | provides |
+//! |---|---|
+//! | [`socket`] | `socketpair`, whole-buffer `send`/`recv` on stream sockets with descriptors (`SCM_RIGHTS`) attached |
+//! | [`process`] | re-executing the current binary with one inherited descriptor, `fork`, pidfd wait/signal, parent-death handling |
+//! | [`fnptr`] | turning a function pointer into an ASLR-independent offset and back |
+
+pub(crate) mod fnptr;
+pub(crate) mod process;
+pub(crate) mod socket;
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+
+/// Duplicates a descriptor with `FD_CLOEXEC` set (`fcntl(F_DUPFD_CLOEXEC)`).
+pub(crate) fn dup<Fd: AsFd>(fd: Fd) -> io::Result<OwnedFd> {
+    Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
+}

@@ -1,0 +1,1 @@
+//! Process creation and reaping.

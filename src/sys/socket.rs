@@ -1,0 +1,171 @@
+//! Unix stream sockets that carry descriptors.
+//!
+//! Descriptors ride as `SCM_RIGHTS` ancillary data on the first byte of a message; the receiver
+//! must read that byte with [`recv_with_fds`] to get them. Every received descriptor is created
+//! with `FD_CLOEXEC` (`MSG_CMSG_CLOEXEC`), so none leaks into unrelated children.
+//!
+//! # References
+//! - [`unix(7)`](https://man7.org/linux/man-pages/man7/unix.7.html), `SCM_RIGHTS`
+//! - [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html),
+//!   [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
+
+use std::io::{self, IoSlice, IoSliceMut};
+use std::mem::MaybeUninit;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+
+use rustix::net::{
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+};
+
+/// The most descriptors one message may carry (`SCM_MAX_FD` in the kernel).
+pub(crate) const MAX_FDS: usize = 253;
+
+/// A connected pair of Unix stream sockets, both `FD_CLOEXEC`.
+pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
+    Ok(rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?)
+}
+
+/// Sends every byte of `bufs` (in order) with `fds` attached to the first byte.
+///
+/// Uses `MSG_NOSIGNAL`: a closed peer is an `EPIPE` error, never a `SIGPIPE`.
+pub(crate) fn send_all_with_fds(
+    sock: BorrowedFd<'_>,
+    bufs: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!(
+                "a message can carry at most {MAX_FDS} descriptors, not {}",
+                fds.len()
+            ),
+        ));
+    }
+    let total: usize = bufs.iter().map(|b| b.len()).sum();
+    if total == 0 && !fds.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "descriptors need at least one byte to travel with",
+        ));
+    }
+    let mut sent = 0usize;
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut first = true;
+    while sent < total || (first && total == 0) {
+        // Build the remaining slices, skipping what was already sent.
+        let mut skip = sent;
+        let mut iov: Vec<IoSlice<'_>> = Vec::with_capacity(bufs.len());
+        for b in bufs {
+            if skip >= b.len() {
+                skip -= b.len();
+                continue;
+            }
+            iov.push(IoSlice::new(&b[skip..]));
+            skip = 0;
+        }
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if first && !fds.is_empty() {
+            let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+            debug_assert!(pushed, "cmsg buffer sized for MAX_FDS");
+        }
+        match rustix::net::sendmsg(sock, &iov, &mut control, SendFlags::NOSIGNAL) {
+            Ok(n) => {
+                sent += n;
+                first = false;
+                if total == 0 {
+                    break;
+                }
+            }
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Reads exactly `buf.len()` bytes unless the peer closes first, collecting any descriptors that
+/// arrive with them into `fds`. Returns how many bytes were read: less than `buf.len()` only at
+/// end of stream.
+pub(crate) fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    let mut got = 0;
+    while got < buf.len() {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(&mut buf[got..])];
+        let msg = match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
+        {
+            Ok(m) => m,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        };
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        if msg.flags.contains(ReturnFlags::CTRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "descriptors were dropped: the message carried more than the receive buffer holds",
+            ));
+        }
+        if msg.bytes == 0 {
+            break;
+        }
+        got += msg.bytes;
+    }
+    Ok(got)
+}
+
+/// Reads exactly `buf.len()` bytes (no descriptors expected) unless the peer closes first.
+/// Returns how many bytes were read.
+pub(crate) fn read_full<Fd: AsFd>(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
+    let fd = fd.as_fd();
+    let mut got = 0;
+    while got < buf.len() {
+        match rustix::io::read(fd, &mut buf[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(got)
+}
+
+/// Waits until `fd` is readable (or closed), at most `timeout` (`None`: forever).
+/// Returns `false` on time-out.
+pub(crate) fn wait_readable(
+    fd: BorrowedFd<'_>,
+    timeout: Option<std::time::Duration>,
+) -> io::Result<bool> {
+    use rustix::event::{PollFd, PollFlags, Timespec};
+    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    loop {
+        let mut pfd = [PollFd::new(&fd, PollFlags::IN)];
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(std::time::Instant::now());
+            Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            }
+        });
+        match rustix::event::poll(&mut pfd, ts.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
