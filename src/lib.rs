@@ -5,7 +5,14 @@
 pub mod codec;
 pub mod connection;
 mod descriptor;
+pub mod process;
 pub(crate) mod sys;
 
 pub use codec::CodecError;
 pub use descriptor::Descriptor;
+#[doc(hidden)]
+pub use process::__mark_test_harness;
+pub use process::{
+    Builder, JoinError, JoinTimeoutError, PanicInfo, Process, ProcessInfo, StartError, StartMethod,
+    active_children, cpu_count, current_process, init, parent_process,
+};
