@@ -6,6 +6,8 @@ pub mod codec;
 pub mod connection;
 mod descriptor;
 pub mod process;
+pub mod shm;
+pub mod sync;
 pub(crate) mod sys;
 
 pub use codec::CodecError;

@@ -1,0 +1,190 @@
+//! Locks and shared values across real processes: exact counts, holders killed with SIGKILL,
+//! segments received as the wrong type.
+
+use std::time::{Duration, Instant};
+
+use multiproc::shm::{Array, AttachError, RawValue, Value};
+use multiproc::sync::{Lock, RLock, TryLockError};
+use multiproc::{Descriptor, JoinError, Process};
+
+multiproc::test_support!();
+
+const INCREMENTS: u64 = 200_000;
+
+fn add_many(v: Value<u64>) {
+    for _ in 0..INCREMENTS {
+        *v.lock().unwrap() += 1;
+    }
+}
+
+#[test]
+fn two_processes_count_exactly() {
+    let v = Value::new(0u64).unwrap();
+    let p = Process::start(add_many, v.clone()).unwrap();
+    add_many(v.clone());
+    p.join().unwrap();
+    assert_eq!(v.load(), 2 * INCREMENTS);
+}
+
+/// Waits (with a watchdog) until `flag` reads 1.
+fn wait_for(flag: &RawValue<u32>) {
+    let start = Instant::now();
+    while flag.load() == 0 {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "child never got ready"
+        );
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn hold_value_forever((v, ready): (Value<u64>, RawValue<u32>)) {
+    let mut g = v.lock().unwrap();
+    *g = 7;
+    ready.store(1);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn value_holder_killed_is_reported() {
+    let v = Value::new(0u64).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(hold_value_forever, (v.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    assert!(matches!(v.try_lock(), Err(TryLockError::WouldBlock)));
+    p.kill().unwrap();
+    let err = p.join().unwrap_err();
+    assert!(matches!(err, JoinError::Killed(9)), "{err:?}");
+    // The next acquire succeeds, and says what happened.
+    let died = v
+        .lock_timeout(Duration::from_secs(10))
+        .expect_err("the dead holder must be reported");
+    let TryLockError::OwnerDied(died) = died else {
+        panic!("expected OwnerDied, got {died:?}");
+    };
+    let mut g = died.into_inner();
+    assert_eq!(*g, 7, "the data the dead holder wrote is there");
+    *g = 0;
+    g.clear_poison();
+    drop(g);
+    assert!(!v.is_poisoned());
+    assert_eq!(*v.lock().unwrap(), 0);
+}
+
+fn hold_lock_forever((lock, ready): (Lock, RawValue<u32>)) {
+    let _g = lock.acquire().unwrap();
+    ready.store(1);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+fn hold_rlock_forever((lock, ready): (RLock, RawValue<u32>)) {
+    let _a = lock.acquire().unwrap();
+    let _b = lock.acquire().unwrap();
+    ready.store(1);
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+#[test]
+fn lock_holder_killed_while_we_wait() {
+    let lock = Lock::new().unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(hold_lock_forever, (lock.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    // Block in acquire (in another thread) before the holder dies, so the kernel's wake-up of a
+    // sleeping waiter is what is tested.
+    let waiter = {
+        let lock = lock.clone();
+        std::thread::spawn(move || {
+            let t = Instant::now();
+            let r = lock.acquire_timeout(Duration::from_secs(30));
+            let got = matches!(r, Err(TryLockError::OwnerDied(_)));
+            (got, t.elapsed())
+        })
+    };
+    std::thread::sleep(Duration::from_millis(50));
+    p.kill().unwrap();
+    let _ = p.join();
+    let (owner_died, waited) = waiter.join().unwrap();
+    assert!(owner_died);
+    assert!(waited >= Duration::from_millis(50));
+    // Everyone after is told as well, until the poison is cleared.
+    assert!(lock.is_poisoned());
+    let g = lock.acquire().unwrap_err().into_inner();
+    g.clear_poison();
+    drop(g);
+    assert!(lock.acquire().is_ok());
+}
+
+#[test]
+fn rlock_holder_killed_is_reported() {
+    let lock = RLock::new().unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(hold_rlock_forever, (lock.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    p.kill().unwrap();
+    let _ = p.join();
+    let g = lock.acquire().unwrap_err().into_inner();
+    // Recursion works after recovery.
+    let inner = lock.acquire().unwrap_err().into_inner();
+    inner.clear_poison();
+    drop(inner);
+    drop(g);
+    assert!(lock.acquire().is_ok());
+}
+
+fn open_as_i64(fd: Descriptor) -> String {
+    match Value::<i64>::from_descriptor(fd) {
+        Ok(_) => "opened".to_owned(),
+        Err(e @ AttachError::WrongType { .. }) => e.to_string(),
+        Err(e) => format!("other error: {e}"),
+    }
+}
+
+#[test]
+fn wrong_type_fails_cleanly_in_the_child() {
+    let v = Value::new(1.0f64).unwrap();
+    let msg = Process::start(open_as_i64, v.descriptor().unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(msg.contains("not a Value of i64"), "{msg}");
+    let a = Array::<i64>::new(1).unwrap();
+    let msg = Process::start(open_as_i64, a.descriptor().unwrap())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(msg.contains("holds a Array"), "{msg}");
+    let file = Descriptor::from(std::fs::File::open("/proc/self/exe").unwrap());
+    let msg = Process::start(open_as_i64, file).unwrap().join().unwrap();
+    assert!(msg.contains("not a multiproc"), "{msg}");
+}
+
+fn negate(arr: Array<i32>) {
+    for x in arr.lock().unwrap().iter_mut() {
+        *x = -*x;
+    }
+}
+
+#[allow(clippy::approx_constant)] // the seed's own literal
+fn set_pi(num: Value<f64>) {
+    num.store(3.1415927);
+}
+
+#[test]
+fn seed_program_two() {
+    let num = Value::new(0.0f64).unwrap();
+    let arr = Array::from_values(0..10i32).unwrap();
+    Process::start(set_pi, num.clone()).unwrap().join().unwrap();
+    Process::start(negate, arr.clone()).unwrap().join().unwrap();
+    assert_eq!(format!("{}", num.load()), "3.1415927");
+    assert_eq!(
+        format!("{:?}", arr.to_vec()),
+        "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]"
+    );
+}
