@@ -455,3 +455,29 @@ impl<T: ShmSafe> crate::shm::RawArray<T> {
         unsafe { std::slice::from_raw_parts_mut(seg.data(), seg.len()) }
     }
 }
+
+/// `SharedMemory`'s unchecked views: declared here, where `unsafe` is allowed.
+impl crate::shm::SharedMemory {
+    /// The bytes as a shared slice (Python's `buf`, read-only).
+    ///
+    /// # Safety
+    ///
+    /// No process (this one included) may write the segment while the slice is alive.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        let map = self.map();
+        // SAFETY: the mapping is `len` bytes; the caller promises there is no concurrent writer.
+        unsafe { std::slice::from_raw_parts(map.ptr(), map.len()) }
+    }
+
+    /// The bytes as an exclusive slice (Python's `buf`).
+    ///
+    /// # Safety
+    ///
+    /// No process (this one included) may read or write the segment while the slice is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        let map = self.map();
+        // SAFETY: the mapping is `len` bytes; the caller promises exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(map.ptr(), map.len()) }
+    }
+}

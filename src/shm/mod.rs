@@ -30,10 +30,12 @@
 pub(crate) mod layout;
 
 mod array;
+mod shared_memory;
 mod value;
 
 pub use array::{Array, ArrayGuard, OutOfBounds, RawArray};
 pub use layout::ShmSafe;
+pub use shared_memory::{SharedMemory, SharedMemoryError, SharedMemoryOptions};
 pub use value::{RawValue, Value, ValueGuard};
 
 use std::io;

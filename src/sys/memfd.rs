@@ -39,7 +39,6 @@ pub(crate) fn size_of(fd: impl AsFd) -> io::Result<u64> {
     u64::try_from(st.st_size).map_err(|_| io::Error::other("negative file size"))
 }
 
-#[allow(dead_code)] // used by SharedMemory, which follows
 /// Creates the named segment `/dev/shm/<name>` (exclusively, mode 0600) of `size` bytes.
 pub(crate) fn shm_create(name: &str, size: u64) -> io::Result<OwnedFd> {
     let fd = rustix::shm::open(
@@ -54,13 +53,11 @@ pub(crate) fn shm_create(name: &str, size: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-#[allow(dead_code)] // used by SharedMemory, which follows
 /// Opens the existing named segment `/dev/shm/<name>` for reading and writing.
 pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
     Ok(rustix::shm::open(name, OFlags::RDWR, Mode::empty())?)
 }
 
-#[allow(dead_code)] // used by SharedMemory, which follows
 /// Removes the name `/dev/shm/<name>`; mappings and descriptors stay valid.
 pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
     Ok(rustix::shm::unlink(name)?)
@@ -125,6 +122,37 @@ impl Mapping {
     /// The mapped length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
+    }
+
+    /// Copies bytes `offset..offset + out.len()` into `out`; `false` when out of bounds.
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> bool {
+        if offset
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the range is within the mapping; `out` is process memory, so no overlap.
+        // Bytes have no invalid values, whatever another process wrote.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr().add(offset), out.as_mut_ptr(), out.len())
+        };
+        true
+    }
+
+    /// Copies `src` into bytes `offset..offset + src.len()`; `false` when out of bounds.
+    pub(crate) fn write_at(&self, offset: usize, src: &[u8]) -> bool {
+        if offset
+            .checked_add(src.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the range is within the mapping and no reference into it exists that this
+        // write could invalidate (the crate only forms references under a lock or `unsafe`
+        // contracts); `src` is process memory, so no overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr().add(offset), src.len()) };
+        true
     }
 }
 
