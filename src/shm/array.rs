@@ -14,7 +14,7 @@ use crate::sync::raw::{RawGuard, RawLock, Wait};
 use crate::sync::{LockResult, TryLockError, blocking, wrap};
 
 /// An index past the end of an array.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error, Serialize, Deserialize)]
 #[error("index {index} out of range for an array of {len}")]
 pub struct OutOfBounds {
     /// The index (or the end of the range) asked for.

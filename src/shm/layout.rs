@@ -146,7 +146,6 @@ const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
 /// What kind of object a segment holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[repr(u32)]
-#[allow(dead_code)] // used by the primitives that follow
 pub(crate) enum Tag {
     Value = 1,
     Array = 2,
@@ -158,6 +157,7 @@ pub(crate) enum Tag {
     Event = 8,
     Condition = 9,
     Barrier = 10,
+    BoundedSemaphore = 11,
 }
 
 impl Tag {
@@ -173,6 +173,7 @@ impl Tag {
             8 => "Event",
             9 => "Condition",
             10 => "Barrier",
+            11 => "BoundedSemaphore",
             _ => "unknown object",
         }
     }

@@ -56,6 +56,9 @@ pub enum CreateError {
         /// The number of elements asked for.
         len: usize,
     },
+    /// An argument is out of range (for example a barrier of zero parties).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
     /// The system refused (out of memory, out of descriptors, ...).
     #[error("cannot create shared memory")]
     Os(#[source] io::Error),

@@ -24,10 +24,18 @@
 //!   (Python's `Lock` may be released by another process; a robust lock has an owner).
 //! - A holder that dies does not block everybody forever: see the table above.
 
+mod barrier;
+mod condition;
+mod event;
 mod lock;
 pub(crate) mod raw;
+mod semaphore;
 
+pub use barrier::{Barrier, BarrierWaitError};
+pub use condition::{Condition, ConditionGuard};
+pub use event::Event;
 pub use lock::{Lock, LockGuard, RLock, RLockGuard};
+pub use semaphore::{BoundedSemaphore, ReleaseError, Semaphore};
 
 use std::fmt;
 

@@ -3,7 +3,6 @@
 //! `RawLock` wraps a process-shared robust `pthread_mutex_t` (see [`crate::sys::pthread`]) plus
 //! a poison word; the others are built from 32-bit atomics and shared futexes.
 #![allow(unsafe_code)]
-#![allow(dead_code)] // used by the primitives that follow
 
 use std::cell::UnsafeCell;
 use std::marker::PhantomData;

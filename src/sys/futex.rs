@@ -4,8 +4,6 @@
 //! # References
 //! - [`futex(2)`](https://man7.org/linux/man-pages/man2/futex.2.html)
 
-#![allow(dead_code)] // used by the primitives that follow
-
 use std::sync::atomic::AtomicU32;
 use std::time::Instant;
 
@@ -34,7 +32,9 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
     )
 }
 
-/// Wakes up to `n` sleepers on `word`; returns how many were woken.
+/// Wakes up to `n` sleepers on `word` (`u32::MAX`: all); returns how many were woken.
 pub(crate) fn wake(word: &AtomicU32, n: u32) -> usize {
+    // The kernel reads the count as a signed int: u32::MAX would be -1 and wake only one.
+    let n = n.min(i32::MAX as u32);
     futex::wake(word, futex::Flags::empty(), n).unwrap_or(0)
 }
