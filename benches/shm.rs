@@ -2,7 +2,8 @@
 //!
 //! - `with lock: value += 1` by 2 processes (Python 3.11: 531k ops/s) and uncontended (1.34M);
 //! - bulk write and read of a 10M-element `Array<f64>` (Python: 3.1e8 elem/s with memmove);
-//! - `SharedMemory` create + attach + unlink (Python: 50–85 µs).
+//! - `SharedMemory` create + attach + unlink (Python: 50–85 µs);
+//! - the hand-over of a lock whose holder is killed (Python: never).
 //!
 //! Run with `cargo bench --bench shm`.
 
@@ -12,6 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use multiproc::Process;
 use multiproc::shm::{Array, SharedMemory, Value};
+use multiproc::sync::{Event, Lock};
 
 /// Increments done by each of the two processes per sample.
 const PER_PROCESS: u64 = 1_000_000;
@@ -112,11 +114,52 @@ fn shared_memory(c: &mut Criterion) {
     g.finish();
 }
 
+fn hold_forever((lock, ready): (Lock, Event)) {
+    let _g = lock.acquire().unwrap();
+    ready.set();
+    loop {
+        std::thread::sleep(Duration::from_secs(1));
+    }
+}
+
+/// From `kill(SIGKILL)` of the holder to the return of a waiter's `acquire` with the
+/// owner-died report (target: within 10 ms).
+fn owner_died_handoff(c: &mut Criterion) {
+    let mut g = c.benchmark_group("lock");
+    g.sample_size(10);
+    g.warm_up_time(Duration::from_secs(1));
+    g.measurement_time(Duration::from_secs(5));
+    g.bench_function("owner_died_handoff", |b| {
+        b.iter_custom(|iters| {
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                let (lock, ready) = (Lock::new().unwrap(), Event::new().unwrap());
+                let p = Process::start(hold_forever, (lock.clone(), ready.clone())).unwrap();
+                ready.wait();
+                let waiter = std::thread::spawn(move || {
+                    let died = lock.acquire().is_err();
+                    (Instant::now(), died)
+                });
+                std::thread::sleep(Duration::from_millis(2));
+                let t = Instant::now();
+                p.kill().unwrap();
+                let (got, died) = waiter.join().unwrap();
+                assert!(died);
+                total += got - t;
+                let _ = p.join();
+            }
+            total
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     multiproc::init();
     let mut c = Criterion::default().configure_from_args();
     locked_increment(&mut c);
     bulk_array(&mut c);
     shared_memory(&mut c);
+    owner_died_handoff(&mut c);
     c.final_summary();
 }

@@ -18,3 +18,5 @@ pub use process::{
     Builder, JoinError, JoinTimeoutError, PanicInfo, Process, ProcessInfo, StartError, StartMethod,
     active_children, cpu_count, current_process, init, parent_process,
 };
+pub use shm::{Array, RawArray, RawValue, SharedMemory, ShmSafe, Value};
+pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock, Semaphore};

@@ -188,3 +188,22 @@ fn seed_program_two() {
         "[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]"
     );
 }
+
+/// Handles are shared between threads like Python's objects; pinned here so that a change in
+/// their parts cannot silently take it away.
+#[test]
+fn handles_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>() {}
+    send_sync::<Value<f64>>();
+    send_sync::<Array<i32>>();
+    send_sync::<RawValue<u8>>();
+    send_sync::<multiproc::shm::RawArray<u8>>();
+    send_sync::<multiproc::shm::SharedMemory>();
+    send_sync::<Lock>();
+    send_sync::<RLock>();
+    send_sync::<multiproc::sync::Semaphore>();
+    send_sync::<multiproc::sync::BoundedSemaphore>();
+    send_sync::<multiproc::sync::Event>();
+    send_sync::<multiproc::sync::Condition>();
+    send_sync::<multiproc::sync::Barrier>();
+}

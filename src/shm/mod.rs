@@ -17,6 +17,28 @@
 //! Segments of 64 KiB or more are pre-faulted when mapped (`MADV_POPULATE_WRITE`), so that bulk
 //! writes run at memory speed instead of taking a page fault every 4 KiB.
 //!
+//! # Examples
+//!
+//! A child increments a shared counter; the parent sees every increment:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::Process;
+//! use multiproc::shm::Value;
+//!
+//! fn work(counter: Value<u64>) {
+//!     for _ in 0..1000 {
+//!         *counter.lock().unwrap() += 1;
+//!     }
+//! }
+//!
+//! let counter = Value::new(0u64).unwrap();
+//! let child = Process::start(work, counter.clone()).unwrap();
+//! work(counter.clone());
+//! child.join().unwrap();
+//! assert_eq!(counter.load(), 2000);
+//! ```
+//!
 //! # Differences from Python multiprocessing
 //!
 //! - `Value(typecode, v)` is [`Value::new(v)`](Value::new) with a Rust type: see the table on

@@ -196,6 +196,14 @@ impl<'de, T: ShmSafe> Deserialize<'de> for Value<T> {
 }
 
 /// Holds the lock of a [`Value`] and dereferences to its `T`. Not `Send`.
+///
+/// ```compile_fail
+/// let v = multiproc::shm::Value::new(0u8).unwrap();
+/// let guard = v.lock().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: the guard cannot move to another thread
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct ValueGuard<'a, T: ShmSafe> {
     seg: &'a Segment<RawLock, T>,

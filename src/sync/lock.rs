@@ -160,7 +160,12 @@ macro_rules! lock_common {
 /// `multiprocessing.Lock`, except that a holder killed while holding it does not block the
 /// others: the next acquirer gets the lock and an [`OwnerDied`](crate::sync::OwnerDied) report.
 ///
-/// Not re-entrant: acquiring it again in the thread that holds it panics (use [`RLock`]).
+/// Not re-entrant: a blocking [`acquire`](Lock::acquire) in the thread that holds it panics
+/// (use [`RLock`]); `try_acquire` and the timed forms fail at once.
+///
+/// The lock is a process-shared robust `pthread_mutex_t`: uncontended, an acquire is one
+/// compare-and-swap; contended, it polls briefly (a few microseconds, with back-off) before
+/// sleeping in the kernel.
 /// `Clone` shares the same lock; serializing it (as a process argument) sends its segment.
 ///
 /// # Examples
@@ -182,6 +187,14 @@ pub struct Lock {
 
 /// Holds a [`Lock`]; dropping it releases the lock. Not `Send`: a lock is released by the
 /// thread that acquired it.
+///
+/// ```compile_fail
+/// let lock = multiproc::sync::Lock::new().unwrap();
+/// let guard = lock.acquire().unwrap();
+/// std::thread::scope(|s| {
+///     s.spawn(move || drop(guard)); // error: the guard cannot move to another thread
+/// });
+/// ```
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub struct LockGuard<'a> {
     raw: RawGuard<'a>,
