@@ -411,16 +411,12 @@ impl<T: ShmSafe> RawArray<T> {
             })
     }
 
-    /// A copy of every element.
+    /// A copy of every element (one block copy).
     pub fn to_vec(&self) -> Vec<T>
     where
         T: Copy,
     {
-        let mut v = Vec::with_capacity(self.len());
-        for i in 0..self.len() {
-            v.push(self.seg.read(i).expect("index below len"));
-        }
-        v
+        self.seg.to_vec()
     }
 
     /// A new, independent `RawArray` holding a copy of this one (Python's
@@ -434,9 +430,7 @@ impl<T: ShmSafe> RawArray<T> {
         T: Copy,
     {
         let seg = Segment::<(), T>::create(Tag::RawArray, self.len())?;
-        let mut buf = self.to_vec();
-        self.seg.read_slice(0, &mut buf);
-        seg.write_slice(0, &buf);
+        seg.write_slice(0, &self.to_vec());
         Ok(RawArray { seg: Arc::new(seg) })
     }
 

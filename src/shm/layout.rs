@@ -393,6 +393,23 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         true
     }
 
+    /// A copy of every element, in one block copy.
+    pub(crate) fn to_vec(&self) -> Vec<T>
+    where
+        T: Copy,
+    {
+        let mut v = Vec::with_capacity(self.len);
+        // SAFETY: the source range is in bounds; the destination is the vector's own spare
+        // capacity of `len` elements; `T: Copy` and `ShmSafe`, so the copied bytes are valid
+        // `T`s (written by this binary as `T`, or zero), and `len` are initialised before
+        // `set_len`.
+        unsafe {
+            ptr::copy_nonoverlapping(self.data(), v.as_mut_ptr(), self.len);
+            v.set_len(self.len);
+        }
+        v
+    }
+
     /// The raw address of the data.
     pub(crate) fn as_ptr(&self) -> *mut T {
         self.data()

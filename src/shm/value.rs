@@ -121,6 +121,10 @@ impl<T: ShmSafe> Value<T> {
     /// A copy of the value, read under the lock. Python: `v.value`.
     ///
     /// A dead previous holder is not reported here; use [`lock`](Self::lock) to see it.
+    ///
+    /// # Panics
+    ///
+    /// If this thread holds the lock already (a guard is alive).
     pub fn load(&self) -> T
     where
         T: Copy,
@@ -131,6 +135,10 @@ impl<T: ShmSafe> Value<T> {
     /// Replaces the value under the lock. Python: `v.value = x`.
     ///
     /// A dead previous holder is not reported here; use [`lock`](Self::lock) to see it.
+    ///
+    /// # Panics
+    ///
+    /// If this thread holds the lock already (a guard is alive).
     pub fn store(&self, value: T) {
         *self.lock().unwrap_or_else(|e| e.into_inner()) = value;
     }
