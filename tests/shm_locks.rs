@@ -207,3 +207,70 @@ fn handles_are_send_and_sync() {
     send_sync::<multiproc::sync::Condition>();
     send_sync::<multiproc::sync::Barrier>();
 }
+
+multiproc::shared_struct! {
+    /// A `ctypes.Structure` with a fixed array inside.
+    #[derive(Clone, Copy, Debug, PartialEq)]
+    pub struct Particle {
+        pub pos: [f64; 3],
+        pub id: u32,
+        pub alive: bool,
+    }
+}
+
+fn move_particles(ps: Array<Particle>) -> u32 {
+    let mut g = ps.lock().unwrap();
+    for p in g.iter_mut() {
+        p.pos[0] += 1.0;
+        p.alive = !p.alive;
+    }
+    g.iter().map(|p| p.id).sum()
+}
+
+#[test]
+fn shared_structs_cross_processes() {
+    let ps = Array::from_values((0..4).map(|i| Particle {
+        pos: [f64::from(i), 0.0, 0.0],
+        id: i,
+        alive: false,
+    }))
+    .unwrap();
+    let sum = Process::start(move_particles, ps.clone())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert_eq!(sum, 6);
+    let back = ps.to_vec();
+    assert_eq!(back[3].pos, [4.0, 0.0, 0.0]);
+    assert!(back.iter().all(|p| p.alive));
+    // sharedctypes.copy: an independent copy.
+    let raw = multiproc::shm::RawArray::from_values(back.clone()).unwrap();
+    let copy = raw.copy().unwrap();
+    raw.set(
+        0,
+        Particle {
+            pos: [9.0; 3],
+            id: 9,
+            alive: false,
+        },
+    )
+    .unwrap();
+    assert_eq!(copy.get(0), Some(back[0]));
+    // A struct of another type is refused.
+    assert!(Array::<[f64; 4]>::from_descriptor(ps.descriptor().unwrap()).is_err());
+}
+
+#[test]
+fn forked_holder_killed_is_reported() {
+    let v = Value::new(0u64).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::builder()
+        .method(multiproc::StartMethod::Fork)
+        .start(hold_value_forever, (v.clone(), ready.clone()))
+        .unwrap();
+    wait_for(&ready);
+    p.kill().unwrap();
+    let _ = p.join();
+    let g = v.lock().unwrap_err().into_inner();
+    assert_eq!(*g, 7);
+}

@@ -23,6 +23,12 @@
 //! - A [`Lock`] or [`RLock`] is released by dropping its guard, in the thread that acquired it
 //!   (Python's `Lock` may be released by another process; a robust lock has an owner).
 //! - A holder that dies does not block everybody forever: see the table above.
+//! - [`Condition`] owns its lock, which is not re-entrant (Python's default is an `RLock`),
+//!   and `notify` takes the guard, so notifying without the lock cannot compile.
+//! - [`Barrier`]'s action is given to [`wait_with`](Barrier::wait_with) rather than to the
+//!   constructor: a closure cannot travel to another process.
+//! - Semaphore counts are `u32`; `Semaphore::value` works on every platform (Python's
+//!   `get_value` is missing on macOS).
 
 mod barrier;
 mod condition;
