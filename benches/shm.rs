@@ -86,6 +86,12 @@ fn bulk_array(c: &mut Criterion) {
     g.bench_function("write", |b| {
         b.iter(|| arr.lock().unwrap().copy_from_slice(black_box(&src)))
     });
+    // Reference: the same copy into private, already-touched memory of this process.
+    let mut private = vec![0.0f64; N];
+    g.bench_function("write_private_reference", |b| {
+        b.iter(|| private.copy_from_slice(black_box(&src)))
+    });
+    drop(private);
     let mut dst = vec![0.0f64; N];
     g.bench_function("read", |b| {
         b.iter(|| dst.copy_from_slice(&arr.lock().unwrap()))
