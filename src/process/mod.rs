@@ -566,7 +566,10 @@ impl Builder {
         Ok(Process {
             inner,
             sock,
-            stage: Stage::Starting,
+            stage: match self.method {
+                StartMethod::Spawn => Stage::Starting,
+                StartMethod::Fork => Stage::Running,
+            },
             started_by: Instant::now() + self.startup_timeout,
             startup_timeout: self.startup_timeout,
             max_result: self.max_result,
@@ -697,8 +700,8 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         children.clear();
         drop(children);
         drop(cur);
-        // The child's copy of `parent_end` stays open until it exits; it only writes.
-        let _ = frame::write_frame(child_end.as_fd(), &control_bytes(&Control::Started), &[]);
+        // The child's copy of `parent_end` stays open until it exits; it only writes. A forked
+        // child is at its entry point already: it sends no `Started`.
         run_child(child_end.as_fd(), || run_target(target, args));
     });
     // In the parent, dropping the closure released both locks and dropped `args`.
