@@ -14,6 +14,10 @@ fn flag(kind: &str, parent: u32) -> PathBuf {
 
 fn noop(_: ()) {}
 
+fn len(v: Vec<u8>) -> usize {
+    v.len()
+}
+
 fn main() {
     if std::env::var_os("MULTIPROC_CHILD").is_some() {
         let parent = std::os::unix::process::parent_id();
@@ -61,5 +65,5 @@ fn main() {
         other => panic!("expected NotStarted, got {other:?}"),
     }
 
-    println!("3 passed, 0 failed");
+    println!("4 passed, 0 failed");
 }

@@ -634,15 +634,24 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
         frame::write_frame(sock, &payload, &borrowed)
     });
-    if let Err(e) = sent {
-        // The child is gone or stalled; make sure it does not linger, then reap it.
-        if let Ok(pidfd) = os::pidfd_open(pid) {
-            let _ = os::pidfd_signal(pidfd.as_fd(), SIGKILL);
-            let _ = os::pidfd_reap(pidfd.as_fd(), true);
+    match sent {
+        // The child ended before taking its arguments: `join` reports how it ended.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) => {}
+        Err(e) => {
+            // The child stalled (or the socket failed): make sure it does not linger.
+            if let Ok(pidfd) = os::pidfd_open(pid) {
+                let _ = os::pidfd_signal(pidfd.as_fd(), SIGKILL);
+                let _ = os::pidfd_reap(pidfd.as_fd(), true);
+            }
+            return Err(StartError::NotStarted(format!(
+                "it did not take its arguments ({e}); does its main() call multiproc::init() first?"
+            )));
         }
-        return Err(StartError::NotStarted(format!(
-            "it did not take its arguments ({e}); does its main() call multiproc::init() first?"
-        )));
+        Ok(()) => {}
     }
     Ok((pid, parent_end))
 }
