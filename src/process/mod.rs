@@ -424,6 +424,14 @@ pub struct Process<R> {
     _result: PhantomData<fn() -> R>,
 }
 
+// Handles are shared between threads like Python's: pin it down.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Process<()>>();
+    send_sync::<Builder>();
+    send_sync::<ProcessInfo>();
+};
+
 impl<R> fmt::Debug for Process<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Process")
