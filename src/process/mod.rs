@@ -367,6 +367,7 @@ impl Inner {
     }
 
     /// Waits for the child to end (at most `timeout`); its exit code, or `None` on time-out.
+    /// The lock is not held while waiting, so other threads can still ask.
     fn wait(&self, timeout: Option<Duration>) -> std::io::Result<Option<i32>> {
         if let Some(code) = self.exitcode() {
             return Ok(Some(code));
@@ -374,11 +375,7 @@ impl Inner {
         if !os::pidfd_wait_exit(self.pidfd.as_fd(), timeout)? {
             return Ok(None);
         }
-        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if exit.is_none() {
-            *exit = os::pidfd_reap(self.pidfd.as_fd(), true)?;
-        }
-        Ok(*exit)
+        Ok(self.exitcode())
     }
 }
 
@@ -814,9 +811,15 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 }
                 Stage::Running => deadline,
             };
-            let wait = limit.map(|l| l.saturating_duration_since(Instant::now()));
-            let ready = socket::wait_readable(self.sock.as_fd(), wait)
-                .map_err(|e| JoinTimeoutError::Failed(e.into()))?;
+            // Without a limit, the read below blocks until the child speaks or ends.
+            let ready = match limit {
+                None => true,
+                Some(l) => {
+                    let wait = l.saturating_duration_since(Instant::now());
+                    socket::wait_readable(self.sock.as_fd(), Some(wait))
+                        .map_err(|e| JoinTimeoutError::Failed(e.into()))?
+                }
+            };
             if !ready {
                 if self.stage == Stage::Starting && Instant::now() >= self.started_by {
                     let _ = self.kill();
@@ -840,7 +843,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                     continue;
                 }
                 (Stage::Running, Control::Returned) => {
-                    fds.clear();
+                    // The result's descriptors may have arrived with the control frame.
                     let value =
                         frame::read_frame(self.sock.as_fd(), self.max_result, &mut buf, &mut fds)
                             .map_err(|e| match e {
@@ -1023,8 +1026,11 @@ fn run_child(sock: BorrowedFd<'_>, run: impl FnOnce() -> Outcome) -> std::conver
     let code = match outcome {
         Outcome::Returned(bytes, fds) => {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-            let _ = frame::write_frame(sock, &control_bytes(&Control::Returned), &[])
-                .and_then(|()| frame::write_frame(sock, &bytes, &borrowed));
+            let _ = frame::write_frames(
+                sock,
+                &[&control_bytes(&Control::Returned), &bytes],
+                &borrowed,
+            );
             0
         }
         Outcome::Panicked(info) => {
