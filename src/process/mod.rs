@@ -627,7 +627,10 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         // PR_SET_PDEATHSIG fires when the *thread* that created the child ends, so daemons are
         // created by a thread that lives as long as the process. (In a forked child, the only
         // thread is the one running the target, which lives until the process exits.)
-        spawner().spawn(argv0, rest, child_end.as_fd())
+        let keep = crate::sys::dup(child_end.as_fd()).map_err(StartError::Os)?;
+        spawner().run(Box::new(move || {
+            os::spawn_self(&argv0, &rest, keep.as_fd(), true)
+        }))
     } else {
         os::spawn_self(&argv0, &rest, child_end.as_fd(), b.daemon)
     }
@@ -691,19 +694,48 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     parent_end: OwnedFd,
     child_end: OwnedFd,
 ) -> Result<(u32, OwnedFd), StartError> {
+    let parent = current().0.clone();
+    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
+        // The parent-death signal is tied to the thread that forks: fork from the long-lived
+        // spawner thread. The arguments cross to it encoded, and the child decodes them.
+        let mut payload = Vec::new();
+        let fds = codec::encode_into(&args, &mut payload).map_err(StartError::Encode)?;
+        drop(args);
+        let entry = Entry::of(target);
+        spawner()
+            .run(Box::new(move || {
+                fork_child(true, me, parent, child_end, move || {
+                    entry.run(&payload, fds)
+                })
+            }))
+            .map_err(StartError::Os)?
+    } else {
+        fork_child(b.daemon, me, parent, child_end, || run_target(target, args))
+            .map_err(StartError::Os)?
+    };
+    Ok((pid, parent_end))
+}
+
+/// Forks; the child sets its identity, runs `run`, reports on `child_end` and exits.
+fn fork_child(
+    daemon: bool,
+    me: Identity,
+    parent: Identity,
+    child_end: OwnedFd,
+    run: impl FnOnce() -> Outcome,
+) -> std::io::Result<u32> {
     use std::io::Write;
     // Anything buffered now would be written twice, once by each process.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let parent_pid = os::getpid();
-    let parent = current().0.clone();
     // Hold the process-wide locks across the fork, so that the child's copies are held by its
     // only thread (and released there) rather than by a thread that does not exist there.
     let mut cur = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
     let forked = os::fork_run(|| {
         FORKED.store(true, Ordering::Relaxed);
-        if b.daemon {
+        if daemon {
             os::die_with_parent(parent_pid);
         }
         let me = Identity {
@@ -714,14 +746,12 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         children.clear();
         drop(children);
         drop(cur);
-        // The child's copy of `parent_end` stays open until it exits; it only writes. A forked
-        // child is at its entry point already: it sends no `Started`.
-        run_child(child_end.as_fd(), || run_target(target, args));
+        // The child's copy of the parent's end stays open until it exits; it only writes. A
+        // forked child is at its entry point already: it sends no `Started`.
+        run_child(child_end.as_fd(), run);
     });
-    // In the parent, dropping the closure released both locks and dropped `args`.
-    let pid = forked.map_err(StartError::Os)?;
-    drop(child_end);
-    Ok((pid, parent_end))
+    // In the parent, dropping the closure released both locks and closed the child's end.
+    forked
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1129,29 +1159,23 @@ struct Spawner {
     jobs: Mutex<std::sync::mpsc::Sender<SpawnJob>>,
 }
 
+/// Work for the spawner thread: create a child, return its pid.
 type SpawnJob = (
-    std::ffi::OsString,
-    Vec<std::ffi::OsString>,
-    OwnedFd,
+    Box<dyn FnOnce() -> std::io::Result<u32> + Send>,
     std::sync::mpsc::Sender<std::io::Result<u32>>,
 );
 
 impl Spawner {
-    fn spawn(
-        &self,
-        argv0: std::ffi::OsString,
-        args: Vec<std::ffi::OsString>,
-        keep: BorrowedFd<'_>,
-    ) -> std::io::Result<u32> {
-        let keep = crate::sys::dup(keep)?;
+    /// Runs `job` on the spawner thread and returns its result.
+    fn run(&self, job: Box<dyn FnOnce() -> std::io::Result<u32> + Send>) -> std::io::Result<u32> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let gone = || std::io::Error::other("the multiproc spawner thread is gone");
         self.jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send((argv0, args, keep, tx))
-            .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
-        rx.recv()
-            .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+            .send((job, tx))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())?
     }
 }
 
@@ -1162,8 +1186,8 @@ fn spawner() -> &'static Spawner {
         std::thread::Builder::new()
             .name("multiproc-spawner".into())
             .spawn(move || {
-                for (argv0, args, keep, reply) in rx {
-                    let _ = reply.send(os::spawn_self(&argv0, &args, keep.as_fd(), true));
+                for (job, reply) in rx {
+                    let _ = reply.send(job());
                 }
             })
             .expect("cannot start the multiproc spawner thread");
