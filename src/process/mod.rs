@@ -8,7 +8,7 @@
 //! # Start methods
 //!
 //! - [`StartMethod::Spawn`] (the default) re-executes the current program. The child recognises
-//!   that it is a child in [`init`](crate::init), which `main` must call before anything else,
+//!   that it is a child in [`init`], which `main` must call before anything else,
 //!   like Python's `if __name__ == '__main__'` guard. In test binaries,
 //!   [`test_support!`](crate::test_support) plays that part; in doc-tests, a hidden
 //!   `# multiproc::init();` first line does.
@@ -59,7 +59,7 @@ const MAX_CONTROL: u64 = 1 << 20;
 #[non_exhaustive]
 pub enum StartMethod {
     /// Re-execute the current program; the child finds its entry point in
-    /// [`init`](crate::init). Safe in multi-threaded programs.
+    /// [`init`]. Safe in multi-threaded programs.
     #[default]
     Spawn,
     /// `fork(2)` the calling process. Fast; see the module documentation for its constraints.
@@ -69,7 +69,7 @@ pub enum StartMethod {
 /// Control messages on the bootstrap socket.
 #[derive(Debug, Serialize, Deserialize)]
 enum Control {
-    /// Child → parent, first thing in [`init`](crate::init): the child is running.
+    /// Child → parent, first thing in [`init`]: the child is running.
     Started,
     /// Parent → child: what to run; a frame with the encoded arguments follows.
     Run(Bootstrap),
@@ -528,7 +528,7 @@ impl Builder {
     /// # Errors
     ///
     /// [`StartError::InitNotCalled`] with the spawn method when this program never called
-    /// [`init`](crate::init); [`StartError::Encode`] when the arguments do not serialize;
+    /// [`init`]; [`StartError::Encode`] when the arguments do not serialize;
     /// [`StartError::Os`] when the system refuses; [`StartError::NotStarted`] when a spawned
     /// child does not take its arguments within the start-up timeout.
     pub fn start<A, R>(&self, target: fn(A) -> R, args: A) -> Result<Process<R>, StartError>
@@ -995,7 +995,7 @@ impl<R> Process<R> {
     }
 
     /// A descriptor that becomes readable when the child ends (a pidfd), like Python's
-    /// `Process.sentinel`, for use with `poll(2)` or [`wait`](crate::sys)-style multiplexing.
+    /// `Process.sentinel`, for use with `poll(2)`-style multiplexing.
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         self.inner.pidfd.as_fd()
     }
