@@ -1,0 +1,61 @@
+//! The umbrella error type.
+
+use crate::codec::CodecError;
+use crate::process::{JoinError, StartError};
+use crate::shm::{AttachError, CreateError, OutOfBounds, SharedMemoryError};
+use crate::sync::{BarrierWaitError, ReleaseError};
+
+/// Any error of this crate, for code that does not need to tell them apart.
+///
+/// Every fallible operation has its own error type (so that, for example, a failed send can hand
+/// the value back); each converts into this one with `?`.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// fn double(x: i32) -> i32 {
+///     x * 2
+/// }
+///
+/// fn run() -> Result<i32, multiproc::Error> {
+///     let p = multiproc::Process::start(double, 21)?;
+///     Ok(p.join()?)
+/// }
+///
+/// assert_eq!(run().unwrap(), 42);
+/// ```
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A process could not be started.
+    #[error(transparent)]
+    Start(#[from] StartError),
+    /// A process ended without a result.
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    /// A value could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// A shared object could not be created.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// A received segment is not the object asked for.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// A named shared-memory segment could not be created, opened or unlinked.
+    #[error(transparent)]
+    SharedMemory(#[from] SharedMemoryError),
+    /// An index past the end of a shared array or segment.
+    #[error(transparent)]
+    OutOfBounds(#[from] OutOfBounds),
+    /// A semaphore was released too many times.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// A barrier was broken.
+    #[error(transparent)]
+    Barrier(#[from] BarrierWaitError),
+    /// An operating-system error.
+    #[error(transparent)]
+    Io(#[from] std::io::Error),
+}
