@@ -23,6 +23,7 @@ fn pythons() -> Vec<PathBuf> {
             found.push(PathBuf::from(prefix).join("bin/python3"));
         }
     }
+    eprintln!("testing with {found:?}");
     found
 }
 

@@ -182,7 +182,9 @@ impl SharedMemoryOptions {
 ///
 /// Names are Python's: `SharedMemory::create(n)` picks `psm_` and 8 hex digits, and
 /// [`name`](SharedMemory::name) has no leading slash, so it can be passed to Python's
-/// `SharedMemory(name)` as is. The segment is `/dev/shm/<name>`, created with mode 0600.
+/// `SharedMemory(name)` as is. The segment is `/dev/shm/<name>`, created with mode 0600. Its
+/// bytes are all yours: unlike this crate's anonymous segments it carries no header, because
+/// Python would see it.
 ///
 /// # Lifetime of the name
 ///
