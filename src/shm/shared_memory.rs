@@ -66,8 +66,8 @@ fn normalize(name: &str) -> Result<&str, SharedMemoryError> {
 /// A name like Python's: `psm_` and 8 hexadecimal digits.
 fn generated_name() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
+    // RandomState's keys are random per process (and differ per instance); no system call.
     let mut h = std::collections::hash_map::RandomState::new().build_hasher();
-    h.write_u32(std::process::id());
     h.write_u64(COUNTER.fetch_add(1, Ordering::Relaxed));
     if let Ok(t) = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH) {
         h.write_u128(t.as_nanos());
