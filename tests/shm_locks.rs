@@ -274,3 +274,38 @@ fn forked_holder_killed_is_reported() {
     let g = v.lock().unwrap_err().into_inner();
     assert_eq!(*g, 7);
 }
+
+fn increment_forever((v, ready): (Value<u64>, RawValue<u32>)) {
+    ready.store(1);
+    loop {
+        let mut g = v.lock().unwrap_or_else(|e| e.into_inner());
+        *g += 1;
+    }
+}
+
+/// A holder killed at an arbitrary moment (inside or outside the lock, or in the middle of
+/// locking or unlocking) never leaves the lock stuck: the next acquire always returns, and
+/// reports a death exactly when the lock was held.
+#[test]
+fn killed_at_random_moments_never_blocks() {
+    let v = Value::new(0u64).unwrap();
+    for round in 0..20u64 {
+        let ready = RawValue::new(0u32).unwrap();
+        let p = Process::start(increment_forever, (v.clone(), ready.clone())).unwrap();
+        wait_for(&ready);
+        std::thread::sleep(Duration::from_micros(500 + round * 137 % 900));
+        p.kill().unwrap();
+        let _ = p.join();
+        let g = match v.lock_timeout(Duration::from_secs(10)) {
+            Ok(g) => g,
+            Err(TryLockError::OwnerDied(d)) => {
+                let g = d.into_inner();
+                g.clear_poison();
+                g
+            }
+            Err(e) => panic!("round {round}: the lock is stuck: {e}"),
+        };
+        drop(g);
+    }
+    assert!(v.load() > 0);
+}
