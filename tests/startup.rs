@@ -27,6 +27,14 @@ fn main() {
         if flag("exit", parent).exists() {
             std::process::exit(3);
         }
+        if flag("early", parent).exists() {
+            // A child whose main starts a process before `init` is refused, so it cannot start
+            // children of its own without end.
+            match Process::start(noop, ()) {
+                Err(StartError::InitNotCalled) => std::process::exit(4),
+                _ => std::process::exit(5),
+            }
+        }
     }
 
     // Before init: the spawn method refuses, since a child would not know it is one.
@@ -75,5 +83,14 @@ fn main() {
         other => panic!("expected NotStarted, got {other:?}"),
     }
 
-    println!("4 passed, 0 failed");
+    // A child that tries to start a process before `init` is refused.
+    std::fs::write(flag("early", me), b"").unwrap();
+    let err = Process::start(noop, ()).unwrap().join().unwrap_err();
+    std::fs::remove_file(flag("early", me)).unwrap();
+    match err {
+        JoinError::NotStarted(msg) => assert!(msg.contains("exit code 4"), "{msg}"),
+        other => panic!("expected NotStarted, got {other:?}"),
+    }
+
+    println!("5 passed, 0 failed");
 }

@@ -55,6 +55,13 @@ pub enum StartError {
          (or multiproc::test_support!() in a test binary)"
     )]
     InitNotCalled,
+    /// The spawn method finds the target by its offset inside the executable; this target (or
+    /// this crate) lives in a shared library loaded at an address of its own. Use
+    /// [`StartMethod::Fork`](crate::StartMethod::Fork), or link the code into the executable.
+    #[error(
+        "the target function is not part of the executable, so a re-executed child cannot find it"
+    )]
+    TargetNotInExecutable,
     /// The arguments could not be encoded.
     #[error("cannot encode the arguments: {0}")]
     Encode(#[source] CodecError),

@@ -35,7 +35,7 @@ use std::marker::PhantomData;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
-use std::sync::{Arc, Mutex, OnceLock, Weak};
+use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 use serde::de::DeserializeOwned;
@@ -172,10 +172,14 @@ fn set_current(me: Identity, parent: Identity) {
 /// ```
 pub fn init() {
     INIT_CALLED.store(true, Ordering::Relaxed);
-    if let Some(sock) = os::take_child_marker() {
+    if let os::Marker::Child(sock) = os::take_child_marker() {
+        IN_CHILD.store(true, Ordering::Relaxed);
         run_spawned_child(sock);
     }
 }
+
+/// Set in a spawned child once [`init`] has taken over.
+static IN_CHILD: AtomicBool = AtomicBool::new(false);
 
 #[doc(hidden)]
 pub fn __mark_test_harness() {
@@ -415,7 +419,8 @@ pub struct Process<R> {
     inner: Arc<Inner>,
     sock: OwnedFd,
     stage: Stage,
-    started_by: Instant,
+    /// When the child must have reached its entry point (`None`: no limit).
+    started_by: Option<Instant>,
     startup_timeout: Duration,
     max_result: u64,
     _result: PhantomData<fn() -> R>,
@@ -556,7 +561,13 @@ impl Builder {
             StartMethod::Spawn => spawn(self, target, args, &me, parent_end, child_end)?,
             StartMethod::Fork => fork(self, target, args, me.clone(), parent_end, child_end)?,
         };
-        let pidfd = os::pidfd_open(pid).map_err(StartError::Os)?;
+        let pidfd = match os::pidfd_open(pid) {
+            Ok(fd) => fd,
+            Err(e) => {
+                os::kill_and_reap(pid);
+                return Err(StartError::Os(e));
+            }
+        };
         let inner = Arc::new(Inner {
             pid,
             pidfd,
@@ -575,7 +586,7 @@ impl Builder {
                 StartMethod::Spawn => Stage::Starting,
                 StartMethod::Fork => Stage::Running,
             },
-            started_by: Instant::now() + self.startup_timeout,
+            started_by: Instant::now().checked_add(self.startup_timeout),
             startup_timeout: self.startup_timeout,
             max_result: self.max_result,
             _result: PhantomData,
@@ -595,6 +606,14 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     let harness = TEST_HARNESS.load(Ordering::Relaxed);
     if !harness && !INIT_CALLED.load(Ordering::Relaxed) {
         return Err(StartError::InitNotCalled);
+    }
+    if os::is_marked_child() && !IN_CHILD.load(Ordering::Relaxed) {
+        // A spawned child that starts processes before reaching `init`: its `main` does not
+        // call `init` first, and every child would start another child, without end.
+        return Err(StartError::InitNotCalled);
+    }
+    if !Entry::same_object(target) {
+        return Err(StartError::TargetNotInExecutable);
     }
     // Encode everything before creating the process: an encoding error then costs nothing.
     let mut control = Vec::new();
@@ -623,12 +642,11 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     } else {
         argv.collect()
     };
-    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
+    let pid = if b.daemon {
         // PR_SET_PDEATHSIG fires when the *thread* that created the child ends, so daemons are
-        // created by a thread that lives as long as the process. (In a forked child, the only
-        // thread is the one running the target, which lives until the process exits.)
+        // created by a thread that lives as long as the process.
         let keep = crate::sys::dup(child_end.as_fd()).map_err(StartError::Os)?;
-        spawner().run(Box::new(move || {
+        spawner().map_err(StartError::Os)?.run(Box::new(move || {
             os::spawn_self(&argv0, &rest, keep.as_fd(), true)
         }))
     } else {
@@ -695,7 +713,7 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     child_end: OwnedFd,
 ) -> Result<(u32, OwnedFd), StartError> {
     let parent = current().0.clone();
-    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
+    let pid = if b.daemon {
         // The parent-death signal is tied to the thread that forks: fork from the long-lived
         // spawner thread. The arguments cross to it encoded, and the child decodes them.
         let mut payload = Vec::new();
@@ -703,6 +721,7 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         drop(args);
         let entry = Entry::of(target);
         spawner()
+            .map_err(StartError::Os)?
             .run(Box::new(move || {
                 fork_child(true, me, parent, child_end, move || {
                     entry.run(&payload, fds)
@@ -725,14 +744,21 @@ fn fork_child(
     run: impl FnOnce() -> Outcome,
 ) -> std::io::Result<u32> {
     use std::io::Write;
+    // The child must not take any lock that another thread of this process may hold at the
+    // instant of the fork: install the panic hook here, once, and hold every process-wide lock
+    // the child touches across the fork, so that the child's copies are held by its only thread
+    // (the owner, for the re-entrant stdio locks) and released there.
+    install_panic_hook();
+    let mut out = std::io::stdout().lock();
+    let mut err = std::io::stderr().lock();
     // Anything buffered now would be written twice, once by each process.
-    let _ = std::io::stdout().flush();
-    let _ = std::io::stderr().flush();
+    let _ = out.flush();
+    let _ = err.flush();
     let parent_pid = os::getpid();
-    // Hold the process-wide locks across the fork, so that the child's copies are held by its
-    // only thread (and released there) rather than by a thread that does not exist there.
     let mut cur = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut spawner = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
+    let mut reaper = REAPER.lock().unwrap_or_else(|e| e.into_inner());
     let forked = os::fork_run(|| {
         FORKED.store(true, Ordering::Relaxed);
         if daemon {
@@ -744,13 +770,15 @@ fn fork_child(
         };
         *cur = Some(Arc::new((me, Some(parent))));
         children.clear();
-        drop(children);
-        drop(cur);
+        // The parent's helper threads do not exist here; new ones start when needed.
+        *spawner = None;
+        *reaper = None;
+        drop((out, err, cur, children, spawner, reaper));
         // The child's copy of the parent's end stays open until it exits; it only writes. A
         // forked child is at its entry point already: it sends no `Started`.
         run_child(child_end.as_fd(), run);
     });
-    // In the parent, dropping the closure released both locks and closed the child's end.
+    // In the parent, dropping the closure released the locks and closed the child's end.
     forked
 }
 
@@ -828,74 +856,65 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// assert_eq!(p.join().unwrap_err().exitcode(), Some(-15));
     /// ```
     pub fn join_timeout(self, timeout: Duration) -> Result<R, JoinTimeoutError<R>> {
-        self.join_deadline(Some(Instant::now() + timeout))
+        // A time-out too large to represent waits forever.
+        self.join_deadline(Instant::now().checked_add(timeout))
     }
 
     fn join_deadline(mut self, deadline: Option<Instant>) -> Result<R, JoinTimeoutError<R>> {
         let mut buf = Vec::new();
         let mut fds = Vec::new();
         loop {
-            let limit = match self.stage {
-                Stage::Starting => {
-                    Some(deadline.map_or(self.started_by, |d| d.min(self.started_by)))
-                }
-                Stage::Running => deadline,
+            let limit = match (self.stage, self.started_by) {
+                (Stage::Starting, Some(s)) => Some(deadline.map_or(s, |d| d.min(s))),
+                _ => deadline,
             };
-            // Without a limit, the read below blocks until the child speaks or ends.
-            let ready = match limit {
-                None => true,
-                Some(l) => {
-                    let wait = l.saturating_duration_since(Instant::now());
-                    socket::wait_readable(self.sock.as_fd(), Some(wait))
-                        .map_err(|e| JoinTimeoutError::Failed(e.into()))?
+            let mut watch = Watch::new(self.sock.as_fd(), self.inner.pidfd.as_fd());
+            let control = match watch.read_frame(MAX_CONTROL, &mut buf, &mut fds, limit) {
+                Ok(true) => codec::decode::<Control>(&buf, Vec::new())
+                    .map_err(|e| JoinError::Codec(format!("bad message from the child: {e}"))),
+                Ok(false) => {
+                    if self.stage == Stage::Starting
+                        && self.started_by.is_some_and(|s| Instant::now() >= s)
+                    {
+                        let _ = self.kill();
+                        let _ = self.inner.wait(None);
+                        return Err(JoinTimeoutError::Failed(JoinError::NotStarted(format!(
+                            "it did not reach its entry point within {:?}; does its main() \
+                             call multiproc::init() first?",
+                            self.startup_timeout
+                        ))));
+                    }
+                    return Err(JoinTimeoutError::Timeout(self));
                 }
-            };
-            if !ready {
-                if self.stage == Stage::Starting && Instant::now() >= self.started_by {
-                    let _ = self.kill();
-                    let _ = self.inner.wait(None);
-                    return Err(JoinTimeoutError::Failed(JoinError::NotStarted(format!(
-                        "it did not reach its entry point within {:?}; does its main() call \
-                         multiproc::init() first?",
-                        self.startup_timeout
-                    ))));
-                }
-                return Err(JoinTimeoutError::Timeout(self));
-            }
-            let control = match read_control(self.sock.as_fd(), &mut buf, &mut fds) {
-                Ok(c) => c,
-                Err(FrameError::Closed) => return Err(JoinTimeoutError::Failed(self.ended())),
-                Err(e) => return Err(JoinTimeoutError::Failed(protocol_error(e))),
+                Err(FrameError::Closed) => Err(self.ended()),
+                Err(e) => Err(protocol_error(e)),
             };
             let failure = match (self.stage, control) {
-                (Stage::Starting, Control::Started) => {
+                (Stage::Starting, Ok(Control::Started)) => {
                     self.stage = Stage::Running;
                     continue;
                 }
-                (Stage::Running, Control::Returned) => {
+                (Stage::Running, Ok(Control::Returned)) => {
                     // The result's descriptors may have arrived with the control frame.
-                    let value =
-                        frame::read_frame(self.sock.as_fd(), self.max_result, &mut buf, &mut fds)
-                            .map_err(|e| match e {
-                                FrameError::TooLarge { len, max } => JoinError::Codec(format!(
-                                    "the result is {len} bytes, more than the maximum of {max}"
-                                )),
-                                FrameError::Closed | FrameError::Truncated { .. } => self.ended(),
-                                e => protocol_error(e),
-                            })
-                            .and_then(|()| {
-                                codec::decode::<R>(&buf, std::mem::take(&mut fds))
-                                    .map_err(|e| JoinError::Codec(e.to_string()))
-                            });
+                    let value = match watch.read_frame(self.max_result, &mut buf, &mut fds, None) {
+                        Ok(_) => codec::decode::<R>(&buf, std::mem::take(&mut fds))
+                            .map_err(|e| JoinError::Codec(e.to_string())),
+                        Err(FrameError::TooLarge { len, max }) => Err(JoinError::Codec(format!(
+                            "the result is {len} bytes, more than the maximum of {max}"
+                        ))),
+                        Err(FrameError::Closed | FrameError::Truncated { .. }) => Err(self.ended()),
+                        Err(e) => Err(protocol_error(e)),
+                    };
                     let _ = self.inner.wait(None);
                     return value.map_err(JoinTimeoutError::Failed);
                 }
-                (Stage::Running, Control::Panicked(info)) => JoinError::Panicked(info),
-                (Stage::Running, Control::Failed(msg)) => JoinError::Codec(msg),
-                (_, other) => JoinError::Io(std::io::Error::new(
+                (Stage::Running, Ok(Control::Panicked(info))) => JoinError::Panicked(info),
+                (Stage::Running, Ok(Control::Failed(msg))) => JoinError::Codec(msg),
+                (_, Ok(other)) => JoinError::Io(std::io::Error::new(
                     std::io::ErrorKind::InvalidData,
                     format!("unexpected message from the child: {other:?}"),
                 )),
+                (_, Err(e)) => e,
             };
             let _ = self.inner.wait(None);
             return Err(JoinTimeoutError::Failed(failure));
@@ -925,6 +944,114 @@ fn protocol_error(e: FrameError) -> JoinError {
         std::io::ErrorKind::InvalidData,
         e.to_string(),
     ))
+}
+
+/// Reads the child's frames without trusting end-of-stream alone: a process the child forked may
+/// hold its end of the socket open, so the child's exit (its pidfd) ends the stream too.
+struct Watch<'a> {
+    sock: BorrowedFd<'a>,
+    pidfd: BorrowedFd<'a>,
+    exited: bool,
+}
+
+impl<'a> Watch<'a> {
+    fn new(sock: BorrowedFd<'a>, pidfd: BorrowedFd<'a>) -> Self {
+        Watch {
+            sock,
+            pidfd,
+            exited: false,
+        }
+    }
+
+    /// Fills `buf`; returns how much arrived (less at end of stream), or `None` when `deadline`
+    /// passed before the first byte. Once a byte has arrived, the rest is waited for without
+    /// limit (the child is writing it, or has ended).
+    fn fill(
+        &mut self,
+        buf: &mut [u8],
+        fds: &mut Vec<OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> std::io::Result<Option<usize>> {
+        let mut got = 0;
+        while got < buf.len() {
+            match socket::recv_some_nonblocking(self.sock, &mut buf[got..], fds) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    if self.exited {
+                        // Everything the child wrote before it ended is already here.
+                        break;
+                    }
+                    let limit = if got == 0 { deadline } else { None };
+                    if !self.wait(limit)? {
+                        return Ok(None);
+                    }
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(Some(got))
+    }
+
+    /// Waits until the socket is readable or the child has ended; `false` on time-out.
+    fn wait(&mut self, deadline: Option<Instant>) -> std::io::Result<bool> {
+        let ready = socket::poll_in(&[self.sock, self.pidfd], deadline)?;
+        self.exited |= ready[1];
+        Ok(ready[0] || ready[1])
+    }
+
+    /// Reads one frame into `buf` (descriptors into `fds`): `Ok(false)` when `deadline` passed
+    /// before it began.
+    fn read_frame(
+        &mut self,
+        max: u64,
+        buf: &mut Vec<u8>,
+        fds: &mut Vec<OwnedFd>,
+        deadline: Option<Instant>,
+    ) -> Result<bool, FrameError> {
+        let mut h = [0u8; 12];
+        let got = match self.fill(&mut h[..4], fds, deadline)? {
+            None => return Ok(false),
+            Some(n) => n,
+        };
+        let truncated = |got: usize, expected: u64| FrameError::Truncated {
+            got: got as u64,
+            expected,
+        };
+        match got {
+            0 => return Err(FrameError::Closed),
+            4 => {}
+            n => return Err(truncated(n, 4)),
+        }
+        let len = match i32::from_be_bytes([h[0], h[1], h[2], h[3]]) {
+            -1 => {
+                let n = self.fill(&mut h[4..], fds, None)?.unwrap_or(0);
+                if n < 8 {
+                    return Err(truncated(4 + n, 12));
+                }
+                u64::from_be_bytes(h[4..].try_into().expect("8 bytes"))
+            }
+            n if n < 0 => return Err(FrameError::BadLength(n)),
+            n => n as u64,
+        };
+        if len > max {
+            return Err(FrameError::TooLarge { len, max });
+        }
+        let len_usize = usize::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
+        buf.clear();
+        buf.try_reserve_exact(len_usize).map_err(|_| {
+            std::io::Error::new(
+                std::io::ErrorKind::OutOfMemory,
+                "cannot allocate a frame buffer",
+            )
+        })?;
+        buf.resize(len_usize, 0);
+        let got = self.fill(buf, fds, None)?.unwrap_or(0);
+        if got < len_usize {
+            return Err(truncated(got, len));
+        }
+        Ok(true)
+    }
 }
 
 fn read_control(
@@ -1004,14 +1131,9 @@ impl<R> Process<R> {
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         if self.inner.exitcode().is_none() {
-            if FORKED.load(Ordering::Relaxed) {
-                // The reaper thread, if the parent had one, does not exist in a forked child.
-                let inner = self.inner.clone();
-                let _ = std::thread::Builder::new()
-                    .name("multiproc-reaper".into())
-                    .spawn(move || inner.wait(None));
-            } else {
-                reaper().adopt(self.inner.clone());
+            // Without a thread to spare, the child stays a zombie until this process exits.
+            if let Ok(r) = reaper() {
+                r.adopt(self.inner.clone());
             }
         }
     }
@@ -1045,14 +1167,17 @@ fn run_spawned_child(sock: OwnedFd) -> ! {
         },
         boot.parent,
     );
+    install_panic_hook();
     let entry = boot.entry;
     match run_child(sock, move || entry.run(&buf, fds)) {}
 }
 
 /// Runs the target with panic reporting, sends the report on `sock` and exits.
+///
+/// Everything that runs user code (decoding the arguments, the target, encoding and dropping the
+/// result) is inside `catch_unwind`: a panic anywhere there is reported as the target's panic.
 fn run_child(sock: BorrowedFd<'_>, run: impl FnOnce() -> Outcome) -> std::convert::Infallible {
-    install_panic_hook();
-    let outcome = run();
+    let outcome = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|p| panic_outcome(&*p));
     let code = match outcome {
         Outcome::Returned(bytes, fds) => {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
@@ -1078,6 +1203,8 @@ fn run_child(sock: BorrowedFd<'_>, run: impl FnOnce() -> Outcome) -> std::conver
 
 fn exit_child(code: i32) -> std::convert::Infallible {
     use std::io::Write;
+    // In a forked child these locks were released by `fork_child`, so flushing is safe; the
+    // child exits without `atexit` handlers, which belong to the parent's program.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     if FORKED.load(Ordering::Relaxed) {
@@ -1086,8 +1213,8 @@ fn exit_child(code: i32) -> std::convert::Infallible {
     std::process::exit(code)
 }
 
-/// Set in a child created by [`StartMethod::Fork`], whose helper threads (spawner, reaper) and
-/// stdio buffers are the parent's copies.
+/// Set in a child created by [`StartMethod::Fork`], which must leave by `_exit`: its `atexit`
+/// handlers and C stdio buffers are the parent's.
 static FORKED: AtomicBool = AtomicBool::new(false);
 
 fn control_bytes(c: &Control) -> Vec<u8> {
@@ -1114,32 +1241,41 @@ fn run_target<A, R: Serialize>(f: fn(A) -> R, args: A) -> Outcome {
         Ok(value) => {
             let mut bytes = Vec::new();
             match codec::encode_into(&value, &mut bytes) {
-                // Keep `value` alive until its descriptors are sent: they are duplicates.
+                // The descriptors are duplicates: `value` may go.
                 Ok(fds) => Outcome::Returned(bytes, fds),
                 Err(e) => Outcome::Failed(format!("cannot encode the result: {e}")),
             }
         }
-        Err(payload) => {
-            let message = if let Some(s) = payload.downcast_ref::<&str>() {
-                (*s).to_owned()
-            } else if let Some(s) = payload.downcast_ref::<String>() {
-                s.clone()
-            } else {
-                "Box<dyn Any>".to_owned()
-            };
-            let location = PANIC_LOCATION
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .take();
-            Outcome::Panicked(PanicInfo::new(message, location))
-        }
+        Err(payload) => panic_outcome(&*payload),
     }
+}
+
+/// The report of a panic with this payload, at the location the panic hook recorded.
+fn panic_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
+    let message = if let Some(s) = payload.downcast_ref::<&str>() {
+        (*s).to_owned()
+    } else if let Some(s) = payload.downcast_ref::<String>() {
+        s.clone()
+    } else {
+        "Box<dyn Any>".to_owned()
+    };
+    let location = PANIC_LOCATION
+        .lock()
+        .unwrap_or_else(|e| e.into_inner())
+        .take();
+    Outcome::Panicked(PanicInfo::new(message, location))
 }
 
 static PANIC_LOCATION: Mutex<Option<String>> = Mutex::new(None);
 
-/// Records where the target panicked, then lets the previous hook print the panic as usual.
+/// Records where a panic happened (for [`PanicInfo::location`]), then lets the previous hook
+/// print it as usual. Installed once per process, before the first fork or in a spawned child.
 fn install_panic_hook() {
+    static ONCE: std::sync::Once = std::sync::Once::new();
+    ONCE.call_once(install_panic_hook_now);
+}
+
+fn install_panic_hook_now() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
         if let Some(loc) = info.location() {
@@ -1179,28 +1315,34 @@ impl Spawner {
     }
 }
 
-fn spawner() -> &'static Spawner {
-    static SPAWNER: OnceLock<Spawner> = OnceLock::new();
-    SPAWNER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
-        std::thread::Builder::new()
-            .name("multiproc-spawner".into())
-            .spawn(move || {
-                for (job, reply) in rx {
-                    let _ = reply.send(job());
-                }
-            })
-            .expect("cannot start the multiproc spawner thread");
-        Spawner {
-            jobs: Mutex::new(tx),
-        }
-    })
+/// This process's spawner, started on first use. Reset in forked children (`fork_child`).
+static SPAWNER: Mutex<Option<Arc<Spawner>>> = Mutex::new(None);
+
+fn spawner() -> std::io::Result<Arc<Spawner>> {
+    let mut slot = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(s) = &*slot {
+        return Ok(s.clone());
+    }
+    let (tx, rx) = std::sync::mpsc::channel::<SpawnJob>();
+    std::thread::Builder::new()
+        .name("multiproc-spawner".into())
+        .spawn(move || {
+            for (job, reply) in rx {
+                let _ = reply.send(job());
+            }
+        })?;
+    let s = Arc::new(Spawner {
+        jobs: Mutex::new(tx),
+    });
+    *slot = Some(s.clone());
+    Ok(s)
 }
 
 /// Collects the exit status of children whose [`Process`] was dropped while they ran.
 struct Reaper {
     adopted: Mutex<Vec<Arc<Inner>>>,
-    wake: OwnedFd,
+    wake_tx: OwnedFd,
+    wake_rx: OwnedFd,
 }
 
 impl Reaper {
@@ -1209,47 +1351,47 @@ impl Reaper {
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .push(child);
-        let _ = rustix::io::write(&self.wake, &[1]);
+        let _ = rustix::io::write(&self.wake_tx, &[1]);
     }
 }
 
-fn reaper() -> &'static Reaper {
-    static REAPER: OnceLock<Reaper> = OnceLock::new();
-    static WAKE_RX: OnceLock<OwnedFd> = OnceLock::new();
-    REAPER.get_or_init(|| {
-        let (rx, tx) = rustix::pipe::pipe_with(
-            rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
-        )
-        .expect("cannot create the reaper's pipe");
-        let _ = WAKE_RX.set(rx);
-        std::thread::Builder::new()
-            .name("multiproc-reaper".into())
-            .spawn(|| reap_forever(REAPER.wait(), WAKE_RX.wait()))
-            .expect("cannot start the multiproc reaper thread");
-        Reaper {
-            adopted: Mutex::new(Vec::new()),
-            wake: tx,
-        }
-    })
+/// This process's reaper, started on first use. Reset in forked children (`fork_child`).
+static REAPER: Mutex<Option<Arc<Reaper>>> = Mutex::new(None);
+
+fn reaper() -> std::io::Result<Arc<Reaper>> {
+    let mut slot = REAPER.lock().unwrap_or_else(|e| e.into_inner());
+    if let Some(r) = &*slot {
+        return Ok(r.clone());
+    }
+    let (wake_rx, wake_tx) = rustix::pipe::pipe_with(
+        rustix::pipe::PipeFlags::CLOEXEC | rustix::pipe::PipeFlags::NONBLOCK,
+    )?;
+    let r = Arc::new(Reaper {
+        adopted: Mutex::new(Vec::new()),
+        wake_tx,
+        wake_rx,
+    });
+    let thread_r = r.clone();
+    std::thread::Builder::new()
+        .name("multiproc-reaper".into())
+        .spawn(move || reap_forever(&thread_r))?;
+    *slot = Some(r.clone());
+    Ok(r)
 }
 
-fn reap_forever(reaper: &Reaper, wake: &OwnedFd) {
-    use rustix::event::{PollFd, PollFlags};
+fn reap_forever(reaper: &Reaper) {
     loop {
         let children: Vec<Arc<Inner>> = reaper
             .adopted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
-        let mut pfds = Vec::with_capacity(children.len() + 1);
-        pfds.push(PollFd::new(wake, PollFlags::IN));
-        for c in &children {
-            pfds.push(PollFd::new(&c.pidfd, PollFlags::IN));
-        }
-        let _ = rustix::event::poll(&mut pfds, None);
+        let mut fds = Vec::with_capacity(children.len() + 1);
+        fds.push(reaper.wake_rx.as_fd());
+        fds.extend(children.iter().map(|c| c.pidfd.as_fd()));
+        let _ = socket::poll_in(&fds, None);
         let mut drain = [0u8; 64];
-        while matches!(rustix::io::read(wake, &mut drain), Ok(n) if n > 0) {}
-        drop(pfds);
+        while matches!(rustix::io::read(&reaper.wake_rx, &mut drain), Ok(n) if n > 0) {}
         reaper
             .adopted
             .lock()

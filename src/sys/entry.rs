@@ -80,6 +80,15 @@ impl Entry {
         }
     }
 
+    /// Whether the target, its trampoline and this crate live in one loaded object (the
+    /// executable), as re-executing the program requires: a function in a shared library
+    /// loaded at its own address has no fixed offset from the executable's code.
+    pub(crate) fn same_object<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> bool {
+        let t: Trampoline = trampoline::<A, R>;
+        let base = object_base(anchor as fn() as usize);
+        object_base(f as usize) == base && object_base(t as usize) == base
+    }
+
     /// Runs the entry point in this process: decodes the arguments, calls the target, encodes
     /// what it returned (or reports its panic).
     ///
@@ -92,6 +101,20 @@ impl Entry {
         let t: Trampoline =
             unsafe { std::mem::transmute_copy::<usize, Trampoline>(&addr_of(self.trampoline)) };
         t(addr_of(self.target), self.signature, args, fds)
+    }
+}
+
+/// The load address of the object (executable or shared library) containing `addr`, as
+/// `dladdr(3)` reports it; 0 when it cannot tell.
+fn object_base(addr: usize) -> usize {
+    let mut info = std::mem::MaybeUninit::<libc::Dl_info>::zeroed();
+    // SAFETY: `dladdr` only reads its address argument and fills `info`, which is valid for
+    // writes; the result is read only when `dladdr` reports success.
+    unsafe {
+        if libc::dladdr(addr as *const libc::c_void, info.as_mut_ptr()) == 0 {
+            return 0;
+        }
+        info.assume_init().dli_fbase as usize
     }
 }
 
@@ -114,6 +137,12 @@ mod tests {
             }
             other => panic!("unexpected outcome {other:?}"),
         }
+    }
+
+    #[test]
+    fn targets_in_the_executable_are_in_one_object() {
+        assert!(Entry::same_object(double));
+        assert_ne!(object_base(double as fn(u32) -> u32 as usize), 0);
     }
 
     #[test]

@@ -37,9 +37,8 @@ pub(crate) fn spawn_self(
     let keep_fd: RawFd = keep.as_raw_fd();
     let parent = rustix::process::getpid();
     let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0(argv0)
-        .args(args)
-        .env(CHILD_ENV, keep_fd.to_string());
+    let marker = format!("{keep_fd},{}", parent.as_raw_nonzero());
+    cmd.arg0(argv0).args(args).env(CHILD_ENV, marker);
     // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
     // system calls (fcntl, prctl, getppid, _exit), touching no locks and allocating nothing.
     unsafe {
@@ -81,15 +80,33 @@ pub(crate) fn spawn_self(
 /// undefined behaviour: memory the child sees is a consistent copy, and glibc's `malloc`
 /// re-initialises its locks in the child.
 pub(crate) fn fork_run(child: impl FnOnce()) -> io::Result<u32> {
-    // SAFETY: `fork` has no memory-safety preconditions; the child runs `child` and then exits,
-    // so control never comes back into the parent's frames in the child.
+    /// Ends the child if `child` unwinds: a panic must never travel up into the frames the child
+    /// copied from its parent (they belong to the parent's program, not to the child).
+    struct ExitOnUnwind;
+    impl Drop for ExitOnUnwind {
+        fn drop(&mut self) {
+            exit_immediately(1);
+        }
+    }
+    // SAFETY: `fork` has no memory-safety preconditions; the child runs `child` and then exits
+    // (by return or by unwinding into `ExitOnUnwind`), so control never comes back into the
+    // parent's frames in the child.
     match unsafe { libc::fork() } {
         -1 => Err(io::Error::last_os_error()),
         0 => {
+            let _guard = ExitOnUnwind;
             child();
             exit_immediately(127)
         }
         pid => Ok(pid as u32),
+    }
+}
+
+/// Kills and reaps a child known only by its pid (when no pidfd could be had for it).
+pub(crate) fn kill_and_reap(pid: u32) {
+    if let Some(p) = Pid::from_raw(pid as i32) {
+        let _ = rustix::process::kill_process(p, Signal::KILL);
+        let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
     }
 }
 
@@ -195,35 +212,77 @@ pub(crate) fn pidfd_wait_exit(
     }
 }
 
-/// Takes the child marker out of the environment: the inherited descriptor leading back to the
-/// parent, if this process was started as a child.
-pub(crate) fn take_child_marker() -> Option<OwnedFd> {
+/// What the child marker in the environment says about this process.
+pub(crate) enum Marker {
+    /// No marker, or one inherited by accident (this process was not started by
+    /// [`spawn_self`]): run as the program itself.
+    None,
+    /// This process was started as a child; here is the descriptor leading back to its parent.
+    Child(OwnedFd),
+}
+
+/// Reads the child marker: the inherited descriptor leading back to the parent, if this process
+/// was started as a child by [`spawn_self`]. Only the first call can return it.
+///
+/// The marker names the descriptor and the parent's pid. A process whose parent is that pid was
+/// started by `spawn_self`; if its descriptor is not the parent's socket (`SO_PEERCRED`), or if
+/// its parent died before it got here (it was re-parented, but the socket is its parent's), it
+/// exits at once with code 1 rather than run the program a second time. Any other process that
+/// sees a marker inherited it by accident (a program started with `std::process::Command` by a
+/// child, say) and runs as itself. The environment is left as it is: changing it is unsound
+/// while other threads may read it.
+pub(crate) fn take_child_marker() -> Marker {
+    static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    let Some((fd, parent)) = read_marker() else {
+        return Marker::None;
+    };
+    if TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel) {
+        return Marker::None;
+    }
+    let is_parents_socket = fd >= 3 && {
+        // SAFETY: the descriptor is only borrowed for these two calls, which fail cleanly
+        // (EBADF, ENOTSOCK) on a number that is closed or not a socket.
+        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
+        rustix::fs::fstat(borrowed).is_ok_and(|st| {
+            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+        }) && rustix::net::sockopt::socket_peercred(borrowed)
+            .is_ok_and(|c| c.pid.as_raw_nonzero().get() == parent)
+    };
+    let our_parent = getppid_raw() == Some(parent);
+    match (our_parent, is_parents_socket) {
+        (true, true) => {
+            // SAFETY: the parent left exactly this descriptor open for this process to own (it
+            // created the socket, as SO_PEERCRED shows), and `TAKEN` guarantees it is claimed
+            // once.
+            let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
+            // Grandchildren must not inherit it.
+            let _ = rustix::io::fcntl_setfd(owned.as_fd(), rustix::io::FdFlags::CLOEXEC);
+            Marker::Child(owned)
+        }
+        (true, false) => {
+            eprintln!("multiproc: started as a child, but the descriptor to the parent is missing");
+            exit_immediately(1)
+        }
+        // Our parent died before we reached our entry point: nobody to run for.
+        (false, true) => exit_immediately(1),
+        (false, false) => Marker::None,
+    }
+}
+
+/// Whether this process carries a child marker addressed to it (its parent is the pid the
+/// marker names), whether or not [`take_child_marker`] has run yet.
+pub(crate) fn is_marked_child() -> bool {
+    read_marker().is_some_and(|(_, parent)| getppid_raw() == Some(parent))
+}
+
+fn read_marker() -> Option<(RawFd, i32)> {
     let value = std::env::var_os(CHILD_ENV)?;
-    // SAFETY: called from `init` at the top of `main`, before the program starts threads that
-    // could read the environment concurrently; Rust's own environment accesses are serialised by
-    // the standard library.
-    unsafe { std::env::remove_var(CHILD_ENV) };
-    let fd: RawFd = value.to_str()?.parse().ok()?;
-    if fd < 3 {
-        return None;
-    }
-    // The descriptor must be an open socket: anything else means the variable was inherited by
-    // accident (for example by a program started with `std::process::Command` from a child).
-    let stat = rustix::fs::fstat(
-        // SAFETY: the descriptor is only borrowed for this call; fstat on a closed or
-        // unrelated number fails with EBADF or reports a non-socket, both handled below.
-        unsafe { BorrowedFd::borrow_raw(fd) },
-    )
-    .ok()?;
-    if rustix::fs::FileType::from_raw_mode(stat.st_mode) != rustix::fs::FileType::Socket {
-        return None;
-    }
-    // SAFETY: the parent left exactly this descriptor open for this process to own, and nothing
-    // else in this process has claimed it: the marker was read once and then removed.
-    let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-    // Grandchildren must not inherit it.
-    let _ = rustix::io::fcntl_setfd(owned.as_fd(), rustix::io::FdFlags::CLOEXEC);
-    Some(owned)
+    let (fd, parent) = value.to_str()?.split_once(',')?;
+    Some((fd.parse().ok()?, parent.parse().ok()?))
+}
+
+fn getppid_raw() -> Option<i32> {
+    rustix::process::getppid().map(|p| p.as_raw_nonzero().get())
 }
 
 /// The number of online CPUs in the system (`sysconf(_SC_NPROCESSORS_ONLN)`), at least 1.

@@ -131,6 +131,39 @@ pub(crate) fn recv_with_fds(
     Ok(got)
 }
 
+/// One `recvmsg` without blocking (`MSG_DONTWAIT`): the bytes read (0 at end of stream), or an
+/// error of kind `WouldBlock` when nothing is there yet. Descriptors go to `fds`.
+pub(crate) fn recv_some_nonblocking(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(buf)];
+        let flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT;
+        let msg = match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
+            Ok(m) => m,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::CONNRESET) => return Ok(0),
+            Err(e) => return Err(e.into()),
+        };
+        for m in control.drain() {
+            if let RecvAncillaryMessage::ScmRights(rights) = m {
+                fds.extend(rights);
+            }
+        }
+        if msg.flags.contains(ReturnFlags::CTRUNC) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "descriptors were dropped: the message carried more than the receive buffer holds",
+            ));
+        }
+        return Ok(msg.bytes);
+    }
+}
+
 /// Reads exactly `buf.len()` bytes (no descriptors expected) unless the peer closes first.
 /// Returns how many bytes were read.
 pub(crate) fn read_full<Fd: AsFd>(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
@@ -154,10 +187,23 @@ pub(crate) fn wait_readable(
     fd: BorrowedFd<'_>,
     timeout: Option<std::time::Duration>,
 ) -> io::Result<bool> {
+    // A time-out too large to represent waits forever.
+    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
+    Ok(poll_in(&[fd], deadline)?[0])
+}
+
+/// Waits until at least one of `fds` is readable (or closed, or, for a pidfd, ended), until
+/// `deadline` (`None`: forever). Returns which are ready: all `false` on time-out.
+pub(crate) fn poll_in(
+    fds: &[BorrowedFd<'_>],
+    deadline: Option<std::time::Instant>,
+) -> io::Result<Vec<bool>> {
     use rustix::event::{PollFd, PollFlags, Timespec};
-    let deadline = timeout.map(|t| std::time::Instant::now() + t);
+    let mut pfds: Vec<PollFd<'_>> = fds
+        .iter()
+        .map(|fd| PollFd::new(fd, PollFlags::IN))
+        .collect();
     loop {
-        let mut pfd = [PollFd::new(&fd, PollFlags::IN)];
         let ts = deadline.map(|d| {
             let left = d.saturating_duration_since(std::time::Instant::now());
             Timespec {
@@ -165,9 +211,8 @@ pub(crate) fn wait_readable(
                 tv_nsec: left.subsec_nanos() as i64,
             }
         });
-        match rustix::event::poll(&mut pfd, ts.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
+        match rustix::event::poll(&mut pfds, ts.as_ref()) {
+            Ok(_) => return Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect()),
             Err(rustix::io::Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }

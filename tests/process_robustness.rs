@@ -1,0 +1,161 @@
+//! Processes in hostile conditions: busy stdio locks in other threads, panics outside the
+//! target, grandchildren that keep the parent's socket open, extreme time-outs.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use multiproc::shm::SharedMemory;
+use multiproc::{JoinError, Process, StartMethod};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+multiproc::test_support!();
+
+fn one(_: ()) -> u32 {
+    1
+}
+
+fn sleep_ms(ms: u64) {
+    std::thread::sleep(Duration::from_millis(ms));
+}
+
+#[test]
+fn forked_child_exits_while_other_threads_hold_stdio() {
+    let stop = Arc::new(AtomicBool::new(false));
+    // Threads that keep taking the stdout and stderr locks (without printing anything).
+    let holders: Vec<_> = (0..3)
+        .map(|i| {
+            let stop = stop.clone();
+            std::thread::spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    if i % 2 == 0 {
+                        let _out = std::io::stdout().lock();
+                        std::hint::spin_loop();
+                    } else {
+                        let _err = std::io::stderr().lock();
+                        std::hint::spin_loop();
+                    }
+                }
+            })
+        })
+        .collect();
+    for _ in 0..60 {
+        let p = Process::builder()
+            .method(StartMethod::Fork)
+            .start(one, ())
+            .unwrap();
+        match p.join_timeout(Duration::from_secs(20)) {
+            Ok(v) => assert_eq!(v, 1),
+            Err(e) => {
+                stop.store(true, Ordering::Relaxed);
+                panic!("forked child did not finish: {e:?}");
+            }
+        }
+    }
+    stop.store(true, Ordering::Relaxed);
+    for h in holders {
+        h.join().unwrap();
+    }
+}
+
+/// A result whose encoding panics: the panic happens outside the target function.
+struct Bomb;
+
+impl Serialize for Bomb {
+    fn serialize<S: Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
+        panic!("boom while encoding the result")
+    }
+}
+
+impl<'de> Deserialize<'de> for Bomb {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        <()>::deserialize(d).map(|()| Bomb)
+    }
+}
+
+fn bomb(_: ()) -> Bomb {
+    Bomb
+}
+
+#[test]
+fn panic_while_encoding_the_result_is_reported_and_stays_in_the_child() {
+    for method in [StartMethod::Fork, StartMethod::Spawn] {
+        // Dropping this unlinks the name: a forked child that unwound into this test's frames
+        // would drop its copy and unlink it.
+        let shm = SharedMemory::create(64).unwrap();
+        let r = Process::builder()
+            .method(method)
+            .start(bomb, ())
+            .unwrap()
+            .join();
+        match r {
+            Err(JoinError::Panicked(info)) => {
+                assert_eq!(info.message(), "boom while encoding the result")
+            }
+            other => panic!("{method:?}: expected a panic report, got {:?}", other.err()),
+        }
+        assert!(
+            SharedMemory::open(shm.name()).is_ok(),
+            "{method:?}: the child ran our destructors"
+        );
+    }
+}
+
+fn abort_after_forking_grandchild(_: ()) {
+    let g = Process::builder()
+        .method(StartMethod::Fork)
+        .start(sleep_ms, 30_000)
+        .unwrap();
+    std::mem::forget(g);
+    std::process::abort();
+}
+
+#[test]
+fn join_returns_when_the_child_dies_though_a_grandchild_holds_its_socket() {
+    let started = Instant::now();
+    let p = Process::start(abort_after_forking_grandchild, ()).unwrap();
+    let err = p.join().unwrap_err();
+    assert!(matches!(err, JoinError::Killed(6)), "{err:?}");
+    // Lower than the grandchild's 30 s by far; generous for a loaded machine.
+    assert!(
+        started.elapsed() < Duration::from_secs(20),
+        "join waited for the grandchild"
+    );
+}
+
+fn seven_later(_: ()) -> u32 {
+    std::thread::sleep(Duration::from_millis(300));
+    7
+}
+
+fn daemon_from_short_thread(_: ()) -> String {
+    let p = std::thread::spawn(|| {
+        Process::builder()
+            .daemon(true)
+            .start(seven_later, ())
+            .unwrap()
+    })
+    .join()
+    .unwrap();
+    format!("{:?}", p.join())
+}
+
+#[test]
+fn daemon_started_from_a_short_thread_in_a_forked_child_survives_the_thread() {
+    let p = Process::builder()
+        .method(StartMethod::Fork)
+        .start(daemon_from_short_thread, ())
+        .unwrap();
+    assert_eq!(p.join().unwrap(), "Ok(7)");
+}
+
+#[test]
+fn huge_time_outs_mean_no_limit() {
+    let p = Process::builder()
+        .startup_timeout(Duration::MAX)
+        .start(sleep_ms, 0)
+        .unwrap();
+    p.join().unwrap();
+    let p = Process::start(sleep_ms, 10).unwrap();
+    p.join_timeout(Duration::MAX).unwrap();
+}
