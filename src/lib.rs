@@ -8,4 +8,8 @@ mod descriptor;
 pub(crate) mod sys;
 
 pub use codec::CodecError;
+pub use connection::{
+    AcceptError, Address, AuthError, BindError, Client, ConnectError, Connection, Listener,
+    RecvError, SendError, pipe, wait,
+};
 pub use descriptor::Descriptor;

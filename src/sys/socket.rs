@@ -93,6 +93,7 @@ pub(crate) fn send_all_with_fds(
 /// Reads exactly `buf.len()` bytes unless the peer closes first, collecting any descriptors that
 /// arrive with them into `fds`. Returns how many bytes were read: less than `buf.len()` only at
 /// end of stream.
+#[allow(dead_code, reason = "for the process module")]
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -130,6 +131,7 @@ pub(crate) fn recv_with_fds(
 
 /// Reads exactly `buf.len()` bytes (no descriptors expected) unless the peer closes first.
 /// Returns how many bytes were read.
+#[allow(dead_code, reason = "for the process module")]
 pub(crate) fn read_full<Fd: AsFd>(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
     let fd = fd.as_fd();
     let mut got = 0;
