@@ -46,7 +46,7 @@ const KEEP_WBUF: usize = 1 << 20;
 /// # Sending a connection
 ///
 /// A `Connection` is itself serializable through the crate's codec: it can be a
-/// [`Process`](crate) argument or part of a message on a Unix-socket connection, and arrives
+/// [`Process`](crate::Process) argument or part of a message on a Unix-socket connection, and arrives
 /// usable (as a duplicate of the same socket or pipe). Through `serde` anywhere else, or on a
 /// connection that cannot carry descriptors (TCP, pipes), it refuses with an error. A
 /// connection holding received but unread data refuses too: that data would be lost.

@@ -51,7 +51,6 @@ pub(crate) fn header(len: usize, out: &mut [u8; 12]) -> &[u8] {
 }
 
 /// Sends one frame on a socket, with `fds` attached.
-#[allow(dead_code, reason = "for the process module")]
 pub(crate) fn write_frame(
     sock: BorrowedFd<'_>,
     payload: &[u8],
@@ -66,7 +65,6 @@ pub(crate) fn write_frame(
 /// into `fds`. Frames longer than `max` are refused before any of the payload is read.
 ///
 /// Reads exactly one frame and nothing after it (no buffering), for one-off messages.
-#[allow(dead_code, reason = "for the process module")]
 pub(crate) fn read_frame(
     sock: BorrowedFd<'_>,
     max: u64,

@@ -93,7 +93,6 @@ pub(crate) fn send_all_with_fds(
 /// Reads exactly `buf.len()` bytes unless the peer closes first, collecting any descriptors that
 /// arrive with them into `fds`. Returns how many bytes were read: less than `buf.len()` only at
 /// end of stream.
-#[allow(dead_code, reason = "for the process module")]
 pub(crate) fn recv_with_fds(
     sock: BorrowedFd<'_>,
     buf: &mut [u8],
@@ -108,6 +107,9 @@ pub(crate) fn recv_with_fds(
         {
             Ok(m) => m,
             Err(rustix::io::Errno::INTR) => continue,
+            // A peer that closed with data of ours still unread resets the connection: for us
+            // that is the end of the stream like any other close.
+            Err(rustix::io::Errno::CONNRESET) => break,
             Err(e) => return Err(e.into()),
         };
         for m in control.drain() {
@@ -131,7 +133,6 @@ pub(crate) fn recv_with_fds(
 
 /// Reads exactly `buf.len()` bytes (no descriptors expected) unless the peer closes first.
 /// Returns how many bytes were read.
-#[allow(dead_code, reason = "for the process module")]
 pub(crate) fn read_full<Fd: AsFd>(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
     let fd = fd.as_fd();
     let mut got = 0;
@@ -140,6 +141,7 @@ pub(crate) fn read_full<Fd: AsFd>(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::CONNRESET) => break,
             Err(e) => return Err(e.into()),
         }
     }
