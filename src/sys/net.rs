@@ -227,6 +227,16 @@ pub(crate) fn send_some(sock: BorrowedFd<'_>, iov: &[IoSlice<'_>]) -> io::Result
     })
 }
 
+/// One `send` with `MSG_NOSIGNAL`: returns the bytes written.
+pub(crate) fn send_one(sock: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    retry(|| rustix::net::send(sock, buf, SendFlags::NOSIGNAL))
+}
+
+/// One `write` (pipes): returns the bytes written.
+pub(crate) fn write_one(fd: BorrowedFd<'_>, buf: &[u8]) -> io::Result<usize> {
+    retry(|| rustix::io::write(fd, buf))
+}
+
 /// One `writev` (pipes): returns the bytes written.
 ///
 /// A pipe whose reader is gone raises `SIGPIPE`; Rust programs ignore it by default and see
