@@ -5,6 +5,7 @@
 pub mod codec;
 pub mod connection;
 mod descriptor;
+pub mod object;
 pub(crate) mod sys;
 
 pub use codec::CodecError;
