@@ -900,4 +900,4 @@ pub fn __macro_set(items: Vec<Object>) -> Object {
 }
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
