@@ -96,6 +96,7 @@ pub mod codec;
 pub mod connection;
 mod descriptor;
 mod error;
+pub mod object;
 pub mod process;
 pub(crate) mod sys;
 

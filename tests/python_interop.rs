@@ -73,11 +73,11 @@ fn pythons() -> Vec<Python> {
 }
 
 /// A Python child running `script` with `args`, killed if the test fails first.
-struct Py(Child);
+struct Py(Child, BufReader<std::process::ChildStdout>);
 
 impl Py {
     fn start(python: &Python, script: &str, args: &[&str]) -> Py {
-        let child = Command::new(&python.path)
+        let mut child = Command::new(&python.path)
             .arg("-c")
             .arg(script)
             .args(args)
@@ -86,14 +86,13 @@ impl Py {
             .stderr(Stdio::piped())
             .spawn()
             .expect("cannot start python");
-        Py(child)
+        let out = BufReader::new(child.stdout.take().unwrap());
+        Py(child, out)
     }
 
     fn line(&mut self) -> String {
         let mut s = String::new();
-        BufReader::new(self.0.stdout.as_mut().unwrap())
-            .read_line(&mut s)
-            .unwrap();
+        self.1.read_line(&mut s).unwrap();
         s.trim().to_owned()
     }
 
@@ -377,4 +376,125 @@ c.recv_bytes()
     drop(c);
     let (ok, _) = child.finish();
     assert!(!ok, "python should see the connection close");
+}
+
+/// Pickled `send`/`recv` with Python (feature `python`): nested plain data both ways.
+#[cfg(feature = "python")]
+mod pickled {
+    use super::*;
+    use multiproc::connection::Codec;
+    use multiproc::obj;
+    use multiproc::object::Object;
+    use serde::{Deserialize, Serialize};
+
+    /// Receives a value from Rust, checks it, sends Python's own nested value, then echoes one
+    /// typed value back. argv: role (client/listener), kind, address, authkey.
+    const PY_PICKLE: &str = r#"
+import sys
+from multiprocessing.connection import Client, Listener
+role, kind, where, key = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4].encode()
+addr = {"tcp": lambda: ("127.0.0.1", int(where) if role == "client" else 0),
+        "unix": lambda: where, "abstract": lambda: "\0" + where}[kind]()
+if role == "client":
+    c = Client(addr, authkey=key)
+else:
+    l = Listener(addr, authkey=key)
+    print(l.address[1] if kind == "tcp" else "ready", flush=True)
+    c = l.accept()
+got = c.recv()
+want = {1: '1', '2': 2, 0.25: None, 'nested': [(1, 2.5), [b'raw', 'text'], {'k': (True, False)}]}
+assert got == want, (got, want)
+mine = {'name': '沐风', 'big': 2**100, 'neg': -(2**70), 'list': [1, [2, [3, [4]]]],
+        'tuple': (None, 1.5, 'x'), 'bytes': bytes(range(5)), 'empty': {}, 'f': -0.0}
+print(repr(mine), flush=True)
+c.send(mine)
+typed = c.recv()
+print(repr(typed), flush=True)
+c.send(typed)
+try:
+    c.recv()
+except EOFError:
+    pass
+"#;
+
+    #[derive(Serialize, Deserialize, Debug, PartialEq)]
+    struct Job {
+        id: u64,
+        name: String,
+        weights: Vec<f64>,
+        tags: Vec<(i32, Option<String>)>,
+    }
+
+    fn job() -> Job {
+        Job {
+            id: 7,
+            name: "résumé".into(),
+            weights: vec![0.5, -1.25],
+            tags: vec![(1, Some("one".into())), (2, None)],
+        }
+    }
+
+    const PY_MINE: &str = "{'name': '沐风', 'big': 1267650600228229401496703205376, \
+        'neg': -1180591620717411303424, 'list': [1, [2, [3, [4]]]], 'tuple': (None, 1.5, 'x'), \
+        'bytes': b'\\x00\\x01\\x02\\x03\\x04', 'empty': {}, 'f': -0.0}";
+
+    /// The Rust half, on a connected `c`; `lines` reads what Python printed.
+    fn talk(c: &mut Connection, mut line: impl FnMut() -> String) {
+        c.set_codec(Codec::Pickle);
+        let want = obj!({1: "1", "2": 2, 0.25: None,
+            "nested": [(1, 2.5), [Object::bytes(b"raw".to_vec()), "text"], {"k": (true, false)}]});
+        c.send(&want).unwrap();
+        let mine: Object = c.recv().unwrap();
+        assert_eq!(line(), PY_MINE);
+        assert_eq!(mine.to_string(), PY_MINE);
+        c.send(&job()).unwrap();
+        let typed_repr = line();
+        assert!(typed_repr.contains("'name': 'résumé'"), "{typed_repr}");
+        let back: Job = c.recv().unwrap();
+        assert_eq!(back, job());
+    }
+
+    #[test]
+    fn pickled_values_both_ways() {
+        for py in pythons() {
+            for (kind, where_) in addresses("pk") {
+                // Rust listener, Python client.
+                let listener = Listener::options()
+                    .authkey(b"pickled")
+                    .allow_legacy_md5(py.legacy())
+                    .bind(rust_address(kind, &where_))
+                    .unwrap();
+                let arg = match listener.address() {
+                    Address::Tcp(a) => a.port().to_string(),
+                    _ => where_.clone(),
+                };
+                let mut child = Py::start(&py, PY_PICKLE, &["client", kind, &arg, "pickled"]);
+                let mut c = accept_within(&listener).unwrap();
+                talk(&mut c, || child.line());
+                drop(c);
+                child.succeed();
+                drop(listener);
+
+                // Python listener, Rust client.
+                let mut child = Py::start(&py, PY_PICKLE, &["listener", kind, &where_, "pickled"]);
+                let first = child.line();
+                let addr = match kind {
+                    "tcp" => format!("127.0.0.1:{first}").parse().unwrap(),
+                    _ => rust_address(kind, &where_),
+                };
+                let mut c = Client::new()
+                    .authkey(b"pickled")
+                    .allow_legacy_md5(py.legacy())
+                    .codec(Codec::Pickle)
+                    .connect(addr)
+                    .unwrap_or_else(|e| panic!("3.{} over {kind}: {e}", py.minor));
+                talk(&mut c, || child.line());
+                drop(c);
+                child.succeed();
+                if kind == "unix" {
+                    let _ = std::fs::remove_file(&where_);
+                }
+            }
+        }
+    }
 }

@@ -22,6 +22,34 @@ use crate::codec;
 /// [`Client`](super::Client).
 pub const DEFAULT_MAX_FRAME: u64 = 1 << 30;
 
+/// How [`Connection::send`] and [`Connection::recv`] encode values.
+///
+/// # Examples
+///
+/// ```
+/// # #[cfg(feature = "python")] {
+/// use multiproc::connection::Codec;
+/// let (mut a, mut b) = multiproc::pipe(true)?;
+/// b.set_codec(Codec::Pickle);
+/// // What Python's `Connection.send((1, "two"))` puts on the wire:
+/// a.send_bytes(b"\x80\x04\x95\x0b\x00\x00\x00\x00\x00\x00\x00K\x01\x8c\x03two\x94\x86\x94.")?;
+/// assert_eq!(b.recv::<(i32, String)>()?, (1, "two".to_owned()));
+/// # }
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Codec {
+    /// postcard: compact and fast, with descriptor-carrying objects on Unix sockets. For Rust
+    /// peers. The default.
+    #[default]
+    Postcard,
+    /// Python's pickle (protocol 4) for plain data, as Python's `Connection.send` and `recv`
+    /// use: see [`codec::pickle`](crate::codec::pickle). Needs the `python` feature.
+    #[cfg(feature = "python")]
+    Pickle,
+}
+
 /// Buffers for outgoing messages are kept between sends up to this size.
 const KEEP_WBUF: usize = 1 << 20;
 
@@ -69,6 +97,7 @@ pub struct Connection {
     readable: bool,
     writable: bool,
     max_frame: u64,
+    codec: Codec,
     broken: bool,
     reader: Reader,
     wbuf: Vec<u8>,
@@ -82,6 +111,7 @@ impl fmt::Debug for Connection {
             .field("readable", &self.readable)
             .field("writable", &self.writable)
             .field("max_frame", &self.max_frame)
+            .field("codec", &self.codec)
             .finish()
     }
 }
@@ -94,16 +124,18 @@ impl Connection {
             readable,
             writable,
             max_frame: DEFAULT_MAX_FRAME,
+            codec: Codec::Postcard,
             broken: false,
             reader: Reader::default(),
             wbuf: Vec::new(),
         }
     }
 
-    /// Sends `value`, encoded with postcard.
+    /// Sends `value`, encoded with the connection's [`Codec`] (postcard unless set).
     ///
     /// Descriptor-carrying objects of this crate (a [`Connection`],
-    /// [`Descriptor`](crate::Descriptor), …) travel with it on Unix-socket connections.
+    /// [`Descriptor`](crate::Descriptor), …) travel with it on Unix-socket connections, with
+    /// postcard.
     ///
     /// # Errors
     ///
@@ -122,6 +154,12 @@ impl Connection {
     pub fn send<T: Serialize + ?Sized>(&mut self, value: &T) -> Result<(), SendError> {
         if !self.writable {
             return Err(SendError::NotWritable);
+        }
+        #[cfg(feature = "python")]
+        if self.codec == Codec::Pickle {
+            let bytes = codec::pickle::to_vec(value)
+                .map_err(|e| SendError::Encode(codec::CodecError::Encode(e.to_string())))?;
+            return self.send_bytes(&bytes);
         }
         let mut buf = std::mem::take(&mut self.wbuf);
         buf.clear();
@@ -171,12 +209,20 @@ impl Connection {
     /// ```
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {
         self.check_readable()?;
+        let decode: fn(&[u8], Vec<OwnedFd>) -> Result<T, codec::CodecError> = match self.codec {
+            Codec::Postcard => codec::decode::<T>,
+            #[cfg(feature = "python")]
+            Codec::Pickle => |bytes, _fds| {
+                codec::pickle::from_slice::<T>(bytes)
+                    .map_err(|e| codec::CodecError::Decode(e.to_string()))
+            },
+        };
         let r = self.reader.read_with(
             self.fd.as_fd(),
             self.transport,
             self.max_frame,
             None,
-            codec::decode::<T>,
+            decode,
         );
         match r {
             Ok(v) => v.map_err(RecvError::Decode),
@@ -445,6 +491,17 @@ impl Connection {
         self.max_frame = max;
     }
 
+    /// How [`send`](Self::send) and [`recv`](Self::recv) encode values.
+    pub fn codec(&self) -> Codec {
+        self.codec
+    }
+
+    /// Sets how [`send`](Self::send) and [`recv`](Self::recv) encode values: [`Codec::Pickle`]
+    /// talks with Python's `Connection.send`/`recv`.
+    pub fn set_codec(&mut self, codec: Codec) {
+        self.codec = codec;
+    }
+
     /// Whether this end can receive.
     pub fn readable(&self) -> bool {
         self.readable
@@ -553,20 +610,32 @@ impl Serialize for Connection {
             Transport::Tcp => 1,
             Transport::Pipe => 2,
         };
-        let mut t = s.serialize_tuple(5)?;
+        let codec: u8 = match self.codec {
+            Codec::Postcard => 0,
+            #[cfg(feature = "python")]
+            Codec::Pickle => 1,
+        };
+        let mut t = s.serialize_tuple(6)?;
         t.serialize_element(&FdOut(self.fd.as_fd()))?;
         t.serialize_element(&transport)?;
         t.serialize_element(&self.readable)?;
         t.serialize_element(&self.writable)?;
         t.serialize_element(&self.max_frame)?;
+        t.serialize_element(&codec)?;
         t.end()
     }
 }
 
 impl<'de> Deserialize<'de> for Connection {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let (fd, transport, readable, writable, max_frame) =
-            <(FdIn, u8, bool, bool, u64)>::deserialize(d)?;
+        let (fd, transport, readable, writable, max_frame, codec) =
+            <(FdIn, u8, bool, bool, u64, u8)>::deserialize(d)?;
+        let codec = match codec {
+            0 => Codec::Postcard,
+            #[cfg(feature = "python")]
+            1 => Codec::Pickle,
+            n => return Err(D::Error::custom(format!("unknown codec {n}"))),
+        };
         let transport = match transport {
             0 => Transport::Unix,
             1 => Transport::Tcp,
@@ -575,6 +644,7 @@ impl<'de> Deserialize<'de> for Connection {
         };
         let mut c = Connection::new(fd.0, transport, readable, writable);
         c.max_frame = max_frame;
+        c.codec = codec;
         Ok(c)
     }
 }

@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use super::address::Address;
-use super::conn::{Connection, DEFAULT_MAX_FRAME};
+use super::conn::{Codec, Connection, DEFAULT_MAX_FRAME};
 use super::error::{AcceptError, BindError, ConnectError};
 use super::frame::Transport;
 use super::handshake::{self, Auth};
@@ -22,6 +22,7 @@ struct Options {
     legacy_md5: bool,
     max_frame: u64,
     handshake_timeout: Option<Duration>,
+    codec: Codec,
 }
 
 impl Default for Options {
@@ -31,6 +32,7 @@ impl Default for Options {
             legacy_md5: false,
             max_frame: DEFAULT_MAX_FRAME,
             handshake_timeout: Some(DEFAULT_HANDSHAKE_TIMEOUT),
+            codec: Codec::Postcard,
         }
     }
 }
@@ -42,6 +44,7 @@ impl fmt::Debug for Options {
             .field("legacy_md5", &self.legacy_md5)
             .field("max_frame", &self.max_frame)
             .field("handshake_timeout", &self.handshake_timeout)
+            .field("codec", &self.codec)
             .finish()
     }
 }
@@ -103,6 +106,12 @@ impl ListenerOptions {
     /// default; `None` waits forever, as Python).
     pub fn handshake_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
         self.opts.handshake_timeout = timeout;
+        self
+    }
+
+    /// How accepted connections encode typed messages ([`Codec::Postcard`] by default).
+    pub fn codec(&mut self, codec: Codec) -> &mut Self {
+        self.opts.codec = codec;
         self
     }
 
@@ -246,6 +255,7 @@ impl Listener {
             handshake::server(&mut c, &a)?;
         }
         c.set_max_frame(self.opts.max_frame);
+        c.set_codec(self.opts.codec);
         Ok(c)
     }
 }
@@ -318,6 +328,13 @@ impl Client {
         self
     }
 
+    /// How the connection encodes typed messages ([`Codec::Postcard`] by default;
+    /// `Codec::Pickle` to talk with Python's `send`/`recv`).
+    pub fn codec(&mut self, codec: Codec) -> &mut Self {
+        self.opts.codec = codec;
+        self
+    }
+
     /// Connects to `address`, then runs the handshake if an authkey is set. TCP connections
     /// get `TCP_NODELAY`.
     ///
@@ -347,6 +364,7 @@ impl Client {
             handshake::client(&mut c, &a)?;
         }
         c.set_max_frame(self.opts.max_frame);
+        c.set_codec(self.opts.codec);
         Ok(c)
     }
 }
