@@ -176,8 +176,69 @@ fn bulk(c: &mut Criterion) {
 
 criterion_group!(benches, round_trips, bulk);
 
+/// Raw socketpair and `pipe()` round trips measured in alternating blocks, both processes on
+/// CPU 0, so that load from other programs hits both alike: prints the medians and the median
+/// of the per-block ratios.
+fn interleaved_ratio() {
+    const BLOCKS: usize = 41;
+    const PER_BLOCK: u32 = 2000;
+    pin_to(Some(0));
+    let (mut raw, theirs) = UnixStream::pair().unwrap();
+    let p_raw = Process::start(
+        echo_raw,
+        Descriptor::from(std::os::fd::OwnedFd::from(theirs)),
+    )
+    .unwrap();
+    let (mut a, b) = pipe(true).unwrap();
+    let p_conn = Process::start(echo_bytes, b).unwrap();
+    let mut raw_us = Vec::new();
+    let mut conn_us = Vec::new();
+    let mut ratios = Vec::new();
+    let mut rbuf = [7u8; 64];
+    let msg = [7u8; 64];
+    let mut cbuf = Vec::with_capacity(64);
+    for block in 0..=BLOCKS {
+        let t = Instant::now();
+        for _ in 0..PER_BLOCK {
+            raw.write_all(&rbuf).unwrap();
+            raw.read_exact(&mut rbuf).unwrap();
+        }
+        let r = t.elapsed().as_secs_f64() * 1e6 / f64::from(PER_BLOCK);
+        let t = Instant::now();
+        for _ in 0..PER_BLOCK {
+            a.send_bytes(&msg).unwrap();
+            a.recv_bytes_to_vec(&mut cbuf).unwrap();
+        }
+        let c = t.elapsed().as_secs_f64() * 1e6 / f64::from(PER_BLOCK);
+        if block > 0 {
+            // The first block warms up.
+            raw_us.push(r);
+            conn_us.push(c);
+            ratios.push(c / r);
+        }
+    }
+    drop((raw, a));
+    p_raw.join().unwrap();
+    p_conn.join().unwrap();
+    pin_to(None);
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    println!(
+        "interleaved, same CPU, 64 B: raw socketpair {:.2} µs, pipe() {:.2} µs, ratio {:.3} \
+         (median of {BLOCKS} blocks of {PER_BLOCK})",
+        median(&mut raw_us),
+        median(&mut conn_us),
+        median(&mut ratios)
+    );
+}
+
 fn main() {
     multiproc::init();
     benches();
+    if std::env::args().any(|a| a == "--bench") {
+        interleaved_ratio();
+    }
     Criterion::default().configure_from_args().final_summary();
 }

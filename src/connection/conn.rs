@@ -249,7 +249,8 @@ impl Connection {
         if !self.writable {
             return Err(SendError::NotWritable);
         }
-        frame::write_parts(self.fd.as_fd(), self.transport, &[buf], &[]).map_err(SendError::from)
+        frame::write_frame_with(self.fd.as_fd(), self.transport, buf, &mut self.wbuf)
+            .map_err(SendError::from)
     }
 
     /// Sends the part `range` of `buf` as one message, as Python's

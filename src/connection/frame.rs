@@ -431,33 +431,25 @@ impl Reader {
 
 /// Payloads up to this size are copied behind their header and written with one plain
 /// `send`/`write`, which costs the kernel less than a gathering `sendmsg`.
-const COALESCE: usize = 4096;
+pub(crate) const COALESCE: usize = 16 * 1024;
 
-/// Writes one frame: the header and `parts` (in order) as its payload, `fds` attached to the
-/// first byte (Unix sockets only).
-pub(crate) fn write_parts(
+/// Writes one frame of `payload`, using `scratch` to put small payloads behind their header.
+pub(crate) fn write_frame_with(
     fd: BorrowedFd<'_>,
     t: Transport,
-    parts: &[&[u8]],
-    fds: &[BorrowedFd<'_>],
+    payload: &[u8],
+    scratch: &mut Vec<u8>,
 ) -> io::Result<()> {
-    let len: usize = parts.iter().map(|p| p.len()).sum();
     let mut h = [0u8; 12];
-    let h = header(len, &mut h);
-    if len <= COALESCE {
-        let mut one = [0u8; COALESCE + 4];
-        one[..4].copy_from_slice(h);
-        let mut at = 4;
-        for p in parts {
-            one[at..at + p.len()].copy_from_slice(p);
-            at += p.len();
-        }
-        return write_all(fd, t, &[&one[..at]], fds);
+    let h = header(payload.len(), &mut h);
+    if payload.len() <= COALESCE {
+        scratch.clear();
+        scratch.extend_from_slice(h);
+        scratch.extend_from_slice(payload);
+        write_all(fd, t, &[scratch], &[])
+    } else {
+        write_all(fd, t, &[h, payload], &[])
     }
-    let mut all: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
-    all.push(h);
-    all.extend_from_slice(parts);
-    write_all(fd, t, &all, fds)
 }
 
 /// Writes every byte of `bufs`, with `fds` attached to the first.
