@@ -401,21 +401,12 @@ impl Connection {
     /// ```
     pub fn recv_bytes_into(&mut self, buf: &mut [u8]) -> Result<usize, RecvError> {
         self.check_readable()?;
-        let r = self.reader.read_with(
-            self.fd.as_fd(),
-            self.transport,
-            self.max_frame,
-            None,
-            |bytes, _fds| match buf.get_mut(..bytes.len()) {
-                Some(dst) => {
-                    dst.copy_from_slice(bytes);
-                    Ok(bytes.len())
-                }
-                None => Err(RecvError::BufferTooShort(bytes.to_vec())),
-            },
-        );
-        match r {
-            Ok(v) => v,
+        match self
+            .reader
+            .read_into_slice(self.fd.as_fd(), self.transport, self.max_frame, buf)
+        {
+            Ok(Ok(n)) => Ok(n),
+            Ok(Err(message)) => Err(RecvError::BufferTooShort(message)),
             Err(e) => Err(self.frame_error(e)),
         }
     }
@@ -683,5 +674,40 @@ pub fn pipe(duplex: bool) -> std::io::Result<(Connection, Connection)> {
             Connection::new(r, Transport::Pipe, true, false),
             Connection::new(w, Transport::Pipe, false, true),
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn handles_are_send_and_sync() {
+        fn check<T: Send + Sync>() {}
+        check::<Connection>();
+        check::<super::super::Listener>();
+        check::<super::super::Client>();
+    }
+
+    #[test]
+    fn recv_bytes_into_reads_large_messages_in_place() {
+        let (mut a, mut b) = pipe(true).unwrap();
+        let msg: Vec<u8> = (0..300_000u32).map(|i| i as u8).collect();
+        let t = std::thread::spawn(move || {
+            a.send_bytes(&msg).unwrap();
+            a.send_bytes(&msg).unwrap();
+            a.send_bytes(b"after").unwrap();
+            msg
+        });
+        let mut buf = vec![0u8; 400_000];
+        let n = b.recv_bytes_into(&mut buf).unwrap();
+        let second = b.recv_bytes_into(&mut buf[n..n + 1000]);
+        assert_eq!(b.recv_bytes().unwrap(), b"after");
+        let msg = t.join().unwrap();
+        assert_eq!(&buf[..n], &msg[..]);
+        match second {
+            Err(RecvError::BufferTooShort(m)) => assert_eq!(m, msg),
+            other => panic!("{other:?}"),
+        }
     }
 }
