@@ -705,7 +705,7 @@ mod tests {
             let mut stream = Vec::new();
             // Valid frames and random bytes, mixed.
             for _ in 0..(rng.next() % 8) {
-                if rng.next() % 3 == 0 {
+                if rng.next().is_multiple_of(3) {
                     let n = (rng.next() % 64) as usize;
                     stream.extend((0..n).map(|_| rng.next() as u8));
                 } else {
@@ -720,7 +720,7 @@ mod tests {
                 let _ = socket::send_all_with_fds(a.as_fd(), &[&stream[..cut]], &[]);
                 let _ = socket::send_all_with_fds(a.as_fd(), &[&stream[cut..]], &[]);
             });
-            let max = if round % 2 == 0 { 1500 } else { u64::MAX >> 1 };
+            let max = if round.is_multiple_of(2) { 1500 } else { u64::MAX >> 1 };
             let mut out = Vec::new();
             loop {
                 match r.read_into(b.as_fd(), Transport::Unix, max, None, &mut out) {
