@@ -700,7 +700,7 @@ mod tests {
     #[test]
     fn random_streams_give_frames_or_errors_never_panics() {
         let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
-        for round in 0..300 {
+        for round in 0..300u32 {
             let (a, b, mut r) = reader_pair();
             let mut stream = Vec::new();
             // Valid frames and random bytes, mixed.
@@ -720,7 +720,11 @@ mod tests {
                 let _ = socket::send_all_with_fds(a.as_fd(), &[&stream[..cut]], &[]);
                 let _ = socket::send_all_with_fds(a.as_fd(), &[&stream[cut..]], &[]);
             });
-            let max = if round.is_multiple_of(2) { 1500 } else { u64::MAX >> 1 };
+            let max = if round.is_multiple_of(2) {
+                1500
+            } else {
+                u64::MAX >> 1
+            };
             let mut out = Vec::new();
             loop {
                 match r.read_into(b.as_fd(), Transport::Unix, max, None, &mut out) {
