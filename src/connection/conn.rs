@@ -488,7 +488,7 @@ impl Connection {
         self.codec
     }
 
-    /// Sets how [`send`](Self::send) and [`recv`](Self::recv) encode values: [`Codec::Pickle`]
+    /// Sets how [`send`](Self::send) and [`recv`](Self::recv) encode values: `Codec::Pickle`
     /// talks with Python's `Connection.send`/`recv`.
     pub fn set_codec(&mut self, codec: Codec) {
         self.codec = codec;

@@ -38,7 +38,7 @@ pub enum SendError {
 /// Why a receive ([`Connection::recv`](super::Connection::recv),
 /// [`recv_bytes`](super::Connection::recv_bytes), …) failed.
 ///
-/// After [`TooLarge`](Self::TooLarge), [`Truncated`](Self::TooLarge) and
+/// After [`TooLarge`](Self::TooLarge), [`Truncated`](Self::Truncated) and
 /// [`BadLength`](Self::BadLength) the stream has lost its framing: every later receive on that
 /// end fails with [`Broken`](Self::Broken), as Python closes the connection then.
 #[derive(Debug, thiserror::Error)]
