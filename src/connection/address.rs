@@ -51,6 +51,33 @@ impl Address {
     pub fn abstract_name(name: impl Into<Vec<u8>>) -> Self {
         Address::Abstract(name.into())
     }
+
+    /// A TCP address from a host name (or literal) and a port, as Python's `(host, port)`:
+    /// the first address the name resolves to.
+    ///
+    /// # Errors
+    ///
+    /// When the name does not resolve.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::Address;
+    /// let a = Address::tcp(("127.0.0.1", 6000))?;
+    /// assert_eq!(a.to_string(), "127.0.0.1:6000");
+    /// # Ok::<(), std::io::Error>(())
+    /// ```
+    pub fn tcp(addr: impl std::net::ToSocketAddrs) -> std::io::Result<Self> {
+        addr.to_socket_addrs()?
+            .next()
+            .map(Address::Tcp)
+            .ok_or_else(|| {
+                std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    "the name resolves to no address",
+                )
+            })
+    }
 }
 
 impl From<SocketAddr> for Address {

@@ -645,7 +645,10 @@ impl<'de> Deserialize<'de> for Connection {
 ///
 /// With `duplex` both ends send and receive (a Unix `socketpair`, which also carries
 /// descriptor-carrying objects). Without it, the first end only receives and the second only
-/// sends (a `pipe(2)`, which carries plain data only).
+/// sends (a `pipe(2)`, which carries plain data only). Writing to a one-way pipe whose
+/// reader is gone raises `SIGPIPE`, which Rust programs ignore by default (the send then fails
+/// with [`SendError::Disconnected`]); a program that restores the default action is killed
+/// instead, as with any pipe.
 ///
 /// # Errors
 ///
