@@ -250,20 +250,35 @@ fn dropped_process_leaves_no_zombie() {
     }
 }
 
-fn start_daemon_and_wait(_: ()) {
-    let p = Process::builder()
-        .daemon(true)
-        .start(sleep_ms, 120_000)
-        .unwrap();
-    // Report the grandchild's pid through a file named after our own pid.
+/// In a child: starts a daemon grandchild from a thread that ends at once, reports the
+/// grandchild's pid through a file named after this child's pid, then waits to be killed.
+fn start_daemon_and_wait(fork: bool) {
+    let method = if fork {
+        StartMethod::Fork
+    } else {
+        StartMethod::Spawn
+    };
+    let gc = std::thread::spawn(move || {
+        let p = Process::builder()
+            .daemon(true)
+            .method(method)
+            .start(sleep_ms, 120_000)
+            .unwrap();
+        let pid = p.pid();
+        std::mem::forget(p);
+        pid
+    })
+    .join()
+    .unwrap();
+    // The thread that started the daemon has ended; the daemon must still be running.
+    std::thread::sleep(Duration::from_millis(100));
     let path = std::env::temp_dir().join(format!("multiproc-test-gc-{}", std::process::id()));
-    std::fs::write(&path, p.pid().to_string()).unwrap();
+    std::fs::write(&path, gc.to_string()).unwrap();
     std::thread::sleep(Duration::from_secs(120));
 }
 
-#[test]
-fn daemon_dies_with_killed_parent() {
-    let parent = Process::start(start_daemon_and_wait, ()).unwrap();
+fn daemon_dies_with_killed_parent(fork: bool) {
+    let parent = Process::start(start_daemon_and_wait, fork).unwrap();
     let path = std::env::temp_dir().join(format!("multiproc-test-gc-{}", parent.pid()));
     let watchdog = Instant::now();
     let gc: u32 = loop {
@@ -280,7 +295,10 @@ fn daemon_dies_with_killed_parent() {
         std::thread::sleep(Duration::from_millis(5));
     };
     let _ = std::fs::remove_file(&path);
-    assert!(zombie_state(gc).is_some(), "grandchild not running");
+    assert!(
+        matches!(zombie_state(gc), Some(s) if s != 'Z'),
+        "the daemon died with the thread that started it"
+    );
     parent.kill().unwrap();
     assert!(matches!(parent.join(), Err(JoinError::Killed(9))));
     // The grandchild is re-parented and then killed; init (or the sub-reaper) reaps it.
@@ -292,6 +310,16 @@ fn daemon_dies_with_killed_parent() {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
+}
+
+#[test]
+fn spawned_daemon_dies_with_killed_parent() {
+    daemon_dies_with_killed_parent(false);
+}
+
+#[test]
+fn forked_daemon_dies_with_killed_parent() {
+    daemon_dies_with_killed_parent(true);
 }
 
 fn never_starts(_: ()) {}

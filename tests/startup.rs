@@ -14,6 +14,10 @@ fn flag(kind: &str, parent: u32) -> PathBuf {
 
 fn noop(_: ()) {}
 
+fn len(v: Vec<u8>) -> usize {
+    v.len()
+}
+
 fn main() {
     if std::env::var_os("MULTIPROC_CHILD").is_some() {
         let parent = std::os::unix::process::parent_id();
@@ -43,13 +47,23 @@ fn main() {
         .start(noop, ())
         .unwrap();
     let err = p.join().unwrap_err();
-    std::fs::remove_file(flag("stall", me)).unwrap();
     assert!(matches!(err, JoinError::NotStarted(_)), "{err:?}");
     assert!(started.elapsed() >= Duration::from_millis(300));
     assert!(
         started.elapsed() < Duration::from_secs(60),
         "the time-out did not fire"
     );
+
+    // With arguments too big for the socket buffer, `start` itself notices the stall.
+    let big = vec![7u8; 16 << 20];
+    let r = Process::builder()
+        .startup_timeout(Duration::from_millis(300))
+        .start(len, big);
+    std::fs::remove_file(flag("stall", me)).unwrap();
+    match r {
+        Err(StartError::NotStarted(msg)) => assert!(msg.contains("init()"), "{msg}"),
+        other => panic!("expected NotStarted, got {other:?}"),
+    }
 
     // A child that exits before its entry point is reported with its exit code.
     std::fs::write(flag("exit", me), b"").unwrap();
@@ -61,5 +75,5 @@ fn main() {
         other => panic!("expected NotStarted, got {other:?}"),
     }
 
-    println!("3 passed, 0 failed");
+    println!("4 passed, 0 failed");
 }

@@ -8,7 +8,7 @@
 //! # Start methods
 //!
 //! - [`StartMethod::Spawn`] (the default) re-executes the current program. The child recognises
-//!   that it is a child in [`init`](crate::init), which `main` must call before anything else,
+//!   that it is a child in [`init`], which `main` must call before anything else,
 //!   like Python's `if __name__ == '__main__'` guard. In test binaries,
 //!   [`test_support!`](crate::test_support) plays that part; in doc-tests, a hidden
 //!   `# multiproc::init();` first line does.
@@ -59,7 +59,7 @@ const MAX_CONTROL: u64 = 1 << 20;
 #[non_exhaustive]
 pub enum StartMethod {
     /// Re-execute the current program; the child finds its entry point in
-    /// [`init`](crate::init). Safe in multi-threaded programs.
+    /// [`init`]. Safe in multi-threaded programs.
     #[default]
     Spawn,
     /// `fork(2)` the calling process. Fast; see the module documentation for its constraints.
@@ -69,7 +69,7 @@ pub enum StartMethod {
 /// Control messages on the bootstrap socket.
 #[derive(Debug, Serialize, Deserialize)]
 enum Control {
-    /// Child → parent, first thing in [`init`](crate::init): the child is running.
+    /// Child → parent, first thing in [`init`]: the child is running.
     Started,
     /// Parent → child: what to run; a frame with the encoded arguments follows.
     Run(Bootstrap),
@@ -367,6 +367,7 @@ impl Inner {
     }
 
     /// Waits for the child to end (at most `timeout`); its exit code, or `None` on time-out.
+    /// The lock is not held while waiting, so other threads can still ask.
     fn wait(&self, timeout: Option<Duration>) -> std::io::Result<Option<i32>> {
         if let Some(code) = self.exitcode() {
             return Ok(Some(code));
@@ -374,11 +375,7 @@ impl Inner {
         if !os::pidfd_wait_exit(self.pidfd.as_fd(), timeout)? {
             return Ok(None);
         }
-        let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
-        if exit.is_none() {
-            *exit = os::pidfd_reap(self.pidfd.as_fd(), true)?;
-        }
-        Ok(*exit)
+        Ok(self.exitcode())
     }
 }
 
@@ -423,6 +420,14 @@ pub struct Process<R> {
     max_result: u64,
     _result: PhantomData<fn() -> R>,
 }
+
+// Handles are shared between threads like Python's: pin it down.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Process<()>>();
+    send_sync::<Builder>();
+    send_sync::<ProcessInfo>();
+};
 
 impl<R> fmt::Debug for Process<R> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -523,7 +528,7 @@ impl Builder {
     /// # Errors
     ///
     /// [`StartError::InitNotCalled`] with the spawn method when this program never called
-    /// [`init`](crate::init); [`StartError::Encode`] when the arguments do not serialize;
+    /// [`init`]; [`StartError::Encode`] when the arguments do not serialize;
     /// [`StartError::Os`] when the system refuses; [`StartError::NotStarted`] when a spawned
     /// child does not take its arguments within the start-up timeout.
     pub fn start<A, R>(&self, target: fn(A) -> R, args: A) -> Result<Process<R>, StartError>
@@ -622,7 +627,10 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         // PR_SET_PDEATHSIG fires when the *thread* that created the child ends, so daemons are
         // created by a thread that lives as long as the process. (In a forked child, the only
         // thread is the one running the target, which lives until the process exits.)
-        spawner().spawn(argv0, rest, child_end.as_fd())
+        let keep = crate::sys::dup(child_end.as_fd()).map_err(StartError::Os)?;
+        spawner().run(Box::new(move || {
+            os::spawn_self(&argv0, &rest, keep.as_fd(), true)
+        }))
     } else {
         os::spawn_self(&argv0, &rest, child_end.as_fd(), b.daemon)
     }
@@ -634,15 +642,24 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
         frame::write_frame(sock, &payload, &borrowed)
     });
-    if let Err(e) = sent {
-        // The child is gone or stalled; make sure it does not linger, then reap it.
-        if let Ok(pidfd) = os::pidfd_open(pid) {
-            let _ = os::pidfd_signal(pidfd.as_fd(), SIGKILL);
-            let _ = os::pidfd_reap(pidfd.as_fd(), true);
+    match sent {
+        // The child ended before taking its arguments: `join` reports how it ended.
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::BrokenPipe | std::io::ErrorKind::ConnectionReset
+            ) => {}
+        Err(e) => {
+            // The child stalled (or the socket failed): make sure it does not linger.
+            if let Ok(pidfd) = os::pidfd_open(pid) {
+                let _ = os::pidfd_signal(pidfd.as_fd(), SIGKILL);
+                let _ = os::pidfd_reap(pidfd.as_fd(), true);
+            }
+            return Err(StartError::NotStarted(format!(
+                "it did not take its arguments ({e}); does its main() call multiproc::init() first?"
+            )));
         }
-        return Err(StartError::NotStarted(format!(
-            "it did not take its arguments ({e}); does its main() call multiproc::init() first?"
-        )));
+        Ok(()) => {}
     }
     Ok((pid, parent_end))
 }
@@ -677,19 +694,48 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     parent_end: OwnedFd,
     child_end: OwnedFd,
 ) -> Result<(u32, OwnedFd), StartError> {
+    let parent = current().0.clone();
+    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
+        // The parent-death signal is tied to the thread that forks: fork from the long-lived
+        // spawner thread. The arguments cross to it encoded, and the child decodes them.
+        let mut payload = Vec::new();
+        let fds = codec::encode_into(&args, &mut payload).map_err(StartError::Encode)?;
+        drop(args);
+        let entry = Entry::of(target);
+        spawner()
+            .run(Box::new(move || {
+                fork_child(true, me, parent, child_end, move || {
+                    entry.run(&payload, fds)
+                })
+            }))
+            .map_err(StartError::Os)?
+    } else {
+        fork_child(b.daemon, me, parent, child_end, || run_target(target, args))
+            .map_err(StartError::Os)?
+    };
+    Ok((pid, parent_end))
+}
+
+/// Forks; the child sets its identity, runs `run`, reports on `child_end` and exits.
+fn fork_child(
+    daemon: bool,
+    me: Identity,
+    parent: Identity,
+    child_end: OwnedFd,
+    run: impl FnOnce() -> Outcome,
+) -> std::io::Result<u32> {
     use std::io::Write;
     // Anything buffered now would be written twice, once by each process.
     let _ = std::io::stdout().flush();
     let _ = std::io::stderr().flush();
     let parent_pid = os::getpid();
-    let parent = current().0.clone();
     // Hold the process-wide locks across the fork, so that the child's copies are held by its
     // only thread (and released there) rather than by a thread that does not exist there.
     let mut cur = CURRENT.lock().unwrap_or_else(|e| e.into_inner());
     let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
     let forked = os::fork_run(|| {
         FORKED.store(true, Ordering::Relaxed);
-        if b.daemon {
+        if daemon {
             os::die_with_parent(parent_pid);
         }
         let me = Identity {
@@ -700,14 +746,12 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         children.clear();
         drop(children);
         drop(cur);
-        // The child's copy of `parent_end` stays open until it exits; it only writes. A forked
-        // child is at its entry point already: it sends no `Started`.
-        run_child(child_end.as_fd(), || run_target(target, args));
+        // The child's copy of the parent's end stays open until it exits; it only writes. A
+        // forked child is at its entry point already: it sends no `Started`.
+        run_child(child_end.as_fd(), run);
     });
-    // In the parent, dropping the closure released both locks and dropped `args`.
-    let pid = forked.map_err(StartError::Os)?;
-    drop(child_end);
-    Ok((pid, parent_end))
+    // In the parent, dropping the closure released both locks and closed the child's end.
+    forked
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -797,9 +841,15 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 }
                 Stage::Running => deadline,
             };
-            let wait = limit.map(|l| l.saturating_duration_since(Instant::now()));
-            let ready = socket::wait_readable(self.sock.as_fd(), wait)
-                .map_err(|e| JoinTimeoutError::Failed(e.into()))?;
+            // Without a limit, the read below blocks until the child speaks or ends.
+            let ready = match limit {
+                None => true,
+                Some(l) => {
+                    let wait = l.saturating_duration_since(Instant::now());
+                    socket::wait_readable(self.sock.as_fd(), Some(wait))
+                        .map_err(|e| JoinTimeoutError::Failed(e.into()))?
+                }
+            };
             if !ready {
                 if self.stage == Stage::Starting && Instant::now() >= self.started_by {
                     let _ = self.kill();
@@ -823,7 +873,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                     continue;
                 }
                 (Stage::Running, Control::Returned) => {
-                    fds.clear();
+                    // The result's descriptors may have arrived with the control frame.
                     let value =
                         frame::read_frame(self.sock.as_fd(), self.max_result, &mut buf, &mut fds)
                             .map_err(|e| match e {
@@ -945,7 +995,7 @@ impl<R> Process<R> {
     }
 
     /// A descriptor that becomes readable when the child ends (a pidfd), like Python's
-    /// `Process.sentinel`, for use with `poll(2)` or [`wait`](crate::sys)-style multiplexing.
+    /// `Process.sentinel`, for use with `poll(2)`-style multiplexing.
     pub fn sentinel(&self) -> BorrowedFd<'_> {
         self.inner.pidfd.as_fd()
     }
@@ -1006,8 +1056,11 @@ fn run_child(sock: BorrowedFd<'_>, run: impl FnOnce() -> Outcome) -> std::conver
     let code = match outcome {
         Outcome::Returned(bytes, fds) => {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
-            let _ = frame::write_frame(sock, &control_bytes(&Control::Returned), &[])
-                .and_then(|()| frame::write_frame(sock, &bytes, &borrowed));
+            let _ = frame::write_frames(
+                sock,
+                &[&control_bytes(&Control::Returned), &bytes],
+                &borrowed,
+            );
             0
         }
         Outcome::Panicked(info) => {
@@ -1106,29 +1159,23 @@ struct Spawner {
     jobs: Mutex<std::sync::mpsc::Sender<SpawnJob>>,
 }
 
+/// Work for the spawner thread: create a child, return its pid.
 type SpawnJob = (
-    std::ffi::OsString,
-    Vec<std::ffi::OsString>,
-    OwnedFd,
+    Box<dyn FnOnce() -> std::io::Result<u32> + Send>,
     std::sync::mpsc::Sender<std::io::Result<u32>>,
 );
 
 impl Spawner {
-    fn spawn(
-        &self,
-        argv0: std::ffi::OsString,
-        args: Vec<std::ffi::OsString>,
-        keep: BorrowedFd<'_>,
-    ) -> std::io::Result<u32> {
-        let keep = crate::sys::dup(keep)?;
+    /// Runs `job` on the spawner thread and returns its result.
+    fn run(&self, job: Box<dyn FnOnce() -> std::io::Result<u32> + Send>) -> std::io::Result<u32> {
         let (tx, rx) = std::sync::mpsc::channel();
+        let gone = || std::io::Error::other("the multiproc spawner thread is gone");
         self.jobs
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .send((argv0, args, keep, tx))
-            .map_err(|_| std::io::Error::other("the spawner thread is gone"))?;
-        rx.recv()
-            .map_err(|_| std::io::Error::other("the spawner thread is gone"))?
+            .send((job, tx))
+            .map_err(|_| gone())?;
+        rx.recv().map_err(|_| gone())?
     }
 }
 
@@ -1139,8 +1186,8 @@ fn spawner() -> &'static Spawner {
         std::thread::Builder::new()
             .name("multiproc-spawner".into())
             .spawn(move || {
-                for (argv0, args, keep, reply) in rx {
-                    let _ = reply.send(os::spawn_self(&argv0, &args, keep.as_fd(), true));
+                for (job, reply) in rx {
+                    let _ = reply.send(job());
                 }
             })
             .expect("cannot start the multiproc spawner thread");

@@ -171,13 +171,28 @@ pub(crate) fn pidfd_reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Optio
     }
 }
 
-/// Waits until the process behind `pidfd` ends, at most `timeout`. Returns `false` on time-out.
+/// Waits until the process behind `pidfd` ends, at most `timeout` (`None`: forever), without
+/// reaping it. Returns `false` on time-out.
 pub(crate) fn pidfd_wait_exit(
     pidfd: BorrowedFd<'_>,
     timeout: Option<Duration>,
 ) -> io::Result<bool> {
-    // A pidfd polls readable once the process has terminated.
-    super::socket::wait_readable(pidfd, timeout)
+    if timeout.is_some() {
+        // A pidfd polls readable once the process has terminated.
+        return super::socket::wait_readable(pidfd, timeout);
+    }
+    loop {
+        match rustix::process::waitid(
+            WaitId::PidFd(pidfd),
+            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
+        ) {
+            Ok(_) => return Ok(true),
+            Err(rustix::io::Errno::INTR) => continue,
+            // Already reaped by another thread.
+            Err(rustix::io::Errno::CHILD) => return Ok(true),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Takes the child marker out of the environment: the inherited descriptor leading back to the
