@@ -10,3 +10,4 @@ pub(crate) mod sys;
 
 pub use codec::CodecError;
 pub use descriptor::Descriptor;
+pub use object::Object;

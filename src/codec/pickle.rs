@@ -3,7 +3,7 @@
 //! [`dumps`] writes an [`Object`] as a protocol-4 pickle (the default of Python 3.8–3.13; every
 //! Python since 3.4 reads it); [`loads`] reads protocols 0–5 as any Python 3 writes them.
 //! [`to_vec`] and [`from_slice`] do the same for any serde type, through
-//! [`to_object`](crate::object::to_object) and [`from_object`](crate::object::from_object).
+//! [`to_object`] and [`from_object`].
 //!
 //! # Safety against the sender
 //!
@@ -150,7 +150,8 @@ pub fn dump_into(object: &Object, out: &mut Vec<u8>) {
     out.push(op::STOP);
 }
 
-/// Pickles any serializable value, converted as [`to_object`] does.
+/// Pickles any serializable value, converted as [`to_object`] does (for an [`Object`],
+/// [`dumps`] skips that conversion).
 ///
 /// # Errors
 ///
@@ -167,6 +168,25 @@ pub fn dump_into(object: &Object, out: &mut Vec<u8>) {
 /// ```
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> {
     Ok(dumps(&to_object(value)?))
+}
+
+/// Appends the pickle of any serializable value to `out` (for building a frame in place); `out`
+/// is unchanged on error.
+///
+/// # Errors
+///
+/// As [`to_vec`].
+///
+/// # Examples
+///
+/// ```
+/// let mut frame = Vec::new();
+/// multiproc::codec::pickle::to_vec_into(&(1u8, "a"), &mut frame).unwrap();
+/// assert_eq!(frame, b"\x80\x04K\x01\x8c\x01a\x86.");
+/// ```
+pub fn to_vec_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), PickleError> {
+    dump_into(&to_object(value)?, out);
+    Ok(())
 }
 
 /// Reads a pickle (protocols 0–5) of plain data with the default [`Limits`].
@@ -222,7 +242,8 @@ pub fn loads_with(bytes: &[u8], limits: &Limits) -> Result<Object, PickleError> 
 }
 
 /// Reads a pickle into any deserializable type, converted as
-/// [`from_object`](crate::object::from_object) does.
+/// [`from_object`] does (for an [`Object`], [`loads`] skips that
+/// conversion).
 ///
 /// # Errors
 ///
@@ -1302,8 +1323,17 @@ impl<'a> Decoder<'a> {
                     if let Some(o) = result.take() {
                         done.push(o);
                     }
-                    if let Some(v) = items.next() {
-                        next = Some(v);
+                    // Scalars go straight in; only containers and references need a frame.
+                    for v in items.by_ref() {
+                        match v {
+                            Val::Obj(o) => done.push(o),
+                            v => {
+                                next = Some(v);
+                                break;
+                            }
+                        }
+                    }
+                    if next.is_some() {
                         continue;
                     }
                 }
@@ -1327,9 +1357,21 @@ impl<'a> Decoder<'a> {
                         next = Some(v);
                         continue;
                     }
-                    if let Some((k, v)) = pairs.next() {
-                        *value = Some(v);
-                        next = Some(k);
+                    for (k, v) in pairs.by_ref() {
+                        match (k, v) {
+                            (Val::Obj(k), Val::Obj(v)) => {
+                                if let Err(e) = done.insert(k, v) {
+                                    return self.late(format!("{e} as dict key"));
+                                }
+                            }
+                            (k, v) => {
+                                *value = Some(v);
+                                next = Some(k);
+                                break;
+                            }
+                        }
+                    }
+                    if next.is_some() {
                         continue;
                     }
                 }

@@ -26,6 +26,20 @@ fn pick_quote(has_single: bool, has_double: bool) -> char {
     if has_single && !has_double { '"' } else { '\'' }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `\x..`, `\u....` or `\U........` for a code point.
+fn write_escape(f: &mut impl Write, prefix: u8, cp: u32, width: usize) -> fmt::Result {
+    let mut buf = [0u8; 10];
+    buf[0] = b'\\';
+    buf[1] = prefix;
+    for i in 0..width {
+        buf[2 + i] = HEX[((cp >> (4 * (width - 1 - i))) & 0xf) as usize];
+    }
+    // The buffer holds ASCII only.
+    f.write_str(std::str::from_utf8(&buf[..2 + width]).map_err(|_| fmt::Error)?)
+}
+
 /// `repr(str)`.
 pub(crate) fn write_str(f: &mut impl Write, s: &str) -> fmt::Result {
     let quote = pick_quote(s.contains('\''), s.contains('"'));
@@ -47,10 +61,11 @@ pub(crate) fn write_str(f: &mut impl Write, s: &str) -> fmt::Result {
             '\t' => f.write_str("\\t")?,
             '\n' => f.write_str("\\n")?,
             '\r' => f.write_str("\\r")?,
-            c if c == quote => write!(f, "\\{c}")?,
-            c if (c as u32) < 0x100 => write!(f, "\\x{:02x}", c as u32)?,
-            c if (c as u32) < 0x10000 => write!(f, "\\u{:04x}", c as u32)?,
-            c => write!(f, "\\U{:08x}", c as u32)?,
+            '\'' => f.write_str("\\'")?,
+            '"' => f.write_str("\\\"")?,
+            c if (c as u32) < 0x100 => write_escape(f, b'x', c as u32, 2)?,
+            c if (c as u32) < 0x10000 => write_escape(f, b'u', c as u32, 4)?,
+            c => write_escape(f, b'U', c as u32, 8)?,
         }
     }
     f.write_str(&s[start..])?;
@@ -62,17 +77,25 @@ pub(crate) fn write_bytes(f: &mut impl Write, b: &[u8]) -> fmt::Result {
     let quote = pick_quote(b.contains(&b'\''), b.contains(&b'"'));
     f.write_char('b')?;
     f.write_char(quote)?;
-    for &c in b {
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if (0x20..0x7f).contains(&c) && c != b'\\' && c != quote as u8 {
+            continue;
+        }
+        // The run before `i` is printable ASCII.
+        f.write_str(std::str::from_utf8(&b[start..i]).map_err(|_| fmt::Error)?)?;
+        start = i + 1;
         match c {
             b'\\' => f.write_str("\\\\")?,
             b'\t' => f.write_str("\\t")?,
             b'\n' => f.write_str("\\n")?,
             b'\r' => f.write_str("\\r")?,
-            c if c == quote as u8 => write!(f, "\\{}", c as char)?,
-            0x20..0x7f => f.write_char(c as char)?,
-            c => write!(f, "\\x{c:02x}")?,
+            b'\'' => f.write_str("\\'")?,
+            b'"' => f.write_str("\\\"")?,
+            c => write_escape(f, b'x', u32::from(c), 2)?,
         }
     }
+    f.write_str(std::str::from_utf8(&b[start..]).map_err(|_| fmt::Error)?)?;
     f.write_char(quote)
 }
 
