@@ -161,7 +161,7 @@ pub(crate) fn write_float(f: &mut impl Write, x: f64) -> fmt::Result {
 /// the even neighbour, which Python prints. Decided in exact integer arithmetic.
 fn tie_to_even(x: f64, digits: &str, exp: i32) -> Option<String> {
     let last = *digits.as_bytes().last()?;
-    if digits.len() < 16 || (last - b'0') % 2 == 0 {
+    if digits.len() < 16 || (last - b'0').is_multiple_of(2) {
         return None;
     }
     let s: u128 = digits.parse().ok()?;
