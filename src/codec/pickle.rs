@@ -95,18 +95,13 @@ pub enum PickleError {
 /// use multiproc::codec::pickle::{self, Limits};
 ///
 /// let deep = pickle::dumps(&multiproc::obj!([[[[1]]]]));
-/// let limits = Limits { max_depth: 3, ..Limits::default() };
-/// assert!(pickle::loads_with(&deep, &limits).is_err());
+/// assert!(pickle::loads_with(&deep, Limits::new().max_depth(3)).is_err());
+/// assert!(pickle::loads_with(&deep, Limits::new().max_depth(4)).is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Limits {
-    /// How deep containers may nest (default [`MAX_DEPTH`]).
-    pub max_depth: usize,
-    /// An object that the pickle shares between several places is copied for each further
-    /// place; this bounds the estimated bytes of all such copies (default 64 MiB plus 16 times
-    /// the input length), so that a small pickle cannot expand into a huge value.
-    pub max_copied_bytes: Option<usize>,
+    max_depth: usize,
+    max_copied_bytes: Option<usize>,
 }
 
 impl Default for Limits {
@@ -115,6 +110,48 @@ impl Default for Limits {
             max_depth: MAX_DEPTH,
             max_copied_bytes: None,
         }
+    }
+}
+
+impl Limits {
+    /// The default limits: nesting up to [`MAX_DEPTH`], copies of shared objects up to 64 MiB
+    /// plus 16 times the input length.
+    ///
+    /// ```
+    /// let limits = multiproc::codec::pickle::Limits::new();
+    /// assert_eq!(limits, Default::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How deep containers may nest.
+    ///
+    /// ```
+    /// let mut limits = multiproc::codec::pickle::Limits::new();
+    /// limits.max_depth(64);
+    /// ```
+    pub fn max_depth(&mut self, depth: usize) -> &mut Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// An object that the pickle shares between several places (`x = [..]; [x, x]`) is copied
+    /// for each further place: this bounds the estimated bytes of all such copies, so that a
+    /// small pickle cannot expand into a huge value.
+    ///
+    /// ```
+    /// use multiproc::codec::pickle::{self, Limits};
+    /// // Python: x = list(range(100)); pickle.dumps([x, x], 2)
+    /// let mut p = b"\x80\x02](]q\x01(".to_vec();
+    /// for i in 0..100u8 { p.extend([b'K', i]); }
+    /// p.extend(b"eh\x01e.");
+    /// assert!(pickle::loads_with(&p, Limits::new().max_copied_bytes(100)).is_err());
+    /// assert_eq!(pickle::loads(&p).unwrap().as_slice().unwrap().len(), 2);
+    /// ```
+    pub fn max_copied_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_copied_bytes = Some(bytes);
+        self
     }
 }
 
@@ -547,10 +584,12 @@ enum Val {
 }
 
 impl Val {
+    /// Containers nested in this value, not counting memo references (their own contents are
+    /// checked when stored, and the whole depth once resolved).
     fn depth(&self) -> usize {
         match self {
             Val::Seq { depth, .. } | Val::Dict { depth, .. } | Val::Call { depth, .. } => *depth,
-            _ => 1,
+            _ => 0,
         }
     }
 }
@@ -1102,7 +1141,7 @@ impl<'a> Decoder<'a> {
                         },
                         _ => return self.forbidden(at, "a call of something not a global"),
                     };
-                    let depth = 1 + args.depth();
+                    let depth = args.depth();
                     self.check_depth(depth)?;
                     self.stack.push(Val::Call {
                         global,
