@@ -2,10 +2,10 @@
 //!
 //! Objects of this crate that wrap a descriptor (a [`Descriptor`](crate::Descriptor), a
 //! connection end, a shared segment, …) serialize as an index into a descriptor list that travels
-//! beside the bytes (as `SCM_RIGHTS` on Unix sockets). [`encode`] collects that list while serde
-//! walks the value; [`decode`] hands the received descriptors back to the values that name them.
-//! Outside [`encode`] (for example through `serde_json`), such objects refuse to serialize: their
-//! bytes would mean nothing in another process.
+//! beside the bytes (as `SCM_RIGHTS` on Unix sockets). Encoding collects that list while serde
+//! walks the value; decoding hands the received descriptors back to the values that name them.
+//! Outside this crate's encoder (for example through `serde_json`), such objects refuse to
+//! serialize: their bytes would mean nothing in another process.
 
 use std::cell::RefCell;
 use std::os::fd::{BorrowedFd, OwnedFd};

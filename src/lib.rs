@@ -1,13 +1,112 @@
-//! Python's `multiprocessing` for Rust.
+//! Python's `multiprocessing` for Rust: run functions in other processes and share data with
+//! them, fast, safe against crashed peers, and without leaks.
+//!
+//! # A tour
+//!
+//! ## Processes do not share memory
+//!
+//! A [`Process`] runs a function in a child process and hands its result back. The child works
+//! on its own copy of the arguments: what it changes, the parent does not see.
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::Process;
+//!
+//! fn task(mut data: Vec<i32>) -> usize {
+//!     data.push(666);
+//!     data.len()
+//! }
+//!
+//! let data_list: Vec<i32> = vec![];
+//! let p = Process::start(task, data_list.clone()).unwrap();
+//! assert_eq!(p.join().unwrap(), 1);
+//! assert!(data_list.is_empty());
+//! ```
+//!
+//! Programs that start processes call [`init`] first thing in `main`: with the default
+//! [`StartMethod::Spawn`], the child is the same program started again, and `init` is where it
+//! learns that it is a child. Test binaries use [`test_support!`] instead.
+//!
+//! ## Handing open files to a child
+//!
+//! Arguments are serde values. Objects that wrap a file descriptor, such as [`Descriptor`],
+//! travel beside the bytes and arrive open in the child:
+//!
+//! ```
+//! # multiproc::init();
+//! use std::io::Write;
+//! use multiproc::{Descriptor, Process};
+//!
+//! fn log(fd: Descriptor) {
+//!     writeln!(fd.into_file(), "hello from {}", std::process::id()).unwrap();
+//! }
+//!
+//! let null = std::fs::OpenOptions::new().write(true).open("/dev/null").unwrap();
+//! Process::start(log, Descriptor::from(null)).unwrap().join().unwrap();
+//! ```
+//!
+//! ## Failures come back
+//!
+//! A panic, an exit code or a signal reaches [`Process::join`] as a [`JoinError`]:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{JoinError, Process};
+//!
+//! fn fail(_: ()) {
+//!     panic!("out of coffee");
+//! }
+//!
+//! match Process::start(fail, ()).unwrap().join() {
+//!     Err(JoinError::Panicked(info)) => assert_eq!(info.message(), "out of coffee"),
+//!     other => panic!("{other:?}"),
+//! }
+//! ```
+//!
+//! # Differences from Python multiprocessing
+//!
+//! - **Targets are functions, not closures.** A target is a non-capturing `fn(A) -> R`; its
+//!   arguments and result are serde values (Python pickles the target and its arguments).
+//!   [`Process::join`] returns the function's result, which Python's `join` does not.
+//! - **Errors instead of tracebacks.** A panic in a child comes back to `join` with its message
+//!   and location; Python only prints the traceback in the child and sets `exitcode` to 1.
+//! - **`init()` instead of `if __name__ == '__main__'`.** The spawn method re-executes the
+//!   program; `init` must come first in `main`. Starting a process before `init` was called is
+//!   an error, not the endless recursion Python produces without the guard.
+//! - **Start-up is watched.** A spawned child that does not reach its entry point within a
+//!   time-out (default 60 s) is killed and reported; Python waits forever.
+//! - **Daemons die with their parent, however it dies.** Python terminates daemonic children
+//!   only at a clean exit of the parent; here a daemon child is killed by the kernel even when
+//!   the parent is killed with `SIGKILL`. Python joins non-daemonic children at exit; here they
+//!   keep running (join them yourself).
+//! - **No zombies.** A dropped, un-joined [`Process`] is reaped in the background; in Python it
+//!   stays a zombie until the next `active_children()` or process start.
+//! - **Linux first.** The crate uses `memfd`, `pidfd`, `SCM_RIGHTS` and futexes; other systems
+//!   are not supported yet.
+//!
+//! # What it does not do (yet)
+//!
+//! - `forkserver` start method; `Pool`.
+//! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
+//!   their offset inside the executable).
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
 pub mod codec;
 pub mod connection;
 mod descriptor;
+mod error;
 pub mod object;
+pub mod process;
 pub(crate) mod sys;
 
 pub use codec::CodecError;
 pub use descriptor::Descriptor;
+pub use error::Error;
 pub use object::Object;
+#[doc(hidden)]
+pub use process::__mark_test_harness;
+pub use process::{
+    Builder, JoinError, JoinTimeoutError, PanicInfo, Process, ProcessInfo, StartError, StartMethod,
+    active_children, cpu_count, current_process, init, parent_process,
+};

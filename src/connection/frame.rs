@@ -58,6 +58,22 @@ pub(crate) fn write_frame(
     socket::send_all_with_fds(sock, &[h, payload], fds)
 }
 
+/// Sends several frames on a socket in one go, with `fds` attached to the first.
+pub(crate) fn write_frames(
+    sock: BorrowedFd<'_>,
+    payloads: &[&[u8]],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<()> {
+    let mut headers = vec![[0u8; 12]; payloads.len()];
+    let mut bufs: Vec<&[u8]> = Vec::with_capacity(payloads.len() * 2);
+    for (h, p) in headers.iter_mut().zip(payloads) {
+        let len = header(p.len(), h).len();
+        bufs.push(&h[..len]);
+        bufs.push(p);
+    }
+    socket::send_all_with_fds(sock, &bufs, fds)
+}
+
 /// Reads one frame from a socket into `buf` (replacing its contents), collecting descriptors
 /// into `fds`. Frames longer than `max` are refused before any of the payload is read.
 pub(crate) fn read_frame(

@@ -8,9 +8,9 @@
 //! |---|---|
 //! | [`socket`] | `socketpair`, whole-buffer `send`/`recv` on stream sockets with descriptors (`SCM_RIGHTS`) attached |
 //! | [`process`] | re-executing the current binary with one inherited descriptor, `fork`, pidfd wait/signal, parent-death handling |
-//! | [`fnptr`] | turning a function pointer into an ASLR-independent offset and back |
+//! | [`entry`] | child entry points as ASLR-independent offsets of functions in the executable |
 
-pub(crate) mod fnptr;
+pub(crate) mod entry;
 pub(crate) mod process;
 pub(crate) mod socket;
 

@@ -107,6 +107,9 @@ pub(crate) fn recv_with_fds(
         {
             Ok(m) => m,
             Err(rustix::io::Errno::INTR) => continue,
+            // A peer that closed with data of ours still unread resets the connection: for us
+            // that is the end of the stream like any other close.
+            Err(rustix::io::Errno::CONNRESET) => break,
             Err(e) => return Err(e.into()),
         };
         for m in control.drain() {
@@ -138,6 +141,7 @@ pub(crate) fn read_full<Fd: AsFd>(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
             Ok(0) => break,
             Ok(n) => got += n,
             Err(rustix::io::Errno::INTR) => continue,
+            Err(rustix::io::Errno::CONNRESET) => break,
             Err(e) => return Err(e.into()),
         }
     }

@@ -1,1 +1,0 @@
-//! Function pointers as ASLR-independent offsets.

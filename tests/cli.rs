@@ -1,0 +1,30 @@
+//! The `multiproc` command.
+
+use std::process::Command;
+
+fn multiproc(args: &[&str]) -> std::process::Output {
+    Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn info_and_version() {
+    let out = multiproc(&["info"]);
+    assert!(out.status.success());
+    let text = String::from_utf8(out.stdout).unwrap();
+    assert!(text.contains("cpu_count: "), "{text}");
+    let out = multiproc(&["--version"]);
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap().trim(),
+        format!("multiproc {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn unknown_command_is_an_error() {
+    let out = multiproc(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
+}
