@@ -158,6 +158,7 @@ pub use connection::{
 };
 pub use descriptor::Descriptor;
 pub use error::Error;
+pub use object::Object;
 #[doc(hidden)]
 pub use process::__mark_test_harness;
 pub use process::{

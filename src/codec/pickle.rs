@@ -3,7 +3,7 @@
 //! [`dumps`] writes an [`Object`] as a protocol-4 pickle (the default of Python 3.8–3.13; every
 //! Python since 3.4 reads it); [`loads`] reads protocols 0–5 as any Python 3 writes them.
 //! [`to_vec`] and [`from_slice`] do the same for any serde type, through
-//! [`to_object`](crate::object::to_object) and [`from_object`](crate::object::from_object).
+//! [`to_object`] and [`from_object`].
 //!
 //! # Safety against the sender
 //!
@@ -95,18 +95,13 @@ pub enum PickleError {
 /// use multiproc::codec::pickle::{self, Limits};
 ///
 /// let deep = pickle::dumps(&multiproc::obj!([[[[1]]]]));
-/// let limits = Limits { max_depth: 3, ..Limits::default() };
-/// assert!(pickle::loads_with(&deep, &limits).is_err());
+/// assert!(pickle::loads_with(&deep, Limits::new().max_depth(3)).is_err());
+/// assert!(pickle::loads_with(&deep, Limits::new().max_depth(4)).is_ok());
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
 pub struct Limits {
-    /// How deep containers may nest (default [`MAX_DEPTH`]).
-    pub max_depth: usize,
-    /// An object that the pickle shares between several places is copied for each further
-    /// place; this bounds the estimated bytes of all such copies (default 64 MiB plus 16 times
-    /// the input length), so that a small pickle cannot expand into a huge value.
-    pub max_copied_bytes: Option<usize>,
+    max_depth: usize,
+    max_copied_bytes: Option<usize>,
 }
 
 impl Default for Limits {
@@ -115,6 +110,48 @@ impl Default for Limits {
             max_depth: MAX_DEPTH,
             max_copied_bytes: None,
         }
+    }
+}
+
+impl Limits {
+    /// The default limits: nesting up to [`MAX_DEPTH`], copies of shared objects up to 64 MiB
+    /// plus 16 times the input length.
+    ///
+    /// ```
+    /// let limits = multiproc::codec::pickle::Limits::new();
+    /// assert_eq!(limits, Default::default());
+    /// ```
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// How deep containers may nest.
+    ///
+    /// ```
+    /// let mut limits = multiproc::codec::pickle::Limits::new();
+    /// limits.max_depth(64);
+    /// ```
+    pub fn max_depth(&mut self, depth: usize) -> &mut Self {
+        self.max_depth = depth;
+        self
+    }
+
+    /// An object that the pickle shares between several places (`x = [..]; [x, x]`) is copied
+    /// for each further place: this bounds the estimated bytes of all such copies, so that a
+    /// small pickle cannot expand into a huge value.
+    ///
+    /// ```
+    /// use multiproc::codec::pickle::{self, Limits};
+    /// // Python: x = list(range(100)); pickle.dumps([x, x], 2)
+    /// let mut p = b"\x80\x02](]q\x01(".to_vec();
+    /// for i in 0..100u8 { p.extend([b'K', i]); }
+    /// p.extend(b"eh\x01e.");
+    /// assert!(pickle::loads_with(&p, Limits::new().max_copied_bytes(100)).is_err());
+    /// assert_eq!(pickle::loads(&p).unwrap().as_slice().unwrap().len(), 2);
+    /// ```
+    pub fn max_copied_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_copied_bytes = Some(bytes);
+        self
     }
 }
 
@@ -150,7 +187,8 @@ pub fn dump_into(object: &Object, out: &mut Vec<u8>) {
     out.push(op::STOP);
 }
 
-/// Pickles any serializable value, converted as [`to_object`] does.
+/// Pickles any serializable value, converted as [`to_object`] does (for an [`Object`],
+/// [`dumps`] skips that conversion).
 ///
 /// # Errors
 ///
@@ -167,6 +205,25 @@ pub fn dump_into(object: &Object, out: &mut Vec<u8>) {
 /// ```
 pub fn to_vec<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, PickleError> {
     Ok(dumps(&to_object(value)?))
+}
+
+/// Appends the pickle of any serializable value to `out` (for building a frame in place); `out`
+/// is unchanged on error.
+///
+/// # Errors
+///
+/// As [`to_vec`].
+///
+/// # Examples
+///
+/// ```
+/// let mut frame = Vec::new();
+/// multiproc::codec::pickle::to_vec_into(&(1u8, "a"), &mut frame).unwrap();
+/// assert_eq!(frame, b"\x80\x04K\x01\x8c\x01a\x86.");
+/// ```
+pub fn to_vec_into<T: Serialize + ?Sized>(value: &T, out: &mut Vec<u8>) -> Result<(), PickleError> {
+    dump_into(&to_object(value)?, out);
+    Ok(())
 }
 
 /// Reads a pickle (protocols 0–5) of plain data with the default [`Limits`].
@@ -222,7 +279,8 @@ pub fn loads_with(bytes: &[u8], limits: &Limits) -> Result<Object, PickleError> 
 }
 
 /// Reads a pickle into any deserializable type, converted as
-/// [`from_object`](crate::object::from_object) does.
+/// [`from_object`] does (for an [`Object`], [`loads`] skips that
+/// conversion).
 ///
 /// # Errors
 ///
@@ -526,10 +584,12 @@ enum Val {
 }
 
 impl Val {
+    /// Containers nested in this value, not counting memo references (their own contents are
+    /// checked when stored, and the whole depth once resolved).
     fn depth(&self) -> usize {
         match self {
             Val::Seq { depth, .. } | Val::Dict { depth, .. } | Val::Call { depth, .. } => *depth,
-            _ => 1,
+            _ => 0,
         }
     }
 }
@@ -1081,7 +1141,7 @@ impl<'a> Decoder<'a> {
                         },
                         _ => return self.forbidden(at, "a call of something not a global"),
                     };
-                    let depth = 1 + args.depth();
+                    let depth = args.depth();
                     self.check_depth(depth)?;
                     self.stack.push(Val::Call {
                         global,
@@ -1302,8 +1362,17 @@ impl<'a> Decoder<'a> {
                     if let Some(o) = result.take() {
                         done.push(o);
                     }
-                    if let Some(v) = items.next() {
-                        next = Some(v);
+                    // Scalars go straight in; only containers and references need a frame.
+                    for v in items.by_ref() {
+                        match v {
+                            Val::Obj(o) => done.push(o),
+                            v => {
+                                next = Some(v);
+                                break;
+                            }
+                        }
+                    }
+                    if next.is_some() {
                         continue;
                     }
                 }
@@ -1327,9 +1396,21 @@ impl<'a> Decoder<'a> {
                         next = Some(v);
                         continue;
                     }
-                    if let Some((k, v)) = pairs.next() {
-                        *value = Some(v);
-                        next = Some(k);
+                    for (k, v) in pairs.by_ref() {
+                        match (k, v) {
+                            (Val::Obj(k), Val::Obj(v)) => {
+                                if let Err(e) = done.insert(k, v) {
+                                    return self.late(format!("{e} as dict key"));
+                                }
+                            }
+                            (k, v) => {
+                                *value = Some(v);
+                                next = Some(k);
+                                break;
+                            }
+                        }
+                    }
+                    if next.is_some() {
                         continue;
                     }
                 }

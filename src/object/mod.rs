@@ -69,9 +69,9 @@ pub use ser::{SerdeError, to_object};
 
 pub(crate) use dict::unhashable_kind;
 
-/// How deep objects may nest when decoded from bytes (serde formats, pickle): deeper input is an
-/// error, never a stack overflow. Python itself cannot pickle much deeper (its recursion limit is
-/// 1000).
+/// How deep containers may nest in an object decoded from bytes (serde formats, pickle): deeper
+/// input is an error, never a stack overflow. (Python's own recursion limit is 1000; for pickle,
+/// [`Limits`](crate::codec) can raise this bound.)
 pub const MAX_DEPTH: usize = 512;
 
 /// A Python value: `None`, `bool`, `int`, `float`, `str`, `bytes`, `list`, `tuple`, `dict`,

@@ -26,6 +26,20 @@ fn pick_quote(has_single: bool, has_double: bool) -> char {
     if has_single && !has_double { '"' } else { '\'' }
 }
 
+const HEX: &[u8; 16] = b"0123456789abcdef";
+
+/// Writes `\x..`, `\u....` or `\U........` for a code point.
+fn write_escape(f: &mut impl Write, prefix: u8, cp: u32, width: usize) -> fmt::Result {
+    let mut buf = [0u8; 10];
+    buf[0] = b'\\';
+    buf[1] = prefix;
+    for i in 0..width {
+        buf[2 + i] = HEX[((cp >> (4 * (width - 1 - i))) & 0xf) as usize];
+    }
+    // The buffer holds ASCII only.
+    f.write_str(std::str::from_utf8(&buf[..2 + width]).map_err(|_| fmt::Error)?)
+}
+
 /// `repr(str)`.
 pub(crate) fn write_str(f: &mut impl Write, s: &str) -> fmt::Result {
     let quote = pick_quote(s.contains('\''), s.contains('"'));
@@ -47,10 +61,11 @@ pub(crate) fn write_str(f: &mut impl Write, s: &str) -> fmt::Result {
             '\t' => f.write_str("\\t")?,
             '\n' => f.write_str("\\n")?,
             '\r' => f.write_str("\\r")?,
-            c if c == quote => write!(f, "\\{c}")?,
-            c if (c as u32) < 0x100 => write!(f, "\\x{:02x}", c as u32)?,
-            c if (c as u32) < 0x10000 => write!(f, "\\u{:04x}", c as u32)?,
-            c => write!(f, "\\U{:08x}", c as u32)?,
+            '\'' => f.write_str("\\'")?,
+            '"' => f.write_str("\\\"")?,
+            c if (c as u32) < 0x100 => write_escape(f, b'x', c as u32, 2)?,
+            c if (c as u32) < 0x10000 => write_escape(f, b'u', c as u32, 4)?,
+            c => write_escape(f, b'U', c as u32, 8)?,
         }
     }
     f.write_str(&s[start..])?;
@@ -62,17 +77,25 @@ pub(crate) fn write_bytes(f: &mut impl Write, b: &[u8]) -> fmt::Result {
     let quote = pick_quote(b.contains(&b'\''), b.contains(&b'"'));
     f.write_char('b')?;
     f.write_char(quote)?;
-    for &c in b {
+    let mut start = 0;
+    for (i, &c) in b.iter().enumerate() {
+        if (0x20..0x7f).contains(&c) && c != b'\\' && c != quote as u8 {
+            continue;
+        }
+        // The run before `i` is printable ASCII.
+        f.write_str(std::str::from_utf8(&b[start..i]).map_err(|_| fmt::Error)?)?;
+        start = i + 1;
         match c {
             b'\\' => f.write_str("\\\\")?,
             b'\t' => f.write_str("\\t")?,
             b'\n' => f.write_str("\\n")?,
             b'\r' => f.write_str("\\r")?,
-            c if c == quote as u8 => write!(f, "\\{}", c as char)?,
-            0x20..0x7f => f.write_char(c as char)?,
-            c => write!(f, "\\x{c:02x}")?,
+            b'\'' => f.write_str("\\'")?,
+            b'"' => f.write_str("\\\"")?,
+            c => write_escape(f, b'x', u32::from(c), 2)?,
         }
     }
+    f.write_str(std::str::from_utf8(&b[start..]).map_err(|_| fmt::Error)?)?;
     f.write_char(quote)
 }
 
@@ -92,7 +115,11 @@ pub(crate) fn write_float(f: &mut impl Write, x: f64) -> fmt::Result {
     let sci = format!("{:e}", x.abs());
     let (mantissa, exp) = sci.split_once('e').unwrap_or((&sci, "0"));
     let exp: i32 = exp.parse().unwrap_or(0);
-    let digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    let mut digits: String = mantissa.chars().filter(|c| *c != '.').collect();
+    // Rust rounds a tie in the last digit up, Python (David Gay's dtoa) to even.
+    if let Some(even) = tie_to_even(x.abs(), &digits, exp) {
+        digits = even;
+    }
     if x < 0.0 {
         f.write_char('-')?;
     }
@@ -127,6 +154,55 @@ pub(crate) fn write_float(f: &mut impl Write, x: f64) -> fmt::Result {
         let sign = if exp < 0 { '-' } else { '+' };
         write!(f, "e{sign}{:02}", exp.abs())
     }
+}
+
+/// When `x` lies exactly halfway between the shortest digits `digits` (scientific exponent
+/// `exp`) and the same digits minus one in the last place, and the last digit is odd, returns
+/// the even neighbour, which Python prints. Decided in exact integer arithmetic.
+fn tie_to_even(x: f64, digits: &str, exp: i32) -> Option<String> {
+    let last = *digits.as_bytes().last()?;
+    if digits.len() < 16 || (last - b'0').is_multiple_of(2) {
+        return None;
+    }
+    let s: u128 = digits.parse().ok()?;
+    // x == (2s - 1) / 2 * 10^q ?
+    let q = exp - (digits.len() as i32 - 1);
+    let odd = 2 * s - 1;
+    let bits = x.to_bits();
+    let biased = ((bits >> 52) & 0x7ff) as i32;
+    let (mut m, mut e) = if biased == 0 {
+        (bits & ((1 << 52) - 1), -1074)
+    } else {
+        ((bits & ((1 << 52) - 1)) | (1 << 52), biased - 1075)
+    };
+    if m == 0 {
+        return None;
+    }
+    let tz = m.trailing_zeros();
+    m >>= tz;
+    e += tz as i32;
+    // x = m * 2^e with m odd.
+    let tie = if q >= 0 {
+        // (2s-1) * 5^q * 2^(q-1): odd part (2s-1)*5^q, power q-1.
+        let odd_part = 5u128.checked_pow(q as u32).and_then(|p| p.checked_mul(odd));
+        e == q - 1 && odd_part == Some(u128::from(m))
+    } else {
+        // (2s-1) / (2 * 10^p) with p = -q: m * 2^(e+1+p) * 5^p == 2s-1.
+        let p = -q;
+        let lhs = 5u128
+            .checked_pow(p as u32)
+            .and_then(|f| f.checked_mul(u128::from(m)));
+        e + 1 + p == 0 && lhs == Some(odd)
+    };
+    if !tie {
+        return None;
+    }
+    let mut even = digits.as_bytes().to_vec();
+    *even.last_mut()? -= 1;
+    let even = String::from_utf8(even).ok()?;
+    // Both neighbours are equally close; make sure the even one reads back as x too.
+    let check = format!("{}.{}e{}", &even[..1], &even[1..], exp);
+    (check.parse::<f64>().ok() == Some(x)).then_some(even)
 }
 
 fn write_seq<'a>(
@@ -236,6 +312,8 @@ mod tests {
             (5e-324, "5e-324"),
             (1.7976931348623157e308, "1.7976931348623157e+308"),
             (0.30000000000000004, "0.30000000000000004"),
+            (1158718954304944.2, "1158718954304944.2"),
+            (-1158718954304944.2, "-1158718954304944.2"),
         ];
         for (x, want) in cases {
             assert_eq!(float(x), want, "{x:?}");

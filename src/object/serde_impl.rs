@@ -137,7 +137,8 @@ impl DepthGuard {
             v
         });
         let guard = DepthGuard;
-        if d > MAX_DEPTH {
+        // Scalars count one level too: MAX_DEPTH containers around a scalar are allowed.
+        if d > MAX_DEPTH + 1 {
             return Err(E::custom(format_args!(
                 "objects nest deeper than {MAX_DEPTH} levels"
             )));

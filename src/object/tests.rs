@@ -297,23 +297,29 @@ fn typed_values_through_objects() {
 
 #[test]
 fn deep_nesting_is_an_error_not_a_crash() {
-    // postcard bytes of MAX_DEPTH + 10 nested one-element lists (variant 7, length 1), then None.
-    let mut bytes = Vec::new();
-    for _ in 0..MAX_DEPTH + 10 {
-        bytes.extend([7, 1]);
+    // postcard bytes of `n` nested one-element lists (variant 7, length 1) around None.
+    fn nested(n: usize) -> Vec<u8> {
+        let mut bytes = Vec::new();
+        for _ in 0..n {
+            bytes.extend([7, 1]);
+        }
+        bytes.push(0);
+        bytes
     }
-    bytes.push(0);
-    let err = postcard::from_bytes::<Object>(&bytes).unwrap_err();
+    let err = postcard::from_bytes::<Object>(&nested(MAX_DEPTH + 1)).unwrap_err();
     let _ = err;
-    // Exactly at the limit it decodes.
-    let mut bytes = Vec::new();
-    for _ in 0..MAX_DEPTH - 1 {
-        bytes.extend([7, 1]);
-    }
-    bytes.push(0);
+    assert!(postcard::from_bytes::<Object>(&nested(100_000)).is_err());
+    // Exactly at the limit it decodes, within a test thread's stack.
+    let bytes = nested(MAX_DEPTH);
     let o: Object = std::thread::Builder::new()
         .stack_size(2 << 20)
-        .spawn(move || postcard::from_bytes::<Object>(&bytes).unwrap())
+        .spawn(move || {
+            let o = postcard::from_bytes::<Object>(&bytes).unwrap();
+            // Display, clone, compare and drop at that depth too.
+            assert_eq!(o.to_string().len(), 2 * MAX_DEPTH + 4);
+            assert!(o.clone().identical(&o));
+            o
+        })
         .unwrap()
         .join()
         .unwrap();
@@ -323,4 +329,15 @@ fn deep_nesting_is_an_error_not_a_crash() {
 #[test]
 fn size_of_object_stays_small() {
     assert_eq!(std::mem::size_of::<Object>(), 32);
+}
+
+#[test]
+fn objects_are_send_and_sync() {
+    fn assert<T: Send + Sync + 'static>() {}
+    assert::<Object>();
+    assert::<Dict>();
+    assert::<Set>();
+    assert::<ConvertError>();
+    assert::<Unhashable<(Object, Object)>>();
+    assert::<SerdeError>();
 }

@@ -154,9 +154,27 @@ fn deep_nesting_hits_the_limit_without_overflow() {
     p.extend(std::iter::repeat_n(b'a', 99_999));
     p.push(b'.');
     assert!(matches!(loads(&p), Err(PickleError::Limit(_))));
-    // Within the limit it works.
-    let mut p = b"\x80\x04N".to_vec();
-    p.extend(std::iter::repeat_n(0x85u8, MAX_DEPTH - 1));
+    // Exactly at the limit it works; one more is an error.
+    let nested = |n: usize| {
+        let mut p = b"\x80\x04N".to_vec();
+        p.extend(std::iter::repeat_n(0x85u8, n));
+        p.push(b'.');
+        p
+    };
+    assert!(loads(&nested(MAX_DEPTH)).is_ok());
+    assert!(matches!(
+        loads(&nested(MAX_DEPTH + 1)),
+        Err(PickleError::Limit(_))
+    ));
+    // Python memoizes every list: nesting through memo references counts the same.
+    let mut p = b"\x80\x04".to_vec();
+    p.extend(std::iter::repeat_n(&b"]\x94"[..], MAX_DEPTH + 1).flatten());
+    p.extend(std::iter::repeat_n(b'a', MAX_DEPTH));
+    p.push(b'.');
+    assert!(matches!(loads(&p), Err(PickleError::Limit(_))));
+    let mut p = b"\x80\x04".to_vec();
+    p.extend(std::iter::repeat_n(&b"]\x94"[..], MAX_DEPTH).flatten());
+    p.extend(std::iter::repeat_n(b'a', MAX_DEPTH - 1));
     p.push(b'.');
     assert!(loads(&p).is_ok());
 }
