@@ -1,8 +1,8 @@
 //! Connection round trips and bulk transfer between two processes, beside a raw socketpair in
 //! the same run.
 //!
-//! Python here (baselines.md): Pipe round trip 25.9 µs with both processes on one CPU, 46 µs
-//! unpinned; raw socketpair 10.2 µs on one CPU; bulk 0.70 GB/s (1 MiB) and 0.64 GB/s (64 MiB).
+//! Python here (baselines.md): Pipe round trip 25.9 µs with both processes on one CPU, 52 µs
+//! on two CPUs, 46 µs unpinned; raw socketpair 10.2 / 58.9 / 61.3 µs; bulk 0.70 GB/s (1 MiB) and 0.64 GB/s (64 MiB).
 //! Targets: ≤ 1.15 × the raw socketpair on one CPU; ≥ 3 GB/s for 1 MiB messages.
 
 use std::io::{Read, Write};
@@ -60,12 +60,19 @@ fn bulk_source(mut c: Connection) {
     }
 }
 
-fn pin_to(cpus: Option<usize>) {
+/// The CPUs this program may use, read before any pinning (the count follows the mask).
+static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
+
+fn cpus() -> usize {
+    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn pin_to(cpus_: Option<usize>) {
     let mut set = rustix::thread::CpuSet::new();
-    match cpus {
+    match cpus_ {
         Some(cpu) => set.set(cpu),
         None => {
-            for cpu in 0..std::thread::available_parallelism().map_or(1, |n| n.get()) {
+            for cpu in 0..cpus() {
                 set.set(cpu);
             }
         }
@@ -77,11 +84,30 @@ fn pin_to(cpus: Option<usize>) {
 }
 
 fn round_trips(c: &mut Criterion) {
-    for (group_name, cpu) in [
-        ("roundtrip_same_cpu", Some(0)),
-        ("roundtrip_unpinned", None),
+    // (group, parent's CPU, child's CPU)
+    for (group_name, parent_cpu, child_cpu) in [
+        ("roundtrip_same_cpu", Some(0), Some(0)),
+        ("roundtrip_two_cpus", Some(0), Some(1)),
+        ("roundtrip_unpinned", None, None),
     ] {
-        pin_to(cpu);
+        if child_cpu.is_some_and(|c| c >= cpus()) {
+            eprintln!("skipping {group_name}: not enough CPUs");
+            continue;
+        }
+        // Children inherit the mask in force when they start.
+        let start = |f: fn(Connection), c: Connection| {
+            pin_to(child_cpu);
+            let p = Process::start(f, c).unwrap();
+            pin_to(parent_cpu);
+            p
+        };
+        let start_raw = |fd: Descriptor| {
+            pin_to(child_cpu);
+            let p = Process::start(echo_raw, fd).unwrap();
+            pin_to(parent_cpu);
+            p
+        };
+        pin_to(parent_cpu);
         let mut group = c.benchmark_group(group_name);
         group
             .sample_size(40)
@@ -89,11 +115,7 @@ fn round_trips(c: &mut Criterion) {
             .warm_up_time(Duration::from_secs(1));
 
         let (mine, theirs) = UnixStream::pair().unwrap();
-        let p = Process::start(
-            echo_raw,
-            Descriptor::from(std::os::fd::OwnedFd::from(theirs)),
-        )
-        .unwrap();
+        let p = start_raw(Descriptor::from(std::os::fd::OwnedFd::from(theirs)));
         let mut raw = mine;
         group.bench_function("raw_socketpair_64B", |b| {
             let mut buf = [7u8; 64];
@@ -109,9 +131,11 @@ fn round_trips(c: &mut Criterion) {
         drop(raw);
         p.join().unwrap();
 
-        let (mut a, b) = pipe(true).unwrap();
-        let p = Process::start(echo_bytes, b).unwrap();
-        group.bench_function("pipe_bytes_64B", |bench| {
+        let (mut a, mut b) = pipe(true).unwrap();
+        a.set_spin(Duration::ZERO);
+        b.set_spin(Duration::ZERO);
+        let p = start(echo_bytes, b);
+        group.bench_function("pipe_bytes_64B_nospin", |bench| {
             let msg = [7u8; 64];
             let mut buf = Vec::with_capacity(64);
             bench.iter_custom(|iters| {
@@ -127,13 +151,31 @@ fn round_trips(c: &mut Criterion) {
         p.join().unwrap();
 
         let (mut a, b) = pipe(true).unwrap();
-        let p = Process::start(echo_typed, b).unwrap();
+        let p = start(echo_typed, b);
         group.bench_function("pipe_send_recv_u64", |bench| {
             bench.iter_custom(|iters| {
                 let t = Instant::now();
                 for i in 0..iters {
                     a.send(&i).unwrap();
                     assert_eq!(a.recv::<u64>().unwrap(), i + 1);
+                }
+                t.elapsed()
+            })
+        });
+        drop(a);
+        p.join().unwrap();
+
+        // The default: both ends try for up to `DEFAULT_SPIN` before sleeping.
+        let (mut a, b) = pipe(true).unwrap();
+        let p = start(echo_bytes, b);
+        group.bench_function("pipe_bytes_64B", |bench| {
+            let msg = [7u8; 64];
+            let mut buf = Vec::with_capacity(64);
+            bench.iter_custom(|iters| {
+                let t = Instant::now();
+                for _ in 0..iters {
+                    a.send_bytes(&msg).unwrap();
+                    a.recv_bytes_to_vec(&mut buf).unwrap();
                 }
                 t.elapsed()
             })
@@ -236,6 +278,7 @@ fn interleaved_ratio() {
 
 fn main() {
     multiproc::init();
+    cpus();
     benches();
     if std::env::args().any(|a| a == "--bench") {
         interleaved_ratio();

@@ -601,3 +601,32 @@ fn unix_path_in_use_is_a_clear_error() {
         .unwrap_err();
     assert!(matches!(err, ConnectError::Io { .. }), "{err}");
 }
+
+#[test]
+fn spinning_receives_see_messages_and_closes() {
+    let listener = Listener::bind("127.0.0.1:0".parse::<Address>().unwrap()).unwrap();
+    let addr = listener.address().clone();
+    let t = thread::spawn(move || {
+        let mut c = listener.accept().unwrap();
+        assert_eq!(c.spin(), Duration::ZERO, "TCP sleeps at once by default");
+        c.set_spin(Duration::from_micros(200));
+        while let Ok(m) = c.recv_bytes() {
+            c.send_bytes(&m).unwrap();
+        }
+    });
+    let mut c = Client::new().connect(&addr).unwrap();
+    c.set_spin(Duration::from_micros(200));
+    check_echo(&mut c);
+    drop(c);
+    t.join().unwrap();
+
+    let (mut a, mut b) = pipe(true).unwrap();
+    assert_eq!(b.spin(), multiproc::connection::DEFAULT_SPIN);
+    b.set_spin(Duration::from_millis(1));
+    let (c, _d) = pipe(true).unwrap();
+    a.send(&c).unwrap();
+    let sent: Connection = b.recv().unwrap();
+    assert_eq!(sent.spin(), multiproc::connection::DEFAULT_SPIN);
+    drop(a);
+    assert!(matches!(b.recv_bytes(), Err(RecvError::Disconnected)));
+}

@@ -192,6 +192,8 @@ pub(crate) struct Reader {
     offset: u64,
     /// Received descriptors, by the stream offset of the frame they belong to.
     fds: std::collections::VecDeque<(u64, Vec<OwnedFd>)>,
+    /// How long a receive on a socket polls (yielding the CPU between tries) before it sleeps.
+    pub(crate) spin: std::time::Duration,
 }
 
 impl Reader {
@@ -224,16 +226,16 @@ impl Reader {
             }
         }
         let begin = self.end;
-        let n = if t.carries_fds() {
-            let mut fds = Vec::new();
-            let n = crate::sys::net::recv_some(fd, &mut self.buf[begin..], &mut fds)?;
-            if !fds.is_empty() {
-                self.attach(begin, begin + n, fds);
-            }
-            n
+        let mut fds = Vec::new();
+        let spin = if deadline.is_none() && t != Transport::Pipe {
+            self.spin
         } else {
-            crate::sys::net::read_some(fd, &mut self.buf[begin..])?
+            std::time::Duration::ZERO
         };
+        let n = read_once(fd, t, &mut self.buf[begin..], &mut fds, spin)?;
+        if !fds.is_empty() {
+            self.attach(begin, begin + n, fds);
+        }
         self.end += n;
         Ok(n)
     }
@@ -490,6 +492,41 @@ impl Reader {
             self.offset += n as u64;
         }
         Ok(fds)
+    }
+}
+
+/// One read from `fd` into `buf`, descriptors into `fds` (Unix sockets). With a non-zero
+/// `spin` (sockets only), tries without waiting, yielding the CPU between tries, for up to
+/// `spin` before it waits in the kernel: a peer on another CPU that answers quickly is then
+/// seen without the cost of a cross-CPU wake-up, and a peer on the same CPU gets to run.
+fn read_once(
+    fd: BorrowedFd<'_>,
+    t: Transport,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    spin: std::time::Duration,
+) -> io::Result<usize> {
+    use crate::sys::net;
+    if !spin.is_zero() {
+        let start = std::time::Instant::now();
+        loop {
+            let r = match t {
+                Transport::Unix => net::recv_some_with(fd, buf, fds, true),
+                Transport::Tcp | Transport::Pipe => net::recv_nowait(fd, buf),
+            };
+            match r {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                r => return r,
+            }
+            if start.elapsed() >= spin {
+                break;
+            }
+            net::yield_cpu();
+        }
+    }
+    match t {
+        Transport::Unix => net::recv_some(fd, buf, fds),
+        Transport::Tcp | Transport::Pipe => net::read_some(fd, buf),
     }
 }
 

@@ -160,11 +160,27 @@ pub(crate) fn recv_some(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
+    recv_some_with(sock, buf, fds, false)
+}
+
+/// [`recv_some`], failing with `WouldBlock` instead of waiting when `nowait` is set
+/// (`MSG_DONTWAIT`).
+pub(crate) fn recv_some_with(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nowait: bool,
+) -> io::Result<usize> {
     let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let flags = if nowait {
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::CMSG_CLOEXEC
+    };
     loop {
         let mut control = RecvAncillaryBuffer::new(&mut space);
         let mut iov = [IoSliceMut::new(buf)];
-        match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC) {
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
             Ok(msg) => {
                 for m in control.drain() {
                     if let RecvAncillaryMessage::ScmRights(rights) = m {
@@ -184,6 +200,17 @@ pub(crate) fn recv_some(
             Err(e) => return Err(e.into()),
         }
     }
+}
+
+/// One `recv` with `MSG_DONTWAIT` on a socket (no descriptors): `WouldBlock` when nothing is
+/// there.
+pub(crate) fn recv_nowait(sock: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<usize> {
+    retry(|| rustix::net::recv(sock, &mut *buf, RecvFlags::DONTWAIT).map(|(n, _)| n))
+}
+
+/// Gives the CPU to another runnable thread, if any (`sched_yield(2)`).
+pub(crate) fn yield_cpu() {
+    rustix::thread::sched_yield();
 }
 
 /// One `read` (pipes and TCP): returns the bytes read, 0 at end of stream.
