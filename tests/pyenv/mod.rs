@@ -49,10 +49,10 @@ pub fn interpreters() -> Vec<Python> {
     }
     let mut found: Vec<Python> = Vec::new();
     for path in candidates {
-        if let Some(version) = version_of(&path) {
-            if !found.iter().any(|p| p.version == version) {
-                found.push(Python { version, path });
-            }
+        if let Some(version) = version_of(&path)
+            && !found.iter().any(|p| p.version == version)
+        {
+            found.push(Python { version, path });
         }
     }
     if found.is_empty() {
