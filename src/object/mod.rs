@@ -36,7 +36,7 @@
 //! let mut d = Dict::new();
 //! d.insert("name", "worker-1").unwrap();
 //! d.insert("jobs", vec![1, 2, 3]).unwrap();
-//! d.insert((1, 2), Object::bytes(b"\x00ok")).unwrap();
+//! d.insert((1, 2), b"\x00ok").unwrap();
 //! let o = Object::from(d);
 //! assert_eq!(o.to_string(), "{'name': 'worker-1', 'jobs': [1, 2, 3], (1, 2): b'\\x00ok'}");
 //!
@@ -529,6 +529,13 @@ impl<T: Clone + Into<Object>> From<&[T]> for Object {
     }
 }
 
+impl<const N: usize> From<&[u8; N]> for Object {
+    /// A `bytes`: what a byte string literal (`b"..."`) means in Python too.
+    fn from(b: &[u8; N]) -> Self {
+        Object::Bytes(b.to_vec())
+    }
+}
+
 impl<T: Into<Object>, const N: usize> From<[T; N]> for Object {
     /// A `list`.
     fn from(v: [T; N]) -> Self {
@@ -737,7 +744,7 @@ impl TryFrom<Object> for Set {
 /// Writes an [`Object`] literal in Python's syntax.
 ///
 /// - `None`, and any Rust expression convertible with `Object::from` (`1`, `-2.5`, `"text"`,
-///   `true`, a variable, `vec![..]`);
+///   `b"bytes"`, `true`, a variable, `vec![..]`);
 /// - lists `[a, b]`; tuples `()`, `(a,)`, `(a, b)` (`(a)` is just `a`, as in Python);
 /// - dicts `{}`, `{k: v, ...}`; sets `{a, b}` (`{}` is an empty dict; an empty set is
 ///   `Object::Set(Set::new())`).
@@ -760,6 +767,7 @@ impl TryFrom<Object> for Set {
 /// assert_eq!(obj!((1,)).to_string(), "(1,)");
 /// assert_eq!(obj!(()).to_string(), "()");
 /// assert_eq!(obj!({1, (2, 3)}).to_string(), "{1, (2, 3)}");
+/// assert_eq!(obj!([b"\x00ok", 'c', 1.5]).to_string(), "[b'\\x00ok', 'c', 1.5]");
 /// let n = 5;
 /// assert_eq!(obj!({"n": n, "sq": n * n, -1: [None, {}]}).to_string(), "{'n': 5, 'sq': 25, -1: [None, {}]}");
 /// ```
