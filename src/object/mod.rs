@@ -316,6 +316,54 @@ impl Object {
         }
     }
 
+    /// Python's `len()`: characters of a `str`, bytes of a `bytes`, items of a container;
+    /// `None` for the other kinds.
+    ///
+    /// ```
+    /// use multiproc::obj;
+    /// assert_eq!(obj!("沐风").len(), Some(2));
+    /// assert_eq!(obj!({1: 2, 3: 4}).len(), Some(2));
+    /// assert_eq!(obj!(5).len(), None);
+    /// ```
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            Object::Str(s) => Some(s.chars().count()),
+            Object::Bytes(b) => Some(b.len()),
+            Object::List(v) | Object::Tuple(v) => Some(v.len()),
+            Object::Dict(d) => Some(d.len()),
+            Object::Set(s) | Object::FrozenSet(s) => Some(s.len()),
+            _ => None,
+        }
+    }
+
+    /// Python's `o[key]` for reading: a dict's value for `key`, or a list's or tuple's item at
+    /// an integer index (negative counts from the end, as in Python). `None` when absent.
+    ///
+    /// ```
+    /// use multiproc::obj;
+    /// let o = obj!({"jobs": [10, 20, 30]});
+    /// let jobs = o.get_item(&obj!("jobs")).unwrap();
+    /// assert_eq!(jobs.get_item(&obj!(-1)), Some(&obj!(30)));
+    /// assert_eq!(jobs.get_item(&obj!(3)), None);
+    /// ```
+    pub fn get_item(&self, key: &Object) -> Option<&Object> {
+        match self {
+            Object::Dict(d) => d.get(key),
+            Object::List(v) | Object::Tuple(v) => {
+                let i = match key {
+                    Object::Int(i) => *i,
+                    Object::Bool(b) => i64::from(*b),
+                    _ => return None,
+                };
+                let len = i64::try_from(v.len()).ok()?;
+                let i = if i < 0 { i.checked_add(len)? } else { i };
+                v.get(usize::try_from(i).ok()?)
+            }
+            _ => None,
+        }
+    }
+
     /// Exact sameness: same kinds all the way down (`1` is not `1.0`, a set is not a frozenset),
     /// dict entries and set elements in the same order, floats with the same bits (so NaN is
     /// identical to the same NaN). Stricter than `==`, which follows Python.
@@ -357,6 +405,32 @@ impl PartialEq for Object {
     /// Python's `==` (see the [module documentation](self)).
     fn eq(&self, other: &Self) -> bool {
         dict::py_eq(self, other, false)
+    }
+}
+
+macro_rules! eq_primitive {
+    ($($t:ty),*) => {$(
+        impl PartialEq<$t> for Object {
+            /// Python's `==` against the value converted to an object.
+            fn eq(&self, other: &$t) -> bool {
+                *self == Object::from(*other)
+            }
+        }
+    )*};
+}
+eq_primitive!(bool, i32, i64, u32, u64, f64);
+
+impl PartialEq<str> for Object {
+    /// Is this the `str` `other`?
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == Some(other)
+    }
+}
+
+impl PartialEq<&str> for Object {
+    /// Is this the `str` `other`?
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
     }
 }
 

@@ -341,3 +341,32 @@ fn objects_are_send_and_sync() {
     assert::<Unhashable<(Object, Object)>>();
     assert::<SerdeError>();
 }
+
+#[test]
+fn comparisons_with_rust_values_and_item_access() {
+    assert_eq!(obj!(1), 1);
+    assert_eq!(obj!(1.0), 1);
+    assert_eq!(obj!(true), 1);
+    assert_eq!(obj!(2), 2.0);
+    assert_eq!(Object::from(u64::MAX), u64::MAX);
+    assert_eq!(obj!("a"), "a");
+    assert_ne!(obj!("a"), "b");
+    assert_ne!(obj!(1), "1");
+    let o = obj!([1, (2, 3), {"k": None}]);
+    assert_eq!(o.get_item(&obj!(0)), Some(&obj!(1)));
+    assert_eq!(o.get_item(&obj!(-3)), Some(&obj!(1)));
+    assert_eq!(o.get_item(&obj!(-4)), None);
+    assert_eq!(o.get_item(&obj!(i64::MIN)), None);
+    assert_eq!(o.get_item(&obj!("0")), None);
+    assert_eq!(
+        o.get_item(&obj!(1)).unwrap().get_item(&obj!(true)),
+        Some(&obj!(3))
+    );
+    assert_eq!(
+        o.get_item(&obj!(2)).unwrap().get_item(&obj!("k")),
+        Some(&Object::None)
+    );
+    assert_eq!(o.len(), Some(3));
+    assert_eq!(Object::bytes(*b"ab").len(), Some(2));
+    assert_eq!(Object::None.len(), None);
+}
