@@ -413,7 +413,7 @@ macro_rules! eq_primitive {
         impl PartialEq<$t> for Object {
             /// Python's `==` against the value converted to an object.
             fn eq(&self, other: &$t) -> bool {
-                *self == Object::from(*other)
+                dict::py_eq(self, &Object::from(*other), false)
             }
         }
     )*};
