@@ -238,6 +238,24 @@ impl Object {
         }
     }
 
+    /// The `bytes`, by value (`Vec<u8>: TryFrom<Object>` reads a list of ints instead).
+    ///
+    /// # Errors
+    ///
+    /// [`ConvertError`] with the object if it is not a `bytes`.
+    ///
+    /// ```
+    /// use multiproc::object::Object;
+    /// assert_eq!(Object::bytes(*b"ab").into_bytes().unwrap(), b"ab");
+    /// assert!(Object::from("ab").into_bytes().is_err());
+    /// ```
+    pub fn into_bytes(self) -> Result<Vec<u8>, ConvertError> {
+        match self {
+            Object::Bytes(b) => Ok(b),
+            o => Err(ConvertError::new("bytes", o)),
+        }
+    }
+
     /// The items of a `list` or `tuple`.
     ///
     /// ```
