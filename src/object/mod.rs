@@ -426,6 +426,27 @@ impl PartialEq for Object {
     }
 }
 
+impl PartialOrd for Object {
+    /// Python's `<`, `<=`, `>`, `>=`: numbers by value (`1 < 1.5 < 2**70`), `str` and `bytes`
+    /// lexicographically, lists and tuples item by item, sets by inclusion (`{1} < {1, 2}`).
+    /// Where Python raises `TypeError` (`1 < "a"`, dicts, `None`) this is `None`, so every
+    /// comparison is `false`.
+    ///
+    /// ```
+    /// use multiproc::obj;
+    /// assert!(obj!(1) < obj!(1.5));
+    /// assert!(obj!([1, "b"]) < obj!([1, "c"]));
+    /// assert!(obj!({1}) < obj!({1, 2}));
+    /// assert_eq!(obj!(1).partial_cmp(&obj!("a")), None);
+    /// let mut v = vec![obj!(3), obj!(0.5), obj!(true), obj!(-2)];
+    /// v.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    /// assert_eq!(multiproc::Object::List(v).to_string(), "[-2, 0.5, True, 3]");
+    /// ```
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        dict::py_cmp(self, other)
+    }
+}
+
 macro_rules! eq_primitive {
     ($($t:ty),*) => {$(
         impl PartialEq<$t> for Object {
