@@ -34,6 +34,12 @@ fn compare(python: &pyenv::Python, objects: &[Object]) {
         if got != *want {
             failures.push(format!("  rust:   {got}\n  python: {want}\n  ({o:?})"));
         }
+        // Python's repr reads back as the same value (each Python, whatever its Unicode tables).
+        match want.parse::<Object>() {
+            Ok(back) if pyenv::same(&back, o) => {}
+            Ok(back) => failures.push(format!("  parsed: {back}\n  python: {want}")),
+            Err(e) => failures.push(format!("  {e}\n  python: {want}")),
+        }
     }
     assert!(
         failures.is_empty(),

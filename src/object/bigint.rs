@@ -232,6 +232,21 @@ impl BigInt {
     }
 }
 
+impl std::ops::Neg for BigInt {
+    type Output = BigInt;
+
+    /// The opposite value.
+    ///
+    /// ```
+    /// use multiproc::object::BigInt;
+    /// assert_eq!((-BigInt::from(u64::MAX)).to_string(), "-18446744073709551615");
+    /// ```
+    fn neg(mut self) -> BigInt {
+        self.negative = !self.negative && !self.mag.is_empty();
+        self
+    }
+}
+
 impl Ord for BigInt {
     /// Numeric order.
     fn cmp(&self, other: &Self) -> std::cmp::Ordering {

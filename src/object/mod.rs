@@ -5,7 +5,8 @@
 //! insertion-ordered), `set` and `frozenset` ([`Set`]). Messages whose shape varies, the values a
 //! manager holds, and whatever a Python peer sends are held as `Object`s.
 //!
-//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character.
+//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character, and
+//!   [`str::parse`] reads Python literals back ([`ParseObjectError`]), as `ast.literal_eval`.
 //! - [`obj!`](crate::obj) writes literals in Python's syntax.
 //! - `From`/`TryFrom` convert from and to Rust's own types; [`to_object`] and [`from_object`]
 //!   convert any serde type (structs become dicts keyed by field name).
@@ -47,13 +48,15 @@
 //! # Equality and keys
 //!
 //! `==` on objects is Python's: `1 == 1.0 == True`, a list never equals a tuple, dicts and sets
-//! compare without regard to order, and NaN is unequal to itself. [`Object::identical`] compares
+//! compare without regard to order, and NaN is unequal to itself. `<` and friends are Python's
+//! too (a partial order: `1 < "a"` is neither true nor false in Python, and `false` here). [`Object::identical`] compares
 //! kinds, order and float bits exactly. Dict keys and set elements use the same equality, except
 //! that NaN keys are all one key (Python separates NaN keys by object identity).
 
 mod bigint;
 mod de;
 mod dict;
+mod parse;
 mod printable;
 pub(crate) mod repr;
 mod ser;
@@ -65,6 +68,7 @@ use std::fmt;
 pub use bigint::{BigInt, ParseBigIntError};
 pub use de::from_object;
 pub use dict::{Dict, DictIntoIter, Set, SetIntoIter, Unhashable};
+pub use parse::ParseObjectError;
 pub use ser::{SerdeError, to_object};
 
 pub(crate) use dict::unhashable_kind;
