@@ -43,7 +43,7 @@ thread_local! {
 }
 
 /// Records `msg` as the reason of the failure that the caller is about to return.
-fn reason(msg: String) -> String {
+pub(crate) fn reason(msg: String) -> String {
     REASON.with(|r| *r.borrow_mut() = Some(msg.clone()));
     msg
 }

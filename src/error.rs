@@ -2,6 +2,8 @@
 
 use crate::codec::CodecError;
 use crate::process::{JoinError, StartError};
+use crate::shm::{AttachError, CreateError, OutOfBounds, SharedMemoryError};
+use crate::sync::{BarrierWaitError, ReleaseError};
 
 /// Any error of this crate, for code that does not need to tell them apart.
 ///
@@ -35,6 +37,24 @@ pub enum Error {
     /// A value could not be encoded or decoded.
     #[error(transparent)]
     Codec(#[from] CodecError),
+    /// A shared object could not be created.
+    #[error(transparent)]
+    Create(#[from] CreateError),
+    /// A received segment is not the object asked for.
+    #[error(transparent)]
+    Attach(#[from] AttachError),
+    /// A named shared-memory segment could not be created, opened or unlinked.
+    #[error(transparent)]
+    SharedMemory(#[from] SharedMemoryError),
+    /// An index past the end of a shared array or segment.
+    #[error(transparent)]
+    OutOfBounds(#[from] OutOfBounds),
+    /// A semaphore was released too many times.
+    #[error(transparent)]
+    Release(#[from] ReleaseError),
+    /// A barrier was broken.
+    #[error(transparent)]
+    Barrier(#[from] BarrierWaitError),
     /// An operating-system error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

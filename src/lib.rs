@@ -98,6 +98,8 @@ mod descriptor;
 mod error;
 pub mod object;
 pub mod process;
+pub mod shm;
+pub mod sync;
 pub(crate) mod sys;
 
 pub use codec::CodecError;
@@ -110,3 +112,5 @@ pub use process::{
     Builder, JoinError, JoinTimeoutError, PanicInfo, Process, ProcessInfo, StartError, StartMethod,
     active_children, cpu_count, current_process, init, parent_process,
 };
+pub use shm::{Array, RawArray, RawValue, SharedMemory, ShmSafe, Value};
+pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock, Semaphore};

@@ -28,3 +28,31 @@ fn unknown_command_is_an_error() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command"));
 }
+
+#[test]
+fn bench_prints_a_side_by_side_table() {
+    let out = multiproc(&["bench", "--quick", "--python", "python3"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{text}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let fork = text
+        .lines()
+        .find(|l| l.starts_with("Process start + join, fork"))
+        .unwrap();
+    // A figure for each side and a speed-up.
+    assert_eq!(fork.matches('×').count(), 1, "{fork}");
+    assert!(!fork.contains('–'), "{fork}");
+}
+
+#[test]
+fn bench_options_are_checked() {
+    let out = multiproc(&["bench", "--python"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--python needs"));
+    let out = multiproc(&["bench", "--python", "/nonexistent/python"]);
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
+}

@@ -9,9 +9,15 @@
 //! | [`socket`] | `socketpair`, whole-buffer `send`/`recv` on stream sockets with descriptors (`SCM_RIGHTS`) attached |
 //! | [`process`] | re-executing the current binary with one inherited descriptor, `fork`, pidfd wait/signal, parent-death handling |
 //! | [`entry`] | child entry points as ASLR-independent offsets of functions in the executable |
+//! | [`memfd`] | anonymous sealed `memfd` segments, named `shm_open` segments, shared mappings (pre-faulted when large) |
+//! | [`pthread`] | process-shared robust mutexes (the kernel reports a dead holder) |
+//! | [`futex`] | waiting on and waking a shared 32-bit word |
 
 pub(crate) mod entry;
+pub(crate) mod futex;
+pub(crate) mod memfd;
 pub(crate) mod process;
+pub(crate) mod pthread;
 pub(crate) mod socket;
 
 use std::io;

@@ -1,0 +1,161 @@
+//! `multiproc bench`: multiproc and Python's multiprocessing side by side, in one run.
+
+use std::process::Command;
+use std::time::{Duration, Instant};
+
+use multiproc::{Process, StartMethod};
+
+const PYTHON_BENCH: &str = include_str!("python_bench.py");
+
+/// Settings of one run.
+pub struct Options {
+    /// The Python interpreter to compare with; `None` skips Python.
+    pub python: Option<String>,
+    /// Fewer samples, for a quick look.
+    pub quick: bool,
+}
+
+/// One figure: seconds per operation.
+struct Figure {
+    name: &'static str,
+    what: &'static str,
+    ours: f64,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Times `batch` runs of `op`, `samples` times; the median seconds per run.
+fn measure(samples: usize, batch: u32, mut op: impl FnMut(u32)) -> f64 {
+    op(0); // warm up
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let t = Instant::now();
+        for i in 0..batch {
+            op(i);
+        }
+        times.push(t.elapsed().as_secs_f64() / f64::from(batch));
+    }
+    median(times)
+}
+
+fn add_one(x: u32) -> u32 {
+    x.wrapping_add(1)
+}
+
+fn start_join(method: StartMethod) -> impl FnMut(u32) {
+    move |i| {
+        let p = Process::builder()
+            .method(method)
+            .start(add_one, i)
+            .expect("start");
+        assert_eq!(p.join().expect("join"), i.wrapping_add(1));
+    }
+}
+
+fn ours(quick: bool) -> Vec<Figure> {
+    let samples = if quick { 3 } else { 9 };
+    vec![
+        Figure {
+            name: "process_start_join_fork",
+            what: "Process start + join, fork",
+            ours: measure(
+                samples,
+                if quick { 50 } else { 200 },
+                start_join(StartMethod::Fork),
+            ),
+        },
+        Figure {
+            name: "process_start_join_spawn",
+            what: "Process start + join, spawn",
+            ours: measure(
+                samples,
+                if quick { 5 } else { 20 },
+                start_join(StartMethod::Spawn),
+            ),
+        },
+    ]
+}
+
+fn python(interpreter: &str, quick: bool) -> Result<flat_json::Map, String> {
+    let mut cmd = Command::new(interpreter);
+    cmd.arg("-c").arg(PYTHON_BENCH);
+    if quick {
+        cmd.arg("--quick");
+    }
+    let out = cmd
+        .output()
+        .map_err(|e| format!("cannot run {interpreter}: {e}"))?;
+    if !out.status.success() {
+        return Err(format!(
+            "{interpreter} failed: {}",
+            String::from_utf8_lossy(&out.stderr).trim()
+        ));
+    }
+    flat_json::parse_flat(&String::from_utf8_lossy(&out.stdout))
+}
+
+fn human(seconds: f64) -> String {
+    let d = Duration::from_secs_f64(seconds);
+    if d >= Duration::from_millis(1) {
+        format!("{:.2} ms", seconds * 1e3)
+    } else {
+        format!("{:.1} µs", seconds * 1e6)
+    }
+}
+
+/// Runs every measurement and prints the table.
+pub fn run(opts: &Options) -> Result<(), String> {
+    let figures = ours(opts.quick);
+    let theirs = match &opts.python {
+        Some(py) => Some(python(py, opts.quick)?),
+        None => None,
+    };
+    println!(
+        "{:<32} {:>12} {:>12} {:>9}",
+        "operation", "multiproc", "python", "speed-up"
+    );
+    for f in &figures {
+        let py = theirs.as_ref().and_then(|m| m.get(f.name));
+        let (py_text, ratio) = match py {
+            Some(&p) => (human(p), format!("{:.1}×", p / f.ours)),
+            None => ("–".to_owned(), "–".to_owned()),
+        };
+        println!(
+            "{:<32} {:>12} {:>12} {:>9}",
+            f.what,
+            human(f.ours),
+            py_text,
+            ratio
+        );
+    }
+    Ok(())
+}
+
+/// Just enough JSON for the flat `{"name": number}` object the Python side prints.
+mod flat_json {
+    pub type Map = std::collections::BTreeMap<String, f64>;
+
+    pub fn parse_flat(text: &str) -> Result<Map, String> {
+        let body = text
+            .trim()
+            .strip_prefix('{')
+            .and_then(|t| t.strip_suffix('}'))
+            .ok_or_else(|| format!("not a JSON object: {text:?}"))?;
+        let mut map = Map::new();
+        for pair in body.split(',').filter(|p| !p.trim().is_empty()) {
+            let (k, v) = pair
+                .split_once(':')
+                .ok_or_else(|| format!("bad pair {pair:?}"))?;
+            let k = k.trim().trim_matches('"').to_owned();
+            let v: f64 = v
+                .trim()
+                .parse()
+                .map_err(|e| format!("bad number in {pair:?}: {e}"))?;
+            map.insert(k, v);
+        }
+        Ok(map)
+    }
+}

@@ -1,0 +1,501 @@
+//! The bytes of a segment: the header, the state of its lock (or other primitive), its data.
+//!
+//! Every segment this crate creates is laid out as
+//!
+//! ```text
+//! offset 0            Header (64 bytes): magic, layout version, object tag, fingerprints
+//! align(64, S)        S: the shared state (a lock, a semaphore, ...), or nothing
+//! align(.., T)        len × T: the data
+//! ```
+//!
+//! A segment is created zero-filled (a fresh `memfd`), its state and data are initialised, and
+//! only then is it handed to anyone; a receiver maps it and checks the header before it forms
+//! any reference into it. The `memfd` is sealed against shrinking, so the checked length holds
+//! for the life of every mapping.
+//!
+//! Other processes can write this memory at any time. References into it are only formed to
+//! types made for that (`Sync` states of atomics and `UnsafeCell`s), or to data while this
+//! process holds the segment's lock; everything else goes through volatile reads and writes.
+#![allow(unsafe_code)]
+
+use std::marker::PhantomData;
+use std::mem::{align_of, size_of};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::ptr;
+
+use crate::shm::{AttachError, CreateError};
+use crate::sync::raw::{RawGuard, RawLock};
+use crate::sys::memfd::{self, Mapping};
+
+/// Types that may live in shared memory.
+///
+/// The primitive types below correspond to Python's `array`/`ctypes` typecodes:
+///
+/// | Python typecode | ctypes | Rust |
+/// |---|---|---|
+/// | `'c'` | `c_char` | `u8` |
+/// | `'b'` / `'B'` | `c_byte` / `c_ubyte` | `i8` / `u8` |
+/// | `'h'` / `'H'` | `c_short` / `c_ushort` | `i16` / `u16` |
+/// | `'i'` / `'I'` | `c_int` / `c_uint` | `i32` / `u32` |
+/// | `'l'` / `'L'` | `c_long` / `c_ulong` | `i64` / `u64` (LP64 Linux) |
+/// | `'q'` / `'Q'` | `c_longlong` / `c_ulonglong` | `i64` / `u64` |
+/// | `'f'` | `c_float` | `f32` |
+/// | `'d'` | `c_double` | `f64` |
+/// | `'?'` | `c_bool` | `bool` |
+///
+/// Also implemented for `i128`/`u128`, `char`, the atomic integer types (for lock-free updates of a
+/// [`RawValue`](crate::shm::RawValue)), fixed-size arrays of `ShmSafe` types and `()`.
+/// Your own `#[repr(C)]` structs get it from [`shared_struct!`](crate::shared_struct), which checks
+/// every field.
+///
+/// # Safety
+///
+/// An implementing type must be
+/// - `#[repr(C)]` (or a primitive), so that every process agrees on its layout;
+/// - valid when all its bytes are zero (segments start zero-filled);
+/// - free of pointers, references, descriptors and any other process-local resource;
+/// - fine never to be dropped (values in shared memory are not dropped);
+/// - made only of fields that are themselves `ShmSafe`.
+pub unsafe trait ShmSafe: Send + Sync + 'static {}
+
+macro_rules! shm_safe {
+    ($($t:ty),*) => { $(
+        // SAFETY: a primitive: fixed layout, zero is valid, no pointers, no drop glue.
+        unsafe impl ShmSafe for $t {}
+    )* };
+}
+shm_safe!(
+    (),
+    bool,
+    char,
+    u8,
+    i8,
+    u16,
+    i16,
+    u32,
+    i32,
+    u64,
+    i64,
+    u128,
+    i128,
+    f32,
+    f64
+);
+shm_safe!(
+    std::sync::atomic::AtomicBool,
+    std::sync::atomic::AtomicU8,
+    std::sync::atomic::AtomicI8,
+    std::sync::atomic::AtomicU16,
+    std::sync::atomic::AtomicI16,
+    std::sync::atomic::AtomicU32,
+    std::sync::atomic::AtomicI32,
+    std::sync::atomic::AtomicU64,
+    std::sync::atomic::AtomicI64
+);
+// SAFETY: an array of `ShmSafe` elements has their layout, repeated, and inherits the rest.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+
+/// The shared state at the start of a segment (a lock, a semaphore, ...).
+///
+/// # Safety
+///
+/// As for [`ShmSafe`], and every access through `&Self` must be sound while other processes
+/// access the same bytes (atomics, or `UnsafeCell`s used under a lock).
+pub(crate) unsafe trait State: Sync + 'static {}
+
+// SAFETY: no bytes at all.
+unsafe impl State for () {}
+
+/// The magic bytes at offset 0 of every segment.
+const MAGIC: [u8; 8] = *b"MPROCSHM";
+/// The version of this layout; bumped whenever a header or state changes shape.
+const VERSION: u32 = 1;
+/// Bytes reserved for the header.
+const HEADER_SIZE: usize = 64;
+/// The largest alignment a state or element may ask for (the mapping is page-aligned).
+const MAX_ALIGN: usize = 4096;
+
+/// Describes a segment; written once by its creator, checked by everyone who attaches.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Header {
+    /// [`MAGIC`]: this is a segment of this crate.
+    magic: [u8; 8],
+    /// [`VERSION`]: the layout below is the one this build understands.
+    version: u32,
+    /// What object the segment holds ([`Tag`]).
+    tag: u32,
+    /// Size of the shared state `S`.
+    state_size: u32,
+    /// Alignment of the shared state `S`.
+    state_align: u32,
+    /// Size of one element `T`.
+    elem_size: u64,
+    /// Alignment of `T`.
+    elem_align: u64,
+    /// FNV-1a hash of `T`'s type name.
+    elem_hash: u64,
+    /// Number of elements.
+    len: u64,
+    /// Offset of the first element from the start of the segment.
+    data_offset: u64,
+}
+
+const _: () = assert!(size_of::<Header>() == HEADER_SIZE);
+
+/// What kind of object a segment holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u32)]
+pub(crate) enum Tag {
+    Value = 1,
+    Array = 2,
+    RawValue = 3,
+    RawArray = 4,
+    Lock = 5,
+    RLock = 6,
+    Semaphore = 7,
+    Event = 8,
+    Condition = 9,
+    Barrier = 10,
+    BoundedSemaphore = 11,
+}
+
+impl Tag {
+    pub(crate) fn name(raw: u32) -> &'static str {
+        match raw {
+            1 => "Value",
+            2 => "Array",
+            3 => "RawValue",
+            4 => "RawArray",
+            5 => "Lock",
+            6 => "RLock",
+            7 => "Semaphore",
+            8 => "Event",
+            9 => "Condition",
+            10 => "Barrier",
+            11 => "BoundedSemaphore",
+            _ => "unknown object",
+        }
+    }
+}
+
+/// FNV-1a of a type's name: part of a segment's fingerprint.
+fn type_hash<T: ?Sized>() -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in std::any::type_name::<T>().bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+fn align_up(x: usize, a: usize) -> Option<usize> {
+    x.checked_add(a - 1).map(|v| v & !(a - 1))
+}
+
+/// Offsets of the state and the data, and the total size, for `len` elements.
+fn offsets<S, T>(len: usize) -> Option<(usize, usize, usize)> {
+    if align_of::<S>() > MAX_ALIGN || align_of::<T>() > MAX_ALIGN {
+        return None;
+    }
+    let state = align_up(HEADER_SIZE, align_of::<S>())?;
+    let data = align_up(state + size_of::<S>(), align_of::<T>())?;
+    let total = size_of::<T>().checked_mul(len)?.checked_add(data)?;
+    // A mapping needs at least one byte; keep sizes within what `isize` offsets allow.
+    (total <= isize::MAX as usize).then_some((state, data, total))
+}
+
+/// The header a segment of `tag`, `S` and `len` × `T` must carry.
+fn expected_header<S, T>(tag: Tag, len: usize, data_offset: usize) -> Header {
+    Header {
+        magic: MAGIC,
+        version: VERSION,
+        tag: tag as u32,
+        state_size: size_of::<S>() as u32,
+        state_align: align_of::<S>() as u32,
+        elem_size: size_of::<T>() as u64,
+        elem_align: align_of::<T>() as u64,
+        elem_hash: type_hash::<T>(),
+        len: len as u64,
+        data_offset: data_offset as u64,
+    }
+}
+
+/// Ties a segment to its state and element types without owning either.
+type Marker<S, T> = PhantomData<(fn() -> S, fn() -> T)>;
+
+/// A mapped segment holding a state `S` and `len` elements of `T`.
+pub(crate) struct Segment<S, T> {
+    fd: OwnedFd,
+    map: Mapping,
+    state_offset: usize,
+    data_offset: usize,
+    len: usize,
+    _marker: Marker<S, T>,
+}
+
+impl<S, T> std::fmt::Debug for Segment<S, T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Segment")
+            .field("fd", &self.fd)
+            .field("size", &self.map.len())
+            .field("len", &self.len)
+            .finish()
+    }
+}
+
+impl<S: State, T: ShmSafe> Segment<S, T> {
+    /// Creates a zero-filled segment for `len` elements. The caller initialises the state and
+    /// data before sharing it.
+    pub(crate) fn create(tag: Tag, len: usize) -> Result<Self, CreateError> {
+        let (state_offset, data_offset, total) =
+            offsets::<S, T>(len).ok_or(CreateError::TooLarge { len })?;
+        let fd = memfd::memfd(Tag::name(tag as u32), total as u64).map_err(CreateError::Os)?;
+        let map = Mapping::new(&fd, total).map_err(CreateError::Os)?;
+        let header = expected_header::<S, T>(tag, len, data_offset);
+        // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, and not yet shared.
+        unsafe { ptr::write(map.ptr().cast::<Header>(), header) };
+        Ok(Segment {
+            fd,
+            map,
+            state_offset,
+            data_offset,
+            len,
+            _marker: PhantomData,
+        })
+    }
+
+    /// Maps the segment behind `fd` and checks that it holds a `tag` object of `S` and `T`.
+    pub(crate) fn attach(tag: Tag, fd: OwnedFd) -> Result<Self, AttachError> {
+        if !memfd::is_sealed(&fd) {
+            return Err(AttachError::NotASegment);
+        }
+        let size = memfd::size_of(&fd).map_err(AttachError::Os)?;
+        let size = usize::try_from(size).map_err(|_| AttachError::NotASegment)?;
+        if size < HEADER_SIZE {
+            return Err(AttachError::NotASegment);
+        }
+        let map = Mapping::new(&fd, size).map_err(AttachError::Os)?;
+        // SAFETY: the mapping holds at least HEADER_SIZE bytes and cannot shrink (sealed); a
+        // header is plain integers, so any bytes read are a valid `Header`.
+        let found = unsafe { ptr::read_volatile(map.ptr().cast::<Header>()) };
+        if found.magic != MAGIC {
+            return Err(AttachError::NotASegment);
+        }
+        if found.version != VERSION {
+            return Err(AttachError::VersionMismatch {
+                expected: VERSION,
+                found: found.version,
+            });
+        }
+        let len = usize::try_from(found.len).map_err(|_| AttachError::NotASegment)?;
+        let (state_offset, data_offset, total) =
+            offsets::<S, T>(len).ok_or(AttachError::NotASegment)?;
+        let want = expected_header::<S, T>(tag, len, data_offset);
+        if found != want {
+            return Err(AttachError::WrongType {
+                expected: format!("{} of {}", Tag::name(want.tag), std::any::type_name::<T>()),
+                found: Tag::name(found.tag),
+            });
+        }
+        if size < total {
+            return Err(AttachError::NotASegment);
+        }
+        Ok(Segment {
+            fd,
+            map,
+            state_offset,
+            data_offset,
+            len,
+            _marker: PhantomData,
+        })
+    }
+
+    /// The shared state.
+    pub(crate) fn state(&self) -> &S {
+        // SAFETY: the offset is in bounds and aligned for `S` (checked by `offsets`), the bytes
+        // were zeroed or initialised by the creator, and `S: State` is sound to share.
+        unsafe { &*self.map.ptr().add(self.state_offset).cast::<S>() }
+    }
+
+    /// Number of elements.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// The segment's descriptor.
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    fn data(&self) -> *mut T {
+        // SAFETY: `data_offset` + len × size_of T lies within the mapping (checked by `offsets`).
+        unsafe { self.map.ptr().add(self.data_offset).cast::<T>() }
+    }
+
+    /// Reads element `i` (volatile: another process may be writing it; a racing write can tear).
+    pub(crate) fn read(&self, i: usize) -> Option<T>
+    where
+        T: Copy,
+    {
+        if i >= self.len {
+            return None;
+        }
+        // SAFETY: in bounds and aligned; any bytes another process leaves there were written as a
+        // `T` by this binary (the header's type check), or are zero, which `ShmSafe` allows.
+        Some(unsafe { ptr::read_volatile(self.data().add(i)) })
+    }
+
+    /// Writes element `i` (volatile); returns `false` when out of bounds.
+    pub(crate) fn write(&self, i: usize, value: T) -> bool
+    where
+        T: Copy,
+    {
+        if i >= self.len {
+            return false;
+        }
+        // SAFETY: in bounds and aligned; no reference to this element exists in this process
+        // (only the locked views form references, and `Raw*` segments have no lock).
+        unsafe { ptr::write_volatile(self.data().add(i), value) };
+        true
+    }
+
+    /// Copies elements `start..start + out.len()` into `out`; `false` when out of bounds.
+    pub(crate) fn read_slice(&self, start: usize, out: &mut [T]) -> bool
+    where
+        T: Copy,
+    {
+        if start
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the source range is in bounds and cannot overlap `out` (process memory).
+        unsafe { ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), out.len()) };
+        true
+    }
+
+    /// Copies `src` into elements `start..start + src.len()`; `false` when out of bounds.
+    pub(crate) fn write_slice(&self, start: usize, src: &[T]) -> bool
+    where
+        T: Copy,
+    {
+        if start
+            .checked_add(src.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the target range is in bounds, holds no references in this process, and
+        // cannot overlap `src`.
+        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(start), src.len()) };
+        true
+    }
+
+    /// A copy of every element, in one block copy.
+    pub(crate) fn to_vec(&self) -> Vec<T>
+    where
+        T: Copy,
+    {
+        let mut v = Vec::with_capacity(self.len);
+        // SAFETY: the source range is in bounds; the destination is the vector's own spare
+        // capacity of `len` elements; `T: Copy` and `ShmSafe`, so the copied bytes are valid
+        // `T`s (written by this binary as `T`, or zero), and `len` are initialised before
+        // `set_len`.
+        unsafe {
+            ptr::copy_nonoverlapping(self.data(), v.as_mut_ptr(), self.len);
+            v.set_len(self.len);
+        }
+        v
+    }
+
+    /// The raw address of the data.
+    pub(crate) fn as_ptr(&self) -> *mut T {
+        self.data()
+    }
+
+    /// Moves `value` into element `i` of a segment nobody else can see yet.
+    pub(crate) fn init(&mut self, i: usize, value: T) {
+        assert!(i < self.len, "initialising element {i} of {}", self.len);
+        // SAFETY: in bounds; `&mut self` on a fresh segment: no other access exists.
+        unsafe { ptr::write(self.data().add(i), value) };
+    }
+}
+
+impl<T: ShmSafe> Segment<RawLock, T> {
+    fn check_guard(&self, guard: &RawGuard<'_>) {
+        assert!(
+            ptr::eq(guard.lock(), self.state()),
+            "a guard of another lock was used"
+        );
+    }
+
+    /// The data, shared, while `guard` (a guard of this segment's lock) is held.
+    pub(crate) fn data_ref<'g>(&'g self, guard: &'g RawGuard<'_>) -> &'g [T] {
+        self.check_guard(guard);
+        // SAFETY: this segment's lock is held for 'g (the guard is borrowed for it), and every
+        // process writes the data only under that lock; in bounds and aligned.
+        unsafe { std::slice::from_raw_parts(self.data(), self.len) }
+    }
+
+    /// The data, exclusive, while `guard` (a guard of this segment's lock) is held.
+    pub(crate) fn data_mut<'g>(&'g self, guard: &'g mut RawGuard<'_>) -> &'g mut [T] {
+        self.check_guard(guard);
+        // SAFETY: this segment's lock is held for 'g and is not recursive, so this guard is the
+        // only one; borrowing it mutably makes this the only reference formed through it.
+        unsafe { std::slice::from_raw_parts_mut(self.data(), self.len) }
+    }
+}
+
+/// `RawArray`'s and `RawValue`'s unchecked views: declared here, where `unsafe` is allowed.
+impl<T: ShmSafe> crate::shm::RawArray<T> {
+    /// The elements as a shared slice.
+    ///
+    /// # Safety
+    ///
+    /// No process (this one included) may write the elements while the slice is alive.
+    pub unsafe fn as_slice(&self) -> &[T] {
+        let seg = self.segment();
+        // SAFETY: in bounds and aligned; the caller promises there is no concurrent writer.
+        unsafe { std::slice::from_raw_parts(seg.data(), seg.len()) }
+    }
+
+    /// The elements as an exclusive slice.
+    ///
+    /// # Safety
+    ///
+    /// No process (this one included) may read or write the elements while the slice is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [T] {
+        let seg = self.segment();
+        // SAFETY: in bounds and aligned; the caller promises exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(seg.data(), seg.len()) }
+    }
+}
+
+/// `SharedMemory`'s unchecked views: declared here, where `unsafe` is allowed.
+impl crate::shm::SharedMemory {
+    /// The bytes as a shared slice (Python's `buf`, read-only).
+    ///
+    /// # Safety
+    ///
+    /// No process (this one included) may write the segment while the slice is alive.
+    pub unsafe fn as_slice(&self) -> &[u8] {
+        let map = self.map();
+        // SAFETY: the mapping is `len` bytes; the caller promises there is no concurrent writer.
+        unsafe { std::slice::from_raw_parts(map.ptr(), map.len()) }
+    }
+
+    /// The bytes as an exclusive slice (Python's `buf`).
+    ///
+    /// # Safety
+    ///
+    /// No process (this one included) may read or write the segment while the slice is alive.
+    #[allow(clippy::mut_from_ref)]
+    pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
+        let map = self.map();
+        // SAFETY: the mapping is `len` bytes; the caller promises exclusive access.
+        unsafe { std::slice::from_raw_parts_mut(map.ptr(), map.len()) }
+    }
+}

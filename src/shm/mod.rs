@@ -1,0 +1,186 @@
+//! Shared memory: [`Value`], [`Array`], their lock-free [`RawValue`] and [`RawArray`], your own
+//! `#[repr(C)]` structs ([`shared_struct!`](crate::shared_struct)), and named
+//! [`SharedMemory`] that Python can open.
+//!
+//! # Segments
+//!
+//! Every object here lives in its own anonymous segment (`memfd_create(2)`): it has no name in
+//! any file system, travels to a child as a descriptor (as a [`Process`](crate::Process)
+//! argument, or inside any message on a connection), and is freed by the kernel when the last
+//! process holding it exits, however it exits. Nothing can leak into `/dev/shm`.
+//!
+//! A segment starts with a header (magic bytes, layout version, object kind, and the size,
+//! alignment and type name of its elements). A receiver checks it before touching the data:
+//! a `Value<f64>` cannot be received as a `Value<i64>` or an `Array<f64>`; that is an
+//! [`AttachError`], never undefined behaviour.
+//!
+//! Segments of 64 KiB or more are pre-faulted when mapped (`MADV_POPULATE_WRITE`), so that bulk
+//! writes run at memory speed instead of taking a page fault every 4 KiB.
+//!
+//! # Examples
+//!
+//! A child increments a shared counter; the parent sees every increment:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::Process;
+//! use multiproc::shm::Value;
+//!
+//! fn work(counter: Value<u64>) {
+//!     for _ in 0..1000 {
+//!         *counter.lock().unwrap() += 1;
+//!     }
+//! }
+//!
+//! let counter = Value::new(0u64).unwrap();
+//! let child = Process::start(work, counter.clone()).unwrap();
+//! work(counter.clone());
+//! child.join().unwrap();
+//! assert_eq!(counter.load(), 2000);
+//! ```
+//!
+//! # Differences from Python multiprocessing
+//!
+//! - `Value(typecode, v)` is [`Value::new(v)`](Value::new) with a Rust type: see the table on
+//!   [`ShmSafe`].
+//! - Access goes through a guard: `*v.lock()? += 1` is `with v.get_lock(): v.value += 1`.
+//! - The lock of a `Value` or `Array` is not re-entrant (Python's is an `RLock`): two guards in
+//!   one thread would hand out two `&mut T`.
+//! - A process killed while holding the lock does not block the others: the next one gets the
+//!   lock with an [`OwnerDied`](crate::sync::OwnerDied) report.
+
+pub(crate) mod layout;
+
+mod array;
+mod shared_memory;
+mod value;
+
+pub use array::{Array, ArrayGuard, OutOfBounds, RawArray};
+pub use layout::ShmSafe;
+pub use shared_memory::{SharedMemory, SharedMemoryError, SharedMemoryOptions};
+pub use value::{RawValue, Value, ValueGuard};
+
+use std::io;
+use std::os::fd::OwnedFd;
+
+use serde::de::Error as _;
+use serde::{Deserializer, Serializer};
+
+use layout::{Segment, State, Tag};
+
+/// Why a shared object could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum CreateError {
+    /// The requested number of elements does not fit in memory.
+    #[error("a segment of {len} elements is too large")]
+    TooLarge {
+        /// The number of elements asked for.
+        len: usize,
+    },
+    /// An argument is out of range (for example a barrier of zero parties).
+    #[error("invalid argument: {0}")]
+    InvalidArgument(&'static str),
+    /// The system refused (out of memory, out of descriptors, ...).
+    #[error("cannot create shared memory")]
+    Os(#[source] io::Error),
+}
+
+/// Why a received segment could not be used as the object asked for.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AttachError {
+    /// The descriptor is not a segment made by this crate.
+    #[error("not a multiproc shared-memory segment")]
+    NotASegment,
+    /// The segment was made by a build with another layout version.
+    #[error("segment layout version {found}, this build understands {expected}")]
+    VersionMismatch {
+        /// The version this build writes and reads.
+        expected: u32,
+        /// The version in the segment.
+        found: u32,
+    },
+    /// The segment holds another kind of object, or elements of another type or number.
+    #[error("segment holds a {found}, not a {expected} (or another element type or length)")]
+    WrongType {
+        /// What the receiver asked for.
+        expected: String,
+        /// What kind of object the segment holds.
+        found: &'static str,
+    },
+    /// The system refused to map it.
+    #[error("cannot map shared memory")]
+    Os(#[source] io::Error),
+}
+
+/// Serializes a segment as its descriptor (see [`crate::codec`]).
+pub(crate) fn serialize_segment<St: State, T: ShmSafe, S: Serializer>(
+    seg: &Segment<St, T>,
+    s: S,
+) -> Result<S::Ok, S::Error> {
+    crate::codec::serialize_fd(seg.fd(), s)
+}
+
+/// Receives a segment and checks that it holds a `tag` object of `St` and `T`.
+pub(crate) fn deserialize_segment<'de, St: State, T: ShmSafe, D: Deserializer<'de>>(
+    tag: Tag,
+    d: D,
+) -> Result<Segment<St, T>, D::Error> {
+    let fd: OwnedFd = crate::codec::deserialize_fd(d)?;
+    Segment::attach(tag, fd).map_err(|e| D::Error::custom(crate::codec::reason(e.to_string())))
+}
+
+/// Defines a `#[repr(C)]` struct that may live in shared memory, checking that every field
+/// type is [`ShmSafe`].
+///
+/// This is the safe way to get [`ShmSafe`] for your own types (the equivalent of a `ctypes`
+/// `Structure` for Python's `sharedctypes`).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::shm::Value;
+///
+/// multiproc::shared_struct! {
+///     /// A point in shared memory.
+///     #[derive(Clone, Copy, Debug, PartialEq)]
+///     pub struct Point { pub x: f64, pub y: f64, pub hits: [u32; 4] }
+/// }
+///
+/// let p = Value::new(Point { x: 1.0, y: 2.0, hits: [0; 4] }).unwrap();
+/// p.lock().unwrap().hits[2] += 1;
+/// assert_eq!(p.load().hits, [0, 0, 1, 0]);
+/// ```
+///
+/// A field that cannot live in shared memory is a compile error:
+///
+/// ```compile_fail
+/// multiproc::shared_struct! {
+///     pub struct Bad { pub name: String }
+/// }
+/// ```
+#[macro_export]
+macro_rules! shared_struct {
+    (
+        $(#[$meta:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fmeta:meta])* $fvis:vis $field:ident : $ty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$meta])*
+        #[repr(C)]
+        $vis struct $name {
+            $( $(#[$fmeta])* $fvis $field : $ty ),*
+        }
+
+        const _: () = {
+            const fn field_is_shm_safe<T: $crate::shm::ShmSafe>() {}
+            $( field_is_shm_safe::<$ty>(); )*
+        };
+
+        // SAFETY: `repr(C)` and every field is `ShmSafe` (checked above), so the struct has a
+        // fixed layout, is valid when zeroed, holds no pointers and needs no drop.
+        unsafe impl $crate::shm::ShmSafe for $name {}
+    };
+}

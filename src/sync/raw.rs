@@ -1,0 +1,290 @@
+//! The shared states of the synchronisation primitives, as they lie in a segment.
+//!
+//! `RawLock` wraps a process-shared robust `pthread_mutex_t` (see [`crate::sys::pthread`]) plus
+//! a poison word; the others are built from 32-bit atomics and shared futexes.
+#![allow(unsafe_code)]
+
+use std::cell::UnsafeCell;
+use std::marker::PhantomData;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::Instant;
+
+use crate::shm::layout::State;
+use crate::sys::pthread::{self, Status};
+
+/// Polls of the lock word before blocking. With exponential back-off (1, 2, 4, ... 32 pause
+/// instructions) this waits a few microseconds: long enough to catch a holder on another CPU
+/// releasing, short enough not to burn a time slice when the holder shares our CPU.
+const SPIN_ROUNDS: u32 = 12;
+
+/// How to wait for a lock.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    /// Do not wait.
+    No,
+    /// Wait as long as it takes.
+    Forever,
+    /// Wait until the deadline.
+    Until(Instant),
+}
+
+/// Why a lock was not acquired.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fail {
+    /// Held by someone else ([`Wait::No`]).
+    WouldBlock,
+    /// Still held at the deadline.
+    TimedOut,
+}
+
+/// A robust, process-shared mutex and its poison word.
+///
+/// | `poisoned` | meaning |
+/// |---|---|
+/// | 0 | the data is as the last holder left it |
+/// | 1 | a holder died (or panicked) holding the lock; stays set until cleared |
+///
+/// The mutex itself is always consistent: the acquirer that receives `EOWNERDEAD` marks it
+/// consistent at once and records the death in `poisoned` instead, so a lock is never left
+/// unusable (`ENOTRECOVERABLE`) and every later acquirer is told, as with `std`'s poisoning.
+#[repr(C)]
+pub(crate) struct RawLock {
+    mutex: UnsafeCell<pthread::Mutex>,
+    poisoned: AtomicU32,
+}
+
+// SAFETY: the mutex is only used through the C library's lock calls, which are made for
+// concurrent use (process-shared); `poisoned` is atomic.
+unsafe impl Sync for RawLock {}
+// SAFETY: `repr(C)`, zero bytes are a valid (uninitialised) state that `init` turns into a
+// mutex before the segment is shared; no pointers.
+unsafe impl State for RawLock {}
+
+impl RawLock {
+    /// Initialises the mutex of a segment nobody else can see yet.
+    pub(crate) fn init(&self, recursive: bool) -> std::io::Result<()> {
+        // SAFETY: the segment is fresh: nobody uses the mutex yet; the pointer is valid and aligned.
+        unsafe { pthread::init(self.mutex.get(), recursive) }
+    }
+
+    /// A hint that the lock is free, read without writing the cache line.
+    #[inline]
+    fn looks_free(&self) -> bool {
+        #[cfg(target_env = "gnu")]
+        {
+            // SAFETY: glibc's `pthread_mutex_t` begins with its 32-bit lock word (`__lock`) on
+            // every architecture, which glibc only changes atomically; the pointer is aligned.
+            // The value is a hint: correctness rests on the trylock that follows.
+            let word = unsafe { std::sync::atomic::AtomicI32::from_ptr(self.mutex.get().cast()) };
+            let w = word.load(Ordering::Relaxed);
+            w == 0 || w & (rustix::thread::futex::OWNER_DIED as i32) != 0
+        }
+        #[cfg(not(target_env = "gnu"))]
+        true
+    }
+
+    /// Acquires the lock: returns the guard and whether the lock is poisoned.
+    ///
+    /// # Panics
+    ///
+    /// If this thread already holds this non-recursive lock (it would deadlock), or if the bytes
+    /// of the mutex were overwritten.
+    #[inline]
+    pub(crate) fn acquire(&self, wait: Wait) -> Result<(RawGuard<'_>, bool), Fail> {
+        // SAFETY: the mutex was initialised before the segment was shared, and `self` keeps
+        // the mapping alive for as long as the guard that unlocks it.
+        let mut st = unsafe { pthread::try_lock(self.mutex.get()) };
+        if st == Status::Busy {
+            st = match wait {
+                Wait::No => return Err(Fail::WouldBlock),
+                Wait::Forever | Wait::Until(_) => self.acquire_slow(wait),
+            };
+        }
+        self.finish(st, wait)
+    }
+
+    #[cold]
+    fn acquire_slow(&self, wait: Wait) -> Status {
+        for round in 0..SPIN_ROUNDS {
+            for _ in 0..(1u32 << round.min(5)) {
+                std::hint::spin_loop();
+            }
+            if self.looks_free() {
+                // SAFETY: as in `acquire`.
+                let st = unsafe { pthread::try_lock(self.mutex.get()) };
+                if st != Status::Busy {
+                    return st;
+                }
+            }
+        }
+        match wait {
+            // SAFETY: as in `acquire`.
+            Wait::Forever => unsafe { pthread::lock(self.mutex.get()) },
+            // SAFETY: as in `acquire`.
+            Wait::Until(deadline) => unsafe { pthread::lock_until(self.mutex.get(), deadline) },
+            Wait::No => Status::Busy,
+        }
+    }
+
+    fn finish(&self, st: Status, wait: Wait) -> Result<(RawGuard<'_>, bool), Fail> {
+        let guard = |poisoned| {
+            Ok((
+                RawGuard {
+                    lock: self,
+                    _not_send: PhantomData,
+                },
+                poisoned,
+            ))
+        };
+        match st {
+            Status::Acquired => guard(self.poisoned.load(Ordering::Relaxed) != 0),
+            Status::OwnerDied => {
+                // SAFETY: we hold the mutex, acquired with EOWNERDEAD.
+                if let Err(e) = unsafe { pthread::make_consistent(self.mutex.get()) } {
+                    panic!("cannot recover a lock whose owner died: {e}");
+                }
+                self.poisoned.store(1, Ordering::Relaxed);
+                guard(true)
+            }
+            Status::Busy => Err(Fail::WouldBlock),
+            Status::TimedOut => Err(Fail::TimedOut),
+            // Held by this very thread: a non-blocking or timed attempt fails like any other
+            // (without waiting, since nobody else can release it).
+            Status::Deadlock if matches!(wait, Wait::No) => Err(Fail::WouldBlock),
+            Status::Deadlock if matches!(wait, Wait::Until(_)) => Err(Fail::TimedOut),
+            Status::Deadlock => {
+                panic!(
+                    "this thread already holds this lock (a `Lock` is not re-entrant; `RLock` is)"
+                )
+            }
+            Status::TooDeep => panic!("an RLock was acquired too many times by one thread"),
+            Status::Failed(e) => panic!(
+                "the lock in shared memory is unusable: {}",
+                std::io::Error::from_raw_os_error(e)
+            ),
+        }
+    }
+
+    /// Whether a holder died (or panicked) holding the lock since the poison was last cleared.
+    pub(crate) fn is_poisoned(&self) -> bool {
+        self.poisoned.load(Ordering::Relaxed) != 0
+    }
+
+    /// Clears the poison (the data has been repaired).
+    pub(crate) fn clear_poison(&self) {
+        self.poisoned.store(0, Ordering::Relaxed);
+    }
+}
+
+/// Holds a [`RawLock`]; unlocks it on drop. Not `Send`: the C library ties a mutex to the
+/// thread that locked it.
+#[must_use = "the lock is released as soon as the guard is dropped"]
+pub(crate) struct RawGuard<'a> {
+    lock: &'a RawLock,
+    _not_send: PhantomData<*const ()>,
+}
+
+impl<'a> RawGuard<'a> {
+    /// The lock this guard holds.
+    pub(crate) fn lock(&self) -> &'a RawLock {
+        self.lock
+    }
+
+    /// Releases the lock, runs `f`, and takes the lock again (blocking). Returns `f`'s result
+    /// and whether the lock is poisoned after re-acquiring it.
+    pub(crate) fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> (R, bool) {
+        // SAFETY: this guard holds the mutex.
+        unsafe { pthread::unlock(self.lock.mutex.get()) };
+        let r = f();
+        let lock = self.lock;
+        // SAFETY: as in `RawLock::acquire`.
+        let st = unsafe { pthread::try_lock(lock.mutex.get()) };
+        let st = if st == Status::Busy {
+            lock.acquire_slow(Wait::Forever)
+        } else {
+            st
+        };
+        match lock.finish(st, Wait::Forever) {
+            Ok((g, poisoned)) => {
+                // The lock is held again, by this guard: do not unlock twice.
+                std::mem::forget(g);
+                (r, poisoned)
+            }
+            Err(_) => unreachable!("blocking acquire cannot fail"),
+        }
+    }
+}
+
+impl Drop for RawGuard<'_> {
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            self.lock.poisoned.store(1, Ordering::Relaxed);
+        }
+        // SAFETY: this guard holds the mutex, and it is unlocked exactly once, here.
+        unsafe { pthread::unlock(self.lock.mutex.get()) };
+    }
+}
+
+/// A counting semaphore: `value` is the count and the futex word.
+#[repr(C)]
+pub(crate) struct RawSemaphore {
+    /// Permits available.
+    pub(crate) value: AtomicU32,
+    /// Processes or threads sleeping (or about to) in `acquire`; a dead one only costs a
+    /// spare wake-up.
+    pub(crate) waiters: AtomicU32,
+    /// The most permits `release` may create (`u32::MAX`: unbounded).
+    pub(crate) max: AtomicU32,
+}
+
+// SAFETY: `repr(C)` atomics; zero is a valid (empty) semaphore.
+unsafe impl State for RawSemaphore {}
+
+/// An event flag: `flag` is 0 or 1 and the futex word.
+#[repr(C)]
+pub(crate) struct RawEvent {
+    /// 1 when set.
+    pub(crate) flag: AtomicU32,
+    /// Sleepers (or about to sleep) in `wait`.
+    pub(crate) waiters: AtomicU32,
+}
+
+// SAFETY: `repr(C)` atomics; zero is a valid (clear) event.
+unsafe impl State for RawEvent {}
+
+/// A condition variable with its own lock.
+#[repr(C)]
+pub(crate) struct RawCondition {
+    /// The lock that callers hold around `wait` and `notify`.
+    pub(crate) lock: RawLock,
+    /// Bumped by every notification; the futex word waiters sleep on.
+    pub(crate) seq: AtomicU32,
+    /// Sleepers (or about to sleep) in `wait`; changed under `lock`.
+    pub(crate) waiters: AtomicU32,
+}
+
+// SAFETY: `repr(C)`; the lock is initialised before sharing; the rest are atomics.
+unsafe impl State for RawCondition {}
+
+/// A barrier's state.
+///
+/// `word` = generation << 1 | broken. A waiter sleeps on `word` while it is unchanged, so both
+/// a release (the generation moves on) and breaking (the low bit) wake it. `history` has bit
+/// `generation % 64` set when that generation ended broken (by `reset` or `abort`), for waiters
+/// that wake after a new generation started.
+#[repr(C)]
+pub(crate) struct RawBarrier {
+    /// Guards `count` and the transitions of `word`.
+    pub(crate) lock: RawLock,
+    /// Generation and broken bit; the futex word.
+    pub(crate) word: AtomicU32,
+    /// Parties that arrived in the current generation.
+    pub(crate) count: AtomicU32,
+    /// Parties needed to release.
+    pub(crate) parties: AtomicU32,
+    /// Generations that ended broken (one bit per generation, modulo 64).
+    pub(crate) history: std::sync::atomic::AtomicU64,
+}
+
+// SAFETY: `repr(C)`; the lock is initialised before sharing; the rest are atomics.
+unsafe impl State for RawBarrier {}

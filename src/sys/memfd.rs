@@ -1,0 +1,164 @@
+//! Shared memory: anonymous `memfd` segments, named POSIX segments and their mappings.
+//!
+//! # References
+//! - [`memfd_create(2)`](https://man7.org/linux/man-pages/man2/memfd_create.2.html)
+//! - [`shm_open(3)`](https://man7.org/linux/man-pages/man3/shm_open.3.html)
+//! - [`mmap(2)`](https://man7.org/linux/man-pages/man2/mmap.2.html),
+//!   [`madvise(2)`](https://man7.org/linux/man-pages/man2/madvise.2.html) (`MADV_POPULATE_WRITE`)
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::ptr::NonNull;
+
+use rustix::fs::{MemfdFlags, Mode, SealFlags};
+use rustix::mm::{MapFlags, ProtFlags};
+use rustix::shm::OFlags;
+
+/// Segments at least this large are pre-faulted when mapped: the first touch of a page
+/// otherwise dominates bulk writes (a write fault per 4 KiB page).
+const POPULATE_FROM: usize = 64 * 1024;
+
+/// Creates an anonymous segment of `size` bytes (zero-filled), sealed against shrinking and
+/// growing so that a mapping of it can never fault with `SIGBUS`.
+pub(crate) fn memfd(name: &str, size: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, size)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::GROW | SealFlags::SEAL)?;
+    Ok(fd)
+}
+
+/// Whether `fd` is sealed against shrinking (a segment made by [`memfd`]).
+pub(crate) fn is_sealed(fd: impl AsFd) -> bool {
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
+}
+
+/// The size in bytes of the file behind `fd`.
+pub(crate) fn size_of(fd: impl AsFd) -> io::Result<u64> {
+    let st = rustix::fs::fstat(fd)?;
+    u64::try_from(st.st_size).map_err(|_| io::Error::other("negative file size"))
+}
+
+/// Creates the named segment `/dev/shm/<name>` (exclusively, mode 0600) of `size` bytes.
+pub(crate) fn shm_create(name: &str, size: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::shm::open(
+        name,
+        OFlags::CREATE | OFlags::EXCL | OFlags::RDWR,
+        Mode::RUSR | Mode::WUSR,
+    )?;
+    if let Err(e) = rustix::fs::ftruncate(&fd, size) {
+        let _ = rustix::shm::unlink(name);
+        return Err(e.into());
+    }
+    Ok(fd)
+}
+
+/// Opens the existing named segment `/dev/shm/<name>` for reading and writing.
+pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
+    Ok(rustix::shm::open(name, OFlags::RDWR, Mode::empty())?)
+}
+
+/// Removes the name `/dev/shm/<name>`; mappings and descriptors stay valid.
+pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
+    Ok(rustix::shm::unlink(name)?)
+}
+
+/// A shared, readable and writable mapping of a whole segment; unmapped on drop.
+#[derive(Debug)]
+pub(crate) struct Mapping {
+    ptr: NonNull<u8>,
+    len: usize,
+}
+
+// SAFETY: the mapping is plain memory owned by this value; which accesses to it are sound is
+// decided by the types built on top of it, not by the thread that holds the mapping.
+unsafe impl Send for Mapping {}
+// SAFETY: as above; `&Mapping` only hands out the address.
+unsafe impl Sync for Mapping {}
+
+impl Mapping {
+    /// Maps the first `len` bytes of `fd` (`MAP_SHARED`, read and write), pre-faulting the pages
+    /// of large segments. `len` must be non-zero and at most the file size.
+    pub(crate) fn new(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        if len == 0 {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "cannot map an empty segment",
+            ));
+        }
+        // SAFETY: a fresh mapping at an address of the kernel's choosing aliases no Rust memory.
+        let ptr = unsafe {
+            rustix::mm::mmap(
+                std::ptr::null_mut(),
+                len,
+                ProtFlags::READ | ProtFlags::WRITE,
+                MapFlags::SHARED,
+                fd,
+                0,
+            )?
+        };
+        let ptr =
+            NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
+        let map = Mapping { ptr, len };
+        if len >= POPULATE_FROM {
+            // SAFETY: the range is exactly our mapping; populating does not change its contents.
+            // Failure (kernels before 5.14) only costs the pre-faulting.
+            let _ = unsafe {
+                rustix::mm::madvise(
+                    ptr.as_ptr().cast(),
+                    len,
+                    rustix::mm::Advice::LinuxPopulateWrite,
+                )
+            };
+        }
+        Ok(map)
+    }
+
+    /// The first byte of the mapping.
+    pub(crate) fn ptr(&self) -> *mut u8 {
+        self.ptr.as_ptr()
+    }
+
+    /// The mapped length in bytes.
+    pub(crate) fn len(&self) -> usize {
+        self.len
+    }
+
+    /// Copies bytes `offset..offset + out.len()` into `out`; `false` when out of bounds.
+    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> bool {
+        if offset
+            .checked_add(out.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the range is within the mapping; `out` is process memory, so no overlap.
+        // Bytes have no invalid values, whatever another process wrote.
+        unsafe {
+            std::ptr::copy_nonoverlapping(self.ptr().add(offset), out.as_mut_ptr(), out.len())
+        };
+        true
+    }
+
+    /// Copies `src` into bytes `offset..offset + src.len()`; `false` when out of bounds.
+    pub(crate) fn write_at(&self, offset: usize, src: &[u8]) -> bool {
+        if offset
+            .checked_add(src.len())
+            .is_none_or(|end| end > self.len)
+        {
+            return false;
+        }
+        // SAFETY: the range is within the mapping and no reference into it exists that this
+        // write could invalidate (the crate only forms references under a lock or `unsafe`
+        // contracts); `src` is process memory, so no overlap.
+        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr().add(offset), src.len()) };
+        true
+    }
+}
+
+impl Drop for Mapping {
+    fn drop(&mut self) {
+        // SAFETY: we own this mapping and nothing borrowed from it outlives `self`.
+        let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
+    }
+}
