@@ -1,5 +1,5 @@
-//! `Display` of `Object` against CPython's `repr`: the same values built in Python (from exact
-//! code points, bytes and float bits) must print the same text, for every interpreter found.
+//! `Object` against CPython: the same values built in Python (from exact code points, bytes and
+//! float bits) must print the same `repr` and compare the same way, for every interpreter found.
 
 mod pyenv;
 
@@ -33,6 +33,12 @@ fn compare(python: &pyenv::Python, objects: &[Object]) {
         let got = o.to_string();
         if got != *want {
             failures.push(format!("  rust:   {got}\n  python: {want}\n  ({o:?})"));
+        }
+        // Python's repr reads back as the same value (each Python, whatever its Unicode tables).
+        match want.parse::<Object>() {
+            Ok(back) if pyenv::same(&back, o) => {}
+            Ok(back) => failures.push(format!("  parsed: {back}\n  python: {want}")),
+            Err(e) => failures.push(format!("  {e}\n  python: {want}")),
         }
     }
     assert!(
@@ -205,4 +211,119 @@ fn floats_print_as_python_including_last_digit_ties() {
         cases.push(Object::Float(if r.below(2) == 0 { x } else { -x }));
     }
     compare(&python, &cases);
+}
+
+fn small_number(r: &mut Rng) -> Object {
+    match r.below(9) {
+        0 => Object::Bool(r.below(2) == 0),
+        1 | 2 => Object::Int(r.below(7) as i64 - 3),
+        3 => Object::Int(r.next() as i64 >> r.below(64)),
+        4 => Object::from(BigInt::from_signed_bytes_le(
+            &(0..9 + r.below(8))
+                .map(|_| r.next() as u8)
+                .collect::<Vec<_>>(),
+        )),
+        5 => Object::Float((r.below(13) as f64 - 6.0) / 2.0),
+        6 => Object::Float(
+            [
+                f64::INFINITY,
+                f64::NEG_INFINITY,
+                f64::NAN,
+                -0.0,
+                9.3e18,
+                -9.3e18,
+                1e300,
+            ][r.below(7) as usize],
+        ),
+        7 => Object::Float(((r.next() >> 11) as f64) * 2f64.powi(r.below(40) as i32 - 10)),
+        _ => Object::Float(f64::from_bits(r.next())),
+    }
+}
+
+fn comparable(r: &mut Rng, kind: u64, depth: u32) -> Object {
+    match kind {
+        0 => small_number(r),
+        1 => Object::from(
+            (0..r.below(3))
+                .map(|_| ['a', 'b', 'é', '沐'][r.below(4) as usize])
+                .collect::<String>(),
+        ),
+        2 => Object::Bytes(
+            (0..r.below(3))
+                .map(|_| b"ab\xff"[r.below(3) as usize])
+                .collect(),
+        ),
+        3 | 4 if depth > 0 => {
+            let inner = r.below(3);
+            let items = (0..r.below(4))
+                .map(|_| comparable(r, inner, depth - 1))
+                .collect();
+            if kind == 3 {
+                Object::List(items)
+            } else {
+                Object::Tuple(items)
+            }
+        }
+        5 => Object::Set(Set::try_from_iter((0..r.below(4)).map(|_| r.below(4) as i64)).unwrap()),
+        6 => Object::None,
+        _ => obj!({(r.below(2) as i64): (r.below(2) as i64)}),
+    }
+}
+
+#[test]
+fn comparisons_match_python() {
+    let Some(python) = pyenv::newest() else {
+        return;
+    };
+    let mut r = Rng(0xC0FF_EE00_DEAD_BEEF);
+    let mut pairs = Vec::new();
+    for _ in 0..4000 {
+        let ka = r.below(8);
+        let kb = if r.below(10) < 8 { ka } else { r.below(8) };
+        pairs.push((comparable(&mut r, ka, 2), comparable(&mut r, kb, 2)));
+    }
+    let input: String = pairs
+        .iter()
+        .map(|(a, b)| format!("({}, {})\n", py_expr(a), py_expr(b)))
+        .collect();
+    let script = r#"
+import sys, struct
+def _f(h): return struct.unpack('>d', bytes.fromhex(h))[0]
+def _s(cps): return ''.join(map(chr, cps))
+for line in sys.stdin.read().splitlines():
+    a, b = eval(line)
+    try:
+        r = ''.join('1' if x else '0' for x in (a < b, a <= b, a == b, a > b, a >= b))
+    except TypeError:
+        r = 'TypeError'
+    print(r)
+"#;
+    let out = String::from_utf8(pyenv::run(&python, script, input.as_bytes())).unwrap();
+    let mut failures = Vec::new();
+    let mut ordered = 0;
+    for ((a, b), want) in pairs.iter().zip(out.lines()) {
+        let got: String = [a < b, a <= b, a == b, a > b, a >= b]
+            .iter()
+            .map(|x| if *x { '1' } else { '0' })
+            .collect();
+        let ok = if want == "TypeError" {
+            // Python refuses to order these; Rust's partial order has nothing to say either,
+            // except that equal values are equal.
+            matches!(a.partial_cmp(b), None | Some(std::cmp::Ordering::Equal))
+                && (a.partial_cmp(b).is_some() == (a == b))
+        } else {
+            ordered += 1;
+            got == want
+        };
+        if !ok {
+            failures.push(format!("{a} vs {b}: rust {got}, python {want}"));
+        }
+    }
+    assert!(ordered > 1000, "only {ordered} ordered pairs");
+    assert!(
+        failures.is_empty(),
+        "{} differ:\n{}",
+        failures.len(),
+        failures.join("\n")
+    );
 }

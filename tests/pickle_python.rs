@@ -62,7 +62,12 @@ fn python_pickles_read_with_pythons_repr() {
                 _ => panic!("bad line {line:?}"),
             };
             match pickle::loads(&data) {
-                Ok(o) if o.to_string() == want => {}
+                Ok(o) if o.to_string() == want => {
+                    // Python's repr also reads back as the same value.
+                    if !want.parse::<Object>().is_ok_and(|p| pyenv::same(&p, &o)) {
+                        failures.push(format!("repr does not parse back: {}", short(&want)));
+                    }
+                }
                 Ok(o) => failures.push(format!(
                     "protocol {proto}: got {} want {}",
                     short(&o.to_string()),
@@ -259,5 +264,54 @@ fn python_objects_that_are_not_plain_data_are_refused() {
             "python {}: only {checked} cases",
             python.version
         );
+    }
+}
+
+/// Python's `Connection.send` pickles with `ForkingPickler`; its `recv` unpickles frames we write.
+/// One Python process plays both ends of a `Pipe`: what `send` puts in a frame is read here, and
+/// our pickles go through `send_bytes` to come out of `recv`.
+const PY_CONNECTION: &str = r#"
+import sys
+from multiprocessing import Pipe
+r, w = Pipe(duplex=False)
+out = sys.stdout
+values = [['沐风', 666, '精易'], {1: '1', '2': 2, 0.25: None}, (None, b'x', {3}, frozenset()), 10**40]
+for v in values:
+    w.send(v)
+    out.write('sent %s %s\n' % (r.recv_bytes().hex(), repr(v).encode().hex()))
+for line in sys.stdin.read().split():
+    w.send_bytes(bytes.fromhex(line))
+    out.write('recv %s\n' % repr(r.recv()).encode().hex())
+"#;
+
+#[test]
+fn python_connection_send_and_recv_payloads() {
+    let ours = [
+        obj!(["沐风", 666, "精易"]),
+        obj!({1: "1", "2": 2, 0.25: None}),
+        obj!((None, b"x", { 3 }, (Object::FrozenSet(Set::new())))),
+        Object::BigInt("10000000000000000000000000000000000000000".parse().unwrap()),
+    ];
+    let input: String = ours.iter().map(|o| hex(&pickle::dumps(o)) + "\n").collect();
+    for python in pyenv::interpreters() {
+        let out = String::from_utf8(pyenv::run(&python, PY_CONNECTION, input.as_bytes())).unwrap();
+        let mut received = ours.iter();
+        let mut lines = 0;
+        for line in out.lines() {
+            let fields: Vec<&str> = line.split(' ').collect();
+            match fields[..] {
+                ["sent", payload, repr] => {
+                    let o = pickle::loads(&unhex(payload)).expect("Python's send payload");
+                    assert_eq!(o.to_string(), String::from_utf8(unhex(repr)).unwrap());
+                }
+                ["recv", repr] => {
+                    let want = received.next().expect("one reply per pickle").to_string();
+                    assert_eq!(String::from_utf8(unhex(repr)).unwrap(), want);
+                }
+                _ => panic!("bad line {line:?}"),
+            }
+            lines += 1;
+        }
+        assert_eq!(lines, 8, "python {}", python.version);
     }
 }

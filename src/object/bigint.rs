@@ -232,6 +232,46 @@ impl BigInt {
     }
 }
 
+impl std::ops::Neg for BigInt {
+    type Output = BigInt;
+
+    /// The opposite value.
+    ///
+    /// ```
+    /// use multiproc::object::BigInt;
+    /// assert_eq!((-BigInt::from(u64::MAX)).to_string(), "-18446744073709551615");
+    /// ```
+    fn neg(mut self) -> BigInt {
+        self.negative = !self.negative && !self.mag.is_empty();
+        self
+    }
+}
+
+impl Ord for BigInt {
+    /// Numeric order.
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        use std::cmp::Ordering;
+        let magnitude = || {
+            self.mag
+                .len()
+                .cmp(&other.mag.len())
+                .then_with(|| self.mag.iter().rev().cmp(other.mag.iter().rev()))
+        };
+        match (self.negative, other.negative) {
+            (false, true) => Ordering::Greater,
+            (true, false) => Ordering::Less,
+            (false, false) => magnitude(),
+            (true, true) => magnitude().reverse(),
+        }
+    }
+}
+
+impl PartialOrd for BigInt {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
 impl fmt::Display for BigInt {
     /// Decimal, as Python's `repr(int)`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -393,6 +433,27 @@ mod tests {
         assert!("".parse::<BigInt>().is_err());
         assert!("-".parse::<BigInt>().is_err());
         assert!("12a".parse::<BigInt>().is_err());
+    }
+
+    #[test]
+    fn order_is_numeric() {
+        let mut values: Vec<BigInt> = [
+            "-100000000000000000000000",
+            "-18446744073709551616",
+            "-1",
+            "0",
+            "1",
+            "4294967296",
+            "18446744073709551616",
+            "100000000000000000000000",
+        ]
+        .iter()
+        .map(|s| s.parse().unwrap())
+        .collect();
+        let sorted = values.clone();
+        values.reverse();
+        values.sort();
+        assert_eq!(values, sorted);
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! [`Dict`] and [`Set`]: insertion-ordered containers keyed by Python's equality.
 
+use std::cmp::Ordering;
 use std::fmt;
 use std::hash::{Hash, Hasher};
 
@@ -99,6 +100,70 @@ fn num_eq(a: &Num, b: &Num, nan_eq: bool) -> bool {
         (Num::Big(x), Num::Big(y)) => x == y,
         (Num::Float(x), Num::Float(y)) => x == y || (nan_eq && x.is_nan() && y.is_nan()),
         _ => false,
+    }
+}
+
+/// Python's order on numbers; `None` when a NaN is involved.
+fn num_cmp(a: &Num, b: &Num) -> Option<Ordering> {
+    match (a, b) {
+        (Num::Small(x), Num::Small(y)) => Some(x.cmp(y)),
+        (Num::Big(x), Num::Big(y)) => Some(x.cmp(y)),
+        // `num` makes a `Big` only outside the `i64` range.
+        (Num::Small(_), Num::Big(y)) => Some(if y.is_negative() {
+            Ordering::Greater
+        } else {
+            Ordering::Less
+        }),
+        (Num::Big(_), Num::Small(_)) => num_cmp(b, a).map(Ordering::reverse),
+        (Num::Float(x), Num::Float(y)) => x.partial_cmp(y),
+        (Num::Float(x), n) => {
+            if x.is_nan() {
+                None
+            } else if x.is_infinite() {
+                Some(if *x > 0.0 {
+                    Ordering::Greater
+                } else {
+                    Ordering::Less
+                })
+            } else {
+                // x is not an integer: it lies strictly between floor(x) and floor(x) + 1.
+                let floor = num(&Object::Float(x.floor()))?;
+                Some(match num_cmp(&floor, n)? {
+                    Ordering::Less => Ordering::Less,
+                    _ => Ordering::Greater,
+                })
+            }
+        }
+        (n, Num::Float(_)) => num_cmp(b, n).map(Ordering::reverse),
+    }
+}
+
+/// Python's comparison operators as a partial order: numbers by value, `str` and `bytes`
+/// lexicographically, lists and tuples item by item, sets by inclusion; `None` where Python
+/// raises `TypeError` (different kinds, dicts, `None`) unless the two are equal.
+pub(crate) fn py_cmp(a: &Object, b: &Object) -> Option<Ordering> {
+    use Object as O;
+    match (a, b) {
+        (O::Str(x), O::Str(y)) => Some(x.cmp(y)),
+        (O::Bytes(x), O::Bytes(y)) => Some(x.cmp(y)),
+        (O::List(x), O::List(y)) | (O::Tuple(x), O::Tuple(y)) => {
+            match x.iter().zip(y).find(|(p, q)| !py_eq(p, q, false)) {
+                Some((p, q)) => py_cmp(p, q),
+                None => Some(x.len().cmp(&y.len())),
+            }
+        }
+        (O::Set(x) | O::FrozenSet(x), O::Set(y) | O::FrozenSet(y)) => {
+            let subset = |s: &Set, t: &Set| s.iter().all(|k| t.contains(k));
+            match x.len().cmp(&y.len()) {
+                Ordering::Equal => subset(x, y).then_some(Ordering::Equal),
+                Ordering::Less => subset(x, y).then_some(Ordering::Less),
+                Ordering::Greater => subset(y, x).then_some(Ordering::Greater),
+            }
+        }
+        _ => match (num(a), num(b)) {
+            (Some(x), Some(y)) => num_cmp(&x, &y),
+            _ => py_eq(a, b, false).then_some(Ordering::Equal),
+        },
     }
 }
 

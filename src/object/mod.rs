@@ -5,7 +5,8 @@
 //! insertion-ordered), `set` and `frozenset` ([`Set`]). Messages whose shape varies, the values a
 //! manager holds, and whatever a Python peer sends are held as `Object`s.
 //!
-//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character.
+//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character, and
+//!   [`str::parse`] reads Python literals back ([`ParseObjectError`]), as `ast.literal_eval`.
 //! - [`obj!`](crate::obj) writes literals in Python's syntax.
 //! - `From`/`TryFrom` convert from and to Rust's own types; [`to_object`] and [`from_object`]
 //!   convert any serde type (structs become dicts keyed by field name).
@@ -36,7 +37,7 @@
 //! let mut d = Dict::new();
 //! d.insert("name", "worker-1").unwrap();
 //! d.insert("jobs", vec![1, 2, 3]).unwrap();
-//! d.insert((1, 2), Object::bytes(b"\x00ok")).unwrap();
+//! d.insert((1, 2), b"\x00ok").unwrap();
 //! let o = Object::from(d);
 //! assert_eq!(o.to_string(), "{'name': 'worker-1', 'jobs': [1, 2, 3], (1, 2): b'\\x00ok'}");
 //!
@@ -47,13 +48,15 @@
 //! # Equality and keys
 //!
 //! `==` on objects is Python's: `1 == 1.0 == True`, a list never equals a tuple, dicts and sets
-//! compare without regard to order, and NaN is unequal to itself. [`Object::identical`] compares
+//! compare without regard to order, and NaN is unequal to itself. `<` and friends are Python's
+//! too (a partial order: `1 < "a"` is neither true nor false in Python, and `false` here). [`Object::identical`] compares
 //! kinds, order and float bits exactly. Dict keys and set elements use the same equality, except
 //! that NaN keys are all one key (Python separates NaN keys by object identity).
 
 mod bigint;
 mod de;
 mod dict;
+mod parse;
 mod printable;
 pub(crate) mod repr;
 mod ser;
@@ -65,6 +68,7 @@ use std::fmt;
 pub use bigint::{BigInt, ParseBigIntError};
 pub use de::from_object;
 pub use dict::{Dict, DictIntoIter, Set, SetIntoIter, Unhashable};
+pub use parse::ParseObjectError;
 pub use ser::{SerdeError, to_object};
 
 pub(crate) use dict::unhashable_kind;
@@ -238,6 +242,24 @@ impl Object {
         }
     }
 
+    /// The `bytes`, by value (`Vec<u8>: TryFrom<Object>` reads a list of ints instead).
+    ///
+    /// # Errors
+    ///
+    /// [`ConvertError`] with the object if it is not a `bytes`.
+    ///
+    /// ```
+    /// use multiproc::object::Object;
+    /// assert_eq!(Object::bytes(*b"ab").into_bytes().unwrap(), b"ab");
+    /// assert!(Object::from("ab").into_bytes().is_err());
+    /// ```
+    pub fn into_bytes(self) -> Result<Vec<u8>, ConvertError> {
+        match self {
+            Object::Bytes(b) => Ok(b),
+            o => Err(ConvertError::new("bytes", o)),
+        }
+    }
+
     /// The items of a `list` or `tuple`.
     ///
     /// ```
@@ -316,6 +338,54 @@ impl Object {
         }
     }
 
+    /// Python's `len()`: characters of a `str`, bytes of a `bytes`, items of a container;
+    /// `None` for the other kinds.
+    ///
+    /// ```
+    /// use multiproc::obj;
+    /// assert_eq!(obj!("沐风").len(), Some(2));
+    /// assert_eq!(obj!({1: 2, 3: 4}).len(), Some(2));
+    /// assert_eq!(obj!(5).len(), None);
+    /// ```
+    #[allow(clippy::len_without_is_empty)]
+    pub fn len(&self) -> Option<usize> {
+        match self {
+            Object::Str(s) => Some(s.chars().count()),
+            Object::Bytes(b) => Some(b.len()),
+            Object::List(v) | Object::Tuple(v) => Some(v.len()),
+            Object::Dict(d) => Some(d.len()),
+            Object::Set(s) | Object::FrozenSet(s) => Some(s.len()),
+            _ => None,
+        }
+    }
+
+    /// Python's `o[key]` for reading: a dict's value for `key`, or a list's or tuple's item at
+    /// an integer index (negative counts from the end, as in Python). `None` when absent.
+    ///
+    /// ```
+    /// use multiproc::obj;
+    /// let o = obj!({"jobs": [10, 20, 30]});
+    /// let jobs = o.get_item(&obj!("jobs")).unwrap();
+    /// assert_eq!(jobs.get_item(&obj!(-1)), Some(&obj!(30)));
+    /// assert_eq!(jobs.get_item(&obj!(3)), None);
+    /// ```
+    pub fn get_item(&self, key: &Object) -> Option<&Object> {
+        match self {
+            Object::Dict(d) => d.get(key),
+            Object::List(v) | Object::Tuple(v) => {
+                let i = match key {
+                    Object::Int(i) => *i,
+                    Object::Bool(b) => i64::from(*b),
+                    _ => return None,
+                };
+                let len = i64::try_from(v.len()).ok()?;
+                let i = if i < 0 { i.checked_add(len)? } else { i };
+                v.get(usize::try_from(i).ok()?)
+            }
+            _ => None,
+        }
+    }
+
     /// Exact sameness: same kinds all the way down (`1` is not `1.0`, a set is not a frozenset),
     /// dict entries and set elements in the same order, floats with the same bits (so NaN is
     /// identical to the same NaN). Stricter than `==`, which follows Python.
@@ -357,6 +427,53 @@ impl PartialEq for Object {
     /// Python's `==` (see the [module documentation](self)).
     fn eq(&self, other: &Self) -> bool {
         dict::py_eq(self, other, false)
+    }
+}
+
+impl PartialOrd for Object {
+    /// Python's `<`, `<=`, `>`, `>=`: numbers by value (`1 < 1.5 < 2**70`), `str` and `bytes`
+    /// lexicographically, lists and tuples item by item, sets by inclusion (`{1} < {1, 2}`).
+    /// Where Python raises `TypeError` (`1 < "a"`, dicts, `None`) this is `None`, so every
+    /// comparison is `false`.
+    ///
+    /// ```
+    /// use multiproc::obj;
+    /// assert!(obj!(1) < obj!(1.5));
+    /// assert!(obj!([1, "b"]) < obj!([1, "c"]));
+    /// assert!(obj!({1}) < obj!({1, 2}));
+    /// assert_eq!(obj!(1).partial_cmp(&obj!("a")), None);
+    /// let mut v = vec![obj!(3), obj!(0.5), obj!(true), obj!(-2)];
+    /// v.sort_by(|a, b| a.partial_cmp(b).expect("comparable"));
+    /// assert_eq!(multiproc::Object::List(v).to_string(), "[-2, 0.5, True, 3]");
+    /// ```
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        dict::py_cmp(self, other)
+    }
+}
+
+macro_rules! eq_primitive {
+    ($($t:ty),*) => {$(
+        impl PartialEq<$t> for Object {
+            /// Python's `==` against the value converted to an object.
+            fn eq(&self, other: &$t) -> bool {
+                dict::py_eq(self, &Object::from(*other), false)
+            }
+        }
+    )*};
+}
+eq_primitive!(bool, i32, i64, u32, u64, f64);
+
+impl PartialEq<str> for Object {
+    /// Is this the `str` `other`?
+    fn eq(&self, other: &str) -> bool {
+        self.as_str() == Some(other)
+    }
+}
+
+impl PartialEq<&str> for Object {
+    /// Is this the `str` `other`?
+    fn eq(&self, other: &&str) -> bool {
+        self.as_str() == Some(*other)
     }
 }
 
@@ -526,6 +643,13 @@ impl<T: Clone + Into<Object>> From<&[T]> for Object {
     /// A `list`.
     fn from(v: &[T]) -> Self {
         Object::List(v.iter().cloned().map(Into::into).collect())
+    }
+}
+
+impl<const N: usize> From<&[u8; N]> for Object {
+    /// A `bytes`: what a byte string literal (`b"..."`) means in Python too.
+    fn from(b: &[u8; N]) -> Self {
+        Object::Bytes(b.to_vec())
     }
 }
 
@@ -737,7 +861,7 @@ impl TryFrom<Object> for Set {
 /// Writes an [`Object`] literal in Python's syntax.
 ///
 /// - `None`, and any Rust expression convertible with `Object::from` (`1`, `-2.5`, `"text"`,
-///   `true`, a variable, `vec![..]`);
+///   `b"bytes"`, `true`, a variable, `vec![..]`);
 /// - lists `[a, b]`; tuples `()`, `(a,)`, `(a, b)` (`(a)` is just `a`, as in Python);
 /// - dicts `{}`, `{k: v, ...}`; sets `{a, b}` (`{}` is an empty dict; an empty set is
 ///   `Object::Set(Set::new())`).
@@ -760,6 +884,7 @@ impl TryFrom<Object> for Set {
 /// assert_eq!(obj!((1,)).to_string(), "(1,)");
 /// assert_eq!(obj!(()).to_string(), "()");
 /// assert_eq!(obj!({1, (2, 3)}).to_string(), "{1, (2, 3)}");
+/// assert_eq!(obj!([b"\x00ok", 'c', 1.5]).to_string(), "[b'\\x00ok', 'c', 1.5]");
 /// let n = 5;
 /// assert_eq!(obj!({"n": n, "sq": n * n, -1: [None, {}]}).to_string(), "{'n': 5, 'sq': 25, -1: [None, {}]}");
 /// ```

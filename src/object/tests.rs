@@ -341,3 +341,167 @@ fn objects_are_send_and_sync() {
     assert::<Unhashable<(Object, Object)>>();
     assert::<SerdeError>();
 }
+
+#[test]
+fn comparisons_with_rust_values_and_item_access() {
+    assert_eq!(obj!(1), 1);
+    assert_eq!(obj!(1.0), 1);
+    assert_eq!(obj!(true), 1);
+    assert_eq!(obj!(2), 2.0);
+    assert_eq!(Object::from(u64::MAX), u64::MAX);
+    assert_eq!(obj!("a"), "a");
+    assert_ne!(obj!("a"), "b");
+    assert_ne!(obj!(1), "1");
+    let o = obj!([1, (2, 3), {"k": None}]);
+    assert_eq!(o.get_item(&obj!(0)), Some(&obj!(1)));
+    assert_eq!(o.get_item(&obj!(-3)), Some(&obj!(1)));
+    assert_eq!(o.get_item(&obj!(-4)), None);
+    assert_eq!(o.get_item(&obj!(i64::MIN)), None);
+    assert_eq!(o.get_item(&obj!("0")), None);
+    assert_eq!(
+        o.get_item(&obj!(1)).unwrap().get_item(&obj!(true)),
+        Some(&obj!(3))
+    );
+    assert_eq!(
+        o.get_item(&obj!(2)).unwrap().get_item(&obj!("k")),
+        Some(&Object::None)
+    );
+    assert_eq!(o.len(), Some(3));
+    assert_eq!(Object::bytes(*b"ab").len(), Some(2));
+    assert_eq!(Object::None.len(), None);
+}
+
+/// `identical`, except that any NaN matches any NaN (text has one `nan`).
+fn same(a: &Object, b: &Object) -> bool {
+    match (a, b) {
+        (Object::Float(x), Object::Float(y)) if x.is_nan() && y.is_nan() => true,
+        (Object::List(x), Object::List(y)) | (Object::Tuple(x), Object::Tuple(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Object::Dict(x), Object::Dict(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
+        }
+        (Object::Set(x), Object::Set(y)) | (Object::FrozenSet(x), Object::FrozenSet(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
+        }
+        _ => a.identical(b),
+    }
+}
+
+#[test]
+fn display_parses_back() {
+    let o = every_kind();
+    let back: Object = o.to_string().parse().unwrap();
+    assert!(same(&back, &o), "{back}");
+    for text in [
+        "None",
+        "[1, -2, +3, 1_000, 0x_ff, 0o17, 0b101, -0x8000000000000001, 123456789012345678901234567890]",
+        "(1.5, -0.0, .5, 5., 1e3, 1E-3, inf, -inf, nan, 1_0.2_5)",
+        "('a' \"b\" '''c'd''' \"\"\"e\"f\"\"\")",
+        r"'\x41\u00e9\U0001F600\101\0\n\t\\\'\q'",
+        r"b'\x00\xff\101\q'",
+        "{ }",
+        "{1: 2, 'a': [3], (4, 5): {6}, }",
+        "{1, 2, 2, 1.0}",
+        "set()",
+        "set([3, 1])",
+        "frozenset()",
+        "frozenset({2, 1})",
+        " ( ( 1 ) , ) ",
+        "[\n  1,\n  2,\n]",
+    ] {
+        let o: Object = match text.parse() {
+            Ok(o) => o,
+            Err(e) => panic!("{text}: {e}"),
+        };
+        let again: Object = o.to_string().parse().unwrap();
+        assert!(same(&again, &o), "{text} -> {o}");
+    }
+    let o: Object = "[0x_ff, -0x8000000000000001, 1_0.2_5, 0b101]"
+        .parse()
+        .unwrap();
+    assert_eq!(o.to_string(), "[255, -9223372036854775809, 10.25, 5]");
+    let o: Object = r"'\x41\u00e9\U0001F600\101\0\q'".parse().unwrap();
+    assert_eq!(o.as_str(), Some("Aé😀A\0\\q"));
+    let o: Object = "{1: 'a', 1.0: 'b', True: 'c'}".parse().unwrap();
+    assert_eq!(o.to_string(), "{1: 'c'}");
+}
+
+#[test]
+fn bad_literals_are_errors() {
+    for text in [
+        "",
+        "[",
+        "[1,,]",
+        "(1 2)",
+        "{1: }",
+        "{1: 2, 3}",
+        "{[1]: 2}",
+        "{[1], 2}",
+        "'abc",
+        "'a\nb'",
+        "b'é'",
+        r"'\ud800'",
+        r"'\x4'",
+        "01",
+        "1__0",
+        "_1",
+        "1_",
+        "0x",
+        "0xg",
+        "1e",
+        "--1",
+        "foo",
+        "print('x')",
+        "__import__('os')",
+        "[1] + [2]",
+        "{'a': 1}.keys()",
+        "set(1)",
+        "1 2",
+        "(,)",
+    ] {
+        assert!(text.parse::<Object>().is_err(), "{text:?} parsed");
+    }
+    let deep = "[".repeat(MAX_DEPTH + 1) + &"]".repeat(MAX_DEPTH + 1);
+    assert!(deep.parse::<Object>().is_err());
+    let ok = "[".repeat(MAX_DEPTH) + &"]".repeat(MAX_DEPTH);
+    assert!(ok.parse::<Object>().is_ok());
+}
+
+#[test]
+fn parsing_garbage_never_panics() {
+    let alphabet: Vec<char> = "[](){}:,'\"bB\\xuUN0123456789.eE+-_ \n\tNoneTrueFalsinfatrozé沐😀"
+        .chars()
+        .collect();
+    let mut state = 0x2545_F491_4F6C_DD1Du64;
+    let mut next = || {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state
+    };
+    let valid = every_kind().to_string();
+    for round in 0..20_000 {
+        let text: String = if round % 2 == 0 {
+            (0..next() % 24)
+                .map(|_| alphabet[(next() % alphabet.len() as u64) as usize])
+                .collect()
+        } else {
+            // A valid literal, cut and with a character replaced.
+            let mut chars: Vec<char> = valid.chars().collect();
+            chars.truncate((next() % (chars.len() as u64 + 1)) as usize);
+            if !chars.is_empty() {
+                let i = (next() % chars.len() as u64) as usize;
+                chars[i] = alphabet[(next() % alphabet.len() as u64) as usize];
+            }
+            chars.into_iter().collect()
+        };
+        if let Ok(o) = text.parse::<Object>() {
+            let again: Object = o.to_string().parse().unwrap();
+            assert!(same(&again, &o), "{text:?}");
+        }
+    }
+}

@@ -223,3 +223,23 @@ pub fn random_object(r: &mut Rng, depth: u32) -> Object {
         _ => Object::Set(Set::try_from_iter([random_key(r)]).unwrap()),
     }
 }
+
+/// `identical`, except that any NaN matches any NaN (text has one `nan`).
+pub fn same(a: &Object, b: &Object) -> bool {
+    match (a, b) {
+        (Object::Float(x), Object::Float(y)) if x.is_nan() && y.is_nan() => true,
+        (Object::List(x), Object::List(y)) | (Object::Tuple(x), Object::Tuple(y)) => {
+            x.len() == y.len() && x.iter().zip(y).all(|(p, q)| same(p, q))
+        }
+        (Object::Dict(x), Object::Dict(y)) => {
+            x.len() == y.len()
+                && x.iter()
+                    .zip(y.iter())
+                    .all(|((k1, v1), (k2, v2))| same(k1, k2) && same(v1, v2))
+        }
+        (Object::Set(x), Object::Set(y)) | (Object::FrozenSet(x), Object::FrozenSet(y)) => {
+            x.len() == y.len() && x.iter().zip(y.iter()).all(|(p, q)| same(p, q))
+        }
+        _ => a.identical(b),
+    }
+}
