@@ -726,6 +726,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn errors_convert_into_the_umbrella_error() {
+        fn run() -> Result<u8, crate::Error> {
+            let (mut a, mut b) = pipe(true)?;
+            a.send(&1u8)?;
+            drop(a);
+            let one: u8 = b.recv()?;
+            let _: u8 = b.recv()?;
+            Ok(one)
+        }
+        assert!(matches!(
+            run(),
+            Err(crate::Error::Recv(RecvError::Disconnected))
+        ));
+    }
+
+    #[test]
     fn handles_are_send_and_sync() {
         fn check<T: Send + Sync>() {}
         check::<Connection>();
