@@ -741,6 +741,24 @@ mod tests {
         ));
     }
 
+    #[cfg(feature = "python")]
+    #[test]
+    fn pickle_refuses_descriptors_and_keeps_the_connection() {
+        let (mut a, mut b) = pipe(true).unwrap();
+        a.set_codec(Codec::Pickle);
+        b.set_codec(Codec::Pickle);
+        let (c, _d) = pipe(true).unwrap();
+        let err = a.send(&c).unwrap_err();
+        assert!(matches!(err, SendError::Encode(_)), "{err}");
+        a.send(&vec![(1, "x")]).unwrap();
+        assert_eq!(
+            b.recv::<Vec<(i32, String)>>().unwrap(),
+            [(1, "x".to_owned())]
+        );
+        a.send_bytes(b"not a pickle").unwrap();
+        assert!(matches!(b.recv::<u8>(), Err(RecvError::Decode(_))));
+    }
+
     #[test]
     fn handles_are_send_and_sync() {
         fn check<T: Send + Sync>() {}
