@@ -16,6 +16,9 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::sys::socket::MAX_FDS;
 
+#[cfg(feature = "python")]
+pub mod pickle;
+
 /// Why a value could not be turned into a message, or a message back into a value.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]

@@ -55,6 +55,21 @@ pub enum Error {
     /// A barrier was broken.
     #[error(transparent)]
     Barrier(#[from] BarrierWaitError),
+    /// A message could not be sent on a connection.
+    #[error(transparent)]
+    Send(#[from] crate::connection::SendError),
+    /// A message could not be received from a connection.
+    #[error(transparent)]
+    Recv(#[from] crate::connection::RecvError),
+    /// A listener could not be created.
+    #[error(transparent)]
+    Bind(#[from] crate::connection::BindError),
+    /// A listener could not accept a client (or the client failed the handshake).
+    #[error(transparent)]
+    Accept(#[from] crate::connection::AcceptError),
+    /// A client could not connect (or the listener failed the handshake).
+    #[error(transparent)]
+    Connect(#[from] crate::connection::ConnectError),
     /// An operating-system error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -63,6 +63,53 @@
 //! }
 //! ```
 //!
+//! ## Pipes between processes
+//!
+//! [`pipe`] returns two connected [`Connection`]s, as Python's `Pipe()`. A connection end is
+//! itself a value that can be handed to a child (or sent through another connection):
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Connection, Process, pipe};
+//!
+//! fn f(mut conn: Connection) {
+//!     conn.send(&("沐风", 666, "精易")).unwrap();
+//! }
+//!
+//! let (mut parent_conn, child_conn) = pipe(true).unwrap();
+//! let p = Process::start(f, child_conn).unwrap();
+//! let data: (String, i32, String) = parent_conn.recv().unwrap();
+//! assert_eq!(data.1, 666);
+//! p.join().unwrap();
+//! ```
+//!
+//! ## Between machines, and with Python
+//!
+//! A [`Listener`] and a [`Client`] connect unrelated processes over Unix sockets or TCP, with
+//! the frames and the authkey handshake of Python's `multiprocessing.connection`: either side
+//! may be Python. [`Connection::send_bytes`]/[`recv_bytes`](Connection::recv_bytes) match
+//! Python's methods byte for byte; with the `python` feature, `Codec::Pickle` makes
+//! [`send`](Connection::send)/[`recv`](Connection::recv) match Python's too.
+//!
+//! ```
+//! use multiproc::{Address, Client, Listener};
+//!
+//! let listener = Listener::options()
+//!     .authkey(b"secret password")
+//!     .bind("127.0.0.1:0".parse::<Address>().unwrap())
+//!     .unwrap();
+//! let address = listener.address().clone();
+//! let server = std::thread::spawn(move || {
+//!     let mut conn = listener.accept().unwrap();
+//!     let msg = conn.recv_bytes().unwrap();
+//!     conn.send_bytes(&msg.to_ascii_uppercase()).unwrap();
+//! });
+//! let mut conn = Client::new().authkey(b"secret password").connect(&address).unwrap();
+//! conn.send_bytes(b"hello").unwrap();
+//! assert_eq!(conn.recv_bytes().unwrap(), b"HELLO");
+//! server.join().unwrap();
+//! ```
+//!
 //! # Differences from Python multiprocessing
 //!
 //! - **Targets are functions, not closures.** A target is a non-capturing `fn(A) -> R`; its
@@ -81,6 +128,10 @@
 //!   keep running (join them yourself).
 //! - **No zombies.** A dropped, un-joined [`Process`] is reaped in the background; in Python it
 //!   stays a zombie until the next `active_children()` or process start.
+//! - **Connections are bounded and time out.** Every receive checks a maximum message size
+//!   (1 GiB by default, configurable) before reading the message, and the authkey handshake
+//!   has a time-out (5 s by default); Python has neither. The HMAC-MD5 handshake of Python
+//!   3.11 and older is refused unless enabled. See [`connection`].
 //! - **Linux first.** The crate uses `memfd`, `pidfd`, `SCM_RIGHTS` and futexes; other systems
 //!   are not supported yet.
 //!
@@ -96,14 +147,20 @@ pub mod codec;
 pub mod connection;
 mod descriptor;
 mod error;
+pub mod object;
 pub mod process;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;
 
 pub use codec::CodecError;
+pub use connection::{
+    AcceptError, Address, AuthError, BindError, Client, ConnectError, Connection, Listener,
+    RecvError, SendError, pipe, wait,
+};
 pub use descriptor::Descriptor;
 pub use error::Error;
+pub use object::Object;
 #[doc(hidden)]
 pub use process::__mark_test_harness;
 pub use process::{

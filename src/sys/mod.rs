@@ -7,6 +7,7 @@
 //! | module | provides |
 //! |---|---|
 //! | [`socket`] | `socketpair`, whole-buffer `send`/`recv` on stream sockets with descriptors (`SCM_RIGHTS`) attached |
+//! | [`net`] | Unix (path, abstract) and TCP listeners and connectors, `pipe2`, single-call reads and writes, `poll` over many descriptors, `getrandom` |
 //! | [`process`] | re-executing the current binary with one inherited descriptor, `fork`, pidfd wait/signal, parent-death handling |
 //! | [`entry`] | child entry points as ASLR-independent offsets of functions in the executable |
 //! | [`memfd`] | anonymous sealed `memfd` segments, named `shm_open` segments, shared mappings (pre-faulted when large) |
@@ -16,6 +17,7 @@
 pub(crate) mod entry;
 pub(crate) mod futex;
 pub(crate) mod memfd;
+pub(crate) mod net;
 pub(crate) mod process;
 pub(crate) mod pthread;
 pub(crate) mod socket;

@@ -1,0 +1,469 @@
+//! `Serialize`/`Deserialize` for [`Object`].
+//!
+//! Binary formats (`is_human_readable() == false`: postcard, bincode, CBOR, and the crate's own
+//! [`to_object`](super::to_object)) carry an externally tagged enum named [`MARKER`], one variant
+//! per kind, so every kind survives exactly. The variant indices are part of the wire format:
+//! new kinds are only ever appended.
+//!
+//! Human-readable formats (JSON, YAML, ...) get the natural mapping: `None` as unit/null, numbers,
+//! strings, bytes, sequences for lists, tuples and sets, maps for dicts. Reading back gives lists
+//! and dicts; integers too large for `i128` travel as decimal strings.
+
+use std::cell::Cell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, VariantAccess, Visitor};
+use serde::ser::{SerializeMap, SerializeSeq};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{BigInt, Dict, MAX_DEPTH, Object, Set};
+
+/// The enum name of the tagged form; [`to_object`](super::to_object) and
+/// [`from_object`](super::from_object) recognise it.
+pub(crate) const MARKER: &str = "$multiproc::Object";
+
+/// Variant names of the tagged form, by index.
+pub(crate) const VARIANTS: &[&str] = &[
+    "None",
+    "Bool",
+    "Int",
+    "BigInt",
+    "Float",
+    "Str",
+    "Bytes",
+    "List",
+    "Tuple",
+    "Dict",
+    "Set",
+    "FrozenSet",
+];
+
+/// Serializes its slice with `serialize_bytes`.
+struct AsBytes<'a>(&'a [u8]);
+
+impl Serialize for AsBytes<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_bytes(self.0)
+    }
+}
+
+/// Serializes an iterator of objects as a sequence.
+struct AsSeq<I>(I);
+
+impl<'a, I: ExactSizeIterator<Item = &'a Object> + Clone> Serialize for AsSeq<I> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut seq = s.serialize_seq(Some(self.0.len()))?;
+        for item in self.0.clone() {
+            seq.serialize_element(item)?;
+        }
+        seq.end()
+    }
+}
+
+impl Serialize for Dict {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.len()))?;
+        for (k, v) in self.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+impl Serialize for Set {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        AsSeq(self.iter()).serialize(s)
+    }
+}
+
+impl Serialize for Object {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if s.is_human_readable() {
+            return match self {
+                Object::None => s.serialize_unit(),
+                Object::Bool(b) => s.serialize_bool(*b),
+                Object::Int(i) => s.serialize_i64(*i),
+                Object::BigInt(b) => match (b.to_i128(), b.to_u128()) {
+                    (Some(i), _) => s.serialize_i128(i),
+                    (_, Some(u)) => s.serialize_u128(u),
+                    _ => s.collect_str(b),
+                },
+                Object::Float(x) => s.serialize_f64(*x),
+                Object::Str(v) => s.serialize_str(v),
+                Object::Bytes(b) => s.serialize_bytes(b),
+                Object::List(v) | Object::Tuple(v) => AsSeq(v.iter()).serialize(s),
+                Object::Dict(d) => d.serialize(s),
+                Object::Set(v) | Object::FrozenSet(v) => v.serialize(s),
+            };
+        }
+        match self {
+            Object::None => s.serialize_unit_variant(MARKER, 0, VARIANTS[0]),
+            Object::Bool(b) => s.serialize_newtype_variant(MARKER, 1, VARIANTS[1], b),
+            Object::Int(i) => s.serialize_newtype_variant(MARKER, 2, VARIANTS[2], i),
+            Object::BigInt(b) => s.serialize_newtype_variant(
+                MARKER,
+                3,
+                VARIANTS[3],
+                &AsBytes(&b.to_signed_bytes_le()),
+            ),
+            Object::Float(x) => s.serialize_newtype_variant(MARKER, 4, VARIANTS[4], x),
+            Object::Str(v) => s.serialize_newtype_variant(MARKER, 5, VARIANTS[5], v),
+            Object::Bytes(b) => s.serialize_newtype_variant(MARKER, 6, VARIANTS[6], &AsBytes(b)),
+            Object::List(v) => {
+                s.serialize_newtype_variant(MARKER, 7, VARIANTS[7], &AsSeq(v.iter()))
+            }
+            Object::Tuple(v) => {
+                s.serialize_newtype_variant(MARKER, 8, VARIANTS[8], &AsSeq(v.iter()))
+            }
+            Object::Dict(d) => s.serialize_newtype_variant(MARKER, 9, VARIANTS[9], d),
+            Object::Set(v) => s.serialize_newtype_variant(MARKER, 10, VARIANTS[10], v),
+            Object::FrozenSet(v) => s.serialize_newtype_variant(MARKER, 11, VARIANTS[11], v),
+        }
+    }
+}
+
+thread_local! {
+    static DEPTH: Cell<usize> = const { Cell::new(0) };
+}
+
+/// Counts nesting while an object is being deserialized.
+struct DepthGuard;
+
+impl DepthGuard {
+    fn enter<E: de::Error>() -> Result<Self, E> {
+        let d = DEPTH.with(|d| {
+            let v = d.get() + 1;
+            d.set(v);
+            v
+        });
+        let guard = DepthGuard;
+        // Scalars count one level too: MAX_DEPTH containers around a scalar are allowed.
+        if d > MAX_DEPTH + 1 {
+            return Err(E::custom(format_args!(
+                "objects nest deeper than {MAX_DEPTH} levels"
+            )));
+        }
+        Ok(guard)
+    }
+}
+
+impl Drop for DepthGuard {
+    fn drop(&mut self) {
+        DEPTH.with(|d| d.set(d.get().saturating_sub(1)));
+    }
+}
+
+/// Capacity to reserve for a length announced by the input: never more than a few pages.
+pub(crate) fn cautious(hint: Option<usize>) -> usize {
+    hint.unwrap_or(0).min(4096)
+}
+
+impl<'de> Deserialize<'de> for Object {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let _guard = DepthGuard::enter::<D::Error>()?;
+        if d.is_human_readable() {
+            d.deserialize_any(NaturalVisitor)
+        } else {
+            d.deserialize_enum(MARKER, VARIANTS, TaggedVisitor)
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for Dict {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_map(DictVisitor)
+    }
+}
+
+impl<'de> Deserialize<'de> for Set {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_seq(SetVisitor)
+    }
+}
+
+/// The natural mapping of human-readable formats.
+struct NaturalVisitor;
+
+impl<'de> Visitor<'de> for NaturalVisitor {
+    type Value = Object;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a Python plain value")
+    }
+
+    fn visit_unit<E>(self) -> Result<Object, E> {
+        Ok(Object::None)
+    }
+
+    fn visit_none<E>(self) -> Result<Object, E> {
+        Ok(Object::None)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Object, D::Error> {
+        Object::deserialize(d)
+    }
+
+    fn visit_newtype_struct<D: Deserializer<'de>>(self, d: D) -> Result<Object, D::Error> {
+        Object::deserialize(d)
+    }
+
+    fn visit_bool<E>(self, v: bool) -> Result<Object, E> {
+        Ok(Object::Bool(v))
+    }
+
+    fn visit_i64<E>(self, v: i64) -> Result<Object, E> {
+        Ok(Object::Int(v))
+    }
+
+    fn visit_u64<E>(self, v: u64) -> Result<Object, E> {
+        Ok(Object::from(v))
+    }
+
+    fn visit_i128<E>(self, v: i128) -> Result<Object, E> {
+        Ok(Object::from(v))
+    }
+
+    fn visit_u128<E>(self, v: u128) -> Result<Object, E> {
+        Ok(Object::from(v))
+    }
+
+    fn visit_f64<E>(self, v: f64) -> Result<Object, E> {
+        Ok(Object::Float(v))
+    }
+
+    fn visit_str<E>(self, v: &str) -> Result<Object, E> {
+        Ok(Object::Str(v.to_owned()))
+    }
+
+    fn visit_string<E>(self, v: String) -> Result<Object, E> {
+        Ok(Object::Str(v))
+    }
+
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Object, E> {
+        Ok(Object::Bytes(v.to_vec()))
+    }
+
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Object, E> {
+        Ok(Object::Bytes(v))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, seq: A) -> Result<Object, A::Error> {
+        SeqVisitor.visit_seq(seq).map(Object::List)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Object, A::Error> {
+        DictVisitor.visit_map(map).map(Object::Dict)
+    }
+}
+
+/// A variant of the tagged form, by index or by name.
+#[derive(Clone, Copy)]
+enum Kind {
+    None,
+    Bool,
+    Int,
+    BigInt,
+    Float,
+    Str,
+    Bytes,
+    List,
+    Tuple,
+    Dict,
+    Set,
+    FrozenSet,
+}
+
+impl Kind {
+    const ALL: [Kind; 12] = [
+        Kind::None,
+        Kind::Bool,
+        Kind::Int,
+        Kind::BigInt,
+        Kind::Float,
+        Kind::Str,
+        Kind::Bytes,
+        Kind::List,
+        Kind::Tuple,
+        Kind::Dict,
+        Kind::Set,
+        Kind::FrozenSet,
+    ];
+}
+
+impl<'de> Deserialize<'de> for Kind {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct KindVisitor;
+        impl Visitor<'_> for KindVisitor {
+            type Value = Kind;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object kind")
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Kind, E> {
+                usize::try_from(v)
+                    .ok()
+                    .and_then(|i| Kind::ALL.get(i).copied())
+                    .ok_or_else(|| E::custom(format_args!("unknown object kind {v}")))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+                VARIANTS
+                    .iter()
+                    .position(|n| *n == v)
+                    .map(|i| Kind::ALL[i])
+                    .ok_or_else(|| E::unknown_variant(v, VARIANTS))
+            }
+            fn visit_bytes<E: de::Error>(self, v: &[u8]) -> Result<Kind, E> {
+                match std::str::from_utf8(v) {
+                    Ok(s) => self.visit_str(s),
+                    Err(_) => Err(E::custom("unknown object kind")),
+                }
+            }
+        }
+        d.deserialize_identifier(KindVisitor)
+    }
+}
+
+/// The tagged form of binary formats.
+struct TaggedVisitor;
+
+impl<'de> Visitor<'de> for TaggedVisitor {
+    type Value = Object;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a tagged Python plain value")
+    }
+
+    fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Object, A::Error> {
+        let (kind, v) = data.variant::<Kind>()?;
+        Ok(match kind {
+            Kind::None => {
+                v.unit_variant()?;
+                Object::None
+            }
+            Kind::Bool => Object::Bool(v.newtype_variant()?),
+            Kind::Int => Object::Int(v.newtype_variant()?),
+            Kind::BigInt => Object::BigInt(BigInt::from_signed_bytes_le(
+                &v.newtype_variant_seed(BytesVisitor)?,
+            )),
+            Kind::Float => Object::Float(v.newtype_variant()?),
+            Kind::Str => Object::Str(v.newtype_variant()?),
+            Kind::Bytes => Object::Bytes(v.newtype_variant_seed(BytesVisitor)?),
+            Kind::List => Object::List(v.newtype_variant_seed(SeqVisitor)?),
+            Kind::Tuple => Object::Tuple(v.newtype_variant_seed(SeqVisitor)?),
+            Kind::Dict => Object::Dict(v.newtype_variant_seed(DictVisitor)?),
+            Kind::Set => Object::Set(v.newtype_variant_seed(SetVisitor)?),
+            Kind::FrozenSet => Object::FrozenSet(v.newtype_variant_seed(SetVisitor)?),
+        })
+    }
+}
+
+/// Bytes, from a byte string or a sequence of `u8`.
+struct BytesVisitor;
+
+impl<'de> DeserializeSeed<'de> for BytesVisitor {
+    type Value = Vec<u8>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<u8>, D::Error> {
+        d.deserialize_byte_buf(self)
+    }
+}
+
+impl<'de> Visitor<'de> for BytesVisitor {
+    type Value = Vec<u8>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("bytes")
+    }
+
+    fn visit_bytes<E>(self, v: &[u8]) -> Result<Vec<u8>, E> {
+        Ok(v.to_vec())
+    }
+
+    fn visit_byte_buf<E>(self, v: Vec<u8>) -> Result<Vec<u8>, E> {
+        Ok(v)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<u8>, A::Error> {
+        let mut out = Vec::with_capacity(cautious(seq.size_hint()));
+        while let Some(b) = seq.next_element::<u8>()? {
+            out.push(b);
+        }
+        Ok(out)
+    }
+}
+
+/// A sequence of objects.
+struct SeqVisitor;
+
+impl<'de> DeserializeSeed<'de> for SeqVisitor {
+    type Value = Vec<Object>;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Vec<Object>, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SeqVisitor {
+    type Value = Vec<Object>;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence of objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Vec<Object>, A::Error> {
+        let mut out = Vec::with_capacity(cautious(seq.size_hint()));
+        while let Some(o) = seq.next_element::<Object>()? {
+            out.push(o);
+        }
+        Ok(out)
+    }
+}
+
+/// A map of objects.
+struct DictVisitor;
+
+impl<'de> DeserializeSeed<'de> for DictVisitor {
+    type Value = Dict;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Dict, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for DictVisitor {
+    type Value = Dict;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a map of objects")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Dict, A::Error> {
+        let mut d = Dict::with_capacity(cautious(map.size_hint()));
+        while let Some((k, v)) = map.next_entry::<Object, Object>()? {
+            d.insert(k, v).map_err(de::Error::custom)?;
+        }
+        Ok(d)
+    }
+}
+
+/// A set of objects, from a sequence.
+struct SetVisitor;
+
+impl<'de> DeserializeSeed<'de> for SetVisitor {
+    type Value = Set;
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Set, D::Error> {
+        d.deserialize_seq(self)
+    }
+}
+
+impl<'de> Visitor<'de> for SetVisitor {
+    type Value = Set;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a sequence of hashable objects")
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Set, A::Error> {
+        let mut s = Set::with_capacity(cautious(seq.size_hint()));
+        while let Some(o) = seq.next_element::<Object>()? {
+            s.insert(o).map_err(de::Error::custom)?;
+        }
+        Ok(s)
+    }
+}
