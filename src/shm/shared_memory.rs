@@ -4,7 +4,7 @@ use std::fmt;
 use std::hash::{BuildHasher, Hasher};
 use std::io;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
@@ -134,7 +134,7 @@ impl SharedMemoryOptions {
             name: name.to_owned(),
             fd,
             map,
-            unlink_on_drop: !self.keep,
+            unlink_on_drop: AtomicBool::new(!self.keep),
         })
     }
 
@@ -172,7 +172,7 @@ impl SharedMemoryOptions {
             name: name.to_owned(),
             fd,
             map,
-            unlink_on_drop: false,
+            unlink_on_drop: AtomicBool::new(false),
         })
     }
 }
@@ -222,7 +222,9 @@ pub struct SharedMemory {
     name: String,
     fd: OwnedFd,
     map: Mapping,
-    unlink_on_drop: bool,
+    /// Whether dropping this handle unlinks the name: set for a creator without `keep`, cleared
+    /// once the name is known to be gone (so that a later segment of the same name is safe).
+    unlink_on_drop: AtomicBool,
 }
 
 impl SharedMemory {
@@ -303,7 +305,12 @@ impl SharedMemory {
     ///
     /// [`SharedMemoryError::NotFound`] when the name is already gone.
     pub fn unlink(&self) -> Result<(), SharedMemoryError> {
-        memfd::shm_unlink(&self.name).map_err(|e| SharedMemoryError::from_io(&self.name, e))
+        let r =
+            memfd::shm_unlink(&self.name).map_err(|e| SharedMemoryError::from_io(&self.name, e));
+        if matches!(r, Ok(()) | Err(SharedMemoryError::NotFound(_))) {
+            self.unlink_on_drop.store(false, Ordering::Relaxed);
+        }
+        r
     }
 
     /// Closes this handle: unmaps the segment and closes its descriptor (the same as dropping
@@ -317,7 +324,7 @@ impl SharedMemory {
 
 impl Drop for SharedMemory {
     fn drop(&mut self) {
-        if self.unlink_on_drop {
+        if *self.unlink_on_drop.get_mut() {
             let _ = memfd::shm_unlink(&self.name);
         }
     }
@@ -380,7 +387,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
             name: w.name,
             fd: w.fd,
             map,
-            unlink_on_drop: false,
+            unlink_on_drop: AtomicBool::new(false),
         })
     }
 }
@@ -401,6 +408,22 @@ mod tests {
         assert_eq!(g.len(), 12);
         assert!(g.starts_with("psm_"));
         assert!(g[4..].bytes().all(|b| b.is_ascii_hexdigit()));
+    }
+
+    #[test]
+    fn unlinked_creator_leaves_a_new_segment_of_the_same_name_alone() {
+        let name = format!("mp_test_{}_reuse", std::process::id());
+        let first = SharedMemory::options().size(64).create(&name).unwrap();
+        first.unlink().unwrap();
+        let second = SharedMemory::options()
+            .size(64)
+            .keep(true)
+            .create(&name)
+            .unwrap();
+        drop(first); // must not unlink `second`'s name
+        let third = SharedMemory::open(&name).unwrap();
+        assert_eq!(third.size(), 64);
+        second.unlink().unwrap();
     }
 
     #[test]

@@ -3,6 +3,7 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use multiproc::shm::{SharedMemory, Value};
 use multiproc::{Process, StartMethod};
 
 const PYTHON_BENCH: &str = include_str!("python_bench.py");
@@ -55,6 +56,42 @@ fn start_join(method: StartMethod) -> impl FnMut(u32) {
     }
 }
 
+fn add_many((v, n): (Value<u64>, u64)) {
+    for _ in 0..n {
+        *v.lock().expect("lock") += 1;
+    }
+}
+
+/// Two processes each add `n` to one locked value; seconds per increment of the pair.
+fn locked_increment(samples: usize, n: u64) -> f64 {
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let v = Value::new(0u64).expect("value");
+        let t = Instant::now();
+        let procs: Vec<_> = (0..2)
+            .map(|_| {
+                Process::builder()
+                    .method(StartMethod::Fork)
+                    .start(add_many, (v.clone(), n))
+                    .expect("start")
+            })
+            .collect();
+        for p in procs {
+            p.join().expect("join");
+        }
+        times.push(t.elapsed().as_secs_f64() / (2 * n) as f64);
+        assert_eq!(v.load(), 2 * n, "lost increments");
+    }
+    median(times)
+}
+
+fn shm_create_attach_unlink(_: u32) {
+    let a = SharedMemory::create(4096).expect("create");
+    let b = SharedMemory::open(a.name()).expect("attach");
+    drop(b);
+    a.unlink().expect("unlink");
+}
+
 fn ours(quick: bool) -> Vec<Figure> {
     let samples = if quick { 3 } else { 9 };
     vec![
@@ -74,6 +111,20 @@ fn ours(quick: bool) -> Vec<Figure> {
                 samples,
                 if quick { 5 } else { 20 },
                 start_join(StartMethod::Spawn),
+            ),
+        },
+        Figure {
+            name: "value_lock_increment_2proc",
+            what: "locked value += 1, 2 processes",
+            ours: locked_increment(samples, if quick { 200_000 } else { 2_000_000 }),
+        },
+        Figure {
+            name: "shm_create_attach_unlink",
+            what: "SharedMemory create+attach+unlink",
+            ours: measure(
+                samples,
+                if quick { 200 } else { 1000 },
+                shm_create_attach_unlink,
             ),
         },
     ]
@@ -101,8 +152,10 @@ fn human(seconds: f64) -> String {
     let d = Duration::from_secs_f64(seconds);
     if d >= Duration::from_millis(1) {
         format!("{:.2} ms", seconds * 1e3)
-    } else {
+    } else if d >= Duration::from_micros(1) {
         format!("{:.1} µs", seconds * 1e6)
+    } else {
+        format!("{:.1} ns", seconds * 1e9)
     }
 }
 

@@ -31,12 +31,52 @@ def process_start_join(method, samples, batch):
     return statistics.median(times)
 
 
+def add_many(v, n):
+    for _ in range(n):
+        with v.get_lock():
+            v.value += 1
+
+
+def locked_increment(samples, n):
+    ctx = mp.get_context("fork")
+    times = []
+    for _ in range(samples):
+        v = ctx.Value("q", 0)
+        procs = [ctx.Process(target=add_many, args=(v, n)) for _ in range(2)]
+        t = time.perf_counter()
+        for p in procs:
+            p.start()
+        for p in procs:
+            p.join()
+        times.append((time.perf_counter() - t) / (2 * n))
+        assert v.value == 2 * n
+    return statistics.median(times)
+
+
+def shm_create_attach_unlink(samples, batch):
+    from multiprocessing import shared_memory
+
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        for _ in range(batch):
+            a = shared_memory.SharedMemory(create=True, size=4096)
+            b = shared_memory.SharedMemory(name=a.name)
+            b.close()
+            a.close()
+            a.unlink()
+        times.append((time.perf_counter() - t) / batch)
+    return statistics.median(times)
+
+
 def main():
     quick = "--quick" in sys.argv
     samples = 3 if quick else 9
     out = {
         "process_start_join_fork": process_start_join("fork", samples, 20 if quick else 50),
         "process_start_join_spawn": process_start_join("spawn", samples, 2 if quick else 5),
+        "value_lock_increment_2proc": locked_increment(samples, 20_000 if quick else 200_000),
+        "shm_create_attach_unlink": shm_create_attach_unlink(samples, 200 if quick else 1000),
     }
     print(json.dumps(out))
 
