@@ -71,6 +71,22 @@ fn pickle(c: &mut Criterion) {
             b.iter(|| pickle::loads(black_box(&bytes)).unwrap())
         });
     }
+    // As CPython writes them: every str and the list memoized (MEMOIZE after each).
+    let mut python = b"\x80\x04]\x94(".to_vec();
+    for i in 0..1000 {
+        let s = format!("item-{i}");
+        python.extend([0x8c, s.len() as u8]);
+        python.extend(s.as_bytes());
+        python.push(0x94);
+    }
+    python.extend(b"e.");
+    assert_eq!(
+        pickle::loads(&python).unwrap().to_string(),
+        str_list().to_string()
+    );
+    g.bench_function("loads 1000 strs (memoized, as Python writes)", |b| {
+        b.iter(|| pickle::loads(black_box(&python)).unwrap())
+    });
     g.finish();
 }
 

@@ -269,7 +269,7 @@ pub fn loads_with(bytes: &[u8], limits: &Limits) -> Result<Object, PickleError> 
         pos: 0,
         stack: Vec::new(),
         marks: Vec::new(),
-        memo: HashMap::new(),
+        memo: Memo::default(),
         slots: Vec::new(),
         uses: Vec::new(),
         max_depth: limits.max_depth,
@@ -594,6 +594,39 @@ impl Val {
     }
 }
 
+/// Memo keys to slots: dense keys (what picklers write: 0, 1, 2, ...) in a vector, any other
+/// key in a map.
+#[derive(Default)]
+struct Memo {
+    dense: Vec<Option<usize>>,
+    sparse: HashMap<u64, usize>,
+    /// Number of distinct keys (the next `MEMOIZE` key).
+    len: u64,
+}
+
+impl Memo {
+    fn insert(&mut self, key: u64, slot: usize) {
+        let fresh = match usize::try_from(key) {
+            Ok(k) if k < self.dense.len() => self.dense[k].replace(slot).is_none(),
+            Ok(k) if k == self.dense.len() && !self.sparse.contains_key(&key) => {
+                self.dense.push(Some(slot));
+                true
+            }
+            _ => self.sparse.insert(key, slot).is_none(),
+        };
+        if fresh {
+            self.len += 1;
+        }
+    }
+
+    fn get(&self, key: u64) -> Option<usize> {
+        match usize::try_from(key) {
+            Ok(k) if k < self.dense.len() => self.dense[k],
+            _ => self.sparse.get(&key).copied(),
+        }
+    }
+}
+
 /// A memo slot.
 enum Slot {
     Pending(Val),
@@ -611,7 +644,7 @@ struct Decoder<'a> {
     /// Stack lengths at each open `MARK`.
     marks: Vec<usize>,
     /// Memo keys to slots (several keys may name one slot).
-    memo: HashMap<u64, usize>,
+    memo: Memo,
     slots: Vec<Slot>,
     /// References to each slot not yet resolved.
     uses: Vec<usize>,
@@ -768,8 +801,8 @@ impl<'a> Decoder<'a> {
     }
 
     fn get(&mut self, at: usize, key: u64) -> Res<()> {
-        match self.memo.get(&key) {
-            Some(&slot) => {
+        match self.memo.get(key) {
+            Some(slot) => {
                 self.uses[slot] += 1;
                 self.stack.push(Val::Ref(slot));
                 Ok(())
@@ -1096,7 +1129,7 @@ impl<'a> Decoder<'a> {
                     self.put(at, k.into())?;
                 }
                 op::MEMOIZE => {
-                    let k = self.memo.len() as u64;
+                    let k = self.memo.len;
                     self.put(at, k)?;
                 }
                 op::GET => {
@@ -1261,6 +1294,31 @@ impl<'a> Decoder<'a> {
         Ok(o)
     }
 
+    /// The value of memo slot `s` for one more reference, if it is a scalar or already built
+    /// (containers still to build need a frame of their own).
+    fn take_ready(&mut self, s: usize) -> Option<Res<Object>> {
+        match &self.slots[s] {
+            Slot::Pending(Val::Obj(_)) | Slot::Done(_) => {}
+            _ => return None,
+        }
+        self.uses[s] = self.uses[s].saturating_sub(1);
+        let o = match std::mem::replace(&mut self.slots[s], Slot::Busy) {
+            Slot::Pending(Val::Obj(o)) | Slot::Done(o) => o,
+            _ => return Some(self.late("memo slot changed while reading")),
+        };
+        Some(self.finish_ref(s, o))
+    }
+
+    /// A value that needs no frame of its own (a scalar, or a reference to one or to a built
+    /// object), or the value back.
+    fn ready(&mut self, v: Val) -> Result<Res<Object>, Val> {
+        match v {
+            Val::Obj(o) => Ok(Ok(o)),
+            Val::Ref(s) => self.take_ready(s).ok_or(Val::Ref(s)),
+            v => Err(v),
+        }
+    }
+
     /// Builds the final object, following memo references. Iterative (an explicit stack of
     /// frames), so that nesting costs heap, not call stack.
     fn resolve(&mut self, root: Val, max_depth: usize) -> Res<Object> {
@@ -1364,9 +1422,9 @@ impl<'a> Decoder<'a> {
                     }
                     // Scalars go straight in; only containers and references need a frame.
                     for v in items.by_ref() {
-                        match v {
-                            Val::Obj(o) => done.push(o),
-                            v => {
+                        match self.ready(v) {
+                            Ok(o) => done.push(o?),
+                            Err(v) => {
                                 next = Some(v);
                                 break;
                             }
@@ -1397,15 +1455,23 @@ impl<'a> Decoder<'a> {
                         continue;
                     }
                     for (k, v) in pairs.by_ref() {
-                        match (k, v) {
-                            (Val::Obj(k), Val::Obj(v)) => {
-                                if let Err(e) = done.insert(k, v) {
+                        let k = match self.ready(k) {
+                            Ok(k) => k?,
+                            Err(k) => {
+                                *value = Some(v);
+                                next = Some(k);
+                                break;
+                            }
+                        };
+                        match self.ready(v) {
+                            Ok(v) => {
+                                if let Err(e) = done.insert(k, v?) {
                                     return self.late(format!("{e} as dict key"));
                                 }
                             }
-                            (k, v) => {
-                                *value = Some(v);
-                                next = Some(k);
+                            Err(v) => {
+                                *key = Some(k);
+                                next = Some(v);
                                 break;
                             }
                         }
