@@ -1,9 +1,12 @@
-//! The five programs of the tutorial this crate started from, run with multiproc.
+//! The programs of the tutorial this crate started from, run with multiproc.
 //!
-//! Each program prints what its Python original prints (see `tests/seed.rs`).
+//! Each program prints what its Python original prints, under a `== program N` heading (see
+//! `tests/seed.rs`). Programs 3 (a `Manager`'s dict and list) and 4 (a `Queue`) come with those
+//! features.
 
-use multiproc::Process;
+use multiproc::object::Object;
 use multiproc::shm::{Array, Value};
+use multiproc::{Connection, Process, obj, pipe};
 
 /// Program 1: a process owns its memory. The child appends to its own copy of the list; the
 /// parent's list stays empty.
@@ -37,8 +40,32 @@ fn program2() {
     println!("{:?}", arr.to_vec());
 }
 
+/// Program 5: a duplex pipe. The child sends a list through its end; the parent receives it
+/// from the other end and answers.
+fn send_list(mut conn: Connection) {
+    conn.send(&obj!(["沐风", 666, "精易"]))
+        .expect("send the list");
+    conn.close().expect("close the child's end");
+}
+
+fn program5() {
+    let (mut parent_conn, child_conn) = pipe(true).expect("create the pipe");
+    let p = Process::start(send_list, child_conn).expect("start the child");
+    p.join().expect("join the child");
+    let data: Object = parent_conn.recv().expect("receive the list");
+    println!("{data}");
+    println!("主进程接收: {data}");
+    // Python's `send(666)` lands in the child's end, which the parent still holds there. Here
+    // that end moved into the child, which closed it: the send reports the closed peer.
+    let _ = parent_conn.send(&666);
+}
+
 fn main() {
     multiproc::init();
+    println!("== program 1");
     program1();
+    println!("== program 2");
     program2();
+    println!("== program 5");
+    program5();
 }
