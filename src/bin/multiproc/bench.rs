@@ -4,7 +4,7 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use multiproc::shm::{SharedMemory, Value};
-use multiproc::{Process, StartMethod};
+use multiproc::{Connection, Process, RecvError, StartMethod, pipe};
 
 const PYTHON_BENCH: &str = include_str!("python_bench.py");
 
@@ -92,6 +92,59 @@ fn shm_create_attach_unlink(_: u32) {
     a.unlink().expect("unlink");
 }
 
+/// Sends every number back until `u64::MAX` (a forked child holds copies of the parent's
+/// descriptors, so it would not see the parent's end close).
+fn echo(mut conn: Connection) {
+    while let Ok(v) = conn.recv::<u64>() {
+        if v == u64::MAX || conn.send(&v).is_err() {
+            break;
+        }
+    }
+}
+
+/// A small message to a child and back, through a duplex `pipe()`.
+fn pipe_round_trip(samples: usize, batch: u32) -> f64 {
+    let (mut a, b) = pipe(true).expect("pipe");
+    let child = Process::builder()
+        .method(StartMethod::Fork)
+        .start(echo, b)
+        .expect("start");
+    let t = measure(samples, batch, |i| {
+        a.send(&u64::from(i)).expect("send");
+        assert_eq!(a.recv::<u64>().expect("recv"), u64::from(i));
+    });
+    a.send(&u64::MAX).expect("send");
+    child.join().expect("join");
+    t
+}
+
+/// Receives messages until an empty one.
+fn drain(mut conn: Connection) {
+    let mut buf = Vec::new();
+    loop {
+        match conn.recv_bytes_to_vec(&mut buf) {
+            Ok(()) if buf.is_empty() => break,
+            Ok(()) => {}
+            Err(RecvError::Disconnected) => break,
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+/// Seconds per 1 MiB message sent to a child that receives it.
+fn pipe_bulk(samples: usize, batch: u32) -> f64 {
+    let (mut a, b) = pipe(true).expect("pipe");
+    let child = Process::builder()
+        .method(StartMethod::Fork)
+        .start(drain, b)
+        .expect("start");
+    let msg = vec![b'x'; 1 << 20];
+    let t = measure(samples, batch, |_| a.send_bytes(&msg).expect("send"));
+    a.send_bytes(b"").expect("send");
+    child.join().expect("join");
+    t
+}
+
 fn ours(quick: bool) -> Vec<Figure> {
     let samples = if quick { 3 } else { 9 };
     vec![
@@ -126,6 +179,16 @@ fn ours(quick: bool) -> Vec<Figure> {
                 if quick { 200 } else { 1000 },
                 shm_create_attach_unlink,
             ),
+        },
+        Figure {
+            name: "pipe_round_trip",
+            what: "Pipe round trip, small message",
+            ours: pipe_round_trip(samples, if quick { 500 } else { 5000 }),
+        },
+        Figure {
+            name: "pipe_bulk_1mib",
+            what: "Pipe send 1 MiB (one way)",
+            ours: pipe_bulk(samples, if quick { 20 } else { 200 }),
         },
     ]
 }

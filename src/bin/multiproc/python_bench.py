@@ -69,6 +69,56 @@ def shm_create_attach_unlink(samples, batch):
     return statistics.median(times)
 
 
+def echo(conn):
+    # Until None: a forked child holds copies of the parent's ends, so it never sees EOF.
+    while True:
+        v = conn.recv()
+        if v is None:
+            break
+        conn.send(v)
+
+
+def pipe_round_trip(samples, batch):
+    ctx = mp.get_context("fork")
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=echo, args=(b,))
+    p.start()
+    b.close()
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        for i in range(batch):
+            a.send(i)
+            a.recv()
+        times.append((time.perf_counter() - t) / batch)
+    a.send(None)
+    p.join()
+    return statistics.median(times)
+
+
+def drain(conn):
+    while conn.recv_bytes():
+        pass
+
+
+def pipe_bulk_1mib(samples, batch):
+    ctx = mp.get_context("fork")
+    a, b = ctx.Pipe()
+    p = ctx.Process(target=drain, args=(b,))
+    p.start()
+    b.close()
+    msg = b"x" * (1 << 20)
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        for _ in range(batch):
+            a.send_bytes(msg)
+        times.append((time.perf_counter() - t) / batch)
+    a.send_bytes(b"")
+    p.join()
+    return statistics.median(times)
+
+
 def main():
     quick = "--quick" in sys.argv
     samples = 3 if quick else 9
@@ -77,6 +127,8 @@ def main():
         "process_start_join_spawn": process_start_join("spawn", samples, 2 if quick else 5),
         "value_lock_increment_2proc": locked_increment(samples, 20_000 if quick else 200_000),
         "shm_create_attach_unlink": shm_create_attach_unlink(samples, 200 if quick else 1000),
+        "pipe_round_trip": pipe_round_trip(samples, 500 if quick else 5000),
+        "pipe_bulk_1mib": pipe_bulk_1mib(samples, 20 if quick else 200),
     }
     print(json.dumps(out))
 
