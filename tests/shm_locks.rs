@@ -309,3 +309,28 @@ fn killed_at_random_moments_never_blocks() {
     }
     assert!(v.load() > 0);
 }
+
+/// Forgets a guard, drops the last handle of its lock, then uses a new lock: the C library's
+/// per-thread list of held robust mutexes still points into the first lock's memory.
+fn forget_guard_then_drop_lock(_: ()) -> Vec<u8> {
+    let a = Lock::new().unwrap();
+    std::mem::forget(a.acquire().unwrap());
+    drop(a);
+    // A segment of the same size would land where `a` was if `a` had been unmapped.
+    let other = multiproc::shm::RawArray::<u8>::new(48).unwrap();
+    let b = Lock::new().unwrap();
+    drop(b.acquire().unwrap());
+    other.to_vec()
+}
+
+#[test]
+fn forgotten_guard_keeps_its_lock_mapped() {
+    let bytes = Process::start(forget_guard_then_drop_lock, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        bytes.iter().all(|&b| b == 0),
+        "a lock operation wrote into an unrelated segment: {bytes:?}"
+    );
+}

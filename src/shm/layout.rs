@@ -22,6 +22,7 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::shm::{AttachError, CreateError};
 use crate::sync::raw::{RawGuard, RawLock};
@@ -224,10 +225,39 @@ fn expected_header<S, T>(tag: Tag, len: usize, data_offset: usize) -> Header {
 /// Ties a segment to its state and element types without owning either.
 type Marker<S, T> = PhantomData<(fn() -> S, fn() -> T)>;
 
+/// What this process keeps about one mapping of a segment, beside it in process memory.
+#[derive(Debug, Default)]
+pub(crate) struct Local {
+    /// Guards of this mapping's lock that this process acquired and has not dropped. A guard
+    /// passed to `mem::forget` keeps it above zero for good: the mutex may then still be linked
+    /// in the C library's per-thread list of held robust mutexes, which the C library (on every
+    /// later lock and unlock of any robust mutex by that thread) and the kernel (when the thread
+    /// exits) write through, so the memory must stay mapped.
+    held: AtomicUsize,
+}
+
+impl Local {
+    /// Counts a guard acquired through this mapping.
+    #[inline]
+    pub(crate) fn hold(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a guard dropped (its mutex unlocked).
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A mapped segment holding a state `S` and `len` elements of `T`.
+///
+/// Dropped while a guard of its lock was forgotten ([`Local`]), it closes its descriptor but
+/// leaves the memory mapped until the process exits.
 pub(crate) struct Segment<S, T> {
     fd: OwnedFd,
     map: Mapping,
+    local: Local,
     state_offset: usize,
     data_offset: usize,
     len: usize,
@@ -241,6 +271,15 @@ impl<S, T> std::fmt::Debug for Segment<S, T> {
             .field("size", &self.map.len())
             .field("len", &self.len)
             .finish()
+    }
+}
+
+impl<S, T> Drop for Segment<S, T> {
+    fn drop(&mut self) {
+        // Every guard borrows the segment, so a count above zero here means a forgotten guard.
+        if *self.local.held.get_mut() != 0 {
+            self.map.leak_on_drop();
+        }
     }
 }
 
@@ -261,6 +300,7 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             state_offset,
             data_offset,
             len,
+            local: Local::default(),
             _marker: PhantomData,
         })
     }
@@ -307,6 +347,7 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             state_offset,
             data_offset,
             len,
+            local: Local::default(),
             _marker: PhantomData,
         })
     }
@@ -316,6 +357,11 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         // SAFETY: the offset is in bounds and aligned for `S` (checked by `offsets`), the bytes
         // were zeroed or initialised by the creator, and `S: State` is sound to share.
         unsafe { &*self.map.ptr().add(self.state_offset).cast::<S>() }
+    }
+
+    /// This process's record of the mapping, which guards of its lock keep up to date.
+    pub(crate) fn local(&self) -> &Local {
+        &self.local
     }
 
     /// Number of elements.

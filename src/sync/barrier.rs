@@ -97,7 +97,7 @@ impl Barrier {
     /// Takes the barrier's lock; a party that died holding it broke the barrier.
     fn lock(&self) -> RawGuard<'_> {
         let st = self.state();
-        match st.lock.acquire(Wait::Forever) {
+        match st.lock.acquire(self.seg.local(), Wait::Forever) {
             Ok((g, poisoned)) => {
                 if poisoned {
                     st.lock.clear_poison();

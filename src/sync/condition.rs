@@ -128,9 +128,10 @@ impl Condition {
         &self,
         wait: Wait,
     ) -> Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
-        wrap(self.seg.state().lock.acquire(wait), |raw| ConditionGuard {
-            raw,
-        })
+        wrap(
+            self.seg.state().lock.acquire(self.seg.local(), wait),
+            |raw| ConditionGuard { raw },
+        )
     }
 
     fn check(&self, guard: &ConditionGuard<'_>) {

@@ -18,6 +18,14 @@
 //! | [`Condition`] | while holding its lock: as for `Lock`; a dead waiter is forgotten |
 //! | [`Barrier`] | the others wait until their timeout (which breaks the barrier for all), or until someone calls [`abort`](Barrier::abort); dying inside the barrier's own short critical section breaks it |
 //!
+//! # Forgetting a guard
+//!
+//! A guard passed to [`std::mem::forget`] keeps its lock held (until the thread exits, when the
+//! next acquirer is told [`OwnerDied`]). The C library keeps a held robust mutex in a per-thread
+//! list that it and the kernel write through, so the segment of such a lock is never unmapped:
+//! dropping its last handle closes the descriptor but leaves the memory mapped until the
+//! process exits.
+//!
 //! # Differences from Python multiprocessing
 //!
 //! - A [`Lock`] or [`RLock`] is released by dropping its guard, in the thread that acquired it

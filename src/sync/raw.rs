@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::shm::layout::State;
+use crate::shm::layout::{Local, State};
 use crate::sys::pthread::{self, Status};
 
 /// Polls of the lock word before blocking. With exponential back-off (1, 2, 4, ... 32 pause
@@ -83,14 +83,19 @@ impl RawLock {
         true
     }
 
-    /// Acquires the lock: returns the guard and whether the lock is poisoned.
+    /// Acquires the lock: returns the guard and whether the lock is poisoned. `local` is the
+    /// record of the mapping `self` lies in, which counts the guards alive.
     ///
     /// # Panics
     ///
     /// If this thread already holds this non-recursive lock (it would deadlock), or if the bytes
     /// of the mutex were overwritten.
     #[inline]
-    pub(crate) fn acquire(&self, wait: Wait) -> Result<(RawGuard<'_>, bool), Fail> {
+    pub(crate) fn acquire<'a>(
+        &'a self,
+        local: &'a Local,
+        wait: Wait,
+    ) -> Result<(RawGuard<'a>, bool), Fail> {
         // SAFETY: the mutex was initialised before the segment was shared, and `self` keeps
         // the mapping alive for as long as the guard that unlocks it.
         let mut st = unsafe { pthread::try_lock(self.mutex.get()) };
@@ -100,7 +105,16 @@ impl RawLock {
                 Wait::Forever | Wait::Until(_) => self.acquire_slow(wait),
             };
         }
-        self.finish(st, wait)
+        let poisoned = self.finish(st, wait)?;
+        local.hold();
+        Ok((
+            RawGuard {
+                lock: self,
+                local,
+                _not_send: PhantomData,
+            },
+            poisoned,
+        ))
     }
 
     #[cold]
@@ -126,25 +140,17 @@ impl RawLock {
         }
     }
 
-    fn finish(&self, st: Status, wait: Wait) -> Result<(RawGuard<'_>, bool), Fail> {
-        let guard = |poisoned| {
-            Ok((
-                RawGuard {
-                    lock: self,
-                    _not_send: PhantomData,
-                },
-                poisoned,
-            ))
-        };
+    /// Turns the outcome of a lock attempt into whether the (now held) lock is poisoned.
+    fn finish(&self, st: Status, wait: Wait) -> Result<bool, Fail> {
         match st {
-            Status::Acquired => guard(self.poisoned.load(Ordering::Relaxed) != 0),
+            Status::Acquired => Ok(self.poisoned.load(Ordering::Relaxed) != 0),
             Status::OwnerDied => {
                 // SAFETY: we hold the mutex, acquired with EOWNERDEAD.
                 if let Err(e) = unsafe { pthread::make_consistent(self.mutex.get()) } {
                     panic!("cannot recover a lock whose owner died: {e}");
                 }
                 self.poisoned.store(1, Ordering::Relaxed);
-                guard(true)
+                Ok(true)
             }
             Status::Busy => Err(Fail::WouldBlock),
             Status::TimedOut => Err(Fail::TimedOut),
@@ -181,6 +187,7 @@ impl RawLock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub(crate) struct RawGuard<'a> {
     lock: &'a RawLock,
+    local: &'a Local,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -205,11 +212,8 @@ impl<'a> RawGuard<'a> {
             st
         };
         match lock.finish(st, Wait::Forever) {
-            Ok((g, poisoned)) => {
-                // The lock is held again, by this guard: do not unlock twice.
-                std::mem::forget(g);
-                (r, poisoned)
-            }
+            // The lock is held again, by this guard (still counted in `local`).
+            Ok(poisoned) => (r, poisoned),
             Err(_) => unreachable!("blocking acquire cannot fail"),
         }
     }
@@ -222,6 +226,7 @@ impl Drop for RawGuard<'_> {
         }
         // SAFETY: this guard holds the mutex, and it is unlocked exactly once, here.
         unsafe { pthread::unlock(self.lock.mutex.get()) };
+        self.local.release();
     }
 }
 

@@ -68,6 +68,8 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Left mapped on drop (see [`Mapping::leak_on_drop`]).
+    leak: bool,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; which accesses to it are sound is
@@ -99,7 +101,11 @@ impl Mapping {
         };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        let map = Mapping { ptr, len };
+        let map = Mapping {
+            ptr,
+            len,
+            leak: false,
+        };
         if len >= POPULATE_FROM {
             // SAFETY: the range is exactly our mapping; populating does not change its contents.
             // Failure (kernels before 5.14) only costs the pre-faulting.
@@ -112,6 +118,13 @@ impl Mapping {
             };
         }
         Ok(map)
+    }
+
+    /// Keeps the memory mapped when this value is dropped, for as long as the process lives:
+    /// for a segment whose lock may still be linked in the C library's per-thread list of held
+    /// robust mutexes (a guard was forgotten), which the C library and the kernel write through.
+    pub(crate) fn leak_on_drop(&mut self) {
+        self.leak = true;
     }
 
     /// The first byte of the mapping.
@@ -158,6 +171,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
         // SAFETY: we own this mapping and nothing borrowed from it outlives `self`.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
