@@ -158,7 +158,9 @@ impl SharedMemoryOptions {
     /// # Errors
     ///
     /// [`SharedMemoryError::InvalidName`], [`SharedMemoryError::NotFound`],
-    /// [`SharedMemoryError::EmptySize`] or [`SharedMemoryError::Os`].
+    /// [`SharedMemoryError::EmptySize`] or [`SharedMemoryError::Os`]. A symbolic link in
+    /// `/dev/shm` is not followed, and anything but a regular file is refused
+    /// ([`SharedMemoryError::Os`]), as the C library's `shm_open` does.
     pub fn open(&self, name: &str) -> Result<SharedMemory, SharedMemoryError> {
         let name = normalize(name)?;
         let fd = memfd::shm_open(name).map_err(|e| SharedMemoryError::from_io(name, e))?;

@@ -54,8 +54,36 @@ pub(crate) fn shm_create(name: &str, size: u64) -> io::Result<OwnedFd> {
 }
 
 /// Opens the existing named segment `/dev/shm/<name>` for reading and writing.
+///
+/// Like the C library's `shm_open`, and unlike `rustix::shm::open`, this does not follow a
+/// symbolic link (anyone may plant one in `/dev/shm`, pointing at a file of the victim); it
+/// also refuses anything but a regular file (a FIFO or device node would not be memory).
 pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::shm::open(name, OFlags::RDWR, Mode::empty())?)
+    use rustix::fs::OFlags as F;
+    let path = format!("/dev/shm/{name}");
+    let fd = rustix::fs::open(
+        path.as_str(),
+        F::RDWR | F::NOFOLLOW | F::CLOEXEC | F::NOCTTY | F::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symbolic link, not shared memory",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file, not shared memory",
+        ));
+    }
+    Ok(fd)
 }
 
 /// Removes the name `/dev/shm/<name>`; mappings and descriptors stay valid.
