@@ -29,7 +29,7 @@ fn fill(arr: Array<f64>) {
     arr.lock().unwrap().copy_from_slice(&src);
 }
 
-/// Attaches to the array (mapping and pre-faulting it) and writes it; returns the time that
+/// Attaches to the array (mapping it, without pre-faulting) and writes it; returns the time that
 /// took inside the child, without the child's start-up.
 fn fill_timed(arr: Array<f64>) -> u64 {
     let src = vec![1.5f64; arr.len()];

@@ -305,20 +305,23 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         })
     }
 
-    /// Maps the segment behind `fd` and checks that it holds a `tag` object of `S` and `T`.
+    /// Checks that the segment behind `fd` holds a `tag` object of `S` and `T`, then maps it.
+    ///
+    /// The header is read with `pread` before anything is mapped; the file must be sealed
+    /// against shrinking and growing and be exactly as large as the header says, and only
+    /// that is mapped, without pre-faulting: a peer cannot make us map or commit more memory
+    /// than the object needs.
     pub(crate) fn attach(tag: Tag, fd: OwnedFd) -> Result<Self, AttachError> {
         if !memfd::is_sealed(&fd) {
             return Err(AttachError::NotASegment);
         }
-        let size = memfd::size_of(&fd).map_err(AttachError::Os)?;
-        let size = usize::try_from(size).map_err(|_| AttachError::NotASegment)?;
-        if size < HEADER_SIZE {
+        let mut raw = [0u8; HEADER_SIZE];
+        if !memfd::read_exact_at(&fd, &mut raw, 0).map_err(AttachError::Os)? {
             return Err(AttachError::NotASegment);
         }
-        let map = Mapping::new(&fd, size).map_err(AttachError::Os)?;
-        // SAFETY: the mapping holds at least HEADER_SIZE bytes and cannot shrink (sealed); a
-        // header is plain integers, so any bytes read are a valid `Header`.
-        let found = unsafe { ptr::read_volatile(map.ptr().cast::<Header>()) };
+        // SAFETY: `raw` holds HEADER_SIZE = size_of::<Header>() bytes; a header is plain
+        // integers and byte arrays, so any bytes are a valid `Header`; the read is unaligned.
+        let found = unsafe { ptr::read_unaligned(raw.as_ptr().cast::<Header>()) };
         if found.magic != MAGIC {
             return Err(AttachError::NotASegment);
         }
@@ -338,9 +341,11 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
                 found: Tag::name(found.tag),
             });
         }
-        if size < total {
+        let size = memfd::size_of(&fd).map_err(AttachError::Os)?;
+        if size != total as u64 {
             return Err(AttachError::NotASegment);
         }
+        let map = Mapping::attach(&fd, total).map_err(AttachError::Os)?;
         Ok(Segment {
             fd,
             map,

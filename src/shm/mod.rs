@@ -14,8 +14,12 @@
 //! a `Value<f64>` cannot be received as a `Value<i64>` or an `Array<f64>`; that is an
 //! [`AttachError`], never undefined behaviour.
 //!
-//! Segments of 64 KiB or more are pre-faulted when mapped (`MADV_POPULATE_WRITE`), so that bulk
-//! writes run at memory speed instead of taking a page fault every 4 KiB.
+//! The creator of a segment of 64 KiB or more pre-faults it (`MADV_POPULATE_WRITE`), so that
+//! bulk writes run at memory speed instead of taking a page fault every 4 KiB. A process that
+//! receives a segment reads its header (with `pread`) before mapping anything, requires the
+//! file to be exactly as large as the header says and sealed against resizing, maps only that,
+//! and does not pre-fault it: a peer cannot make it map or commit more memory than the object
+//! needs.
 //!
 //! # Examples
 //!

@@ -28,9 +28,24 @@ pub(crate) fn memfd(name: &str, size: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Whether `fd` is sealed against shrinking (a segment made by [`memfd`]).
+/// Whether `fd` is sealed against shrinking and growing (a segment made by [`memfd`]).
 pub(crate) fn is_sealed(fd: impl AsFd) -> bool {
-    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::GROW))
+}
+
+/// Reads `out.len()` bytes at `offset` of `fd` (`pread`); `Ok(false)` if the file is shorter.
+pub(crate) fn read_exact_at(fd: impl AsFd, out: &mut [u8], offset: u64) -> io::Result<bool> {
+    let fd = fd.as_fd();
+    let mut done = 0;
+    while done < out.len() {
+        match rustix::io::pread(fd, &mut out[done..], offset + done as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// The size in bytes of the file behind `fd`.
@@ -107,9 +122,21 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps the first `len` bytes of `fd` (`MAP_SHARED`, read and write), pre-faulting the pages
-    /// of large segments. `len` must be non-zero and at most the file size.
+    /// Maps the first `len` bytes of `fd` (`MAP_SHARED`, read and write) for the process that
+    /// created the segment, pre-faulting the pages of large segments. `len` must be non-zero
+    /// and at most the file size.
     pub(crate) fn new(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        Self::map(fd, len, len >= POPULATE_FROM)
+    }
+
+    /// Maps the first `len` bytes of `fd` for a process that attaches to a segment made by
+    /// someone else: no pre-faulting, so that a peer cannot make us commit memory by handing
+    /// us a large segment; pages are faulted in as they are touched.
+    pub(crate) fn attach(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        Self::map(fd, len, false)
+    }
+
+    fn map(fd: impl AsFd, len: usize, populate: bool) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -134,7 +161,7 @@ impl Mapping {
             len,
             leak: false,
         };
-        if len >= POPULATE_FROM {
+        if populate {
             // SAFETY: the range is exactly our mapping; populating does not change its contents.
             // Failure (kernels before 5.14) only costs the pre-faulting.
             let _ = unsafe {
