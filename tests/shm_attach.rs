@@ -5,7 +5,8 @@ use std::io::Read;
 use std::os::fd::OwnedFd;
 
 use multiproc::Descriptor;
-use multiproc::shm::{AttachError, SharedMemory, Value};
+use multiproc::shm::{AttachError, SharedMemory, ShmSafe, Value};
+use multiproc::sync::Lock;
 use rustix::fs::{MemfdFlags, SealFlags};
 
 /// The whole content of a segment.
@@ -87,4 +88,58 @@ fn genuine_copy_of_a_segment_is_accepted() {
     let fd = crafted(&bytes, bytes.len() as u64);
     let copy = Value::<u32>::from_descriptor(Descriptor::new(fd)).unwrap();
     assert_eq!(copy.load(), 5);
+}
+
+#[test]
+fn segment_with_a_zeroed_mutex_is_refused() {
+    let v = Value::new(1u8).unwrap();
+    let mut bytes = contents(v.descriptor().unwrap());
+    // Keep the 64-byte header, zero the lock state and the data.
+    bytes[64..].fill(0);
+    let fd = crafted(&bytes, bytes.len() as u64);
+    assert!(Value::<u8>::from_descriptor(Descriptor::new(fd)).is_err());
+    let l = Lock::new().unwrap();
+    let mut bytes = contents(l.descriptor().unwrap());
+    bytes[64..].fill(0);
+    let fd = crafted(&bytes, bytes.len() as u64);
+    assert!(Lock::from_descriptor(Descriptor::new(fd)).is_err());
+}
+
+mod first {
+    multiproc::shared_struct! {
+        #[derive(Clone, Copy)]
+        pub struct Point { pub x: f64, pub y: f64 }
+    }
+}
+
+mod second {
+    // Same layout, same field names, another module: the same fingerprint.
+    multiproc::shared_struct! {
+        #[derive(Clone, Copy)]
+        pub struct Point { pub x: f64, pub y: f64 }
+    }
+    // Same layout, fields swapped in meaning: another fingerprint.
+    multiproc::shared_struct! {
+        #[derive(Clone, Copy)]
+        pub struct Swapped { pub y: f64, pub x: f64 }
+    }
+    // Same size, other field types.
+    multiproc::shared_struct! {
+        #[derive(Clone, Copy)]
+        pub struct Ints { pub x: i64, pub y: i64 }
+    }
+}
+
+#[test]
+fn layout_fingerprints_follow_fields() {
+    assert_eq!(first::Point::FINGERPRINT, second::Point::FINGERPRINT);
+    assert_ne!(first::Point::FINGERPRINT, second::Swapped::FINGERPRINT);
+    assert_ne!(first::Point::FINGERPRINT, second::Ints::FINGERPRINT);
+    assert_ne!(<[u32; 2]>::FINGERPRINT, <[u32; 3]>::FINGERPRINT);
+    assert_ne!(<[u32; 2]>::FINGERPRINT, u64::FINGERPRINT);
+    let v = Value::new(first::Point { x: 1.0, y: 2.0 }).unwrap();
+    let same = Value::<second::Point>::from_descriptor(v.descriptor().unwrap()).unwrap();
+    assert_eq!(same.load().y, 2.0);
+    assert!(Value::<second::Swapped>::from_descriptor(v.descriptor().unwrap()).is_err());
+    assert!(Value::<second::Ints>::from_descriptor(v.descriptor().unwrap()).is_err());
 }

@@ -214,7 +214,7 @@ multiproc::shared_struct! {
     pub struct Particle {
         pub pos: [f64; 3],
         pub id: u32,
-        pub alive: bool,
+        pub alive: u8,
     }
 }
 
@@ -222,7 +222,7 @@ fn move_particles(ps: Array<Particle>) -> u32 {
     let mut g = ps.lock().unwrap();
     for p in g.iter_mut() {
         p.pos[0] += 1.0;
-        p.alive = !p.alive;
+        p.alive ^= 1;
     }
     g.iter().map(|p| p.id).sum()
 }
@@ -232,7 +232,7 @@ fn shared_structs_cross_processes() {
     let ps = Array::from_values((0..4).map(|i| Particle {
         pos: [f64::from(i), 0.0, 0.0],
         id: i,
-        alive: false,
+        alive: 0,
     }))
     .unwrap();
     let sum = Process::start(move_particles, ps.clone())
@@ -242,7 +242,7 @@ fn shared_structs_cross_processes() {
     assert_eq!(sum, 6);
     let back = ps.to_vec();
     assert_eq!(back[3].pos, [4.0, 0.0, 0.0]);
-    assert!(back.iter().all(|p| p.alive));
+    assert!(back.iter().all(|p| p.alive == 1));
     // sharedctypes.copy: an independent copy.
     let raw = multiproc::shm::RawArray::from_values(back.clone()).unwrap();
     let copy = raw.copy().unwrap();
@@ -251,7 +251,7 @@ fn shared_structs_cross_processes() {
         Particle {
             pos: [9.0; 3],
             id: 9,
-            alive: false,
+            alive: 0,
         },
     )
     .unwrap();

@@ -42,33 +42,100 @@ use crate::sys::memfd::{self, Mapping};
 /// | `'q'` / `'Q'` | `c_longlong` / `c_ulonglong` | `i64` / `u64` |
 /// | `'f'` | `c_float` | `f32` |
 /// | `'d'` | `c_double` | `f64` |
-/// | `'?'` | `c_bool` | `bool` |
+/// | `'?'` | `c_bool` | `u8` (0 or 1) |
 ///
-/// Also implemented for `i128`/`u128`, `char`, the atomic integer types (for lock-free updates of a
+/// Also implemented for `i128`/`u128`, the atomic integer types (for lock-free updates of a
 /// [`RawValue`](crate::shm::RawValue)), fixed-size arrays of `ShmSafe` types and `()`.
 /// Your own `#[repr(C)]` structs get it from [`shared_struct!`](crate::shared_struct), which checks
 /// every field.
+///
+/// Not `bool`, `char` or `AtomicBool`: another process can write any bytes into a segment, and
+/// reading a `bool` that is neither 0 nor 1 (or a `char` that is not a scalar value) is
+/// undefined behaviour. Store a `u8` (or `u32`) and convert when you read it.
+///
+/// ```compile_fail
+/// let flag = multiproc::shm::RawValue::new(true); // error: `bool` is not `ShmSafe`
+/// ```
+///
+/// # Layout fingerprint
+///
+/// [`FINGERPRINT`](ShmSafe::FINGERPRINT) summarises the layout: for a primitive its name, for
+/// an array its element's fingerprint and length, for a [`shared_struct!`](crate::shared_struct)
+/// the size and alignment and, for each field, its name, offset and fingerprint. A segment's
+/// header carries its element's fingerprint; receiving it as a type with another fingerprint
+/// is an [`AttachError`], while the same struct declared in another module or program
+/// attaches.
 ///
 /// # Safety
 ///
 /// An implementing type must be
 /// - `#[repr(C)]` (or a primitive), so that every process agrees on its layout;
-/// - valid when all its bytes are zero (segments start zero-filled);
+/// - valid whatever its bytes are (segments start zero-filled, and any process that can map
+///   the segment can write any bytes);
 /// - free of pointers, references, descriptors and any other process-local resource;
 /// - fine never to be dropped (values in shared memory are not dropped);
-/// - made only of fields that are themselves `ShmSafe`.
-pub unsafe trait ShmSafe: Send + Sync + 'static {}
+/// - made only of fields that are themselves `ShmSafe`;
+/// - given a [`FINGERPRINT`](ShmSafe::FINGERPRINT) that differs from that of every type of
+///   another layout (build it with the functions of the hidden `__fingerprint` module, as
+///   [`shared_struct!`](crate::shared_struct) does).
+pub unsafe trait ShmSafe: Send + Sync + 'static {
+    /// A hash of the type's layout (see [Layout fingerprint](ShmSafe#layout-fingerprint)).
+    ///
+    /// ```
+    /// use multiproc::shm::ShmSafe;
+    /// assert_ne!(u32::FINGERPRINT, i32::FINGERPRINT);
+    /// assert_ne!(<[u8; 4]>::FINGERPRINT, <[u8; 5]>::FINGERPRINT);
+    /// ```
+    const FINGERPRINT: u64;
+}
+
+/// Building blocks of [`ShmSafe::FINGERPRINT`], for [`shared_struct!`](crate::shared_struct):
+/// FNV-1a (64-bit), usable in constants.
+#[doc(hidden)]
+pub mod __fingerprint {
+    /// The FNV-1a offset basis, mixed with `kind`.
+    pub const fn start(kind: &str) -> u64 {
+        str(0xcbf2_9ce4_8422_2325, kind)
+    }
+
+    /// Mixes the bytes of `s` (and its length) into `h`.
+    pub const fn str(h: u64, s: &str) -> u64 {
+        let b = s.as_bytes();
+        let mut h = u64(h, b.len() as u64);
+        let mut i = 0;
+        while i < b.len() {
+            h ^= b[i] as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        h
+    }
+
+    /// Mixes the eight bytes of `x` into `h`.
+    pub const fn u64(h: u64, x: u64) -> u64 {
+        let b = x.to_le_bytes();
+        let mut h = h;
+        let mut i = 0;
+        while i < 8 {
+            h ^= b[i] as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        h
+    }
+}
 
 macro_rules! shm_safe {
     ($($t:ty),*) => { $(
-        // SAFETY: a primitive: fixed layout, zero is valid, no pointers, no drop glue.
-        unsafe impl ShmSafe for $t {}
+        // SAFETY: a primitive integer or float (or an atomic one): fixed layout, every bit
+        // pattern is valid, no pointers, no drop glue; the fingerprint is its unique name.
+        unsafe impl ShmSafe for $t {
+            const FINGERPRINT: u64 = __fingerprint::start(stringify!($t));
+        }
     )* };
 }
 shm_safe!(
     (),
-    bool,
-    char,
     u8,
     i8,
     u16,
@@ -83,7 +150,6 @@ shm_safe!(
     f64
 );
 shm_safe!(
-    std::sync::atomic::AtomicBool,
     std::sync::atomic::AtomicU8,
     std::sync::atomic::AtomicI8,
     std::sync::atomic::AtomicU16,
@@ -93,8 +159,14 @@ shm_safe!(
     std::sync::atomic::AtomicU64,
     std::sync::atomic::AtomicI64
 );
-// SAFETY: an array of `ShmSafe` elements has their layout, repeated, and inherits the rest.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+// SAFETY: an array of `ShmSafe` elements has their layout, repeated, and inherits the rest;
+// its fingerprint covers the element's and the length.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
+    const FINGERPRINT: u64 = __fingerprint::u64(
+        __fingerprint::u64(__fingerprint::start("[T; N]"), T::FINGERPRINT),
+        N as u64,
+    );
+}
 
 /// The shared state at the start of a segment (a lock, a semaphore, ...).
 ///
@@ -102,7 +174,14 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 ///
 /// As for [`ShmSafe`], and every access through `&Self` must be sound while other processes
 /// access the same bytes (atomics, or `UnsafeCell`s used under a lock).
-pub(crate) unsafe trait State: Sync + 'static {}
+pub(crate) unsafe trait State: Sync + 'static {
+    /// Whether the state a receiver finds in a segment of kind `tag` is plausible: the locks
+    /// in it are robust, process-shared mutexes of the expected type.
+    fn is_valid(&self, tag: Tag) -> bool {
+        let _ = tag;
+        true
+    }
+}
 
 // SAFETY: no bytes at all.
 unsafe impl State for () {}
@@ -110,7 +189,7 @@ unsafe impl State for () {}
 /// The magic bytes at offset 0 of every segment.
 const MAGIC: [u8; 8] = *b"MPROCSHM";
 /// The version of this layout; bumped whenever a header or state changes shape.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Bytes reserved for the header.
 const HEADER_SIZE: usize = 64;
 /// The largest alignment a state or element may ask for (the mapping is page-aligned).
@@ -134,7 +213,7 @@ struct Header {
     elem_size: u64,
     /// Alignment of `T`.
     elem_align: u64,
-    /// FNV-1a hash of `T`'s type name.
+    /// `T`'s layout fingerprint ([`ShmSafe::FINGERPRINT`]).
     elem_hash: u64,
     /// Number of elements.
     len: u64,
@@ -180,16 +259,6 @@ impl Tag {
     }
 }
 
-/// FNV-1a of a type's name: part of a segment's fingerprint.
-fn type_hash<T: ?Sized>() -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in std::any::type_name::<T>().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 fn align_up(x: usize, a: usize) -> Option<usize> {
     x.checked_add(a - 1).map(|v| v & !(a - 1))
 }
@@ -207,7 +276,7 @@ fn offsets<S, T>(len: usize) -> Option<(usize, usize, usize)> {
 }
 
 /// The header a segment of `tag`, `S` and `len` × `T` must carry.
-fn expected_header<S, T>(tag: Tag, len: usize, data_offset: usize) -> Header {
+fn expected_header<S, T: ShmSafe>(tag: Tag, len: usize, data_offset: usize) -> Header {
     Header {
         magic: MAGIC,
         version: VERSION,
@@ -216,7 +285,7 @@ fn expected_header<S, T>(tag: Tag, len: usize, data_offset: usize) -> Header {
         state_align: align_of::<S>() as u32,
         elem_size: size_of::<T>() as u64,
         elem_align: align_of::<T>() as u64,
-        elem_hash: type_hash::<T>(),
+        elem_hash: T::FINGERPRINT,
         len: len as u64,
         data_offset: data_offset as u64,
     }
@@ -346,7 +415,7 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             return Err(AttachError::NotASegment);
         }
         let map = Mapping::attach(&fd, total).map_err(AttachError::Os)?;
-        Ok(Segment {
+        let seg = Segment::<S, T> {
             fd,
             map,
             state_offset,
@@ -354,7 +423,11 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             len,
             local: Local::default(),
             _marker: PhantomData,
-        })
+        };
+        if !seg.state().is_valid(tag) {
+            return Err(AttachError::BadState);
+        }
+        Ok(seg)
     }
 
     /// The shared state.

@@ -39,15 +39,15 @@ type Seg = Segment<RawCondition, ()>;
 /// use multiproc::sync::Condition;
 ///
 /// let cond = Condition::new().unwrap();
-/// let ready = RawValue::new(false).unwrap();
+/// let ready = RawValue::new(0u8).unwrap();
 /// let (c2, r2) = (cond.clone(), ready.clone());
 /// let t = std::thread::spawn(move || {
 ///     let g = c2.lock().unwrap();
-///     r2.store(true);
+///     r2.store(1);
 ///     c2.notify_all(&g);
 /// });
 /// let g = cond.lock().unwrap();
-/// let g = cond.wait_while(g, || !ready.load()).unwrap();
+/// let g = cond.wait_while(g, || ready.load() == 0).unwrap();
 /// drop(g);
 /// t.join().unwrap();
 /// ```

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::shm::layout::{Local, State};
+use crate::shm::layout::{Local, State, Tag};
 use crate::sys::pthread::{self, Status};
 
 /// Polls of the lock word before blocking. With exponential back-off (1, 2, 4, ... 32 pause
@@ -58,13 +58,23 @@ pub(crate) struct RawLock {
 unsafe impl Sync for RawLock {}
 // SAFETY: `repr(C)`, zero bytes are a valid (uninitialised) state that `init` turns into a
 // mutex before the segment is shared; no pointers.
-unsafe impl State for RawLock {}
+unsafe impl State for RawLock {
+    fn is_valid(&self, tag: Tag) -> bool {
+        self.is_robust_shared(tag == Tag::RLock)
+    }
+}
 
 impl RawLock {
     /// Initialises the mutex of a segment nobody else can see yet.
     pub(crate) fn init(&self, recursive: bool) -> std::io::Result<()> {
         // SAFETY: the segment is fresh: nobody uses the mutex yet; the pointer is valid and aligned.
         unsafe { pthread::init(self.mutex.get(), recursive) }
+    }
+
+    /// Whether the mutex is a robust, process-shared one of the type `init(recursive)` makes.
+    pub(crate) fn is_robust_shared(&self, recursive: bool) -> bool {
+        // SAFETY: the pointer is valid and aligned for as long as `self` is borrowed.
+        unsafe { pthread::kind_matches(self.mutex.get(), recursive) }
     }
 
     /// A hint that the lock is free, read without writing the cache line.
@@ -269,7 +279,11 @@ pub(crate) struct RawCondition {
 }
 
 // SAFETY: `repr(C)`; the lock is initialised before sharing; the rest are atomics.
-unsafe impl State for RawCondition {}
+unsafe impl State for RawCondition {
+    fn is_valid(&self, _: Tag) -> bool {
+        self.lock.is_robust_shared(false)
+    }
+}
 
 /// A barrier's state.
 ///
@@ -292,4 +306,8 @@ pub(crate) struct RawBarrier {
 }
 
 // SAFETY: `repr(C)`; the lock is initialised before sharing; the rest are atomics.
-unsafe impl State for RawBarrier {}
+unsafe impl State for RawBarrier {
+    fn is_valid(&self, _: Tag) -> bool {
+        self.lock.is_robust_shared(false) && self.parties.load(Ordering::Relaxed) > 0
+    }
+}
