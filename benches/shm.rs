@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use multiproc::Process;
 use multiproc::shm::{Array, SharedMemory, Value};
-use multiproc::sync::{Event, Lock};
+use multiproc::sync::{Event, Lock, Semaphore};
 
 /// Increments done by each of the two processes per sample.
 const PER_PROCESS: u64 = 1_000_000;
@@ -186,6 +186,40 @@ fn owner_died_handoff(c: &mut Criterion) {
     g.finish();
 }
 
+/// Threads taking turns through a `Semaphore(1)`, most of them asleep in `acquire` at any time:
+/// what a release costs when several waiters sleep (this decides how `release` wakes them).
+fn semaphore_contended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("semaphore_contended");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    for threads in [2u64, 4, 16] {
+        g.bench_function(format!("{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let sem = Semaphore::new(1).unwrap();
+                let per = iters.div_ceil(threads);
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        let sem = sem.clone();
+                        s.spawn(move || {
+                            for _ in 0..per {
+                                sem.acquire();
+                                // A short critical section, so that the others queue up.
+                                for _ in 0..50 {
+                                    std::hint::spin_loop();
+                                }
+                                sem.release().unwrap();
+                            }
+                        });
+                    }
+                });
+                t.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     multiproc::init();
     let mut c = Criterion::default().configure_from_args();
@@ -193,5 +227,6 @@ fn main() {
     bulk_array(&mut c);
     shared_memory(&mut c);
     owner_died_handoff(&mut c);
+    semaphore_contended(&mut c);
     c.final_summary();
 }

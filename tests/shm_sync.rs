@@ -248,3 +248,101 @@ fn barrier_party_killed_while_waiting() {
     b.reset();
     assert_eq!(b.n_waiting(), 0);
 }
+
+fn sem_wait_forever((sem, ready): (Semaphore, RawValue<u32>)) {
+    ready.store(1);
+    sem.acquire();
+}
+
+/// The next message on `rx`, or `None` if none came within the watchdog.
+fn within_watchdog<R: Send + 'static>(
+    rx: &std::sync::mpsc::Receiver<R>,
+    watchdog: Duration,
+) -> Option<R> {
+    rx.recv_timeout(watchdog).ok()
+}
+
+#[test]
+fn semaphore_wakeup_reaches_a_live_waiter_when_the_woken_one_dies() {
+    let sem = Semaphore::new(0).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(sem_wait_forever, (sem.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    std::thread::sleep(Duration::from_millis(300)); // the child sleeps first in the kernel
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = sem.clone();
+    let t = std::thread::spawn(move || {
+        s2.acquire();
+        let _ = tx.send(());
+    });
+    std::thread::sleep(Duration::from_millis(300)); // this thread sleeps second
+    sem.release().unwrap(); // wakes one sleeper: the child
+    p.kill().unwrap(); // which dies before it can take the permit
+    let _ = p.join();
+    let got = within_watchdog(&rx, Duration::from_secs(10));
+    if got.is_none() {
+        let free = sem.value();
+        sem.release().unwrap(); // let the thread finish
+        t.join().unwrap();
+        // If the child took the permit before it died, nothing was lost.
+        assert_eq!(free, 0, "a permit was free but the live waiter slept on");
+    } else {
+        t.join().unwrap();
+    }
+}
+
+fn cond_wait_for_token((cond, tokens, ready): (Condition, RawValue<u32>, RawValue<u32>)) {
+    let g = cond.lock().unwrap();
+    ready.store(1);
+    let _g = cond.wait_while(g, || tokens.load() == 0).unwrap();
+    tokens.store(tokens.load() - 1);
+}
+
+#[test]
+fn condition_notify_reaches_a_live_waiter_when_the_woken_one_dies() {
+    let cond = Condition::new().unwrap();
+    let tokens = RawValue::new(0u32).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(
+        cond_wait_for_token,
+        (cond.clone(), tokens.clone(), ready.clone()),
+    )
+    .unwrap();
+    wait_for(&ready);
+    // The child released the lock only to sleep: once we hold it, the child is waiting.
+    drop(cond.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (c2, t2) = (cond.clone(), tokens.clone());
+    let ready2 = RawValue::new(0u32).unwrap();
+    let r2 = ready2.clone();
+    let t = std::thread::spawn(move || {
+        let g = c2.lock().unwrap();
+        r2.store(1);
+        let _g = c2.wait_while(g, || t2.load() == 0).unwrap();
+        t2.store(t2.load() - 1);
+        let _ = tx.send(());
+    });
+    wait_for(&ready2);
+    drop(cond.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    {
+        let g = cond.lock().unwrap();
+        tokens.store(1);
+        cond.notify(&g); // wakes the child, queued first
+    }
+    p.kill().unwrap(); // which dies before it takes the lock again
+    let _ = p.join();
+    let got = within_watchdog(&rx, Duration::from_secs(10));
+    if got.is_none() {
+        let g = cond.lock().unwrap_or_else(|e| e.into_inner());
+        let left = tokens.load();
+        tokens.store(left + 1);
+        cond.notify_all(&g);
+        drop(g);
+        t.join().unwrap();
+        assert_eq!(left, 0, "a token was there but the live waiter slept on");
+    } else {
+        t.join().unwrap();
+    }
+}
