@@ -334,3 +334,25 @@ fn forgotten_guard_keeps_its_lock_mapped() {
         "a lock operation wrote into an unrelated segment: {bytes:?}"
     );
 }
+
+struct AcquireOnDrop(Lock);
+
+impl Drop for AcquireOnDrop {
+    fn drop(&mut self) {
+        // Taken and released while the thread unwinds from a panic that did not hold it.
+        let _g = self.0.acquire().unwrap();
+    }
+}
+
+#[test]
+fn panic_outside_the_lock_does_not_poison_it() {
+    let lock = Lock::new().unwrap();
+    let other = lock.clone();
+    let r = std::thread::spawn(move || {
+        let _d = AcquireOnDrop(other);
+        panic!("a panic while the lock is not held");
+    })
+    .join();
+    assert!(r.is_err());
+    assert!(!lock.is_poisoned());
+}

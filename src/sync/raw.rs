@@ -121,6 +121,7 @@ impl RawLock {
             RawGuard {
                 lock: self,
                 local,
+                panicking: std::thread::panicking(),
                 _not_send: PhantomData,
             },
             poisoned,
@@ -198,6 +199,10 @@ impl RawLock {
 pub(crate) struct RawGuard<'a> {
     lock: &'a RawLock,
     local: &'a Local,
+    /// Whether the thread was already panicking when it acquired the lock (a guard taken in a
+    /// `Drop` during unwinding): only a panic that starts while the lock is held poisons it,
+    /// as with `std::sync::Mutex`.
+    panicking: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -231,7 +236,7 @@ impl<'a> RawGuard<'a> {
 
 impl Drop for RawGuard<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if !self.panicking && std::thread::panicking() {
             self.lock.poisoned.store(1, Ordering::Relaxed);
         }
         // SAFETY: this guard holds the mutex, and it is unlocked exactly once, here.
