@@ -346,3 +346,40 @@ fn condition_notify_reaches_a_live_waiter_when_the_woken_one_dies() {
         t.join().unwrap();
     }
 }
+
+/// Waits (with a watchdog) until process `pid` is stopped by a signal.
+fn wait_until_stopped(pid: u32) {
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // The state follows the parenthesised command name.
+        let state = stat.rsplit(')').next().unwrap().trim_start().chars().next();
+        if state == Some('T') {
+            return;
+        }
+        assert!(start.elapsed() < LONG, "process {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn event_wait((ev, ready): (Event, RawValue<u32>)) -> bool {
+    ready.store(1);
+    ev.wait_timeout(Duration::from_secs(20))
+}
+
+#[test]
+fn event_set_then_clear_wakes_a_waiter() {
+    let ev = Event::new().unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(event_wait, (ev.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    std::thread::sleep(Duration::from_millis(300)); // the child sleeps in the kernel
+    let pid = rustix::process::Pid::from_raw(p.pid() as i32).unwrap();
+    // Stopped, the child cannot look at the flag between set() and clear().
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    wait_until_stopped(p.pid());
+    ev.set();
+    ev.clear();
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert!(p.join().unwrap(), "the waiter slept through set()");
+}

@@ -260,12 +260,23 @@ pub(crate) struct RawSemaphore {
 // SAFETY: `repr(C)` atomics; zero is a valid (empty) semaphore.
 unsafe impl State for RawSemaphore {}
 
-/// An event flag: `flag` is 0 or 1 and the futex word.
+/// An event: `word` = generation << 1 | flag, the futex word.
+///
+/// | transition | `word` |
+/// |---|---|
+/// | `set` of a clear event | generation + 1, flag 1 (wakes the sleepers) |
+/// | `set` of a set event | unchanged |
+/// | `clear` | flag 0, generation kept |
+///
+/// A waiter that found the event clear returns once the flag is set *or* the generation moved
+/// on, so a `set` immediately followed by `clear` still releases everyone who was waiting
+/// (Python's `Event` has the same guarantee).
 #[repr(C)]
 pub(crate) struct RawEvent {
-    /// 1 when set.
-    pub(crate) flag: AtomicU32,
-    /// Sleepers (or about to sleep) in `wait`.
+    /// Generation << 1 | flag.
+    pub(crate) word: AtomicU32,
+    /// Sleepers (or about to sleep) in `wait`; one left high by a killed waiter only costs a
+    /// spare `FUTEX_WAKE` per `set`.
     pub(crate) waiters: AtomicU32,
 }
 
