@@ -383,3 +383,14 @@ fn event_set_then_clear_wakes_a_waiter() {
     rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
     assert!(p.join().unwrap(), "the waiter slept through set()");
 }
+
+#[test]
+fn condition_accepts_its_guard_through_another_mapping() {
+    let c = Condition::new().unwrap();
+    let c2 = Condition::from_descriptor(c.descriptor().unwrap()).unwrap();
+    let g = c.lock().unwrap();
+    c2.notify(&g);
+    let (g, in_time) = c2.wait_timeout(g, Duration::from_millis(10)).unwrap();
+    assert!(!in_time);
+    drop(g);
+}

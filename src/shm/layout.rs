@@ -295,8 +295,12 @@ fn expected_header<S, T: ShmSafe>(tag: Tag, len: usize, data_offset: usize) -> H
 type Marker<S, T> = PhantomData<(fn() -> S, fn() -> T)>;
 
 /// What this process keeps about one mapping of a segment, beside it in process memory.
-#[derive(Debug, Default)]
+#[derive(Debug)]
 pub(crate) struct Local {
+    /// The segment's device and inode numbers: the same for every mapping of it, in every
+    /// process, and never those of another live segment. Compared to tell whether a guard
+    /// belongs to a segment (a second mapping of the same segment has another address).
+    id: (u64, u64),
     /// Guards of this mapping's lock that this process acquired and has not dropped. A guard
     /// passed to `mem::forget` keeps it above zero for good: the mutex may then still be linked
     /// in the C library's per-thread list of held robust mutexes, which the C library (on every
@@ -306,6 +310,18 @@ pub(crate) struct Local {
 }
 
 impl Local {
+    fn new(fd: &OwnedFd) -> std::io::Result<Local> {
+        Ok(Local {
+            id: memfd::identity(fd)?,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether `self` and `other` are mappings of the same segment.
+    pub(crate) fn same_segment(&self, other: &Local) -> bool {
+        self.id == other.id
+    }
+
     /// Counts a guard acquired through this mapping.
     #[inline]
     pub(crate) fn hold(&self) {
@@ -360,6 +376,7 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             offsets::<S, T>(len).ok_or(CreateError::TooLarge { len })?;
         let fd = memfd::memfd(Tag::name(tag as u32), total as u64).map_err(CreateError::Os)?;
         let map = Mapping::new(&fd, total).map_err(CreateError::Os)?;
+        let local = Local::new(&fd).map_err(CreateError::Os)?;
         let header = expected_header::<S, T>(tag, len, data_offset);
         // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, and not yet shared.
         unsafe { ptr::write(map.ptr().cast::<Header>(), header) };
@@ -369,7 +386,7 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             state_offset,
             data_offset,
             len,
-            local: Local::default(),
+            local,
             _marker: PhantomData,
         })
     }
@@ -415,13 +432,14 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             return Err(AttachError::NotASegment);
         }
         let map = Mapping::attach(&fd, total).map_err(AttachError::Os)?;
+        let local = Local::new(&fd).map_err(AttachError::Os)?;
         let seg = Segment::<S, T> {
             fd,
             map,
             state_offset,
             data_offset,
             len,
-            local: Local::default(),
+            local,
             _marker: PhantomData,
         };
         if !seg.state().is_valid(tag) {
@@ -549,8 +567,10 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
 
 impl<T: ShmSafe> Segment<RawLock, T> {
     fn check_guard(&self, guard: &RawGuard<'_>) {
+        // By segment, not by address: a guard taken through another mapping of this segment
+        // holds this very lock.
         assert!(
-            ptr::eq(guard.lock(), self.state()),
+            guard.local().same_segment(&self.local),
             "a guard of another lock was used"
         );
     }

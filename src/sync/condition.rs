@@ -144,7 +144,8 @@ impl Condition {
 
     fn check(&self, guard: &ConditionGuard<'_>) {
         assert!(
-            std::ptr::eq(guard.raw.lock(), &self.seg.state().lock),
+            // By segment, not by address: another mapping of this condition is the same one.
+            guard.raw.local().same_segment(self.seg.local()),
             "the guard belongs to another Condition"
         );
     }

@@ -212,6 +212,11 @@ impl<'a> RawGuard<'a> {
         self.lock
     }
 
+    /// The record of the mapping the lock was acquired through.
+    pub(crate) fn local(&self) -> &'a Local {
+        self.local
+    }
+
     /// Releases the lock, runs `f`, and takes the lock again (blocking). Returns `f`'s result
     /// and whether the lock is poisoned after re-acquiring it.
     pub(crate) fn unlocked<R>(&mut self, f: impl FnOnce() -> R) -> (R, bool) {

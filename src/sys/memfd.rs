@@ -54,6 +54,14 @@ pub(crate) fn size_of(fd: impl AsFd) -> io::Result<u64> {
     u64::try_from(st.st_size).map_err(|_| io::Error::other("negative file size"))
 }
 
+/// The device and inode numbers of the file behind `fd`: which segment it is, whatever the
+/// mapping or descriptor (unique while the file lives, and a segment holds it open).
+pub(crate) fn identity(fd: impl AsFd) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    Ok((st.st_dev as u64, st.st_ino as u64))
+}
+
 /// Creates the named segment `/dev/shm/<name>` (exclusively, mode 0600) of `size` bytes.
 pub(crate) fn shm_create(name: &str, size: u64) -> io::Result<OwnedFd> {
     let fd = rustix::shm::open(
