@@ -394,3 +394,38 @@ fn condition_accepts_its_guard_through_another_mapping() {
     assert!(!in_time);
     drop(g);
 }
+
+fn barrier_wait_once((b, ready): (Barrier, RawValue<u32>)) -> Result<u32, BarrierWaitError> {
+    ready.store(1);
+    b.wait_timeout(LONG)
+}
+
+#[test]
+fn barrier_waiter_of_an_aborted_generation_sees_broken_after_many_resets() {
+    let b = Barrier::new(2).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(barrier_wait_once, (b.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    let start = Instant::now();
+    while b.n_waiting() == 0 {
+        assert!(start.elapsed() < LONG, "the child never arrived");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Stop the child in its wait, end its generation broken, and reset many times.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(p.pid() as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    wait_until_stopped(p.pid());
+    b.abort();
+    for _ in 0..200 {
+        b.reset();
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(p.pid() as i32).unwrap(),
+        rustix::process::Signal::CONT,
+    )
+    .unwrap();
+    assert_eq!(p.join().unwrap(), Err(BarrierWaitError::Broken));
+}

@@ -311,7 +311,9 @@ unsafe impl State for RawCondition {
 /// `word` = generation << 1 | broken. A waiter sleeps on `word` while it is unchanged, so both
 /// a release (the generation moves on) and breaking (the low bit) wake it. `history` has bit
 /// `generation % 64` set when that generation ended broken (by `reset` or `abort`), for waiters
-/// that wake after a new generation started.
+/// that wake after a new generation started. `reset` of a barrier in its initial state does not
+/// start a generation, so only 64 generations that actually ran can overwrite a mark: a waiter
+/// stopped (not killed) for that long could then see its broken generation as released.
 #[repr(C)]
 pub(crate) struct RawBarrier {
     /// Guards `count` and the transitions of `word`.
