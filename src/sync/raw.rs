@@ -99,7 +99,9 @@ impl RawLock {
     /// # Panics
     ///
     /// If this thread already holds this non-recursive lock (it would deadlock), or if the bytes
-    /// of the mutex were overwritten.
+    /// of the mutex were overwritten (then without holding it). The blocking acquires of the
+    /// public API have no error to report this with; it takes a process that writes the
+    /// segment behind the crate's back.
     #[inline]
     pub(crate) fn acquire<'a>(
         &'a self,
@@ -158,7 +160,15 @@ impl RawLock {
             Status::OwnerDied => {
                 // SAFETY: we hold the mutex, acquired with EOWNERDEAD.
                 if let Err(e) = unsafe { pthread::make_consistent(self.mutex.get()) } {
-                    panic!("cannot recover a lock whose owner died: {e}");
+                    // Only possible if the mutex bytes were overwritten (see the `shm` trust
+                    // model). Release it before unwinding, so that no guard-less panic leaves
+                    // it locked and linked in this thread's robust list; unlocked while
+                    // inconsistent, it becomes unusable for everyone, who then panic too.
+                    // SAFETY: we hold the mutex.
+                    unsafe { pthread::unlock(self.mutex.get()) };
+                    panic!(
+                        "the lock in shared memory is unusable: cannot recover it after its holder died: {e}"
+                    );
                 }
                 self.poisoned.store(1, Ordering::Relaxed);
                 Ok(true)
@@ -295,7 +305,8 @@ pub(crate) struct RawCondition {
     pub(crate) lock: RawLock,
     /// Bumped by every notification; the futex word waiters sleep on.
     pub(crate) seq: AtomicU32,
-    /// Sleepers (or about to sleep) in `wait`; changed under `lock`.
+    /// Sleepers (or about to sleep) in `wait`; changed under `lock`. One left high by a killed
+    /// waiter only costs a spare `FUTEX_WAKE` per notification.
     pub(crate) waiters: AtomicU32,
 }
 
