@@ -4,6 +4,7 @@
 //! - bulk write and read of a 10M-element `Array<f64>` (Python: 3.1e8 elem/s with memmove);
 //! - `SharedMemory` create + attach + unlink (Python: 50–85 µs);
 //! - the hand-over of a lock whose holder is killed (Python: never).
+//! - a `Semaphore(1)` handed over among 2, 4 and 16 threads (how `release` should wake).
 //!
 //! Run with `cargo bench --bench shm`.
 
