@@ -4,6 +4,7 @@
 //! - bulk write and read of a 10M-element `Array<f64>` (Python: 3.1e8 elem/s with memmove);
 //! - `SharedMemory` create + attach + unlink (Python: 50–85 µs);
 //! - the hand-over of a lock whose holder is killed (Python: never).
+//! - a `Semaphore(1)` handed over among 2, 4 and 16 threads (how `release` should wake).
 //!
 //! Run with `cargo bench --bench shm`.
 
@@ -13,7 +14,7 @@ use std::time::{Duration, Instant};
 use criterion::{Criterion, Throughput};
 use multiproc::Process;
 use multiproc::shm::{Array, SharedMemory, Value};
-use multiproc::sync::{Event, Lock};
+use multiproc::sync::{Event, Lock, Semaphore};
 
 /// Increments done by each of the two processes per sample.
 const PER_PROCESS: u64 = 1_000_000;
@@ -29,7 +30,7 @@ fn fill(arr: Array<f64>) {
     arr.lock().unwrap().copy_from_slice(&src);
 }
 
-/// Attaches to the array (mapping and pre-faulting it) and writes it; returns the time that
+/// Attaches to the array (mapping it, without pre-faulting) and writes it; returns the time that
 /// took inside the child, without the child's start-up.
 fn fill_timed(arr: Array<f64>) -> u64 {
     let src = vec![1.5f64; arr.len()];
@@ -186,6 +187,40 @@ fn owner_died_handoff(c: &mut Criterion) {
     g.finish();
 }
 
+/// Threads taking turns through a `Semaphore(1)`, most of them asleep in `acquire` at any time:
+/// what a release costs when several waiters sleep (this decides how `release` wakes them).
+fn semaphore_contended(c: &mut Criterion) {
+    let mut g = c.benchmark_group("semaphore_contended");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    for threads in [2u64, 4, 16] {
+        g.bench_function(format!("{threads}_threads"), |b| {
+            b.iter_custom(|iters| {
+                let sem = Semaphore::new(1).unwrap();
+                let per = iters.div_ceil(threads);
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    for _ in 0..threads {
+                        let sem = sem.clone();
+                        s.spawn(move || {
+                            for _ in 0..per {
+                                sem.acquire();
+                                // A short critical section, so that the others queue up.
+                                for _ in 0..50 {
+                                    std::hint::spin_loop();
+                                }
+                                sem.release().unwrap();
+                            }
+                        });
+                    }
+                });
+                t.elapsed()
+            })
+        });
+    }
+    g.finish();
+}
+
 fn main() {
     multiproc::init();
     let mut c = Criterion::default().configure_from_args();
@@ -193,5 +228,6 @@ fn main() {
     bulk_array(&mut c);
     shared_memory(&mut c);
     owner_died_handoff(&mut c);
+    semaphore_contended(&mut c);
     c.final_summary();
 }

@@ -214,7 +214,7 @@ multiproc::shared_struct! {
     pub struct Particle {
         pub pos: [f64; 3],
         pub id: u32,
-        pub alive: bool,
+        pub alive: u8,
     }
 }
 
@@ -222,7 +222,7 @@ fn move_particles(ps: Array<Particle>) -> u32 {
     let mut g = ps.lock().unwrap();
     for p in g.iter_mut() {
         p.pos[0] += 1.0;
-        p.alive = !p.alive;
+        p.alive ^= 1;
     }
     g.iter().map(|p| p.id).sum()
 }
@@ -232,7 +232,7 @@ fn shared_structs_cross_processes() {
     let ps = Array::from_values((0..4).map(|i| Particle {
         pos: [f64::from(i), 0.0, 0.0],
         id: i,
-        alive: false,
+        alive: 0,
     }))
     .unwrap();
     let sum = Process::start(move_particles, ps.clone())
@@ -242,7 +242,7 @@ fn shared_structs_cross_processes() {
     assert_eq!(sum, 6);
     let back = ps.to_vec();
     assert_eq!(back[3].pos, [4.0, 0.0, 0.0]);
-    assert!(back.iter().all(|p| p.alive));
+    assert!(back.iter().all(|p| p.alive == 1));
     // sharedctypes.copy: an independent copy.
     let raw = multiproc::shm::RawArray::from_values(back.clone()).unwrap();
     let copy = raw.copy().unwrap();
@@ -251,7 +251,7 @@ fn shared_structs_cross_processes() {
         Particle {
             pos: [9.0; 3],
             id: 9,
-            alive: false,
+            alive: 0,
         },
     )
     .unwrap();
@@ -308,4 +308,51 @@ fn killed_at_random_moments_never_blocks() {
         drop(g);
     }
     assert!(v.load() > 0);
+}
+
+/// Forgets a guard, drops the last handle of its lock, then uses a new lock: the C library's
+/// per-thread list of held robust mutexes still points into the first lock's memory.
+fn forget_guard_then_drop_lock(_: ()) -> Vec<u8> {
+    let a = Lock::new().unwrap();
+    std::mem::forget(a.acquire().unwrap());
+    drop(a);
+    // A segment of the same size would land where `a` was if `a` had been unmapped.
+    let other = multiproc::shm::RawArray::<u8>::new(48).unwrap();
+    let b = Lock::new().unwrap();
+    drop(b.acquire().unwrap());
+    other.to_vec()
+}
+
+#[test]
+fn forgotten_guard_keeps_its_lock_mapped() {
+    let bytes = Process::start(forget_guard_then_drop_lock, ())
+        .unwrap()
+        .join()
+        .unwrap();
+    assert!(
+        bytes.iter().all(|&b| b == 0),
+        "a lock operation wrote into an unrelated segment: {bytes:?}"
+    );
+}
+
+struct AcquireOnDrop(Lock);
+
+impl Drop for AcquireOnDrop {
+    fn drop(&mut self) {
+        // Taken and released while the thread unwinds from a panic that did not hold it.
+        let _g = self.0.acquire().unwrap();
+    }
+}
+
+#[test]
+fn panic_outside_the_lock_does_not_poison_it() {
+    let lock = Lock::new().unwrap();
+    let other = lock.clone();
+    let r = std::thread::spawn(move || {
+        let _d = AcquireOnDrop(other);
+        panic!("a panic while the lock is not held");
+    })
+    .join();
+    assert!(r.is_err());
+    assert!(!lock.is_poisoned());
 }

@@ -248,3 +248,184 @@ fn barrier_party_killed_while_waiting() {
     b.reset();
     assert_eq!(b.n_waiting(), 0);
 }
+
+fn sem_wait_forever((sem, ready): (Semaphore, RawValue<u32>)) {
+    ready.store(1);
+    sem.acquire();
+}
+
+/// The next message on `rx`, or `None` if none came within the watchdog.
+fn within_watchdog<R: Send + 'static>(
+    rx: &std::sync::mpsc::Receiver<R>,
+    watchdog: Duration,
+) -> Option<R> {
+    rx.recv_timeout(watchdog).ok()
+}
+
+#[test]
+fn semaphore_wakeup_reaches_a_live_waiter_when_the_woken_one_dies() {
+    let sem = Semaphore::new(0).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(sem_wait_forever, (sem.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    std::thread::sleep(Duration::from_millis(300)); // the child sleeps first in the kernel
+    let (tx, rx) = std::sync::mpsc::channel();
+    let s2 = sem.clone();
+    let t = std::thread::spawn(move || {
+        s2.acquire();
+        let _ = tx.send(());
+    });
+    std::thread::sleep(Duration::from_millis(300)); // this thread sleeps second
+    sem.release().unwrap(); // wakes one sleeper: the child
+    p.kill().unwrap(); // which dies before it can take the permit
+    let _ = p.join();
+    let got = within_watchdog(&rx, Duration::from_secs(10));
+    if got.is_none() {
+        let free = sem.value();
+        sem.release().unwrap(); // let the thread finish
+        t.join().unwrap();
+        // If the child took the permit before it died, nothing was lost.
+        assert_eq!(free, 0, "a permit was free but the live waiter slept on");
+    } else {
+        t.join().unwrap();
+    }
+}
+
+fn cond_wait_for_token((cond, tokens, ready): (Condition, RawValue<u32>, RawValue<u32>)) {
+    let g = cond.lock().unwrap();
+    ready.store(1);
+    let _g = cond.wait_while(g, || tokens.load() == 0).unwrap();
+    tokens.store(tokens.load() - 1);
+}
+
+#[test]
+fn condition_notify_reaches_a_live_waiter_when_the_woken_one_dies() {
+    let cond = Condition::new().unwrap();
+    let tokens = RawValue::new(0u32).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(
+        cond_wait_for_token,
+        (cond.clone(), tokens.clone(), ready.clone()),
+    )
+    .unwrap();
+    wait_for(&ready);
+    // The child released the lock only to sleep: once we hold it, the child is waiting.
+    drop(cond.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (c2, t2) = (cond.clone(), tokens.clone());
+    let ready2 = RawValue::new(0u32).unwrap();
+    let r2 = ready2.clone();
+    let t = std::thread::spawn(move || {
+        let g = c2.lock().unwrap();
+        r2.store(1);
+        let _g = c2.wait_while(g, || t2.load() == 0).unwrap();
+        t2.store(t2.load() - 1);
+        let _ = tx.send(());
+    });
+    wait_for(&ready2);
+    drop(cond.lock().unwrap());
+    std::thread::sleep(Duration::from_millis(200));
+    {
+        let g = cond.lock().unwrap();
+        tokens.store(1);
+        cond.notify(&g); // wakes the child, queued first
+    }
+    p.kill().unwrap(); // which dies before it takes the lock again
+    let _ = p.join();
+    let got = within_watchdog(&rx, Duration::from_secs(10));
+    if got.is_none() {
+        let g = cond.lock().unwrap_or_else(|e| e.into_inner());
+        let left = tokens.load();
+        tokens.store(left + 1);
+        cond.notify_all(&g);
+        drop(g);
+        t.join().unwrap();
+        assert_eq!(left, 0, "a token was there but the live waiter slept on");
+    } else {
+        t.join().unwrap();
+    }
+}
+
+/// Waits (with a watchdog) until process `pid` is stopped by a signal.
+fn wait_until_stopped(pid: u32) {
+    let start = Instant::now();
+    loop {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+        // The state follows the parenthesised command name.
+        let state = stat.rsplit(')').next().unwrap().trim_start().chars().next();
+        if state == Some('T') {
+            return;
+        }
+        assert!(start.elapsed() < LONG, "process {pid} never stopped");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+}
+
+fn event_wait((ev, ready): (Event, RawValue<u32>)) -> bool {
+    ready.store(1);
+    ev.wait_timeout(Duration::from_secs(20))
+}
+
+#[test]
+fn event_set_then_clear_wakes_a_waiter() {
+    let ev = Event::new().unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(event_wait, (ev.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    std::thread::sleep(Duration::from_millis(300)); // the child sleeps in the kernel
+    let pid = rustix::process::Pid::from_raw(p.pid() as i32).unwrap();
+    // Stopped, the child cannot look at the flag between set() and clear().
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    wait_until_stopped(p.pid());
+    ev.set();
+    ev.clear();
+    rustix::process::kill_process(pid, rustix::process::Signal::CONT).unwrap();
+    assert!(p.join().unwrap(), "the waiter slept through set()");
+}
+
+#[test]
+fn condition_accepts_its_guard_through_another_mapping() {
+    let c = Condition::new().unwrap();
+    let c2 = Condition::from_descriptor(c.descriptor().unwrap()).unwrap();
+    let g = c.lock().unwrap();
+    c2.notify(&g);
+    let (g, in_time) = c2.wait_timeout(g, Duration::from_millis(10)).unwrap();
+    assert!(!in_time);
+    drop(g);
+}
+
+fn barrier_wait_once((b, ready): (Barrier, RawValue<u32>)) -> Result<u32, BarrierWaitError> {
+    ready.store(1);
+    b.wait_timeout(LONG)
+}
+
+#[test]
+fn barrier_waiter_of_an_aborted_generation_sees_broken_after_many_resets() {
+    let b = Barrier::new(2).unwrap();
+    let ready = RawValue::new(0u32).unwrap();
+    let p = Process::start(barrier_wait_once, (b.clone(), ready.clone())).unwrap();
+    wait_for(&ready);
+    let start = Instant::now();
+    while b.n_waiting() == 0 {
+        assert!(start.elapsed() < LONG, "the child never arrived");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    // Stop the child in its wait, end its generation broken, and reset many times.
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(p.pid() as i32).unwrap(),
+        rustix::process::Signal::STOP,
+    )
+    .unwrap();
+    wait_until_stopped(p.pid());
+    b.abort();
+    for _ in 0..200 {
+        b.reset();
+    }
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(p.pid() as i32).unwrap(),
+        rustix::process::Signal::CONT,
+    )
+    .unwrap();
+    assert_eq!(p.join().unwrap(), Err(BarrierWaitError::Broken));
+}

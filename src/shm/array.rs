@@ -162,7 +162,10 @@ impl<T: ShmSafe> Array<T> {
 
     fn lock_with(&self, wait: Wait) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
         let seg = &*self.seg;
-        wrap(seg.state().acquire(wait), |raw| ArrayGuard { seg, raw })
+        wrap(seg.state().acquire(seg.local(), wait), |raw| ArrayGuard {
+            seg,
+            raw,
+        })
     }
 
     fn lock_anyway(&self) -> ArrayGuard<'_, T> {

@@ -22,6 +22,7 @@ use std::marker::PhantomData;
 use std::mem::{align_of, size_of};
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::shm::{AttachError, CreateError};
 use crate::sync::raw::{RawGuard, RawLock};
@@ -41,33 +42,100 @@ use crate::sys::memfd::{self, Mapping};
 /// | `'q'` / `'Q'` | `c_longlong` / `c_ulonglong` | `i64` / `u64` |
 /// | `'f'` | `c_float` | `f32` |
 /// | `'d'` | `c_double` | `f64` |
-/// | `'?'` | `c_bool` | `bool` |
+/// | `'?'` | `c_bool` | `u8` (0 or 1) |
 ///
-/// Also implemented for `i128`/`u128`, `char`, the atomic integer types (for lock-free updates of a
+/// Also implemented for `i128`/`u128`, the atomic integer types (for lock-free updates of a
 /// [`RawValue`](crate::shm::RawValue)), fixed-size arrays of `ShmSafe` types and `()`.
 /// Your own `#[repr(C)]` structs get it from [`shared_struct!`](crate::shared_struct), which checks
 /// every field.
+///
+/// Not `bool`, `char` or `AtomicBool`: another process can write any bytes into a segment, and
+/// reading a `bool` that is neither 0 nor 1 (or a `char` that is not a scalar value) is
+/// undefined behaviour. Store a `u8` (or `u32`) and convert when you read it.
+///
+/// ```compile_fail
+/// let flag = multiproc::shm::RawValue::new(true); // error: `bool` is not `ShmSafe`
+/// ```
+///
+/// # Layout fingerprint
+///
+/// [`FINGERPRINT`](ShmSafe::FINGERPRINT) summarises the layout: for a primitive its name, for
+/// an array its element's fingerprint and length, for a [`shared_struct!`](crate::shared_struct)
+/// the size and alignment and, for each field, its name, offset and fingerprint. A segment's
+/// header carries its element's fingerprint; receiving it as a type with another fingerprint
+/// is an [`AttachError`], while the same struct declared in another module or program
+/// attaches.
 ///
 /// # Safety
 ///
 /// An implementing type must be
 /// - `#[repr(C)]` (or a primitive), so that every process agrees on its layout;
-/// - valid when all its bytes are zero (segments start zero-filled);
+/// - valid whatever its bytes are (segments start zero-filled, and any process that can map
+///   the segment can write any bytes);
 /// - free of pointers, references, descriptors and any other process-local resource;
 /// - fine never to be dropped (values in shared memory are not dropped);
-/// - made only of fields that are themselves `ShmSafe`.
-pub unsafe trait ShmSafe: Send + Sync + 'static {}
+/// - made only of fields that are themselves `ShmSafe`;
+/// - given a [`FINGERPRINT`](ShmSafe::FINGERPRINT) that differs from that of every type of
+///   another layout (build it with the functions of the hidden `__fingerprint` module, as
+///   [`shared_struct!`](crate::shared_struct) does).
+pub unsafe trait ShmSafe: Send + Sync + 'static {
+    /// A hash of the type's layout (see [Layout fingerprint](ShmSafe#layout-fingerprint)).
+    ///
+    /// ```
+    /// use multiproc::shm::ShmSafe;
+    /// assert_ne!(u32::FINGERPRINT, i32::FINGERPRINT);
+    /// assert_ne!(<[u8; 4]>::FINGERPRINT, <[u8; 5]>::FINGERPRINT);
+    /// ```
+    const FINGERPRINT: u64;
+}
+
+/// Building blocks of [`ShmSafe::FINGERPRINT`], for [`shared_struct!`](crate::shared_struct):
+/// FNV-1a (64-bit), usable in constants.
+#[doc(hidden)]
+pub mod __fingerprint {
+    /// The FNV-1a offset basis, mixed with `kind`.
+    pub const fn start(kind: &str) -> u64 {
+        str(0xcbf2_9ce4_8422_2325, kind)
+    }
+
+    /// Mixes the bytes of `s` (and its length) into `h`.
+    pub const fn str(h: u64, s: &str) -> u64 {
+        let b = s.as_bytes();
+        let mut h = u64(h, b.len() as u64);
+        let mut i = 0;
+        while i < b.len() {
+            h ^= b[i] as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        h
+    }
+
+    /// Mixes the eight bytes of `x` into `h`.
+    pub const fn u64(h: u64, x: u64) -> u64 {
+        let b = x.to_le_bytes();
+        let mut h = h;
+        let mut i = 0;
+        while i < 8 {
+            h ^= b[i] as u64;
+            h = h.wrapping_mul(0x0100_0000_01b3);
+            i += 1;
+        }
+        h
+    }
+}
 
 macro_rules! shm_safe {
     ($($t:ty),*) => { $(
-        // SAFETY: a primitive: fixed layout, zero is valid, no pointers, no drop glue.
-        unsafe impl ShmSafe for $t {}
+        // SAFETY: a primitive integer or float (or an atomic one): fixed layout, every bit
+        // pattern is valid, no pointers, no drop glue; the fingerprint is its unique name.
+        unsafe impl ShmSafe for $t {
+            const FINGERPRINT: u64 = __fingerprint::start(stringify!($t));
+        }
     )* };
 }
 shm_safe!(
     (),
-    bool,
-    char,
     u8,
     i8,
     u16,
@@ -82,7 +150,6 @@ shm_safe!(
     f64
 );
 shm_safe!(
-    std::sync::atomic::AtomicBool,
     std::sync::atomic::AtomicU8,
     std::sync::atomic::AtomicI8,
     std::sync::atomic::AtomicU16,
@@ -92,8 +159,14 @@ shm_safe!(
     std::sync::atomic::AtomicU64,
     std::sync::atomic::AtomicI64
 );
-// SAFETY: an array of `ShmSafe` elements has their layout, repeated, and inherits the rest.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
+// SAFETY: an array of `ShmSafe` elements has their layout, repeated, and inherits the rest;
+// its fingerprint covers the element's and the length.
+unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
+    const FINGERPRINT: u64 = __fingerprint::u64(
+        __fingerprint::u64(__fingerprint::start("[T; N]"), T::FINGERPRINT),
+        N as u64,
+    );
+}
 
 /// The shared state at the start of a segment (a lock, a semaphore, ...).
 ///
@@ -101,7 +174,14 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {}
 ///
 /// As for [`ShmSafe`], and every access through `&Self` must be sound while other processes
 /// access the same bytes (atomics, or `UnsafeCell`s used under a lock).
-pub(crate) unsafe trait State: Sync + 'static {}
+pub(crate) unsafe trait State: Sync + 'static {
+    /// Whether the state a receiver finds in a segment of kind `tag` is plausible: the locks
+    /// in it are robust, process-shared mutexes of the expected type.
+    fn is_valid(&self, tag: Tag) -> bool {
+        let _ = tag;
+        true
+    }
+}
 
 // SAFETY: no bytes at all.
 unsafe impl State for () {}
@@ -109,7 +189,7 @@ unsafe impl State for () {}
 /// The magic bytes at offset 0 of every segment.
 const MAGIC: [u8; 8] = *b"MPROCSHM";
 /// The version of this layout; bumped whenever a header or state changes shape.
-const VERSION: u32 = 1;
+const VERSION: u32 = 2;
 /// Bytes reserved for the header.
 const HEADER_SIZE: usize = 64;
 /// The largest alignment a state or element may ask for (the mapping is page-aligned).
@@ -133,7 +213,7 @@ struct Header {
     elem_size: u64,
     /// Alignment of `T`.
     elem_align: u64,
-    /// FNV-1a hash of `T`'s type name.
+    /// `T`'s layout fingerprint ([`ShmSafe::FINGERPRINT`]).
     elem_hash: u64,
     /// Number of elements.
     len: u64,
@@ -179,16 +259,6 @@ impl Tag {
     }
 }
 
-/// FNV-1a of a type's name: part of a segment's fingerprint.
-fn type_hash<T: ?Sized>() -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in std::any::type_name::<T>().bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0100_0000_01b3);
-    }
-    h
-}
-
 fn align_up(x: usize, a: usize) -> Option<usize> {
     x.checked_add(a - 1).map(|v| v & !(a - 1))
 }
@@ -206,7 +276,7 @@ fn offsets<S, T>(len: usize) -> Option<(usize, usize, usize)> {
 }
 
 /// The header a segment of `tag`, `S` and `len` × `T` must carry.
-fn expected_header<S, T>(tag: Tag, len: usize, data_offset: usize) -> Header {
+fn expected_header<S, T: ShmSafe>(tag: Tag, len: usize, data_offset: usize) -> Header {
     Header {
         magic: MAGIC,
         version: VERSION,
@@ -215,7 +285,7 @@ fn expected_header<S, T>(tag: Tag, len: usize, data_offset: usize) -> Header {
         state_align: align_of::<S>() as u32,
         elem_size: size_of::<T>() as u64,
         elem_align: align_of::<T>() as u64,
-        elem_hash: type_hash::<T>(),
+        elem_hash: T::FINGERPRINT,
         len: len as u64,
         data_offset: data_offset as u64,
     }
@@ -224,10 +294,55 @@ fn expected_header<S, T>(tag: Tag, len: usize, data_offset: usize) -> Header {
 /// Ties a segment to its state and element types without owning either.
 type Marker<S, T> = PhantomData<(fn() -> S, fn() -> T)>;
 
+/// What this process keeps about one mapping of a segment, beside it in process memory.
+#[derive(Debug)]
+pub(crate) struct Local {
+    /// The segment's device and inode numbers: the same for every mapping of it, in every
+    /// process, and never those of another live segment. Compared to tell whether a guard
+    /// belongs to a segment (a second mapping of the same segment has another address).
+    id: (u64, u64),
+    /// Guards of this mapping's lock that this process acquired and has not dropped. A guard
+    /// passed to `mem::forget` keeps it above zero for good: the mutex may then still be linked
+    /// in the C library's per-thread list of held robust mutexes, which the C library (on every
+    /// later lock and unlock of any robust mutex by that thread) and the kernel (when the thread
+    /// exits) write through, so the memory must stay mapped.
+    held: AtomicUsize,
+}
+
+impl Local {
+    fn new(fd: &OwnedFd) -> std::io::Result<Local> {
+        Ok(Local {
+            id: memfd::identity(fd)?,
+            held: AtomicUsize::new(0),
+        })
+    }
+
+    /// Whether `self` and `other` are mappings of the same segment.
+    pub(crate) fn same_segment(&self, other: &Local) -> bool {
+        self.id == other.id
+    }
+
+    /// Counts a guard acquired through this mapping.
+    #[inline]
+    pub(crate) fn hold(&self) {
+        self.held.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// Counts a guard dropped (its mutex unlocked).
+    #[inline]
+    pub(crate) fn release(&self) {
+        self.held.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
 /// A mapped segment holding a state `S` and `len` elements of `T`.
+///
+/// Dropped while a guard of its lock was forgotten ([`Local`]), it closes its descriptor but
+/// leaves the memory mapped until the process exits.
 pub(crate) struct Segment<S, T> {
     fd: OwnedFd,
     map: Mapping,
+    local: Local,
     state_offset: usize,
     data_offset: usize,
     len: usize,
@@ -244,6 +359,15 @@ impl<S, T> std::fmt::Debug for Segment<S, T> {
     }
 }
 
+impl<S, T> Drop for Segment<S, T> {
+    fn drop(&mut self) {
+        // Every guard borrows the segment, so a count above zero here means a forgotten guard.
+        if *self.local.held.get_mut() != 0 {
+            self.map.leak_on_drop();
+        }
+    }
+}
+
 impl<S: State, T: ShmSafe> Segment<S, T> {
     /// Creates a zero-filled segment for `len` elements. The caller initialises the state and
     /// data before sharing it.
@@ -252,6 +376,7 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             offsets::<S, T>(len).ok_or(CreateError::TooLarge { len })?;
         let fd = memfd::memfd(Tag::name(tag as u32), total as u64).map_err(CreateError::Os)?;
         let map = Mapping::new(&fd, total).map_err(CreateError::Os)?;
+        let local = Local::new(&fd).map_err(CreateError::Os)?;
         let header = expected_header::<S, T>(tag, len, data_offset);
         // SAFETY: the mapping is at least HEADER_SIZE bytes, page-aligned, and not yet shared.
         unsafe { ptr::write(map.ptr().cast::<Header>(), header) };
@@ -261,24 +386,28 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
             state_offset,
             data_offset,
             len,
+            local,
             _marker: PhantomData,
         })
     }
 
-    /// Maps the segment behind `fd` and checks that it holds a `tag` object of `S` and `T`.
+    /// Checks that the segment behind `fd` holds a `tag` object of `S` and `T`, then maps it.
+    ///
+    /// The header is read with `pread` before anything is mapped; the file must be sealed
+    /// against shrinking and growing and be exactly as large as the header says, and only
+    /// that is mapped, without pre-faulting: a peer cannot make us map or commit more memory
+    /// than the object needs.
     pub(crate) fn attach(tag: Tag, fd: OwnedFd) -> Result<Self, AttachError> {
         if !memfd::is_sealed(&fd) {
             return Err(AttachError::NotASegment);
         }
-        let size = memfd::size_of(&fd).map_err(AttachError::Os)?;
-        let size = usize::try_from(size).map_err(|_| AttachError::NotASegment)?;
-        if size < HEADER_SIZE {
+        let mut raw = [0u8; HEADER_SIZE];
+        if !memfd::read_exact_at(&fd, &mut raw, 0).map_err(AttachError::Os)? {
             return Err(AttachError::NotASegment);
         }
-        let map = Mapping::new(&fd, size).map_err(AttachError::Os)?;
-        // SAFETY: the mapping holds at least HEADER_SIZE bytes and cannot shrink (sealed); a
-        // header is plain integers, so any bytes read are a valid `Header`.
-        let found = unsafe { ptr::read_volatile(map.ptr().cast::<Header>()) };
+        // SAFETY: `raw` holds HEADER_SIZE = size_of::<Header>() bytes; a header is plain
+        // integers and byte arrays, so any bytes are a valid `Header`; the read is unaligned.
+        let found = unsafe { ptr::read_unaligned(raw.as_ptr().cast::<Header>()) };
         if found.magic != MAGIC {
             return Err(AttachError::NotASegment);
         }
@@ -298,17 +427,25 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
                 found: Tag::name(found.tag),
             });
         }
-        if size < total {
+        let size = memfd::size_of(&fd).map_err(AttachError::Os)?;
+        if size != total as u64 {
             return Err(AttachError::NotASegment);
         }
-        Ok(Segment {
+        let map = Mapping::attach(&fd, total).map_err(AttachError::Os)?;
+        let local = Local::new(&fd).map_err(AttachError::Os)?;
+        let seg = Segment::<S, T> {
             fd,
             map,
             state_offset,
             data_offset,
             len,
+            local,
             _marker: PhantomData,
-        })
+        };
+        if !seg.state().is_valid(tag) {
+            return Err(AttachError::BadState);
+        }
+        Ok(seg)
     }
 
     /// The shared state.
@@ -316,6 +453,11 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         // SAFETY: the offset is in bounds and aligned for `S` (checked by `offsets`), the bytes
         // were zeroed or initialised by the creator, and `S: State` is sound to share.
         unsafe { &*self.map.ptr().add(self.state_offset).cast::<S>() }
+    }
+
+    /// This process's record of the mapping, which guards of its lock keep up to date.
+    pub(crate) fn local(&self) -> &Local {
+        &self.local
     }
 
     /// Number of elements.
@@ -425,8 +567,10 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
 
 impl<T: ShmSafe> Segment<RawLock, T> {
     fn check_guard(&self, guard: &RawGuard<'_>) {
+        // By segment, not by address: a guard taken through another mapping of this segment
+        // holds this very lock.
         assert!(
-            ptr::eq(guard.lock(), self.state()),
+            guard.local().same_segment(&self.local),
             "a guard of another lock was used"
         );
     }

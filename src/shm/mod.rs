@@ -10,12 +10,16 @@
 //! process holding it exits, however it exits. Nothing can leak into `/dev/shm`.
 //!
 //! A segment starts with a header (magic bytes, layout version, object kind, and the size,
-//! alignment and type name of its elements). A receiver checks it before touching the data:
-//! a `Value<f64>` cannot be received as a `Value<i64>` or an `Array<f64>`; that is an
-//! [`AttachError`], never undefined behaviour.
+//! alignment and layout fingerprint ([`ShmSafe::FINGERPRINT`]) of its elements). A receiver
+//! checks it before touching the data: a `Value<f64>` cannot be received as a `Value<i64>` or
+//! an `Array<f64>`; that is an [`AttachError`], never undefined behaviour.
 //!
-//! Segments of 64 KiB or more are pre-faulted when mapped (`MADV_POPULATE_WRITE`), so that bulk
-//! writes run at memory speed instead of taking a page fault every 4 KiB.
+//! The creator of a segment of 64 KiB or more pre-faults it (`MADV_POPULATE_WRITE`), so that
+//! bulk writes run at memory speed instead of taking a page fault every 4 KiB. A process that
+//! receives a segment reads its header (with `pread`) before mapping anything, requires the
+//! file to be exactly as large as the header says and sealed against resizing, maps only that,
+//! and does not pre-fault it: a peer cannot make it map or commit more memory than the object
+//! needs.
 //!
 //! # Examples
 //!
@@ -39,8 +43,33 @@
 //! assert_eq!(counter.load(), 2000);
 //! ```
 //!
+//! # Trust
+//!
+//! Whoever holds a segment's descriptor can map it and write any byte of it, at any time.
+//! What that can and cannot do:
+//!
+//! - The data: every [`ShmSafe`] type is valid whatever its bytes are (that is why `bool` and
+//!   `char` are not `ShmSafe`), so a reader never sees an invalid value; a writer that ignores
+//!   the lock can tear values or break your invariants, as in any shared memory.
+//! - The header and the size: checked on receipt, before anything is mapped (see above); the
+//!   seals keep the size fixed afterwards.
+//! - The lock: a [`Value`]'s, [`Array`]'s or [`sync`](crate::sync) primitive's lock is a
+//!   process-shared robust `pthread_mutex_t` that lies in the segment, and the C library keeps
+//!   the list of robust mutexes a thread holds *in the mutexes themselves* (the list pointers
+//!   are in the shared bytes). A process that can write the segment can therefore make the C
+//!   library of the lock holder write through pointers it planted, and read the holder's
+//!   addresses. This is inherent to process-shared robust pthread mutexes, not specific to this
+//!   crate: every process you give a lock's (or a `Value`'s, ...) descriptor to must be trusted
+//!   not to write the lock's bytes other than through this crate. On receipt, the mutex is
+//!   checked to be a robust, process-shared one of the right type (a zeroed or crafted one is
+//!   an [`AttachError::BadState`]), which keeps honest mistakes out, not a hostile peer.
+//! - [`RawValue`], [`RawArray`] and [`SharedMemory`] hold no lock: a peer can only write data.
+//!
 //! # Differences from Python multiprocessing
 //!
+//! - Sharing a locked object with a process means trusting it with the lock (see
+//!   [Trust](#trust)); Python's locks are POSIX semaphores, which hold no pointers, and have
+//!   no robustness either.
 //! - `Value(typecode, v)` is [`Value::new(v)`](Value::new) with a Rust type: see the table on
 //!   [`ShmSafe`].
 //! - Access goes through a guard: `*v.lock()? += 1` is `with v.get_lock(): v.value += 1`.
@@ -56,6 +85,8 @@ mod shared_memory;
 mod value;
 
 pub use array::{Array, ArrayGuard, OutOfBounds, RawArray};
+#[doc(hidden)]
+pub use layout::__fingerprint;
 pub use layout::ShmSafe;
 pub use shared_memory::{SharedMemory, SharedMemoryError, SharedMemoryOptions};
 pub use value::{RawValue, Value, ValueGuard};
@@ -109,6 +140,10 @@ pub enum AttachError {
         /// What kind of object the segment holds.
         found: &'static str,
     },
+    /// The shared state is not what this kind of object starts with (for a lock: not a
+    /// robust, process-shared mutex of the right type).
+    #[error("the segment's lock or other shared state is not valid")]
+    BadState,
     /// The system refused to map it.
     #[error("cannot map shared memory")]
     Os(#[source] io::Error),
@@ -174,13 +209,24 @@ macro_rules! shared_struct {
             $( $(#[$fmeta])* $fvis $field : $ty ),*
         }
 
-        const _: () = {
-            const fn field_is_shm_safe<T: $crate::shm::ShmSafe>() {}
-            $( field_is_shm_safe::<$ty>(); )*
-        };
-
-        // SAFETY: `repr(C)` and every field is `ShmSafe` (checked above), so the struct has a
-        // fixed layout, is valid when zeroed, holds no pointers and needs no drop.
-        unsafe impl $crate::shm::ShmSafe for $name {}
+        // SAFETY: `repr(C)` and every field is `ShmSafe` (the fingerprint below names each
+        // field's `ShmSafe::FINGERPRINT`, so it does not compile otherwise): the struct has a
+        // fixed layout, any bytes are a valid value, it holds no pointers and needs no drop.
+        // The fingerprint covers its size, alignment and every field's name, offset and
+        // fingerprint.
+        unsafe impl $crate::shm::ShmSafe for $name {
+            const FINGERPRINT: u64 = {
+                use $crate::shm::__fingerprint as fp;
+                let h = fp::start("struct");
+                let h = fp::u64(h, ::core::mem::size_of::<$name>() as u64);
+                let h = fp::u64(h, ::core::mem::align_of::<$name>() as u64);
+                $(
+                    let h = fp::str(h, ::core::stringify!($field));
+                    let h = fp::u64(h, ::core::mem::offset_of!($name, $field) as u64);
+                    let h = fp::u64(h, <$ty as $crate::shm::ShmSafe>::FINGERPRINT);
+                )*
+                h
+            };
+        }
     };
 }

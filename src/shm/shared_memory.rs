@@ -158,7 +158,9 @@ impl SharedMemoryOptions {
     /// # Errors
     ///
     /// [`SharedMemoryError::InvalidName`], [`SharedMemoryError::NotFound`],
-    /// [`SharedMemoryError::EmptySize`] or [`SharedMemoryError::Os`].
+    /// [`SharedMemoryError::EmptySize`] or [`SharedMemoryError::Os`]. A symbolic link in
+    /// `/dev/shm` is not followed, and anything but a regular file is refused
+    /// ([`SharedMemoryError::Os`]), as the C library's `shm_open` does.
     pub fn open(&self, name: &str) -> Result<SharedMemory, SharedMemoryError> {
         let name = normalize(name)?;
         let fd = memfd::shm_open(name).map_err(|e| SharedMemoryError::from_io(name, e))?;
@@ -167,7 +169,7 @@ impl SharedMemoryOptions {
         if size == 0 {
             return Err(SharedMemoryError::EmptySize);
         }
-        let map = Mapping::new(&fd, size).map_err(|e| SharedMemoryError::from_io(name, e))?;
+        let map = Mapping::attach(&fd, size).map_err(|e| SharedMemoryError::from_io(name, e))?;
         Ok(SharedMemory {
             name: name.to_owned(),
             fd,
@@ -382,7 +384,7 @@ impl<'de> Deserialize<'de> for SharedMemory {
         let size = memfd::size_of(&w.fd).map_err(fail)?;
         let size =
             usize::try_from(size).map_err(|_| fail(io::Error::other("segment too large")))?;
-        let map = Mapping::new(&w.fd, size).map_err(fail)?;
+        let map = Mapping::attach(&w.fd, size).map_err(fail)?;
         Ok(SharedMemory {
             name: w.name,
             fd: w.fd,

@@ -115,7 +115,10 @@ impl<T: ShmSafe> Value<T> {
 
     fn lock_with(&self, wait: Wait) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
         let seg = &*self.seg;
-        wrap(seg.state().acquire(wait), |raw| ValueGuard { seg, raw })
+        wrap(seg.state().acquire(seg.local(), wait), |raw| ValueGuard {
+            seg,
+            raw,
+        })
     }
 
     /// A copy of the value, read under the lock. Python: `v.value`.

@@ -97,7 +97,7 @@ impl Barrier {
     /// Takes the barrier's lock; a party that died holding it broke the barrier.
     fn lock(&self) -> RawGuard<'_> {
         let st = self.state();
-        match st.lock.acquire(Wait::Forever) {
+        match st.lock.acquire(self.seg.local(), Wait::Forever) {
             Ok((g, poisoned)) => {
                 if poisoned {
                     st.lock.clear_poison();
@@ -236,15 +236,19 @@ impl Barrier {
     }
 
     /// Returns the barrier to its initial state; parties waiting now get
-    /// [`BarrierWaitError::Broken`].
+    /// [`BarrierWaitError::Broken`]. Does nothing if nobody waits and it is not broken.
     pub fn reset(&self) {
         let st = self.state();
         let _g = self.lock();
         let w = st.word.load(SeqCst);
         let this_gen = generation(w);
-        if st.count.load(SeqCst) > 0 || is_broken(w) {
-            st.history.fetch_or(history_bit(this_gen), SeqCst);
+        if st.count.load(SeqCst) == 0 && !is_broken(w) {
+            // Already in its initial state. Moving to a new generation anyway would let
+            // repeated resets walk `history` round (64 generations) and erase the broken mark
+            // of a generation whose waiter has not woken up yet.
+            return;
         }
+        st.history.fetch_or(history_bit(this_gen), SeqCst);
         let next = this_gen.wrapping_add(1) & (u32::MAX >> 1);
         st.history.fetch_and(!history_bit(next), SeqCst);
         st.count.store(0, SeqCst);

@@ -16,6 +16,9 @@ use crate::sys::futex;
 
 type Seg = Segment<RawCondition, ()>;
 
+/// The longest a waiter sleeps before it checks for a notification it was not woken for.
+const RECHECK: Duration = Duration::from_millis(50);
+
 /// A condition variable with its own robust lock, shared between processes and threads, like
 /// Python's `multiprocessing.Condition()`.
 ///
@@ -30,7 +33,12 @@ type Seg = Segment<RawCondition, ()>;
 /// [`wait_while`](Condition::wait_while), as Python's `wait_for` does.
 ///
 /// A process killed while holding the lock: the next locker gets
-/// [`OwnerDied`], as with [`Lock`](crate::sync::Lock). A killed waiter is forgotten.
+/// [`OwnerDied`], as with [`Lock`](crate::sync::Lock). A killed waiter is forgotten; if it was
+/// killed after a `notify` woke it and before it returned, the notification is not lost: the
+/// other waiters sleep in slices of 50 ms and return (as on a spurious wake-up) once they see
+/// that a notification happened, so it reaches them within 50 ms. (Waking every waiter on each
+/// `notify` would avoid the delay, but costs every waiter a trip through the lock for each
+/// notification.)
 ///
 /// # Examples
 ///
@@ -39,15 +47,15 @@ type Seg = Segment<RawCondition, ()>;
 /// use multiproc::sync::Condition;
 ///
 /// let cond = Condition::new().unwrap();
-/// let ready = RawValue::new(false).unwrap();
+/// let ready = RawValue::new(0u8).unwrap();
 /// let (c2, r2) = (cond.clone(), ready.clone());
 /// let t = std::thread::spawn(move || {
 ///     let g = c2.lock().unwrap();
-///     r2.store(true);
+///     r2.store(1);
 ///     c2.notify_all(&g);
 /// });
 /// let g = cond.lock().unwrap();
-/// let g = cond.wait_while(g, || !ready.load()).unwrap();
+/// let g = cond.wait_while(g, || ready.load() == 0).unwrap();
 /// drop(g);
 /// t.join().unwrap();
 /// ```
@@ -128,14 +136,16 @@ impl Condition {
         &self,
         wait: Wait,
     ) -> Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
-        wrap(self.seg.state().lock.acquire(wait), |raw| ConditionGuard {
-            raw,
-        })
+        wrap(
+            self.seg.state().lock.acquire(self.seg.local(), wait),
+            |raw| ConditionGuard { raw },
+        )
     }
 
     fn check(&self, guard: &ConditionGuard<'_>) {
         assert!(
-            std::ptr::eq(guard.raw.lock(), &self.seg.state().lock),
+            // By segment, not by address: another mapping of this condition is the same one.
+            guard.raw.local().same_segment(self.seg.local()),
             "the guard belongs to another Condition"
         );
     }
@@ -222,9 +232,25 @@ impl Condition {
         let st = self.seg.state();
         let seq = st.seq.load(SeqCst);
         st.waiters.fetch_add(1, SeqCst);
-        let (in_time, poisoned) = guard
-            .raw
-            .unlocked(|| futex::wait(&st.seq, seq, deadline) || st.seq.load(SeqCst) != seq);
+        let (in_time, poisoned) = guard.raw.unlocked(|| {
+            loop {
+                // Sleep in slices of RECHECK: a waiter woken by `notify` but killed before it
+                // returns swallows that wake-up; the others notice the notification (a changed
+                // `seq`) within one slice and return, as a spurious wake-up would.
+                let slice = Instant::now().checked_add(RECHECK);
+                let until = match (deadline, slice) {
+                    (Some(d), Some(s)) => Some(d.min(s)),
+                    (d, s) => d.or(s),
+                };
+                let woke = futex::wait(&st.seq, seq, until);
+                if woke || st.seq.load(SeqCst) != seq {
+                    return true;
+                }
+                if deadline.is_some_and(|d| Instant::now() >= d) {
+                    return false;
+                }
+            }
+        });
         st.waiters.fetch_sub(1, SeqCst);
         if poisoned {
             Err(OwnerDied::new((guard, in_time)))

@@ -16,7 +16,8 @@ use crate::sys::futex;
 type Seg = Segment<RawEvent, ()>;
 
 /// A flag shared between processes and threads, like Python's `multiprocessing.Event`:
-/// [`set`](Event::set) wakes every waiter, [`clear`](Event::clear) resets it.
+/// [`set`](Event::set) wakes every waiter, [`clear`](Event::clear) resets it. A waiter is
+/// released by every `set` that happens while it waits, even one followed at once by `clear`.
 ///
 /// The death of a participant changes nothing: the flag stays as it was left.
 ///
@@ -52,34 +53,55 @@ impl Event {
 
     /// Whether the flag is set.
     pub fn is_set(&self) -> bool {
-        self.seg.state().flag.load(SeqCst) != 0
+        self.seg.state().word.load(SeqCst) & 1 != 0
     }
 
     /// Sets the flag and wakes every waiter.
     pub fn set(&self) {
         let st = self.seg.state();
-        st.flag.store(1, SeqCst);
+        let mut w = st.word.load(SeqCst);
+        loop {
+            if w & 1 != 0 {
+                return;
+            }
+            // The next generation, with the flag set.
+            match st
+                .word
+                .compare_exchange_weak(w, w.wrapping_add(2) | 1, SeqCst, SeqCst)
+            {
+                Ok(_) => break,
+                Err(now) => w = now,
+            }
+        }
         if st.waiters.load(SeqCst) > 0 {
-            futex::wake(&st.flag, u32::MAX);
+            futex::wake(&st.word, u32::MAX);
         }
     }
 
     /// Clears the flag.
     pub fn clear(&self) {
-        self.seg.state().flag.store(0, SeqCst);
+        self.seg.state().word.fetch_and(!1, SeqCst);
     }
 
     fn wait_until(&self, deadline: Option<Instant>) -> bool {
         let st = self.seg.state();
+        let start = st.word.load(SeqCst);
+        if start & 1 != 0 {
+            return true;
+        }
+        // Set since we started waiting (even if cleared again): the generation moved on.
+        let released = |w: u32| w & 1 != 0 || w >> 1 != start >> 1;
+        let mut w = start;
         loop {
-            if st.flag.load(SeqCst) != 0 {
+            st.waiters.fetch_add(1, SeqCst);
+            let woke = futex::wait(&st.word, w, deadline);
+            st.waiters.fetch_sub(1, SeqCst);
+            w = st.word.load(SeqCst);
+            if released(w) {
                 return true;
             }
-            st.waiters.fetch_add(1, SeqCst);
-            let woke = futex::wait(&st.flag, 0, deadline);
-            st.waiters.fetch_sub(1, SeqCst);
             if !woke {
-                return st.flag.load(SeqCst) != 0;
+                return false;
             }
         }
     }
@@ -89,12 +111,14 @@ impl Event {
         self.wait_until(None);
     }
 
-    /// Blocks until the flag is set or `timeout` passes; returns the flag.
+    /// Blocks until the flag is set or `timeout` passes; returns whether it was set meanwhile
+    /// (it may have been cleared again since).
     pub fn wait_timeout(&self, timeout: Duration) -> bool {
         self.wait_until(Instant::now().checked_add(timeout))
     }
 
-    /// Blocks until the flag is set or `deadline` passes; returns the flag.
+    /// Blocks until the flag is set or `deadline` passes; returns whether it was set meanwhile
+    /// (it may have been cleared again since).
     pub fn wait_deadline(&self, deadline: Instant) -> bool {
         self.wait_until(Some(deadline))
     }

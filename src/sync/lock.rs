@@ -87,7 +87,9 @@ macro_rules! lock_common {
             }
 
             fn acquire_with(&self, wait: Wait) -> Result<$guard<'_>, TryLockError<$guard<'_>>> {
-                wrap(self.seg.state().acquire(wait), |raw| $guard { raw })
+                wrap(self.seg.state().acquire(self.seg.local(), wait), |raw| {
+                    $guard { raw }
+                })
             }
 
             /// Whether a holder died (or panicked) holding the lock since the poison was last

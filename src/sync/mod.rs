@@ -13,13 +13,30 @@
 //! | primitive | a participant is killed (even with `SIGKILL`) |
 //! |---|---|
 //! | [`Lock`], [`RLock`], the lock of a [`Value`](crate::shm::Value)/[`Array`](crate::shm::Array) | while holding it: the kernel releases it; the next acquirer gets it at once with an [`OwnerDied`] report, and every later one too until the poison is cleared |
-//! | [`Semaphore`], [`BoundedSemaphore`] | a permit it held is not returned (a semaphore has no owner); waiters are unaffected |
+//! | [`Semaphore`], [`BoundedSemaphore`] | a permit it held is not returned (a semaphore has no owner); waiters are unaffected, even by a waiter killed just after a release woke it |
 //! | [`Event`] | nothing changes; a dead waiter is forgotten |
-//! | [`Condition`] | while holding its lock: as for `Lock`; a dead waiter is forgotten |
+//! | [`Condition`] | while holding its lock: as for `Lock`; a dead waiter is forgotten, and a notification that woke it reaches another waiter within 50 ms |
 //! | [`Barrier`] | the others wait until their timeout (which breaks the barrier for all), or until someone calls [`abort`](Barrier::abort); dying inside the barrier's own short critical section breaks it |
+//!
+//! A waiter killed while it sleeps leaves the primitive's count of sleepers one too high
+//! (nobody else can tell it died); that only costs each later release, `set` or `notify` one
+//! spare wake-up system call.
+//!
+//! # Forgetting a guard
+//!
+//! A guard passed to [`std::mem::forget`] keeps its lock held (until the thread exits, when the
+//! next acquirer is told [`OwnerDied`]). The C library keeps a held robust mutex in a per-thread
+//! list that it and the kernel write through, so the segment of such a lock is never unmapped:
+//! dropping its last handle closes the descriptor but leaves the memory mapped until the
+//! process exits.
 //!
 //! # Differences from Python multiprocessing
 //!
+//! - Every process given a lock (or any primitive built on one: [`Condition`], [`Barrier`], a
+//!   `Value`'s or `Array`'s lock) is trusted with it: the robust `pthread_mutex_t` lies in
+//!   shared memory together with the C library's list pointers of the thread holding it, so a
+//!   process that writes those bytes behind the crate's back can make the holder's C library
+//!   write through pointers it chose. See the [`shm` trust model](crate::shm#trust).
 //! - A [`Lock`] or [`RLock`] is released by dropping its guard, in the thread that acquired it
 //!   (Python's `Lock` may be released by another process; a robust lock has an owner).
 //! - A holder that dies does not block everybody forever: see the table above.

@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::shm::layout::State;
+use crate::shm::layout::{Local, State, Tag};
 use crate::sys::pthread::{self, Status};
 
 /// Polls of the lock word before blocking. With exponential back-off (1, 2, 4, ... 32 pause
@@ -58,13 +58,23 @@ pub(crate) struct RawLock {
 unsafe impl Sync for RawLock {}
 // SAFETY: `repr(C)`, zero bytes are a valid (uninitialised) state that `init` turns into a
 // mutex before the segment is shared; no pointers.
-unsafe impl State for RawLock {}
+unsafe impl State for RawLock {
+    fn is_valid(&self, tag: Tag) -> bool {
+        self.is_robust_shared(tag == Tag::RLock)
+    }
+}
 
 impl RawLock {
     /// Initialises the mutex of a segment nobody else can see yet.
     pub(crate) fn init(&self, recursive: bool) -> std::io::Result<()> {
         // SAFETY: the segment is fresh: nobody uses the mutex yet; the pointer is valid and aligned.
         unsafe { pthread::init(self.mutex.get(), recursive) }
+    }
+
+    /// Whether the mutex is a robust, process-shared one of the type `init(recursive)` makes.
+    pub(crate) fn is_robust_shared(&self, recursive: bool) -> bool {
+        // SAFETY: the pointer is valid and aligned for as long as `self` is borrowed.
+        unsafe { pthread::kind_matches(self.mutex.get(), recursive) }
     }
 
     /// A hint that the lock is free, read without writing the cache line.
@@ -83,14 +93,21 @@ impl RawLock {
         true
     }
 
-    /// Acquires the lock: returns the guard and whether the lock is poisoned.
+    /// Acquires the lock: returns the guard and whether the lock is poisoned. `local` is the
+    /// record of the mapping `self` lies in, which counts the guards alive.
     ///
     /// # Panics
     ///
     /// If this thread already holds this non-recursive lock (it would deadlock), or if the bytes
-    /// of the mutex were overwritten.
+    /// of the mutex were overwritten (then without holding it). The blocking acquires of the
+    /// public API have no error to report this with; it takes a process that writes the
+    /// segment behind the crate's back.
     #[inline]
-    pub(crate) fn acquire(&self, wait: Wait) -> Result<(RawGuard<'_>, bool), Fail> {
+    pub(crate) fn acquire<'a>(
+        &'a self,
+        local: &'a Local,
+        wait: Wait,
+    ) -> Result<(RawGuard<'a>, bool), Fail> {
         // SAFETY: the mutex was initialised before the segment was shared, and `self` keeps
         // the mapping alive for as long as the guard that unlocks it.
         let mut st = unsafe { pthread::try_lock(self.mutex.get()) };
@@ -100,7 +117,17 @@ impl RawLock {
                 Wait::Forever | Wait::Until(_) => self.acquire_slow(wait),
             };
         }
-        self.finish(st, wait)
+        let poisoned = self.finish(st, wait)?;
+        local.hold();
+        Ok((
+            RawGuard {
+                lock: self,
+                local,
+                panicking: std::thread::panicking(),
+                _not_send: PhantomData,
+            },
+            poisoned,
+        ))
     }
 
     #[cold]
@@ -126,25 +153,25 @@ impl RawLock {
         }
     }
 
-    fn finish(&self, st: Status, wait: Wait) -> Result<(RawGuard<'_>, bool), Fail> {
-        let guard = |poisoned| {
-            Ok((
-                RawGuard {
-                    lock: self,
-                    _not_send: PhantomData,
-                },
-                poisoned,
-            ))
-        };
+    /// Turns the outcome of a lock attempt into whether the (now held) lock is poisoned.
+    fn finish(&self, st: Status, wait: Wait) -> Result<bool, Fail> {
         match st {
-            Status::Acquired => guard(self.poisoned.load(Ordering::Relaxed) != 0),
+            Status::Acquired => Ok(self.poisoned.load(Ordering::Relaxed) != 0),
             Status::OwnerDied => {
                 // SAFETY: we hold the mutex, acquired with EOWNERDEAD.
                 if let Err(e) = unsafe { pthread::make_consistent(self.mutex.get()) } {
-                    panic!("cannot recover a lock whose owner died: {e}");
+                    // Only possible if the mutex bytes were overwritten (see the `shm` trust
+                    // model). Release it before unwinding, so that no guard-less panic leaves
+                    // it locked and linked in this thread's robust list; unlocked while
+                    // inconsistent, it becomes unusable for everyone, who then panic too.
+                    // SAFETY: we hold the mutex.
+                    unsafe { pthread::unlock(self.mutex.get()) };
+                    panic!(
+                        "the lock in shared memory is unusable: cannot recover it after its holder died: {e}"
+                    );
                 }
                 self.poisoned.store(1, Ordering::Relaxed);
-                guard(true)
+                Ok(true)
             }
             Status::Busy => Err(Fail::WouldBlock),
             Status::TimedOut => Err(Fail::TimedOut),
@@ -181,6 +208,11 @@ impl RawLock {
 #[must_use = "the lock is released as soon as the guard is dropped"]
 pub(crate) struct RawGuard<'a> {
     lock: &'a RawLock,
+    local: &'a Local,
+    /// Whether the thread was already panicking when it acquired the lock (a guard taken in a
+    /// `Drop` during unwinding): only a panic that starts while the lock is held poisons it,
+    /// as with `std::sync::Mutex`.
+    panicking: bool,
     _not_send: PhantomData<*const ()>,
 }
 
@@ -188,6 +220,11 @@ impl<'a> RawGuard<'a> {
     /// The lock this guard holds.
     pub(crate) fn lock(&self) -> &'a RawLock {
         self.lock
+    }
+
+    /// The record of the mapping the lock was acquired through.
+    pub(crate) fn local(&self) -> &'a Local {
+        self.local
     }
 
     /// Releases the lock, runs `f`, and takes the lock again (blocking). Returns `f`'s result
@@ -205,11 +242,8 @@ impl<'a> RawGuard<'a> {
             st
         };
         match lock.finish(st, Wait::Forever) {
-            Ok((g, poisoned)) => {
-                // The lock is held again, by this guard: do not unlock twice.
-                std::mem::forget(g);
-                (r, poisoned)
-            }
+            // The lock is held again, by this guard (still counted in `local`).
+            Ok(poisoned) => (r, poisoned),
             Err(_) => unreachable!("blocking acquire cannot fail"),
         }
     }
@@ -217,11 +251,12 @@ impl<'a> RawGuard<'a> {
 
 impl Drop for RawGuard<'_> {
     fn drop(&mut self) {
-        if std::thread::panicking() {
+        if !self.panicking && std::thread::panicking() {
             self.lock.poisoned.store(1, Ordering::Relaxed);
         }
         // SAFETY: this guard holds the mutex, and it is unlocked exactly once, here.
         unsafe { pthread::unlock(self.lock.mutex.get()) };
+        self.local.release();
     }
 }
 
@@ -240,12 +275,23 @@ pub(crate) struct RawSemaphore {
 // SAFETY: `repr(C)` atomics; zero is a valid (empty) semaphore.
 unsafe impl State for RawSemaphore {}
 
-/// An event flag: `flag` is 0 or 1 and the futex word.
+/// An event: `word` = generation << 1 | flag, the futex word.
+///
+/// | transition | `word` |
+/// |---|---|
+/// | `set` of a clear event | generation + 1, flag 1 (wakes the sleepers) |
+/// | `set` of a set event | unchanged |
+/// | `clear` | flag 0, generation kept |
+///
+/// A waiter that found the event clear returns once the flag is set *or* the generation moved
+/// on, so a `set` immediately followed by `clear` still releases everyone who was waiting
+/// (Python's `Event` has the same guarantee).
 #[repr(C)]
 pub(crate) struct RawEvent {
-    /// 1 when set.
-    pub(crate) flag: AtomicU32,
-    /// Sleepers (or about to sleep) in `wait`.
+    /// Generation << 1 | flag.
+    pub(crate) word: AtomicU32,
+    /// Sleepers (or about to sleep) in `wait`; one left high by a killed waiter only costs a
+    /// spare `FUTEX_WAKE` per `set`.
     pub(crate) waiters: AtomicU32,
 }
 
@@ -259,19 +305,26 @@ pub(crate) struct RawCondition {
     pub(crate) lock: RawLock,
     /// Bumped by every notification; the futex word waiters sleep on.
     pub(crate) seq: AtomicU32,
-    /// Sleepers (or about to sleep) in `wait`; changed under `lock`.
+    /// Sleepers (or about to sleep) in `wait`; changed under `lock`. One left high by a killed
+    /// waiter only costs a spare `FUTEX_WAKE` per notification.
     pub(crate) waiters: AtomicU32,
 }
 
 // SAFETY: `repr(C)`; the lock is initialised before sharing; the rest are atomics.
-unsafe impl State for RawCondition {}
+unsafe impl State for RawCondition {
+    fn is_valid(&self, _: Tag) -> bool {
+        self.lock.is_robust_shared(false)
+    }
+}
 
 /// A barrier's state.
 ///
 /// `word` = generation << 1 | broken. A waiter sleeps on `word` while it is unchanged, so both
 /// a release (the generation moves on) and breaking (the low bit) wake it. `history` has bit
 /// `generation % 64` set when that generation ended broken (by `reset` or `abort`), for waiters
-/// that wake after a new generation started.
+/// that wake after a new generation started. `reset` of a barrier in its initial state does not
+/// start a generation, so only 64 generations that actually ran can overwrite a mark: a waiter
+/// stopped (not killed) for that long could then see its broken generation as released.
 #[repr(C)]
 pub(crate) struct RawBarrier {
     /// Guards `count` and the transitions of `word`.
@@ -287,4 +340,8 @@ pub(crate) struct RawBarrier {
 }
 
 // SAFETY: `repr(C)`; the lock is initialised before sharing; the rest are atomics.
-unsafe impl State for RawBarrier {}
+unsafe impl State for RawBarrier {
+    fn is_valid(&self, _: Tag) -> bool {
+        self.lock.is_robust_shared(false) && self.parties.load(Ordering::Relaxed) > 0
+    }
+}

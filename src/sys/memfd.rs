@@ -28,15 +28,38 @@ pub(crate) fn memfd(name: &str, size: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Whether `fd` is sealed against shrinking (a segment made by [`memfd`]).
+/// Whether `fd` is sealed against shrinking and growing (a segment made by [`memfd`]).
 pub(crate) fn is_sealed(fd: impl AsFd) -> bool {
-    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK))
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::GROW))
+}
+
+/// Reads `out.len()` bytes at `offset` of `fd` (`pread`); `Ok(false)` if the file is shorter.
+pub(crate) fn read_exact_at(fd: impl AsFd, out: &mut [u8], offset: u64) -> io::Result<bool> {
+    let fd = fd.as_fd();
+    let mut done = 0;
+    while done < out.len() {
+        match rustix::io::pread(fd, &mut out[done..], offset + done as u64) {
+            Ok(0) => return Ok(false),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(true)
 }
 
 /// The size in bytes of the file behind `fd`.
 pub(crate) fn size_of(fd: impl AsFd) -> io::Result<u64> {
     let st = rustix::fs::fstat(fd)?;
     u64::try_from(st.st_size).map_err(|_| io::Error::other("negative file size"))
+}
+
+/// The device and inode numbers of the file behind `fd`: which segment it is, whatever the
+/// mapping or descriptor (unique while the file lives, and a segment holds it open).
+pub(crate) fn identity(fd: impl AsFd) -> io::Result<(u64, u64)> {
+    let st = rustix::fs::fstat(fd)?;
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    Ok((st.st_dev as u64, st.st_ino as u64))
 }
 
 /// Creates the named segment `/dev/shm/<name>` (exclusively, mode 0600) of `size` bytes.
@@ -54,8 +77,36 @@ pub(crate) fn shm_create(name: &str, size: u64) -> io::Result<OwnedFd> {
 }
 
 /// Opens the existing named segment `/dev/shm/<name>` for reading and writing.
+///
+/// Like the C library's `shm_open`, and unlike `rustix::shm::open`, this does not follow a
+/// symbolic link (anyone may plant one in `/dev/shm`, pointing at a file of the victim); it
+/// also refuses anything but a regular file (a FIFO or device node would not be memory).
 pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
-    Ok(rustix::shm::open(name, OFlags::RDWR, Mode::empty())?)
+    use rustix::fs::OFlags as F;
+    let path = format!("/dev/shm/{name}");
+    let fd = rustix::fs::open(
+        path.as_str(),
+        F::RDWR | F::NOFOLLOW | F::CLOEXEC | F::NOCTTY | F::NONBLOCK,
+        Mode::empty(),
+    )
+    .map_err(|e| {
+        if e == rustix::io::Errno::LOOP {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "a symbolic link, not shared memory",
+            )
+        } else {
+            e.into()
+        }
+    })?;
+    let st = rustix::fs::fstat(&fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "not a regular file, not shared memory",
+        ));
+    }
+    Ok(fd)
 }
 
 /// Removes the name `/dev/shm/<name>`; mappings and descriptors stay valid.
@@ -68,6 +119,8 @@ pub(crate) fn shm_unlink(name: &str) -> io::Result<()> {
 pub(crate) struct Mapping {
     ptr: NonNull<u8>,
     len: usize,
+    /// Left mapped on drop (see [`Mapping::leak_on_drop`]).
+    leak: bool,
 }
 
 // SAFETY: the mapping is plain memory owned by this value; which accesses to it are sound is
@@ -77,9 +130,21 @@ unsafe impl Send for Mapping {}
 unsafe impl Sync for Mapping {}
 
 impl Mapping {
-    /// Maps the first `len` bytes of `fd` (`MAP_SHARED`, read and write), pre-faulting the pages
-    /// of large segments. `len` must be non-zero and at most the file size.
+    /// Maps the first `len` bytes of `fd` (`MAP_SHARED`, read and write) for the process that
+    /// created the segment, pre-faulting the pages of large segments. `len` must be non-zero
+    /// and at most the file size.
     pub(crate) fn new(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        Self::map(fd, len, len >= POPULATE_FROM)
+    }
+
+    /// Maps the first `len` bytes of `fd` for a process that attaches to a segment made by
+    /// someone else: no pre-faulting, so that a peer cannot make us commit memory by handing
+    /// us a large segment; pages are faulted in as they are touched.
+    pub(crate) fn attach(fd: impl AsFd, len: usize) -> io::Result<Mapping> {
+        Self::map(fd, len, false)
+    }
+
+    fn map(fd: impl AsFd, len: usize, populate: bool) -> io::Result<Mapping> {
         if len == 0 {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -99,8 +164,12 @@ impl Mapping {
         };
         let ptr =
             NonNull::new(ptr.cast::<u8>()).ok_or_else(|| io::Error::other("mmap gave null"))?;
-        let map = Mapping { ptr, len };
-        if len >= POPULATE_FROM {
+        let map = Mapping {
+            ptr,
+            len,
+            leak: false,
+        };
+        if populate {
             // SAFETY: the range is exactly our mapping; populating does not change its contents.
             // Failure (kernels before 5.14) only costs the pre-faulting.
             let _ = unsafe {
@@ -112,6 +181,13 @@ impl Mapping {
             };
         }
         Ok(map)
+    }
+
+    /// Keeps the memory mapped when this value is dropped, for as long as the process lives:
+    /// for a segment whose lock may still be linked in the C library's per-thread list of held
+    /// robust mutexes (a guard was forgotten), which the C library and the kernel write through.
+    pub(crate) fn leak_on_drop(&mut self) {
+        self.leak = true;
     }
 
     /// The first byte of the mapping.
@@ -158,6 +234,9 @@ impl Mapping {
 
 impl Drop for Mapping {
     fn drop(&mut self) {
+        if self.leak {
+            return;
+        }
         // SAFETY: we own this mapping and nothing borrowed from it outlives `self`.
         let _ = unsafe { rustix::mm::munmap(self.ptr.as_ptr().cast(), self.len) };
     }
