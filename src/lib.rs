@@ -63,6 +63,48 @@
 //! }
 //! ```
 //!
+//! ## Sharing memory, with locks that survive a crash
+//!
+//! A [`Value`] or an [`Array`] lives in shared memory that a child maps too; its lock is
+//! process-shared and robust. What the child writes, the parent reads:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Array, Process, Value};
+//!
+//! #[allow(clippy::approx_constant)]
+//! fn f((n, a): (Value<f64>, Array<i32>)) {
+//!     n.store(3.1415927);
+//!     for x in a.lock().unwrap().iter_mut() {
+//!         *x = -*x;
+//!     }
+//! }
+//!
+//! let num = Value::new(0.0f64).unwrap();
+//! let arr = Array::from_values(0..10).unwrap();
+//! Process::start(f, (num.clone(), arr.clone())).unwrap().join().unwrap();
+//! assert_eq!(num.load(), 3.1415927);
+//! assert_eq!(arr.to_vec(), [0, -1, -2, -3, -4, -5, -6, -7, -8, -9]);
+//! ```
+//!
+//! A process killed while it holds a [`Lock`] (or the lock of a `Value` or `Array`) does not
+//! block the others: the next acquirer gets the lock, with an [`OwnerDied`] report so that it
+//! can repair the data. [`SharedMemory`] gives named segments that Python's
+//! `multiprocessing.shared_memory` opens; [`sync`] has the other primitives (`RLock`,
+//! `Semaphore`, `Event`, `Condition`, `Barrier`).
+//!
+//! ## Python's data: `Object`
+//!
+//! [`Object`] holds what Python's plain values hold (None, bool, int, float, str, bytes, list,
+//! tuple, dict, set), and prints as Python's `repr`:
+//!
+//! ```
+//! use multiproc::obj;
+//!
+//! let d = obj!({1: "1", "2": 2, 0.25: None});
+//! assert_eq!(d.to_string(), "{1: '1', '2': 2, 0.25: None}");
+//! ```
+//!
 //! ## Pipes between processes
 //!
 //! [`pipe`] returns two connected [`Connection`]s, as Python's `Pipe()`. A connection end is
@@ -132,6 +174,11 @@
 //!   (1 GiB by default, configurable) before reading the message, and the authkey handshake
 //!   has a time-out (5 s by default); Python has neither. The HMAC-MD5 handshake of Python
 //!   3.11 and older is refused unless enabled. See [`connection`].
+//! - **Locks survive their holders.** A process killed while it holds a lock leaves it to the
+//!   next acquirer with an [`OwnerDied`] report; in Python every other process waits forever.
+//!   The price: sharing a locked object means trusting the processes it is shared with (see
+//!   [`shm`]). Anonymous segments (the default for `Value`, `Array` and locks) are freed by the
+//!   kernel with their last user, so nothing is left in `/dev/shm` after a crash.
 //! - **Linux first.** The crate uses `memfd`, `pidfd`, `SCM_RIGHTS` and futexes; other systems
 //!   are not supported yet.
 //!
