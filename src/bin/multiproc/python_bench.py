@@ -97,8 +97,13 @@ def pipe_round_trip(samples, batch):
 
 
 def drain(conn):
-    while conn.recv_bytes():
-        pass
+    # An empty message asks "all delivered?"; a one-byte message ends.
+    while True:
+        m = conn.recv_bytes()
+        if not m:
+            conn.send_bytes(b"")
+        elif len(m) == 1:
+            break
 
 
 def pipe_bulk_1mib(samples, batch):
@@ -106,15 +111,16 @@ def pipe_bulk_1mib(samples, batch):
     a, b = ctx.Pipe()
     p = ctx.Process(target=drain, args=(b,))
     p.start()
-    b.close()
     msg = b"x" * (1 << 20)
     times = []
     for _ in range(samples):
         t = time.perf_counter()
         for _ in range(batch):
             a.send_bytes(msg)
+        a.send_bytes(b"")
+        assert a.recv_bytes() == b""
         times.append((time.perf_counter() - t) / batch)
-    a.send_bytes(b"")
+    a.send_bytes(b"x")
     p.join()
     return statistics.median(times)
 
