@@ -163,8 +163,7 @@ impl SharedMemoryOptions {
     /// ([`SharedMemoryError::Os`]), as the C library's `shm_open` does.
     pub fn open(&self, name: &str) -> Result<SharedMemory, SharedMemoryError> {
         let name = normalize(name)?;
-        let fd = memfd::shm_open(name).map_err(|e| SharedMemoryError::from_io(name, e))?;
-        let size = memfd::size_of(&fd).map_err(|e| SharedMemoryError::from_io(name, e))?;
+        let (fd, size) = memfd::shm_open(name).map_err(|e| SharedMemoryError::from_io(name, e))?;
         let size = usize::try_from(size).map_err(|_| SharedMemoryError::EmptySize)?;
         if size == 0 {
             return Err(SharedMemoryError::EmptySize);

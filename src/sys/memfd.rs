@@ -76,12 +76,13 @@ pub(crate) fn shm_create(name: &str, size: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
-/// Opens the existing named segment `/dev/shm/<name>` for reading and writing.
+/// Opens the existing named segment `/dev/shm/<name>` for reading and writing; returns it with
+/// its size.
 ///
 /// Like the C library's `shm_open`, and unlike `rustix::shm::open`, this does not follow a
 /// symbolic link (anyone may plant one in `/dev/shm`, pointing at a file of the victim); it
 /// also refuses anything but a regular file (a FIFO or device node would not be memory).
-pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
+pub(crate) fn shm_open(name: &str) -> io::Result<(OwnedFd, u64)> {
     use rustix::fs::OFlags as F;
     let path = format!("/dev/shm/{name}");
     let fd = rustix::fs::open(
@@ -106,7 +107,8 @@ pub(crate) fn shm_open(name: &str) -> io::Result<OwnedFd> {
             "not a regular file, not shared memory",
         ));
     }
-    Ok(fd)
+    let size = u64::try_from(st.st_size).map_err(|_| io::Error::other("negative file size"))?;
+    Ok((fd, size))
 }
 
 /// Removes the name `/dev/shm/<name>`; mappings and descriptors stay valid.
