@@ -128,23 +128,35 @@ fn seven_later(_: ()) -> u32 {
     7
 }
 
-fn daemon_from_short_thread(_: ()) -> String {
-    let p = std::thread::spawn(|| {
-        Process::builder()
-            .daemon(true)
-            .start(seven_later, ())
-            .unwrap()
-    })
-    .join()
-    .unwrap();
-    format!("{:?}", p.join())
+/// In a forked child: a daemon grandchild, started and joined from the child's only thread
+/// (a forked child of a multi-threaded parent must not start threads, and this crate starts
+/// none there).
+fn daemon_in_forked_child(_: ()) -> String {
+    let p = Process::builder()
+        .daemon(true)
+        .start(seven_later, ())
+        .unwrap();
+    let dropped = Process::builder().start(seven_later, ()).unwrap();
+    let dropped_pid = dropped.pid();
+    drop(dropped);
+    let joined = format!("{:?}", p.join());
+    // The dropped one is reaped by a later `active_children()`, not by a helper thread.
+    let watchdog = Instant::now();
+    while multiproc::active_children()
+        .iter()
+        .any(|c| c.pid() == dropped_pid)
+    {
+        assert!(watchdog.elapsed() < Duration::from_secs(20), "never reaped");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    joined
 }
 
 #[test]
-fn daemon_started_from_a_short_thread_in_a_forked_child_survives_the_thread() {
+fn daemon_and_dropped_children_of_a_forked_child() {
     let p = Process::builder()
         .method(StartMethod::Fork)
-        .start(daemon_from_short_thread, ())
+        .start(daemon_in_forked_child, ())
         .unwrap();
     assert_eq!(p.join().unwrap(), "Ok(7)");
 }

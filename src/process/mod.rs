@@ -15,7 +15,10 @@
 //! - [`StartMethod::Fork`] forks the calling process. The child runs the target on a copy of the
 //!   parent's memory, with a single thread. In a multi-threaded parent, locks held by other
 //!   threads at the moment of the fork stay locked forever in the child, so the target must then
-//!   keep to async-signal-safe work; memory allocation is safe with glibc's `malloc`.
+//!   keep to async-signal-safe work; memory allocation is safe with glibc's `malloc`, creating
+//!   threads is not (the standard library's own locks may be held). This crate starts no thread
+//!   in a forked child: there, a daemon grandchild is tied to the thread that starts it, and a
+//!   dropped child is reaped at the next start or [`active_children`] call.
 //!
 //! # Lifetimes of children
 //!
@@ -321,6 +324,7 @@ pub fn parent_process() -> Option<ProcessInfo> {
 /// p.kill().unwrap();
 /// ```
 pub fn active_children() -> Vec<ProcessInfo> {
+    reap_unreaped();
     let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
     children.retain(|w| w.upgrade().is_some_and(|c| c.exitcode().is_none()));
     children
@@ -541,6 +545,7 @@ impl Builder {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned,
     {
+        reap_unreaped();
         let tree = current();
         let parent_id = &tree.0;
         let n = CHILD_COUNTER.fetch_add(1, Ordering::Relaxed) + 1;
@@ -642,9 +647,10 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     } else {
         argv.collect()
     };
-    let pid = if b.daemon {
+    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
         // PR_SET_PDEATHSIG fires when the *thread* that created the child ends, so daemons are
-        // created by a thread that lives as long as the process.
+        // created by a thread that lives as long as the process. (A forked child starts no
+        // helper thread: see `FORKED`.)
         let keep = crate::sys::dup(child_end.as_fd()).map_err(StartError::Os)?;
         spawner().map_err(StartError::Os)?.run(Box::new(move || {
             os::spawn_self(&argv0, &rest, keep.as_fd(), true)
@@ -713,7 +719,7 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     child_end: OwnedFd,
 ) -> Result<(u32, OwnedFd), StartError> {
     let parent = current().0.clone();
-    let pid = if b.daemon {
+    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
         // The parent-death signal is tied to the thread that forks: fork from the long-lived
         // spawner thread. The arguments cross to it encoded, and the child decodes them.
         let mut payload = Vec::new();
@@ -770,7 +776,10 @@ fn fork_child(
         };
         *cur = Some(Arc::new((me, Some(parent))));
         children.clear();
-        // The parent's helper threads do not exist here; new ones start when needed.
+        if let Ok(mut u) = UNREAPED.try_lock() {
+            u.clear();
+        }
+        // The parent's helper threads do not exist here (and a forked child starts none).
         *spawner = None;
         *reaper = None;
         drop((out, err, cur, children, spawner, reaper));
@@ -974,7 +983,7 @@ impl<'a> Watch<'a> {
     ) -> std::io::Result<Option<usize>> {
         let mut got = 0;
         while got < buf.len() {
-            match socket::recv_some_nonblocking(self.sock, &mut buf[got..], fds) {
+            match crate::sys::net::recv_some_with(self.sock, &mut buf[got..], fds, true) {
                 Ok(0) => break,
                 Ok(n) => got += n,
                 Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -1131,10 +1140,17 @@ impl<R> Process<R> {
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
         if self.inner.exitcode().is_none() {
-            // Without a thread to spare, the child stays a zombie until this process exits.
-            if let Ok(r) = reaper() {
+            if FORKED.load(Ordering::Relaxed) {
+                // A forked child starts no helper thread (see `FORKED`): the next start or
+                // `active_children()` reaps it, as Python does.
+                UNREAPED
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .push(self.inner.clone());
+            } else if let Ok(r) = reaper() {
                 r.adopt(self.inner.clone());
             }
+            // (Without a thread to spare, the child stays a zombie until this process exits.)
         }
     }
 }
@@ -1214,7 +1230,17 @@ fn exit_child(code: i32) -> std::convert::Infallible {
 }
 
 /// Set in a child created by [`StartMethod::Fork`], which must leave by `_exit`: its `atexit`
-/// handlers and C stdio buffers are the parent's.
+/// handlers and C stdio buffers are the parent's. Such a child also starts no helper thread
+/// (spawner, reaper): creating a thread there can deadlock on a lock of the standard library
+/// that another thread of the parent held at the instant of the fork.
+/// Dropped children of a forked child, reaped at the next start or `active_children()`.
+static UNREAPED: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
+
+fn reap_unreaped() {
+    if let Ok(mut list) = UNREAPED.try_lock() {
+        list.retain(|c| c.exitcode().is_none());
+    }
+}
 static FORKED: AtomicBool = AtomicBool::new(false);
 
 fn control_bytes(c: &Control) -> Vec<u8> {

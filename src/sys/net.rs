@@ -197,6 +197,9 @@ pub(crate) fn recv_some_with(
                 return Ok(msg.bytes);
             }
             Err(Errno::INTR) => continue,
+            // A peer that closed with data of ours still unread resets the connection: for us
+            // that is the end of the stream like any other close.
+            Err(Errno::CONNRESET) => return Ok(0),
             Err(e) => return Err(e.into()),
         }
     }

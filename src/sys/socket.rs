@@ -9,13 +9,12 @@
 //! - [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html),
 //!   [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
 
-use std::io::{self, IoSlice, IoSliceMut};
+use std::io::{self, IoSlice};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// The most descriptors one message may carry (`SCM_MAX_FD` in the kernel).
@@ -98,70 +97,14 @@ pub(crate) fn recv_with_fds(
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
 ) -> io::Result<usize> {
-    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
     let mut got = 0;
     while got < buf.len() {
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [IoSliceMut::new(&mut buf[got..])];
-        let msg = match rustix::net::recvmsg(sock, &mut iov, &mut control, RecvFlags::CMSG_CLOEXEC)
-        {
-            Ok(m) => m,
-            Err(rustix::io::Errno::INTR) => continue,
-            // A peer that closed with data of ours still unread resets the connection: for us
-            // that is the end of the stream like any other close.
-            Err(rustix::io::Errno::CONNRESET) => break,
-            Err(e) => return Err(e.into()),
-        };
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(rights) = m {
-                fds.extend(rights);
-            }
+        match super::net::recv_some(sock, &mut buf[got..], fds)? {
+            0 => break,
+            n => got += n,
         }
-        if msg.flags.contains(ReturnFlags::CTRUNC) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "descriptors were dropped: the message carried more than the receive buffer holds",
-            ));
-        }
-        if msg.bytes == 0 {
-            break;
-        }
-        got += msg.bytes;
     }
     Ok(got)
-}
-
-/// One `recvmsg` without blocking (`MSG_DONTWAIT`): the bytes read (0 at end of stream), or an
-/// error of kind `WouldBlock` when nothing is there yet. Descriptors go to `fds`.
-pub(crate) fn recv_some_nonblocking(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
-    loop {
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [IoSliceMut::new(buf)];
-        let flags = RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT;
-        let msg = match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
-            Ok(m) => m,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::CONNRESET) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        };
-        for m in control.drain() {
-            if let RecvAncillaryMessage::ScmRights(rights) = m {
-                fds.extend(rights);
-            }
-        }
-        if msg.flags.contains(ReturnFlags::CTRUNC) {
-            return Err(io::Error::new(
-                io::ErrorKind::InvalidData,
-                "descriptors were dropped: the message carried more than the receive buffer holds",
-            ));
-        }
-        return Ok(msg.bytes);
-    }
 }
 
 /// Reads exactly `buf.len()` bytes (no descriptors expected) unless the peer closes first.
