@@ -45,6 +45,10 @@ fn main() {
 
     multiproc::init();
     let me = std::process::id();
+    // Flags left by an earlier run that failed half-way, under a pid that is ours now.
+    for kind in ["stall", "exit", "early"] {
+        let _ = std::fs::remove_file(flag(kind, me));
+    }
     Process::start(noop, ()).unwrap().join().unwrap();
 
     // A child that stalls before its entry point is killed after the start-up timeout.
