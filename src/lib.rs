@@ -203,7 +203,7 @@ pub(crate) mod sys;
 pub use codec::CodecError;
 pub use connection::{
     AcceptError, Address, AuthError, BindError, Client, ConnectError, Connection, Listener,
-    RecvError, SendError, pipe, wait,
+    RecvError, SendError, Waitable, pipe, wait,
 };
 pub use descriptor::Descriptor;
 pub use error::Error;

@@ -35,6 +35,32 @@ impl Waitable for Listener {
     }
 }
 
+/// Ready when the process has ended (its [`sentinel`](crate::Process::sentinel)), so that one
+/// `wait` can watch connections and children together, as with Python's `Process.sentinel`.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::{Process, Waitable, wait};
+///
+/// fn nap(ms: u64) {
+///     std::thread::sleep(std::time::Duration::from_millis(ms));
+/// }
+///
+/// let (_tx, rx) = multiproc::pipe(true)?;
+/// let p = Process::start(nap, 20)?;
+/// let watched: [&dyn Waitable; 2] = [&rx, &p];
+/// assert_eq!(wait(&watched, None)?, [1]); // the child ended; nothing came through the pipe
+/// p.join()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+impl<R> Waitable for crate::Process<R> {
+    fn wait_fd(&self) -> BorrowedFd<'_> {
+        self.sentinel()
+    }
+}
+
 impl Waitable for crate::Descriptor {
     fn wait_fd(&self) -> BorrowedFd<'_> {
         self.as_fd()
