@@ -630,3 +630,39 @@ fn spinning_receives_see_messages_and_closes() {
     drop(a);
     assert!(matches!(b.recv_bytes(), Err(RecvError::Disconnected)));
 }
+
+/// A TCP listener whose accept queue is full drops new connection requests, so a connect to it
+/// gets no answer: the client gives up after its connect time-out instead of waiting for the
+/// system's two minutes.
+#[test]
+fn tcp_connect_times_out() {
+    use std::net::{SocketAddr, TcpStream};
+    use std::time::{Duration, Instant};
+
+    use rustix::net::{AddressFamily, SocketType, bind, listen, socket};
+
+    let sock = socket(AddressFamily::INET, SocketType::STREAM, None).unwrap();
+    bind(&sock, &"127.0.0.1:0".parse::<SocketAddr>().unwrap()).unwrap();
+    listen(&sock, 0).unwrap();
+    let addr = rustix::net::getsockname(&sock).unwrap();
+    let addr: SocketAddr = addr.try_into().unwrap();
+    // Fill the accept queue (never accepted).
+    let mut fillers = Vec::new();
+    for _ in 0..4 {
+        if let Ok(s) = TcpStream::connect_timeout(&addr, Duration::from_millis(200)) {
+            fillers.push(s);
+        }
+    }
+    let started = Instant::now();
+    let r = multiproc::Client::new()
+        .connect_timeout(Some(Duration::from_millis(300)))
+        .connect(multiproc::Address::Tcp(addr));
+    let elapsed = started.elapsed();
+    match r {
+        Err(multiproc::ConnectError::Io { source: e, .. }) => {
+            assert_eq!(e.kind(), std::io::ErrorKind::TimedOut, "{e}");
+            assert!(elapsed >= Duration::from_millis(300));
+        }
+        other => panic!("expected a connect time-out, got {:?}", other.map(|_| ())),
+    }
+}

@@ -291,9 +291,22 @@ impl Drop for Listener {
 /// assert_eq!(t.join().unwrap(), b"hi");
 /// # Ok::<(), Box<dyn std::error::Error>>(())
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct Client {
     opts: Options,
+    connect_timeout: Option<Duration>,
+}
+
+/// How long [`Client::connect`] waits for a TCP peer to answer, by default.
+pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(30);
+
+impl Default for Client {
+    fn default() -> Self {
+        Client {
+            opts: Options::default(),
+            connect_timeout: Some(DEFAULT_CONNECT_TIMEOUT),
+        }
+    }
 }
 
 impl Client {
@@ -335,6 +348,14 @@ impl Client {
         self
     }
 
+    /// How long a TCP connection may take to be established ([`DEFAULT_CONNECT_TIMEOUT`] by
+    /// default; `None` leaves it to the system, which retries for about two minutes). Unix
+    /// sockets connect at once or fail.
+    pub fn connect_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
     /// Connects to `address`, then runs the handshake if an authkey is set. TCP connections
     /// get `TCP_NODELAY`.
     ///
@@ -357,7 +378,10 @@ impl Client {
                 net::unix_connect(&UnixAddr::Abstract(n)).map_err(err)?,
                 Transport::Unix,
             ),
-            Address::Tcp(a) => (net::tcp_connect(a).map_err(err)?, Transport::Tcp),
+            Address::Tcp(a) => (
+                net::tcp_connect(a, self.connect_timeout).map_err(err)?,
+                Transport::Tcp,
+            ),
         };
         let mut c = Connection::new(fd, transport, true, true);
         if let Some(a) = self.opts.auth() {

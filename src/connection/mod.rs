@@ -32,5 +32,7 @@ mod wait;
 pub use address::{Address, AddressParseError};
 pub use conn::{Codec, Connection, DEFAULT_MAX_FRAME, DEFAULT_SPIN, pipe};
 pub use error::{AcceptError, AuthError, BindError, ConnectError, RecvError, SendError};
-pub use listener::{Client, DEFAULT_HANDSHAKE_TIMEOUT, Listener, ListenerOptions};
+pub use listener::{
+    Client, DEFAULT_CONNECT_TIMEOUT, DEFAULT_HANDSHAKE_TIMEOUT, Listener, ListenerOptions,
+};
 pub use wait::{Waitable, wait};

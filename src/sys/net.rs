@@ -112,27 +112,56 @@ pub(crate) fn tcp_listen(addr: &SocketAddr, backlog: i32) -> io::Result<(OwnedFd
 }
 
 /// A TCP socket connected to `addr`, with `TCP_NODELAY`.
-pub(crate) fn tcp_connect(addr: &SocketAddr) -> io::Result<OwnedFd> {
-    let s = rustix::net::socket_with(family(addr), SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+pub(crate) fn tcp_connect(addr: &SocketAddr, timeout: Option<Duration>) -> io::Result<OwnedFd> {
+    let flags = if timeout.is_some() {
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK
+    } else {
+        SocketFlags::CLOEXEC
+    };
+    let s = rustix::net::socket_with(family(addr), SocketType::STREAM, flags, None)?;
     match rustix::net::connect(&s, addr) {
         Ok(()) => {}
-        // An interrupted connect goes on in the background; wait for its outcome.
-        Err(Errno::INTR) => {
-            wait_writable(s.as_fd())?;
+        // The connection goes on in the background (non-blocking, or interrupted): wait for its
+        // outcome.
+        Err(Errno::INPROGRESS | Errno::INTR) => {
+            if !wait_writable(s.as_fd(), timeout)? {
+                return Err(io::Error::new(
+                    io::ErrorKind::TimedOut,
+                    format!("no answer from {addr} within {timeout:?}"),
+                ));
+            }
             if let Some(e) = socket_error(&s)? {
                 return Err(e);
             }
         }
         Err(e) => return Err(e.into()),
     }
+    if timeout.is_some() {
+        rustix::io::ioctl_fionbio(&s, false)?;
+    }
     rustix::net::sockopt::set_tcp_nodelay(&s, true)?;
     Ok(s)
 }
 
-fn wait_writable(fd: BorrowedFd<'_>) -> io::Result<()> {
-    let mut p = [PollFd::new(&fd, PollFlags::OUT)];
-    retry(|| rustix::event::poll(&mut p, None))?;
-    Ok(())
+/// Waits until `fd` is writable, at most `timeout` (`None`: forever); `false` on time-out.
+fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
+    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+    loop {
+        let mut p = [PollFd::new(&fd, PollFlags::OUT)];
+        let ts = deadline.map(|d| {
+            let left = d.saturating_duration_since(Instant::now());
+            Timespec {
+                tv_sec: left.as_secs() as i64,
+                tv_nsec: left.subsec_nanos() as i64,
+            }
+        });
+        match rustix::event::poll(&mut p, ts.as_ref()) {
+            Ok(0) => return Ok(false),
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 fn socket_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
