@@ -87,8 +87,18 @@ pub(crate) fn read_frame(
     buf: &mut Vec<u8>,
     fds: &mut Vec<OwnedFd>,
 ) -> Result<(), FrameError> {
-    let mut h = [0u8; 4];
-    match socket::recv_with_fds(sock, &mut h, fds)? {
+    let len = read_header(max, |b| socket::recv_with_fds(sock, b, fds))?;
+    read_payload(len, buf, |b| socket::read_full(sock, b))
+}
+
+/// Reads a frame header through `fill` (which fills the slice it is given unless the stream
+/// ends, and returns how many bytes arrived): the payload length, at most `max`.
+pub(crate) fn read_header(
+    max: u64,
+    mut fill: impl FnMut(&mut [u8]) -> io::Result<usize>,
+) -> Result<u64, FrameError> {
+    let mut h = [0u8; 12];
+    match fill(&mut h[..4])? {
         0 => return Err(FrameError::Closed),
         4 => {}
         n => {
@@ -98,31 +108,40 @@ pub(crate) fn read_frame(
             });
         }
     }
-    let short = i32::from_be_bytes(h);
-    let len = match short {
-        -1 => {
-            let mut l = [0u8; 8];
-            let n = socket::recv_with_fds(sock, &mut l, fds)?;
+    let len = match parse_header(&h[..4])? {
+        Some((_, len)) => len,
+        None => {
+            let n = fill(&mut h[4..])?;
             if n < 8 {
                 return Err(FrameError::Truncated {
                     got: 4 + n as u64,
                     expected: 12,
                 });
             }
-            u64::from_be_bytes(l)
+            parse_header(&h)?.map_or(0, |(_, len)| len)
         }
-        n if n < 0 => return Err(FrameError::BadLength(n)),
-        n => n as u64,
     };
     if len > max {
         return Err(FrameError::TooLarge { len, max });
     }
-    let len_usize = usize::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
+    Ok(len)
+}
+
+/// Reads a payload of `len` bytes into `buf` (replacing its contents) through `fill`.
+pub(crate) fn read_payload(
+    len: u64,
+    buf: &mut Vec<u8>,
+    fill: impl FnOnce(&mut [u8]) -> io::Result<usize>,
+) -> Result<(), FrameError> {
+    let len_usize = usize::try_from(len).map_err(|_| FrameError::TooLarge {
+        len,
+        max: usize::MAX as u64,
+    })?;
     buf.clear();
     buf.try_reserve_exact(len_usize)
         .map_err(|_| io::Error::new(io::ErrorKind::OutOfMemory, "cannot allocate frame buffer"))?;
     buf.resize(len_usize, 0);
-    let got = socket::read_full(sock, buf)?;
+    let got = fill(buf)?;
     if got < len_usize {
         return Err(FrameError::Truncated {
             got: got as u64,

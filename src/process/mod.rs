@@ -972,15 +972,9 @@ impl<'a> Watch<'a> {
         }
     }
 
-    /// Fills `buf`; returns how much arrived (less at end of stream), or `None` when `deadline`
-    /// passed before the first byte. Once a byte has arrived, the rest is waited for without
-    /// limit (the child is writing it, or has ended).
-    fn fill(
-        &mut self,
-        buf: &mut [u8],
-        fds: &mut Vec<OwnedFd>,
-        deadline: Option<Instant>,
-    ) -> std::io::Result<Option<usize>> {
+    /// Fills `buf`; returns how much arrived (less at end of stream: the socket closed, or the
+    /// child ended and everything it wrote has been read).
+    fn fill(&mut self, buf: &mut [u8], fds: &mut Vec<OwnedFd>) -> std::io::Result<usize> {
         let mut got = 0;
         while got < buf.len() {
             match crate::sys::net::recv_some_with(self.sock, &mut buf[got..], fds, true) {
@@ -991,15 +985,12 @@ impl<'a> Watch<'a> {
                         // Everything the child wrote before it ended is already here.
                         break;
                     }
-                    let limit = if got == 0 { deadline } else { None };
-                    if !self.wait(limit)? {
-                        return Ok(None);
-                    }
+                    self.wait(None)?;
                 }
                 Err(e) => return Err(e),
             }
         }
-        Ok(Some(got))
+        Ok(got)
     }
 
     /// Waits until the socket is readable or the child has ended; `false` on time-out.
@@ -1010,7 +1001,8 @@ impl<'a> Watch<'a> {
     }
 
     /// Reads one frame into `buf` (descriptors into `fds`): `Ok(false)` when `deadline` passed
-    /// before it began.
+    /// before it began. Once it has begun, the rest is waited for without limit (the child is
+    /// writing it, or has ended).
     fn read_frame(
         &mut self,
         max: u64,
@@ -1018,47 +1010,11 @@ impl<'a> Watch<'a> {
         fds: &mut Vec<OwnedFd>,
         deadline: Option<Instant>,
     ) -> Result<bool, FrameError> {
-        let mut h = [0u8; 12];
-        let got = match self.fill(&mut h[..4], fds, deadline)? {
-            None => return Ok(false),
-            Some(n) => n,
-        };
-        let truncated = |got: usize, expected: u64| FrameError::Truncated {
-            got: got as u64,
-            expected,
-        };
-        match got {
-            0 => return Err(FrameError::Closed),
-            4 => {}
-            n => return Err(truncated(n, 4)),
+        if deadline.is_some() && !self.wait(deadline)? {
+            return Ok(false);
         }
-        let len = match i32::from_be_bytes([h[0], h[1], h[2], h[3]]) {
-            -1 => {
-                let n = self.fill(&mut h[4..], fds, None)?.unwrap_or(0);
-                if n < 8 {
-                    return Err(truncated(4 + n, 12));
-                }
-                u64::from_be_bytes(h[4..].try_into().expect("8 bytes"))
-            }
-            n if n < 0 => return Err(FrameError::BadLength(n)),
-            n => n as u64,
-        };
-        if len > max {
-            return Err(FrameError::TooLarge { len, max });
-        }
-        let len_usize = usize::try_from(len).map_err(|_| FrameError::TooLarge { len, max })?;
-        buf.clear();
-        buf.try_reserve_exact(len_usize).map_err(|_| {
-            std::io::Error::new(
-                std::io::ErrorKind::OutOfMemory,
-                "cannot allocate a frame buffer",
-            )
-        })?;
-        buf.resize(len_usize, 0);
-        let got = self.fill(buf, fds, None)?.unwrap_or(0);
-        if got < len_usize {
-            return Err(truncated(got, len));
-        }
+        let len = frame::read_header(max, |b| self.fill(b, fds))?;
+        frame::read_payload(len, buf, |b| self.fill(b, fds))?;
         Ok(true)
     }
 }
