@@ -101,11 +101,18 @@ fn panic_while_encoding_the_result_is_reported_and_stays_in_the_child() {
     }
 }
 
+fn grandchild_pid_file(child: u32) -> std::path::PathBuf {
+    std::env::temp_dir().join(format!("multiproc-test-holder-{child}"))
+}
+
+/// Forks a grandchild (which inherits this child's end of the socket) that outlives this child,
+/// reports its pid, and aborts.
 fn abort_after_forking_grandchild(_: ()) {
     let g = Process::builder()
         .method(StartMethod::Fork)
-        .start(sleep_ms, 30_000)
+        .start(sleep_ms, 60_000)
         .unwrap();
+    std::fs::write(grandchild_pid_file(std::process::id()), g.pid().to_string()).unwrap();
     std::mem::forget(g);
     std::process::abort();
 }
@@ -114,11 +121,24 @@ fn abort_after_forking_grandchild(_: ()) {
 fn join_returns_when_the_child_dies_though_a_grandchild_holds_its_socket() {
     let started = Instant::now();
     let p = Process::start(abort_after_forking_grandchild, ()).unwrap();
+    let child = p.pid();
     let err = p.join().unwrap_err();
+    let elapsed = started.elapsed();
+    // Leave nothing behind: the grandchild would sleep for a minute.
+    let file = grandchild_pid_file(child);
+    if let Some(pid) = std::fs::read_to_string(&file)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+    {
+        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
+        }
+    }
+    let _ = std::fs::remove_file(&file);
     assert!(matches!(err, JoinError::Killed(6)), "{err:?}");
-    // Lower than the grandchild's 30 s by far; generous for a loaded machine.
+    // Far below the grandchild's minute; generous for a loaded machine.
     assert!(
-        started.elapsed() < Duration::from_secs(20),
+        elapsed < Duration::from_secs(20),
         "join waited for the grandchild"
     );
 }
