@@ -126,13 +126,11 @@ fn join_returns_when_the_child_dies_though_a_grandchild_holds_its_socket() {
     let elapsed = started.elapsed();
     // Leave nothing behind: the grandchild would sleep for a minute.
     let file = grandchild_pid_file(child);
-    if let Some(pid) = std::fs::read_to_string(&file)
+    let pid = std::fs::read_to_string(&file)
         .ok()
-        .and_then(|s| s.trim().parse().ok())
-    {
-        if let Some(pid) = rustix::process::Pid::from_raw(pid) {
-            let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
-        }
+        .and_then(|s| s.trim().parse().ok());
+    if let Some(pid) = pid.and_then(rustix::process::Pid::from_raw) {
+        let _ = rustix::process::kill_process(pid, rustix::process::Signal::KILL);
     }
     let _ = std::fs::remove_file(&file);
     assert!(matches!(err, JoinError::Killed(6)), "{err:?}");
