@@ -321,13 +321,3 @@ fn spawned_daemon_dies_with_killed_parent() {
 fn forked_daemon_dies_with_killed_parent() {
     daemon_dies_with_killed_parent(true);
 }
-
-fn never_starts(_: ()) {}
-
-#[test]
-fn spawn_refuses_without_init_in_plain_programs() {
-    // This binary has test support, so spawning works; the error path is covered by the
-    // `no_init` example test in tests/examples.rs.
-    let p = Process::start(never_starts, ()).unwrap();
-    p.join().unwrap();
-}

@@ -16,14 +16,10 @@ pub(crate) fn wait(word: &AtomicU32, expected: u32, deadline: Option<Instant>) -
     let timeout = match deadline {
         None => None,
         Some(d) => {
-            let left = d.saturating_duration_since(Instant::now());
-            if left.is_zero() {
+            if d <= Instant::now() {
                 return false;
             }
-            Some(rustix::time::Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: i64::from(left.subsec_nanos()),
-            })
+            Some(super::timespec_until(d))
         }
     };
     !matches!(

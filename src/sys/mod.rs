@@ -29,3 +29,18 @@ use std::os::fd::{AsFd, OwnedFd};
 pub(crate) fn dup<Fd: AsFd>(fd: Fd) -> io::Result<OwnedFd> {
     Ok(rustix::io::fcntl_dupfd_cloexec(fd, 3)?)
 }
+
+/// The time left until `deadline`, as the `timespec` that `poll(2)` and `futex(2)` take (zero once
+/// it has passed).
+pub(crate) fn timespec_until(deadline: std::time::Instant) -> rustix::time::Timespec {
+    let left = deadline.saturating_duration_since(std::time::Instant::now());
+    rustix::time::Timespec {
+        tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
+        tv_nsec: i64::from(left.subsec_nanos()),
+    }
+}
+
+/// `Instant::now() + timeout`, where a time-out too long to represent means no deadline.
+pub(crate) fn deadline_after(timeout: std::time::Duration) -> Option<std::time::Instant> {
+    std::time::Instant::now().checked_add(timeout)
+}

@@ -23,9 +23,9 @@ use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use rustix::event::{PollFd, PollFlags, Timespec};
+use rustix::event::PollFlags;
 use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::{
@@ -145,23 +145,8 @@ pub(crate) fn tcp_connect(addr: &SocketAddr, timeout: Option<Duration>) -> io::R
 
 /// Waits until `fd` is writable, at most `timeout` (`None`: forever); `false` on time-out.
 fn wait_writable(fd: BorrowedFd<'_>, timeout: Option<Duration>) -> io::Result<bool> {
-    let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
-    loop {
-        let mut p = [PollFd::new(&fd, PollFlags::OUT)];
-        let ts = deadline.map(|d| {
-            let left = d.saturating_duration_since(Instant::now());
-            Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: left.subsec_nanos() as i64,
-            }
-        });
-        match rustix::event::poll(&mut p, ts.as_ref()) {
-            Ok(0) => return Ok(false),
-            Ok(_) => return Ok(true),
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+    let deadline = timeout.and_then(super::deadline_after);
+    Ok(super::socket::poll(&[fd], PollFlags::OUT, deadline)?[0])
 }
 
 fn socket_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
@@ -310,37 +295,14 @@ pub(crate) fn poll_readable(
     fds: &[BorrowedFd<'_>],
     timeout: Option<Duration>,
 ) -> io::Result<Vec<usize>> {
-    let deadline = timeout.map(|t| Instant::now().checked_add(t));
-    let mut pfds: Vec<PollFd<'_>> = fds
+    // A timeout too long for an `Instant` is forever.
+    let ready = super::socket::poll_in(fds, timeout.and_then(super::deadline_after))?;
+    Ok(ready
         .iter()
-        .map(|fd| PollFd::new(fd, PollFlags::IN))
-        .collect();
-    loop {
-        let ts = match deadline {
-            Some(Some(d)) => {
-                let left = d.saturating_duration_since(Instant::now());
-                Some(Timespec {
-                    tv_sec: left.as_secs().min(i64::MAX as u64) as i64,
-                    tv_nsec: i64::from(left.subsec_nanos()),
-                })
-            }
-            // A timeout too long for an `Instant` is forever.
-            Some(None) | None => None,
-        };
-        match rustix::event::poll(&mut pfds, ts.as_ref()) {
-            Ok(0) => return Ok(Vec::new()),
-            Ok(_) => {
-                return Ok(pfds
-                    .iter()
-                    .enumerate()
-                    .filter(|(_, p)| !p.revents().is_empty())
-                    .map(|(i, _)| i)
-                    .collect());
-            }
-            Err(Errno::INTR) => continue,
-            Err(e) => return Err(e.into()),
-        }
-    }
+        .enumerate()
+        .filter(|(_, r)| **r)
+        .map(|(i, _)| i)
+        .collect())
 }
 
 /// Closes `fd`, reporting the error that dropping an `OwnedFd` ignores.

@@ -130,9 +130,7 @@ pub(crate) fn wait_readable(
     fd: BorrowedFd<'_>,
     timeout: Option<std::time::Duration>,
 ) -> io::Result<bool> {
-    // A time-out too large to represent waits forever.
-    let deadline = timeout.and_then(|t| std::time::Instant::now().checked_add(t));
-    Ok(poll_in(&[fd], deadline)?[0])
+    Ok(poll_in(&[fd], timeout.and_then(super::deadline_after))?[0])
 }
 
 /// Waits until at least one of `fds` is readable (or closed, or, for a pidfd, ended), until
@@ -141,19 +139,20 @@ pub(crate) fn poll_in(
     fds: &[BorrowedFd<'_>],
     deadline: Option<std::time::Instant>,
 ) -> io::Result<Vec<bool>> {
-    use rustix::event::{PollFd, PollFlags, Timespec};
-    let mut pfds: Vec<PollFd<'_>> = fds
-        .iter()
-        .map(|fd| PollFd::new(fd, PollFlags::IN))
-        .collect();
+    poll(fds, rustix::event::PollFlags::IN, deadline)
+}
+
+/// `poll(2)` for `events` on every one of `fds` until `deadline` (`None`: forever), retried on
+/// `EINTR`. Returns which are ready (or in error, or hung up): all `false` on time-out.
+pub(crate) fn poll(
+    fds: &[BorrowedFd<'_>],
+    events: rustix::event::PollFlags,
+    deadline: Option<std::time::Instant>,
+) -> io::Result<Vec<bool>> {
+    use rustix::event::PollFd;
+    let mut pfds: Vec<PollFd<'_>> = fds.iter().map(|fd| PollFd::new(fd, events)).collect();
     loop {
-        let ts = deadline.map(|d| {
-            let left = d.saturating_duration_since(std::time::Instant::now());
-            Timespec {
-                tv_sec: left.as_secs() as i64,
-                tv_nsec: left.subsec_nanos() as i64,
-            }
-        });
+        let ts = deadline.map(super::timespec_until);
         match rustix::event::poll(&mut pfds, ts.as_ref()) {
             Ok(_) => return Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect()),
             Err(rustix::io::Errno::INTR) => continue,
