@@ -45,6 +45,33 @@
 //! Process::start(log, Descriptor::from(null)).unwrap().join().unwrap();
 //! ```
 //!
+//! ## Your own types as arguments
+//!
+//! Arguments and results are serde values, so a struct of your own derives `Serialize` and
+//! `Deserialize`. Either add `serde` (with its `derive` feature) to your own `Cargo.toml`, or
+//! use the copy this crate re-exports as [`multiproc::serde`](serde) and tell the derive where
+//! it lives with `#[serde(crate = "multiproc::serde")]`:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::Process;
+//! use multiproc::serde::{Deserialize, Serialize};
+//!
+//! #[derive(Serialize, Deserialize)]
+//! #[serde(crate = "multiproc::serde")]
+//! struct Job {
+//!     name: String,
+//!     rounds: u32,
+//! }
+//!
+//! fn run(job: Job) -> String {
+//!     format!("{} x{}", job.name, job.rounds)
+//! }
+//!
+//! let job = Job { name: "bake".into(), rounds: 3 };
+//! assert_eq!(Process::start(run, job).unwrap().join().unwrap(), "bake x3");
+//! ```
+//!
 //! ## Failures come back
 //!
 //! A panic, an exit code or a signal reaches [`Process::join`] as a [`JoinError`]:
@@ -184,7 +211,9 @@
 //!
 //! # What it does not do (yet)
 //!
-//! - `forkserver` start method; `Pool`.
+//! - Queues (`Queue`, `SimpleQueue`, `JoinableQueue`), the `Manager` server and its proxies,
+//!   `Pool`, and the Redis backend: the seed tutorial's third and fourth programs wait for them.
+//! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).
 #![deny(unsafe_code)]
@@ -199,6 +228,10 @@ pub mod process;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;
+
+/// The `serde` this crate is built with, for deriving `Serialize`/`Deserialize` on argument
+/// types without a `serde` dependency of your own (see the tour).
+pub use serde;
 
 pub use codec::CodecError;
 pub use connection::{

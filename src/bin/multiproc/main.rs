@@ -4,22 +4,45 @@ mod bench;
 
 use std::process::ExitCode;
 
-const USAGE: &str = "\
-usage: multiproc <command> [options]
+use clap::{Parser, Subcommand};
 
-commands:
-  info                     print what this machine offers to multiproc (CPUs, version)
-  bench [--quick] [--python PATH | --no-python]
-                           measure multiproc and Python's multiprocessing side by side
-                           (default interpreter: python3)
-  help                     print this text
-  --version                print the version";
+/// Python's multiprocessing for Rust: tools around the `multiproc` crate.
+#[derive(Parser)]
+#[command(name = "multiproc", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Print what this machine offers to multiproc (version, CPUs, pid).
+    Info,
+    /// Measure multiproc and Python's multiprocessing side by side, in one run.
+    Bench {
+        /// Fewer samples, for a quick look.
+        #[arg(long)]
+        quick: bool,
+        /// The Python interpreter to compare with.
+        #[arg(
+            long,
+            value_name = "PATH",
+            default_value = "python3",
+            conflicts_with = "no_python"
+        )]
+        python: String,
+        /// Measure multiproc alone.
+        #[arg(long)]
+        no_python: bool,
+    },
+}
 
 fn main() -> ExitCode {
     multiproc::init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    match args.first().map(String::as_str) {
-        Some("info") if args.len() == 1 => {
+    // clap exits with 2 on a usage error and 0 for --help/--version, printing to the right stream.
+    let cli = Cli::parse();
+    match cli.command {
+        Command::Info => {
             println!("multiproc {}", env!("CARGO_PKG_VERSION"));
             println!("cpu_count: {}", multiproc::cpu_count());
             let usable = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -27,47 +50,32 @@ fn main() -> ExitCode {
             println!("pid: {}", std::process::id());
             ExitCode::SUCCESS
         }
-        Some("bench") => match bench_options(&args[1..]).and_then(|o| bench::run(&o)) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(e) => {
-                eprintln!("multiproc bench: {e}");
-                ExitCode::FAILURE
+        Command::Bench {
+            quick,
+            python,
+            no_python,
+        } => {
+            let opts = bench::Options {
+                python: (!no_python).then_some(python),
+                quick,
+            };
+            match bench::run(&opts) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("multiproc bench: {e}");
+                    ExitCode::FAILURE
+                }
             }
-        },
-        Some("--version" | "-V") => {
-            println!("multiproc {}", env!("CARGO_PKG_VERSION"));
-            ExitCode::SUCCESS
-        }
-        Some("help" | "--help" | "-h") | None => {
-            println!("{USAGE}");
-            ExitCode::SUCCESS
-        }
-        Some(other) => {
-            eprintln!("multiproc: unknown command {other:?}\n{USAGE}");
-            ExitCode::from(2)
         }
     }
 }
 
-fn bench_options(args: &[String]) -> Result<bench::Options, String> {
-    let mut opts = bench::Options {
-        python: Some("python3".into()),
-        quick: false,
-    };
-    let mut it = args.iter();
-    while let Some(a) = it.next() {
-        match a.as_str() {
-            "--quick" => opts.quick = true,
-            "--no-python" => opts.python = None,
-            "--python" => {
-                opts.python = Some(
-                    it.next()
-                        .ok_or("--python needs an interpreter path")?
-                        .clone(),
-                )
-            }
-            other => return Err(format!("unknown option {other:?}")),
-        }
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        super::Cli::command().debug_assert();
     }
-    Ok(opts)
 }
