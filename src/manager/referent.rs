@@ -1,0 +1,267 @@
+//! What the server holds: managed objects ("referents", in Python's word) and how a method
+//! call reaches one.
+//!
+//! A call arrives as Python's request has it, `(method name, positional arguments, keyword
+//! arguments)`, all plain [`Object`]s, and runs against the referent under the server's lock for
+//! that object, so that every call is atomic with respect to the others on the same object. A
+//! call either returns a value, or a new referent that the server registers and hands back as
+//! a proxy (the iterator of a dict, for example), or raises an [`Exception`] with Python's name.
+
+use crate::object::{Dict, Object};
+
+use super::exception::{Exception, ExceptionKind};
+
+/// The most elements one call may create (a `list * n`, say); beyond it the call raises
+/// `MemoryError` instead of letting one request exhaust the server.
+pub(crate) const MAX_ITEMS_PER_CALL: usize = 1 << 24;
+
+/// What a successful call gives back.
+pub(crate) enum Outcome {
+    /// A plain value, copied to the caller.
+    Value(Object),
+    /// A new object, served behind a proxy of its own.
+    Referent(Box<dyn Referent>),
+}
+
+impl From<Object> for Outcome {
+    fn from(o: Object) -> Self {
+        Outcome::Value(o)
+    }
+}
+
+/// The result of a call.
+pub(crate) type CallResult = Result<Outcome, Exception>;
+
+/// An object held by the manager.
+pub(crate) trait Referent: Send {
+    /// The type's name in Python's registry (`"dict"`, `"list"`, `"Namespace"`, …).
+    fn typeid(&self) -> &'static str;
+
+    /// The methods a proxy may call, as Python's `exposed` tuple lists them.
+    fn exposed(&self) -> &'static [&'static str];
+
+    /// Runs `method`.
+    fn call(&mut self, call: Call) -> CallResult;
+
+    /// Python's `repr` of the object (a proxy's `__repr__`/`__str__` fallback).
+    fn repr(&self) -> String;
+
+    /// A copy of the whole object (Python's `#GETVALUE`).
+    fn value(&self) -> Object;
+
+    /// Runs `call`, answering the methods every referent has: `__repr__`, `__str__` and
+    /// `#GETVALUE`; a method outside [`exposed`](Self::exposed) raises `AttributeError`.
+    fn dispatch(&mut self, call: Call) -> CallResult {
+        match call.method.as_str() {
+            "__repr__" | "__str__" => {
+                call.arity(0, 0)?;
+                Ok(Object::Str(self.repr()).into())
+            }
+            "#GETVALUE" => {
+                call.arity(0, 0)?;
+                Ok(self.value().into())
+            }
+            m if self.exposed().contains(&m) => self.call(call),
+            m => Err(not_exposed(self.typeid(), m)),
+        }
+    }
+}
+
+/// The `AttributeError` of a call to a method the object does not expose.
+pub(crate) fn not_exposed(typeid: &str, method: &str) -> Exception {
+    Exception::msg(
+        ExceptionKind::AttributeError,
+        format!("method {method:?} of {typeid:?} is not exposed"),
+    )
+}
+
+/// A method call: the method's name and its arguments.
+#[derive(Debug)]
+pub(crate) struct Call {
+    /// The method.
+    pub method: String,
+    /// Positional arguments.
+    pub args: Vec<Object>,
+    /// Keyword arguments (string keys).
+    pub kwargs: Dict,
+}
+
+impl Call {
+    /// A call without keyword arguments.
+    pub fn new(method: impl Into<String>, args: Vec<Object>) -> Self {
+        Call {
+            method: method.into(),
+            args,
+            kwargs: Dict::new(),
+        }
+    }
+
+    /// The method's name as Python's messages show it (`get`, not `__getitem__`).
+    fn name(&self) -> &str {
+        &self.method
+    }
+
+    /// Checks that the call has between `min` and `max` positional arguments and no keyword
+    /// arguments, with the `TypeError` Python raises otherwise.
+    pub fn arity(&self, min: usize, max: usize) -> Result<(), Exception> {
+        self.no_kwargs()?;
+        self.positional(min, max)
+    }
+
+    /// Checks the number of positional arguments only.
+    pub fn positional(&self, min: usize, max: usize) -> Result<(), Exception> {
+        let n = self.args.len();
+        let plural = |k: usize| if k == 1 { "argument" } else { "arguments" };
+        if n < min {
+            let bound = if min == max { "exactly" } else { "at least" };
+            return Err(Exception::type_error(format!(
+                "{} expected {bound} {min} {}, got {n}",
+                self.name(),
+                plural(min)
+            )));
+        }
+        if n > max {
+            let bound = if min == max { "exactly" } else { "at most" };
+            return Err(Exception::type_error(format!(
+                "{} expected {bound} {max} {}, got {n}",
+                self.name(),
+                plural(max)
+            )));
+        }
+        Ok(())
+    }
+
+    /// Checks that no keyword argument was given.
+    pub fn no_kwargs(&self) -> Result<(), Exception> {
+        match self.kwargs.keys().next() {
+            None => Ok(()),
+            Some(k) => Err(Exception::type_error(format!(
+                "{}() got an unexpected keyword argument {k}",
+                self.name()
+            ))),
+        }
+    }
+
+    /// Takes the keyword argument `name`, if given.
+    pub fn take_kwarg(&mut self, name: &str) -> Option<Object> {
+        self.kwargs.remove(&Object::from(name))
+    }
+
+    /// The positional arguments, by value, checked to be between `min` and `max` in number,
+    /// with no keyword arguments.
+    pub fn take(self, min: usize, max: usize) -> Result<Vec<Object>, Exception> {
+        self.arity(min, max)?;
+        Ok(self.args)
+    }
+
+    /// The one positional argument of a call that takes exactly one.
+    pub fn one(self) -> Result<Object, Exception> {
+        let mut v = self.take(1, 1)?;
+        Ok(v.pop().expect("one argument, checked"))
+    }
+
+    /// The two positional arguments of a call that takes exactly two.
+    pub fn two(self) -> Result<(Object, Object), Exception> {
+        let mut v = self.take(2, 2)?.into_iter();
+        Ok((v.next().expect("checked"), v.next().expect("checked")))
+    }
+}
+
+/// `TypeError("unhashable type: 'list'")` if `key` cannot be a dict key.
+pub(crate) fn check_hashable(key: &Object) -> Result<(), Exception> {
+    match crate::object::unhashable_kind(key) {
+        None => Ok(()),
+        Some(kind) => Err(Exception::type_error(format!("unhashable type: '{kind}'"))),
+    }
+}
+
+/// The items of an iterable argument, as Python's `for x in arg` sees them: the items of a
+/// list, tuple or set, the keys of a dict, the characters of a str, the integers of a bytes.
+pub(crate) fn iterate(arg: Object) -> Result<Vec<Object>, Exception> {
+    Ok(match arg {
+        Object::List(v) | Object::Tuple(v) => v,
+        Object::Set(s) | Object::FrozenSet(s) => s.into_iter().collect(),
+        Object::Dict(d) => d.into_iter().map(|(k, _)| k).collect(),
+        Object::Str(s) => s.chars().map(Object::from).collect(),
+        Object::Bytes(b) => b.into_iter().map(|x| Object::Int(x.into())).collect(),
+        other => {
+            return Err(Exception::type_error(format!(
+                "'{}' object is not iterable",
+                other.type_name()
+            )));
+        }
+    })
+}
+
+/// A Python `int` argument that fits an `i64` (`True` counts as 1, as in Python).
+pub(crate) fn int_arg(arg: &Object, what: &str) -> Result<i64, Exception> {
+    match arg {
+        Object::Bool(b) => Ok(i64::from(*b)),
+        Object::Int(i) => Ok(*i),
+        Object::BigInt(_) => Err(Exception::msg(
+            ExceptionKind::IndexError,
+            format!("cannot fit 'int' into an index-sized integer ({what})"),
+        )),
+        other => Err(Exception::type_error(format!(
+            "{what} must be integers, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// The iterator a proxy's `__iter__` hands back: a snapshot of the items taken at the call,
+/// served one by one by `__next__`.
+pub(crate) struct Iter {
+    items: std::collections::VecDeque<Object>,
+}
+
+impl Iter {
+    /// An iterator over `items`.
+    pub fn new(items: Vec<Object>) -> Self {
+        Iter {
+            items: items.into(),
+        }
+    }
+}
+
+impl Referent for Iter {
+    fn typeid(&self) -> &'static str {
+        "Iterator"
+    }
+
+    fn exposed(&self) -> &'static [&'static str] {
+        &["__next__", "send", "throw", "close"]
+    }
+
+    fn call(&mut self, call: Call) -> CallResult {
+        match call.method.as_str() {
+            "__next__" | "send" => {
+                let max = usize::from(call.method == "send");
+                call.arity(max, max)?;
+                match self.items.pop_front() {
+                    Some(x) => Ok(x.into()),
+                    None => Err(Exception::new(ExceptionKind::StopIteration, vec![])),
+                }
+            }
+            "close" => {
+                call.arity(0, 0)?;
+                self.items.clear();
+                Ok(Object::None.into())
+            }
+            // `throw` raises the given exception in the generator; an iterator over a
+            // snapshot has nothing to run, so it ends.
+            _ => {
+                self.items.clear();
+                Err(Exception::new(ExceptionKind::StopIteration, vec![]))
+            }
+        }
+    }
+
+    fn repr(&self) -> String {
+        "<iterator object>".into()
+    }
+
+    fn value(&self) -> Object {
+        Object::List(self.items.iter().cloned().collect())
+    }
+}
