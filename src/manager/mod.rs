@@ -15,6 +15,7 @@ mod exception;
 mod list;
 mod namespace;
 mod referent;
+mod table;
 #[cfg(test)]
 mod tests;
 
