@@ -1,0 +1,258 @@
+//! The manager's requests and replies, in the shape of Python's protocol.
+//!
+//! A request is Python's 4-tuple `(object id, method, args, kwargs)`; an id of `None` names the
+//! server itself, whose methods are Python's control requests (`create`, `incref`, `decref`,
+//! `dummy`, `number_of_objects`, `shutdown`) plus `lookup` for objects published by name. A
+//! reply is a value (`#RETURN`), an exception raised by the method (`#ERROR`), or a new object
+//! behind a proxy (`#PROXY`). Rust clients carry these through postcard, whose decoder bounds
+//! nesting and allocation by the frame; nothing in a request is ever run.
+
+use serde::{Deserialize, Serialize};
+
+use super::exception::{Exception, ExceptionKind};
+use super::referent::Call;
+use super::table::{Answer, Holder, ObjectId, ProxyInfo, Table};
+use crate::object::{Dict, Object};
+
+/// One request.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) struct Request {
+    /// The object called, or `None` for the server.
+    pub id: Option<ObjectId>,
+    /// The method.
+    pub method: String,
+    /// Positional arguments.
+    pub args: Vec<Object>,
+    /// Keyword arguments.
+    pub kwargs: Dict,
+}
+
+/// One reply.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub(crate) enum Reply {
+    /// The method returned a value (`#RETURN`).
+    Return(Object),
+    /// The method raised (`#ERROR`).
+    Error(Exception),
+    /// The method returned a new object, held by the caller (`#PROXY`).
+    Proxy {
+        /// The object.
+        id: ObjectId,
+        /// Its type.
+        typeid: String,
+        /// The methods its proxy may call.
+        exposed: Vec<String>,
+    },
+}
+
+impl From<ProxyInfo> for Reply {
+    fn from(p: ProxyInfo) -> Self {
+        Reply::Proxy {
+            id: p.id,
+            typeid: p.typeid.into(),
+            exposed: p.exposed.iter().map(|&m| m.to_owned()).collect(),
+        }
+    }
+}
+
+impl From<Result<Answer, Exception>> for Reply {
+    fn from(r: Result<Answer, Exception>) -> Self {
+        match r {
+            Ok(Answer::Value(v)) => Reply::Return(v),
+            Ok(Answer::Proxy(p)) => p.into(),
+            Err(e) => Reply::Error(e),
+        }
+    }
+}
+
+/// An object id argument of a control request.
+fn id_arg(call: Call) -> Result<ObjectId, Exception> {
+    match call.one()? {
+        Object::Int(i) => u64::try_from(i)
+            .map_err(|_| Exception::msg(ExceptionKind::ValueError, "an object id is not negative")),
+        other => Err(Exception::type_error(format!(
+            "an object id is an int, not {}",
+            other.type_name()
+        ))),
+    }
+}
+
+/// What a server does on behalf of one client.
+pub(crate) struct Session<'a> {
+    /// The server's objects.
+    pub table: &'a Table,
+    /// The objects published by name.
+    pub names: &'a std::sync::RwLock<std::collections::HashMap<String, ObjectId>>,
+    /// The client, which holds the references it is given.
+    pub holder: Holder,
+}
+
+/// What the caller of [`Session::handle`] does after sending the reply.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) enum Next {
+    /// Go on reading requests.
+    Continue,
+    /// The client asked the server to stop.
+    Shutdown,
+}
+
+impl Session<'_> {
+    /// Runs one request and gives its reply.
+    pub fn handle(&self, req: Request) -> (Reply, Next) {
+        let call = Call {
+            method: req.method,
+            args: req.args,
+            kwargs: req.kwargs,
+        };
+        let reply = match req.id {
+            Some(id) => self.table.call(self.holder, id, call).into(),
+            None => match self.control(call) {
+                Ok(Some(reply)) => reply,
+                Ok(None) => return (Reply::Return(Object::None), Next::Shutdown),
+                Err(e) => Reply::Error(e),
+            },
+        };
+        (reply, Next::Continue)
+    }
+
+    /// A request to the server itself; `None` asks it to stop.
+    fn control(&self, call: Call) -> Result<Option<Reply>, Exception> {
+        let done = |o: Object| Ok(Some(Reply::Return(o)));
+        match call.method.as_str() {
+            "dummy" => {
+                call.arity(0, 0)?;
+                done(Object::None)
+            }
+            "create" => {
+                let mut call = call;
+                if call.args.is_empty() {
+                    return Err(Exception::type_error("create needs the typeid"));
+                }
+                let typeid = match call.args.remove(0) {
+                    Object::Str(s) => s,
+                    other => {
+                        return Err(Exception::type_error(format!(
+                            "a typeid is a str, not {}",
+                            other.type_name()
+                        )));
+                    }
+                };
+                let referent = super::create(&typeid, call)?;
+                Ok(Some(self.table.insert(self.holder, referent).into()))
+            }
+            "incref" => Ok(Some(self.table.incref(self.holder, id_arg(call)?)?.into())),
+            "decref" => {
+                self.table.decref(self.holder, id_arg(call)?)?;
+                done(Object::None)
+            }
+            "lookup" => {
+                let name = call.one()?;
+                let id = name
+                    .as_str()
+                    .and_then(|n| self.names.read().ok()?.get(n).copied())
+                    .ok_or_else(|| Exception::new(ExceptionKind::KeyError, vec![name.clone()]))?;
+                Ok(Some(self.table.incref(self.holder, id)?.into()))
+            }
+            "number_of_objects" => {
+                call.arity(0, 0)?;
+                done(Object::from(self.table.len()))
+            }
+            "shutdown" => {
+                call.arity(0, 0)?;
+                Ok(None)
+            }
+            other => Err(Exception::msg(
+                ExceptionKind::AttributeError,
+                format!("the manager has no method {other:?}"),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::HashMap;
+    use std::sync::RwLock;
+
+    use super::*;
+    use crate::obj;
+
+    fn req(id: Option<ObjectId>, method: &str, args: Vec<Object>) -> Request {
+        Request {
+            id,
+            method: method.into(),
+            args,
+            kwargs: Dict::new(),
+        }
+    }
+
+    #[test]
+    fn the_seed_dict_through_requests() {
+        let table = Table::default();
+        let names = RwLock::new(HashMap::new());
+        let s = Session {
+            table: &table,
+            names: &names,
+            holder: Holder::Client(7),
+        };
+        let (reply, _) = s.handle(req(None, "create", vec!["dict".into()]));
+        let Reply::Proxy {
+            id,
+            typeid,
+            exposed,
+        } = reply
+        else {
+            panic!("{reply:?}")
+        };
+        assert_eq!(typeid, "dict");
+        assert!(exposed.iter().any(|m| m == "__setitem__"));
+        for (k, v) in [
+            (obj!(1), obj!("1")),
+            (obj!("2"), obj!(2)),
+            (obj!(0.25), obj!(None)),
+        ] {
+            let (r, _) = s.handle(req(Some(id), "__setitem__", vec![k, v]));
+            assert_eq!(r, Reply::Return(Object::None));
+        }
+        let (r, _) = s.handle(req(Some(id), "__str__", vec![]));
+        assert_eq!(r, Reply::Return("{1: '1', '2': 2, 0.25: None}".into()));
+        let (r, _) = s.handle(req(Some(id), "__getitem__", vec!["zz".into()]));
+        assert!(matches!(&r, Reply::Error(e) if e.kind() == ExceptionKind::KeyError));
+        // The reply travels through postcard unchanged.
+        let bytes = postcard::to_allocvec(&r).unwrap();
+        assert_eq!(postcard::from_bytes::<Reply>(&bytes).unwrap(), r);
+        let (r, _) = s.handle(req(None, "number_of_objects", vec![]));
+        assert_eq!(r, Reply::Return(obj!(1)));
+        let (r, _) = s.handle(req(None, "decref", vec![Object::from(id)]));
+        assert_eq!(r, Reply::Return(Object::None));
+        let (r, _) = s.handle(req(None, "number_of_objects", vec![]));
+        assert_eq!(r, Reply::Return(obj!(0)));
+        let (_, next) = s.handle(req(None, "shutdown", vec![]));
+        assert_eq!(next, Next::Shutdown);
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let table = Table::default();
+        let names = RwLock::new(HashMap::new());
+        let s = Session {
+            table: &table,
+            names: &names,
+            holder: Holder::Client(1),
+        };
+        for r in [
+            req(None, "create", vec![]),
+            req(None, "create", vec![obj!(5)]),
+            req(None, "create", vec!["subprocess.Popen".into()]),
+            req(None, "incref", vec![obj!(-1)]),
+            req(None, "decref", vec![obj!(12345)]),
+            req(None, "lookup", vec!["nothing".into()]),
+            req(None, "exec", vec![]),
+            req(Some(99), "__len__", vec![]),
+        ] {
+            let (reply, next) = s.handle(r.clone());
+            assert!(matches!(reply, Reply::Error(_)), "{r:?}: {reply:?}");
+            assert_eq!(next, Next::Continue);
+        }
+    }
+}
