@@ -3,6 +3,7 @@
 use crate::object::{Dict, Object};
 
 use super::exception::{Exception, ExceptionKind};
+use super::ops;
 use super::referent::{
     Call, CallResult, Iter, Outcome, Referent, check_hashable, iterate, not_exposed,
 };
@@ -55,6 +56,16 @@ impl ManagedDict {
     }
 }
 
+/// The name of an [`ops`] operation.
+pub(crate) fn op_name(op: &Object) -> Result<&str, Exception> {
+    op.as_str().ok_or_else(|| {
+        Exception::type_error(format!(
+            "an operation is named by a str, not {}",
+            op.type_name()
+        ))
+    })
+}
+
 /// Element `i` of a `dict.update` sequence, which must be a pair.
 fn pair_of(item: Object, i: usize) -> Result<(Object, Object), Exception> {
     let items = match item {
@@ -101,6 +112,8 @@ impl Referent for ManagedDict {
             "setdefault",
             "update",
             "values",
+            "update_with",
+            "compare_and_set",
         ]
     }
 
@@ -213,6 +226,30 @@ impl Referent for ManagedDict {
             "update" => {
                 self.update(call)?;
                 Object::None
+            }
+            // d[key] = op(d.get(key), operand), in one step; returns the new value.
+            "update_with" => {
+                let mut args = call.take(3, 3)?.into_iter();
+                let (key, op, operand) = (args.next(), args.next(), args.next());
+                let (key, op, operand) = (key.expect("3"), op.expect("3"), operand.expect("3"));
+                check_hashable(&key)?;
+                let op = op_name(&op)?;
+                let new = ops::apply(op, d.get(&key).cloned(), operand)?;
+                self.set(key, new.clone())?;
+                new
+            }
+            // if d.get(key) == expected: d[key] = new; returns whether it did.
+            "compare_and_set" => {
+                let mut args = call.take(3, 3)?.into_iter();
+                let (key, expected, new) = (args.next(), args.next(), args.next());
+                let (key, expected, new) = (key.expect("3"), expected.expect("3"), new.expect("3"));
+                check_hashable(&key)?;
+                let current = d.get(&key).unwrap_or(&Object::None);
+                let same = *current == expected;
+                if same {
+                    self.set(key, new)?;
+                }
+                Object::Bool(same)
             }
             _ => return Err(not_exposed(self.typeid(), &call.method)),
         }

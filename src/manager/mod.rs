@@ -14,6 +14,7 @@ mod dict;
 mod exception;
 mod list;
 mod namespace;
+mod ops;
 mod protocol;
 mod referent;
 mod table;

@@ -116,7 +116,7 @@ impl Referent for Value {
     }
 
     fn exposed(&self) -> &'static [&'static str] {
-        &["get", "set"]
+        &["get", "set", "update_with", "compare_and_set"]
     }
 
     fn call(&mut self, call: Call) -> CallResult {
@@ -128,6 +128,22 @@ impl Referent for Value {
             "set" => {
                 self.value = call.one()?;
                 Object::None
+            }
+            // value = op(value, operand), in one step; returns the new value.
+            "update_with" => {
+                let (op, operand) = call.two()?;
+                let op = super::dict::op_name(&op)?;
+                self.value = super::ops::apply(op, Some(self.value.clone()), operand)?;
+                self.value.clone()
+            }
+            // if value == expected: value = new; returns whether it did.
+            "compare_and_set" => {
+                let (expected, new) = call.two()?;
+                let same = self.value == expected;
+                if same {
+                    self.value = new;
+                }
+                Object::Bool(same)
             }
             _ => return Err(not_exposed(self.typeid(), &call.method)),
         }

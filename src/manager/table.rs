@@ -255,6 +255,9 @@ mod tests {
                         let key = Object::from(c * rounds + i);
                         let set = Call::new("__setitem__", vec![key, Object::None]);
                         t.call(Holder::Client(c), id, set).unwrap();
+                        let args = vec!["hits".into(), "add".into(), 1.into()];
+                        t.call(Holder::Client(c), id, Call::new("update_with", args))
+                            .unwrap();
                     }
                 })
             })
@@ -263,6 +266,13 @@ mod tests {
             th.join().unwrap();
         }
         let len = t.call(Holder::Server, id, Call::new("__len__", vec![]));
-        assert_eq!(len.unwrap(), Answer::Value(Object::from(n * rounds)));
+        assert_eq!(len.unwrap(), Answer::Value(Object::from(n * rounds + 1)));
+        let hits = Call::new("__getitem__", vec!["hits".into()]);
+        let hits = t.call(Holder::Server, id, hits).unwrap();
+        assert_eq!(
+            hits,
+            Answer::Value(Object::from(n * rounds)),
+            "no update lost"
+        );
     }
 }
