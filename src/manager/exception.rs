@@ -30,22 +30,34 @@ pub enum ExceptionKind {
     MemoryError,
     /// `OverflowError`: a number too large for the operation.
     OverflowError,
+    /// `RuntimeError`: releasing a lock that is not held, waiting on a condition without its
+    /// lock.
+    RuntimeError,
+    /// `queue.Empty`: `get` found nothing in time.
+    Empty,
+    /// `queue.Full`: `put` found no room in time.
+    Full,
+    /// `threading.BrokenBarrierError`: a barrier was broken, aborted or reset.
+    BrokenBarrierError,
 }
 
 impl ExceptionKind {
     /// The exception's module and name in Python (`("builtins", "KeyError")`).
     pub fn python_name(self) -> (&'static str, &'static str) {
-        let name = match self {
-            Self::KeyError => "KeyError",
-            Self::IndexError => "IndexError",
-            Self::ValueError => "ValueError",
-            Self::TypeError => "TypeError",
-            Self::AttributeError => "AttributeError",
-            Self::StopIteration => "StopIteration",
-            Self::MemoryError => "MemoryError",
-            Self::OverflowError => "OverflowError",
-        };
-        ("builtins", name)
+        match self {
+            Self::KeyError => ("builtins", "KeyError"),
+            Self::IndexError => ("builtins", "IndexError"),
+            Self::ValueError => ("builtins", "ValueError"),
+            Self::TypeError => ("builtins", "TypeError"),
+            Self::AttributeError => ("builtins", "AttributeError"),
+            Self::StopIteration => ("builtins", "StopIteration"),
+            Self::MemoryError => ("builtins", "MemoryError"),
+            Self::OverflowError => ("builtins", "OverflowError"),
+            Self::RuntimeError => ("builtins", "RuntimeError"),
+            Self::Empty => ("_queue", "Empty"),
+            Self::Full => ("queue", "Full"),
+            Self::BrokenBarrierError => ("threading", "BrokenBarrierError"),
+        }
     }
 }
 

@@ -6,7 +6,7 @@ use crate::object::Object;
 
 use super::exception::{Exception, ExceptionKind};
 use super::referent::{
-    Call, CallResult, MAX_ITEMS_PER_CALL, Referent, int_arg, iterate, not_exposed,
+    Call, CallResult, MAX_ITEMS_PER_CALL, Referent, int_arg, iterate, not_exposed, truthy,
 };
 
 /// A `list` held by the manager.
@@ -176,18 +176,6 @@ fn stable_sort<E>(
         width *= 2;
     }
     Ok(order)
-}
-
-/// Python's truth value of a plain object.
-fn truthy(o: &Object) -> bool {
-    match o {
-        Object::None => false,
-        Object::Bool(b) => *b,
-        Object::Int(i) => *i != 0,
-        Object::BigInt(_) => true,
-        Object::Float(x) => *x != 0.0,
-        other => other.len().is_none_or(|n| n != 0),
-    }
 }
 
 /// The position of index `i` in a sequence of `len` items, if inside.

@@ -16,10 +16,14 @@ mod list;
 mod namespace;
 mod ops;
 mod protocol;
+mod queue;
 mod referent;
+mod sync;
 mod table;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_wait;
 
 pub(crate) use exception::{Exception, ExceptionKind};
 
@@ -56,6 +60,24 @@ pub(crate) fn create(typeid: &str, mut call: Call) -> Result<Box<dyn Referent>, 
             let (typecode, value) = call.two()?;
             Box::new(namespace::Value::new(typecode, value))
         }
+        "Queue" => Box::new(queue::Queue::create(call, false)?),
+        "JoinableQueue" => Box::new(queue::Queue::create(call, true)?),
+        "Lock" | "RLock" => {
+            call.arity(0, 0)?;
+            Box::new(sync::Lock::new(typeid == "RLock"))
+        }
+        "Semaphore" => Box::new(sync::Semaphore::create(call, false)?),
+        "BoundedSemaphore" => Box::new(sync::Semaphore::create(call, true)?),
+        "Event" => {
+            call.arity(0, 0)?;
+            Box::<sync::Event>::default()
+        }
+        "Condition" => {
+            // Python's accepts a lock to share; the manager's has its own.
+            call.arity(0, 0)?;
+            Box::<sync::Condition>::default()
+        }
+        "Barrier" => Box::new(sync::Barrier::create(call)?),
         other => {
             return Err(Exception::type_error(format!(
                 "no managed type is registered as {other:?}"

@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 use super::exception::{Exception, ExceptionKind};
 use super::referent::Call;
-use super::table::{Answer, Holder, ObjectId, ProxyInfo, Table};
+use super::table::{Answer, Holder, ObjectId, ProxyInfo, Table, Woken};
 use crate::object::{Dict, Object};
 
 /// One request.
@@ -55,14 +55,22 @@ impl From<ProxyInfo> for Reply {
     }
 }
 
-impl From<Result<Answer, Exception>> for Reply {
-    fn from(r: Result<Answer, Exception>) -> Self {
-        match r {
-            Ok(Answer::Value(v)) => Reply::Return(v),
-            Ok(Answer::Proxy(p)) => p.into(),
-            Err(e) => Reply::Error(e),
-        }
+/// The reply to an answer; none yet for a call that waits.
+fn reply(r: Result<Answer, Exception>) -> Option<Reply> {
+    match r {
+        Ok(Answer::Value(v)) => Some(Reply::Return(v)),
+        Ok(Answer::Proxy(p)) => Some(p.into()),
+        Ok(Answer::Waiting) => None,
+        Err(e) => Some(Reply::Error(e)),
     }
+}
+
+/// Replies for the callers of waiting calls that completed.
+pub(crate) fn replies(woken: Woken) -> Vec<(Holder, Reply)> {
+    woken
+        .into_iter()
+        .filter_map(|(who, r)| Some((who, reply(r)?)))
+        .collect()
 }
 
 /// An object id argument of a control request.
@@ -87,6 +95,18 @@ pub(crate) struct Session<'a> {
     pub holder: Holder,
 }
 
+/// What one request did.
+#[derive(Debug)]
+pub(crate) struct Handled {
+    /// The reply to send to this client; `None` while its call waits (its answer comes later,
+    /// among the `woken` of another request, and its next requests must wait until then).
+    pub reply: Option<Reply>,
+    /// Replies owed to other clients whose waiting calls this request completed.
+    pub woken: Vec<(Holder, Reply)>,
+    /// What to do next.
+    pub next: Next,
+}
+
 /// What the caller of [`Session::handle`] does after sending the reply.
 #[derive(Debug, PartialEq, Eq)]
 pub(crate) enum Next {
@@ -97,22 +117,30 @@ pub(crate) enum Next {
 }
 
 impl Session<'_> {
-    /// Runs one request and gives its reply.
-    pub fn handle(&self, req: Request) -> (Reply, Next) {
+    /// Runs one request.
+    pub fn handle(&self, req: Request) -> Handled {
         let call = Call {
+            who: self.holder,
             method: req.method,
             args: req.args,
             kwargs: req.kwargs,
         };
-        let reply = match req.id {
-            Some(id) => self.table.call(self.holder, id, call).into(),
+        let mut next = Next::Continue;
+        let (reply, woken) = match req.id {
+            Some(id) => {
+                let (answer, woken) = self.table.call(id, call);
+                (reply(answer), replies(woken))
+            }
             None => match self.control(call) {
-                Ok(Some(reply)) => reply,
-                Ok(None) => return (Reply::Return(Object::None), Next::Shutdown),
-                Err(e) => Reply::Error(e),
+                Ok(Some(r)) => (Some(r), Vec::new()),
+                Ok(None) => {
+                    next = Next::Shutdown;
+                    (Some(Reply::Return(Object::None)), Vec::new())
+                }
+                Err(e) => (Some(Reply::Error(e)), Vec::new()),
             },
         };
-        (reply, Next::Continue)
+        Handled { reply, woken, next }
     }
 
     /// A request to the server itself; `None` asks it to stop.
@@ -195,7 +223,10 @@ mod tests {
             names: &names,
             holder: Holder::Client(7),
         };
-        let (reply, _) = s.handle(req(None, "create", vec!["dict".into()]));
+        let reply = s
+            .handle(req(None, "create", vec!["dict".into()]))
+            .reply
+            .unwrap();
         let Reply::Proxy {
             id,
             typeid,
@@ -211,24 +242,40 @@ mod tests {
             (obj!("2"), obj!(2)),
             (obj!(0.25), obj!(None)),
         ] {
-            let (r, _) = s.handle(req(Some(id), "__setitem__", vec![k, v]));
+            let r = s
+                .handle(req(Some(id), "__setitem__", vec![k, v]))
+                .reply
+                .unwrap();
             assert_eq!(r, Reply::Return(Object::None));
         }
-        let (r, _) = s.handle(req(Some(id), "__str__", vec![]));
+        let r = s.handle(req(Some(id), "__str__", vec![])).reply.unwrap();
         assert_eq!(r, Reply::Return("{1: '1', '2': 2, 0.25: None}".into()));
-        let (r, _) = s.handle(req(Some(id), "__getitem__", vec!["zz".into()]));
+        let r = s
+            .handle(req(Some(id), "__getitem__", vec!["zz".into()]))
+            .reply
+            .unwrap();
         assert!(matches!(&r, Reply::Error(e) if e.kind() == ExceptionKind::KeyError));
         // The reply travels through postcard unchanged.
         let bytes = postcard::to_allocvec(&r).unwrap();
         assert_eq!(postcard::from_bytes::<Reply>(&bytes).unwrap(), r);
-        let (r, _) = s.handle(req(None, "number_of_objects", vec![]));
+        let r = s
+            .handle(req(None, "number_of_objects", vec![]))
+            .reply
+            .unwrap();
         assert_eq!(r, Reply::Return(obj!(1)));
-        let (r, _) = s.handle(req(None, "decref", vec![Object::from(id)]));
+        let r = s
+            .handle(req(None, "decref", vec![Object::from(id)]))
+            .reply
+            .unwrap();
         assert_eq!(r, Reply::Return(Object::None));
-        let (r, _) = s.handle(req(None, "number_of_objects", vec![]));
+        let r = s
+            .handle(req(None, "number_of_objects", vec![]))
+            .reply
+            .unwrap();
         assert_eq!(r, Reply::Return(obj!(0)));
-        let (_, next) = s.handle(req(None, "shutdown", vec![]));
-        assert_eq!(next, Next::Shutdown);
+        let h = s.handle(req(None, "shutdown", vec![]));
+        assert_eq!(h.next, Next::Shutdown);
+        assert!(h.woken.is_empty());
     }
 
     #[test]
@@ -250,9 +297,9 @@ mod tests {
             req(None, "exec", vec![]),
             req(Some(99), "__len__", vec![]),
         ] {
-            let (reply, next) = s.handle(r.clone());
-            assert!(matches!(reply, Reply::Error(_)), "{r:?}: {reply:?}");
-            assert_eq!(next, Next::Continue);
+            let h = s.handle(r.clone());
+            assert!(matches!(h.reply, Some(Reply::Error(_))), "{r:?}: {h:?}");
+            assert_eq!(h.next, Next::Continue);
         }
     }
 }

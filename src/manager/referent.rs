@@ -6,6 +6,17 @@
 //! that object, so that every call is atomic with respect to the others on the same object. A
 //! call either returns a value, or a new referent that the server registers and hands back as
 //! a proxy (the iterator of a dict, for example), or raises an [`Exception`] with Python's name.
+//!
+//! A call that cannot complete yet (`Queue.get` on an empty queue, `Lock.acquire` of a held
+//! lock) does not block the server: the referent answers [`Outcome::Wait`] with a ticket of its
+//! own and keeps what the call needs (the item of a `put`, say). The server parks the caller,
+//! whose later requests wait behind it, and asks the referent again ([`Referent::resume`]) after
+//! each call that may have changed its state, until it completes; at the caller's deadline it
+//! asks [`Referent::expire`] for the time-out answer. A client that goes away has its waiting
+//! calls [`cancel`](Referent::cancel)led and whatever it held ([`Referent::client_gone`], a lock
+//! say) given back.
+
+use std::time::Duration;
 
 use crate::object::{Dict, Object};
 
@@ -15,12 +26,28 @@ use super::exception::{Exception, ExceptionKind};
 /// `MemoryError` instead of letting one request exhaust the server.
 pub(crate) const MAX_ITEMS_PER_CALL: usize = 1 << 24;
 
+/// Who holds a reference or makes a call: a client session, or the server (named objects).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub(crate) enum Holder {
+    /// The server: published objects live as long as the server.
+    Server,
+    /// A client session.
+    Client(u64),
+}
+
 /// What a successful call gives back.
 pub(crate) enum Outcome {
     /// A plain value, copied to the caller.
     Value(Object),
     /// A new object, served behind a proxy of its own.
     Referent(Box<dyn Referent>),
+    /// Not yet: the caller waits, at most `timeout` (`None`: no limit), under `ticket`.
+    Wait {
+        /// The referent's name for this waiting call.
+        ticket: u64,
+        /// How long the caller may wait, from the first call.
+        timeout: Option<Duration>,
+    },
 }
 
 impl From<Object> for Outcome {
@@ -42,6 +69,39 @@ pub(crate) trait Referent: Send {
 
     /// Runs `method`.
     fn call(&mut self, call: Call) -> CallResult;
+
+    /// Tries again the waiting call `ticket` of `who`, after the object's state may have
+    /// changed: [`Outcome::Wait`] again (its time-out is ignored) if it still cannot complete.
+    fn resume(&mut self, ticket: u64, who: Holder) -> CallResult {
+        let _ = (ticket, who);
+        Err(nothing_waits())
+    }
+
+    /// The answer of the waiting call `ticket` of `who` whose time is up. It may still wait
+    /// (without a time-out) where Python's would: a `Condition.wait` that timed out must take
+    /// its lock back before it returns.
+    fn expire(&mut self, ticket: u64, who: Holder) -> CallResult {
+        let _ = (ticket, who);
+        Err(nothing_waits())
+    }
+
+    /// Forgets the waiting call `ticket`: its caller has gone.
+    fn cancel(&mut self, ticket: u64) {
+        let _ = ticket;
+    }
+
+    /// Gives back what `who` held (locks, semaphore permits, a place at a barrier): the client
+    /// has gone, cleanly or killed.
+    fn client_gone(&mut self, who: Holder) {
+        let _ = who;
+    }
+
+    /// Does the object keep state for `who` that [`client_gone`](Self::client_gone) must give
+    /// back? Asked after each call of `who`.
+    fn remembers(&self, who: Holder) -> bool {
+        let _ = who;
+        false
+    }
 
     /// Python's `repr` of the object (a proxy's `__repr__`/`__str__` fallback).
     fn repr(&self) -> String;
@@ -67,6 +127,15 @@ pub(crate) trait Referent: Send {
     }
 }
 
+/// A resumed or expired ticket the referent does not know: a server bug, answered as an
+/// error rather than a panic.
+fn nothing_waits() -> Exception {
+    Exception::msg(
+        ExceptionKind::RuntimeError,
+        "no call of this object is waiting",
+    )
+}
+
 /// The `AttributeError` of a call to a method the object does not expose.
 pub(crate) fn not_exposed(typeid: &str, method: &str) -> Exception {
     Exception::msg(
@@ -75,9 +144,11 @@ pub(crate) fn not_exposed(typeid: &str, method: &str) -> Exception {
     )
 }
 
-/// A method call: the method's name and its arguments.
+/// A method call: the method's name, its arguments, and who calls.
 #[derive(Debug)]
 pub(crate) struct Call {
+    /// The caller.
+    pub who: Holder,
     /// The method.
     pub method: String,
     /// Positional arguments.
@@ -90,6 +161,7 @@ impl Call {
     /// A call without keyword arguments.
     pub fn new(method: impl Into<String>, args: Vec<Object>) -> Self {
         Call {
+            who: Holder::Server,
             method: method.into(),
             args,
             kwargs: Dict::new(),
@@ -147,6 +219,42 @@ impl Call {
         self.kwargs.remove(&Object::from(name))
     }
 
+    /// The arguments of a method with the parameters `names` (each optional), given by position
+    /// or by keyword, in the order of `names`; Python's `TypeError` for too many, unknown or
+    /// repeated ones.
+    pub fn params(self, names: &[&str]) -> Result<Vec<Option<Object>>, Exception> {
+        if self.args.len() > names.len() {
+            return Err(Exception::type_error(format!(
+                "{}() takes at most {} arguments ({} given)",
+                self.method,
+                names.len(),
+                self.args.len()
+            )));
+        }
+        let given = self.args.len();
+        let mut out: Vec<Option<Object>> = self.args.into_iter().map(Some).collect();
+        out.resize(names.len(), None);
+        for (k, v) in self.kwargs {
+            let at = k.as_str().and_then(|k| names.iter().position(|n| *n == k));
+            match at {
+                Some(i) if i >= given && out[i].is_none() => out[i] = Some(v),
+                Some(_) => {
+                    return Err(Exception::type_error(format!(
+                        "{}() got multiple values for argument {k}",
+                        self.method
+                    )));
+                }
+                None => {
+                    return Err(Exception::type_error(format!(
+                        "{}() got an unexpected keyword argument {k}",
+                        self.method
+                    )));
+                }
+            }
+        }
+        Ok(out)
+    }
+
     /// The positional arguments, by value, checked to be between `min` and `max` in number,
     /// with no keyword arguments.
     pub fn take(self, min: usize, max: usize) -> Result<Vec<Object>, Exception> {
@@ -191,6 +299,44 @@ pub(crate) fn iterate(arg: Object) -> Result<Vec<Object>, Exception> {
             )));
         }
     })
+}
+
+/// A time-out argument in seconds, as Python's `timeout=`: `None` waits without limit, a
+/// negative one is a `ValueError`.
+pub(crate) fn timeout_arg(arg: Option<Object>) -> Result<Option<Duration>, Exception> {
+    let secs = match arg {
+        None | Some(Object::None) => return Ok(None),
+        Some(Object::Float(x)) => x,
+        Some(o @ (Object::Int(_) | Object::Bool(_))) => int_arg(&o, "timeout")? as f64,
+        Some(other) => {
+            return Err(Exception::type_error(format!(
+                "a timeout is a number, not {}",
+                other.type_name()
+            )));
+        }
+    };
+    if secs.is_nan() || secs < 0.0 {
+        return Err(Exception::msg(
+            ExceptionKind::ValueError,
+            "'timeout' must be a non-negative number",
+        ));
+    }
+    // Longer than anyone waits: no limit.
+    Ok(Duration::try_from_secs_f64(secs)
+        .ok()
+        .filter(|d| d.as_secs() < 1 << 40))
+}
+
+/// Python's truth value of a plain object.
+pub(crate) fn truthy(o: &Object) -> bool {
+    match o {
+        Object::None => false,
+        Object::Bool(b) => *b,
+        Object::Int(i) => *i != 0,
+        Object::BigInt(_) => true,
+        Object::Float(x) => *x != 0.0,
+        other => other.len().is_none_or(|n| n != 0),
+    }
 }
 
 /// A Python `int` argument that fits an `i64` (`True` counts as 1, as in Python).

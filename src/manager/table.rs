@@ -8,31 +8,31 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Instant;
 
 use super::exception::{Exception, ExceptionKind};
-use super::referent::{Call, Outcome, Referent};
+pub(crate) use super::referent::Holder;
+use super::referent::{Call, CallResult, Outcome, Referent};
 use crate::object::Object;
 
 /// The identity of an object on one server; never reused while the server runs.
 pub(crate) type ObjectId = u64;
 
-/// Who holds a reference: a client session, or the server (named objects).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
-pub(crate) enum Holder {
-    /// The server: published objects live as long as the server.
-    Server,
-    /// A client session.
-    Client(u64),
-}
-
-/// What a call returns to the server loop.
+/// What a call gives its caller.
 #[derive(Debug, PartialEq)]
 pub(crate) enum Answer {
     /// A value.
     Value(Object),
     /// A new object, registered with one reference held by the caller.
     Proxy(ProxyInfo),
+    /// Nothing yet: the call waits, and its answer comes later among the [`Woken`] of another
+    /// call, of [`Table::expire`] or of [`Table::release`]. The caller's next requests must
+    /// wait for it.
+    Waiting,
 }
+
+/// Calls that were waiting and have now completed: each caller and its answer.
+pub(crate) type Woken = Vec<(Holder, Result<Answer, Exception>)>;
 
 /// What a client needs to build a proxy of an object.
 #[derive(Clone, Debug, PartialEq)]
@@ -45,8 +45,22 @@ pub(crate) struct ProxyInfo {
     pub exposed: &'static [&'static str],
 }
 
+/// A call that waits.
+struct Parked {
+    ticket: u64,
+    who: Holder,
+    deadline: Option<Instant>,
+}
+
+/// An object and the calls waiting on it, under the object's own lock.
+struct Slot {
+    referent: Box<dyn Referent>,
+    /// In arrival order: the first is resumed first.
+    parked: Vec<Parked>,
+}
+
 struct Entry {
-    referent: Arc<Mutex<Box<dyn Referent>>>,
+    slot: Arc<Mutex<Slot>>,
     typeid: &'static str,
     exposed: &'static [&'static str],
     /// References by holder; the object is freed when none is left.
@@ -58,6 +72,11 @@ struct Inner {
     objects: HashMap<ObjectId, Entry>,
     /// The objects each holder references, for releasing a client at once.
     held: HashMap<Holder, HashSet<ObjectId>>,
+    /// The objects that keep state for a holder (a lock it holds, a call of it that waits),
+    /// to be told when it goes.
+    touched: HashMap<Holder, HashSet<ObjectId>>,
+    /// The objects with waiting calls.
+    waiting: HashSet<ObjectId>,
     next_id: ObjectId,
 }
 
@@ -92,10 +111,14 @@ impl Table {
             typeid: referent.typeid(),
             exposed: referent.exposed(),
         };
+        let slot = Slot {
+            referent,
+            parked: Vec::new(),
+        };
         t.objects.insert(
             id,
             Entry {
-                referent: Arc::new(Mutex::new(referent)),
+                slot: Arc::new(Mutex::new(slot)),
                 typeid: info.typeid,
                 exposed: info.exposed,
                 refs: HashMap::from([(holder, 1)]),
@@ -144,24 +167,47 @@ impl Table {
         Ok(())
     }
 
-    /// Drops every reference `holder` has (a client disconnected or died); returns how many
-    /// objects were freed.
-    pub fn release(&self, holder: Holder) -> usize {
-        let freed: Vec<_> = {
+    /// Drops every reference `holder` has and gives back what it held (a client disconnected
+    /// or died): its waiting calls are cancelled, its locks released. Returns how many objects
+    /// were freed, and the calls of others that could complete because of it.
+    pub fn release(&self, holder: Holder) -> (usize, Woken) {
+        let (touched, freed) = {
             let mut t = lock(&self.inner);
+            let touched: Vec<Arc<Mutex<Slot>>> = t
+                .touched
+                .remove(&holder)
+                .unwrap_or_default()
+                .into_iter()
+                .filter_map(|id| Some(Arc::clone(&t.objects.get(&id)?.slot)))
+                .collect();
             let ids = t.held.remove(&holder).unwrap_or_default();
-            ids.into_iter()
+            let freed: Vec<_> = ids
+                .into_iter()
                 .filter_map(|id| {
                     t.objects.get_mut(&id)?.refs.remove(&holder);
                     Self::free_if_unheld(&mut t, id)
                 })
-                .collect()
+                .collect();
+            (touched, freed)
         };
-        freed.len()
+        let mut woken = Woken::new();
+        for slot in touched {
+            let mut s = lock(&slot);
+            let (mine, others): (Vec<_>, Vec<_>) =
+                s.parked.drain(..).partition(|p| p.who == holder);
+            s.parked = others;
+            for p in mine {
+                s.referent.cancel(p.ticket);
+            }
+            s.referent.client_gone(holder);
+            self.resume_parked(&mut s, &mut woken);
+        }
+        (freed.len(), woken)
     }
 
     fn free_if_unheld(t: &mut Inner, id: ObjectId) -> Option<Entry> {
         if t.objects.get(&id)?.refs.is_empty() {
+            t.waiting.remove(&id);
             t.objects.remove(&id)
         } else {
             None
@@ -173,19 +219,133 @@ impl Table {
         lock(&self.inner).objects.len()
     }
 
-    /// Runs a method of object `id` on behalf of `holder`, under the object's own lock, so
-    /// that calls on one object are atomic with respect to each other while calls on other
-    /// objects run alongside. A new object the method returns is registered for `holder`.
-    pub fn call(&self, holder: Holder, id: ObjectId, call: Call) -> Result<Answer, Exception> {
-        let referent = {
-            let t = lock(&self.inner);
-            Arc::clone(&t.objects.get(&id).ok_or_else(|| unknown(id))?.referent)
-        };
-        let outcome = lock(&referent).dispatch(call)?;
-        Ok(match outcome {
+    fn slot(&self, id: ObjectId) -> Result<Arc<Mutex<Slot>>, Exception> {
+        let t = lock(&self.inner);
+        Ok(Arc::clone(
+            &t.objects.get(&id).ok_or_else(|| unknown(id))?.slot,
+        ))
+    }
+
+    /// Turns a referent's outcome into an answer; a new object is registered for `who`.
+    fn answer(&self, who: Holder, r: CallResult) -> Result<Answer, Exception> {
+        Ok(match r? {
             Outcome::Value(v) => Answer::Value(v),
-            Outcome::Referent(r) => Answer::Proxy(self.insert(holder, r)),
+            Outcome::Referent(r) => Answer::Proxy(self.insert(who, r)),
+            Outcome::Wait { .. } => Answer::Waiting,
         })
+    }
+
+    /// Runs a method of object `id` on behalf of `call.who`, under the object's own lock, so
+    /// that calls on one object are atomic with respect to each other while calls on other
+    /// objects run alongside. A new object the method returns is registered for the caller.
+    /// Returns the call's answer and the waiting calls that completed because of it.
+    pub fn call(&self, id: ObjectId, call: Call) -> (Result<Answer, Exception>, Woken) {
+        let who = call.who;
+        let slot = match self.slot(id) {
+            Ok(s) => s,
+            Err(e) => return (Err(e), Woken::new()),
+        };
+        let mut s = lock(&slot);
+        let outcome = s.referent.dispatch(call);
+        if let Ok(Outcome::Wait { ticket, timeout }) = &outcome {
+            let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
+            s.parked.push(Parked {
+                ticket: *ticket,
+                who,
+                deadline,
+            });
+        }
+        let remembers = s.parked.iter().any(|p| p.who == who) || s.referent.remembers(who);
+        let mut woken = Woken::new();
+        self.resume_parked(&mut s, &mut woken);
+        let waiting = !s.parked.is_empty();
+        drop(s);
+        {
+            let mut t = lock(&self.inner);
+            if remembers {
+                t.touched.entry(who).or_default().insert(id);
+            }
+            if waiting {
+                t.waiting.insert(id);
+            } else {
+                t.waiting.remove(&id);
+            }
+        }
+        (self.answer(who, outcome), woken)
+    }
+
+    /// Resumes the waiting calls of a slot, in arrival order, until none completes.
+    fn resume_parked(&self, s: &mut Slot, woken: &mut Woken) {
+        loop {
+            let mut progressed = false;
+            let mut i = 0;
+            while i < s.parked.len() {
+                let Parked { ticket, who, .. } = s.parked[i];
+                match s.referent.resume(ticket, who) {
+                    Ok(Outcome::Wait { .. }) => i += 1,
+                    r => {
+                        s.parked.remove(i);
+                        woken.push((who, self.answer(who, r)));
+                        progressed = true;
+                    }
+                }
+            }
+            if !progressed {
+                return;
+            }
+        }
+    }
+
+    /// Answers the waiting calls whose deadline has passed at `now`.
+    pub fn expire(&self, now: Instant) -> Woken {
+        let slots = self.waiting_slots();
+        let mut woken = Woken::new();
+        for slot in slots {
+            let mut s = lock(&slot);
+            let mut i = 0;
+            let mut changed = false;
+            while i < s.parked.len() {
+                let p = &s.parked[i];
+                if p.deadline.is_some_and(|d| d <= now) {
+                    let (ticket, who) = (p.ticket, p.who);
+                    match s.referent.expire(ticket, who) {
+                        Ok(Outcome::Wait { .. }) => {
+                            // Still waiting (for a lock to come back), now without a limit.
+                            s.parked[i].deadline = None;
+                            i += 1;
+                        }
+                        r => {
+                            s.parked.remove(i);
+                            woken.push((who, self.answer(who, r)));
+                        }
+                    }
+                    changed = true;
+                } else {
+                    i += 1;
+                }
+            }
+            if changed {
+                self.resume_parked(&mut s, &mut woken);
+            }
+        }
+        woken
+    }
+
+    /// The objects with waiting calls.
+    fn waiting_slots(&self) -> Vec<Arc<Mutex<Slot>>> {
+        let t = lock(&self.inner);
+        t.waiting
+            .iter()
+            .filter_map(|id| Some(Arc::clone(&t.objects.get(id)?.slot)))
+            .collect()
+    }
+
+    /// The earliest deadline of a waiting call, for the server's poll time-out.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.waiting_slots()
+            .iter()
+            .filter_map(|slot| lock(slot).parked.iter().filter_map(|p| p.deadline).min())
+            .min()
     }
 }
 
@@ -193,6 +353,13 @@ impl Table {
 mod tests {
     use super::*;
     use crate::manager::create;
+
+    fn call(who: Holder, method: &str, args: Vec<Object>) -> Call {
+        Call {
+            who,
+            ..Call::new(method, args)
+        }
+    }
 
     fn new_dict(t: &Table, holder: Holder) -> ObjectId {
         t.insert(holder, create("dict", Call::new("", vec![])).unwrap())
@@ -210,7 +377,7 @@ mod tests {
         assert!(t.decref(a, id).is_err(), "a holds nothing any more");
         t.decref(b, id).unwrap();
         assert_eq!(t.len(), 0);
-        let err = t.call(b, id, Call::new("__len__", vec![])).unwrap_err();
+        let err = t.call(id, call(b, "__len__", vec![])).0.unwrap_err();
         assert_eq!(err.kind(), ExceptionKind::KeyError);
     }
 
@@ -225,7 +392,7 @@ mod tests {
         let named = new_dict(&t, Holder::Server);
         t.incref(gone, named).unwrap();
         // An iterator the client got back is its own too.
-        let iter = t.call(gone, own, Call::new("__iter__", vec![])).unwrap();
+        let iter = t.call(own, call(gone, "__iter__", vec![])).0.unwrap();
         assert!(matches!(
             iter,
             Answer::Proxy(ProxyInfo {
@@ -234,11 +401,11 @@ mod tests {
             })
         ));
         assert_eq!(t.len(), 4);
-        assert_eq!(t.release(gone), 2, "its dict and its iterator");
+        assert_eq!(t.release(gone).0, 2, "its dict and its iterator");
         assert_eq!(t.len(), 2, "the shared and the named objects remain");
-        assert_eq!(t.release(gone), 0);
-        t.call(stays, shared, Call::new("__len__", vec![])).unwrap();
-        t.call(stays, named, Call::new("__len__", vec![])).unwrap();
+        assert_eq!(t.release(gone).0, 0);
+        t.call(shared, call(stays, "__len__", vec![])).0.unwrap();
+        t.call(named, call(stays, "__len__", vec![])).0.unwrap();
     }
 
     #[test]
@@ -253,11 +420,11 @@ mod tests {
                 std::thread::spawn(move || {
                     for i in 0..rounds {
                         let key = Object::from(c * rounds + i);
-                        let set = Call::new("__setitem__", vec![key, Object::None]);
-                        t.call(Holder::Client(c), id, set).unwrap();
+                        let who = Holder::Client(c);
+                        let set = call(who, "__setitem__", vec![key, Object::None]);
+                        t.call(id, set).0.unwrap();
                         let args = vec!["hits".into(), "add".into(), 1.into()];
-                        t.call(Holder::Client(c), id, Call::new("update_with", args))
-                            .unwrap();
+                        t.call(id, call(who, "update_with", args)).0.unwrap();
                     }
                 })
             })
@@ -265,10 +432,10 @@ mod tests {
         for th in threads {
             th.join().unwrap();
         }
-        let len = t.call(Holder::Server, id, Call::new("__len__", vec![]));
+        let len = t.call(id, Call::new("__len__", vec![])).0;
         assert_eq!(len.unwrap(), Answer::Value(Object::from(n * rounds + 1)));
         let hits = Call::new("__getitem__", vec!["hits".into()]);
-        let hits = t.call(Holder::Server, id, hits).unwrap();
+        let hits = t.call(id, hits).0.unwrap();
         assert_eq!(
             hits,
             Answer::Value(Object::from(n * rounds)),

@@ -4,7 +4,7 @@
 use std::io::Write;
 use std::process::{Command, Stdio};
 
-use super::referent::{Call, Outcome, Referent};
+use super::referent::{Call, Holder, Outcome, Referent};
 use super::{ExceptionKind, create};
 use crate::object::{Dict, Object};
 
@@ -124,6 +124,7 @@ fn outcome(o: &mut dyn Referent, method: &str, args: Object, kwargs: Object) -> 
         panic!("kwargs {kwargs} are not a dict")
     };
     let call = Call {
+        who: Holder::Server,
         method: method.into(),
         args,
         kwargs,
@@ -141,6 +142,7 @@ fn outcome(o: &mut dyn Referent, method: &str, args: Object, kwargs: Object) -> 
             }
             format!("ok {}", Object::List(items))
         }
+        Ok(Outcome::Wait { .. }) => "waits".to_owned(),
         Err(e) => format!("{} {e}", e.kind().python_name().1),
     }
 }
@@ -205,6 +207,7 @@ fn dict_and_list_methods_behave_as_pythons() {
                 panic!("{line}")
             };
             let call = Call {
+                who: Holder::Server,
                 method: String::new(),
                 args,
                 kwargs,
@@ -235,6 +238,7 @@ fn namespace_and_value_print_as_pythons() {
     let mut ns = create(
         "Namespace",
         Call {
+            who: Holder::Server,
             method: String::new(),
             args: vec![],
             kwargs,
