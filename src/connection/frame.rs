@@ -530,7 +530,7 @@ fn read_once(
         let start = std::time::Instant::now();
         loop {
             let r = match t {
-                Transport::Unix => net::recv_some_with(fd, buf, fds, true),
+                Transport::Unix => crate::sys::socket::recv_some_with(fd, buf, fds, true),
                 Transport::Tcp | Transport::Pipe => net::recv_nowait(fd, buf),
             };
             match r {
@@ -544,7 +544,7 @@ fn read_once(
         }
     }
     match t {
-        Transport::Unix => net::recv_some(fd, buf, fds),
+        Transport::Unix => crate::sys::socket::recv_some(fd, buf, fds),
         Transport::Tcp | Transport::Pipe => net::read_some(fd, buf),
     }
 }

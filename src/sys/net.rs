@@ -19,8 +19,7 @@
 
 #![allow(unsafe_code)]
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -29,11 +28,12 @@ use rustix::event::PollFlags;
 use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags,
+    SocketType,
 };
 
-use super::socket::MAX_FDS;
+// Descriptor-carrying receives live in `socket`; process start-up reaches them through here.
+pub(crate) use super::socket::recv_some_with;
 
 /// A Unix socket address: a path, or a Linux abstract name.
 pub(crate) enum UnixAddr<'a> {
@@ -162,61 +162,6 @@ pub(crate) fn accept(listener: BorrowedFd<'_>, tcp: bool) -> io::Result<OwnedFd>
         rustix::net::sockopt::set_tcp_nodelay(&s, true)?;
     }
     Ok(s)
-}
-
-/// Room for the largest `SCM_RIGHTS` message the crate accepts.
-const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
-
-/// One `recvmsg` on a Unix socket: returns the bytes read (0 at end of stream) and appends the
-/// descriptors that came with them to `fds`.
-pub(crate) fn recv_some(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<usize> {
-    recv_some_with(sock, buf, fds, false)
-}
-
-/// [`recv_some`], failing with `WouldBlock` instead of waiting when `nowait` is set
-/// (`MSG_DONTWAIT`).
-pub(crate) fn recv_some_with(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-    nowait: bool,
-) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
-    let flags = if nowait {
-        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
-    } else {
-        RecvFlags::CMSG_CLOEXEC
-    };
-    loop {
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [IoSliceMut::new(buf)];
-        match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
-            Ok(msg) => {
-                for m in control.drain() {
-                    if let RecvAncillaryMessage::ScmRights(rights) = m {
-                        fds.extend(rights);
-                    }
-                }
-                if msg.flags.contains(ReturnFlags::CTRUNC) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "descriptors were dropped: the message carried more than the receive \
-                         buffer holds",
-                    ));
-                }
-                return Ok(msg.bytes);
-            }
-            Err(Errno::INTR) => continue,
-            // A peer that closed with data of ours still unread resets the connection: for us
-            // that is the end of the stream like any other close.
-            Err(Errno::CONNRESET) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        }
-    }
 }
 
 /// One `recv` with `MSG_DONTWAIT` on a socket (no descriptors): `WouldBlock` when nothing is
