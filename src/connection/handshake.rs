@@ -99,9 +99,9 @@ fn frame_err(e: FrameError) -> AuthError {
         FrameError::TooLarge { len, .. } => {
             AuthError::Protocol(format!("handshake message of {len} bytes is too long"))
         }
-        e @ (FrameError::Truncated { .. } | FrameError::BadLength(_)) => {
-            AuthError::Protocol(e.to_string())
-        }
+        e @ (FrameError::Truncated { .. }
+        | FrameError::BadLength(_)
+        | FrameError::DescriptorsLost(_)) => AuthError::Protocol(e.to_string()),
     }
 }
 
