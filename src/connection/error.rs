@@ -102,8 +102,13 @@ pub enum AuthError {
     /// The peer refused our answer to its challenge (wrong authkey).
     #[error("digest sent was rejected")]
     Rejected,
-    /// The peer speaks the HMAC-MD5 handshake of Python 3.11 or older, and it is not enabled.
-    #[error("the peer uses the legacy HMAC-MD5 handshake, which is not enabled")]
+    /// The peer speaks the HMAC-MD5 handshake of Python 3.11 or older, and it is not enabled
+    /// (`allow_legacy_md5`). The peer was answered `#FAILURE#`, so a Python peer raises
+    /// `AuthenticationError`.
+    #[error(
+        "the peer uses the HMAC-MD5 handshake of Python 3.11 and older, which is refused \
+         unless enabled with allow_legacy_md5"
+    )]
     LegacyRefused,
     /// The peer did not follow the handshake protocol.
     #[error("handshake protocol error: {0}")]

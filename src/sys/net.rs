@@ -63,12 +63,13 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// A listening Unix stream socket; a path is created with mode `0600` (see the module docs).
+/// Non-blocking, for [`accept_nowait`].
 pub(crate) fn unix_listen(addr: &UnixAddr<'_>, backlog: i32) -> io::Result<OwnedFd> {
     let a = unix_addr(addr)?;
     let s = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
     if matches!(addr, UnixAddr::Path(_)) {
@@ -99,10 +100,16 @@ fn family(addr: &SocketAddr) -> AddressFamily {
     }
 }
 
-/// A listening TCP socket with `SO_REUSEADDR` (as Python's `Listener` sets on POSIX).
-/// Returns the socket and the address it is bound to (the real port when `addr` asked for 0).
+/// A listening TCP socket with `SO_REUSEADDR` (as Python's `Listener` sets on POSIX),
+/// non-blocking for [`accept_nowait`]. Returns the socket and the address it is bound to (the
+/// real port when `addr` asked for 0).
 pub(crate) fn tcp_listen(addr: &SocketAddr, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
-    let s = rustix::net::socket_with(family(addr), SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    let s = rustix::net::socket_with(
+        family(addr),
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
     rustix::net::sockopt::set_socket_reuseaddr(&s, true)?;
     rustix::net::bind(&s, addr)?;
     rustix::net::listen(&s, backlog)?;
@@ -155,13 +162,21 @@ fn socket_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
         .map(io::Error::from))
 }
 
-/// Accepts one connection (`FD_CLOEXEC`); TCP connections get `TCP_NODELAY`.
-pub(crate) fn accept(listener: BorrowedFd<'_>, tcp: bool) -> io::Result<OwnedFd> {
-    let s = retry(|| rustix::net::accept_with(listener, SocketFlags::CLOEXEC))?;
+/// Accepts one connection from a non-blocking listening socket, if one is waiting: `None`
+/// when none is (or another thread or process took it first). The connection is blocking and
+/// `FD_CLOEXEC`; TCP connections get `TCP_NODELAY`.
+pub(crate) fn accept_nowait(listener: BorrowedFd<'_>, tcp: bool) -> io::Result<Option<OwnedFd>> {
+    let s = match retry(|| rustix::net::accept_with(listener, SocketFlags::CLOEXEC)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        // The client gave up before we took it: as if it had never come.
+        Err(e) if e.raw_os_error() == Some(Errno::CONNABORTED.raw_os_error()) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     if tcp {
         rustix::net::sockopt::set_tcp_nodelay(&s, true)?;
     }
-    Ok(s)
+    Ok(Some(s))
 }
 
 /// One `recv` with `MSG_DONTWAIT` on a socket (no descriptors): `WouldBlock` when nothing is
