@@ -588,6 +588,52 @@ fn concurrent_accepts_are_not_blocked_by_a_stalled_client() {
 }
 
 #[test]
+fn silent_clients_do_not_delay_a_good_one() {
+    const SILENT: usize = 10;
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let path = SockPath::new("loris");
+    let listener = Listener::options()
+        .authkey(b"key")
+        .handshake_timeout(Some(TIMEOUT))
+        .bind(Address::unix(&path.0))
+        .unwrap();
+    // Connected first, and never a word: each would have cost the good client a full timeout
+    // when handshakes ran one after another.
+    let silent: Vec<UnixStream> = (0..SILENT)
+        .map(|_| UnixStream::connect(&path.0).unwrap())
+        .collect();
+    let addr = Address::unix(&path.0);
+    let start = Instant::now();
+    let good = thread::spawn(move || {
+        let mut c = Client::new().authkey(b"key").connect(&addr).unwrap();
+        c.send_bytes(b"served").unwrap();
+        c
+    });
+    // The very first accept returns the good client: none of the silent ones has timed out.
+    let mut c = listener.accept().unwrap();
+    assert_eq!(c.recv_bytes().unwrap(), b"served");
+    // Watchdog: far below one handshake timeout, let alone SILENT of them.
+    assert!(start.elapsed() < TIMEOUT / 2, "{:?}", start.elapsed());
+    drop(good.join().unwrap());
+
+    // The same with the handshake left to the caller: a silent client accepted raw costs the
+    // next one nothing.
+    let _quiet = UnixStream::connect(&path.0).unwrap();
+    let _stalled = listener.accept_raw().unwrap();
+    let addr = Address::unix(&path.0);
+    let good = thread::spawn(move || Client::new().authkey(b"key").connect(&addr).unwrap());
+    let mut served = None;
+    while served.is_none() {
+        let p = listener.accept_raw().unwrap();
+        served = p.handshake_timeout(Some(Duration::from_secs(1))).ok();
+    }
+    let mut theirs = good.join().unwrap();
+    theirs.send_bytes(b"raw").unwrap();
+    assert_eq!(served.unwrap().recv_bytes().unwrap(), b"raw");
+    drop(silent);
+}
+
+#[test]
 fn unix_path_in_use_is_a_clear_error() {
     let path = SockPath::new("inuse");
     let _l = Listener::bind(Address::unix(&path.0)).unwrap();

@@ -580,6 +580,10 @@ impl Connection {
                 self.broken = true;
                 RecvError::BadLength(n)
             }
+            FrameError::DescriptorsLost(why) => {
+                self.broken = true;
+                RecvError::DescriptorsLost(why)
+            }
         }
     }
 

@@ -34,6 +34,12 @@ pub(crate) enum FrameError {
     /// The peer sent nothing for too long (only where a deadline applies: the handshake).
     #[error("timed out waiting for the peer")]
     TimedOut,
+    /// Descriptors sent with a frame could not be received (the kernel truncated them, most
+    /// often because this process has too many open files). The bytes that carried them are
+    /// consumed, so the stream has lost its framing; the descriptors that did arrive are
+    /// closed.
+    #[error("descriptors sent with a message were lost: {0}")]
+    DescriptorsLost(#[source] io::Error),
     #[error(transparent)]
     Io(#[from] io::Error),
 }
@@ -251,7 +257,16 @@ impl Reader {
         } else {
             std::time::Duration::ZERO
         };
-        let n = read_once(fd, t, &mut self.buf[begin..], &mut fds, spin)?;
+        let (n, lost) = read_once(fd, t, &mut self.buf[begin..], &mut fds, spin)?;
+        if let Some(why) = lost {
+            // The frame the descriptors belong to cannot be delivered whole, and its bytes are
+            // gone from the socket: close what arrived and give up on the stream.
+            drop(fds);
+            self.start = 0;
+            self.end = 0;
+            self.fds.clear();
+            return Err(FrameError::DescriptorsLost(why));
+        }
         if !fds.is_empty() {
             self.attach(begin, begin + n, fds);
         }
@@ -514,24 +529,26 @@ impl Reader {
     }
 }
 
-/// One read from `fd` into `buf`, descriptors into `fds` (Unix sockets). With a non-zero
-/// `spin` (sockets only), tries without waiting, yielding the CPU between tries, for up to
-/// `spin` before it waits in the kernel: a peer on another CPU that answers quickly is then
-/// seen without the cost of a cross-CPU wake-up, and a peer on the same CPU gets to run.
+/// One read from `fd` into `buf`, descriptors into `fds` (Unix sockets): the bytes read, and
+/// why descriptors were lost if the kernel truncated them. With a non-zero `spin` (sockets
+/// only), tries without waiting, yielding the CPU between tries, for up to `spin` before it
+/// waits in the kernel: a peer on another CPU that answers quickly is then seen without the
+/// cost of a cross-CPU wake-up, and a peer on the same CPU gets to run.
 fn read_once(
     fd: BorrowedFd<'_>,
     t: Transport,
     buf: &mut [u8],
     fds: &mut Vec<OwnedFd>,
     spin: std::time::Duration,
-) -> io::Result<usize> {
+) -> io::Result<(usize, Option<io::Error>)> {
     use crate::sys::net;
+    let plain = |r: io::Result<usize>| r.map(|n| (n, None));
     if !spin.is_zero() {
         let start = std::time::Instant::now();
         loop {
             let r = match t {
-                Transport::Unix => net::recv_some_with(fd, buf, fds, true),
-                Transport::Tcp | Transport::Pipe => net::recv_nowait(fd, buf),
+                Transport::Unix => socket::recv_some_fds(fd, buf, fds, true),
+                Transport::Tcp | Transport::Pipe => plain(net::recv_nowait(fd, buf)),
             };
             match r {
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
@@ -544,8 +561,8 @@ fn read_once(
         }
     }
     match t {
-        Transport::Unix => net::recv_some(fd, buf, fds),
-        Transport::Tcp | Transport::Pipe => net::read_some(fd, buf),
+        Transport::Unix => socket::recv_some_fds(fd, buf, fds, false),
+        Transport::Tcp | Transport::Pipe => plain(net::read_some(fd, buf)),
     }
 }
 

@@ -15,12 +15,14 @@
 //!
 //! - Every receive is bounded by a maximum frame size ([`DEFAULT_MAX_FRAME`], configurable);
 //!   Python has none.
-//! - The authkey handshake has a timeout ([`DEFAULT_HANDSHAKE_TIMEOUT`]); a stalled client
-//!   blocks Python's `accept` forever.
+//! - The authkey handshake has a timeout ([`DEFAULT_HANDSHAKE_TIMEOUT`]), and
+//!   [`Listener::accept`] runs clients' handshakes side by side; a stalled client blocks
+//!   Python's `accept` forever. [`Listener::accept_raw`] leaves the handshake to the caller.
 //! - The HMAC-MD5 handshake of Python ≤ 3.11 is refused unless enabled with
 //!   `allow_legacy_md5`.
 //! - [`wait`] returns indices rather than the objects.
 
+mod accept;
 mod address;
 mod conn;
 mod error;
@@ -29,6 +31,7 @@ mod handshake;
 mod listener;
 mod wait;
 
+pub use accept::{TryHandshakeError, Unauthenticated};
 pub use address::{Address, AddressParseError};
 pub use conn::{Codec, Connection, DEFAULT_MAX_FRAME, DEFAULT_SPIN, pipe};
 pub use error::{AcceptError, AuthError, BindError, ConnectError, RecvError, SendError};
