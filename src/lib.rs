@@ -223,7 +223,7 @@ pub mod codec;
 pub mod connection;
 mod descriptor;
 mod error;
-pub(crate) mod manager;
+pub mod manager;
 pub mod object;
 pub mod process;
 pub mod shm;

@@ -587,6 +587,12 @@ impl Connection {
         }
     }
 
+    /// The socket, and the bytes already read from it that no receive has taken: for a server
+    /// that frames the stream itself from here on.
+    pub(crate) fn into_stream(self) -> (OwnedFd, Vec<u8>) {
+        (self.fd, self.reader.into_buffered())
+    }
+
     /// Receives one message of at most `max` bytes by `deadline`; descriptors are closed.
     /// For the handshake.
     pub(crate) fn recv_raw(

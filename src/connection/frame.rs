@@ -185,7 +185,7 @@ const FIRST_ALLOC: usize = 64 * 1024 * 1024;
 
 /// Parses a frame header at the start of `b`: `(header length, payload length)`, or `None`
 /// when `b` holds only part of it.
-fn parse_header(b: &[u8]) -> Result<Option<(usize, u64)>, FrameError> {
+pub(crate) fn parse_header(b: &[u8]) -> Result<Option<(usize, u64)>, FrameError> {
     let Some(short) = b.get(..4) else {
         return Ok(None);
     };
@@ -225,6 +225,14 @@ impl Reader {
     /// Whether a byte of the next frame is already buffered.
     pub(crate) fn has_buffered(&self) -> bool {
         self.end > self.start
+    }
+
+    /// The bytes read from the stream and not yet taken as frames (descriptors that came with
+    /// them are closed).
+    pub(crate) fn into_buffered(mut self) -> Vec<u8> {
+        self.buf.truncate(self.end);
+        self.buf.drain(..self.start);
+        self.buf
     }
 
     /// Reads once more from `fd` into the buffer, making room for `want` bytes from `start`.

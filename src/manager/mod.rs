@@ -6,10 +6,8 @@
 //! object atomically, and returns a value, a new object (an iterator), or an [`Exception`] named
 //! as Python names it (`KeyError('zz')`), so that Rust and Python clients see what Python's own
 //! manager gives them.
-// The server and proxies that call into these objects are built on top of this module; until
-// they are, nothing outside the tests reaches it.
-#![cfg_attr(not(test), allow(dead_code, unused_imports))]
 
+mod client;
 mod dict;
 mod exception;
 mod list;
@@ -18,6 +16,7 @@ mod ops;
 mod protocol;
 mod queue;
 mod referent;
+mod server;
 mod sync;
 mod table;
 #[cfg(test)]
@@ -25,7 +24,8 @@ mod tests;
 #[cfg(test)]
 mod tests_wait;
 
-pub(crate) use exception::{Exception, ExceptionKind};
+pub use client::{DictProxy, ListProxy, Manager, ManagerError, Proxy};
+pub use exception::{Exception, ExceptionKind};
 
 use crate::object::Dict;
 use referent::{Call, Referent};

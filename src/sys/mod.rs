@@ -11,6 +11,7 @@
 //! | [`process`] | re-executing the current binary with one inherited descriptor, `fork`, pidfd wait/signal, parent-death handling |
 //! | [`entry`] | child entry points as ASLR-independent offsets of functions in the executable |
 //! | [`memfd`] | anonymous sealed `memfd` segments, named `shm_open` segments, shared mappings (pre-faulted when large) |
+//! | [`poller`] | `epoll` readiness sets and an `eventfd` waker, for servers; sends that do not wait |
 //! | [`pthread`] | process-shared robust mutexes (the kernel reports a dead holder) |
 //! | [`futex`] | waiting on and waking a shared 32-bit word |
 
@@ -18,6 +19,7 @@ pub(crate) mod entry;
 pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod net;
+pub(crate) mod poller;
 pub(crate) mod process;
 pub(crate) mod pthread;
 pub(crate) mod socket;

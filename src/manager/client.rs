@@ -1,0 +1,751 @@
+//! The client side: a [`Manager`] handle and the proxies of the objects it holds.
+
+use std::fmt;
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+use serde::de::Error as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::exception::Exception;
+use super::protocol::{Reply, Request};
+use super::server::{DEFAULT_MAX_REQUEST, Running, Shared};
+use super::table::ObjectId;
+use crate::codec::{self, CodecError};
+use crate::connection::{Address, Client, Connection, Listener, pipe};
+use crate::object::{Dict, Object};
+use crate::process::{JoinTimeoutError, Process, StartError};
+
+/// Why a manager operation failed.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ManagerError {
+    /// The method raised on the server, as Python's would (`KeyError`, `IndexError`, …).
+    #[error("{kind}: {0}", kind = .0.kind().python_name().1)]
+    Raised(Exception),
+    /// The manager could not be reached, or the authkey was refused.
+    #[error("cannot connect to the manager: {0}")]
+    Connect(#[from] crate::connection::ConnectError),
+    /// The connection to the manager failed (the server stopped or the network broke).
+    #[error("lost the connection to the manager: {0}")]
+    Disconnected(String),
+    /// A request or reply could not be encoded or decoded.
+    #[error(transparent)]
+    Codec(#[from] CodecError),
+    /// The server's process or thread could not be started.
+    #[error("cannot start the manager: {0}")]
+    Start(String),
+    /// A reply that does not fit the request (a server of another kind, or a bug).
+    #[error("unexpected reply from the manager: {0}")]
+    Protocol(String),
+}
+
+impl From<StartError> for ManagerError {
+    fn from(e: StartError) -> Self {
+        ManagerError::Start(e.to_string())
+    }
+}
+
+/// One connection to a server, shared by the proxies of a process.
+struct Link {
+    address: Address,
+    authkey: Vec<u8>,
+    conn: Mutex<Connection>,
+}
+
+impl Link {
+    fn connect(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
+        let mut conn = Client::new().authkey(authkey).connect(address)?;
+        conn.set_max_frame(DEFAULT_MAX_REQUEST);
+        Ok(Arc::new(Link {
+            address: address.clone(),
+            authkey: authkey.to_vec(),
+            conn: Mutex::new(conn),
+        }))
+    }
+
+    /// The link of this process to `address`, made on first use.
+    fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
+        static LINKS: Mutex<Vec<std::sync::Weak<Link>>> = Mutex::new(Vec::new());
+        let mut links = LINKS.lock().unwrap_or_else(PoisonError::into_inner);
+        links.retain(|l| l.strong_count() > 0);
+        let found = links
+            .iter()
+            .filter_map(std::sync::Weak::upgrade)
+            .find(|l| l.address == *address && l.authkey == authkey);
+        if let Some(l) = found {
+            return Ok(l);
+        }
+        let l = Link::connect(address, authkey)?;
+        links.push(Arc::downgrade(&l));
+        Ok(l)
+    }
+
+    /// Sends a request and waits for its reply. Calls from several threads take turns on
+    /// the one connection.
+    fn request(
+        &self,
+        id: Option<ObjectId>,
+        method: &str,
+        args: Vec<Object>,
+        kwargs: Dict,
+    ) -> Result<Reply, ManagerError> {
+        let req = Request {
+            id,
+            method: method.into(),
+            args,
+            kwargs,
+        };
+        let mut bytes = Vec::new();
+        codec::encode_plain_into(&req, &mut bytes)?;
+        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
+        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
+        conn.send_bytes(&bytes).map_err(|e| lost(&e))?;
+        let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
+        Ok(codec::decode::<Reply>(&bytes, Vec::new())?)
+    }
+
+    fn value(
+        &self,
+        id: Option<ObjectId>,
+        method: &str,
+        args: Vec<Object>,
+    ) -> Result<Object, ManagerError> {
+        match self.request(id, method, args, Dict::new())? {
+            Reply::Return(v) => Ok(v),
+            Reply::Error(e) => Err(ManagerError::Raised(e)),
+            Reply::Proxy { typeid, .. } => Err(ManagerError::Protocol(format!(
+                "a {typeid} proxy where a value was expected"
+            ))),
+        }
+    }
+}
+
+/// A proxy of an object held by a manager: its methods run on the server.
+///
+/// The typed proxies ([`DictProxy`], [`ListProxy`]) wrap this one; [`call`](Self::call)
+/// reaches any method of any managed object. A proxy keeps its object alive on the server;
+/// when the last proxy of an object is dropped, or its process ends (even killed), the server
+/// frees it.
+///
+/// Proxies travel to child processes as arguments and through connections: the receiving
+/// process connects to the manager (with the authkey, which travels inside the proxy) and takes
+/// a reference of its own. Keep the sender's proxy until the receiver has its own, as in Python.
+pub struct Proxy {
+    link: Arc<Link>,
+    id: ObjectId,
+    typeid: String,
+}
+
+impl Proxy {
+    fn from_reply(link: Arc<Link>, reply: Reply) -> Result<Proxy, ManagerError> {
+        match reply {
+            Reply::Proxy { id, typeid, .. } => Ok(Proxy { link, id, typeid }),
+            Reply::Error(e) => Err(ManagerError::Raised(e)),
+            Reply::Return(v) => Err(ManagerError::Protocol(format!(
+                "the value {v} where a proxy was expected"
+            ))),
+        }
+    }
+
+    /// The object's type in the manager's registry (`"dict"`, `"list"`, …).
+    pub fn typeid(&self) -> &str {
+        &self.typeid
+    }
+
+    /// Calls `method` of the object with positional arguments, as Python's
+    /// `proxy._callmethod(method, args)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Raised`] with the exception the method raised; the other variants when
+    /// the manager cannot be reached.
+    pub fn call(&self, method: &str, args: Vec<Object>) -> Result<Object, ManagerError> {
+        self.link.value(Some(self.id), method, args)
+    }
+
+    /// As [`call`](Self::call), with keyword arguments too.
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub fn call_kw(
+        &self,
+        method: &str,
+        args: Vec<Object>,
+        kwargs: Dict,
+    ) -> Result<Object, ManagerError> {
+        match self.link.request(Some(self.id), method, args, kwargs)? {
+            Reply::Return(v) => Ok(v),
+            Reply::Error(e) => Err(ManagerError::Raised(e)),
+            Reply::Proxy { typeid, .. } => Err(ManagerError::Protocol(format!(
+                "a {typeid} proxy where a value was expected"
+            ))),
+        }
+    }
+
+    /// A copy of the whole object (Python's `proxy._getvalue()`).
+    ///
+    /// # Errors
+    ///
+    /// As [`call`](Self::call).
+    pub fn get_value(&self) -> Result<Object, ManagerError> {
+        self.call("#GETVALUE", vec![])
+    }
+}
+
+impl Clone for Proxy {
+    /// Another reference to the same object (the server counts it).
+    fn clone(&self) -> Self {
+        // If the server cannot be reached the copy is still a proxy, whose calls fail as the
+        // original's do.
+        let _ = self
+            .link
+            .request(None, "incref", vec![Object::from(self.id)], Dict::new());
+        Proxy {
+            link: Arc::clone(&self.link),
+            id: self.id,
+            typeid: self.typeid.clone(),
+        }
+    }
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        // A server that is gone has freed the object already.
+        let _ = self
+            .link
+            .request(None, "decref", vec![Object::from(self.id)], Dict::new());
+    }
+}
+
+impl fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Proxy")
+            .field("typeid", &self.typeid)
+            .field("id", &self.id)
+            .field("address", &self.link.address)
+            .finish()
+    }
+}
+
+impl fmt::Display for Proxy {
+    /// What Python's `str(proxy)` prints: the object's own `str`, asked of the server.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.call("__str__", vec![]) {
+            Ok(Object::Str(s)) => f.write_str(&s),
+            Ok(other) => write!(f, "{other}"),
+            Err(e) => write!(f, "<{} proxy: {e}>", self.typeid),
+        }
+    }
+}
+
+/// What a proxy is made of on the wire.
+#[derive(Serialize, Deserialize)]
+struct ProxyWire {
+    address: String,
+    authkey: Vec<u8>,
+    id: ObjectId,
+    typeid: String,
+}
+
+impl Serialize for Proxy {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        ProxyWire {
+            address: self.link.address.to_string(),
+            authkey: self.link.authkey.clone(),
+            id: self.id,
+            typeid: self.typeid.clone(),
+        }
+        .serialize(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Proxy {
+    /// Connects to the manager (once per process) and takes a reference of its own.
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let w = ProxyWire::deserialize(d)?;
+        let address: Address = w.address.parse().map_err(D::Error::custom)?;
+        let link = Link::shared(&address, &w.authkey).map_err(D::Error::custom)?;
+        let reply = link
+            .request(None, "incref", vec![Object::from(w.id)], Dict::new())
+            .map_err(D::Error::custom)?;
+        match reply {
+            Reply::Error(e) => Err(D::Error::custom(format!(
+                "the manager's object is gone: {e}"
+            ))),
+            _ => Ok(Proxy {
+                link,
+                id: w.id,
+                typeid: w.typeid,
+            }),
+        }
+    }
+}
+
+macro_rules! typed_proxy {
+    ($name:ident, $typeid:literal, $what:literal) => {
+        #[doc = concat!("A proxy of a managed `", $typeid, "`: ", $what)]
+        #[derive(Clone, Debug, Serialize, Deserialize)]
+        #[serde(transparent)]
+        pub struct $name(Proxy);
+
+        impl $name {
+            /// The untyped proxy, for methods this type does not wrap.
+            pub fn as_proxy(&self) -> &Proxy {
+                &self.0
+            }
+        }
+
+        impl fmt::Display for $name {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                self.0.fmt(f)
+            }
+        }
+    };
+}
+
+typed_proxy!(
+    DictProxy,
+    "dict",
+    "Python's `DictProxy` methods, keys and values as [`Object`]s."
+);
+typed_proxy!(
+    ListProxy,
+    "list",
+    "Python's `ListProxy` methods, items as [`Object`]s."
+);
+
+impl DictProxy {
+    /// `d[key] = value`.
+    ///
+    /// # Errors
+    ///
+    /// `TypeError` for an unhashable key; [`ManagerError`] when the manager cannot be reached.
+    pub fn set(
+        &self,
+        key: impl Into<Object>,
+        value: impl Into<Object>,
+    ) -> Result<(), ManagerError> {
+        self.0
+            .call("__setitem__", vec![key.into(), value.into()])
+            .map(drop)
+    }
+
+    /// `d[key]`.
+    ///
+    /// # Errors
+    ///
+    /// `KeyError` when the key is missing.
+    pub fn get_item(&self, key: impl Into<Object>) -> Result<Object, ManagerError> {
+        self.0.call("__getitem__", vec![key.into()])
+    }
+
+    /// `d.get(key)`: the value, or `None` when the key is missing.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn get(&self, key: impl Into<Object>) -> Result<Option<Object>, ManagerError> {
+        match self.get_item(key) {
+            Ok(v) => Ok(Some(v)),
+            Err(ManagerError::Raised(e)) if e.kind() == super::ExceptionKind::KeyError => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// `del d[key]`.
+    ///
+    /// # Errors
+    ///
+    /// `KeyError` when the key is missing.
+    pub fn delete(&self, key: impl Into<Object>) -> Result<(), ManagerError> {
+        self.0.call("__delitem__", vec![key.into()]).map(drop)
+    }
+
+    /// `key in d`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn contains(&self, key: impl Into<Object>) -> Result<bool, ManagerError> {
+        Ok(self.0.call("__contains__", vec![key.into()])? == true)
+    }
+
+    /// `len(d)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        len_of(self.0.call("__len__", vec![])?)
+    }
+
+    /// `len(d) == 0`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A copy of the dict.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn copy(&self) -> Result<Dict, ManagerError> {
+        match self.0.call("copy", vec![])? {
+            Object::Dict(d) => Ok(d),
+            other => Err(ManagerError::Protocol(format!("{other} is not a dict"))),
+        }
+    }
+
+    /// `d[key] = op(d.get(key), operand)` in one step on the server (no lost update, unlike
+    /// `d[key] += 1` through a proxy); returns the new value. The operations: `"add"`,
+    /// `"sub"`, `"mul"`, `"max"`, `"min"`, `"append"`, `"extend"`; a missing key starts from
+    /// `0` (`1` for `mul`, `[]` for `append`/`extend`, the operand for `max`/`min`).
+    ///
+    /// # Errors
+    ///
+    /// `TypeError`/`ValueError` for an operation that does not apply.
+    pub fn update_with(
+        &self,
+        key: impl Into<Object>,
+        op: &str,
+        operand: impl Into<Object>,
+    ) -> Result<Object, ManagerError> {
+        self.0
+            .call("update_with", vec![key.into(), op.into(), operand.into()])
+    }
+
+    /// Sets `d[key] = new` only if `d.get(key) == expected` (a missing key counts as `None`),
+    /// in one step; returns whether it did.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn compare_and_set(
+        &self,
+        key: impl Into<Object>,
+        expected: impl Into<Object>,
+        new: impl Into<Object>,
+    ) -> Result<bool, ManagerError> {
+        let args = vec![key.into(), expected.into(), new.into()];
+        Ok(self.0.call("compare_and_set", args)? == true)
+    }
+}
+
+impl ListProxy {
+    /// `l.append(x)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn append(&self, x: impl Into<Object>) -> Result<(), ManagerError> {
+        self.0.call("append", vec![x.into()]).map(drop)
+    }
+
+    /// `l[i]`, negative `i` counting from the end.
+    ///
+    /// # Errors
+    ///
+    /// `IndexError` out of range.
+    pub fn get(&self, i: i64) -> Result<Object, ManagerError> {
+        self.0.call("__getitem__", vec![i.into()])
+    }
+
+    /// `l[i] = x`.
+    ///
+    /// # Errors
+    ///
+    /// `IndexError` out of range.
+    pub fn set(&self, i: i64, x: impl Into<Object>) -> Result<(), ManagerError> {
+        self.0
+            .call("__setitem__", vec![i.into(), x.into()])
+            .map(drop)
+    }
+
+    /// `l.reverse()`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn reverse(&self) -> Result<(), ManagerError> {
+        self.0.call("reverse", vec![]).map(drop)
+    }
+
+    /// `len(l)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        len_of(self.0.call("__len__", vec![])?)
+    }
+
+    /// `len(l) == 0`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// A copy of the items.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn to_vec(&self) -> Result<Vec<Object>, ManagerError> {
+        match self.0.call("copy", vec![])? {
+            Object::List(v) => Ok(v),
+            other => Err(ManagerError::Protocol(format!("{other} is not a list"))),
+        }
+    }
+}
+
+fn len_of(o: Object) -> Result<usize, ManagerError> {
+    o.as_i64()
+        .and_then(|n| usize::try_from(n).ok())
+        .ok_or_else(|| ManagerError::Protocol(format!("{o} is not a length")))
+}
+
+/// Where a manager's server runs.
+enum Serving {
+    /// Elsewhere: this handle only connected.
+    Remote,
+    /// On a thread of this process.
+    Thread(Running),
+    /// In a child process.
+    Child(Option<Process<()>>),
+}
+
+/// A manager: a server holding shared objects, and this process's connection to it.
+///
+/// [`Manager::start`] runs the server in a child process, as Python's `Manager()`;
+/// [`Manager::start_thread`] on a thread of this process; [`Manager::connect`] reaches one that
+/// runs elsewhere. Dropping the handle that started a server stops it (Python's
+/// `with Manager() as manager:`).
+///
+/// # Examples
+///
+/// The tutorial's manager program: a child changes a managed dict and list, the parent sees it.
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::manager::{DictProxy, ListProxy, Manager};
+///
+/// fn f((d, l): (DictProxy, ListProxy)) {
+///     d.set(1, "1").unwrap();
+///     d.set("2", 2).unwrap();
+///     d.set(0.25, ()).unwrap();
+///     l.reverse().unwrap();
+/// }
+///
+/// let manager = Manager::start().unwrap();
+/// let d = manager.dict().unwrap();
+/// let l = manager.list((0..10).collect::<Vec<i32>>()).unwrap();
+/// let p = multiproc::Process::start(f, (d.clone(), l.clone())).unwrap();
+/// p.join().unwrap();
+/// assert_eq!(d.to_string(), "{1: '1', '2': 2, 0.25: None}");
+/// assert_eq!(l.to_string(), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
+/// ```
+pub struct Manager {
+    link: Arc<Link>,
+    serving: Serving,
+}
+
+/// A random abstract socket name and a random authkey for a private server.
+fn private_address() -> Result<(Address, Vec<u8>), ManagerError> {
+    let mut bytes = [0u8; 48];
+    crate::sys::net::random(&mut bytes).map_err(|e| ManagerError::Start(e.to_string()))?;
+    let name: String = bytes[..16].iter().map(|b| format!("{b:02x}")).collect();
+    Ok((
+        Address::abstract_name(format!("multiproc-manager-{name}")),
+        bytes[16..].to_vec(),
+    ))
+}
+
+fn bind(address: &Address, authkey: &[u8]) -> Result<Listener, ManagerError> {
+    Listener::options()
+        .authkey(authkey)
+        .max_frame(DEFAULT_MAX_REQUEST)
+        .bind(address.clone())
+        .map_err(|e| ManagerError::Start(e.to_string()))
+}
+
+/// The server process: binds, says so, serves until asked to stop.
+fn serve_in_child((address, authkey, mut ready): (String, Vec<u8>, Connection)) {
+    let address: Address = match address.parse() {
+        Ok(a) => a,
+        Err(e) => return drop(ready.send_bytes(e.to_string().as_bytes())),
+    };
+    let listener = match bind(&address, &authkey) {
+        Ok(l) => l,
+        Err(e) => return drop(ready.send_bytes(e.to_string().as_bytes())),
+    };
+    let shared = match Shared::new() {
+        Ok(s) => s,
+        Err(e) => return drop(ready.send_bytes(e.to_string().as_bytes())),
+    };
+    let _ = ready.send_bytes(b"");
+    let _ = super::server::run(&listener, &shared, DEFAULT_MAX_REQUEST);
+}
+
+impl Manager {
+    /// Starts a server in a child process (a daemon: it dies with this process) listening on
+    /// a private abstract Unix socket with a random authkey, and connects to it.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when the child cannot start or bind.
+    pub fn start() -> Result<Manager, ManagerError> {
+        let (address, authkey) = private_address()?;
+        let (mut ours, theirs) = pipe(true).map_err(|e| ManagerError::Start(e.to_string()))?;
+        let child = Process::builder().daemon(true).start(
+            serve_in_child,
+            (address.to_string(), authkey.clone(), theirs),
+        )?;
+        let said = ours
+            .recv_bytes()
+            .map_err(|e| ManagerError::Start(format!("the server process ended: {e}")))?;
+        if !said.is_empty() {
+            return Err(ManagerError::Start(
+                String::from_utf8_lossy(&said).into_owned(),
+            ));
+        }
+        Ok(Manager {
+            link: Link::shared(&address, &authkey)?,
+            serving: Serving::Child(Some(child)),
+        })
+    }
+
+    /// Starts a server on a new thread of this process, on a private abstract Unix socket
+    /// with a random authkey, and connects to it. Child processes reach it through the
+    /// proxies they are given.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when the socket or the thread cannot be made.
+    pub fn start_thread() -> Result<Manager, ManagerError> {
+        let (address, authkey) = private_address()?;
+        let listener = bind(&address, &authkey)?;
+        let running = Running::spawn(listener, DEFAULT_MAX_REQUEST)
+            .map_err(|e| ManagerError::Start(e.to_string()))?;
+        Ok(Manager {
+            link: Link::shared(&address, &authkey)?,
+            serving: Serving::Thread(running),
+        })
+    }
+
+    /// Connects to a manager that runs elsewhere (`multiproc serve`, or another program's
+    /// server) at `address` with `authkey`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Connect`] when it cannot be reached or refuses the key.
+    pub fn connect(
+        address: impl Into<Address>,
+        authkey: impl AsRef<[u8]>,
+    ) -> Result<Manager, ManagerError> {
+        let link = Link::shared(&address.into(), authkey.as_ref())?;
+        link.value(None, "dummy", vec![])?;
+        Ok(Manager {
+            link,
+            serving: Serving::Remote,
+        })
+    }
+
+    /// Creates an object of the registry's type `typeid` with constructor arguments `args`,
+    /// and returns its proxy: `manager.create("Queue", vec![])` is Python's `manager.Queue()`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Raised`] for an unknown type or wrong arguments.
+    pub fn create(&self, typeid: &str, mut args: Vec<Object>) -> Result<Proxy, ManagerError> {
+        args.insert(0, typeid.into());
+        let reply = self.link.request(None, "create", args, Dict::new())?;
+        Proxy::from_reply(Arc::clone(&self.link), reply)
+    }
+
+    /// A new, empty managed `dict`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn dict(&self) -> Result<DictProxy, ManagerError> {
+        self.create("dict", vec![]).map(DictProxy)
+    }
+
+    /// A new managed `list` holding `items`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn list(&self, items: impl Into<Object>) -> Result<ListProxy, ManagerError> {
+        self.create("list", vec![items.into()]).map(ListProxy)
+    }
+
+    /// How many objects the server holds (Python's `manager._number_of_objects()`).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn number_of_objects(&self) -> Result<usize, ManagerError> {
+        len_of(self.link.value(None, "number_of_objects", vec![])?)
+    }
+
+    /// The manager's address.
+    pub fn address(&self) -> &Address {
+        &self.link.address
+    }
+
+    /// Stops the server this handle started and waits for it (also done on drop). A handle
+    /// from [`connect`](Self::connect) leaves the server running.
+    ///
+    /// # Errors
+    ///
+    /// When the server's process did not end cleanly.
+    pub fn shutdown(&mut self) -> Result<(), ManagerError> {
+        match &mut self.serving {
+            Serving::Remote => Ok(()),
+            Serving::Thread(r) => r
+                .stop()
+                .map_err(|e| ManagerError::Disconnected(e.to_string())),
+            Serving::Child(child) => {
+                let Some(child) = child.take() else {
+                    return Ok(());
+                };
+                let _ = self.link.request(None, "shutdown", vec![], Dict::new());
+                match child.join_timeout(Duration::from_secs(5)) {
+                    Ok(()) => Ok(()),
+                    Err(JoinTimeoutError::Timeout(p)) => {
+                        let _ = p.kill();
+                        p.join()
+                            .map_err(|e| ManagerError::Disconnected(e.to_string()))
+                    }
+                    Err(JoinTimeoutError::Failed(e)) => {
+                        Err(ManagerError::Disconnected(e.to_string()))
+                    }
+                }
+            }
+        }
+    }
+}
+
+impl Drop for Manager {
+    fn drop(&mut self) {
+        let _ = self.shutdown();
+    }
+}
+
+impl fmt::Debug for Manager {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Manager")
+            .field("address", &self.link.address)
+            .finish_non_exhaustive()
+    }
+}

@@ -1,0 +1,600 @@
+//! The manager's server loop: every client on one thread, driven by readiness.
+//!
+//! One thread polls the listener, the handshakes under way and every authenticated client. It
+//! reads what each client has sent without waiting (a partial frame stays buffered), runs the
+//! client's requests in order, and writes the replies without waiting (what the socket does not
+//! take stays in the client's outbox until it is writable). A call that waits parks only its
+//! caller: the client's later requests queue behind it, and every other client goes on.
+//!
+//! A silent, slow or hostile client therefore costs the others nothing but the time the loop
+//! spends on its bytes: its handshake has a deadline, its frames a maximum size, its requests
+//! are decoded with bounded depth and size, and a client that stops reading its replies is
+//! disconnected once its outbox passes a bound. A client that goes away, cleanly or killed, is
+//! released at once: its references, its waiting calls and its locks.
+
+use std::collections::{HashMap, VecDeque};
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Instant;
+
+use super::protocol::{Next, Reply, Request, Session, replies};
+use super::table::{Holder, ObjectId, Table};
+use crate::codec;
+use crate::connection::frame::{header, parse_header};
+use crate::connection::{Listener, TryHandshakeError, Unauthenticated};
+use crate::sys::poller::{Interest, Poller, Ready, Waker, recv_append, send_nowait};
+
+/// The largest request a client may send by default: 64 MiB.
+pub(crate) const DEFAULT_MAX_REQUEST: u64 = 64 << 20;
+
+/// Replies a client has not read past which it is disconnected: 256 MiB.
+const MAX_OUTBOX: usize = 256 << 20;
+
+/// Requests read ahead of a waiting call, past which a client is not read from.
+const MAX_INBOX: usize = 1024;
+
+/// How much a read asks for at least.
+const READ_STEP: usize = 64 * 1024;
+
+const LISTENER: u64 = 0;
+const WAKER: u64 = 1;
+
+/// What the server loop and the handles that stop it share.
+pub(crate) struct Shared {
+    /// The objects.
+    pub table: Table,
+    /// Objects published by name.
+    pub names: RwLock<HashMap<String, ObjectId>>,
+    stop: AtomicBool,
+    waker: Waker,
+}
+
+impl Shared {
+    /// Server state with no objects.
+    pub fn new() -> io::Result<Self> {
+        Ok(Shared {
+            table: Table::default(),
+            names: RwLock::default(),
+            stop: AtomicBool::new(false),
+            waker: Waker::new()?,
+        })
+    }
+
+    /// Asks the loop to stop; it returns soon after.
+    pub fn stop(&self) {
+        self.stop.store(true, Ordering::SeqCst);
+        let _ = self.waker.wake();
+    }
+
+    /// Has a stop been asked for?
+    pub fn stopping(&self) -> bool {
+        self.stop.load(Ordering::SeqCst)
+    }
+}
+
+/// Where a client is.
+enum Phase {
+    /// Connected, handshake under way.
+    Handshake(Unauthenticated),
+    /// Authenticated: requests are served. The loop frames the stream itself, so that a
+    /// request arriving in pieces is kept whole however large it is.
+    Ready {
+        sock: OwnedFd,
+        /// Bytes received and not yet cut into requests.
+        inbuf: Vec<u8>,
+    },
+}
+
+struct Client {
+    phase: Option<Phase>,
+    /// Requests read and not yet run (behind a waiting call), or why a frame was not one.
+    inbox: VecDeque<Result<Request, String>>,
+    /// A call of this client waits: its reply comes later.
+    waiting: bool,
+    /// Encoded replies not yet written, from `sent` on.
+    outbox: Vec<u8>,
+    sent: usize,
+    /// What the poller watches it for.
+    interest: Interest,
+}
+
+impl Client {
+    fn queue_reply(&mut self, reply: &Reply) {
+        queue_reply(&mut self.outbox, reply);
+    }
+
+    /// A client that does not read its replies, or has sent more requests than it waits for,
+    /// is not read from until it catches up; its socket holds the rest.
+    fn throttled(&self) -> bool {
+        throttled(self.outbox.len() - self.sent, self.inbox.len())
+    }
+}
+
+/// Whether a client with `unsent` bytes of replies and `queued` requests is not read from.
+fn throttled(unsent: usize, queued: usize) -> bool {
+    unsent > MAX_OUTBOX / 2 || queued >= MAX_INBOX
+}
+
+/// Appends the frame of `reply` to `outbox`.
+fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
+    {
+        let mut payload = Vec::new();
+        if let Err(e) = codec::encode_plain_into(reply, &mut payload) {
+            // A value the codec cannot encode (none of the manager's can fail; kept for the
+            // day a custom type's value does): the client gets the reason instead.
+            let why = Reply::Error(super::Exception::msg(
+                super::ExceptionKind::ValueError,
+                format!("the reply cannot be encoded: {e}"),
+            ));
+            payload.clear();
+            codec::encode_plain_into(&why, &mut payload).expect("a str always encodes");
+        }
+        let mut h = [0u8; 12];
+        outbox.extend_from_slice(header(payload.len(), &mut h));
+        outbox.extend_from_slice(&payload);
+    }
+}
+
+/// The loop's own state.
+struct Loop<'a> {
+    shared: &'a Shared,
+    listener: &'a Listener,
+    poller: Poller,
+    clients: HashMap<u64, Client>,
+    next_token: u64,
+    max_request: u64,
+}
+
+/// Serves clients of `listener` until [`Shared::stop`] or a client's `shutdown`.
+pub(crate) fn run(listener: &Listener, shared: &Shared, max_request: u64) -> io::Result<()> {
+    let poller = Poller::new()?;
+    poller.add(listener.as_fd(), LISTENER, Interest::Read)?;
+    poller.add(shared.waker.as_fd(), WAKER, Interest::Read)?;
+    let mut l = Loop {
+        shared,
+        listener,
+        poller,
+        clients: HashMap::new(),
+        next_token: WAKER + 1,
+        max_request,
+    };
+    let mut ready = Vec::new();
+    while !shared.stopping() {
+        let deadline = l.next_deadline();
+        l.poller.wait(&mut ready, deadline)?;
+        for r in &ready {
+            match r.token {
+                LISTENER => l.accept(),
+                WAKER => shared.waker.reset(),
+                token => l.on_ready(token, *r),
+            }
+        }
+        let now = Instant::now();
+        l.expire_handshakes(now);
+        let woken = replies(shared.table.expire(now));
+        l.deliver(woken);
+    }
+    // Every client is released on the way out, as if it had disconnected.
+    let tokens: Vec<u64> = l.clients.keys().copied().collect();
+    for t in tokens {
+        l.drop_client(t);
+    }
+    Ok(())
+}
+
+impl Loop<'_> {
+    fn next_deadline(&self) -> Option<Instant> {
+        let handshakes = self.clients.values().filter_map(|c| match &c.phase {
+            Some(Phase::Handshake(u)) => u.deadline(),
+            _ => None,
+        });
+        handshakes.chain(self.shared.table.next_deadline()).min()
+    }
+
+    fn accept(&mut self) {
+        loop {
+            match self.listener.try_accept_raw() {
+                Ok(Some(pending)) => {
+                    let token = self.next_token;
+                    self.next_token += 1;
+                    if self
+                        .poller
+                        .add(pending.as_fd(), token, Interest::Read)
+                        .is_err()
+                    {
+                        continue;
+                    }
+                    self.clients.insert(
+                        token,
+                        Client {
+                            phase: Some(Phase::Handshake(pending)),
+                            inbox: VecDeque::new(),
+                            waiting: false,
+                            outbox: Vec::new(),
+                            sent: 0,
+                            interest: Interest::Read,
+                        },
+                    );
+                    // The client may have sent its answer with its connect.
+                    self.step(token);
+                }
+                Ok(None) => return,
+                // A client that failed before its challenge went out, or a transient accept
+                // error (out of descriptors): the listener goes on.
+                Err(_) => return,
+            }
+        }
+    }
+
+    fn on_ready(&mut self, token: u64, r: Ready) {
+        if r.writable {
+            self.flush(token);
+        }
+        if r.readable {
+            self.step(token);
+        }
+    }
+
+    /// Moves a client on with what it has sent: the handshake, then its requests.
+    fn step(&mut self, token: u64) {
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        c.phase = match c.phase.take() {
+            Some(Phase::Handshake(pending)) => match pending.try_handshake() {
+                Ok(conn) => {
+                    let (sock, inbuf) = conn.into_stream();
+                    Some(Phase::Ready { sock, inbuf })
+                }
+                Err(TryHandshakeError::WouldBlock(p)) => {
+                    c.phase = Some(Phase::Handshake(p));
+                    return;
+                }
+                Err(_) => return self.drop_client(token),
+            },
+            other => other,
+        };
+        if !self.read(token) {
+            return self.drop_client(token);
+        }
+        self.serve(token);
+        self.flush(token);
+    }
+
+    /// Reads what the client has sent and cuts it into requests; `false` if it is gone or
+    /// broke the framing.
+    fn read(&mut self, token: u64) -> bool {
+        let max = self.max_request;
+        let Some(c) = self.clients.get_mut(&token) else {
+            return false;
+        };
+        let Some(Phase::Ready { sock, inbuf }) = &mut c.phase else {
+            return true;
+        };
+        loop {
+            if throttled(c.outbox.len() - c.sent, c.inbox.len()) {
+                return true;
+            }
+            // Cut every whole frame out of what is buffered.
+            let mut at = 0;
+            let mut want = 0;
+            loop {
+                match parse_header(&inbuf[at..]) {
+                    Ok(Some((_, len))) if len > max => return false,
+                    Ok(Some((h, len))) => {
+                        let end = at + h + len as usize;
+                        if end > inbuf.len() {
+                            want = end - inbuf.len();
+                            break;
+                        }
+                        let req = codec::decode::<Request>(&inbuf[at + h..end], Vec::new());
+                        // A frame that is not a request is answered in its turn, and the client
+                        // may go on: the frame boundary is intact.
+                        c.inbox.push_back(req.map_err(|e| e.to_string()));
+                        at = end;
+                    }
+                    Ok(None) => break,
+                    Err(_) => return false,
+                }
+            }
+            inbuf.drain(..at);
+            // Read more: at least what the frame under way needs, in steps of a page cluster.
+            let room = want.clamp(READ_STEP, READ_STEP * 16);
+            inbuf.reserve(room);
+            match recv_append(sock.as_fd(), inbuf, room) {
+                Ok(Some(0)) => return false,
+                Ok(Some(_)) => {}
+                Ok(None) => return true,
+                Err(_) => return false,
+            }
+        }
+    }
+
+    /// Runs the client's queued requests until one waits.
+    fn serve(&mut self, token: u64) {
+        let mut woken = Vec::new();
+        {
+            let Some(c) = self.clients.get_mut(&token) else {
+                return;
+            };
+            let session = Session {
+                table: &self.shared.table,
+                names: &self.shared.names,
+                holder: Holder::Client(token),
+            };
+            while !c.waiting {
+                let Some(req) = c.inbox.pop_front() else {
+                    break;
+                };
+                let req = match req {
+                    Ok(req) => req,
+                    Err(e) => {
+                        c.queue_reply(&Reply::Error(super::Exception::msg(
+                            super::ExceptionKind::ValueError,
+                            format!("not a manager request: {e}"),
+                        )));
+                        continue;
+                    }
+                };
+                let h = session.handle(req);
+                match &h.reply {
+                    Some(r) => c.queue_reply(r),
+                    None => c.waiting = true,
+                }
+                woken.extend(h.woken);
+                if h.next == Next::Shutdown {
+                    self.shared.stop();
+                }
+            }
+        }
+        self.deliver(woken);
+    }
+
+    /// Sends the replies of calls that waited, and serves what their clients queued behind.
+    fn deliver(&mut self, mut woken: Vec<(Holder, Reply)>) {
+        while !woken.is_empty() {
+            let mut tokens = Vec::new();
+            for (holder, reply) in woken.drain(..) {
+                let Holder::Client(token) = holder else {
+                    continue;
+                };
+                if let Some(c) = self.clients.get_mut(&token) {
+                    c.queue_reply(&reply);
+                    c.waiting = false;
+                    tokens.push(token);
+                }
+            }
+            for token in tokens {
+                // Serving may wake others again; they are handled in the next round.
+                let before = self.clients.get(&token).map(|c| c.inbox.len());
+                if before.is_some_and(|n| n > 0) {
+                    self.serve(token);
+                }
+                self.flush(token);
+            }
+        }
+    }
+
+    /// Writes what the socket takes of the client's outbox.
+    fn flush(&mut self, token: u64) {
+        let Some(c) = self.clients.get_mut(&token) else {
+            return;
+        };
+        let Some(Phase::Ready { sock, .. }) = &c.phase else {
+            return;
+        };
+        while c.sent < c.outbox.len() {
+            match send_nowait(sock.as_fd(), &c.outbox[c.sent..]) {
+                Ok(0) => break,
+                Ok(n) => c.sent += n,
+                Err(_) => return self.drop_client(token),
+            }
+        }
+        if c.sent == c.outbox.len() {
+            c.outbox.clear();
+            c.sent = 0;
+        } else if c.outbox.len() - c.sent > MAX_OUTBOX {
+            return self.drop_client(token);
+        }
+        let interest = Interest::of(!c.throttled(), !c.outbox.is_empty());
+        if interest != c.interest {
+            let was_throttled = matches!(c.interest, Interest::Write | Interest::Nothing);
+            c.interest = interest;
+            if self.poller.modify(sock.as_fd(), token, interest).is_err() {
+                return self.drop_client(token);
+            }
+            // Caught up: what the socket held is read again (the poller says so too, but
+            // requests may already wait in the buffer).
+            if was_throttled && !c.throttled() {
+                self.step(token);
+            }
+        }
+    }
+
+    fn expire_handshakes(&mut self, now: Instant) {
+        let late: Vec<u64> = self
+            .clients
+            .iter()
+            .filter(|(_, c)| {
+                matches!(&c.phase, Some(Phase::Handshake(u)) if u.deadline().is_some_and(|d| d <= now))
+            })
+            .map(|(t, _)| *t)
+            .collect();
+        for t in late {
+            self.drop_client(t);
+        }
+    }
+
+    /// Forgets a client and releases what it held.
+    fn drop_client(&mut self, token: u64) {
+        let Some(c) = self.clients.remove(&token) else {
+            return;
+        };
+        let fd = match &c.phase {
+            Some(Phase::Handshake(u)) => Some(u.as_fd()),
+            Some(Phase::Ready { sock, .. }) => Some(sock.as_fd()),
+            None => None,
+        };
+        if let Some(fd) = fd {
+            let _ = self.poller.remove(fd);
+        }
+        drop(c);
+        let (_, woken) = self.shared.table.release(Holder::Client(token));
+        self.deliver(replies(woken));
+    }
+}
+
+/// A server running on its own thread of this process.
+pub(crate) struct Running {
+    shared: Arc<Shared>,
+    thread: Option<std::thread::JoinHandle<io::Result<()>>>,
+}
+
+impl Running {
+    /// Serves `listener` on a new thread.
+    pub fn spawn(listener: Listener, max_request: u64) -> io::Result<Self> {
+        let shared = Arc::new(Shared::new()?);
+        let s = Arc::clone(&shared);
+        let thread = std::thread::Builder::new()
+            .name("multiproc-manager".into())
+            .spawn(move || run(&listener, &s, max_request))?;
+        Ok(Running {
+            shared,
+            thread: Some(thread),
+        })
+    }
+
+    /// Stops the server and waits for its thread.
+    pub fn stop(&mut self) -> io::Result<()> {
+        self.shared.stop();
+        match self.thread.take().map(|t| t.join()) {
+            Some(Ok(r)) => r,
+            Some(Err(_)) => Err(io::Error::other("the manager's thread panicked")),
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        let _ = self.stop();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::time::{Duration, Instant};
+
+    use super::*;
+    use crate::connection::{Address, Client, Connection};
+    use crate::object::{Dict, Object};
+
+    fn server() -> (Running, Address) {
+        let mut name = [0u8; 8];
+        crate::sys::net::random(&mut name).unwrap();
+        let address = Address::abstract_name(format!("multiproc-test-{name:02x?}"));
+        let listener = Listener::options()
+            .authkey(b"key")
+            .handshake_timeout(Some(Duration::from_millis(300)))
+            .bind(address.clone())
+            .unwrap();
+        (Running::spawn(listener, 1 << 20).unwrap(), address)
+    }
+
+    fn client(address: &Address) -> Connection {
+        Client::new().authkey(b"key").connect(address).unwrap()
+    }
+
+    fn request(method: &str, args: Vec<Object>) -> Vec<u8> {
+        let req = Request {
+            id: None,
+            method: method.into(),
+            args,
+            kwargs: Dict::new(),
+        };
+        let mut out = Vec::new();
+        codec::encode_plain_into(&req, &mut out).unwrap();
+        out
+    }
+
+    fn reply(c: &mut Connection) -> Reply {
+        codec::decode(&c.recv_bytes().unwrap(), Vec::new()).unwrap()
+    }
+
+    #[test]
+    fn garbage_is_answered_and_the_client_goes_on() {
+        let (_server, address) = server();
+        let mut c = client(&address);
+        c.send_bytes(b"\xff\xfe not postcard").unwrap();
+        c.send_bytes(&request("number_of_objects", vec![])).unwrap();
+        assert!(matches!(reply(&mut c), Reply::Error(_)));
+        assert_eq!(reply(&mut c), Reply::Return(Object::from(0)));
+    }
+
+    #[test]
+    fn a_frame_beyond_the_limit_ends_only_that_client() {
+        let (_server, address) = server();
+        let mut bad = client(&address);
+        bad.send_bytes(&vec![0u8; 2 << 20]).unwrap_or(());
+        assert!(bad.recv_bytes().is_err(), "disconnected");
+        let mut good = client(&address);
+        good.send_bytes(&request("dummy", vec![])).unwrap();
+        assert_eq!(reply(&mut good), Reply::Return(Object::None));
+    }
+
+    #[test]
+    fn large_requests_arriving_in_pieces_stay_whole() {
+        let (_server, address) = server();
+        let mut c = client(&address);
+        let items = Object::List((0..50_000).map(Object::from).collect());
+        let create = request("create", vec!["list".into(), items]);
+        assert!(create.len() > 100_000);
+        c.send_bytes(&create).unwrap();
+        let Reply::Proxy { id, .. } = reply(&mut c) else {
+            panic!("no proxy")
+        };
+        // Many requests pipelined in one go, answered in order.
+        let len = Request {
+            id: Some(id),
+            method: "__len__".into(),
+            args: vec![],
+            kwargs: Dict::new(),
+        };
+        let mut one = Vec::new();
+        codec::encode_plain_into(&len, &mut one).unwrap();
+        for _ in 0..200 {
+            c.send_bytes(&one).unwrap();
+        }
+        for _ in 0..200 {
+            assert_eq!(reply(&mut c), Reply::Return(Object::from(50_000)));
+        }
+    }
+
+    #[test]
+    fn silent_and_half_sent_clients_delay_nobody() {
+        let (_server, address) = server();
+        // Sockets that connect and say nothing, and a client that sends an empty frame.
+        let silent: Vec<_> = (0..20)
+            .map(|_| match &address {
+                Address::Abstract(name) => {
+                    use std::os::linux::net::SocketAddrExt;
+                    let name = std::os::unix::net::SocketAddr::from_abstract_name(name).unwrap();
+                    std::os::unix::net::UnixStream::connect_addr(&name).unwrap()
+                }
+                _ => unreachable!("an abstract address"),
+            })
+            .collect();
+        let mut empty = client(&address);
+        empty.send_bytes(&[]).unwrap(); // not a request: answered
+        let start = Instant::now();
+        let mut good = client(&address);
+        good.send_bytes(&request("dummy", vec![])).unwrap();
+        assert_eq!(reply(&mut good), Reply::Return(Object::None));
+        // Generous: a silent peer would cost the full handshake time-out (300 ms) each if
+        // handshakes ran in line.
+        assert!(start.elapsed() < Duration::from_secs(3));
+        drop(silent);
+    }
+}

@@ -1,0 +1,122 @@
+//! The manager with real processes: proxies in children, atomic updates from many
+//! processes, waiting calls, and clients killed while they wait or hold a lock.
+
+use std::time::Duration;
+
+use multiproc::manager::{DictProxy, ExceptionKind, ListProxy, Manager, ManagerError, Proxy};
+use multiproc::{Object, Process, obj};
+
+multiproc::test_support!();
+
+fn seed_child((d, l): (DictProxy, ListProxy)) {
+    d.set(1, "1").unwrap();
+    d.set("2", 2).unwrap();
+    d.set(0.25, ()).unwrap();
+    l.reverse().unwrap();
+}
+
+#[test]
+fn a_child_changes_what_the_parent_sees() {
+    for manager in [Manager::start().unwrap(), Manager::start_thread().unwrap()] {
+        let d = manager.dict().unwrap();
+        let l = manager.list((0..10).collect::<Vec<i32>>()).unwrap();
+        Process::start(seed_child, (d.clone(), l.clone()))
+            .unwrap()
+            .join()
+            .unwrap();
+        assert_eq!(d.to_string(), "{1: '1', '2': 2, 0.25: None}");
+        assert_eq!(l.to_string(), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
+        assert_eq!(manager.number_of_objects().unwrap(), 2);
+        drop((d, l));
+        assert_eq!(
+            manager.number_of_objects().unwrap(),
+            0,
+            "freed with their proxies"
+        );
+    }
+}
+
+#[test]
+fn python_exceptions_reach_the_caller() {
+    let manager = Manager::start_thread().unwrap();
+    let d = manager.dict().unwrap();
+    match d.get_item("zz") {
+        Err(ManagerError::Raised(e)) => {
+            assert_eq!(e.kind(), ExceptionKind::KeyError);
+            assert_eq!(e.to_string(), "'zz'");
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(d.get("zz").unwrap(), None);
+    let l = manager.list(obj!([1])).unwrap();
+    let err = l.get(5).unwrap_err();
+    assert_eq!(err.to_string(), "IndexError: list index out of range");
+    let err = manager.create("os.system", vec![]).unwrap_err();
+    assert!(matches!(err, ManagerError::Raised(e) if e.kind() == ExceptionKind::TypeError));
+}
+
+fn add_many((d, n): (DictProxy, u32)) {
+    for _ in 0..n {
+        d.update_with("hits", "add", 1).unwrap();
+    }
+}
+
+#[test]
+fn increments_from_many_processes_are_all_counted() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict().unwrap();
+    let children: Vec<_> = (0..6)
+        .map(|_| Process::start(add_many, (d.clone(), 300)).unwrap())
+        .collect();
+    for c in children {
+        c.join().unwrap();
+    }
+    assert_eq!(d.get_item("hits").unwrap(), obj!(1800));
+}
+
+fn take_one(q: Proxy) -> Object {
+    q.call("get", vec![]).unwrap()
+}
+
+fn hold_then_hang((lock, q): (Proxy, Proxy)) {
+    assert_eq!(lock.call("acquire", vec![]).unwrap(), obj!(true));
+    q.call("put", vec!["holding".into()]).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn a_get_waits_for_a_put_from_another_process() {
+    let manager = Manager::start().unwrap();
+    let q = manager.create("Queue", vec![]).unwrap();
+    let p = Process::start(take_one, q.clone()).unwrap();
+    std::thread::sleep(Duration::from_millis(50));
+    // The waiting child does not block this client.
+    assert_eq!(q.call("qsize", vec![]).unwrap(), obj!(0));
+    q.call("put", vec![obj!(["沐风", 666, "精易"])]).unwrap();
+    assert_eq!(p.join().unwrap().to_string(), "['沐风', 666, '精易']");
+    let timeout = q.call("get", vec![true.into(), 0.05.into()]).unwrap_err();
+    assert!(matches!(timeout, ManagerError::Raised(e) if e.kind() == ExceptionKind::Empty));
+}
+
+#[test]
+fn a_killed_client_gives_back_its_lock_and_its_objects() {
+    let manager = Manager::start().unwrap();
+    let lock = manager.create("Lock", vec![]).unwrap();
+    let q = manager.create("Queue", vec![]).unwrap();
+    let before = manager.number_of_objects().unwrap();
+    let p = Process::start(hold_then_hang, (lock.clone(), q.clone())).unwrap();
+    assert_eq!(q.call("get", vec![]).unwrap(), obj!("holding"));
+    let d = manager.dict().unwrap();
+    // A blocked acquire waits for the holder; killing it hands the lock over.
+    let waiter = std::thread::spawn({
+        let lock = lock.clone();
+        move || lock.call("acquire_robust", vec![]).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    p.kill().unwrap();
+    assert!(p.join().is_err());
+    assert_eq!(waiter.join().unwrap(), obj!(2), "told the owner died");
+    // The server goes on serving, and the child's references are gone.
+    d.set("still", "serving").unwrap();
+    assert_eq!(manager.number_of_objects().unwrap(), before + 1);
+}
