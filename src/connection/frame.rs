@@ -661,6 +661,77 @@ mod tests {
             header(SHORT_MAX + 1, &mut h),
             &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0x80, 0, 0, 0]
         );
+        assert_eq!(
+            header(3 << 30, &mut h),
+            &[0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0, 0xC0, 0, 0, 0]
+        );
+    }
+
+    /// A long-form header, as Python writes for payloads over 2 GiB.
+    fn long_header(len: u64) -> Vec<u8> {
+        [&[0xFF; 4][..], &len.to_be_bytes()].concat()
+    }
+
+    #[test]
+    fn long_headers_are_read_for_any_payload_size() {
+        // Python accepts the long form for any length, so must we; small and large payloads,
+        // then a short-form frame to show the stream stays in step.
+        let (a, b, mut r) = reader_pair();
+        let big: Vec<u8> = (0..3 * READ_BUF as u32).map(|i| i as u8).collect();
+        let writer = std::thread::spawn({
+            let big = big.clone();
+            move || {
+                let small = [long_header(5), b"small".to_vec()].concat();
+                let large = [long_header(big.len() as u64), big].concat();
+                socket::send_all_with_fds(a.as_fd(), &[&small, &large], &[]).unwrap();
+                write_frame(a.as_fd(), b"after", &[]).unwrap();
+            }
+        });
+        let mut out = Vec::new();
+        for want in [&b"small"[..], &big, b"after"] {
+            r.read_into(b.as_fd(), Transport::Unix, u64::MAX, None, &mut out)
+                .unwrap();
+            assert!(out == want, "{} bytes instead of {}", out.len(), want.len());
+        }
+        writer.join().unwrap();
+    }
+
+    /// The long header of a 3 GiB frame, without 3 GiB: the stream announces it and ends
+    /// after a few MiB.
+    #[test]
+    fn three_gib_long_header_is_refused_or_read_as_it_arrives() {
+        const LEN: u64 = 3 << 30;
+        let sent = 5 << 20;
+        let announce = |a: OwnedFd| {
+            std::thread::spawn(move || {
+                let head = long_header(LEN);
+                let _ = socket::send_all_with_fds(a.as_fd(), &[&head, &vec![7u8; sent]], &[]);
+            })
+        };
+        // Over the default maximum: refused before any of the payload is read.
+        let (a, b, mut r) = reader_pair();
+        let w = announce(a);
+        let mut out = Vec::new();
+        let max = crate::connection::DEFAULT_MAX_FRAME;
+        assert!(matches!(
+            r.read_into(b.as_fd(), Transport::Unix, max, None, &mut out),
+            Err(FrameError::TooLarge { len: LEN, max: m }) if m == max
+        ));
+        drop(b);
+        w.join().unwrap();
+        // Under a raised maximum: read as it arrives, in memory that grows with what came,
+        // not with what was announced.
+        let (a, b, mut r) = reader_pair();
+        let w = announce(a);
+        let err = r
+            .read_into(b.as_fd(), Transport::Unix, 4 << 30, None, &mut out)
+            .unwrap_err();
+        w.join().unwrap();
+        assert!(
+            matches!(err, FrameError::Truncated { got, expected: LEN } if got == sent as u64),
+            "{err}"
+        );
+        assert!(out.capacity() <= FIRST_ALLOC, "{}", out.capacity());
     }
 
     #[test]
