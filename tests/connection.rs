@@ -571,10 +571,17 @@ fn silent_clients_do_not_delay_a_good_one() {
         .handshake_timeout(Some(TIMEOUT))
         .bind(Address::unix(&path.0))
         .unwrap();
-    // Connected first, and never a word: each would have cost the good client a full timeout
-    // when handshakes ran one after another.
+    // Connected first, and (next to) never a word: each would have cost the good client a
+    // full timeout when handshakes ran one after another.
     let silent: Vec<UnixStream> = (0..SILENT)
-        .map(|_| UnixStream::connect(&path.0).unwrap())
+        .map(|i| {
+            let mut s = UnixStream::connect(&path.0).unwrap();
+            if i % 2 == 1 {
+                // Half of them start an answer and stop inside its header.
+                s.write_all(&[0, 0]).unwrap();
+            }
+            s
+        })
         .collect();
     let addr = Address::unix(&path.0);
     let start = Instant::now();
