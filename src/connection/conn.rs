@@ -10,7 +10,8 @@ use serde::ser::{Error as _, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{RecvError, SendError, is_disconnect};
-use super::frame::{self, FrameError, Reader, Transport};
+use super::frame::{self, FrameError, Transport};
+use super::reader::Reader;
 use crate::codec;
 
 /// The maximum frame size a new connection accepts: 1 GiB.

@@ -31,6 +31,7 @@ mod error;
 pub(crate) mod frame;
 mod handshake;
 mod listener;
+mod reader;
 mod wait;
 
 pub use accept::{TryHandshakeError, Unauthenticated};
