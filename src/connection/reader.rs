@@ -35,6 +35,14 @@ pub(crate) struct Reader {
     pub(crate) spin: std::time::Duration,
 }
 
+/// The next frame, as [`Reader::next_frame`] found it.
+enum Next {
+    /// Whole in the buffer: `h` header bytes, `total` bytes with the header.
+    Buffered { h: usize, total: usize },
+    /// Larger than the buffer: `h` header bytes (buffered), `len` payload bytes.
+    Large { h: usize, len: u64 },
+}
+
 impl Reader {
     /// Whether a byte of the next frame is already buffered.
     pub(crate) fn has_buffered(&self) -> bool {
@@ -180,6 +188,42 @@ impl Reader {
         Ok(())
     }
 
+    /// Reads the next frame's header and, when the whole frame fits the buffer, the frame.
+    fn next_frame(
+        &mut self,
+        fd: BorrowedFd<'_>,
+        t: Transport,
+        max: u64,
+        deadline: Option<std::time::Instant>,
+    ) -> Result<Next, FrameError> {
+        let (h, len) = self.header(fd, t, max, deadline)?;
+        match (h as u64)
+            .checked_add(len)
+            .filter(|&t| t <= READ_BUF as u64)
+        {
+            Some(total) => {
+                let total = total as usize;
+                self.buffer_frame(fd, t, h, total, deadline)?;
+                Ok(Next::Buffered { h, total })
+            }
+            None => Ok(Next::Large { h, len }),
+        }
+    }
+
+    /// Hands the buffered frame of [`Next::Buffered`] and its descriptors to `f`, then drops it
+    /// from the buffer.
+    fn take_buffered<R>(
+        &mut self,
+        h: usize,
+        total: usize,
+        f: impl FnOnce(&[u8], Vec<OwnedFd>) -> R,
+    ) -> R {
+        let fds = self.take_fds(self.offset);
+        let r = f(&self.buf[self.start + h..self.start + total], fds);
+        self.consume(total);
+        r
+    }
+
     /// Reads the next frame and hands its payload and descriptors to `f`. Small frames are
     /// handed over from the buffer, without a copy.
     pub(crate) fn read_with<R>(
@@ -190,22 +234,13 @@ impl Reader {
         deadline: Option<std::time::Instant>,
         f: impl FnOnce(&[u8], Vec<OwnedFd>) -> R,
     ) -> Result<R, FrameError> {
-        let (h, len) = self.header(fd, t, max, deadline)?;
-        let at = self.offset;
-        if let Some(total) = (h as u64)
-            .checked_add(len)
-            .filter(|&t| t <= READ_BUF as u64)
-        {
-            let total = total as usize;
-            self.buffer_frame(fd, t, h, total, deadline)?;
-            let fds = self.take_fds(at);
-            let r = f(&self.buf[self.start + h..self.start + total], fds);
-            self.consume(total);
-            Ok(r)
-        } else {
-            let mut v = Vec::new();
-            let fds = self.read_large(fd, h, len, max, deadline, &mut v)?;
-            Ok(f(&v, fds))
+        match self.next_frame(fd, t, max, deadline)? {
+            Next::Buffered { h, total } => Ok(self.take_buffered(h, total, f)),
+            Next::Large { h, len } => {
+                let mut v = Vec::new();
+                let fds = self.read_large(fd, h, len, max, deadline, &mut v)?;
+                Ok(f(&v, fds))
+            }
         }
     }
 
@@ -219,21 +254,13 @@ impl Reader {
         deadline: Option<std::time::Instant>,
         out: &mut Vec<u8>,
     ) -> Result<Vec<OwnedFd>, FrameError> {
-        let (h, len) = self.header(fd, t, max, deadline)?;
-        let at = self.offset;
-        if let Some(total) = (h as u64)
-            .checked_add(len)
-            .filter(|&t| t <= READ_BUF as u64)
-        {
-            let total = total as usize;
-            self.buffer_frame(fd, t, h, total, deadline)?;
-            out.clear();
-            out.extend_from_slice(&self.buf[self.start + h..self.start + total]);
-            let fds = self.take_fds(at);
-            self.consume(total);
-            Ok(fds)
-        } else {
-            self.read_large(fd, h, len, max, deadline, out)
+        match self.next_frame(fd, t, max, deadline)? {
+            Next::Buffered { h, total } => Ok(self.take_buffered(h, total, |bytes, fds| {
+                out.clear();
+                out.extend_from_slice(bytes);
+                fds
+            })),
+            Next::Large { h, len } => self.read_large(fd, h, len, max, deadline, out),
         }
     }
 
