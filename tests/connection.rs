@@ -615,6 +615,40 @@ fn silent_clients_do_not_delay_a_good_one() {
 }
 
 #[test]
+fn a_flood_of_silent_clients_drops_the_oldest_not_the_good_one() {
+    // One more than the listener keeps under way.
+    const FLOOD: usize = 257;
+    let path = SockPath::new("flood");
+    let listener = Listener::options()
+        .authkey(b"key")
+        .handshake_timeout(None)
+        .bind(Address::unix(&path.0))
+        .unwrap();
+    thread::scope(|s| {
+        // Accepting while the flood connects, so that the backlog never fills.
+        let served = s.spawn(|| listener.accept());
+        let silent: Vec<UnixStream> = (0..FLOOD)
+            .map(|_| UnixStream::connect(&path.0).unwrap())
+            .collect();
+        let mut c = Client::new()
+            .authkey(b"key")
+            .connect(Address::unix(&path.0))
+            .unwrap();
+        c.send_bytes(b"good").unwrap();
+        let mut served = served.join().unwrap().unwrap();
+        assert_eq!(served.recv_bytes().unwrap(), b"good");
+        // The oldest silent client got its challenge, then was closed to make room.
+        let mut oldest = &silent[0];
+        oldest
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        oldest.read_to_end(&mut seen).unwrap();
+        assert!(seen.windows(11).any(|w| w == b"#CHALLENGE#"), "{seen:?}");
+    });
+}
+
+#[test]
 fn unix_path_in_use_is_a_clear_error() {
     let path = SockPath::new("inuse");
     let _l = Listener::bind(Address::unix(&path.0)).unwrap();
