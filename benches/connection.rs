@@ -216,7 +216,54 @@ fn bulk(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, round_trips, bulk);
+/// Accepting authenticated clients over a Unix socket, with and without silent clients whose
+/// handshakes stay under way in the listener: what a silent client costs a good one.
+fn accept_with_silent_clients(c: &mut Criterion) {
+    use multiproc::{Address, Client, Listener};
+    pin_to(None);
+    let mut group = c.benchmark_group("accept");
+    group
+        .sample_size(20)
+        .measurement_time(Duration::from_secs(3))
+        .warm_up_time(Duration::from_secs(1));
+    for silent in [0usize, 10, 100] {
+        let name = format!("multiproc-bench-accept-{}-{silent}", std::process::id());
+        let addr = Address::abstract_name(name.clone());
+        // No timeout: the silent clients stay under way for the whole run.
+        let listener = Listener::options()
+            .authkey(b"bench")
+            .handshake_timeout(None)
+            .bind(addr.clone())
+            .unwrap();
+        let quiet: Vec<UnixStream> = (0..silent)
+            .map(|_| {
+                use std::os::linux::net::SocketAddrExt;
+                let a = std::os::unix::net::SocketAddr::from_abstract_name(&name).unwrap();
+                UnixStream::connect_addr(&a).unwrap()
+            })
+            .collect();
+        group.bench_function(format!("authkey_{silent}_silent"), |bench| {
+            bench.iter_custom(|iters| {
+                let t = Instant::now();
+                std::thread::scope(|s| {
+                    s.spawn(|| {
+                        for _ in 0..iters {
+                            Client::new().authkey(b"bench").connect(&addr).unwrap();
+                        }
+                    });
+                    for _ in 0..iters {
+                        listener.accept().unwrap();
+                    }
+                });
+                t.elapsed()
+            })
+        });
+        drop(quiet);
+    }
+    group.finish();
+}
+
+criterion_group!(benches, round_trips, bulk, accept_with_silent_clients);
 
 /// Raw socketpair and `pipe()` round trips measured in alternating blocks, both processes on
 /// CPU 0, so that load from other programs hits both alike: prints the medians and the median

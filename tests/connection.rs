@@ -231,32 +231,6 @@ fn garbage_oversized_and_truncated_frames_are_errors() {
     t.join().unwrap();
 }
 
-/// The one test that moves a frame over 2 GiB: the long header, both ways through the code.
-#[test]
-fn three_gib_frame_uses_the_long_header() {
-    const LEN: usize = 3 << 30;
-    let (mut a, mut b) = pipe(true).unwrap();
-    let sender = thread::spawn(move || {
-        let mut big = vec![0u8; LEN];
-        big[0] = 1;
-        big[LEN / 2] = 2;
-        big[LEN - 1] = 3;
-        a.send_bytes(&big).unwrap();
-        drop(big);
-        a.send_bytes(b"after").unwrap();
-        a
-    });
-    // The default maximum refuses it; a raised one takes it.
-    assert!(b.max_frame() < LEN as u64);
-    b.set_max_frame(4 << 30);
-    let got = b.recv_bytes().unwrap();
-    assert_eq!(got.len(), LEN);
-    assert_eq!((got[0], got[LEN / 2], got[LEN - 1], got[1]), (1, 2, 3, 0));
-    drop(got);
-    assert_eq!(b.recv_bytes().unwrap(), b"after");
-    drop(sender.join().unwrap());
-}
-
 #[test]
 fn connections_and_descriptors_travel_through_connections() {
     let (mut a, mut b) = pipe(true).unwrap();
@@ -585,6 +559,93 @@ fn concurrent_accepts_are_not_blocked_by_a_stalled_client() {
         assert_eq!(s.recv_bytes().unwrap(), b"through");
     });
     stalled.join().unwrap();
+}
+
+#[test]
+fn silent_clients_do_not_delay_a_good_one() {
+    const SILENT: usize = 10;
+    const TIMEOUT: Duration = Duration::from_secs(10);
+    let path = SockPath::new("loris");
+    let listener = Listener::options()
+        .authkey(b"key")
+        .handshake_timeout(Some(TIMEOUT))
+        .bind(Address::unix(&path.0))
+        .unwrap();
+    // Connected first, and (next to) never a word: each would have cost the good client a
+    // full timeout when handshakes ran one after another.
+    let silent: Vec<UnixStream> = (0..SILENT)
+        .map(|i| {
+            let mut s = UnixStream::connect(&path.0).unwrap();
+            if i % 2 == 1 {
+                // Half of them start an answer and stop inside its header.
+                s.write_all(&[0, 0]).unwrap();
+            }
+            s
+        })
+        .collect();
+    let addr = Address::unix(&path.0);
+    let start = Instant::now();
+    let good = thread::spawn(move || {
+        let mut c = Client::new().authkey(b"key").connect(&addr).unwrap();
+        c.send_bytes(b"served").unwrap();
+        c
+    });
+    // The very first accept returns the good client: none of the silent ones has timed out.
+    let mut c = listener.accept().unwrap();
+    assert_eq!(c.recv_bytes().unwrap(), b"served");
+    // Watchdog: far below one handshake timeout, let alone SILENT of them.
+    assert!(start.elapsed() < TIMEOUT / 2, "{:?}", start.elapsed());
+    drop(good.join().unwrap());
+
+    // The same with the handshake left to the caller: a silent client accepted raw costs the
+    // next one nothing.
+    let _quiet = UnixStream::connect(&path.0).unwrap();
+    let _stalled = listener.accept_raw().unwrap();
+    let addr = Address::unix(&path.0);
+    let good = thread::spawn(move || Client::new().authkey(b"key").connect(&addr).unwrap());
+    let mut served = None;
+    while served.is_none() {
+        let p = listener.accept_raw().unwrap();
+        served = p.handshake_timeout(Some(Duration::from_secs(1))).ok();
+    }
+    let mut theirs = good.join().unwrap();
+    theirs.send_bytes(b"raw").unwrap();
+    assert_eq!(served.unwrap().recv_bytes().unwrap(), b"raw");
+    drop(silent);
+}
+
+#[test]
+fn a_flood_of_silent_clients_drops_the_oldest_not_the_good_one() {
+    // One more than the listener keeps under way.
+    const FLOOD: usize = 257;
+    let path = SockPath::new("flood");
+    let listener = Listener::options()
+        .authkey(b"key")
+        .handshake_timeout(None)
+        .bind(Address::unix(&path.0))
+        .unwrap();
+    thread::scope(|s| {
+        // Accepting while the flood connects, so that the backlog never fills.
+        let served = s.spawn(|| listener.accept());
+        let silent: Vec<UnixStream> = (0..FLOOD)
+            .map(|_| UnixStream::connect(&path.0).unwrap())
+            .collect();
+        let mut c = Client::new()
+            .authkey(b"key")
+            .connect(Address::unix(&path.0))
+            .unwrap();
+        c.send_bytes(b"good").unwrap();
+        let mut served = served.join().unwrap().unwrap();
+        assert_eq!(served.recv_bytes().unwrap(), b"good");
+        // The oldest silent client got its challenge, then was closed to make room.
+        let mut oldest = &silent[0];
+        oldest
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        oldest.read_to_end(&mut seen).unwrap();
+        assert!(seen.windows(11).any(|w| w == b"#CHALLENGE#"), "{seen:?}");
+    });
 }
 
 #[test]

@@ -38,8 +38,8 @@ pub enum SendError {
 /// Why a receive ([`Connection::recv`](super::Connection::recv),
 /// [`recv_bytes`](super::Connection::recv_bytes), …) failed.
 ///
-/// After [`TooLarge`](Self::TooLarge), [`Truncated`](Self::Truncated) and
-/// [`BadLength`](Self::BadLength) the stream has lost its framing: every later receive on that
+/// After [`TooLarge`](Self::TooLarge), [`Truncated`](Self::Truncated),
+/// [`BadLength`](Self::BadLength) and [`DescriptorsLost`](Self::DescriptorsLost) the stream has lost its framing: every later receive on that
 /// end fails with [`Broken`](Self::Broken), as Python closes the connection then.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -67,7 +67,9 @@ pub enum RecvError {
     /// The length prefix is negative (and not the long-form marker `-1`).
     #[error("invalid message length {0}")]
     BadLength(i32),
-    /// The message does not decode as the requested type. The connection stays usable.
+    /// The message's bytes do not make one value of the requested type. The connection stays
+    /// usable. postcard carries no type information, so a message of another type may also
+    /// decode, as a wrong value: see [`Connection::recv`](super::Connection::recv).
     #[error(transparent)]
     Decode(#[from] CodecError),
     /// The buffer given to [`recv_bytes_into`](super::Connection::recv_bytes_into) is too
@@ -77,6 +79,12 @@ pub enum RecvError {
     /// This end only sends (the write end of a one-way [`pipe`](super::pipe)).
     #[error("receiving on a send-only connection")]
     NotReadable,
+    /// Descriptors sent with the message could not be received: the kernel drops them when
+    /// this process has too many open files (`EMFILE`, the limit `RLIMIT_NOFILE`), and the
+    /// source says so. The bytes that carried them are gone, so the connection is broken like
+    /// after [`Truncated`](Self::Truncated); the descriptors that did arrive are closed.
+    #[error("descriptors sent with a message were lost ({0}); the connection is broken")]
+    DescriptorsLost(#[source] io::Error),
     /// An earlier receive failed in a way that lost the message boundaries.
     #[error("the connection lost its framing in an earlier receive")]
     Broken,
@@ -96,8 +104,13 @@ pub enum AuthError {
     /// The peer refused our answer to its challenge (wrong authkey).
     #[error("digest sent was rejected")]
     Rejected,
-    /// The peer speaks the HMAC-MD5 handshake of Python 3.11 or older, and it is not enabled.
-    #[error("the peer uses the legacy HMAC-MD5 handshake, which is not enabled")]
+    /// The peer speaks the HMAC-MD5 handshake of Python 3.11 or older, and it is not enabled
+    /// (`allow_legacy_md5`). The peer was answered `#FAILURE#`, so a Python peer raises
+    /// `AuthenticationError`.
+    #[error(
+        "the peer uses the HMAC-MD5 handshake of Python 3.11 and older, which is refused \
+         unless enabled with allow_legacy_md5"
+    )]
     LegacyRefused,
     /// The peer did not follow the handshake protocol.
     #[error("handshake protocol error: {0}")]

@@ -9,7 +9,16 @@
 //! Python 3.11 and older speak a legacy form: M is 20 random bytes and the answer is the raw
 //! 16-byte HMAC-MD5. A 3.11 peer answers a modern challenge with HMAC-MD5 over the whole
 //! 48-byte M. Both forms are recognised by length, as CPython 3.12 does, and accepted only when
-//! explicitly enabled.
+//! explicitly enabled. A challenge this side refuses is answered with `#FAILURE#`, which the
+//! challenger takes for a wrong digest: Python then raises `AuthenticationError` instead of
+//! seeing the connection close.
+//!
+//! The handshake is a state machine ([`Handshake`]) fed one message at a time, so that it can
+//! run without blocking: [`Handshake::advance`] reads what has arrived and never waits, which
+//! lets one thread drive many handshakes (the listener's `accept` does, and so can a server
+//! polling many sockets); [`Handshake::run`] waits for the peer until a deadline. The
+//! messages this side sends are a few dozen bytes each, three at most, so sending them never
+//! waits for a socket buffer that a peer who does not read has filled.
 //!
 //! Answers are checked in constant time (`Mac::verify_slice`). Descriptors that arrive during
 //! the handshake are closed; nothing but these frames is parsed before it succeeds.
@@ -17,6 +26,8 @@
 //! Source: CPython `Lib/multiprocessing/connection.py` (`deliver_challenge`,
 //! `answer_challenge`, `_create_response`, `_verify_challenge`).
 
+use std::os::fd::AsFd;
+use std::sync::Arc;
 use std::time::Instant;
 
 use hmac::{KeyInit, Mac};
@@ -37,13 +48,6 @@ const STEP_MAX: u64 = 256;
 
 type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 type HmacMd5 = hmac::Hmac<md5::Md5>;
-
-/// What one side of the handshake needs.
-pub(crate) struct Auth<'a> {
-    pub(crate) key: &'a [u8],
-    pub(crate) legacy: bool,
-    pub(crate) deadline: Option<Instant>,
-}
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Digest {
@@ -99,9 +103,9 @@ fn frame_err(e: FrameError) -> AuthError {
         FrameError::TooLarge { len, .. } => {
             AuthError::Protocol(format!("handshake message of {len} bytes is too long"))
         }
-        e @ (FrameError::Truncated { .. } | FrameError::BadLength(_)) => {
-            AuthError::Protocol(e.to_string())
-        }
+        e @ (FrameError::Truncated { .. }
+        | FrameError::BadLength(_)
+        | FrameError::DescriptorsLost(_)) => AuthError::Protocol(e.to_string()),
     }
 }
 
@@ -114,49 +118,200 @@ fn send(c: &mut Connection, parts: &[&[u8]]) -> Result<(), AuthError> {
     })
 }
 
-fn recv(c: &mut Connection, a: &Auth<'_>) -> Result<Vec<u8>, AuthError> {
-    c.recv_raw(STEP_MAX, a.deadline).map_err(frame_err)
-}
-
-/// Challenges the peer and checks its answer (CPython's `deliver_challenge`).
-pub(crate) fn deliver(c: &mut Connection, a: &Auth<'_>) -> Result<(), AuthError> {
-    let mut m = [0u8; 8 + MESSAGE_LENGTH];
-    m[..8].copy_from_slice(b"{sha256}");
-    crate::sys::net::random(&mut m[8..]).map_err(AuthError::Io)?;
-    send(c, &[CHALLENGE, &m])?;
-    let answer = recv(c, a)?;
-    match check(a, &m, &answer) {
-        Ok(()) => send(c, &[WELCOME]),
-        Err(e) => {
-            // The peer may already be gone; the verdict is what matters.
-            let _ = send(c, &[FAILURE]);
-            Err(e)
-        }
+/// The next handshake message if one has arrived whole, without waiting.
+fn try_recv(c: &mut Connection) -> Result<Option<Vec<u8>>, AuthError> {
+    // A deadline of now: the reader looks at what is there and reads only what poll(2) says
+    // is readable, so it never blocks. A partial message stays buffered for the next call.
+    match c.recv_raw(STEP_MAX, Some(Instant::now())) {
+        Ok(m) => Ok(Some(m)),
+        Err(FrameError::TimedOut) => Ok(None),
+        Err(e) => Err(frame_err(e)),
     }
 }
 
-/// Checks `answer` against the challenge `m` (CPython's `_verify_challenge`).
-fn check(a: &Auth<'_>, m: &[u8], answer: &[u8]) -> Result<(), AuthError> {
+/// What the handshake waits for next.
+#[derive(Debug)]
+enum Step {
+    /// The peer's answer to our challenge `M`.
+    Answer([u8; 8 + MESSAGE_LENGTH]),
+    /// The peer's challenge.
+    Challenge,
+    /// The peer's verdict on our answer.
+    Verdict,
+    /// Nothing: the handshake succeeded.
+    Done,
+    /// Nothing: the handshake failed.
+    Failed,
+}
+
+/// One side of a handshake in progress.
+pub(crate) struct Handshake {
+    key: Arc<[u8]>,
+    legacy: bool,
+    /// The listener's side (deliver, then answer) or the client's (answer, then deliver).
+    server: bool,
+    step: Step,
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Handshake")
+            .field("server", &self.server)
+            .field("legacy", &self.legacy)
+            .field("step", &self.step)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Handshake {
+    /// The listener's side: sends the challenge on `c` at once.
+    pub(crate) fn server(
+        c: &mut Connection,
+        key: Arc<[u8]>,
+        legacy: bool,
+    ) -> Result<Self, AuthError> {
+        let mut h = Handshake {
+            key,
+            legacy,
+            server: true,
+            step: Step::Challenge,
+        };
+        h.challenge(c)?;
+        Ok(h)
+    }
+
+    /// The client's side: waits for the listener's challenge.
+    pub(crate) fn client(key: Arc<[u8]>, legacy: bool) -> Self {
+        Handshake {
+            key,
+            legacy,
+            server: false,
+            step: Step::Challenge,
+        }
+    }
+
+    /// Sends our challenge (CPython's `deliver_challenge`, first half).
+    fn challenge(&mut self, c: &mut Connection) -> Result<(), AuthError> {
+        let mut m = [0u8; 8 + MESSAGE_LENGTH];
+        m[..8].copy_from_slice(b"{sha256}");
+        crate::sys::net::random(&mut m[8..]).map_err(AuthError::Io)?;
+        send(c, &[CHALLENGE, &m])?;
+        self.step = Step::Answer(m);
+        Ok(())
+    }
+
+    /// Reads every handshake message that has arrived on `c` and answers it, without waiting.
+    /// `Ok(true)` once the handshake has succeeded; after an error it is over.
+    pub(crate) fn advance(&mut self, c: &mut Connection) -> Result<bool, AuthError> {
+        loop {
+            match self.step {
+                Step::Done => return Ok(true),
+                Step::Failed => return Err(AuthError::Protocol("the handshake failed".into())),
+                _ => {}
+            }
+            let Some(msg) = try_recv(c).inspect_err(|_| self.step = Step::Failed)? else {
+                return Ok(false);
+            };
+            if let Err(e) = self.on_message(c, &msg) {
+                self.step = Step::Failed;
+                return Err(e);
+            }
+        }
+    }
+
+    /// Runs the handshake on `c` to its end, waiting for the peer until `deadline` (`None`:
+    /// forever).
+    pub(crate) fn run(
+        &mut self,
+        c: &mut Connection,
+        deadline: Option<Instant>,
+    ) -> Result<(), AuthError> {
+        while !self.advance(c)? {
+            let left = deadline.map(|d| d.saturating_duration_since(Instant::now()));
+            if !crate::sys::socket::wait_readable(c.as_fd(), left).map_err(AuthError::Io)? {
+                self.step = Step::Failed;
+                return Err(AuthError::TimedOut);
+            }
+        }
+        Ok(())
+    }
+
+    fn on_message(&mut self, c: &mut Connection, msg: &[u8]) -> Result<(), AuthError> {
+        match std::mem::replace(&mut self.step, Step::Failed) {
+            Step::Answer(m) => {
+                // CPython's `deliver_challenge`, second half.
+                match check(&self.key, self.legacy, &m, msg) {
+                    Ok(()) => send(c, &[WELCOME])?,
+                    Err(e) => {
+                        // The peer may already be gone; the verdict is what matters.
+                        let _ = send(c, &[FAILURE]);
+                        return Err(e);
+                    }
+                }
+                self.step = if self.server {
+                    Step::Challenge
+                } else {
+                    Step::Done
+                };
+            }
+            Step::Challenge => {
+                // CPython's `answer_challenge`, first half.
+                match response(&self.key, self.legacy, msg) {
+                    Ok(r) => send(c, &[&r])?,
+                    Err(e) => {
+                        // A wrong answer, so that the challenger reports a failed
+                        // authentication rather than a closed connection.
+                        let _ = send(c, &[FAILURE]);
+                        return Err(e);
+                    }
+                }
+                self.step = Step::Verdict;
+            }
+            Step::Verdict => {
+                if msg == FAILURE {
+                    return Err(AuthError::Rejected);
+                } else if msg != WELCOME {
+                    return Err(AuthError::Protocol(
+                        "expected #WELCOME# or #FAILURE#".into(),
+                    ));
+                }
+                if self.server {
+                    self.step = Step::Done;
+                } else {
+                    self.challenge(c)?;
+                }
+            }
+            Step::Done | Step::Failed => {
+                return Err(AuthError::Protocol(
+                    "message after the handshake ended".into(),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Checks `answer` against our challenge `m` (CPython's `_verify_challenge`).
+fn check(key: &[u8], legacy: bool, m: &[u8], answer: &[u8]) -> Result<(), AuthError> {
     let (digest, mac) = match digest_of(answer) {
         Ok(d) => d,
         Err(_) => return Err(AuthError::WrongDigest),
     };
     match digest {
-        Digest::Sha256 => hmac_sha256(a.key)
+        Digest::Sha256 => hmac_sha256(key)
             .chain_update(m)
             .verify_slice(mac)
             .map_err(|_| AuthError::WrongDigest),
-        Digest::LegacyMd5 | Digest::Md5 if !a.legacy => Err(AuthError::LegacyRefused),
-        Digest::LegacyMd5 | Digest::Md5 => hmac_md5(a.key)
+        Digest::LegacyMd5 | Digest::Md5 if !legacy => Err(AuthError::LegacyRefused),
+        Digest::LegacyMd5 | Digest::Md5 => hmac_md5(key)
             .chain_update(m)
             .verify_slice(mac)
             .map_err(|_| AuthError::WrongDigest),
     }
 }
 
-/// Answers the peer's challenge and reads its verdict (CPython's `answer_challenge`).
-pub(crate) fn answer(c: &mut Connection, a: &Auth<'_>) -> Result<(), AuthError> {
-    let msg = recv(c, a)?;
+/// Our answer to the peer's challenge message `msg` (CPython's `_create_response`).
+fn response(key: &[u8], legacy: bool, msg: &[u8]) -> Result<Vec<u8>, AuthError> {
     let Some(m) = msg.strip_prefix(CHALLENGE) else {
         return Err(AuthError::Protocol("expected a challenge".into()));
     };
@@ -166,66 +321,39 @@ pub(crate) fn answer(c: &mut Connection, a: &Auth<'_>) -> Result<(), AuthError> 
             m.len()
         )));
     }
-    let response: Vec<u8> = match digest_of(m)?.0 {
+    Ok(match digest_of(m)?.0 {
         Digest::Sha256 => {
-            let mac = hmac_sha256(a.key).chain_update(m).finalize().into_bytes();
+            let mac = hmac_sha256(key).chain_update(m).finalize().into_bytes();
             [b"{sha256}".as_slice(), &mac].concat()
         }
-        Digest::LegacyMd5 | Digest::Md5 if !a.legacy => return Err(AuthError::LegacyRefused),
-        Digest::LegacyMd5 => hmac_md5(a.key)
+        Digest::LegacyMd5 | Digest::Md5 if !legacy => return Err(AuthError::LegacyRefused),
+        Digest::LegacyMd5 => hmac_md5(key)
             .chain_update(m)
             .finalize()
             .into_bytes()
             .to_vec(),
         Digest::Md5 => {
-            let mac = hmac_md5(a.key).chain_update(m).finalize().into_bytes();
+            let mac = hmac_md5(key).chain_update(m).finalize().into_bytes();
             [b"{md5}".as_slice(), &mac].concat()
         }
-    };
-    send(c, &[&response])?;
-    let verdict = recv(c, a)?;
-    if verdict == WELCOME {
-        Ok(())
-    } else if verdict == FAILURE {
-        Err(AuthError::Rejected)
-    } else {
-        Err(AuthError::Protocol(
-            "expected #WELCOME# or #FAILURE#".into(),
-        ))
-    }
-}
-
-/// The listener's side: deliver, then answer.
-pub(crate) fn server(c: &mut Connection, a: &Auth<'_>) -> Result<(), AuthError> {
-    deliver(c, a)?;
-    answer(c, a)
-}
-
-/// The client's side: answer, then deliver.
-pub(crate) fn client(c: &mut Connection, a: &Auth<'_>) -> Result<(), AuthError> {
-    answer(c, a)?;
-    deliver(c, a)
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn auth(key: &[u8], legacy: bool) -> Auth<'_> {
-        Auth {
-            key,
-            legacy,
-            deadline: Some(Instant::now() + std::time::Duration::from_secs(10)),
-        }
-    }
-
     fn run(
         server_key: &'static [u8],
         client_key: &'static [u8],
     ) -> (Result<(), AuthError>, Result<(), AuthError>) {
         let (mut a, mut b) = super::super::pipe(true).unwrap();
-        let t = std::thread::spawn(move || client(&mut b, &auth(client_key, false)));
-        let s = server(&mut a, &auth(server_key, false));
+        let deadline = Some(Instant::now() + std::time::Duration::from_secs(10));
+        let t = std::thread::spawn(move || {
+            Handshake::client(client_key.into(), false).run(&mut b, deadline)
+        });
+        let s = Handshake::server(&mut a, server_key.into(), false)
+            .and_then(|mut h| h.run(&mut a, deadline));
         drop(a);
         (s, t.join().unwrap())
     }
@@ -242,6 +370,36 @@ mod tests {
         let (s, c) = run(b"secret", b"other");
         assert!(matches!(s, Err(AuthError::WrongDigest)), "{s:?}");
         assert!(matches!(c, Err(AuthError::Rejected)), "{c:?}");
+    }
+
+    #[test]
+    fn both_sides_advance_without_blocking_in_one_thread() {
+        let (mut a, mut b) = super::super::pipe(true).unwrap();
+        let mut server = Handshake::server(&mut a, b"k".as_slice().into(), false).unwrap();
+        let mut client = Handshake::client(b"k".as_slice().into(), false);
+        // Nothing has arrived for the server yet: it returns at once.
+        assert!(!server.advance(&mut a).unwrap());
+        let mut rounds = 0;
+        while !(client.advance(&mut b).unwrap() & server.advance(&mut a).unwrap()) {
+            rounds += 1;
+            assert!(rounds < 10, "{server:?} {client:?}");
+        }
+        a.send_bytes(b"after").unwrap();
+        assert_eq!(b.recv_bytes().unwrap(), b"after");
+    }
+
+    #[test]
+    fn a_refused_challenge_is_answered_with_failure() {
+        // A legacy (20-byte) challenge, refused: the challenger gets #FAILURE# as the answer.
+        let (mut a, mut b) = super::super::pipe(true).unwrap();
+        a.send_bytes(&[CHALLENGE, &[7u8; 20]].concat()).unwrap();
+        let deadline = Some(Instant::now() + std::time::Duration::from_secs(10));
+        let err = Handshake::client(b"k".as_slice().into(), false)
+            .run(&mut b, deadline)
+            .unwrap_err();
+        assert!(matches!(err, AuthError::LegacyRefused), "{err:?}");
+        assert!(err.to_string().contains("allow_legacy_md5"), "{err}");
+        assert_eq!(a.recv_bytes().unwrap(), FAILURE);
     }
 
     #[test]
@@ -262,22 +420,20 @@ mod tests {
     fn answers_match_cpython() {
         let mut m = b"{sha256}".to_vec();
         m.extend(0u8..40);
-        let a = auth(b"key", true);
         let sha = hmac_sha256(b"key").chain_update(&m).finalize().into_bytes();
         let md5 = hmac_md5(b"key").chain_update(&m).finalize().into_bytes();
         assert_eq!(hex(&sha), CPYTHON_SHA256);
         assert_eq!(hex(&md5), CPYTHON_MD5);
-        check(&a, &m, &[b"{sha256}".as_slice(), &sha].concat()).unwrap();
-        check(&a, &m, &md5).unwrap();
-        let strict = auth(b"key", false);
+        check(b"key", true, &m, &[b"{sha256}".as_slice(), &sha].concat()).unwrap();
+        check(b"key", true, &m, &md5).unwrap();
         assert!(matches!(
-            check(&strict, &m, &md5),
+            check(b"key", false, &m, &md5),
             Err(AuthError::LegacyRefused)
         ));
         let mut bad = sha.to_vec();
         bad[0] ^= 1;
         assert!(matches!(
-            check(&a, &m, &[b"{sha256}".as_slice(), &bad].concat()),
+            check(b"key", true, &m, &[b"{sha256}".as_slice(), &bad].concat()),
             Err(AuthError::WrongDigest)
         ));
     }

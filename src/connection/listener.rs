@@ -3,22 +3,24 @@
 use std::fmt;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
+use super::accept::{Pending, Unauthenticated};
 use super::address::Address;
 use super::conn::{Codec, Connection, DEFAULT_MAX_FRAME};
 use super::error::{AcceptError, BindError, ConnectError};
 use super::frame::Transport;
-use super::handshake::{self, Auth};
+use super::handshake::Handshake;
 use crate::sys::net::{self, UnixAddr};
 
-/// How long a peer has for each authkey handshake by default (Python waits forever).
+/// How long a peer has for the whole authkey handshake by default (Python waits forever).
 pub const DEFAULT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Settings shared by [`Listener`] and [`Client`].
 #[derive(Clone)]
 struct Options {
-    authkey: Option<Vec<u8>>,
+    authkey: Option<Arc<[u8]>>,
     legacy_md5: bool,
     max_frame: u64,
     handshake_timeout: Option<Duration>,
@@ -50,14 +52,18 @@ impl fmt::Debug for Options {
 }
 
 impl Options {
-    fn auth(&self) -> Option<Auth<'_>> {
-        self.authkey.as_deref().map(|key| Auth {
-            key,
-            legacy: self.legacy_md5,
-            deadline: self
-                .handshake_timeout
-                .and_then(|t| Instant::now().checked_add(t)),
-        })
+    /// When a handshake starting now times out.
+    fn deadline(&self) -> Option<Instant> {
+        self.handshake_timeout
+            .and_then(|t| Instant::now().checked_add(t))
+    }
+
+    /// A fresh connection on `fd` with these settings.
+    fn connection(&self, fd: OwnedFd, transport: Transport) -> Connection {
+        let mut c = Connection::new(fd, transport, true, true);
+        c.set_max_frame(self.max_frame);
+        c.set_codec(self.codec);
+        c
     }
 }
 
@@ -86,7 +92,7 @@ impl ListenerOptions {
     /// Requires every client to pass the authkey handshake with `key` (Python's `authkey`).
     /// Without it, any peer that can reach the address is accepted.
     pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
-        self.opts.authkey = Some(key.as_ref().to_vec());
+        self.opts.authkey = Some(key.as_ref().into());
         self
     }
 
@@ -102,8 +108,8 @@ impl ListenerOptions {
         self
     }
 
-    /// How long a client has for each handshake step ([`DEFAULT_HANDSHAKE_TIMEOUT`] by
-    /// default; `None` waits forever, as Python).
+    /// How long a client has for the whole handshake, from its accept
+    /// ([`DEFAULT_HANDSHAKE_TIMEOUT`] by default; `None` waits forever, as Python).
     pub fn handshake_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
         self.opts.handshake_timeout = timeout;
         self
@@ -161,6 +167,7 @@ impl ListenerOptions {
             transport,
             opts: self.opts.clone(),
             unlink,
+            pending: Mutex::default(),
         })
     }
 }
@@ -170,7 +177,12 @@ impl ListenerOptions {
 ///
 /// With an authkey, [`accept`](Self::accept) runs Python's handshake (first challenging the
 /// client, then answering its challenge) before returning the connection; a client that fails
-/// it, stalls or sends garbage makes that one `accept` fail, and the listener goes on.
+/// it or sends garbage makes one `accept` fail, and the listener goes on. Handshakes run
+/// side by side: a client that stalls holds up nobody but itself until its
+/// [`handshake_timeout`](ListenerOptions::handshake_timeout), while `accept` returns the
+/// clients that answer. [`accept_raw`](Self::accept_raw) and
+/// [`try_accept_raw`](Self::try_accept_raw) leave the handshake to the caller, to run on
+/// another thread or from a server's own poll loop.
 ///
 /// `Listener` is `Send + Sync`: several threads may [`accept`](Self::accept) at once.
 ///
@@ -197,6 +209,8 @@ pub struct Listener {
     transport: Transport,
     opts: Options,
     unlink: Option<PathBuf>,
+    /// Handshakes under way, driven by whichever thread is in `accept`.
+    pending: Mutex<Pending>,
 }
 
 impl fmt::Debug for Listener {
@@ -242,21 +256,75 @@ impl Listener {
     /// Waits for a client and returns its connection, after the authkey handshake if one is
     /// set.
     ///
+    /// Clients' handshakes run side by side, on the calling thread: a client that connects
+    /// and says nothing (or too little) does not delay the next one, which is returned as soon
+    /// as it has passed. A stalled client is dropped at its timeout, and that `accept` returns
+    /// its error. At most 256 handshakes are kept under way; past that, the oldest is dropped
+    /// to make room.
+    ///
     /// # Errors
     ///
-    /// [`AcceptError::Auth`] when the client fails the handshake (wrong key, legacy MD5 not
+    /// [`AcceptError::Auth`] when a client fails the handshake (wrong key, legacy MD5 not
     /// enabled, garbage, time-out); [`AcceptError::Io`] when `accept` fails. Either way the
-    /// listener keeps working.
+    /// listener keeps working, and the other handshakes under way go on.
     pub fn accept(&self) -> Result<Connection, AcceptError> {
-        let fd = net::accept(self.fd.as_fd(), self.transport == Transport::Tcp)
-            .map_err(AcceptError::Io)?;
-        let mut c = Connection::new(fd, self.transport, true, true);
-        if let Some(a) = self.opts.auth() {
-            handshake::server(&mut c, &a)?;
+        let mut pending = self.pending.lock().unwrap_or_else(PoisonError::into_inner);
+        pending.accept(self)
+    }
+
+    /// Waits for a client and returns it before the handshake, which the caller runs with
+    /// [`Unauthenticated::handshake`] (on any thread) or steps with
+    /// [`Unauthenticated::try_handshake`]. The listener's challenge is sent, and the
+    /// handshake timeout starts, at once.
+    ///
+    /// # Errors
+    ///
+    /// [`AcceptError::Io`] when `accept` fails; [`AcceptError::Auth`] when the client is gone
+    /// before the challenge reaches it.
+    ///
+    /// # Examples
+    ///
+    /// See [`Unauthenticated`].
+    pub fn accept_raw(&self) -> Result<Unauthenticated, AcceptError> {
+        loop {
+            crate::sys::socket::wait_readable(self.fd.as_fd(), None).map_err(AcceptError::Io)?;
+            if let Some(p) = self.try_accept_raw()? {
+                return Ok(p);
+            }
         }
-        c.set_max_frame(self.opts.max_frame);
-        c.set_codec(self.opts.codec);
-        Ok(c)
+    }
+
+    /// As [`accept_raw`](Self::accept_raw), without waiting: `None` when no client is
+    /// waiting. For servers that poll the listener with other descriptors.
+    ///
+    /// # Errors
+    ///
+    /// As [`accept_raw`](Self::accept_raw).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let name = format!("multiproc-try-accept-doc-{}", std::process::id());
+    /// let l = multiproc::Listener::bind(multiproc::Address::abstract_name(name))?;
+    /// assert!(l.try_accept_raw()?.is_none());
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn try_accept_raw(&self) -> Result<Option<Unauthenticated>, AcceptError> {
+        let tcp = self.transport == Transport::Tcp;
+        let Some(fd) = net::accept_nowait(self.fd.as_fd(), tcp).map_err(AcceptError::Io)? else {
+            return Ok(None);
+        };
+        let deadline = self.opts.deadline();
+        let mut c = self.opts.connection(fd, self.transport);
+        let handshake = match &self.opts.authkey {
+            Some(key) => Some(Handshake::server(
+                &mut c,
+                key.clone(),
+                self.opts.legacy_md5,
+            )?),
+            None => None,
+        };
+        Ok(Some(Unauthenticated::new(c, handshake, deadline)))
     }
 }
 
@@ -318,7 +386,7 @@ impl Client {
     /// Runs the authkey handshake with `key` on connecting (answering the listener's
     /// challenge, then challenging it). The listener must use the same key.
     pub fn authkey(&mut self, key: impl AsRef<[u8]>) -> &mut Self {
-        self.opts.authkey = Some(key.as_ref().to_vec());
+        self.opts.authkey = Some(key.as_ref().into());
         self
     }
 
@@ -334,7 +402,7 @@ impl Client {
         self
     }
 
-    /// How long the listener has for each handshake step ([`DEFAULT_HANDSHAKE_TIMEOUT`] by
+    /// How long the listener has for the whole handshake ([`DEFAULT_HANDSHAKE_TIMEOUT`] by
     /// default; `None` waits forever, as Python).
     pub fn handshake_timeout(&mut self, timeout: Option<Duration>) -> &mut Self {
         self.opts.handshake_timeout = timeout;
@@ -383,12 +451,11 @@ impl Client {
                 Transport::Tcp,
             ),
         };
-        let mut c = Connection::new(fd, transport, true, true);
-        if let Some(a) = self.opts.auth() {
-            handshake::client(&mut c, &a)?;
+        let deadline = self.opts.deadline();
+        let mut c = self.opts.connection(fd, transport);
+        if let Some(key) = &self.opts.authkey {
+            Handshake::client(key.clone(), self.opts.legacy_md5).run(&mut c, deadline)?;
         }
-        c.set_max_frame(self.opts.max_frame);
-        c.set_codec(self.opts.codec);
         Ok(c)
     }
 }

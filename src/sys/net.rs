@@ -19,8 +19,7 @@
 
 #![allow(unsafe_code)]
 
-use std::io::{self, IoSlice, IoSliceMut};
-use std::mem::MaybeUninit;
+use std::io::{self, IoSlice};
 use std::net::SocketAddr;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::time::Duration;
@@ -29,11 +28,12 @@ use rustix::event::PollFlags;
 use rustix::fs::Mode;
 use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
-    SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags, SocketType,
+    AddressFamily, RecvFlags, SendAncillaryBuffer, SendFlags, SocketAddrUnix, SocketFlags,
+    SocketType,
 };
 
-use super::socket::MAX_FDS;
+// Descriptor-carrying receives live in `socket`; process start-up reaches them through here.
+pub(crate) use super::socket::recv_some_with;
 
 /// A Unix socket address: a path, or a Linux abstract name.
 pub(crate) enum UnixAddr<'a> {
@@ -63,12 +63,13 @@ pub(crate) fn pipe() -> io::Result<(OwnedFd, OwnedFd)> {
 }
 
 /// A listening Unix stream socket; a path is created with mode `0600` (see the module docs).
+/// Non-blocking, for [`accept_nowait`].
 pub(crate) fn unix_listen(addr: &UnixAddr<'_>, backlog: i32) -> io::Result<OwnedFd> {
     let a = unix_addr(addr)?;
     let s = rustix::net::socket_with(
         AddressFamily::UNIX,
         SocketType::STREAM,
-        SocketFlags::CLOEXEC,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
         None,
     )?;
     if matches!(addr, UnixAddr::Path(_)) {
@@ -99,10 +100,16 @@ fn family(addr: &SocketAddr) -> AddressFamily {
     }
 }
 
-/// A listening TCP socket with `SO_REUSEADDR` (as Python's `Listener` sets on POSIX).
-/// Returns the socket and the address it is bound to (the real port when `addr` asked for 0).
+/// A listening TCP socket with `SO_REUSEADDR` (as Python's `Listener` sets on POSIX),
+/// non-blocking for [`accept_nowait`]. Returns the socket and the address it is bound to (the
+/// real port when `addr` asked for 0).
 pub(crate) fn tcp_listen(addr: &SocketAddr, backlog: i32) -> io::Result<(OwnedFd, SocketAddr)> {
-    let s = rustix::net::socket_with(family(addr), SocketType::STREAM, SocketFlags::CLOEXEC, None)?;
+    let s = rustix::net::socket_with(
+        family(addr),
+        SocketType::STREAM,
+        SocketFlags::CLOEXEC | SocketFlags::NONBLOCK,
+        None,
+    )?;
     rustix::net::sockopt::set_socket_reuseaddr(&s, true)?;
     rustix::net::bind(&s, addr)?;
     rustix::net::listen(&s, backlog)?;
@@ -155,68 +162,21 @@ fn socket_error(fd: &OwnedFd) -> io::Result<Option<io::Error>> {
         .map(io::Error::from))
 }
 
-/// Accepts one connection (`FD_CLOEXEC`); TCP connections get `TCP_NODELAY`.
-pub(crate) fn accept(listener: BorrowedFd<'_>, tcp: bool) -> io::Result<OwnedFd> {
-    let s = retry(|| rustix::net::accept_with(listener, SocketFlags::CLOEXEC))?;
+/// Accepts one connection from a non-blocking listening socket, if one is waiting: `None`
+/// when none is (or another thread or process took it first). The connection is blocking and
+/// `FD_CLOEXEC`; TCP connections get `TCP_NODELAY`.
+pub(crate) fn accept_nowait(listener: BorrowedFd<'_>, tcp: bool) -> io::Result<Option<OwnedFd>> {
+    let s = match retry(|| rustix::net::accept_with(listener, SocketFlags::CLOEXEC)) {
+        Ok(s) => s,
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(None),
+        // The client gave up before we took it: as if it had never come.
+        Err(e) if e.raw_os_error() == Some(Errno::CONNABORTED.raw_os_error()) => return Ok(None),
+        Err(e) => return Err(e),
+    };
     if tcp {
         rustix::net::sockopt::set_tcp_nodelay(&s, true)?;
     }
-    Ok(s)
-}
-
-/// Room for the largest `SCM_RIGHTS` message the crate accepts.
-const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
-
-/// One `recvmsg` on a Unix socket: returns the bytes read (0 at end of stream) and appends the
-/// descriptors that came with them to `fds`.
-pub(crate) fn recv_some(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-) -> io::Result<usize> {
-    recv_some_with(sock, buf, fds, false)
-}
-
-/// [`recv_some`], failing with `WouldBlock` instead of waiting when `nowait` is set
-/// (`MSG_DONTWAIT`).
-pub(crate) fn recv_some_with(
-    sock: BorrowedFd<'_>,
-    buf: &mut [u8],
-    fds: &mut Vec<OwnedFd>,
-    nowait: bool,
-) -> io::Result<usize> {
-    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
-    let flags = if nowait {
-        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
-    } else {
-        RecvFlags::CMSG_CLOEXEC
-    };
-    loop {
-        let mut control = RecvAncillaryBuffer::new(&mut space);
-        let mut iov = [IoSliceMut::new(buf)];
-        match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
-            Ok(msg) => {
-                for m in control.drain() {
-                    if let RecvAncillaryMessage::ScmRights(rights) = m {
-                        fds.extend(rights);
-                    }
-                }
-                if msg.flags.contains(ReturnFlags::CTRUNC) {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "descriptors were dropped: the message carried more than the receive \
-                         buffer holds",
-                    ));
-                }
-                return Ok(msg.bytes);
-            }
-            Err(Errno::INTR) => continue,
-            // A peer that closed with data of ours still unread resets the connection: for us
-            // that is the end of the stream like any other close.
-            Err(Errno::CONNRESET) => return Ok(0),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    Ok(Some(s))
 }
 
 /// One `recv` with `MSG_DONTWAIT` on a socket (no descriptors): `WouldBlock` when nothing is

@@ -9,12 +9,14 @@
 //! - [`sendmsg(2)`](https://man7.org/linux/man-pages/man2/sendmsg.2.html),
 //!   [`recvmsg(2)`](https://man7.org/linux/man-pages/man2/recvmsg.2.html)
 
-use std::io::{self, IoSlice};
+use std::io::{self, IoSlice, IoSliceMut};
 use std::mem::MaybeUninit;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
+use rustix::io::Errno;
 use rustix::net::{
-    AddressFamily, SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
+    AddressFamily, RecvAncillaryBuffer, RecvAncillaryMessage, RecvFlags, ReturnFlags,
+    SendAncillaryBuffer, SendAncillaryMessage, SendFlags, SocketFlags, SocketType,
 };
 
 /// The most descriptors one message may carry (`SCM_MAX_FD` in the kernel).
@@ -82,7 +84,7 @@ pub(crate) fn send_all_with_fds(
                     break;
                 }
             }
-            Err(rustix::io::Errno::INTR) => continue,
+            Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
     }
@@ -99,7 +101,7 @@ pub(crate) fn recv_with_fds(
 ) -> io::Result<usize> {
     let mut got = 0;
     while got < buf.len() {
-        match super::net::recv_some(sock, &mut buf[got..], fds)? {
+        match recv_some(sock, &mut buf[got..], fds)? {
             0 => break,
             n => got += n,
         }
@@ -116,8 +118,8 @@ pub(crate) fn read_full<Fd: AsFd>(fd: Fd, buf: &mut [u8]) -> io::Result<usize> {
         match rustix::io::read(fd, &mut buf[got..]) {
             Ok(0) => break,
             Ok(n) => got += n,
-            Err(rustix::io::Errno::INTR) => continue,
-            Err(rustix::io::Errno::CONNRESET) => break,
+            Err(Errno::INTR) => continue,
+            Err(Errno::CONNRESET) => break,
             Err(e) => return Err(e.into()),
         }
     }
@@ -155,8 +157,106 @@ pub(crate) fn poll(
         let ts = deadline.map(super::timespec_until);
         match rustix::event::poll(&mut pfds, ts.as_ref()) {
             Ok(_) => return Ok(pfds.iter().map(|p| !p.revents().is_empty()).collect()),
-            Err(rustix::io::Errno::INTR) => continue,
+            Err(Errno::INTR) => continue,
             Err(e) => return Err(e.into()),
         }
+    }
+}
+
+/// Room for the largest `SCM_RIGHTS` message the crate accepts.
+const CMSG_SPACE: usize = rustix::cmsg_space!(ScmRights(MAX_FDS));
+
+/// One `recvmsg` on a Unix socket: returns the bytes read (0 at end of stream) and appends the
+/// descriptors that came with them to `fds`. Descriptors the kernel could not deliver are an
+/// error (see [`recv_some_fds`] for a receive that keeps the bytes).
+pub(crate) fn recv_some(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+) -> io::Result<usize> {
+    recv_some_with(sock, buf, fds, false)
+}
+
+/// [`recv_some`], failing with `WouldBlock` instead of waiting when `nowait` is set
+/// (`MSG_DONTWAIT`).
+pub(crate) fn recv_some_with(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nowait: bool,
+) -> io::Result<usize> {
+    match recv_some_fds(sock, buf, fds, nowait)? {
+        (n, None) => Ok(n),
+        (_, Some(lost)) => Err(lost),
+    }
+}
+
+/// One `recvmsg` on a Unix socket, as [`recv_some_with`], that also reports descriptors lost
+/// on the way: `(bytes read, None)`, or `(bytes read, Some(why))` when the kernel truncated
+/// the control data (`MSG_CTRUNC`). The bytes were taken from the stream either way.
+///
+/// The kernel truncates when this process cannot install every descriptor (`RLIMIT_NOFILE`
+/// reached: `why` is then `EMFILE`, "too many open files"), or when they do not fit the control
+/// buffer (more than [`MAX_FDS`]). The descriptors that did arrive are in `fds`.
+pub(crate) fn recv_some_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    fds: &mut Vec<OwnedFd>,
+    nowait: bool,
+) -> io::Result<(usize, Option<io::Error>)> {
+    let mut space = [MaybeUninit::<u8>::uninit(); CMSG_SPACE];
+    let flags = if nowait {
+        RecvFlags::CMSG_CLOEXEC | RecvFlags::DONTWAIT
+    } else {
+        RecvFlags::CMSG_CLOEXEC
+    };
+    loop {
+        let mut control = RecvAncillaryBuffer::new(&mut space);
+        let mut iov = [IoSliceMut::new(buf)];
+        match rustix::net::recvmsg(sock, &mut iov, &mut control, flags) {
+            Ok(msg) => {
+                for m in control.drain() {
+                    if let RecvAncillaryMessage::ScmRights(rights) = m {
+                        fds.extend(rights);
+                    }
+                }
+                if msg.flags.contains(ReturnFlags::CTRUNC) {
+                    return Ok((msg.bytes, Some(why_truncated(sock))));
+                }
+                return Ok((msg.bytes, None));
+            }
+            Err(Errno::INTR) => continue,
+            // A peer that closed with data of ours still unread resets the connection: for us
+            // that is the end of the stream like any other close.
+            Err(Errno::CONNRESET) => return Ok((0, None)),
+            Err(e) => return Err(e.into()),
+        }
+    }
+}
+
+/// Why the control data of a receive on `sock` was truncated. Called while the descriptors
+/// that did arrive are still open: if one more descriptor cannot be made, the process is at
+/// its limit.
+fn why_truncated(sock: BorrowedFd<'_>) -> io::Error {
+    match rustix::io::fcntl_dupfd_cloexec(sock, 0) {
+        Err(e @ (Errno::MFILE | Errno::NFILE)) => e.into(),
+        // The probe closes at once.
+        Ok(_probe) => io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the message carried more descriptors than the {MAX_FDS} a receive accepts"),
+        ),
+        Err(e) => e.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    /// `net` builds on this module (for `MAX_FDS` and `poll`), so this one must not reach back.
+    #[test]
+    fn socket_does_not_import_net() {
+        let src = include_str!("socket.rs");
+        let reach_back = ["super::", "net::"].concat();
+        assert!(!src.contains(&reach_back), "sys/socket.rs uses sys/net.rs");
+        assert!(!src.contains(&["crate::sys::", "net"].concat()));
     }
 }
