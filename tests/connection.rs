@@ -231,32 +231,6 @@ fn garbage_oversized_and_truncated_frames_are_errors() {
     t.join().unwrap();
 }
 
-/// The one test that moves a frame over 2 GiB: the long header, both ways through the code.
-#[test]
-fn three_gib_frame_uses_the_long_header() {
-    const LEN: usize = 3 << 30;
-    let (mut a, mut b) = pipe(true).unwrap();
-    let sender = thread::spawn(move || {
-        let mut big = vec![0u8; LEN];
-        big[0] = 1;
-        big[LEN / 2] = 2;
-        big[LEN - 1] = 3;
-        a.send_bytes(&big).unwrap();
-        drop(big);
-        a.send_bytes(b"after").unwrap();
-        a
-    });
-    // The default maximum refuses it; a raised one takes it.
-    assert!(b.max_frame() < LEN as u64);
-    b.set_max_frame(4 << 30);
-    let got = b.recv_bytes().unwrap();
-    assert_eq!(got.len(), LEN);
-    assert_eq!((got[0], got[LEN / 2], got[LEN - 1], got[1]), (1, 2, 3, 0));
-    drop(got);
-    assert_eq!(b.recv_bytes().unwrap(), b"after");
-    drop(sender.join().unwrap());
-}
-
 #[test]
 fn connections_and_descriptors_travel_through_connections() {
     let (mut a, mut b) = pipe(true).unwrap();
@@ -597,10 +571,17 @@ fn silent_clients_do_not_delay_a_good_one() {
         .handshake_timeout(Some(TIMEOUT))
         .bind(Address::unix(&path.0))
         .unwrap();
-    // Connected first, and never a word: each would have cost the good client a full timeout
-    // when handshakes ran one after another.
+    // Connected first, and (next to) never a word: each would have cost the good client a
+    // full timeout when handshakes ran one after another.
     let silent: Vec<UnixStream> = (0..SILENT)
-        .map(|_| UnixStream::connect(&path.0).unwrap())
+        .map(|i| {
+            let mut s = UnixStream::connect(&path.0).unwrap();
+            if i % 2 == 1 {
+                // Half of them start an answer and stop inside its header.
+                s.write_all(&[0, 0]).unwrap();
+            }
+            s
+        })
         .collect();
     let addr = Address::unix(&path.0);
     let start = Instant::now();
@@ -631,6 +612,40 @@ fn silent_clients_do_not_delay_a_good_one() {
     theirs.send_bytes(b"raw").unwrap();
     assert_eq!(served.unwrap().recv_bytes().unwrap(), b"raw");
     drop(silent);
+}
+
+#[test]
+fn a_flood_of_silent_clients_drops_the_oldest_not_the_good_one() {
+    // One more than the listener keeps under way.
+    const FLOOD: usize = 257;
+    let path = SockPath::new("flood");
+    let listener = Listener::options()
+        .authkey(b"key")
+        .handshake_timeout(None)
+        .bind(Address::unix(&path.0))
+        .unwrap();
+    thread::scope(|s| {
+        // Accepting while the flood connects, so that the backlog never fills.
+        let served = s.spawn(|| listener.accept());
+        let silent: Vec<UnixStream> = (0..FLOOD)
+            .map(|_| UnixStream::connect(&path.0).unwrap())
+            .collect();
+        let mut c = Client::new()
+            .authkey(b"key")
+            .connect(Address::unix(&path.0))
+            .unwrap();
+        c.send_bytes(b"good").unwrap();
+        let mut served = served.join().unwrap().unwrap();
+        assert_eq!(served.recv_bytes().unwrap(), b"good");
+        // The oldest silent client got its challenge, then was closed to make room.
+        let mut oldest = &silent[0];
+        oldest
+            .set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut seen = Vec::new();
+        oldest.read_to_end(&mut seen).unwrap();
+        assert!(seen.windows(11).any(|w| w == b"#CHALLENGE#"), "{seen:?}");
+    });
 }
 
 #[test]

@@ -121,8 +121,8 @@ fn a_receiver_out_of_descriptors_breaks_the_connection_and_says_why() {
         .map(|_| Descriptor::from(f.try_clone().unwrap()))
         .collect();
     a.send(&many).unwrap();
-    a.send_bytes(b"read as a header if the stream lost its place")
-        .unwrap();
+    // The child may be gone already: it needs nothing more to see the connection broken.
+    let _ = a.send_bytes(b"read as a header if the stream lost its place");
     let r = p.join().unwrap();
     assert!(r.lost, "{r:?}");
     assert!(r.error.contains("Too many open files"), "{r:?}");

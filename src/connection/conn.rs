@@ -10,7 +10,8 @@ use serde::ser::{Error as _, SerializeTuple};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::error::{RecvError, SendError, is_disconnect};
-use super::frame::{self, FrameError, Reader, Transport};
+use super::frame::{self, FrameError, Transport};
+use super::reader::Reader;
 use crate::codec;
 
 /// The maximum frame size a new connection accepts: 1 GiB.
@@ -66,9 +67,10 @@ const KEEP_WBUF: usize = 1 << 20;
 ///
 /// Made by [`pipe`](super::pipe), [`Listener::accept`](super::Listener::accept) and
 /// [`Client::connect`](super::Client::connect). Typed messages ([`send`](Self::send),
-/// [`recv`](Self::recv)) are encoded with postcard; raw ones ([`send_bytes`](Self::send_bytes),
-/// [`recv_bytes`](Self::recv_bytes)) are the bytes themselves, and match Python's
-/// `Connection.send_bytes`/`recv_bytes` exactly.
+/// [`recv`](Self::recv)) are encoded with postcard, which carries no type information: both
+/// ends agree on the type of each message (see [`recv`](Self::recv)). Raw ones
+/// ([`send_bytes`](Self::send_bytes), [`recv_bytes`](Self::recv_bytes)) are the bytes
+/// themselves, and match Python's `Connection.send_bytes`/`recv_bytes` exactly.
 ///
 /// A peer that closes its end makes receives fail with [`RecvError::Disconnected`] and sends
 /// with [`SendError::Disconnected`]; neither hangs nor panics.
@@ -200,15 +202,27 @@ impl Connection {
         r.map_err(SendError::from)
     }
 
-    /// Receives a value sent by [`send`](Self::send).
+    /// Receives a value sent by [`send`](Self::send), read as a `T`.
     ///
     /// Blocks until a whole message has arrived.
+    ///
+    /// # Both ends agree on the type
+    ///
+    /// postcard, the default [`Codec`], carries no type information (nor do bincode or
+    /// ipc-channel's channels): as with any serde format, the message's type is a contract
+    /// between the two ends. `recv` checks that the bytes make exactly one `T` (every byte
+    /// used, strings valid UTF-8, `bool`s, `char`s, `Option`s and enum variants in range) and
+    /// fails with [`RecvError::Decode`] otherwise; a message of another type whose bytes also
+    /// read as a `T` is not detected, and gives a wrong value. To send several kinds of
+    /// message on one connection, make them the variants of one enum, so that each message
+    /// names its kind. [`Codec::Pickle`] is self-describing: a value of another kind is an
+    /// error there.
     ///
     /// # Errors
     ///
     /// [`RecvError::Disconnected`] when the peer closed its end; [`RecvError::Decode`] when
-    /// the message is not a `T` (the connection stays usable); [`RecvError::TooLarge`] for a
-    /// message over the maximum frame size; see [`RecvError`] for the rest.
+    /// the bytes do not make a `T` (the connection stays usable); [`RecvError::TooLarge`] for
+    /// a message over the maximum frame size; see [`RecvError`] for the rest.
     ///
     /// # Examples
     ///
@@ -217,6 +231,13 @@ impl Connection {
     /// a.send("hello")?;
     /// let s: String = b.recv()?;
     /// assert_eq!(s, "hello");
+    ///
+    /// // Bytes that cannot be a `String` are an error...
+    /// a.send(&[0xffu8])?;
+    /// assert!(matches!(b.recv::<String>(), Err(multiproc::RecvError::Decode(_))));
+    /// // ...but a `u32` whose bytes also read as an `i64` is not: the type is the contract.
+    /// a.send(&5u32)?;
+    /// assert_eq!(b.recv::<i64>()?, -3);
     /// # Ok::<(), Box<dyn std::error::Error>>(())
     /// ```
     pub fn recv<T: DeserializeOwned>(&mut self) -> Result<T, RecvError> {

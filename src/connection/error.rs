@@ -67,7 +67,9 @@ pub enum RecvError {
     /// The length prefix is negative (and not the long-form marker `-1`).
     #[error("invalid message length {0}")]
     BadLength(i32),
-    /// The message does not decode as the requested type. The connection stays usable.
+    /// The message's bytes do not make one value of the requested type. The connection stays
+    /// usable. postcard carries no type information, so a message of another type may also
+    /// decode, as a wrong value: see [`Connection::recv`](super::Connection::recv).
     #[error(transparent)]
     Decode(#[from] CodecError),
     /// The buffer given to [`recv_bytes_into`](super::Connection::recv_bytes_into) is too

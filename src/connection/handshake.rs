@@ -16,7 +16,9 @@
 //! The handshake is a state machine ([`Handshake`]) fed one message at a time, so that it can
 //! run without blocking: [`Handshake::advance`] reads what has arrived and never waits, which
 //! lets one thread drive many handshakes (the listener's `accept` does, and so can a server
-//! polling many sockets); [`Handshake::run`] waits for the peer until a deadline.
+//! polling many sockets); [`Handshake::run`] waits for the peer until a deadline. The
+//! messages this side sends are a few dozen bytes each, three at most, so sending them never
+//! waits for a socket buffer that a peer who does not read has filled.
 //!
 //! Answers are checked in constant time (`Mac::verify_slice`). Descriptors that arrive during
 //! the handshake are closed; nothing but these frames is parsed before it succeeds.

@@ -9,7 +9,9 @@
 //! Every message is a frame: a 4-byte big-endian signed length and the payload, or `-1` and
 //! an 8-byte big-endian length for payloads over 2³¹−1 bytes. [`Connection::send_bytes`] and
 //! [`Connection::recv_bytes`] exchange raw payloads with Python's methods of the same names.
-//! [`Connection::send`] and [`Connection::recv`] encode typed values with postcard.
+//! [`Connection::send`] and [`Connection::recv`] encode typed values with postcard, which
+//! carries no type information: the two ends agree on each message's type, as with any serde
+//! format (one enum for several kinds of message).
 //!
 //! # Differences from Python
 //!
@@ -29,6 +31,7 @@ mod error;
 pub(crate) mod frame;
 mod handshake;
 mod listener;
+mod reader;
 mod wait;
 
 pub use accept::{TryHandshakeError, Unauthenticated};

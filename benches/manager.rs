@@ -1,0 +1,72 @@
+//! Manager proxy calls over a Unix socket, beside a raw socketpair round trip of the same size
+//! in the same run.
+//!
+//! Python here (baselines.md): a manager proxy call costs ~60 µs. Target: ≤ 1.2 × the raw
+//! socket round trip measured in the same run.
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::time::Instant;
+
+use criterion::{Criterion, criterion_group};
+use multiproc::manager::Manager;
+use multiproc::{Descriptor, Process};
+
+/// Echoes 64-byte blocks on a raw socket until the peer closes.
+fn echo_raw(fd: Descriptor) {
+    let mut s = UnixStream::from(fd.into_owned_fd());
+    let mut buf = [0u8; 64];
+    while s.read_exact(&mut buf).is_ok() {
+        if s.write_all(&buf).is_err() {
+            break;
+        }
+    }
+}
+
+fn calls(c: &mut Criterion) {
+    let mut g = c.benchmark_group("manager");
+    let (ours, theirs) = UnixStream::pair().unwrap();
+    let echo = Process::start(echo_raw, Descriptor::from(std::os::fd::OwnedFd::from(theirs))).unwrap();
+    let mut raw = ours;
+    g.bench_function("raw socketpair round trip, 64 B", |b| {
+        let mut buf = [7u8; 64];
+        b.iter(|| {
+            raw.write_all(&buf).unwrap();
+            raw.read_exact(&mut buf).unwrap();
+        })
+    });
+    for (name, manager) in [
+        ("child process", Manager::start().unwrap()),
+        ("thread", Manager::start_thread().unwrap()),
+    ] {
+        let d = manager.dict().unwrap();
+        d.set("key", 1).unwrap();
+        g.bench_function(format!("dict proxy d['key'], server in a {name}"), |b| {
+            b.iter(|| d.get_item("key").unwrap())
+        });
+        g.bench_function(format!("atomic update_with add, server in a {name}"), |b| {
+            b.iter(|| d.update_with("n", "add", 1).unwrap())
+        });
+    }
+    g.bench_function("Manager::start (child process) + first dict", |b| {
+        b.iter_custom(|iters| {
+            let t = Instant::now();
+            for _ in 0..iters {
+                let m = Manager::start().unwrap();
+                m.dict().unwrap();
+            }
+            t.elapsed()
+        })
+    });
+    g.finish();
+    drop(raw);
+    echo.join().unwrap();
+}
+
+criterion_group!(benches, calls);
+
+fn main() {
+    multiproc::init();
+    benches();
+    Criterion::default().configure_from_args().final_summary();
+}
