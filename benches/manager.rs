@@ -26,7 +26,11 @@ fn echo_raw(fd: Descriptor) {
 fn calls(c: &mut Criterion) {
     let mut g = c.benchmark_group("manager");
     let (ours, theirs) = UnixStream::pair().unwrap();
-    let echo = Process::start(echo_raw, Descriptor::from(std::os::fd::OwnedFd::from(theirs))).unwrap();
+    let echo = Process::start(
+        echo_raw,
+        Descriptor::from(std::os::fd::OwnedFd::from(theirs)),
+    )
+    .unwrap();
     let mut raw = ours;
     g.bench_function("raw socketpair round trip, 64 B", |b| {
         let mut buf = [7u8; 64];

@@ -120,3 +120,27 @@ fn a_killed_client_gives_back_its_lock_and_its_objects() {
     d.set("still", "serving").unwrap();
     assert_eq!(manager.number_of_objects().unwrap(), before + 1);
 }
+
+#[test]
+fn threads_of_one_process_never_wait_for_each_others_calls() {
+    let manager = Manager::start_thread().unwrap();
+    let q = manager.create("Queue", vec![]).unwrap();
+    let getter = std::thread::spawn({
+        let q = q.clone();
+        move || q.call("get", vec![]).unwrap()
+    });
+    std::thread::sleep(Duration::from_millis(50));
+    // The getter waits on its own connection; this put does not queue behind it.
+    q.call("put", vec!["x".into()]).unwrap();
+    assert_eq!(getter.join().unwrap(), obj!("x"));
+    // A reference taken on one connection is given back on another: one session.
+    let before = manager.number_of_objects().unwrap();
+    let copies: Vec<Proxy> = (0..4).map(|_| q.clone()).collect();
+    std::thread::scope(|s| {
+        for c in copies {
+            s.spawn(move || drop(c));
+        }
+    });
+    assert_eq!(manager.number_of_objects().unwrap(), before);
+    q.call("qsize", vec![]).unwrap();
+}

@@ -46,22 +46,78 @@ impl From<StartError> for ManagerError {
     }
 }
 
-/// One connection to a server, shared by the proxies of a process.
+/// This process's connections to a server, shared by its proxies.
+///
+/// A call takes an idle connection, or opens one if every connection is busy (another thread
+/// waits on a `get`, say), so that threads never wait for each other's calls. All of them
+/// belong to one session on the server, which holds the process's references together.
 struct Link {
     address: Address,
     authkey: Vec<u8>,
-    conn: Mutex<Connection>,
+    /// The session's secret name.
+    session: [u8; 16],
+    idle: Mutex<Vec<Connection>>,
 }
+
+/// Idle connections kept for later calls; more are closed when returned.
+const MAX_IDLE: usize = 8;
 
 impl Link {
     fn connect(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
-        let mut conn = Client::new().authkey(authkey).connect(address)?;
-        conn.set_max_frame(DEFAULT_MAX_REQUEST);
-        Ok(Arc::new(Link {
+        let mut session = [0u8; 16];
+        crate::sys::net::random(&mut session).map_err(|e| ManagerError::Start(e.to_string()))?;
+        let link = Link {
             address: address.clone(),
             authkey: authkey.to_vec(),
-            conn: Mutex::new(conn),
-        }))
+            session,
+            idle: Mutex::new(Vec::new()),
+        };
+        let conn = link.open()?;
+        link.put_back(conn);
+        Ok(Arc::new(link))
+    }
+
+    /// A new connection, in the session.
+    fn open(&self) -> Result<Connection, ManagerError> {
+        let mut conn = Client::new()
+            .authkey(&self.authkey)
+            .connect(&self.address)?;
+        conn.set_max_frame(DEFAULT_MAX_REQUEST);
+        let join = vec![Object::Bytes(self.session.to_vec())];
+        match Self::exchange(&mut conn, None, "session", join, Dict::new())? {
+            Reply::Return(_) => Ok(conn),
+            Reply::Error(e) => Err(ManagerError::Raised(e)),
+            Reply::Proxy { .. } => Err(ManagerError::Protocol("a proxy for a session".into())),
+        }
+    }
+
+    fn put_back(&self, conn: Connection) {
+        let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+        if idle.len() < MAX_IDLE {
+            idle.push(conn);
+        }
+    }
+
+    /// One request and its reply on `conn`.
+    fn exchange(
+        conn: &mut Connection,
+        id: Option<ObjectId>,
+        method: &str,
+        args: Vec<Object>,
+        kwargs: Dict,
+    ) -> Result<Reply, ManagerError> {
+        let req = Request {
+            id,
+            method: method.into(),
+            args,
+            kwargs,
+        };
+        let mut bytes = Vec::new();
+        codec::encode_plain_into(&req, &mut bytes)?;
+        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
+        conn.send_bytes(&bytes).map_err(|e| lost(&e))?;
+        let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
+        Ok(codec::decode::<Reply>(&bytes, Vec::new())?)
     }
 
     /// The link of this process to `address`, made on first use.
@@ -81,8 +137,7 @@ impl Link {
         Ok(l)
     }
 
-    /// Sends a request and waits for its reply. Calls from several threads take turns on
-    /// the one connection.
+    /// Sends a request and waits for its reply, on an idle connection or a new one.
     fn request(
         &self,
         id: Option<ObjectId>,
@@ -90,19 +145,19 @@ impl Link {
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Reply, ManagerError> {
-        let req = Request {
-            id,
-            method: method.into(),
-            args,
-            kwargs,
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => self.open()?,
         };
-        let mut bytes = Vec::new();
-        codec::encode_plain_into(&req, &mut bytes)?;
-        let mut conn = self.conn.lock().unwrap_or_else(PoisonError::into_inner);
-        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
-        conn.send_bytes(&bytes).map_err(|e| lost(&e))?;
-        let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
-        Ok(codec::decode::<Reply>(&bytes, Vec::new())?)
+        let reply = Self::exchange(&mut conn, id, method, args, kwargs)?;
+        // A connection that failed is dropped (the `?` above); this one goes back.
+        self.put_back(conn);
+        Ok(reply)
     }
 
     fn value(

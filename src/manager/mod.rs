@@ -1,11 +1,83 @@
-//! The manager: a server process that holds objects (dicts, lists, namespaces, values, …) and
-//! serves their methods to proxies in other processes, as Python's `multiprocessing.managers`.
+//! The manager: a server that holds objects (dicts, lists, queues, locks, …) and serves their
+//! methods to proxies in other processes, as Python's `multiprocessing.managers`.
 //!
-//! This module holds the server's objects and their methods with Python's semantics: a call
-//! arrives as `(method, args, kwargs)` of plain [`Object`](crate::Object)s, runs against the
-//! object atomically, and returns a value, a new object (an iterator), or an [`Exception`] named
-//! as Python names it (`KeyError('zz')`), so that Rust and Python clients see what Python's own
-//! manager gives them.
+//! A [`Manager`] starts a server ([`Manager::start`] in a child process, as Python's
+//! `Manager()`; [`Manager::start_thread`] on a thread) or reaches one that runs elsewhere
+//! ([`Manager::connect`]). Each object lives on the server; a [`Proxy`] (or a typed
+//! [`DictProxy`], [`ListProxy`]) calls its methods there. Proxies travel to child processes
+//! as arguments, so several processes share one object.
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::manager::{ExceptionKind, Manager, ManagerError};
+//! use multiproc::obj;
+//!
+//! let manager = Manager::start().unwrap();
+//! let d = manager.dict().unwrap();
+//! d.set("hits", 1).unwrap();
+//! // One step on the server: no update is lost, whoever else increments.
+//! assert_eq!(d.update_with("hits", "add", 1).unwrap(), obj!(2));
+//! // Python's exceptions, with Python's names.
+//! match d.get_item("missing") {
+//!     Err(ManagerError::Raised(e)) => assert_eq!(e.kind(), ExceptionKind::KeyError),
+//!     other => panic!("{other:?}"),
+//! }
+//! // Any method of any managed type, by name.
+//! let q = manager.create("Queue", vec![]).unwrap();
+//! q.call("put", vec![obj!([1, "two"])]).unwrap();
+//! assert_eq!(q.call("get", vec![]).unwrap().to_string(), "[1, 'two']");
+//! ```
+//!
+//! # The server
+//!
+//! One thread serves every client by readiness: handshakes, requests and replies never wait
+//! on a client, so a silent or slow client delays nobody. Each object has its own lock, so the
+//! calls on one object are atomic with respect to each other. A call that waits (`Queue.get`
+//! on an empty queue, `Lock.acquire` of a held lock) parks only its caller. A request is
+//! Python's `(object id, method, args, kwargs)`, decoded with bounded size and depth; nothing
+//! in it is ever run: the types are the built-in ones below.
+//!
+//! | typeid | methods (Python's) | beyond Python |
+//! |---|---|---|
+//! | `dict` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __iter__ get keys values items pop popitem setdefault update clear copy` | `update_with`, `compare_and_set` |
+//! | `list` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __add__ __mul__ __rmul__ __imul__ __reversed__ append count extend index insert pop remove reverse sort clear copy` (integer indices) | |
+//! | `Namespace` | `__getattribute__ __setattr__ __delattr__` | |
+//! | `Value` | `get set` | `update_with`, `compare_and_set` |
+//! | `Queue`, `JoinableQueue` | `put put_nowait get get_nowait qsize empty full task_done join` | |
+//! | `Lock`, `RLock` | `acquire release` | `acquire_robust`, `locked` |
+//! | `Semaphore`, `BoundedSemaphore` | `acquire release` | `get_value` |
+//! | `Event` | `is_set set clear wait` | |
+//! | `Condition` | `acquire release wait notify notify_all` | |
+//! | `Barrier` | `wait abort reset` and the attributes `parties n_waiting broken` | |
+//!
+//! # When a client goes away
+//!
+//! A client that disconnects or dies, even killed with `SIGKILL`, is released at once: the
+//! server drops its references (an object nobody else holds is freed), cancels its waiting
+//! calls, and gives back what it held. A `Lock`, `RLock` or `Condition` it held goes to the next
+//! acquirer, which `acquire_robust` tells (it answers 2: acquired from an owner that died);
+//! a party that leaves a `Barrier` while waiting breaks it, so that the others raise
+//! `BrokenBarrierError` instead of waiting forever. Semaphore permits are not owned, so a dead
+//! client's permits stay taken, as in Python. Python's manager keeps a dead client's objects
+//! until it stops, and its locks stay held forever.
+//!
+//! # Differences from Python's managers
+//!
+//! - **Nothing from the wire runs.** Python's server unpickles requests, so anyone with the
+//!   authkey runs code on it; here a request is plain data, and only the built-in types can be
+//!   created. A `sort(key=...)`, a `Barrier` action or a custom class cannot run on the server.
+//! - **`d[k] += 1` races in Python;** [`DictProxy::update_with`] does it in one step.
+//! - **Few connections.** Python opens a new connection, with a full handshake, for every
+//!   `create`, `incref` and `decref`, and one per thread for calls; here the proxies of a
+//!   process share a few connections (one per call in flight), which the server counts as one
+//!   client: its references are released when the last of them closes.
+//! - **Iterators are snapshots.** `__iter__` of a dict returns an iterator over the keys at the
+//!   time of the call; Python's raises if the dict changes size meanwhile.
+//! - **Slices** (`l[2:5]`) are not supported yet; indices are integers.
+//! - **Proxies and the authkey.** A proxy sent to another process carries the manager's
+//!   address and authkey, as Python's does when it spawns a child; send proxies only to
+//!   processes you would give the key. The sender should keep its proxy until the receiver
+//!   has its own (the receiver takes its own reference when it decodes the proxy).
 
 mod client;
 mod dict;

@@ -91,8 +91,10 @@ pub(crate) struct Session<'a> {
     pub table: &'a Table,
     /// The objects published by name.
     pub names: &'a std::sync::RwLock<std::collections::HashMap<String, ObjectId>>,
-    /// The client, which holds the references it is given.
+    /// Who holds the references the client is given: its session.
     pub holder: Holder,
+    /// Who calls: the client's connection, which waits and holds locks.
+    pub who: Holder,
 }
 
 /// What one request did.
@@ -120,7 +122,7 @@ impl Session<'_> {
     /// Runs one request.
     pub fn handle(&self, req: Request) -> Handled {
         let call = Call {
-            who: self.holder,
+            who: self.who,
             method: req.method,
             args: req.args,
             kwargs: req.kwargs,
@@ -128,7 +130,7 @@ impl Session<'_> {
         let mut next = Next::Continue;
         let (reply, woken) = match req.id {
             Some(id) => {
-                let (answer, woken) = self.table.call(id, call);
+                let (answer, woken) = self.table.call(id, call, self.holder);
                 (reply(answer), replies(woken))
             }
             None => match self.control(call) {
@@ -222,6 +224,7 @@ mod tests {
             table: &table,
             names: &names,
             holder: Holder::Client(7),
+            who: Holder::Client(7),
         };
         let reply = s
             .handle(req(None, "create", vec!["dict".into()]))
@@ -286,6 +289,7 @@ mod tests {
             table: &table,
             names: &names,
             holder: Holder::Client(1),
+            who: Holder::Client(1),
         };
         for r in [
             req(None, "create", vec![]),

@@ -32,8 +32,11 @@ pub(crate) enum Holder {
     /// The server: published objects live as long as the server.
     #[cfg_attr(not(test), allow(dead_code))] // publishing by name comes with `multiproc serve`
     Server,
-    /// A client session.
+    /// A client connection.
     Client(u64),
+    /// A client's session: the connections of one client process, which hold its references
+    /// together.
+    Session(u64),
 }
 
 /// What a successful call gives back.

@@ -24,6 +24,7 @@ use super::table::{Holder, ObjectId, Table};
 use crate::codec;
 use crate::connection::frame::{header, parse_header};
 use crate::connection::{Listener, TryHandshakeError, Unauthenticated};
+use crate::object::Object;
 use crate::sys::poller::{Interest, Poller, Ready, Waker, recv_append, send_nowait};
 
 /// The largest request a client may send by default: 64 MiB.
@@ -98,6 +99,10 @@ struct Client {
     sent: usize,
     /// What the poller watches it for.
     interest: Interest,
+    /// The session whose references this connection shares, if it joined one.
+    session: Option<Holder>,
+    /// The token of that session.
+    session_token: Vec<u8>,
 }
 
 impl Client {
@@ -110,6 +115,40 @@ impl Client {
     fn throttled(&self) -> bool {
         throttled(self.outbox.len() - self.sent, self.inbox.len())
     }
+}
+
+/// The sessions of a server: by token, their holder id and how many connections share them.
+#[derive(Default)]
+struct Sessions {
+    by_token: HashMap<Vec<u8>, (u64, usize)>,
+    next: u64,
+}
+
+/// The shortest session token a client may choose: 128 random bits.
+const MIN_SESSION_TOKEN: usize = 16;
+
+/// `session(token)`: the connection joins the session named by the client's secret `token`
+/// (created on first use), whose references all its connections share; they are released
+/// when the last of them closes. Only before the connection holds anything of its own.
+fn join_session(sessions: &mut Sessions, c: &mut Client, req: Request) -> Reply {
+    let error =
+        |msg: &str| Reply::Error(super::Exception::msg(super::ExceptionKind::ValueError, msg));
+    if c.session.is_some() {
+        return error("this connection is in a session already");
+    }
+    let token = match req.args.as_slice() {
+        [Object::Bytes(t)] if t.len() >= MIN_SESSION_TOKEN && t.len() <= 64 => t.clone(),
+        _ => return error("session takes one token of 16 to 64 random bytes"),
+    };
+    let Sessions { by_token, next } = sessions;
+    let entry = by_token.entry(token.clone()).or_insert_with(|| {
+        *next += 1;
+        (*next, 0)
+    });
+    entry.1 += 1;
+    c.session = Some(Holder::Session(entry.0));
+    c.session_token = token;
+    Reply::Return(Object::None)
 }
 
 /// Whether a client with `unsent` bytes of replies and `queued` requests is not read from.
@@ -144,6 +183,7 @@ struct Loop<'a> {
     poller: Poller,
     clients: HashMap<u64, Client>,
     next_token: u64,
+    sessions: Sessions,
     max_request: u64,
 }
 
@@ -158,6 +198,7 @@ pub(crate) fn run(listener: &Listener, shared: &Shared, max_request: u64) -> io:
         poller,
         clients: HashMap::new(),
         next_token: WAKER + 1,
+        sessions: Sessions::default(),
         max_request,
     };
     let mut ready = Vec::new();
@@ -215,6 +256,8 @@ impl Loop<'_> {
                             outbox: Vec::new(),
                             sent: 0,
                             interest: Interest::Read,
+                            session: None,
+                            session_token: Vec::new(),
                         },
                     );
                     // The client may have sent its answer with its connect.
@@ -319,11 +362,6 @@ impl Loop<'_> {
             let Some(c) = self.clients.get_mut(&token) else {
                 return;
             };
-            let session = Session {
-                table: &self.shared.table,
-                names: &self.shared.names,
-                holder: Holder::Client(token),
-            };
             while !c.waiting {
                 let Some(req) = c.inbox.pop_front() else {
                     break;
@@ -337,6 +375,17 @@ impl Loop<'_> {
                         )));
                         continue;
                     }
+                };
+                if req.id.is_none() && req.method == "session" {
+                    let r = join_session(&mut self.sessions, c, req);
+                    c.queue_reply(&r);
+                    continue;
+                }
+                let session = Session {
+                    table: &self.shared.table,
+                    names: &self.shared.names,
+                    holder: c.session.unwrap_or(Holder::Client(token)),
+                    who: Holder::Client(token),
                 };
                 let h = session.handle(req);
                 match &h.reply {
@@ -440,8 +489,19 @@ impl Loop<'_> {
         if let Some(fd) = fd {
             let _ = self.poller.remove(fd);
         }
+        let (_, mut woken) = self.shared.table.release(Holder::Client(token));
+        // The last connection of a session takes the session's references with it.
+        if let Some(Holder::Session(id)) = c.session {
+            let by_token = &mut self.sessions.by_token;
+            if let Some(entry) = by_token.get_mut(&c.session_token) {
+                entry.1 -= 1;
+                if entry.1 == 0 {
+                    by_token.remove(&c.session_token);
+                    woken.extend(self.shared.table.release(Holder::Session(id)).1);
+                }
+            }
+        }
         drop(c);
-        let (_, woken) = self.shared.table.release(Holder::Client(token));
         self.deliver(replies(woken));
     }
 }

@@ -237,9 +237,15 @@ impl Table {
 
     /// Runs a method of object `id` on behalf of `call.who`, under the object's own lock, so
     /// that calls on one object are atomic with respect to each other while calls on other
-    /// objects run alongside. A new object the method returns is registered for the caller.
-    /// Returns the call's answer and the waiting calls that completed because of it.
-    pub fn call(&self, id: ObjectId, call: Call) -> (Result<Answer, Exception>, Woken) {
+    /// objects run alongside. A new object the method returns is registered for `owner` (the
+    /// caller's session). Returns the call's answer and the waiting calls that completed
+    /// because of it.
+    pub fn call(
+        &self,
+        id: ObjectId,
+        call: Call,
+        owner: Holder,
+    ) -> (Result<Answer, Exception>, Woken) {
         let who = call.who;
         let slot = match self.slot(id) {
             Ok(s) => s,
@@ -271,7 +277,7 @@ impl Table {
                 t.waiting.remove(&id);
             }
         }
-        (self.answer(who, outcome), woken)
+        (self.answer(owner, outcome), woken)
     }
 
     /// Resumes the waiting calls of a slot, in arrival order, until none completes.
@@ -377,7 +383,7 @@ mod tests {
         assert!(t.decref(a, id).is_err(), "a holds nothing any more");
         t.decref(b, id).unwrap();
         assert_eq!(t.len(), 0);
-        let err = t.call(id, call(b, "__len__", vec![])).0.unwrap_err();
+        let err = t.call(id, call(b, "__len__", vec![]), b).0.unwrap_err();
         assert_eq!(err.kind(), ExceptionKind::KeyError);
     }
 
@@ -392,7 +398,7 @@ mod tests {
         let named = new_dict(&t, Holder::Server);
         t.incref(gone, named).unwrap();
         // An iterator the client got back is its own too.
-        let iter = t.call(own, call(gone, "__iter__", vec![])).0.unwrap();
+        let iter = t.call(own, call(gone, "__iter__", vec![]), gone).0.unwrap();
         assert!(matches!(
             iter,
             Answer::Proxy(ProxyInfo {
@@ -404,8 +410,12 @@ mod tests {
         assert_eq!(t.release(gone).0, 2, "its dict and its iterator");
         assert_eq!(t.len(), 2, "the shared and the named objects remain");
         assert_eq!(t.release(gone).0, 0);
-        t.call(shared, call(stays, "__len__", vec![])).0.unwrap();
-        t.call(named, call(stays, "__len__", vec![])).0.unwrap();
+        t.call(shared, call(stays, "__len__", vec![]), stays)
+            .0
+            .unwrap();
+        t.call(named, call(stays, "__len__", vec![]), stays)
+            .0
+            .unwrap();
     }
 
     #[test]
@@ -422,9 +432,9 @@ mod tests {
                         let key = Object::from(c * rounds + i);
                         let who = Holder::Client(c);
                         let set = call(who, "__setitem__", vec![key, Object::None]);
-                        t.call(id, set).0.unwrap();
+                        t.call(id, set, who).0.unwrap();
                         let args = vec!["hits".into(), "add".into(), 1.into()];
-                        t.call(id, call(who, "update_with", args)).0.unwrap();
+                        t.call(id, call(who, "update_with", args), who).0.unwrap();
                     }
                 })
             })
@@ -432,10 +442,10 @@ mod tests {
         for th in threads {
             th.join().unwrap();
         }
-        let len = t.call(id, Call::new("__len__", vec![])).0;
+        let len = t.call(id, Call::new("__len__", vec![]), Holder::Server).0;
         assert_eq!(len.unwrap(), Answer::Value(Object::from(n * rounds + 1)));
         let hits = Call::new("__getitem__", vec!["hits".into()]);
-        let hits = t.call(id, hits).0.unwrap();
+        let hits = t.call(id, hits, Holder::Server).0.unwrap();
         assert_eq!(
             hits,
             Answer::Value(Object::from(n * rounds)),

@@ -38,6 +38,7 @@ fn call_kw(
             args,
             kwargs,
         },
+        who,
     );
     Done {
         answer: show(answer),
