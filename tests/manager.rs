@@ -144,3 +144,69 @@ fn threads_of_one_process_never_wait_for_each_others_calls() {
     assert_eq!(manager.number_of_objects().unwrap(), before);
     q.call("qsize", vec![]).unwrap();
 }
+
+/// A separate client: connects by address and key, takes two jobs, counts them.
+fn remote_worker((address, key): (String, Vec<u8>)) -> Vec<Object> {
+    let manager = Manager::connect(address.parse::<multiproc::Address>().unwrap(), key).unwrap();
+    let jobs = manager.get("jobs").unwrap();
+    let state = DictProxy::try_from(manager.get("state").unwrap()).unwrap();
+    let mut got = Vec::new();
+    for _ in 0..2 {
+        got.push(jobs.call("get", vec![]).unwrap());
+        state.update_with("done", "add", 1).unwrap();
+    }
+    got
+}
+
+#[test]
+fn multiproc_serve_serves_separate_clients_and_stops_on_sigterm() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("multiproc-serve-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let keyfile = dir.join("authkey");
+    std::fs::write(&keyfile, b"s3cret\n").unwrap();
+    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["serve", "--listen", "127.0.0.1:0", "--object", "jobs=Queue"])
+        .args(["--object", "state=dict", "--authkey-file"])
+        .arg(&keyfile)
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut line = String::new();
+    std::io::BufReader::new(server.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let address = line.trim().strip_prefix("serving on ").unwrap().to_owned();
+    let addr: multiproc::Address = address.parse().unwrap();
+
+    assert!(matches!(
+        Manager::connect(addr.clone(), b"wrong"),
+        Err(ManagerError::Connect(_))
+    ));
+    let manager = Manager::connect(addr, b"s3cret").unwrap();
+    let jobs = manager.get("jobs").unwrap();
+    for i in 0..4 {
+        jobs.call("put", vec![i.into()]).unwrap();
+    }
+    let workers: Vec<_> = (0..2)
+        .map(|_| Process::start(remote_worker, (address.clone(), b"s3cret".to_vec())).unwrap())
+        .collect();
+    let mut got: Vec<i64> = workers
+        .into_iter()
+        .flat_map(|w| w.join().unwrap())
+        .map(|o| o.as_i64().unwrap())
+        .collect();
+    got.sort();
+    assert_eq!(got, [0, 1, 2, 3]);
+    let state = DictProxy::try_from(manager.get("state").unwrap()).unwrap();
+    assert_eq!(state.get_item("done").unwrap(), obj!(4));
+    assert!(manager.get("nothing").is_err());
+
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(server.wait().unwrap().success(), "a clean stop on SIGTERM");
+    std::fs::remove_dir_all(&dir).unwrap();
+}

@@ -357,6 +357,25 @@ macro_rules! typed_proxy {
                 self.0.fmt(f)
             }
         }
+
+        impl TryFrom<Proxy> for $name {
+            /// The proxy back, when its object is of another type.
+            type Error = Proxy;
+
+            fn try_from(p: Proxy) -> Result<Self, Proxy> {
+                if p.typeid == $typeid {
+                    Ok($name(p))
+                } else {
+                    Err(p)
+                }
+            }
+        }
+
+        impl From<$name> for Proxy {
+            fn from(p: $name) -> Proxy {
+                p.0
+            }
+        }
     };
 }
 
@@ -723,6 +742,18 @@ impl Manager {
     pub fn create(&self, typeid: &str, mut args: Vec<Object>) -> Result<Proxy, ManagerError> {
         args.insert(0, typeid.into());
         let reply = self.link.request(None, "create", args, Dict::new())?;
+        Proxy::from_reply(Arc::clone(&self.link), reply)
+    }
+
+    /// The object a [`Server`](super::Server) published under `name`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Raised`] with a `KeyError` when nothing is published under that name.
+    pub fn get(&self, name: &str) -> Result<Proxy, ManagerError> {
+        let reply = self
+            .link
+            .request(None, "lookup", vec![name.into()], Dict::new())?;
         Proxy::from_reply(Arc::clone(&self.link), reply)
     }
 

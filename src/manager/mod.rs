@@ -89,6 +89,7 @@ mod protocol;
 mod queue;
 mod referent;
 mod server;
+mod standalone;
 mod sync;
 mod table;
 #[cfg(test)]
@@ -98,6 +99,7 @@ mod tests_wait;
 
 pub use client::{DictProxy, ListProxy, Manager, ManagerError, Proxy};
 pub use exception::{Exception, ExceptionKind};
+pub use standalone::{Server, Stopper};
 
 use crate::object::Dict;
 use referent::{Call, Referent};

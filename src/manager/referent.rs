@@ -30,7 +30,6 @@ pub(crate) const MAX_ITEMS_PER_CALL: usize = 1 << 24;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub(crate) enum Holder {
     /// The server: published objects live as long as the server.
-    #[cfg_attr(not(test), allow(dead_code))] // publishing by name comes with `multiproc serve`
     Server,
     /// A client connection.
     Client(u64),

@@ -13,6 +13,7 @@
 //! | [`memfd`] | anonymous sealed `memfd` segments, named `shm_open` segments, shared mappings (pre-faulted when large) |
 //! | [`poller`] | `epoll` readiness sets and an `eventfd` waker, for servers; sends that do not wait |
 //! | [`pthread`] | process-shared robust mutexes (the kernel reports a dead holder) |
+//! | [`signal`] | `SIGTERM`/`SIGINT` blocked and taken by a waiting thread |
 //! | [`futex`] | waiting on and waking a shared 32-bit word |
 
 pub(crate) mod entry;
@@ -22,6 +23,7 @@ pub(crate) mod net;
 pub(crate) mod poller;
 pub(crate) mod process;
 pub(crate) mod pthread;
+pub(crate) mod signal;
 pub(crate) mod socket;
 
 use std::io;

@@ -35,6 +35,75 @@ enum Command {
         #[arg(long)]
         no_python: bool,
     },
+    /// Run a manager server until SIGTERM or SIGINT: clients connect with
+    /// `Manager::connect(ADDR, authkey)` and find the published objects with `Manager::get`.
+    Serve {
+        /// Where to listen: IP:PORT, [IPv6]:PORT, unix:PATH (created 0600) or abstract:NAME.
+        #[arg(long, value_name = "ADDR")]
+        listen: multiproc::Address,
+        /// A file holding the authkey every client must prove (one trailing newline is
+        /// ignored). Required for TCP.
+        #[arg(long, value_name = "FILE")]
+        authkey_file: Option<std::path::PathBuf>,
+        /// Publish an object under a name, e.g. `--object jobs=Queue --object state=dict`
+        /// (types: dict, list, Namespace, Queue, JoinableQueue, Lock, RLock, Semaphore,
+        /// BoundedSemaphore, Event, Condition).
+        #[arg(long, value_name = "NAME=TYPE", value_parser = parse_object)]
+        object: Vec<(String, String)>,
+        /// The largest request a client may send, in bytes.
+        #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
+        max_request: u64,
+    },
+}
+
+fn parse_object(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((name, typeid)) if !name.is_empty() && !typeid.is_empty() => {
+            Ok((name.to_owned(), typeid.to_owned()))
+        }
+        _ => Err(format!("expected NAME=TYPE, got {s:?}")),
+    }
+}
+
+/// `multiproc serve`: binds, publishes, says where, serves until a termination signal.
+fn serve(
+    listen: multiproc::Address,
+    authkey_file: Option<&std::path::Path>,
+    objects: &[(String, String)],
+    max_request: u64,
+) -> Result<(), String> {
+    use std::io::Write;
+    let authkey = match authkey_file {
+        Some(path) => {
+            let mut key = std::fs::read(path)
+                .map_err(|e| format!("cannot read the authkey file {}: {e}", path.display()))?;
+            if key.last() == Some(&b'\n') {
+                key.pop();
+            }
+            if key.is_empty() {
+                return Err(format!("the authkey file {} is empty", path.display()));
+            }
+            Some(key)
+        }
+        None => None,
+    };
+    let mut server =
+        multiproc::manager::Server::bind(listen, authkey.as_deref()).map_err(|e| e.to_string())?;
+    server.set_max_request(max_request);
+    for (name, typeid) in objects {
+        server
+            .publish(name, typeid, vec![])
+            .map_err(|e| format!("cannot publish {name}={typeid}: {e}"))?;
+    }
+    // Before any other thread starts, so that every thread has the signals blocked.
+    server
+        .stop_on_termination_signals()
+        .map_err(|e| format!("cannot take the termination signals: {e}"))?;
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(out, "serving on {}", server.address());
+    let _ = out.flush();
+    drop(out);
+    server.serve_forever().map_err(|e| e.to_string())
 }
 
 fn main() -> ExitCode {
@@ -42,6 +111,18 @@ fn main() -> ExitCode {
     // clap exits with 2 on a usage error and 0 for --help/--version, printing to the right stream.
     let cli = Cli::parse();
     match cli.command {
+        Command::Serve {
+            listen,
+            authkey_file,
+            object,
+            max_request,
+        } => match serve(listen, authkey_file.as_deref(), &object, max_request) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("multiproc serve: {e}");
+                ExitCode::FAILURE
+            }
+        },
         Command::Info => {
             println!("multiproc {}", env!("CARGO_PKG_VERSION"));
             println!("cpu_count: {}", multiproc::cpu_count());

@@ -1,0 +1,187 @@
+//! A manager server of your own: `multiproc serve`, or Python's
+//! `BaseManager(address, authkey).get_server().serve_forever()`.
+
+use std::sync::Arc;
+
+use super::client::ManagerError;
+use super::referent::{Call, Holder};
+use super::server::{DEFAULT_MAX_REQUEST, Shared, run};
+use crate::connection::{Address, Listener};
+use crate::object::{Dict, Object};
+
+/// A manager server bound to an address, serving on the thread that calls
+/// [`serve_forever`](Self::serve_forever).
+///
+/// Clients reach it with [`Manager::connect`](super::Manager::connect) and find what it
+/// [publishes](Self::publish) with [`Manager::get`](super::Manager::get). Unlike the server of
+/// [`Manager::start`](super::Manager::start), its clients cannot stop it: it stops on
+/// [`Stopper::stop`] (or the signals of [`stop_on_termination_signals`](Self::stop_on_termination_signals)).
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::manager::{Manager, Server};
+/// use multiproc::Address;
+///
+/// let server = Server::bind("127.0.0.1:0".parse::<Address>()?, Some(b"secret"))?;
+/// server.publish("jobs", "Queue", vec![])?;
+/// let address = server.address().clone();
+/// let stopper = server.stopper();
+/// let serving = std::thread::spawn(move || server.serve_forever());
+///
+/// let manager = Manager::connect(address, b"secret")?;
+/// let jobs = manager.get("jobs")?;
+/// jobs.call("put", vec!["first".into()])?;
+/// assert_eq!(jobs.call("qsize", vec![])?, 1);
+///
+/// stopper.stop();
+/// serving.join().unwrap()?;
+/// # Ok::<(), Box<dyn std::error::Error>>(())
+/// ```
+pub struct Server {
+    listener: Listener,
+    shared: Arc<Shared>,
+    max_request: u64,
+}
+
+/// Stops a [`Server`] from another thread.
+#[derive(Clone)]
+pub struct Stopper(Arc<Shared>);
+
+impl Stopper {
+    /// Asks the server to stop; [`Server::serve_forever`] returns soon after, having released
+    /// every client.
+    pub fn stop(&self) {
+        self.0.stop();
+    }
+}
+
+impl std::fmt::Debug for Stopper {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Stopper")
+    }
+}
+
+impl Server {
+    /// Binds `address` (Unix path, abstract name or TCP), requiring `authkey` of every client.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] when the address cannot be bound, or is TCP without an authkey:
+    /// a manager on the network without one would serve anyone who can reach it.
+    pub fn bind(
+        address: impl Into<Address>,
+        authkey: Option<&[u8]>,
+    ) -> Result<Server, ManagerError> {
+        let address = address.into();
+        let mut options = Listener::options();
+        match authkey {
+            Some(key) => {
+                options.authkey(key);
+            }
+            None if matches!(address, Address::Tcp(_)) => {
+                return Err(ManagerError::Start(
+                    "a manager on TCP needs an authkey: anyone who can reach it could use it"
+                        .into(),
+                ));
+            }
+            None => {}
+        }
+        let listener = options
+            .max_frame(DEFAULT_MAX_REQUEST)
+            .bind(address)
+            .map_err(|e| ManagerError::Start(e.to_string()))?;
+        let shared = Shared::new().map_err(|e| ManagerError::Start(e.to_string()))?;
+        Ok(Server {
+            listener,
+            shared: Arc::new(shared),
+            max_request: DEFAULT_MAX_REQUEST,
+        })
+    }
+
+    /// The largest request a client may send (64 MiB by default); a larger one disconnects
+    /// that client.
+    pub fn set_max_request(&mut self, bytes: u64) {
+        self.max_request = bytes;
+    }
+
+    /// The address clients connect to (with the port chosen, for TCP port 0).
+    pub fn address(&self) -> &Address {
+        self.listener.address()
+    }
+
+    /// Creates an object of type `typeid` (`"dict"`, `"Queue"`, …, as
+    /// [`Manager::create`](super::Manager::create)) that lives as long as the server, under
+    /// `name`, for clients to find with [`Manager::get`](super::Manager::get): Python's
+    /// `register('get_queue', callable=lambda: queue)` recipe.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Raised`] for an unknown type or wrong arguments, or a name in use.
+    pub fn publish(&self, name: &str, typeid: &str, args: Vec<Object>) -> Result<(), ManagerError> {
+        let call = Call {
+            who: Holder::Server,
+            method: typeid.into(),
+            args,
+            kwargs: Dict::new(),
+        };
+        let referent = super::create(typeid, call).map_err(ManagerError::Raised)?;
+        let mut names = self
+            .shared
+            .names
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if names.contains_key(name) {
+            return Err(ManagerError::Raised(super::Exception::msg(
+                super::ExceptionKind::ValueError,
+                format!("{name:?} is published already"),
+            )));
+        }
+        let info = self.shared.table.insert(Holder::Server, referent);
+        names.insert(name.to_owned(), info.id);
+        Ok(())
+    }
+
+    /// A handle that stops the server from another thread.
+    pub fn stopper(&self) -> Stopper {
+        Stopper(Arc::clone(&self.shared))
+    }
+
+    /// Makes `SIGTERM` and `SIGINT` stop the server cleanly: they are blocked in the calling
+    /// thread (and the threads it starts afterwards) and taken by a thread of their own. Call
+    /// it before the program starts other threads, which would otherwise still be ended by
+    /// the signals.
+    ///
+    /// # Errors
+    ///
+    /// When the signal mask cannot be changed or the thread cannot start.
+    pub fn stop_on_termination_signals(&self) -> std::io::Result<()> {
+        let signals = crate::sys::signal::Termination::block()?;
+        let stopper = self.stopper();
+        std::thread::Builder::new()
+            .name("multiproc-signals".into())
+            .spawn(move || {
+                if signals.wait().is_ok() {
+                    stopper.stop();
+                }
+            })?;
+        Ok(())
+    }
+
+    /// Serves clients until [`Stopper::stop`]; every client is released on the way out.
+    ///
+    /// # Errors
+    ///
+    /// When polling fails (out of memory or descriptors).
+    pub fn serve_forever(&self) -> std::io::Result<()> {
+        run(&self.listener, &self.shared, self.max_request)
+    }
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("address", self.address())
+            .finish_non_exhaustive()
+    }
+}
