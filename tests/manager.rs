@@ -201,6 +201,10 @@ fn multiproc_serve_serves_separate_clients_and_stops_on_sigterm() {
     let state = DictProxy::try_from(manager.get("state").unwrap()).unwrap();
     assert_eq!(state.get_item("done").unwrap(), obj!(4));
     assert!(manager.get("nothing").is_err());
+    // Its clients cannot stop it; dropping a connected handle leaves it serving.
+    drop(manager);
+    let manager = Manager::connect(address.parse::<multiproc::Address>().unwrap(), b"s3cret");
+    assert_eq!(manager.unwrap().number_of_objects().unwrap(), 2);
 
     rustix::process::kill_process(
         rustix::process::Pid::from_raw(server.id() as i32).unwrap(),

@@ -50,6 +50,9 @@ pub(crate) struct Shared {
     pub names: RwLock<HashMap<String, ObjectId>>,
     stop: AtomicBool,
     waker: Waker,
+    /// Whether a client's `shutdown` request stops the server (the server of a
+    /// [`Manager`](super::Manager) that started it), or is refused (a stand-alone server).
+    pub clients_may_stop: bool,
 }
 
 impl Shared {
@@ -60,6 +63,7 @@ impl Shared {
             names: RwLock::default(),
             stop: AtomicBool::new(false),
             waker: Waker::new()?,
+            clients_may_stop: true,
         })
     }
 
@@ -376,6 +380,13 @@ impl Loop<'_> {
                         continue;
                     }
                 };
+                if req.id.is_none() && req.method == "shutdown" && !self.shared.clients_may_stop {
+                    c.queue_reply(&Reply::Error(super::Exception::msg(
+                        super::ExceptionKind::RuntimeError,
+                        "this manager is stopped by its operator, not by its clients",
+                    )));
+                    continue;
+                }
                 if req.id.is_none() && req.method == "session" {
                     let r = join_session(&mut self.sessions, c, req);
                     c.queue_reply(&r);

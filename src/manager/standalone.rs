@@ -91,7 +91,8 @@ impl Server {
             .max_frame(DEFAULT_MAX_REQUEST)
             .bind(address)
             .map_err(|e| ManagerError::Start(e.to_string()))?;
-        let shared = Shared::new().map_err(|e| ManagerError::Start(e.to_string()))?;
+        let mut shared = Shared::new().map_err(|e| ManagerError::Start(e.to_string()))?;
+        shared.clients_may_stop = false;
         Ok(Server {
             listener,
             shared: Arc::new(shared),
@@ -183,5 +184,38 @@ impl std::fmt::Debug for Server {
         f.debug_struct("Server")
             .field("address", self.address())
             .finish_non_exhaustive()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::codec;
+    use crate::connection::Client;
+    use crate::manager::protocol::{Reply, Request};
+
+    #[test]
+    fn its_clients_cannot_stop_it() {
+        let server = Server::bind("127.0.0.1:0".parse::<Address>().unwrap(), Some(b"k")).unwrap();
+        let address = server.address().clone();
+        let stopper = server.stopper();
+        let serving = std::thread::spawn(move || server.serve_forever());
+        let mut c = Client::new().authkey(b"k").connect(&address).unwrap();
+        let ask = |c: &mut crate::Connection, method: &str| {
+            let req = Request {
+                id: None,
+                method: method.into(),
+                args: vec![],
+                kwargs: Dict::new(),
+            };
+            let mut bytes = Vec::new();
+            codec::encode_plain_into(&req, &mut bytes).unwrap();
+            c.send_bytes(&bytes).unwrap();
+            codec::decode::<Reply>(&c.recv_bytes().unwrap(), Vec::new()).unwrap()
+        };
+        assert!(matches!(ask(&mut c, "shutdown"), Reply::Error(_)));
+        assert_eq!(ask(&mut c, "dummy"), Reply::Return(Object::None));
+        stopper.stop();
+        serving.join().unwrap().unwrap();
     }
 }
