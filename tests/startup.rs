@@ -18,7 +18,51 @@ fn len(v: Vec<u8>) -> usize {
     v.len()
 }
 
+/// Writes the file a parent that did not wait asked for.
+fn touch(path: PathBuf) {
+    std::fs::write(path, b"ran").unwrap();
+}
+
+/// The role of a program whose `main` starts a child and returns at once.
+const QUICK_PARENT: &str = "MULTIPROC_STARTUP_QUICK_PARENT";
+
+/// A non-daemon child runs its target even when its parent returns from `main` right after
+/// `start`: run such parents many times, and wait (bounded) for each child's file.
+fn children_outlive_a_parent_that_returns_at_once() {
+    let dir = std::env::temp_dir().join(format!("multiproc-startup-quick-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let runs = 30;
+    for i in 0..runs {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(QUICK_PARENT, dir.join(i.to_string()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let missing = loop {
+        let missing: Vec<usize> = (0..runs)
+            .filter(|i| std::fs::read(dir.join(i.to_string())).ok().as_deref() != Some(b"ran"))
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        missing.is_empty(),
+        "the children of runs {missing:?} never ran"
+    );
+}
+
 fn main() {
+    if let Some(path) = std::env::var_os(QUICK_PARENT) {
+        multiproc::init();
+        Process::start(touch, PathBuf::from(path)).unwrap();
+        return;
+    }
     if std::env::var_os("MULTIPROC_CHILD").is_some() {
         let parent = std::os::unix::process::parent_id();
         if flag("stall", parent).exists() {
@@ -96,5 +140,7 @@ fn main() {
         other => panic!("expected NotStarted, got {other:?}"),
     }
 
-    println!("5 passed, 0 failed");
+    children_outlive_a_parent_that_returns_at_once();
+
+    println!("6 passed, 0 failed");
 }

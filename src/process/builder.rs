@@ -14,8 +14,8 @@ use super::handle::{Inner, Process, Stage};
 use super::threads::{REAPER, SPAWNER, UNREAPED, reap_unreaped, spawner};
 use super::{
     Bootstrap, CHILD_COUNTER, CHILDREN, CURRENT, Control, DEFAULT_STARTUP_TIMEOUT, FORKED,
-    IN_CHILD, INIT_CALLED, Identity, SIGKILL, StartError, StartMethod, TEST_ENTRY_NAME,
-    TEST_HARNESS, current,
+    IN_CHILD, INIT_CALLED, Identity, StartError, StartMethod, TEST_ENTRY_NAME, TEST_HARNESS,
+    current,
 };
 use crate::codec;
 use crate::connection::frame;
@@ -134,20 +134,13 @@ impl Builder {
             path,
         };
         let (parent_end, child_end) = socket::socketpair().map_err(StartError::Os)?;
-        let (pid, sock) = match self.method {
+        let (child, sock) = match self.method {
             StartMethod::Spawn => spawn(self, target, args, &me, parent_end, child_end)?,
             StartMethod::Fork => fork(self, target, args, me.clone(), parent_end, child_end)?,
         };
-        let pidfd = match os::pidfd_open(pid) {
-            Ok(fd) => fd,
-            Err(e) => {
-                os::kill_and_reap(pid);
-                return Err(StartError::Os(e));
-            }
-        };
         let inner = Arc::new(Inner {
-            pid,
-            pidfd,
+            pid: child.pid,
+            pidfd: child.pidfd,
             name: me.name,
             daemon: self.daemon,
             exit: Mutex::new(None),
@@ -179,7 +172,7 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     me: &Identity,
     parent_end: OwnedFd,
     child_end: OwnedFd,
-) -> Result<(u32, OwnedFd), StartError> {
+) -> Result<(os::Child, OwnedFd), StartError> {
     let harness = TEST_HARNESS.load(Ordering::Relaxed);
     if !harness && !INIT_CALLED.load(Ordering::Relaxed) {
         return Err(StartError::InitNotCalled);
@@ -219,16 +212,18 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     } else {
         argv.collect()
     };
-    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
+    // Written before the child exists: the child checks it to know that its marker is real.
+    let secret = os::announce_secret(parent_end.as_fd()).map_err(StartError::Os)?;
+    let child = if b.daemon && !FORKED.load(Ordering::Relaxed) {
         // PR_SET_PDEATHSIG fires when the *thread* that created the child ends, so daemons are
         // created by a thread that lives as long as the process. (A forked child starts no
         // helper thread: see `FORKED`.)
         let keep = crate::sys::dup(child_end.as_fd()).map_err(StartError::Os)?;
         spawner().map_err(StartError::Os)?.run(Box::new(move || {
-            os::spawn_self(&argv0, &rest, keep.as_fd(), true)
+            os::spawn_self(&argv0, &rest, keep.as_fd(), &secret, true)
         }))
     } else {
-        os::spawn_self(&argv0, &rest, child_end.as_fd(), b.daemon)
+        os::spawn_self(&argv0, &rest, child_end.as_fd(), &secret, b.daemon)
     }
     .map_err(StartError::Os)?;
     drop(child_end);
@@ -247,17 +242,14 @@ fn spawn<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
             ) => {}
         Err(e) => {
             // The child stalled (or the socket failed): make sure it does not linger.
-            if let Ok(pidfd) = os::pidfd_open(pid) {
-                let _ = os::pidfd_signal(pidfd.as_fd(), SIGKILL);
-                let _ = os::pidfd_reap(pidfd.as_fd(), true);
-            }
+            os::kill_and_reap(&child);
             return Err(StartError::NotStarted(format!(
                 "it did not take its arguments ({e}); does its main() call multiproc::init() first?"
             )));
         }
         Ok(()) => {}
     }
-    Ok((pid, parent_end))
+    Ok((child, parent_end))
 }
 
 /// Writes on `sock` with a send time-out, restoring blocking writes afterwards.
@@ -286,9 +278,9 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     me: Identity,
     parent_end: OwnedFd,
     child_end: OwnedFd,
-) -> Result<(u32, OwnedFd), StartError> {
+) -> Result<(os::Child, OwnedFd), StartError> {
     let parent = current().0.clone();
-    let pid = if b.daemon && !FORKED.load(Ordering::Relaxed) {
+    let child = if b.daemon && !FORKED.load(Ordering::Relaxed) {
         // The parent-death signal is tied to the thread that forks: fork from the long-lived
         // spawner thread. The arguments cross to it encoded, and the child decodes them.
         let mut payload = Vec::new();
@@ -298,16 +290,23 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
         spawner()
             .map_err(StartError::Os)?
             .run(Box::new(move || {
-                fork_child(true, me, parent, child_end, move || {
+                let pid = fork_child(true, me, parent, child_end, move || {
                     entry.run(&payload, fds)
-                })
+                })?;
+                os::forked_child(pid).inspect_err(|_| os::kill_and_reap_pid(pid))
             }))
             .map_err(StartError::Os)?
     } else {
-        fork_child(b.daemon, me, parent, child_end, || run_target(target, args))
+        let pid = fork_child(b.daemon, me, parent, child_end, || run_target(target, args))
+            .map_err(StartError::Os)?;
+        os::forked_child(pid)
+            .inspect_err(|_| os::kill_and_reap_pid(pid))
             .map_err(StartError::Os)?
     };
-    Ok((pid, parent_end))
+    // The child waits for this before it runs anything: it cannot end, and be reaped by someone
+    // else, before its pidfd exists. (If this fails, the child sees the parent's end close.)
+    let _ = os::release_child(parent_end.as_fd());
+    Ok((child, parent_end))
 }
 
 /// Forks; the child sets its identity, runs `run`, reports on `child_end` and exits.
@@ -335,6 +334,7 @@ fn fork_child(
     let mut spawner = SPAWNER.lock().unwrap_or_else(|e| e.into_inner());
     let mut reaper = REAPER.lock().unwrap_or_else(|e| e.into_inner());
     let forked = os::fork_run(|| {
+        os::await_parent(child_end.as_fd());
         FORKED.store(true, Ordering::Relaxed);
         if daemon {
             os::die_with_parent(parent_pid);

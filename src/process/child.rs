@@ -53,14 +53,15 @@ pub(super) enum Outcome {
 /// reports, exits.
 pub(super) fn run_spawned_child(sock: OwnedFd) -> ! {
     let sock = sock.as_fd();
-    if frame::write_frame(sock, &control_bytes(&Control::Started), &[]).is_err() {
-        // The parent is gone before we started.
-        std::process::exit(1);
-    }
+    // A parent that returned from `main` right after `start` cannot hear this, but it wrote
+    // the arguments before `start` returned: they are waiting on the socket, and a non-daemon
+    // child runs its target whatever its parent does next.
+    let _ = frame::write_frame(sock, &control_bytes(&Control::Started), &[]);
     let mut buf = Vec::new();
     let mut fds = Vec::new();
     let boot = match read_control(sock, &mut buf, &mut fds) {
         Ok(Control::Run(boot)) => boot,
+        // The parent ended (or failed) before sending what to run: nothing to run.
         _ => std::process::exit(1),
     };
     fds.clear();

@@ -87,6 +87,16 @@ pub enum JoinError {
     /// The process was killed by this signal (for example `SIGKILL` = 9) before returning.
     #[error("the child process was killed by signal {0} before returning")]
     Killed(i32),
+    /// The child ended without a report, and its exit status cannot be known: it was collected
+    /// elsewhere. This happens in a program that ignores `SIGCHLD` (or sets `SA_NOCLDWAIT`: the
+    /// kernel then discards a child's status the moment it ends) or that reaps every child with
+    /// `waitpid(-1, …)`. What the child reported still arrives (its result, its panic); only
+    /// how it ended without a report (killed, `std::process::exit`) is lost.
+    #[error(
+        "the child process ended without returning, and its exit status was collected elsewhere \
+         (SIGCHLD is ignored, or another part of the program reaps children)"
+    )]
+    StatusUnknown,
     /// The child never reached its entry point: it ended or stalled during start-up (its `main`
     /// may not call [`init`](crate::init) first, or it crashed before).
     #[error("the child process did not start: {0}")]

@@ -17,7 +17,8 @@ use super::{
 };
 use crate::codec;
 use crate::connection::frame::{self, FrameError};
-use crate::sys::{process as os, socket};
+use crate::sys::process::{self as os, Ended};
+use crate::sys::socket;
 
 /// What the parent knows of a running child, shared with the reaper and the child list.
 pub(super) struct Inner {
@@ -25,12 +26,12 @@ pub(super) struct Inner {
     pub(super) pidfd: OwnedFd,
     pub(super) name: String,
     pub(super) daemon: bool,
-    pub(super) exit: Mutex<Option<i32>>,
+    pub(super) exit: Mutex<Option<Ended>>,
 }
 
 impl Inner {
-    /// The exit code if the child has ended (reaping it), `None` while it runs.
-    pub(super) fn exitcode(&self) -> Option<i32> {
+    /// How the child ended (reaping it), `None` while it runs.
+    pub(super) fn status(&self) -> Option<Ended> {
         let mut exit = self.exit.lock().unwrap_or_else(|e| e.into_inner());
         if exit.is_none() {
             *exit = os::pidfd_reap(self.pidfd.as_fd(), false).ok().flatten();
@@ -38,16 +39,29 @@ impl Inner {
         *exit
     }
 
-    /// Waits for the child to end (at most `timeout`); its exit code, or `None` on time-out.
+    /// Whether the child has ended (reaping it).
+    pub(super) fn has_ended(&self) -> bool {
+        self.status().is_some()
+    }
+
+    /// The exit code if the child has ended and its status is known (reaping it).
+    pub(super) fn exitcode(&self) -> Option<i32> {
+        match self.status() {
+            Some(Ended::Code(c)) => Some(c),
+            _ => None,
+        }
+    }
+
+    /// Waits for the child to end (at most `timeout`); how it ended, or `None` on time-out.
     /// The lock is not held while waiting, so other threads can still ask.
-    pub(super) fn wait(&self, timeout: Option<Duration>) -> std::io::Result<Option<i32>> {
-        if let Some(code) = self.exitcode() {
-            return Ok(Some(code));
+    pub(super) fn wait(&self, timeout: Option<Duration>) -> std::io::Result<Option<Ended>> {
+        if let Some(end) = self.status() {
+            return Ok(Some(end));
         }
         if !os::pidfd_wait_exit(self.pidfd.as_fd(), timeout)? {
             return Ok(None);
         }
-        Ok(self.exitcode())
+        Ok(self.status())
     }
 }
 
@@ -252,7 +266,8 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// The child closed its end without a report: it ended. Why?
     fn ended(&self) -> JoinError {
         let code = match self.inner.wait(None) {
-            Ok(Some(code)) => code,
+            Ok(Some(Ended::Code(code))) => code,
+            Ok(Some(Ended::Unknown)) => return JoinError::StatusUnknown,
             Ok(None) => return JoinError::Io(std::io::ErrorKind::UnexpectedEof.into()),
             Err(e) => return JoinError::Io(e),
         };
@@ -375,14 +390,18 @@ impl<R> Process<R> {
         self.inner.daemon
     }
 
-    /// Whether the child is still running.
+    /// Whether the child is still running. This holds even when its exit status cannot be
+    /// known (see [`exitcode`](Process::exitcode)).
     pub fn is_alive(&self) -> bool {
-        self.inner.exitcode().is_none()
+        !self.inner.has_ended()
     }
 
     /// The child's exit code once it has ended, in Python's convention: `0` for success, `1`
     /// after a panic, the code given to `std::process::exit`, or minus the signal number that
-    /// killed it (`-9` for `SIGKILL`). `None` while it runs.
+    /// killed it (`-9` for `SIGKILL`). `None` while it runs, and also once it has ended if its
+    /// status could not be collected ([`JoinError::StatusUnknown`]: this program ignores
+    /// `SIGCHLD`, or reaps children elsewhere); [`is_alive`](Process::is_alive) tells the two
+    /// apart.
     pub fn exitcode(&self) -> Option<i32> {
         self.inner.exitcode()
     }
@@ -414,7 +433,7 @@ impl<R> Process<R> {
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        if self.inner.exitcode().is_none() {
+        if !self.inner.has_ended() {
             if FORKED.load(Ordering::Relaxed) {
                 // A forked child starts no helper thread (see `FORKED`): the next start or
                 // `active_children()` reaps it, as Python does.

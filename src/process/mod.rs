@@ -20,6 +20,26 @@
 //!   in a forked child: there, a daemon grandchild is tied to the thread that starts it, and a
 //!   dropped child is reaped at the next start or [`active_children`] call.
 //!
+//! # Who is a child
+//!
+//! A spawned child learns that it is one from the `MULTIPROC_CHILD` environment variable, which
+//! names an inherited socket, the parent's pid and a random secret that the parent wrote on that
+//! socket before the child existed. [`init`] believes the variable only if the socket was made
+//! by that pid under the same user and carries that secret; when the variable names this
+//! process's parent but the proof fails, the process prints why and exits with code 1 without
+//! running anything. In a set-user-ID, set-group-ID or capability-raising program
+//! (`AT_SECURE`), the variable is ignored. This stops a process from being made a child by an
+//! environment it merely inherited; a program's real parent chooses what its child runs either
+//! way.
+//!
+//! # Parents that ignore `SIGCHLD`
+//!
+//! Each child's pidfd is taken atomically with its creation, so starting never races another
+//! reaper. But a program that ignores `SIGCHLD` (or reaps every child with `waitpid(-1, …)`)
+//! loses the exit status of children that end without a report: the kernel discards it. Then
+//! [`Process::is_alive`] still turns `false`, [`Process::exitcode`] stays `None`, and `join`
+//! returns [`JoinError::StatusUnknown`]; results and panics the child reported arrive as usual.
+//!
 //! # Lifetimes of children
 //!
 //! - A **daemon** child ([`Builder::daemon`]) is killed with `SIGKILL` when its parent process
@@ -28,6 +48,8 @@
 //! - A **non-daemon** child outlives its parent if the parent exits without joining it (it is
 //!   re-parented to the nearest sub-reaper or to `init`). Python joins such children at exit;
 //!   a Rust program cannot hook every exit, so join the children you start.
+//!   It runs its target even if the parent returns from `main` right after
+//!   [`start`](Process::start): the arguments are on their way before `start` returns.
 //! - Dropping a [`Process`] without joining it never leaves a zombie: a background reaper thread
 //!   collects the child's exit status once it ends. The child itself keeps running.
 
@@ -323,7 +345,7 @@ pub fn parent_process() -> Option<ProcessInfo> {
 pub fn active_children() -> Vec<ProcessInfo> {
     threads::reap_unreaped();
     let mut children = CHILDREN.lock().unwrap_or_else(|e| e.into_inner());
-    children.retain(|w| w.upgrade().is_some_and(|c| c.exitcode().is_none()));
+    children.retain(|w| w.upgrade().is_some_and(|c| !c.has_ended()));
     children
         .iter()
         .filter_map(Weak::upgrade)

@@ -4,7 +4,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
 use super::handle::Inner;
-use crate::sys::socket;
+use crate::sys::{process as os, socket};
 
 /// Dropped children of a forked child (which starts no helper thread), reaped at the next start
 /// or `active_children()`.
@@ -12,7 +12,7 @@ pub(super) static UNREAPED: Mutex<Vec<Arc<Inner>>> = Mutex::new(Vec::new());
 
 pub(super) fn reap_unreaped() {
     if let Ok(mut list) = UNREAPED.try_lock() {
-        list.retain(|c| c.exitcode().is_none());
+        list.retain(|c| !c.has_ended());
     }
 }
 
@@ -24,16 +24,16 @@ pub(super) struct Spawner {
 
 /// Work for the spawner thread: create a child, return its pid.
 type SpawnJob = (
-    Box<dyn FnOnce() -> std::io::Result<u32> + Send>,
-    std::sync::mpsc::Sender<std::io::Result<u32>>,
+    Box<dyn FnOnce() -> std::io::Result<os::Child> + Send>,
+    std::sync::mpsc::Sender<std::io::Result<os::Child>>,
 );
 
 impl Spawner {
     /// Runs `job` on the spawner thread and returns its result.
     pub(super) fn run(
         &self,
-        job: Box<dyn FnOnce() -> std::io::Result<u32> + Send>,
-    ) -> std::io::Result<u32> {
+        job: Box<dyn FnOnce() -> std::io::Result<os::Child> + Send>,
+    ) -> std::io::Result<os::Child> {
         let (tx, rx) = std::sync::mpsc::channel();
         let gone = || std::io::Error::other("the multiproc spawner thread is gone");
         self.jobs
@@ -126,6 +126,6 @@ fn reap_forever(reaper: &Reaper) {
             .adopted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|c| c.exitcode().is_none());
+            .retain(|c| !c.has_ended());
     }
 }
