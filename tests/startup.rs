@@ -57,7 +57,39 @@ fn children_outlive_a_parent_that_returns_at_once() {
     );
 }
 
+/// Panics once its parent has exited (it has been re-parented).
+fn panic_when_orphaned(parent: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::process::parent_id() == parent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("an orphan's panic");
+}
+
+/// The role of a program whose `main` starts a child that panics after it has returned.
+const ORPHAN_PANIC: &str = "MULTIPROC_STARTUP_ORPHAN_PANIC";
+
+/// A child whose parent has gone prints its own panic: nobody else can.
+fn an_orphans_panic_is_printed_by_the_orphan() {
+    // `output` reads until every holder of the pipes (the orphan too) has closed them.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ORPHAN_PANIC, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("multiproc: Process-1 (pid ") && stderr.contains("an orphan's panic"),
+        "{stderr}"
+    );
+}
+
 fn main() {
+    if std::env::var_os(ORPHAN_PANIC).is_some() {
+        multiproc::init();
+        Process::start(panic_when_orphaned, std::process::id()).unwrap();
+        return;
+    }
     if let Some(path) = std::env::var_os(QUICK_PARENT) {
         multiproc::init();
         Process::start(touch, PathBuf::from(path)).unwrap();
@@ -141,6 +173,7 @@ fn main() {
     }
 
     children_outlive_a_parent_that_returns_at_once();
+    an_orphans_panic_is_printed_by_the_orphan();
 
-    println!("6 passed, 0 failed");
+    println!("7 passed, 0 failed");
 }

@@ -88,7 +88,9 @@ pub(super) fn run_child(
     sock: BorrowedFd<'_>,
     run: impl FnOnce() -> Outcome,
 ) -> std::convert::Infallible {
+    IN_TARGET.with(|t| t.set(true));
     let outcome = catch_unwind(AssertUnwindSafe(run)).unwrap_or_else(|p| panic_outcome(&*p));
+    IN_TARGET.with(|t| t.set(false));
     let code = match outcome {
         Outcome::Returned(bytes, fds) => {
             let borrowed: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
@@ -99,13 +101,20 @@ pub(super) fn run_child(
             );
             0
         }
+        // The parent gets the report and `join` hands it over; only a report nobody can
+        // receive is printed here (see `install_panic_hook`).
         Outcome::Panicked(info) => {
-            let _ = frame::write_frame(sock, &control_bytes(&Control::Panicked(info)), &[]);
+            let report = control_bytes(&Control::Panicked(info.clone()));
+            if frame::write_frame(sock, &report, &[]).is_err() {
+                print_unreported(&info.to_string(), info.backtrace());
+            }
             1
         }
         Outcome::Failed(msg) => {
-            eprintln!("multiproc: {msg}");
-            let _ = frame::write_frame(sock, &control_bytes(&Control::Failed(msg)), &[]);
+            if frame::write_frame(sock, &control_bytes(&Control::Failed(msg.clone())), &[]).is_err()
+            {
+                print_unreported(&msg, None);
+            }
             1
         }
     };
@@ -157,6 +166,17 @@ pub(super) fn run_target<A, R: Serialize>(f: fn(A) -> R, args: A) -> Outcome {
     }
 }
 
+/// Prints, in the child, a report its parent cannot receive (it has gone).
+fn print_unreported(what: &str, backtrace: Option<&str>) {
+    use std::io::Write;
+    let me = super::current_process();
+    let mut err = std::io::stderr().lock();
+    let _ = writeln!(err, "multiproc: {} (pid {}): {what}", me.name(), me.pid());
+    if let Some(bt) = backtrace {
+        let _ = writeln!(err, "stack backtrace:\n{bt}");
+    }
+}
+
 /// The report of a panic with this payload, at the location the panic hook recorded.
 fn panic_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
     let message = if let Some(s) = payload.downcast_ref::<&str>() {
@@ -166,17 +186,29 @@ fn panic_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
     } else {
         "Box<dyn Any>".to_owned()
     };
-    let location = PANIC_LOCATION
+    let (location, backtrace) = PANIC_SEEN
         .lock()
         .unwrap_or_else(|e| e.into_inner())
-        .take();
-    Outcome::Panicked(PanicInfo::new(message, location))
+        .take()
+        .unwrap_or_default();
+    Outcome::Panicked(PanicInfo::new(message, location, backtrace))
 }
 
-static PANIC_LOCATION: Mutex<Option<String>> = Mutex::new(None);
+std::thread_local! {
+    /// Set on the thread running a child's target, while it runs.
+    static IN_TARGET: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
 
-/// Records where a panic happened (for [`PanicInfo::location`]), then lets the previous hook
-/// print it as usual. Installed once per process, before the first fork or in a spawned child.
+/// Where the last panic on a target's thread happened, and its backtrace when one was asked for
+/// (`RUST_BACKTRACE`).
+static PANIC_SEEN: Mutex<Option<(Option<String>, Option<String>)>> = Mutex::new(None);
+
+/// Installed once per process, before the first fork or in a spawned child. A panic of a child's
+/// target (on the thread running it) is recorded for the report to the parent, with its location
+/// and, when `RUST_BACKTRACE` asks for one, its backtrace, and not printed: `join` returns it as
+/// [`JoinError::Panicked`](super::JoinError::Panicked), and the child prints it only when the
+/// parent has gone. Every other panic (in the parent, or in other threads of a child) is printed
+/// by the previous hook as usual.
 pub(super) fn install_panic_hook() {
     static ONCE: std::sync::Once = std::sync::Once::new();
     ONCE.call_once(install_panic_hook_now);
@@ -185,10 +217,15 @@ pub(super) fn install_panic_hook() {
 fn install_panic_hook_now() {
     let previous = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
-        if let Some(loc) = info.location() {
-            *PANIC_LOCATION.lock().unwrap_or_else(|e| e.into_inner()) =
-                Some(format!("{}:{}:{}", loc.file(), loc.line(), loc.column()));
+        if !IN_TARGET.with(std::cell::Cell::get) {
+            return previous(info);
         }
-        previous(info);
+        let location = info
+            .location()
+            .map(|loc| format!("{}:{}:{}", loc.file(), loc.line(), loc.column()));
+        let bt = std::backtrace::Backtrace::capture();
+        let backtrace =
+            (bt.status() == std::backtrace::BacktraceStatus::Captured).then(|| bt.to_string());
+        *PANIC_SEEN.lock().unwrap_or_else(|e| e.into_inner()) = Some((location, backtrace));
     }));
 }

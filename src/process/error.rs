@@ -9,16 +9,59 @@ use crate::codec::CodecError;
 
 /// A panic in a child process, as reported to [`Process::join`](crate::Process::join).
 ///
-/// The child also prints the panic to its standard error as usual, then exits with code 1.
+/// The child sends the panic to its parent instead of printing it, and exits with code 1: the
+/// report is a value of `join`, as with [`std::thread::JoinHandle::join`], and a caller that
+/// expects the panic sees no noise. The child prints it on its standard error only when the
+/// parent has gone and cannot be told. (Python prints a child's traceback in the child; print
+/// the error `join` returns to get the same.) Panics in other threads of the child are printed
+/// as usual.
+///
+/// A [`Process`](crate::Process) dropped without `join` prints its child's report on this
+/// process's standard error, once the child has ended. A report sent to a parent that then
+/// exits without joining or dropping the handle is not printed anywhere.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::{JoinError, Process};
+///
+/// fn fail(_: ()) {
+///     panic!("out of cheese")
+/// }
+///
+/// match Process::start(fail, ()).unwrap().join() {
+///     Err(JoinError::Panicked(info)) => {
+///         assert_eq!(info.message(), "out of cheese");
+///         assert!(info.location().is_some());
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PanicInfo {
     message: String,
     location: Option<String>,
+    backtrace: Option<String>,
 }
 
 impl PanicInfo {
-    pub(crate) fn new(message: String, location: Option<String>) -> Self {
-        PanicInfo { message, location }
+    pub(crate) fn new(
+        message: String,
+        location: Option<String>,
+        backtrace: Option<String>,
+    ) -> Self {
+        PanicInfo {
+            message,
+            location,
+            backtrace,
+        }
+    }
+
+    /// The child's backtrace of the panic, when the child was asked for one (`RUST_BACKTRACE`
+    /// set to `1` or `full` in its environment, as for any Rust panic).
+    pub fn backtrace(&self) -> Option<&str> {
+        self.backtrace.as_deref()
     }
 
     /// The panic message (the payload of `panic!`, when it was a string).

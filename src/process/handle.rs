@@ -72,6 +72,8 @@ pub(super) enum Stage {
     Starting,
     /// Waiting for the child's report.
     Running,
+    /// Joined: whatever the child reported has been taken.
+    Done,
 }
 
 /// A child process running a function; [`join`](Process::join) returns what the function
@@ -220,6 +222,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                     {
                         let _ = self.kill();
                         let _ = self.inner.wait(None);
+                        self.stage = Stage::Done;
                         return Err(JoinTimeoutError::Failed(JoinError::NotStarted(format!(
                             "it did not reach its entry point within {:?}; does its main() \
                              call multiproc::init() first?",
@@ -248,6 +251,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                         Err(e) => Err(protocol_error(e)),
                     };
                     let _ = self.inner.wait(None);
+                    self.stage = Stage::Done;
                     return value.map_err(JoinTimeoutError::Failed);
                 }
                 (Stage::Running, Ok(Control::Panicked(info))) => JoinError::Panicked(info),
@@ -259,6 +263,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 (_, Err(e)) => e,
             };
             let _ = self.inner.wait(None);
+            self.stage = Stage::Done;
             return Err(JoinTimeoutError::Failed(failure));
         }
     }
@@ -277,7 +282,7 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
                 "it ended with exit code {code} before reaching its entry point; does its main() \
                  call multiproc::init() first?"
             )),
-            (Stage::Running, c) => JoinError::Exited(c),
+            (Stage::Running | Stage::Done, c) => JoinError::Exited(c),
         }
     }
 }
@@ -433,18 +438,69 @@ impl<R> Process<R> {
 
 impl<R> Drop for Process<R> {
     fn drop(&mut self) {
-        if !self.inner.has_ended() {
-            if FORKED.load(Ordering::Relaxed) {
-                // A forked child starts no helper thread (see `FORKED`): the next start or
-                // `active_children()` reaps it, as Python does.
-                UNREAPED
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .push(self.inner.clone());
-            } else if let Ok(r) = reaper() {
-                r.adopt(self.inner.clone());
+        let unjoined = self.stage != Stage::Done;
+        if self.inner.has_ended() {
+            if unjoined {
+                print_unjoined_report(&self.inner, self.sock.as_fd());
             }
-            // (Without a thread to spare, the child stays a zombie until this process exits.)
+            return;
         }
+        if FORKED.load(Ordering::Relaxed) {
+            // A forked child starts no helper thread (see `FORKED`): the next start or
+            // `active_children()` reaps it, as Python does.
+            UNREAPED
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .push(self.inner.clone());
+        } else if let Ok(r) = reaper() {
+            // The reaper prints the child's panic report, if it sends one: nobody will join it.
+            let sock = if unjoined {
+                crate::sys::dup(self.sock.as_fd()).ok()
+            } else {
+                None
+            };
+            r.adopt(Orphan {
+                inner: self.inner.clone(),
+                sock,
+            });
+        }
+        // (Without a thread to spare, the child stays a zombie until this process exits.)
+    }
+}
+
+/// A child whose [`Process`] was dropped while it ran, and the socket its report may arrive on.
+pub(super) struct Orphan {
+    pub(super) inner: Arc<Inner>,
+    pub(super) sock: Option<OwnedFd>,
+}
+
+/// Prints the panic (or transfer failure) a child reported, when nobody joined it: a dropped
+/// handle must not make the report vanish. Reads only what has already arrived.
+pub(super) fn print_unjoined_report(inner: &Inner, sock: BorrowedFd<'_>) {
+    let mut watch = Watch::new(sock, inner.pidfd.as_fd());
+    let mut buf = Vec::new();
+    let mut fds = Vec::new();
+    loop {
+        match watch.read_frame(MAX_CONTROL, &mut buf, &mut fds, Some(Instant::now())) {
+            Ok(true) => {}
+            _ => return,
+        }
+        let what = match codec::decode::<Control>(&buf, Vec::new()) {
+            Ok(Control::Started) => continue,
+            Ok(Control::Panicked(info)) => {
+                let bt = info
+                    .backtrace()
+                    .map(|b| format!("\nstack backtrace:\n{b}"))
+                    .unwrap_or_default();
+                format!("{info}{bt}")
+            }
+            Ok(Control::Failed(msg)) => msg,
+            _ => return,
+        };
+        eprintln!(
+            "multiproc: {} (pid {}), dropped without join: {what}",
+            inner.name, inner.pid
+        );
+        return;
     }
 }

@@ -206,14 +206,19 @@ static IN_CHILD: AtomicBool = AtomicBool::new(false);
 #[doc(hidden)]
 pub fn __mark_test_harness() {
     TEST_HARNESS.store(true, Ordering::Relaxed);
+    // A child becomes the child here, before `main`: the test harness never starts in it, so
+    // it prints no banner of its own.
+    init();
 }
 
 /// Lets the tests of an integration-test (or unit-test) binary start processes with the spawn
 /// method.
 ///
-/// Invoke it once in the test crate, at any module level. It defines a hidden test that a child
-/// runs instead of the test suite, and tells the spawn method to select that test when it
-/// re-executes the binary.
+/// Invoke it once in the test crate, at any module level. It runs [`init`] before `main` (from
+/// an `.init_array` constructor), so a child started by a test becomes the child before the
+/// test harness starts, and prints nothing the harness would (no `running 1 test` banner). It
+/// also defines a hidden test that calls [`init`], which the spawn method selects when it
+/// re-executes the binary, for platforms where the constructor does not run.
 ///
 /// # Examples
 ///

@@ -3,7 +3,7 @@
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::{Arc, Mutex};
 
-use super::handle::Inner;
+use super::handle::{Inner, Orphan, print_unjoined_report};
 use crate::sys::{process as os, socket};
 
 /// Dropped children of a forked child (which starts no helper thread), reaped at the next start
@@ -70,17 +70,17 @@ pub(super) fn spawner() -> std::io::Result<Arc<Spawner>> {
 
 /// Collects the exit status of children whose [`Process`] was dropped while they ran.
 pub(super) struct Reaper {
-    adopted: Mutex<Vec<Arc<Inner>>>,
+    adopted: Mutex<Vec<Arc<Orphan>>>,
     wake_tx: OwnedFd,
     wake_rx: OwnedFd,
 }
 
 impl Reaper {
-    pub(super) fn adopt(&self, child: Arc<Inner>) {
+    pub(super) fn adopt(&self, child: Orphan) {
         self.adopted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .push(child);
+            .push(Arc::new(child));
         let _ = rustix::io::write(&self.wake_tx, &[1]);
     }
 }
@@ -111,14 +111,14 @@ pub(super) fn reaper() -> std::io::Result<Arc<Reaper>> {
 
 fn reap_forever(reaper: &Reaper) {
     loop {
-        let children: Vec<Arc<Inner>> = reaper
+        let children: Vec<Arc<Orphan>> = reaper
             .adopted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
             .clone();
         let mut fds = Vec::with_capacity(children.len() + 1);
         fds.push(reaper.wake_rx.as_fd());
-        fds.extend(children.iter().map(|c| c.pidfd.as_fd()));
+        fds.extend(children.iter().map(|c| c.inner.pidfd.as_fd()));
         let _ = socket::poll_in(&fds, None);
         let mut drain = [0u8; 64];
         while matches!(rustix::io::read(&reaper.wake_rx, &mut drain), Ok(n) if n > 0) {}
@@ -126,6 +126,14 @@ fn reap_forever(reaper: &Reaper) {
             .adopted
             .lock()
             .unwrap_or_else(|e| e.into_inner())
-            .retain(|c| !c.has_ended());
+            .retain(|c| {
+                if !c.inner.has_ended() {
+                    return true;
+                }
+                if let Some(sock) = &c.sock {
+                    print_unjoined_report(&c.inner, sock.as_fd());
+                }
+                false
+            });
     }
 }
