@@ -135,7 +135,18 @@ impl<I: Invoke> Entry<I> {
     /// The entry must have been made by [`Entry::of`] in a process running this same executable
     /// (the parent that re-executed it); it is only ever received over the child's private
     /// bootstrap socket, after the child has checked that the socket is its parent's.
+    ///
+    /// As a last line of defence against a forged entry, both addresses must lie inside this
+    /// executable's mapping; an entry pointing elsewhere is refused as a mismatch without a
+    /// call. (Inside the executable, the signature check in the trampoline is what remains.)
     pub(crate) fn run(&self, args: &[u8], fds: Vec<OwnedFd>) -> I::Outcome {
+        let base = object_base(anchor as fn() as usize);
+        if base == 0
+            || object_base(addr_of(self.trampoline)) != base
+            || object_base(addr_of(self.target)) != base
+        {
+            return I::mismatch();
+        }
         // SAFETY: `trampoline` is the offset of a `Trampoline<I::Outcome>` of this executable,
         // computed by `Entry::<I>::of` in the parent (the same `I`: it is part of the type, and
         // the parent runs this same executable), and `addr_of` maps it to its address here.
@@ -198,6 +209,17 @@ mod tests {
     fn a_wrong_signature_is_refused() {
         let mut e = Entry::<Plain>::of(double);
         e.signature ^= 1;
+        assert_eq!(e.run(&[], Vec::new()), Err("mismatch".into()));
+    }
+
+    #[test]
+    fn an_entry_outside_the_executable_is_refused() {
+        let mut e = Entry::<Plain>::of(double);
+        // Far outside any mapping of the executable.
+        e.trampoline = e.trampoline.wrapping_add(1 << 46);
+        assert_eq!(e.run(&[], Vec::new()), Err("mismatch".into()));
+        let mut e = Entry::<Plain>::of(double);
+        e.target = e.target.wrapping_add(1 << 46);
         assert_eq!(e.run(&[], Vec::new()), Err("mismatch".into()));
     }
 
