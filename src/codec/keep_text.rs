@@ -16,8 +16,11 @@ use serde::de::{self, DeserializeSeed, Visitor};
 use serde::ser::{self, Serialize};
 
 /// An error with its message.
+///
+/// Boxed, so that it is one pointer wide: every `Result` on the decoder's hot path carries it.
 #[derive(Debug)]
-pub(crate) struct Text(pub(crate) String);
+#[allow(clippy::box_collection)]
+pub(crate) struct Text(pub(crate) Box<String>);
 
 impl Display for Text {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -28,14 +31,16 @@ impl Display for Text {
 impl std::error::Error for Text {}
 
 impl ser::Error for Text {
+    #[cold]
     fn custom<T: Display>(msg: T) -> Self {
-        Text(msg.to_string())
+        Text(Box::new(msg.to_string()))
     }
 }
 
 impl de::Error for Text {
+    #[cold]
     fn custom<T: Display>(msg: T) -> Self {
-        Text(msg.to_string())
+        Text(Box::new(msg.to_string()))
     }
 }
 
@@ -45,25 +50,29 @@ thread_local! {
 }
 
 /// An error coming out of postcard: the message it carries for us, or its own text.
+#[cold]
 fn text<E: Display>(e: E) -> Text {
-    Text(
+    Text(Box::new(
         PENDING
             .with(|p| p.borrow_mut().take())
             .unwrap_or_else(|| e.to_string()),
-    )
+    ))
 }
 
 /// A [`Text`] going into postcard: its message waits for [`text`] one level up.
+#[cold]
 fn stash(t: Text) -> String {
-    let copy = t.0.clone();
-    PENDING.with(|p| *p.borrow_mut() = Some(t.0));
+    let copy = (*t.0).clone();
+    PENDING.with(|p| *p.borrow_mut() = Some(*t.0));
     copy
 }
 
+#[cold]
 fn through<E: ser::Error>(t: Text) -> E {
     E::custom(stash(t))
 }
 
+#[cold]
 fn through_de<E: de::Error>(t: Text) -> E {
     E::custom(stash(t))
 }
@@ -528,19 +537,22 @@ mod tests {
     #[test]
     fn serialize_messages_survive_nesting() {
         let e = to_extend(&Picky(13), Vec::new()).unwrap_err();
-        assert_eq!(e.0, "13 is unlucky");
+        assert_eq!(*e.0, "13 is unlucky");
         let nested = Nest::Deep(vec![None, Some((1, Picky(13)))]);
         let e = to_extend(&nested, Vec::new()).unwrap_err();
-        assert_eq!(e.0, "13 is unlucky");
+        assert_eq!(*e.0, "13 is unlucky");
     }
 
     #[test]
     fn deserialize_messages_survive_nesting() {
         let bytes = postcard::to_allocvec(&7u32).unwrap();
-        assert_eq!(take_from_bytes::<Picky>(&bytes).unwrap_err().0, "7 is odd");
+        assert_eq!(
+            take_from_bytes::<Picky>(&bytes).unwrap_err().0.as_str(),
+            "7 is odd"
+        );
         let bytes = postcard::to_allocvec(&(0u8, vec![Some((1u8, 9u32))])).unwrap();
         let e = take_from_bytes::<Nest>(&bytes).unwrap_err();
-        assert_eq!(e.0, "9 is odd");
+        assert_eq!(*e.0, "9 is odd");
     }
 
     #[test]
