@@ -77,7 +77,7 @@ pub(super) fn run_spawned_child(sock: OwnedFd) -> ! {
     );
     install_panic_hook();
     let entry = boot.entry;
-    match run_child(sock, move || entry.run(&buf, fds)) {}
+    match run_child(sock, move || entry.run_received(&buf, fds)) {}
 }
 
 /// Runs the target with panic reporting, sends the report on `sock` and exits.

@@ -129,17 +129,12 @@ impl<I: Invoke> Entry<I> {
         object_base(f as usize) == base && object_base(t as usize) == base
     }
 
-    /// Runs the entry point in this process: decodes the arguments, calls the target, encodes
-    /// what it returned (or reports its panic), as `I` does it.
-    ///
-    /// The entry must have been made by [`Entry::of`] in a process running this same executable
-    /// (the parent that re-executed it); it is only ever received over the child's private
-    /// bootstrap socket, after the child has checked that the socket is its parent's.
-    ///
-    /// As a last line of defence against a forged entry, both addresses must lie inside this
-    /// executable's mapping; an entry pointing elsewhere is refused as a mismatch without a
-    /// call. (Inside the executable, the signature check in the trampoline is what remains.)
-    pub(crate) fn run(&self, args: &[u8], fds: Vec<OwnedFd>) -> I::Outcome {
+    /// Runs an entry point received from the parent that re-executed this program: as
+    /// [`run`](Entry::run), after checking, as a last line of defence against a forged entry,
+    /// that both addresses lie inside this executable's mapping. An entry pointing elsewhere is
+    /// refused as a mismatch without a call. (Inside the executable, the signature check in the
+    /// trampoline is what remains.)
+    pub(crate) fn run_received(&self, args: &[u8], fds: Vec<OwnedFd>) -> I::Outcome {
         let base = object_base(anchor as fn() as usize);
         if base == 0
             || object_base(addr_of(self.trampoline)) != base
@@ -147,9 +142,21 @@ impl<I: Invoke> Entry<I> {
         {
             return I::mismatch();
         }
-        // SAFETY: `trampoline` is the offset of a `Trampoline<I::Outcome>` of this executable,
-        // computed by `Entry::<I>::of` in the parent (the same `I`: it is part of the type, and
-        // the parent runs this same executable), and `addr_of` maps it to its address here.
+        self.run(args, fds)
+    }
+
+    /// Runs the entry point in this process: decodes the arguments, calls the target, encodes
+    /// what it returned (or reports its panic), as `I` does it.
+    ///
+    /// The entry must have been made by [`Entry::of`] in this process, in a process it was forked
+    /// from, or in a process running this same executable (the parent that re-executed it; then
+    /// use [`run_received`](Entry::run_received)), which sends it only over the child's private
+    /// bootstrap socket, after the child has checked that the socket is its parent's.
+    pub(crate) fn run(&self, args: &[u8], fds: Vec<OwnedFd>) -> I::Outcome {
+        // SAFETY: `trampoline` is the offset of a `Trampoline<I::Outcome>`, computed by
+        // `Entry::<I>::of` (the same `I`: it is part of the type) in this process, in the one it
+        // was forked from (same mappings), or in the parent running this same executable
+        // (same offsets from `anchor`), and `addr_of` maps it to its address here.
         let t: Trampoline<I::Outcome> = unsafe {
             std::mem::transmute_copy::<usize, Trampoline<I::Outcome>>(&addr_of(self.trampoline))
         };
@@ -217,10 +224,13 @@ mod tests {
         let mut e = Entry::<Plain>::of(double);
         // Far outside any mapping of the executable.
         e.trampoline = e.trampoline.wrapping_add(1 << 46);
-        assert_eq!(e.run(&[], Vec::new()), Err("mismatch".into()));
+        assert_eq!(e.run_received(&[], Vec::new()), Err("mismatch".into()));
         let mut e = Entry::<Plain>::of(double);
         e.target = e.target.wrapping_add(1 << 46);
-        assert_eq!(e.run(&[], Vec::new()), Err("mismatch".into()));
+        assert_eq!(e.run_received(&[], Vec::new()), Err("mismatch".into()));
+        let args = postcard::to_allocvec(&4u32).unwrap();
+        let e = Entry::<Plain>::of(double);
+        assert_eq!(e.run_received(&args, Vec::new()), e.run(&args, Vec::new()));
     }
 
     #[test]

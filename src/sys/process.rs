@@ -1,6 +1,9 @@
 //! Starting, watching and signalling child processes.
 //!
 //! # References
+//! - [`clone(2)`](https://man7.org/linux/man-pages/man2/clone.2.html) (`CLONE_PIDFD`),
+//!   [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html),
+//!   [`getauxval(3)`](https://man7.org/linux/man-pages/man3/getauxval.3.html) (`AT_SECURE`)
 //! - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html),
 //!   [`waitid(2)`](https://man7.org/linux/man-pages/man2/waitid.2.html)
 //! - [`PR_SET_PDEATHSIG`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
