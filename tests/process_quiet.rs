@@ -149,3 +149,20 @@ fn nap_then_boom(ms: u64) -> u8 {
     std::thread::sleep(std::time::Duration::from_millis(ms));
     panic!("an intended panic")
 }
+
+/// Writes to a pipe whose reader is gone: an error, as in any Rust program, not `SIGPIPE`.
+fn write_to_a_closed_pipe(_: ()) -> String {
+    use std::io::Write;
+    let (reader, mut writer) = std::io::pipe().unwrap();
+    drop(reader);
+    writer.write_all(b"x").unwrap_err().kind().to_string()
+}
+
+#[test]
+fn a_test_child_ignores_sigpipe_as_the_runtime_does() {
+    let p = Process::start(write_to_a_closed_pipe, ()).unwrap();
+    assert_eq!(
+        p.join().unwrap(),
+        std::io::ErrorKind::BrokenPipe.to_string()
+    );
+}

@@ -1,7 +1,9 @@
 //! Start-up failures, in a program with a plain `main` like a user's.
 //!
 //! The child is this same program re-executed. Files named after the parent's pid tell a child
-//! to misbehave before it reaches `multiproc::init()`: stall, or exit.
+//! to misbehave before it reaches `multiproc::init()`: stall, or exit. Environment variables
+//! give a copy of this program the role of a parent that returns from `main` right after
+//! starting a child.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};

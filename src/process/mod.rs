@@ -207,7 +207,11 @@ static IN_CHILD: AtomicBool = AtomicBool::new(false);
 pub fn __mark_test_harness() {
     TEST_HARNESS.store(true, Ordering::Relaxed);
     // A child becomes the child here, before `main`: the test harness never starts in it, so
-    // it prints no banner of its own.
+    // it prints no banner of its own. The runtime's own start-up has not run yet; do its part
+    // that a target can notice.
+    if os::is_marked_child() {
+        os::ignore_sigpipe();
+    }
     init();
 }
 

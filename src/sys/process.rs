@@ -285,6 +285,17 @@ pub(crate) fn exit_immediately(code: i32) -> ! {
     unsafe { libc::_exit(code) }
 }
 
+/// Ignores `SIGPIPE`, as the Rust runtime does before `main`: for a child that becomes the child
+/// before `main` (from a constructor), so that a write to a closed pipe is an `EPIPE` error
+/// there too, not death by signal.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler; it is what the
+    // standard library's own start-up code does.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
+}
+
 /// The current process id.
 pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
