@@ -162,7 +162,10 @@ impl<R: Serialize + DeserializeOwned> Process<R> {
     /// [`JoinError::Panicked`] with the panic message when the function panicked (the child
     /// exits with code 1); [`JoinError::Exited`] or [`JoinError::Killed`] when the child ended
     /// without returning; [`JoinError::NotStarted`] when it never reached its entry point within
-    /// the start-up timeout; [`JoinError::Codec`] when the result could not be transferred.
+    /// the start-up timeout; [`JoinError::Codec`] when the result could not be transferred (with
+    /// the text of the failing serde implementation); [`JoinError::StatusUnknown`] when the
+    /// child ended without a report and this program's handling of `SIGCHLD` discarded its exit
+    /// status (see the [module documentation](crate::process)).
     pub fn join(self) -> Result<R, JoinError> {
         match self.join_deadline(None) {
             Ok(r) => Ok(r),

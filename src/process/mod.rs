@@ -51,7 +51,8 @@
 //!   It runs its target even if the parent returns from `main` right after
 //!   [`start`](Process::start): the arguments are on their way before `start` returns.
 //! - Dropping a [`Process`] without joining it never leaves a zombie: a background reaper thread
-//!   collects the child's exit status once it ends. The child itself keeps running.
+//!   collects the child's exit status once it ends. The child itself keeps running. If it
+//!   panics, its report is printed on this process's standard error (nobody will `join` it).
 
 mod builder;
 mod child;
