@@ -25,7 +25,6 @@ use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::shm::{AttachError, CreateError};
-use crate::sync::raw::{RawGuard, RawLock};
 use crate::sys::memfd::{self, Mapping};
 
 /// Types that may live in shared memory.
@@ -565,8 +564,24 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
     }
 }
 
-impl<T: ShmSafe> Segment<RawLock, T> {
-    fn check_guard(&self, guard: &RawGuard<'_>) {
+/// A held lock that guards the data of the segment it lies in.
+///
+/// The sync layer implements it for its lock guard; this module only needs to know which
+/// segment a guard belongs to, so it names no lock type (the segment layout sits below the
+/// locks built on it).
+///
+/// # Safety
+///
+/// While a value of the implementing type lives, this thread holds, non-recursively, the lock
+/// that guards the data of the segment [`local`](HeldLock::local) belongs to, and every
+/// process writes that data only while holding that lock.
+pub(crate) unsafe trait HeldLock {
+    /// The record of the mapping the lock was acquired through.
+    fn local(&self) -> &Local;
+}
+
+impl<S: State, T: ShmSafe> Segment<S, T> {
+    fn check_guard(&self, guard: &impl HeldLock) {
         // By segment, not by address: a guard taken through another mapping of this segment
         // holds this very lock.
         assert!(
@@ -576,18 +591,20 @@ impl<T: ShmSafe> Segment<RawLock, T> {
     }
 
     /// The data, shared, while `guard` (a guard of this segment's lock) is held.
-    pub(crate) fn data_ref<'g>(&'g self, guard: &'g RawGuard<'_>) -> &'g [T] {
+    pub(crate) fn data_ref<'g>(&'g self, guard: &'g impl HeldLock) -> &'g [T] {
         self.check_guard(guard);
-        // SAFETY: this segment's lock is held for 'g (the guard is borrowed for it), and every
-        // process writes the data only under that lock; in bounds and aligned.
+        // SAFETY: this segment's lock is held for 'g (the guard is borrowed for it, and
+        // `HeldLock` promises it guards this segment's data), and every process writes the data
+        // only under that lock; in bounds and aligned.
         unsafe { std::slice::from_raw_parts(self.data(), self.len) }
     }
 
     /// The data, exclusive, while `guard` (a guard of this segment's lock) is held.
-    pub(crate) fn data_mut<'g>(&'g self, guard: &'g mut RawGuard<'_>) -> &'g mut [T] {
+    pub(crate) fn data_mut<'g>(&'g self, guard: &'g mut impl HeldLock) -> &'g mut [T] {
         self.check_guard(guard);
-        // SAFETY: this segment's lock is held for 'g and is not recursive, so this guard is the
-        // only one; borrowing it mutably makes this the only reference formed through it.
+        // SAFETY: this segment's lock is held for 'g and is not recursive (`HeldLock`), so this
+        // guard is the only one; borrowing it mutably makes this the only reference formed
+        // through it.
         unsafe { std::slice::from_raw_parts_mut(self.data(), self.len) }
     }
 }

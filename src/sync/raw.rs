@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::shm::layout::{Local, State, Tag};
+use crate::shm::layout::{HeldLock, Local, State, Tag};
 use crate::sys::pthread::{self, Status};
 
 /// Polls of the lock word before blocking. With exponential back-off (1, 2, 4, ... 32 pause
@@ -246,6 +246,17 @@ impl<'a> RawGuard<'a> {
             Ok(poisoned) => (r, poisoned),
             Err(_) => unreachable!("blocking acquire cannot fail"),
         }
+    }
+}
+
+// SAFETY: a `RawGuard` exists only while its thread holds the lock (acquired in `acquire`, and
+// held again when `unlocked` returns); the crate's error-checking locks are not recursive, and
+// every data access of a locked segment goes through a guard (`Segment::data_ref`/`data_mut`).
+// A recursive `RLock` segment holds no data, so no two guards of one thread can reach the same
+// data.
+unsafe impl HeldLock for RawGuard<'_> {
+    fn local(&self) -> &Local {
+        self.local
     }
 }
 
