@@ -53,6 +53,11 @@ impl<T: ShmSafe> Clone for Array<T> {
     }
 }
 
+/// The panic of a blocking `lock`, `get`, `set` or `to_vec` by the thread that holds the lock.
+const REENTERED: &str = "this thread already holds this `Array`'s lock (an `ArrayGuard` is alive): \
+    `Array::lock`, `get`, `set` and `to_vec` take that lock, which is not re-entrant; \
+    use the guard (`guard[i]`, `guard.to_vec()`) instead, or drop the guard first";
+
 fn deadline(timeout: Duration) -> Wait {
     Instant::now()
         .checked_add(timeout)
@@ -120,7 +125,9 @@ impl<T: ShmSafe> Array<T> {
     ///
     /// # Panics
     ///
-    /// If this thread already holds the lock (the lock is not re-entrant).
+    /// If this thread already holds the lock (an [`ArrayGuard`] is alive): the lock is not
+    /// re-entrant, and waiting for it would wait forever. Use the guard you hold. The same holds
+    /// for [`get`](Self::get), [`set`](Self::set) and [`to_vec`](Self::to_vec).
     #[doc(alias = "get_lock")]
     pub fn lock(&self) -> LockResult<ArrayGuard<'_, T>> {
         blocking(self.lock_with(Wait::Forever))
@@ -162,9 +169,8 @@ impl<T: ShmSafe> Array<T> {
 
     fn lock_with(&self, wait: Wait) -> Result<ArrayGuard<'_, T>, TryLockError<ArrayGuard<'_, T>>> {
         let seg = &*self.seg;
-        wrap(seg.state().acquire(seg.local(), wait), |raw| ArrayGuard {
-            seg,
-            raw,
+        wrap(seg.state().acquire(seg.local(), wait), REENTERED, |raw| {
+            ArrayGuard { seg, raw }
         })
     }
 
@@ -508,6 +514,14 @@ mod tests {
         assert_eq!(a.set(3, 1), Err(OutOfBounds { index: 3, len: 3 }));
         assert!(Array::<i16>::from_descriptor(a.descriptor().unwrap()).is_err());
         assert!(RawArray::<u16>::from_descriptor(a.descriptor().unwrap()).is_err());
+    }
+
+    #[test]
+    #[should_panic(expected = "holds this `Array`'s lock (an `ArrayGuard` is alive)")]
+    fn get_under_its_own_guard_names_the_array() {
+        let a = Array::<u8>::new(2).unwrap();
+        let _guard = a.lock().unwrap();
+        let _ = a.get(0);
     }
 
     #[test]

@@ -138,6 +138,8 @@ impl Condition {
     ) -> Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
         wrap(
             self.seg.state().lock.acquire(self.seg.local(), wait),
+            "this thread already holds this `Condition`'s lock (a `ConditionGuard` is alive), \
+             which is not re-entrant: use the guard you hold",
             |raw| ConditionGuard { raw },
         )
     }

@@ -159,11 +159,19 @@ impl<G> From<OwnerDied<G>> for TryLockError<G> {
 }
 
 /// Turns a raw acquire result into the public forms.
+///
+/// # Panics
+///
+/// With the message `reentered` when this thread already holds the (non-recursive) lock and
+/// asked to block for it: it would wait for itself forever. The message names the handle the
+/// user holds and what to do instead.
 pub(crate) fn wrap<'a, G>(
     res: Result<(raw::RawGuard<'a>, bool), raw::Fail>,
+    reentered: &'static str,
     make: impl FnOnce(raw::RawGuard<'a>) -> G,
 ) -> Result<G, TryLockError<G>> {
     match res {
+        Err(raw::Fail::Reentered) => panic!("{reentered}"),
         Ok((g, false)) => Ok(make(g)),
         Ok((g, true)) => Err(TryLockError::OwnerDied(OwnerDied::new(make(g)))),
         Err(raw::Fail::WouldBlock) => Err(TryLockError::WouldBlock),

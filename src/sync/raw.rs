@@ -35,6 +35,9 @@ pub(crate) enum Fail {
     WouldBlock,
     /// Still held at the deadline.
     TimedOut,
+    /// A blocking acquire of a non-recursive lock this very thread holds (it would never
+    /// return); the caller names the handle in its panic message.
+    Reentered,
 }
 
 /// A robust, process-shared mutex and its poison word.
@@ -98,10 +101,10 @@ impl RawLock {
     ///
     /// # Panics
     ///
-    /// If this thread already holds this non-recursive lock (it would deadlock), or if the bytes
-    /// of the mutex were overwritten (then without holding it). The blocking acquires of the
-    /// public API have no error to report this with; it takes a process that writes the
-    /// segment behind the crate's back.
+    /// If the bytes of the mutex were overwritten (then without holding it). The blocking
+    /// acquires of the public API have no error to report this with; it takes a process that
+    /// writes the segment behind the crate's back. (A blocking acquire by the thread that holds
+    /// the lock already returns [`Fail::Reentered`], for the caller to report.)
     #[inline]
     pub(crate) fn acquire<'a>(
         &'a self,
@@ -179,11 +182,7 @@ impl RawLock {
             // (without waiting, since nobody else can release it).
             Status::Deadlock if matches!(wait, Wait::No) => Err(Fail::WouldBlock),
             Status::Deadlock if matches!(wait, Wait::Until(_)) => Err(Fail::TimedOut),
-            Status::Deadlock => {
-                panic!(
-                    "this thread already holds this lock (a `Lock` is not re-entrant; `RLock` is)"
-                )
-            }
+            Status::Deadlock => Err(Fail::Reentered),
             Status::TooDeep => panic!("an RLock was acquired too many times by one thread"),
             Status::Failed(e) => panic!(
                 "the lock in shared memory is unusable: {}",
