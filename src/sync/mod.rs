@@ -15,7 +15,7 @@
 //! | [`Lock`], [`RLock`], the lock of a [`Value`](crate::shm::Value)/[`Array`](crate::shm::Array) | while holding it: the kernel releases it; the next acquirer gets it at once with an [`OwnerDied`] report, and every later one too until the poison is cleared |
 //! | [`Semaphore`], [`BoundedSemaphore`] | a permit it held is not returned (a semaphore has no owner); waiters are unaffected, even by a waiter killed just after a release woke it |
 //! | [`Event`] | nothing changes; a dead waiter is forgotten |
-//! | [`Condition`] | while holding its lock: as for `Lock`; a dead waiter is forgotten, and a notification that woke it reaches another waiter within 50 ms |
+//! | [`Condition`] | while holding its lock: as for `Lock`; a waiter that died is skipped by later notifications, and a notification that chose it before it died reaches another waiter within 50 ms |
 //! | [`Barrier`] | the others wait until their timeout (which breaks the barrier for all), or until someone calls [`abort`](Barrier::abort); dying inside the barrier's own short critical section breaks it |
 //!
 //! A waiter killed while it sleeps leaves the primitive's count of sleepers one too high
