@@ -292,10 +292,22 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
 /// A fixed-length array of `T` in shared memory without a lock, like Python's
 /// `multiprocessing.RawArray`.
 ///
-/// Element reads and writes are volatile; bulk [`read`](RawArray::read) and
-/// [`write`](RawArray::write) copy at memory speed. Nothing orders them against other
-/// processes: coordinate with a [`Lock`](crate::sync::Lock), an [`Event`](crate::sync::Event)
-/// or a [`Barrier`](crate::sync::Barrier), or use [`Array`].
+/// Every access ([`get`](RawArray::get), [`set`](RawArray::set), bulk
+/// [`read`](RawArray::read), [`write`](RawArray::write) and [`to_vec`](RawArray::to_vec))
+/// copies in units of the element's alignment (at most 8 bytes), each a relaxed atomic access,
+/// so several threads and processes may use one array at once without a data race. What a
+/// read racing with a write elsewhere gets: each unit is whole, old or new; an element of one
+/// unit (`u64`, `f64`, `i32`, ...) is never torn, a wider one may mix units of the two, and a
+/// bulk copy may see some elements before a write and others after. Nothing orders these
+/// accesses against other processes: coordinate with a [`Lock`](crate::sync::Lock), an
+/// [`Event`](crate::sync::Event) or a [`Barrier`](crate::sync::Barrier), or use [`Array`],
+/// whose guard gives plain slices at full memory speed.
+///
+/// Bulk copies of 8-byte elements run near memory speed; elements of 1, 2 or 4 bytes are
+/// copied one unit at a time, which is slower (measured in `cargo bench --bench shm`, group
+/// `raw_array`). The `unsafe` [`as_slice`](RawArray::as_slice) and
+/// [`as_mut_slice`](RawArray::as_mut_slice) give plain slices for callers that can promise no
+/// concurrent access.
 ///
 /// # Examples
 ///
@@ -358,7 +370,7 @@ impl<T: ShmSafe> RawArray<T> {
         self.seg.len() == 0
     }
 
-    /// A copy of element `index` (one volatile read).
+    /// A copy of element `index` (relaxed atomic loads; see the type's docs).
     pub fn get(&self, index: usize) -> Option<T>
     where
         T: Copy,
@@ -366,7 +378,7 @@ impl<T: ShmSafe> RawArray<T> {
         self.seg.read(index)
     }
 
-    /// Sets element `index` (one volatile write).
+    /// Sets element `index` (relaxed atomic stores; see the type's docs).
     ///
     /// # Errors
     ///
@@ -420,7 +432,7 @@ impl<T: ShmSafe> RawArray<T> {
             })
     }
 
-    /// A copy of every element (one block copy).
+    /// A copy of every element (relaxed atomic loads; see the type's docs).
     pub fn to_vec(&self) -> Vec<T>
     where
         T: Copy,

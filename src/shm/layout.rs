@@ -13,9 +13,11 @@
 //! any reference into it. The `memfd` is sealed against shrinking, so the checked length holds
 //! for the life of every mapping.
 //!
-//! Other processes can write this memory at any time. References into it are only formed to
-//! types made for that (`Sync` states of atomics and `UnsafeCell`s), or to data while this
-//! process holds the segment's lock; everything else goes through volatile reads and writes.
+//! Other threads and processes can write this memory at any time. References into it are only
+//! formed to types made for that (`Sync` states of atomics and `UnsafeCell`s), or to data while
+//! this process holds the segment's lock; the data of a segment without a lock is copied in
+//! and out with relaxed atomic accesses of one unit size per type (see `__copy`), so that no
+//! access is a data race.
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;
@@ -72,6 +74,10 @@ use crate::sys::memfd::{self, Mapping};
 /// - valid whatever its bytes are (segments start zero-filled, and any process that can map
 ///   the segment can write any bytes);
 /// - free of pointers, references, descriptors and any other process-local resource;
+/// - free of padding bytes (every byte belongs to a field), unless implemented by
+///   [`shared_struct!`](crate::shared_struct), which copies padded structs field by field:
+///   lock-free access copies a value in integer units with atomic loads and stores, and
+///   padding is uninitialised memory, which no integer may be read from;
 /// - fine never to be dropped (values in shared memory are not dropped);
 /// - made only of fields that are themselves `ShmSafe`;
 /// - given a [`FINGERPRINT`](ShmSafe::FINGERPRINT) that differs from that of every type of
@@ -86,6 +92,28 @@ pub unsafe trait ShmSafe: Send + Sync + 'static {
     /// assert_ne!(<[u8; 4]>::FINGERPRINT, <[u8; 5]>::FINGERPRINT);
     /// ```
     const FINGERPRINT: u64;
+
+    /// Whether the type has padding bytes (then [`__copy_fields`](ShmSafe::__copy_fields)
+    /// copies it field by field). Only [`shared_struct!`](crate::shared_struct) sets it.
+    #[doc(hidden)]
+    const __PADDED: bool = false;
+
+    /// Copies one value between `from` and `to`, one of which is shared memory, field by field
+    /// in atomic units, never touching padding: what lock-free access does for a padded type.
+    /// Only [`shared_struct!`](crate::shared_struct) overrides it (through the hidden
+    /// `__copy`), for a struct with padding.
+    ///
+    /// # Safety
+    ///
+    /// As for the hidden `__copy`, for one value.
+    #[doc(hidden)]
+    unsafe fn __copy_fields(from: *const u8, to: *mut u8, dir: __Dir)
+    where
+        Self: Sized,
+    {
+        // SAFETY: the caller's contract; without padding, the whole value is copied in units.
+        unsafe { copy_whole::<Self>(from, to, 1, dir) }
+    }
 }
 
 /// Building blocks of [`ShmSafe::FINGERPRINT`], for [`shared_struct!`](crate::shared_struct):
@@ -165,6 +193,12 @@ unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
         __fingerprint::u64(__fingerprint::start("[T; N]"), T::FINGERPRINT),
         N as u64,
     );
+    const __PADDED: bool = T::__PADDED;
+
+    unsafe fn __copy_fields(from: *const u8, to: *mut u8, dir: __Dir) {
+        // SAFETY: the caller's contract for one `[T; N]` is the contract for `N` `T`s.
+        unsafe { __copy::<T>(from, to, N, dir) }
+    }
 }
 
 /// The shared state at the start of a segment (a lock, a semaphore, ...).
@@ -188,7 +222,7 @@ unsafe impl State for () {}
 /// The magic bytes at offset 0 of every segment.
 const MAGIC: [u8; 8] = *b"MPROCSHM";
 /// The version of this layout; bumped whenever a header or state changes shape.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// Bytes reserved for the header.
 const HEADER_SIZE: usize = 64;
 /// The largest alignment a state or element may ask for (the mapping is page-aligned).
@@ -474,7 +508,8 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         unsafe { self.map.ptr().add(self.data_offset).cast::<T>() }
     }
 
-    /// Reads element `i` (volatile: another process may be writing it; a racing write can tear).
+    /// Reads element `i`, unit by unit with relaxed atomic loads (see [`__copy`]): another
+    /// thread or process may be writing it; a racing write can tear a `T` of several units.
     pub(crate) fn read(&self, i: usize) -> Option<T>
     where
         T: Copy,
@@ -482,12 +517,24 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         if i >= self.len {
             return None;
         }
-        // SAFETY: in bounds and aligned; any bytes another process leaves there were written as a
-        // `T` by this binary (the header's type check), or are zero, which `ShmSafe` allows.
-        Some(unsafe { ptr::read_volatile(self.data().add(i)) })
+        let mut out = std::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: element `i` is in bounds and aligned; `out` is process memory for one `T`,
+        // which the copy fills completely. Any bytes another process leaves there were written
+        // as a `T` by this binary (the header's type check), or are zero, or are some mix of
+        // units of those; `ShmSafe` makes each of them a valid `T`.
+        unsafe {
+            __copy::<T>(
+                self.data().add(i).cast(),
+                out.as_mut_ptr().cast(),
+                1,
+                __Dir::Load,
+            );
+            Some(out.assume_init())
+        }
     }
 
-    /// Writes element `i` (volatile); returns `false` when out of bounds.
+    /// Writes element `i` (relaxed atomic stores, unit by unit); returns `false` when out of
+    /// bounds.
     pub(crate) fn write(&self, i: usize, value: T) -> bool
     where
         T: Copy,
@@ -495,13 +542,22 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         if i >= self.len {
             return false;
         }
-        // SAFETY: in bounds and aligned; no reference to this element exists in this process
-        // (only the locked views form references, and `Raw*` segments have no lock).
-        unsafe { ptr::write_volatile(self.data().add(i), value) };
+        // SAFETY: in bounds and aligned; every access of this process to the data of a segment
+        // without a lock is such an atomic copy, of the same units, so none is a data race (the
+        // `unsafe` slices of `RawArray` promise no concurrent access).
+        unsafe {
+            __copy::<T>(
+                (&raw const value).cast(),
+                self.data().add(i).cast(),
+                1,
+                __Dir::Store,
+            )
+        };
         true
     }
 
-    /// Copies elements `start..start + out.len()` into `out`; `false` when out of bounds.
+    /// Copies elements `start..start + out.len()` into `out` (relaxed atomic loads, unit by
+    /// unit); `false` when out of bounds.
     pub(crate) fn read_slice(&self, start: usize, out: &mut [T]) -> bool
     where
         T: Copy,
@@ -512,12 +568,21 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         {
             return false;
         }
-        // SAFETY: the source range is in bounds and cannot overlap `out` (process memory).
-        unsafe { ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), out.len()) };
+        // SAFETY: the source range is in bounds and cannot overlap `out` (process memory); the
+        // bytes are valid `T`s as in `read`.
+        unsafe {
+            __copy::<T>(
+                self.data().add(start).cast(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                __Dir::Load,
+            )
+        };
         true
     }
 
-    /// Copies `src` into elements `start..start + src.len()`; `false` when out of bounds.
+    /// Copies `src` into elements `start..start + src.len()` (relaxed atomic stores, unit by
+    /// unit); `false` when out of bounds.
     pub(crate) fn write_slice(&self, start: usize, src: &[T]) -> bool
     where
         T: Copy,
@@ -528,24 +593,34 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         {
             return false;
         }
-        // SAFETY: the target range is in bounds, holds no references in this process, and
-        // cannot overlap `src`.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(start), src.len()) };
+        // SAFETY: the target range is in bounds and cannot overlap `src`; atomic as in `write`.
+        unsafe {
+            __copy::<T>(
+                src.as_ptr().cast(),
+                self.data().add(start).cast(),
+                src.len(),
+                __Dir::Store,
+            )
+        };
         true
     }
 
-    /// A copy of every element, in one block copy.
+    /// A copy of every element (relaxed atomic loads, unit by unit).
     pub(crate) fn to_vec(&self) -> Vec<T>
     where
         T: Copy,
     {
-        let mut v = Vec::with_capacity(self.len);
+        let mut v = Vec::<T>::with_capacity(self.len);
         // SAFETY: the source range is in bounds; the destination is the vector's own spare
-        // capacity of `len` elements; `T: Copy` and `ShmSafe`, so the copied bytes are valid
-        // `T`s (written by this binary as `T`, or zero), and `len` are initialised before
-        // `set_len`.
+        // capacity of `len` elements, all of which the copy initialises before `set_len`; the
+        // bytes are valid `T`s as in `read`.
         unsafe {
-            ptr::copy_nonoverlapping(self.data(), v.as_mut_ptr(), self.len);
+            __copy::<T>(
+                self.data().cast(),
+                v.as_mut_ptr().cast(),
+                self.len,
+                __Dir::Load,
+            );
             v.set_len(self.len);
         }
         v
@@ -561,6 +636,88 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         assert!(i < self.len, "initialising element {i} of {}", self.len);
         // SAFETY: in bounds; `&mut self` on a fresh segment: no other access exists.
         unsafe { ptr::write(self.data().add(i), value) };
+    }
+}
+
+/// Which side of a copy is shared memory (for [`shared_struct!`](crate::shared_struct)).
+#[doc(hidden)]
+#[derive(Clone, Copy)]
+pub enum __Dir {
+    /// From shared memory (atomic loads) into process memory.
+    Load,
+    /// From process memory into shared memory (atomic stores).
+    Store,
+}
+
+/// The unit of lock-free copies of `T`: its alignment, at most 8 bytes. Every element of a
+/// segment without a lock is read and written in these units only (field by field for a
+/// padded struct), so that two racing copies always access the same memory with the same
+/// size (Rust's memory model makes racing atomic accesses of different sizes to overlapping
+/// memory undefined behaviour, like plain ones).
+pub(crate) const fn copy_unit<T>() -> usize {
+    let a = align_of::<T>();
+    if a > 8 { 8 } else { a }
+}
+
+/// Copies `n` values of `T` between `from` and `to`, one of which is shared memory: each unit
+/// (see [`copy_unit`]) is a relaxed atomic load from, or store into, the shared side; a type
+/// with padding is copied field by field, so that no padding byte is read.
+///
+/// # Safety
+///
+/// - `from` and `to` are valid for `n × size_of::<T>()` bytes of reading and writing
+///   respectively, do not overlap, and are aligned for `T`;
+/// - the side in process memory holds initialised `T`s (for a store), or may be overwritten
+///   with any bytes (for a load);
+/// - the shared side is accessed by every thread and process (running this binary) only
+///   through this function for `T`, or under a lock, or under a promise of no concurrent access.
+#[doc(hidden)]
+pub unsafe fn __copy<T: ShmSafe>(from: *const u8, to: *mut u8, n: usize, dir: __Dir) {
+    if T::__PADDED {
+        for i in 0..n {
+            let at = i * size_of::<T>();
+            // SAFETY: value `i` lies within both ranges; the rest is the caller's contract.
+            unsafe { T::__copy_fields(from.add(at), to.add(at), dir) };
+        }
+    } else {
+        // SAFETY: the caller's contract; `T` has no padding, so every byte is initialised.
+        unsafe { copy_whole::<T>(from, to, n, dir) }
+    }
+}
+
+/// [`__copy`] for a type without padding: the whole range in units.
+///
+/// # Safety
+///
+/// As for [`__copy`], and `T` has no padding bytes.
+unsafe fn copy_whole<T>(from: *const u8, to: *mut u8, n: usize, dir: __Dir) {
+    macro_rules! copy {
+        ($atomic:ty, $int:ty) => {{
+            let units = n * (size_of::<T>() / size_of::<$int>());
+            let from = from.cast::<$int>();
+            let to = to.cast::<$int>();
+            for k in 0..units {
+                // SAFETY: unit `k` lies within both ranges (the caller's contract), aligned for
+                // `$int` (the alignment of `T` is at least the unit), initialised on the side
+                // read (no padding); atomics of this width exist on every Linux target.
+                unsafe {
+                    match dir {
+                        __Dir::Load => to.add(k).write(
+                            <$atomic>::from_ptr(from.add(k).cast_mut()).load(Ordering::Relaxed),
+                        ),
+                        __Dir::Store => <$atomic>::from_ptr(to.add(k))
+                            .store(from.add(k).read(), Ordering::Relaxed),
+                    }
+                }
+            }
+        }};
+    }
+    use std::sync::atomic::{AtomicU8, AtomicU16, AtomicU32, AtomicU64};
+    match copy_unit::<T>() {
+        8 => copy!(AtomicU64, u64),
+        4 => copy!(AtomicU32, u32),
+        2 => copy!(AtomicU16, u16),
+        _ => copy!(AtomicU8, u8),
     }
 }
 
@@ -641,7 +798,9 @@ impl crate::shm::SharedMemory {
     ///
     /// # Safety
     ///
-    /// No process (this one included) may write the segment while the slice is alive.
+    /// No process (this one included) may write the segment while the slice is alive, nor
+    /// shrink it (`ftruncate`): a named segment cannot be sealed, and touching a page past its
+    /// end faults with `SIGBUS`.
     pub unsafe fn as_slice(&self) -> &[u8] {
         let map = self.map();
         // SAFETY: the mapping is `len` bytes; the caller promises there is no concurrent writer.
@@ -652,7 +811,8 @@ impl crate::shm::SharedMemory {
     ///
     /// # Safety
     ///
-    /// No process (this one included) may read or write the segment while the slice is alive.
+    /// No process (this one included) may read or write the segment while the slice is alive,
+    /// nor shrink it (see [`as_slice`](Self::as_slice)).
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         let map = self.map();

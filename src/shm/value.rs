@@ -262,9 +262,14 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 
 /// One `T` in shared memory without a lock, like Python's `multiprocessing.RawValue`.
 ///
-/// Reads and writes are single volatile accesses: a read racing with a write in another
-/// process may see a torn value when `T` is wider than a machine word, and read-modify-write
-/// sequences from two processes lose updates. Use [`Value`] when that matters.
+/// [`load`](RawValue::load) and [`store`](RawValue::store) copy the value in units of its
+/// alignment (at most 8 bytes), each a relaxed atomic access, so using one `RawValue` from
+/// several threads and processes at once is no data race. What a load racing with a store
+/// elsewhere gets: each unit is whole, old or new; a value of one unit (`u64`, `f64`, `u32`, ...)
+/// is never torn, while a wider one (`u128`, `[u64; 4]`, a struct) may mix units of the two.
+/// Nothing orders these accesses with others (to publish data, pair them with an
+/// [`Event`](crate::sync::Event) or a lock), and read-modify-write sequences from two
+/// processes lose updates. Use [`Value`] when that matters.
 ///
 /// # Examples
 ///
@@ -302,7 +307,7 @@ impl<T: ShmSafe> RawValue<T> {
         Ok(RawValue { seg: Arc::new(seg) })
     }
 
-    /// A copy of the value (one volatile read).
+    /// A copy of the value (relaxed atomic loads, unit by unit; see the type's docs).
     pub fn load(&self) -> T
     where
         T: Copy,
@@ -310,7 +315,7 @@ impl<T: ShmSafe> RawValue<T> {
         self.seg.read(0).expect("a value segment holds one element")
     }
 
-    /// Replaces the value (one volatile write).
+    /// Replaces the value (relaxed atomic stores, unit by unit; see the type's docs).
     pub fn store(&self, value: T)
     where
         T: Copy,
