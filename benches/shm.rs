@@ -3,10 +3,11 @@
 //! - `with lock: value += 1` by 2 processes (Python 3.11: 531k ops/s) and uncontended (1.34M);
 //! - bulk write and read of a 10M-element `Array<f64>` (Python: 3.1e8 elem/s with memmove), and
 //!   the lock-free copies of a `RawArray` beside a plain copy;
-//! - `SharedMemory::read_at`/`write_at` (through the descriptor) beside a copy through the mapping;
+//! - `SharedMemory::read_at`/`write_at` (through the descriptor) beside a plain copy;
 //! - `SharedMemory` create + attach + unlink (Python: 50–85 µs);
-//! - the hand-over of a lock whose holder is killed (Python: never).
-//! - a `Semaphore(1)` handed over among 2, 4 and 16 threads (how `release` should wake).
+//! - the hand-over of a lock whose holder is killed (Python: never);
+//! - a `Semaphore(1)` handed over among 2, 4 and 16 threads (how `release` should wake);
+//! - a turn handed back and forth between two threads through a `Condition`.
 //!
 //! Run with `cargo bench --bench shm`.
 
@@ -15,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use multiproc::Process;
-use multiproc::shm::{Array, RawArray, SharedMemory, Value};
-use multiproc::sync::{Event, Lock, Semaphore};
+use multiproc::shm::{Array, RawArray, RawValue, SharedMemory, Value};
+use multiproc::sync::{Condition, Event, Lock, Semaphore};
 
 /// Increments done by each of the two processes per sample.
 const PER_PROCESS: u64 = 1_000_000;
@@ -275,6 +276,39 @@ fn semaphore_contended(c: &mut Criterion) {
     g.finish();
 }
 
+/// Two threads hand a turn back and forth through one `Condition` (`wait_while` + `notify`):
+/// the cost of a notification that wakes exactly the one waiter.
+fn condition_ping_pong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("condition");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ping_pong_two_threads", |b| {
+        b.iter_custom(|iters| {
+            let cond = Condition::new().unwrap();
+            let turn = RawValue::new(0u64).unwrap();
+            let (c2, t2) = (cond.clone(), turn.clone());
+            let t = Instant::now();
+            let other = std::thread::spawn(move || {
+                for i in 0..iters {
+                    let g = c2.lock().unwrap();
+                    let g = c2.wait_while(g, || t2.load() != 2 * i + 1).unwrap();
+                    t2.store(2 * i + 2);
+                    c2.notify(&g);
+                }
+            });
+            for i in 0..iters {
+                let g = cond.lock().unwrap();
+                let g = cond.wait_while(g, || turn.load() != 2 * i).unwrap();
+                turn.store(2 * i + 1);
+                cond.notify(&g);
+            }
+            other.join().unwrap();
+            t.elapsed()
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     multiproc::init();
     let mut c = Criterion::default().configure_from_args();
@@ -284,5 +318,6 @@ fn main() {
     shared_memory(&mut c);
     owner_died_handoff(&mut c);
     semaphore_contended(&mut c);
+    condition_ping_pong(&mut c);
     c.final_summary();
 }

@@ -279,7 +279,8 @@ impl SharedMemory {
         &self.name
     }
 
-    /// The size in bytes.
+    /// The size in bytes, as mapped when this handle was made (another process may shrink the
+    /// segment since: [`read_at`](Self::read_at) and [`write_at`](Self::write_at) report it).
     pub fn size(&self) -> usize {
         self.map.len()
     }
