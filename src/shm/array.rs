@@ -304,8 +304,9 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ArrayGuard<'_, T> {
 /// whose guard gives plain slices at full memory speed.
 ///
 /// Bulk copies of 8-byte elements run near memory speed; elements of 1, 2 or 4 bytes are
-/// copied one unit at a time, which is slower (measured in `cargo bench --bench shm`, group
-/// `raw_array`). The `unsafe` [`as_slice`](RawArray::as_slice) and
+/// copied one unit at a time, which is slower (`cargo bench --bench shm`, group `raw_array`;
+/// on a 2-vCPU VM, 2026-12-01: 10M `f64` written at 11 GiB/s and read at 6.7 GiB/s, 80M `u8`
+/// at 2.4–2.7 GiB/s, where a plain copy ran at 9.6 GiB/s). The `unsafe` [`as_slice`](RawArray::as_slice) and
 /// [`as_mut_slice`](RawArray::as_mut_slice) give plain slices for callers that can promise no
 /// concurrent access.
 ///
