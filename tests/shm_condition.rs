@@ -14,6 +14,10 @@ use std::time::{Duration, Instant};
 use multiproc::Process;
 use multiproc::sync::{Condition, Semaphore};
 
+mod shm_util;
+
+use shm_util::wait_until_stopped;
+
 multiproc::test_support!();
 
 /// CPython's `DELTA`: how long a test waits to see that nothing more happens.
@@ -264,4 +268,36 @@ fn notify_all_wakes_more_waiters_than_there_are_slots() {
     for t in threads {
         t.join().unwrap();
     }
+}
+
+/// A waiter chosen by `notify` but killed before it could return does not swallow the
+/// notification: a live waiter gets it, and only that one.
+#[test]
+fn a_notification_given_to_a_waiter_that_dies_is_handed_on() {
+    let args = new_args(None);
+    let (cond, sleeping, woken, _) = &args;
+    let chosen = Process::start(wait_forever, (cond.clone(), sleeping.clone())).unwrap();
+    acquire_n(sleeping, 1);
+    drop(cond.lock().unwrap()); // the child now sleeps in `wait`
+    let live = {
+        let args = args.clone();
+        std::thread::spawn(move || f(args))
+    };
+    acquire_n(sleeping, 1);
+    drop(cond.lock().unwrap()); // so does the thread, after the child
+    // Stopped, the child cannot return from `wait`; the notification goes to it, the oldest.
+    let pid = rustix::process::Pid::from_raw(chosen.pid() as i32).unwrap();
+    rustix::process::kill_process(pid, rustix::process::Signal::STOP).unwrap();
+    wait_until_stopped(chosen.pid(), LONG);
+    notify_n(cond, 1);
+    std::thread::sleep(DELTA);
+    assert_eq!(
+        woken.value(),
+        0,
+        "the notification went to the younger waiter"
+    );
+    chosen.kill().unwrap();
+    let _ = chosen.join();
+    assert_reaches_eventually(woken, 1);
+    live.join().unwrap();
 }
