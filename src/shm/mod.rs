@@ -78,6 +78,7 @@
 //! - A process killed while holding the lock does not block the others: the next one gets the
 //!   lock with an [`OwnerDied`](crate::sync::OwnerDied) report.
 
+mod element;
 pub(crate) mod layout;
 
 mod array;
@@ -85,9 +86,9 @@ mod shared_memory;
 mod value;
 
 pub use array::{Array, ArrayGuard, OutOfBounds, RawArray};
-pub use layout::ShmSafe;
+pub use element::ShmSafe;
 #[doc(hidden)]
-pub use layout::{__Dir, __copy, __fingerprint};
+pub use element::{__Dir, __copy, __fingerprint};
 pub use shared_memory::{SharedMemory, SharedMemoryError, SharedMemoryOptions};
 pub use value::{RawValue, Value, ValueGuard};
 
