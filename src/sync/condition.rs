@@ -445,6 +445,36 @@ impl Condition {
     /// Exactly `min(n, waiting)` waiters return from their `wait` for this call (while at most
     /// 64 wait at once; see the type's docs).
     ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::shm::RawValue;
+    /// use multiproc::sync::Condition;
+    ///
+    /// let cond = Condition::new().unwrap();
+    /// let waiting = RawValue::new(0u32).unwrap();
+    /// let threads: Vec<_> = (0..2)
+    ///     .map(|_| {
+    ///         let (c, w) = (cond.clone(), waiting.clone());
+    ///         std::thread::spawn(move || {
+    ///             let g = c.lock().unwrap();
+    ///             w.store(w.load() + 1); // counted under the lock, which `wait` releases
+    ///             drop(c.wait(g).unwrap());
+    ///         })
+    ///     })
+    ///     .collect();
+    /// loop {
+    ///     let g = cond.lock().unwrap();
+    ///     if waiting.load() == 2 {
+    ///         cond.notify_n(&g, 2); // both are waiting: both wake
+    ///         break;
+    ///     }
+    /// }
+    /// for t in threads {
+    ///     t.join().unwrap();
+    /// }
+    /// ```
+    ///
     /// # Panics
     ///
     /// If `guard` belongs to another condition.
