@@ -1,10 +1,13 @@
 //! Shared values, arrays and locks, against the Python figures in the project's baselines:
 //!
 //! - `with lock: value += 1` by 2 processes (Python 3.11: 531k ops/s) and uncontended (1.34M);
-//! - bulk write and read of a 10M-element `Array<f64>` (Python: 3.1e8 elem/s with memmove);
+//! - bulk write and read of a 10M-element `Array<f64>` (Python: 3.1e8 elem/s with memmove), and
+//!   the lock-free copies of a `RawArray` beside a plain copy;
+//! - `SharedMemory::read_at`/`write_at` (through the descriptor) beside a plain copy;
 //! - `SharedMemory` create + attach + unlink (Python: 50–85 µs);
-//! - the hand-over of a lock whose holder is killed (Python: never).
-//! - a `Semaphore(1)` handed over among 2, 4 and 16 threads (how `release` should wake).
+//! - the hand-over of a lock whose holder is killed (Python: never);
+//! - a `Semaphore(1)` handed over among 2, 4 and 16 threads (how `release` should wake);
+//! - a turn handed back and forth between two threads through a `Condition`.
 //!
 //! Run with `cargo bench --bench shm`.
 
@@ -13,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput};
 use multiproc::Process;
-use multiproc::shm::{Array, SharedMemory, Value};
-use multiproc::sync::{Event, Lock, Semaphore};
+use multiproc::shm::{Array, RawArray, RawValue, SharedMemory, Value};
+use multiproc::sync::{Condition, Event, Lock, Semaphore};
 
 /// Increments done by each of the two processes per sample.
 const PER_PROCESS: u64 = 1_000_000;
@@ -129,8 +132,60 @@ fn bulk_array(c: &mut Criterion) {
     g.finish();
 }
 
+/// Lock-free bulk copies of a `RawArray` (relaxed atomic units), beside a plain copy of the
+/// same size in the same run: 8-byte elements (one unit each) and bytes (one unit each).
+fn raw_array(c: &mut Criterion) {
+    const N: usize = 10_000_000;
+    let mut g = c.benchmark_group("raw_array");
+    g.sample_size(10);
+    g.throughput(Throughput::Bytes((N * 8) as u64));
+    let src = vec![2.5f64; N];
+    let arr = RawArray::<f64>::new(N).unwrap();
+    g.bench_function("f64_10m_write", |b| {
+        b.iter(|| arr.write(0, black_box(&src)).unwrap())
+    });
+    let mut dst = vec![0.0f64; N];
+    g.bench_function("f64_10m_read", |b| {
+        b.iter(|| arr.read(0, black_box(&mut dst)).unwrap())
+    });
+    g.bench_function("f64_10m_plain_copy_reference", |b| {
+        b.iter(|| dst.copy_from_slice(black_box(&src)))
+    });
+    drop((arr, dst));
+    let bytes = vec![7u8; N * 8];
+    let arr = RawArray::<u8>::new(N * 8).unwrap();
+    g.bench_function("u8_80m_write", |b| {
+        b.iter(|| arr.write(0, black_box(&bytes)).unwrap())
+    });
+    let mut out = vec![0u8; N * 8];
+    g.bench_function("u8_80m_read", |b| {
+        b.iter(|| arr.read(0, black_box(&mut out)).unwrap())
+    });
+    g.finish();
+}
+
 fn shared_memory(c: &mut Criterion) {
     let mut g = c.benchmark_group("shared_memory");
+    // read_at/write_at copy through the descriptor (pread/pwrite): small and bulk, beside a
+    // plain copy of the same size between buffers of this process.
+    const BULK: usize = 80_000_000;
+    let shm = SharedMemory::create(BULK).unwrap();
+    let src = vec![3u8; BULK];
+    let mut dst = vec![0u8; BULK];
+    for (name, len) in [("64b", 64usize), ("80m", BULK)] {
+        g.throughput(Throughput::Bytes(len as u64));
+        g.bench_function(format!("write_at_{name}"), |b| {
+            b.iter(|| shm.write_at(0, black_box(&src[..len])).unwrap())
+        });
+        g.bench_function(format!("read_at_{name}"), |b| {
+            b.iter(|| shm.read_at(0, black_box(&mut dst[..len])).unwrap())
+        });
+        g.bench_function(format!("plain_copy_reference_{name}"), |b| {
+            b.iter(|| dst[..len].copy_from_slice(black_box(&src[..len])))
+        });
+    }
+    drop(shm);
+    g.throughput(Throughput::Elements(1));
     // Python: SharedMemory(create=True, size=4096); SharedMemory(name); unlink().
     g.bench_function("create_attach_unlink_4k", |b| {
         b.iter(|| {
@@ -221,13 +276,48 @@ fn semaphore_contended(c: &mut Criterion) {
     g.finish();
 }
 
+/// Two threads hand a turn back and forth through one `Condition` (`wait_while` + `notify`):
+/// the cost of a notification that wakes exactly the one waiter.
+fn condition_ping_pong(c: &mut Criterion) {
+    let mut g = c.benchmark_group("condition");
+    g.sample_size(10);
+    g.throughput(Throughput::Elements(1));
+    g.bench_function("ping_pong_two_threads", |b| {
+        b.iter_custom(|iters| {
+            let cond = Condition::new().unwrap();
+            let turn = RawValue::new(0u64).unwrap();
+            let (c2, t2) = (cond.clone(), turn.clone());
+            let t = Instant::now();
+            let other = std::thread::spawn(move || {
+                for i in 0..iters {
+                    let g = c2.lock().unwrap();
+                    let g = c2.wait_while(g, || t2.load() != 2 * i + 1).unwrap();
+                    t2.store(2 * i + 2);
+                    c2.notify(&g);
+                }
+            });
+            for i in 0..iters {
+                let g = cond.lock().unwrap();
+                let g = cond.wait_while(g, || turn.load() != 2 * i).unwrap();
+                turn.store(2 * i + 1);
+                cond.notify(&g);
+            }
+            other.join().unwrap();
+            t.elapsed()
+        })
+    });
+    g.finish();
+}
+
 fn main() {
     multiproc::init();
     let mut c = Criterion::default().configure_from_args();
     locked_increment(&mut c);
     bulk_array(&mut c);
+    raw_array(&mut c);
     shared_memory(&mut c);
     owner_died_handoff(&mut c);
     semaphore_contended(&mut c);
+    condition_ping_pong(&mut c);
     c.final_summary();
 }

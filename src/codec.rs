@@ -16,6 +16,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::sys::socket::MAX_FDS;
 
+mod keep_text;
 #[cfg(feature = "python")]
 pub mod pickle;
 
@@ -38,7 +39,7 @@ pub enum CodecError {
 thread_local! {
     static SINK: RefCell<Option<Vec<OwnedFd>>> = const { RefCell::new(None) };
     static SOURCE: RefCell<Option<Vec<Option<OwnedFd>>>> = const { RefCell::new(None) };
-    /// postcard drops the text of custom serde errors; the descriptor hooks leave theirs here.
+    /// The descriptor hooks leave the reason of their failure here.
     static REASON: RefCell<Option<String>> = const { RefCell::new(None) };
 }
 
@@ -49,7 +50,7 @@ pub(crate) fn reason(msg: String) -> String {
 }
 
 /// The text for a postcard error: the recorded reason if a descriptor hook failed.
-fn explain(e: postcard::Error) -> String {
+fn explain(e: impl std::fmt::Display) -> String {
     REASON
         .with(|r| r.borrow_mut().take())
         .unwrap_or_else(|| e.to_string())
@@ -80,7 +81,7 @@ pub(crate) fn encode_into<T: Serialize + ?Sized>(
         prev: Some(prev),
     };
     let buf = std::mem::take(out);
-    let res = postcard::to_extend(value, buf);
+    let res = keep_text::to_extend(value, buf);
     let fds = SINK.with(|c| c.borrow_mut().take()).unwrap_or_default();
     drop(guard);
     match res {
@@ -106,7 +107,7 @@ pub(crate) fn encode_plain_into<T: Serialize + ?Sized>(
         prev: Some(prev),
     };
     let buf = std::mem::take(out);
-    *out = postcard::to_extend(value, buf).map_err(|e| CodecError::Encode(explain(e)))?;
+    *out = keep_text::to_extend(value, buf).map_err(|e| CodecError::Encode(explain(e)))?;
     Ok(())
 }
 
@@ -122,7 +123,7 @@ pub(crate) fn decode<T: DeserializeOwned>(
         key: &SOURCE,
         prev: Some(prev),
     };
-    match postcard::take_from_bytes::<T>(bytes) {
+    match keep_text::take_from_bytes::<T>(bytes) {
         Ok((v, [])) => Ok(v),
         Ok((_, rest)) => Err(CodecError::Decode(format!("{} trailing bytes", rest.len()))),
         Err(e) => Err(CodecError::Decode(explain(e))),

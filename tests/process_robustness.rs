@@ -189,3 +189,70 @@ fn huge_time_outs_mean_no_limit() {
     let p = Process::start(sleep_ms, 10).unwrap();
     p.join_timeout(Duration::MAX).unwrap();
 }
+
+/// Serializes unless it is 13; deserializes only even numbers.
+#[derive(Debug)]
+struct Picky(u32);
+
+impl Serialize for Picky {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.0 == 13 {
+            return Err(serde::ser::Error::custom("13 is unlucky"));
+        }
+        s.serialize_u32(self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for Picky {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let n = u32::deserialize(d)?;
+        if n % 2 == 1 {
+            return Err(serde::de::Error::custom(format!("{n} is odd")));
+        }
+        Ok(Picky(n))
+    }
+}
+
+fn take_picky(p: Picky) -> u32 {
+    p.0
+}
+
+fn make_picky(n: u32) -> Vec<Picky> {
+    vec![Picky(0), Picky(n)]
+}
+
+fn codec_message(e: JoinError) -> String {
+    match e {
+        JoinError::Codec(msg) => msg,
+        other => panic!("expected a codec error, got {other:?}"),
+    }
+}
+
+#[test]
+fn custom_serde_errors_keep_their_text() {
+    for method in [StartMethod::Spawn, StartMethod::Fork] {
+        // The arguments fail to decode in the child (a forked child gets them unencoded).
+        if method == StartMethod::Spawn {
+            let p = Process::builder()
+                .method(method)
+                .start(take_picky, Picky(7))
+                .unwrap();
+            let msg = codec_message(p.join().unwrap_err());
+            assert!(msg.contains("7 is odd"), "{msg}");
+        }
+        // The result fails to encode in the child.
+        let p = Process::builder()
+            .method(method)
+            .start(make_picky, 13)
+            .unwrap();
+        let msg = codec_message(p.join().unwrap_err());
+        assert!(msg.contains("13 is unlucky"), "{method:?}: {msg}");
+        // The result fails to decode in the parent.
+        let p = Process::builder()
+            .method(method)
+            .start(make_picky, 9)
+            .unwrap();
+        let msg = codec_message(p.join().unwrap_err());
+        assert!(msg.contains("9 is odd"), "{method:?}: {msg}");
+    }
+}

@@ -1,7 +1,9 @@
 //! Start-up failures, in a program with a plain `main` like a user's.
 //!
 //! The child is this same program re-executed. Files named after the parent's pid tell a child
-//! to misbehave before it reaches `multiproc::init()`: stall, or exit.
+//! to misbehave before it reaches `multiproc::init()`: stall, or exit. Environment variables
+//! give a copy of this program the role of a parent that returns from `main` right after
+//! starting a child.
 
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
@@ -18,7 +20,83 @@ fn len(v: Vec<u8>) -> usize {
     v.len()
 }
 
+/// Writes the file a parent that did not wait asked for.
+fn touch(path: PathBuf) {
+    std::fs::write(path, b"ran").unwrap();
+}
+
+/// The role of a program whose `main` starts a child and returns at once.
+const QUICK_PARENT: &str = "MULTIPROC_STARTUP_QUICK_PARENT";
+
+/// A non-daemon child runs its target even when its parent returns from `main` right after
+/// `start`: run such parents many times, and wait (bounded) for each child's file.
+fn children_outlive_a_parent_that_returns_at_once() {
+    let dir = std::env::temp_dir().join(format!("multiproc-startup-quick-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let runs = 30;
+    for i in 0..runs {
+        let status = std::process::Command::new(std::env::current_exe().unwrap())
+            .env(QUICK_PARENT, dir.join(i.to_string()))
+            .status()
+            .unwrap();
+        assert!(status.success(), "{status:?}");
+    }
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let missing = loop {
+        let missing: Vec<usize> = (0..runs)
+            .filter(|i| std::fs::read(dir.join(i.to_string())).ok().as_deref() != Some(b"ran"))
+            .collect();
+        if missing.is_empty() || Instant::now() > deadline {
+            break missing;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert!(
+        missing.is_empty(),
+        "the children of runs {missing:?} never ran"
+    );
+}
+
+/// Panics once its parent has exited (it has been re-parented).
+fn panic_when_orphaned(parent: u32) {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while std::os::unix::process::parent_id() == parent && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    panic!("an orphan's panic");
+}
+
+/// The role of a program whose `main` starts a child that panics after it has returned.
+const ORPHAN_PANIC: &str = "MULTIPROC_STARTUP_ORPHAN_PANIC";
+
+/// A child whose parent has gone prints its own panic: nobody else can.
+fn an_orphans_panic_is_printed_by_the_orphan() {
+    // `output` reads until every holder of the pipes (the orphan too) has closed them.
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .env(ORPHAN_PANIC, "1")
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("multiproc: Process-1 (pid ") && stderr.contains("an orphan's panic"),
+        "{stderr}"
+    );
+}
+
 fn main() {
+    if std::env::var_os(ORPHAN_PANIC).is_some() {
+        multiproc::init();
+        Process::start(panic_when_orphaned, std::process::id()).unwrap();
+        return;
+    }
+    if let Some(path) = std::env::var_os(QUICK_PARENT) {
+        multiproc::init();
+        Process::start(touch, PathBuf::from(path)).unwrap();
+        return;
+    }
     if std::env::var_os("MULTIPROC_CHILD").is_some() {
         let parent = std::os::unix::process::parent_id();
         if flag("stall", parent).exists() {
@@ -96,5 +174,8 @@ fn main() {
         other => panic!("expected NotStarted, got {other:?}"),
     }
 
-    println!("5 passed, 0 failed");
+    children_outlive_a_parent_that_returns_at_once();
+    an_orphans_panic_is_printed_by_the_orphan();
+
+    println!("7 passed, 0 failed");
 }

@@ -9,16 +9,59 @@ use crate::codec::CodecError;
 
 /// A panic in a child process, as reported to [`Process::join`](crate::Process::join).
 ///
-/// The child also prints the panic to its standard error as usual, then exits with code 1.
+/// The child sends the panic to its parent instead of printing it, and exits with code 1: the
+/// report is a value of `join`, as with [`std::thread::JoinHandle::join`], and a caller that
+/// expects the panic sees no noise. The child prints it on its standard error only when the
+/// parent has gone and cannot be told. (Python prints a child's traceback in the child; print
+/// the error `join` returns to get the same.) Panics in other threads of the child are printed
+/// as usual.
+///
+/// A [`Process`](crate::Process) dropped without `join` prints its child's report on this
+/// process's standard error, once the child has ended. A report sent to a parent that then
+/// exits without joining or dropping the handle is not printed anywhere.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::{JoinError, Process};
+///
+/// fn fail(_: ()) {
+///     panic!("out of cheese")
+/// }
+///
+/// match Process::start(fail, ()).unwrap().join() {
+///     Err(JoinError::Panicked(info)) => {
+///         assert_eq!(info.message(), "out of cheese");
+///         assert!(info.location().is_some());
+///     }
+///     other => panic!("{other:?}"),
+/// }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct PanicInfo {
     message: String,
     location: Option<String>,
+    backtrace: Option<String>,
 }
 
 impl PanicInfo {
-    pub(crate) fn new(message: String, location: Option<String>) -> Self {
-        PanicInfo { message, location }
+    pub(crate) fn new(
+        message: String,
+        location: Option<String>,
+        backtrace: Option<String>,
+    ) -> Self {
+        PanicInfo {
+            message,
+            location,
+            backtrace,
+        }
+    }
+
+    /// The child's backtrace of the panic, when the child was asked for one (`RUST_BACKTRACE`
+    /// set to `1` or `full` in its environment, as for any Rust panic).
+    pub fn backtrace(&self) -> Option<&str> {
+        self.backtrace.as_deref()
     }
 
     /// The panic message (the payload of `panic!`, when it was a string).
@@ -87,6 +130,16 @@ pub enum JoinError {
     /// The process was killed by this signal (for example `SIGKILL` = 9) before returning.
     #[error("the child process was killed by signal {0} before returning")]
     Killed(i32),
+    /// The child ended without a report, and its exit status cannot be known: it was collected
+    /// elsewhere. This happens in a program that ignores `SIGCHLD` (or sets `SA_NOCLDWAIT`: the
+    /// kernel then discards a child's status the moment it ends) or that reaps every child with
+    /// `waitpid(-1, …)`. What the child reported still arrives (its result, its panic); only
+    /// how it ended without a report (killed, `std::process::exit`) is lost.
+    #[error(
+        "the child process ended without returning, and its exit status was collected elsewhere \
+         (SIGCHLD is ignored, or another part of the program reaps children)"
+    )]
+    StatusUnknown,
     /// The child never reached its entry point: it ended or stalled during start-up (its `main`
     /// may not call [`init`](crate::init) first, or it crashed before).
     #[error("the child process did not start: {0}")]

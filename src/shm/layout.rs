@@ -13,9 +13,11 @@
 //! any reference into it. The `memfd` is sealed against shrinking, so the checked length holds
 //! for the life of every mapping.
 //!
-//! Other processes can write this memory at any time. References into it are only formed to
-//! types made for that (`Sync` states of atomics and `UnsafeCell`s), or to data while this
-//! process holds the segment's lock; everything else goes through volatile reads and writes.
+//! Other threads and processes can write this memory at any time. References into it are only
+//! formed to types made for that (`Sync` states of atomics and `UnsafeCell`s), or to data while
+//! this process holds the segment's lock; the data of a segment without a lock is copied in
+//! and out with relaxed atomic accesses of one unit size per type (see `element.rs`), so that no
+//! access is a data race.
 #![allow(unsafe_code)]
 
 use std::marker::PhantomData;
@@ -24,149 +26,10 @@ use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::ptr;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+pub(crate) use crate::shm::element::ShmSafe;
+use crate::shm::element::{__Dir, __copy};
 use crate::shm::{AttachError, CreateError};
-use crate::sync::raw::{RawGuard, RawLock};
 use crate::sys::memfd::{self, Mapping};
-
-/// Types that may live in shared memory.
-///
-/// The primitive types below correspond to Python's `array`/`ctypes` typecodes:
-///
-/// | Python typecode | ctypes | Rust |
-/// |---|---|---|
-/// | `'c'` | `c_char` | `u8` |
-/// | `'b'` / `'B'` | `c_byte` / `c_ubyte` | `i8` / `u8` |
-/// | `'h'` / `'H'` | `c_short` / `c_ushort` | `i16` / `u16` |
-/// | `'i'` / `'I'` | `c_int` / `c_uint` | `i32` / `u32` |
-/// | `'l'` / `'L'` | `c_long` / `c_ulong` | `i64` / `u64` (LP64 Linux) |
-/// | `'q'` / `'Q'` | `c_longlong` / `c_ulonglong` | `i64` / `u64` |
-/// | `'f'` | `c_float` | `f32` |
-/// | `'d'` | `c_double` | `f64` |
-/// | `'?'` | `c_bool` | `u8` (0 or 1) |
-///
-/// Also implemented for `i128`/`u128`, the atomic integer types (for lock-free updates of a
-/// [`RawValue`](crate::shm::RawValue)), fixed-size arrays of `ShmSafe` types and `()`.
-/// Your own `#[repr(C)]` structs get it from [`shared_struct!`](crate::shared_struct), which checks
-/// every field.
-///
-/// Not `bool`, `char` or `AtomicBool`: another process can write any bytes into a segment, and
-/// reading a `bool` that is neither 0 nor 1 (or a `char` that is not a scalar value) is
-/// undefined behaviour. Store a `u8` (or `u32`) and convert when you read it.
-///
-/// ```compile_fail
-/// let flag = multiproc::shm::RawValue::new(true); // error: `bool` is not `ShmSafe`
-/// ```
-///
-/// # Layout fingerprint
-///
-/// [`FINGERPRINT`](ShmSafe::FINGERPRINT) summarises the layout: for a primitive its name, for
-/// an array its element's fingerprint and length, for a [`shared_struct!`](crate::shared_struct)
-/// the size and alignment and, for each field, its name, offset and fingerprint. A segment's
-/// header carries its element's fingerprint; receiving it as a type with another fingerprint
-/// is an [`AttachError`], while the same struct declared in another module or program
-/// attaches.
-///
-/// # Safety
-///
-/// An implementing type must be
-/// - `#[repr(C)]` (or a primitive), so that every process agrees on its layout;
-/// - valid whatever its bytes are (segments start zero-filled, and any process that can map
-///   the segment can write any bytes);
-/// - free of pointers, references, descriptors and any other process-local resource;
-/// - fine never to be dropped (values in shared memory are not dropped);
-/// - made only of fields that are themselves `ShmSafe`;
-/// - given a [`FINGERPRINT`](ShmSafe::FINGERPRINT) that differs from that of every type of
-///   another layout (build it with the functions of the hidden `__fingerprint` module, as
-///   [`shared_struct!`](crate::shared_struct) does).
-pub unsafe trait ShmSafe: Send + Sync + 'static {
-    /// A hash of the type's layout (see [Layout fingerprint](ShmSafe#layout-fingerprint)).
-    ///
-    /// ```
-    /// use multiproc::shm::ShmSafe;
-    /// assert_ne!(u32::FINGERPRINT, i32::FINGERPRINT);
-    /// assert_ne!(<[u8; 4]>::FINGERPRINT, <[u8; 5]>::FINGERPRINT);
-    /// ```
-    const FINGERPRINT: u64;
-}
-
-/// Building blocks of [`ShmSafe::FINGERPRINT`], for [`shared_struct!`](crate::shared_struct):
-/// FNV-1a (64-bit), usable in constants.
-#[doc(hidden)]
-pub mod __fingerprint {
-    /// The FNV-1a offset basis, mixed with `kind`.
-    pub const fn start(kind: &str) -> u64 {
-        str(0xcbf2_9ce4_8422_2325, kind)
-    }
-
-    /// Mixes the bytes of `s` (and its length) into `h`.
-    pub const fn str(h: u64, s: &str) -> u64 {
-        let b = s.as_bytes();
-        let mut h = u64(h, b.len() as u64);
-        let mut i = 0;
-        while i < b.len() {
-            h ^= b[i] as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-            i += 1;
-        }
-        h
-    }
-
-    /// Mixes the eight bytes of `x` into `h`.
-    pub const fn u64(h: u64, x: u64) -> u64 {
-        let b = x.to_le_bytes();
-        let mut h = h;
-        let mut i = 0;
-        while i < 8 {
-            h ^= b[i] as u64;
-            h = h.wrapping_mul(0x0100_0000_01b3);
-            i += 1;
-        }
-        h
-    }
-}
-
-macro_rules! shm_safe {
-    ($($t:ty),*) => { $(
-        // SAFETY: a primitive integer or float (or an atomic one): fixed layout, every bit
-        // pattern is valid, no pointers, no drop glue; the fingerprint is its unique name.
-        unsafe impl ShmSafe for $t {
-            const FINGERPRINT: u64 = __fingerprint::start(stringify!($t));
-        }
-    )* };
-}
-shm_safe!(
-    (),
-    u8,
-    i8,
-    u16,
-    i16,
-    u32,
-    i32,
-    u64,
-    i64,
-    u128,
-    i128,
-    f32,
-    f64
-);
-shm_safe!(
-    std::sync::atomic::AtomicU8,
-    std::sync::atomic::AtomicI8,
-    std::sync::atomic::AtomicU16,
-    std::sync::atomic::AtomicI16,
-    std::sync::atomic::AtomicU32,
-    std::sync::atomic::AtomicI32,
-    std::sync::atomic::AtomicU64,
-    std::sync::atomic::AtomicI64
-);
-// SAFETY: an array of `ShmSafe` elements has their layout, repeated, and inherits the rest;
-// its fingerprint covers the element's and the length.
-unsafe impl<T: ShmSafe, const N: usize> ShmSafe for [T; N] {
-    const FINGERPRINT: u64 = __fingerprint::u64(
-        __fingerprint::u64(__fingerprint::start("[T; N]"), T::FINGERPRINT),
-        N as u64,
-    );
-}
 
 /// The shared state at the start of a segment (a lock, a semaphore, ...).
 ///
@@ -189,7 +52,7 @@ unsafe impl State for () {}
 /// The magic bytes at offset 0 of every segment.
 const MAGIC: [u8; 8] = *b"MPROCSHM";
 /// The version of this layout; bumped whenever a header or state changes shape.
-const VERSION: u32 = 2;
+const VERSION: u32 = 3;
 /// Bytes reserved for the header.
 const HEADER_SIZE: usize = 64;
 /// The largest alignment a state or element may ask for (the mapping is page-aligned).
@@ -475,7 +338,8 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         unsafe { self.map.ptr().add(self.data_offset).cast::<T>() }
     }
 
-    /// Reads element `i` (volatile: another process may be writing it; a racing write can tear).
+    /// Reads element `i`, unit by unit with relaxed atomic loads (see [`__copy`]): another
+    /// thread or process may be writing it; a racing write can tear a `T` of several units.
     pub(crate) fn read(&self, i: usize) -> Option<T>
     where
         T: Copy,
@@ -483,12 +347,24 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         if i >= self.len {
             return None;
         }
-        // SAFETY: in bounds and aligned; any bytes another process leaves there were written as a
-        // `T` by this binary (the header's type check), or are zero, which `ShmSafe` allows.
-        Some(unsafe { ptr::read_volatile(self.data().add(i)) })
+        let mut out = std::mem::MaybeUninit::<T>::uninit();
+        // SAFETY: element `i` is in bounds and aligned; `out` is process memory for one `T`,
+        // which the copy fills completely. Any bytes another process leaves there were written
+        // as a `T` by this binary (the header's type check), or are zero, or are some mix of
+        // units of those; `ShmSafe` makes each of them a valid `T`.
+        unsafe {
+            __copy::<T>(
+                self.data().add(i).cast(),
+                out.as_mut_ptr().cast(),
+                1,
+                __Dir::Load,
+            );
+            Some(out.assume_init())
+        }
     }
 
-    /// Writes element `i` (volatile); returns `false` when out of bounds.
+    /// Writes element `i` (relaxed atomic stores, unit by unit); returns `false` when out of
+    /// bounds.
     pub(crate) fn write(&self, i: usize, value: T) -> bool
     where
         T: Copy,
@@ -496,13 +372,22 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         if i >= self.len {
             return false;
         }
-        // SAFETY: in bounds and aligned; no reference to this element exists in this process
-        // (only the locked views form references, and `Raw*` segments have no lock).
-        unsafe { ptr::write_volatile(self.data().add(i), value) };
+        // SAFETY: in bounds and aligned; every access of this process to the data of a segment
+        // without a lock is such an atomic copy, of the same units, so none is a data race (the
+        // `unsafe` slices of `RawArray` promise no concurrent access).
+        unsafe {
+            __copy::<T>(
+                (&raw const value).cast(),
+                self.data().add(i).cast(),
+                1,
+                __Dir::Store,
+            )
+        };
         true
     }
 
-    /// Copies elements `start..start + out.len()` into `out`; `false` when out of bounds.
+    /// Copies elements `start..start + out.len()` into `out` (relaxed atomic loads, unit by
+    /// unit); `false` when out of bounds.
     pub(crate) fn read_slice(&self, start: usize, out: &mut [T]) -> bool
     where
         T: Copy,
@@ -513,12 +398,21 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         {
             return false;
         }
-        // SAFETY: the source range is in bounds and cannot overlap `out` (process memory).
-        unsafe { ptr::copy_nonoverlapping(self.data().add(start), out.as_mut_ptr(), out.len()) };
+        // SAFETY: the source range is in bounds and cannot overlap `out` (process memory); the
+        // bytes are valid `T`s as in `read`.
+        unsafe {
+            __copy::<T>(
+                self.data().add(start).cast(),
+                out.as_mut_ptr().cast(),
+                out.len(),
+                __Dir::Load,
+            )
+        };
         true
     }
 
-    /// Copies `src` into elements `start..start + src.len()`; `false` when out of bounds.
+    /// Copies `src` into elements `start..start + src.len()` (relaxed atomic stores, unit by
+    /// unit); `false` when out of bounds.
     pub(crate) fn write_slice(&self, start: usize, src: &[T]) -> bool
     where
         T: Copy,
@@ -529,24 +423,34 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
         {
             return false;
         }
-        // SAFETY: the target range is in bounds, holds no references in this process, and
-        // cannot overlap `src`.
-        unsafe { ptr::copy_nonoverlapping(src.as_ptr(), self.data().add(start), src.len()) };
+        // SAFETY: the target range is in bounds and cannot overlap `src`; atomic as in `write`.
+        unsafe {
+            __copy::<T>(
+                src.as_ptr().cast(),
+                self.data().add(start).cast(),
+                src.len(),
+                __Dir::Store,
+            )
+        };
         true
     }
 
-    /// A copy of every element, in one block copy.
+    /// A copy of every element (relaxed atomic loads, unit by unit).
     pub(crate) fn to_vec(&self) -> Vec<T>
     where
         T: Copy,
     {
-        let mut v = Vec::with_capacity(self.len);
+        let mut v = Vec::<T>::with_capacity(self.len);
         // SAFETY: the source range is in bounds; the destination is the vector's own spare
-        // capacity of `len` elements; `T: Copy` and `ShmSafe`, so the copied bytes are valid
-        // `T`s (written by this binary as `T`, or zero), and `len` are initialised before
-        // `set_len`.
+        // capacity of `len` elements, all of which the copy initialises before `set_len`; the
+        // bytes are valid `T`s as in `read`.
         unsafe {
-            ptr::copy_nonoverlapping(self.data(), v.as_mut_ptr(), self.len);
+            __copy::<T>(
+                self.data().cast(),
+                v.as_mut_ptr().cast(),
+                self.len,
+                __Dir::Load,
+            );
             v.set_len(self.len);
         }
         v
@@ -565,8 +469,24 @@ impl<S: State, T: ShmSafe> Segment<S, T> {
     }
 }
 
-impl<T: ShmSafe> Segment<RawLock, T> {
-    fn check_guard(&self, guard: &RawGuard<'_>) {
+/// A held lock that guards the data of the segment it lies in.
+///
+/// The sync layer implements it for its lock guard; this module only needs to know which
+/// segment a guard belongs to, so it names no lock type (the segment layout sits below the
+/// locks built on it).
+///
+/// # Safety
+///
+/// While a value of the implementing type lives, this thread holds, non-recursively, the lock
+/// that guards the data of the segment [`local`](HeldLock::local) belongs to, and every
+/// process writes that data only while holding that lock.
+pub(crate) unsafe trait HeldLock {
+    /// The record of the mapping the lock was acquired through.
+    fn local(&self) -> &Local;
+}
+
+impl<S: State, T: ShmSafe> Segment<S, T> {
+    fn check_guard(&self, guard: &impl HeldLock) {
         // By segment, not by address: a guard taken through another mapping of this segment
         // holds this very lock.
         assert!(
@@ -576,18 +496,20 @@ impl<T: ShmSafe> Segment<RawLock, T> {
     }
 
     /// The data, shared, while `guard` (a guard of this segment's lock) is held.
-    pub(crate) fn data_ref<'g>(&'g self, guard: &'g RawGuard<'_>) -> &'g [T] {
+    pub(crate) fn data_ref<'g>(&'g self, guard: &'g impl HeldLock) -> &'g [T] {
         self.check_guard(guard);
-        // SAFETY: this segment's lock is held for 'g (the guard is borrowed for it), and every
-        // process writes the data only under that lock; in bounds and aligned.
+        // SAFETY: this segment's lock is held for 'g (the guard is borrowed for it, and
+        // `HeldLock` promises it guards this segment's data), and every process writes the data
+        // only under that lock; in bounds and aligned.
         unsafe { std::slice::from_raw_parts(self.data(), self.len) }
     }
 
     /// The data, exclusive, while `guard` (a guard of this segment's lock) is held.
-    pub(crate) fn data_mut<'g>(&'g self, guard: &'g mut RawGuard<'_>) -> &'g mut [T] {
+    pub(crate) fn data_mut<'g>(&'g self, guard: &'g mut impl HeldLock) -> &'g mut [T] {
         self.check_guard(guard);
-        // SAFETY: this segment's lock is held for 'g and is not recursive, so this guard is the
-        // only one; borrowing it mutably makes this the only reference formed through it.
+        // SAFETY: this segment's lock is held for 'g and is not recursive (`HeldLock`), so this
+        // guard is the only one; borrowing it mutably makes this the only reference formed
+        // through it.
         unsafe { std::slice::from_raw_parts_mut(self.data(), self.len) }
     }
 }
@@ -624,7 +546,9 @@ impl crate::shm::SharedMemory {
     ///
     /// # Safety
     ///
-    /// No process (this one included) may write the segment while the slice is alive.
+    /// No process (this one included) may write the segment while the slice is alive, nor
+    /// shrink it (`ftruncate`): a named segment cannot be sealed, and touching a page past its
+    /// end faults with `SIGBUS`.
     pub unsafe fn as_slice(&self) -> &[u8] {
         let map = self.map();
         // SAFETY: the mapping is `len` bytes; the caller promises there is no concurrent writer.
@@ -635,7 +559,8 @@ impl crate::shm::SharedMemory {
     ///
     /// # Safety
     ///
-    /// No process (this one included) may read or write the segment while the slice is alive.
+    /// No process (this one included) may read or write the segment while the slice is alive,
+    /// nor shrink it (see [`as_slice`](Self::as_slice)).
     #[allow(clippy::mut_from_ref)]
     pub unsafe fn as_mut_slice(&self) -> &mut [u8] {
         let map = self.map();

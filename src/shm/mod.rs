@@ -78,6 +78,7 @@
 //! - A process killed while holding the lock does not block the others: the next one gets the
 //!   lock with an [`OwnerDied`](crate::sync::OwnerDied) report.
 
+mod element;
 pub(crate) mod layout;
 
 mod array;
@@ -85,9 +86,9 @@ mod shared_memory;
 mod value;
 
 pub use array::{Array, ArrayGuard, OutOfBounds, RawArray};
+pub use element::ShmSafe;
 #[doc(hidden)]
-pub use layout::__fingerprint;
-pub use layout::ShmSafe;
+pub use element::{__Dir, __copy, __fingerprint};
 pub use shared_memory::{SharedMemory, SharedMemoryError, SharedMemoryOptions};
 pub use value::{RawValue, Value, ValueGuard};
 
@@ -195,6 +196,20 @@ pub(crate) fn deserialize_segment<'de, St: State, T: ShmSafe, D: Deserializer<'d
 ///     pub struct Bad { pub name: String }
 /// }
 /// ```
+///
+/// A struct with padding bytes (here 7 after `tag`) works too; lock-free copies
+/// ([`RawValue`], [`RawArray`]) then go field by field, so that no padding byte is read:
+///
+/// ```
+/// multiproc::shared_struct! {
+///     #[derive(Clone, Copy, Debug, PartialEq)]
+///     pub struct Padded { pub tag: u8, pub value: u64 }
+/// }
+///
+/// let v = multiproc::shm::RawValue::new(Padded { tag: 1, value: 2 }).unwrap();
+/// v.store(Padded { tag: 3, value: 4 });
+/// assert_eq!(v.load(), Padded { tag: 3, value: 4 });
+/// ```
 #[macro_export]
 macro_rules! shared_struct {
     (
@@ -212,6 +227,9 @@ macro_rules! shared_struct {
         // SAFETY: `repr(C)` and every field is `ShmSafe` (the fingerprint below names each
         // field's `ShmSafe::FINGERPRINT`, so it does not compile otherwise): the struct has a
         // fixed layout, any bytes are a valid value, it holds no pointers and needs no drop.
+        // `__PADDED` is true when the fields do not fill it or one of them has padding, and
+        // then lock-free copies go field by field (each field at its own offset, by its own
+        // type's copy), never touching a padding byte.
         // The fingerprint covers its size, alignment and every field's name, offset and
         // fingerprint.
         unsafe impl $crate::shm::ShmSafe for $name {
@@ -227,6 +245,26 @@ macro_rules! shared_struct {
                 )*
                 h
             };
+
+            const __PADDED: bool = ::core::mem::size_of::<$name>()
+                != 0 $( + ::core::mem::size_of::<$ty>() )*
+                $( || <$ty as $crate::shm::ShmSafe>::__PADDED )*;
+
+            unsafe fn __copy_fields(
+                from: *const u8,
+                to: *mut u8,
+                dir: $crate::shm::__Dir,
+            ) {
+                $(
+                    let at = ::core::mem::offset_of!($name, $field);
+                    // SAFETY: the field lies within the value the caller's contract covers, at
+                    // its offset, aligned for its type; the contract carries over to it.
+                    unsafe {
+                        $crate::shm::__copy::<$ty>(from.add(at), to.add(at), 1, dir);
+                    }
+                )*
+                let _ = (from, to, dir);
+            }
         }
     };
 }

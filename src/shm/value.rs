@@ -45,6 +45,11 @@ impl<T: ShmSafe> Clone for Value<T> {
     }
 }
 
+/// The panic of a blocking `lock`, `load` or `store` by the thread that holds the lock.
+const REENTERED: &str = "this thread already holds this `Value`'s lock (a `ValueGuard` is alive): \
+    `Value::lock`, `load` and `store` take that lock, which is not re-entrant; \
+    read or write through the guard (`*guard`) instead, or drop the guard first";
+
 fn deadline(timeout: Duration) -> Wait {
     Instant::now()
         .checked_add(timeout)
@@ -73,7 +78,8 @@ impl<T: ShmSafe> Value<T> {
     ///
     /// # Panics
     ///
-    /// If this thread already holds the lock (the lock is not re-entrant).
+    /// If this thread already holds the lock (a [`ValueGuard`] is alive): the lock is not
+    /// re-entrant, and waiting for it would wait forever. Use the guard you hold.
     #[doc(alias = "get_lock")]
     pub fn lock(&self) -> LockResult<ValueGuard<'_, T>> {
         blocking(self.lock_with(Wait::Forever))
@@ -115,9 +121,8 @@ impl<T: ShmSafe> Value<T> {
 
     fn lock_with(&self, wait: Wait) -> Result<ValueGuard<'_, T>, TryLockError<ValueGuard<'_, T>>> {
         let seg = &*self.seg;
-        wrap(seg.state().acquire(seg.local(), wait), |raw| ValueGuard {
-            seg,
-            raw,
+        wrap(seg.state().acquire(seg.local(), wait), REENTERED, |raw| {
+            ValueGuard { seg, raw }
         })
     }
 
@@ -127,7 +132,14 @@ impl<T: ShmSafe> Value<T> {
     ///
     /// # Panics
     ///
-    /// If this thread holds the lock already (a guard is alive).
+    /// If this thread holds the lock already (a [`ValueGuard`] is alive): read `*guard` instead.
+    ///
+    /// ```should_panic
+    /// let v = multiproc::shm::Value::new(1u32).unwrap();
+    /// let guard = v.lock().unwrap();
+    /// let x = v.load(); // panics: "this thread already holds this `Value`'s lock ..."
+    /// # drop(guard);
+    /// ```
     pub fn load(&self) -> T
     where
         T: Copy,
@@ -141,7 +153,8 @@ impl<T: ShmSafe> Value<T> {
     ///
     /// # Panics
     ///
-    /// If this thread holds the lock already (a guard is alive).
+    /// If this thread holds the lock already (a [`ValueGuard`] is alive): assign `*guard = value`
+    /// instead.
     pub fn store(&self, value: T) {
         *self.lock().unwrap_or_else(|e| e.into_inner()) = value;
     }
@@ -249,9 +262,14 @@ impl<T: ShmSafe + fmt::Debug> fmt::Debug for ValueGuard<'_, T> {
 
 /// One `T` in shared memory without a lock, like Python's `multiprocessing.RawValue`.
 ///
-/// Reads and writes are single volatile accesses: a read racing with a write in another
-/// process may see a torn value when `T` is wider than a machine word, and read-modify-write
-/// sequences from two processes lose updates. Use [`Value`] when that matters.
+/// [`load`](RawValue::load) and [`store`](RawValue::store) copy the value in units of its
+/// alignment (at most 8 bytes), each a relaxed atomic access, so using one `RawValue` from
+/// several threads and processes at once is no data race. What a load racing with a store
+/// elsewhere gets: each unit is whole, old or new; a value of one unit (`u64`, `f64`, `u32`, ...)
+/// is never torn, while a wider one (`u128`, `[u64; 4]`, a struct) may mix units of the two.
+/// Nothing orders these accesses with others (to publish data, pair them with an
+/// [`Event`](crate::sync::Event) or a lock), and read-modify-write sequences from two
+/// processes lose updates. Use [`Value`] when that matters.
 ///
 /// # Examples
 ///
@@ -289,7 +307,7 @@ impl<T: ShmSafe> RawValue<T> {
         Ok(RawValue { seg: Arc::new(seg) })
     }
 
-    /// A copy of the value (one volatile read).
+    /// A copy of the value (relaxed atomic loads, unit by unit; see the type's docs).
     pub fn load(&self) -> T
     where
         T: Copy,
@@ -297,7 +315,7 @@ impl<T: ShmSafe> RawValue<T> {
         self.seg.read(0).expect("a value segment holds one element")
     }
 
-    /// Replaces the value (one volatile write).
+    /// Replaces the value (relaxed atomic stores, unit by unit; see the type's docs).
     pub fn store(&self, value: T)
     where
         T: Copy,
@@ -409,6 +427,14 @@ mod tests {
             t.join().unwrap();
         }
         assert_eq!(v.load(), 40_000);
+    }
+
+    #[test]
+    #[should_panic(expected = "holds this `Value`'s lock (a `ValueGuard` is alive)")]
+    fn load_under_its_own_guard_names_the_value() {
+        let v = Value::new(1u32).unwrap();
+        let _guard = v.lock().unwrap();
+        let _ = v.load();
     }
 
     #[test]

@@ -10,14 +10,35 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use crate::Descriptor;
 use crate::shm::layout::{Segment, Tag};
 use crate::shm::{AttachError, CreateError};
-use crate::sync::raw::{RawCondition, RawGuard, Wait};
+use crate::sync::raw::{
+    CONDITION_SLOTS, RawCondition, RawGuard, SLOT_FREE, SLOT_NOTIFIED, SLOT_WAITING, Wait, WaitSlot,
+};
 use crate::sync::{LockResult, OwnerDied, TryLockError, blocking, wrap};
 use crate::sys::futex;
 
 type Seg = Segment<RawCondition, ()>;
 
-/// The longest a waiter sleeps before it checks for a notification it was not woken for.
+/// Why a slot waiter stopped sleeping.
+enum Woke {
+    /// Its slot was notified.
+    Notified,
+    /// The deadline passed.
+    TimedOut,
+    /// Another waiter died holding a notification, to be handed on.
+    Recover,
+}
+
+/// The longest a waiter sleeps before it looks for a notification that a dead waiter was given.
 const RECHECK: Duration = Duration::from_millis(50);
+
+/// The end of the next sleep: one [`RECHECK`] from now, or the deadline if that is sooner.
+fn slice_end(deadline: Option<Instant>) -> Option<Instant> {
+    let slice = Instant::now().checked_add(RECHECK);
+    match (deadline, slice) {
+        (Some(d), Some(s)) => Some(d.min(s)),
+        (d, s) => d.or(s),
+    }
+}
 
 /// A condition variable with its own robust lock, shared between processes and threads, like
 /// Python's `multiprocessing.Condition()`.
@@ -28,17 +49,19 @@ const RECHECK: Duration = Duration::from_millis(50);
 /// state that the waiters test lives elsewhere, for example in a
 /// [`RawValue`](crate::shm::RawValue) changed only under this lock.
 ///
-/// Wake-ups can be spurious (a waiter may return without a notification, and `notify(1)` may
-/// wake more than one waiter), so test the condition in a loop, or use
+/// [`notify_n(n)`](Condition::notify_n) wakes exactly `n` of the waiters (or all, if fewer
+/// wait), those that have waited longest first, as Python's `notify(n)` does: the others sleep
+/// on. Each of the first 64 concurrent waiters sleeps in a slot of its own; beyond 64 waiters at
+/// once, the extra ones share one word, and a notification that reaches them may wake them all
+/// (a spurious wake-up). As with every condition variable, test the condition in a loop, or use
 /// [`wait_while`](Condition::wait_while), as Python's `wait_for` does.
 ///
-/// A process killed while holding the lock: the next locker gets
-/// [`OwnerDied`], as with [`Lock`](crate::sync::Lock). A killed waiter is forgotten; if it was
-/// killed after a `notify` woke it and before it returned, the notification is not lost: the
-/// other waiters sleep in slices of 50 ms and return (as on a spurious wake-up) once they see
-/// that a notification happened, so it reaches them within 50 ms. (Waking every waiter on each
-/// `notify` would avoid the delay, but costs every waiter a trip through the lock for each
-/// notification.)
+/// A process killed while holding the lock: the next locker gets [`OwnerDied`], as with
+/// [`Lock`](crate::sync::Lock). A waiter holds a robust lock of its slot while it waits, so the
+/// kernel reports its death: a waiter killed while it sleeps is skipped by later notifications
+/// (they go to live waiters), and a waiter killed after a notification chose it, but before it
+/// returned, does not swallow it: the other waiters look for such a notification every 50 ms
+/// while they sleep, and hand it on to the longest-waiting live waiter.
 ///
 /// # Examples
 ///
@@ -91,7 +114,7 @@ impl Condition {
     /// When the system cannot create the segment.
     pub fn new() -> Result<Self, CreateError> {
         let seg = Seg::create(Tag::Condition, 0)?;
-        seg.state().lock.init(false).map_err(CreateError::Os)?;
+        seg.state().init().map_err(CreateError::Os)?;
         Ok(Condition { seg: Arc::new(seg) })
     }
 
@@ -138,6 +161,8 @@ impl Condition {
     ) -> Result<ConditionGuard<'_>, TryLockError<ConditionGuard<'_>>> {
         wrap(
             self.seg.state().lock.acquire(self.seg.local(), wait),
+            "this thread already holds this `Condition`'s lock (a `ConditionGuard` is alive), \
+             which is not re-entrant: use the guard you hold",
             |raw| ConditionGuard { raw },
         )
     }
@@ -150,8 +175,8 @@ impl Condition {
         );
     }
 
-    /// Sleeps until notified (or spuriously woken), with the lock released meanwhile; returns
-    /// the guard with the lock held again.
+    /// Sleeps until notified (or, beyond 64 concurrent waiters, spuriously woken), with the lock
+    /// released meanwhile; returns the guard with the lock held again.
     ///
     /// # Errors
     ///
@@ -167,7 +192,8 @@ impl Condition {
         })
     }
 
-    /// As [`wait`](Self::wait), for at most `timeout`; the `bool` is `false` if the time ran out.
+    /// As [`wait`](Self::wait), for at most `timeout`; the `bool` is `true` if a notification
+    /// woke this waiter, `false` if the time ran out first.
     ///
     /// # Errors
     ///
@@ -229,21 +255,107 @@ impl Condition {
         deadline: Option<Instant>,
     ) -> Result<(ConditionGuard<'a>, bool), OwnerDied<(ConditionGuard<'a>, bool)>> {
         self.check(&guard);
+        let (notified, poisoned) = match self.claim_slot() {
+            Some((slot, owner)) => {
+                let r = self.wait_in_slot(&mut guard, slot, deadline);
+                // The lock is held again: nobody else can touch the slot now.
+                slot.state.store(SLOT_FREE, SeqCst);
+                drop(owner);
+                r
+            }
+            None => self.wait_overflow(&mut guard, deadline),
+        };
+        if poisoned {
+            Err(OwnerDied::new((guard, notified)))
+        } else {
+            Ok((guard, notified))
+        }
+    }
+
+    /// Claims a free slot for this waiter (the lock is held): returns it with its liveness lock
+    /// held, or `None` when every slot is taken by a live waiter.
+    fn claim_slot(&self) -> Option<(&WaitSlot, RawGuard<'_>)> {
         let st = self.seg.state();
-        let seq = st.seq.load(SeqCst);
-        st.waiters.fetch_add(1, SeqCst);
-        let (in_time, poisoned) = guard.raw.unlocked(|| {
+        self.hand_on_lost();
+        for slot in &st.slots {
+            if slot.state.load(SeqCst) != SLOT_FREE {
+                continue;
+            }
+            // A free slot's liveness lock is unlocked, or marked as left by a waiter that died
+            // after freeing the slot: either way this takes it at once.
+            if let Ok((owner, poisoned)) = slot.owner.acquire(self.seg.local(), Wait::No) {
+                if poisoned {
+                    slot.owner.clear_poison();
+                }
+                slot.ticket
+                    .store(st.next_ticket.fetch_add(1, SeqCst), SeqCst);
+                slot.state.store(SLOT_WAITING, SeqCst);
+                return Some((slot, owner));
+            }
+        }
+        None
+    }
+
+    /// Sleeps in `slot` until it is notified or the deadline passes, with the lock released
+    /// meanwhile and held again on return: returns whether it was notified and whether the lock
+    /// is poisoned.
+    fn wait_in_slot(
+        &self,
+        guard: &mut ConditionGuard<'_>,
+        slot: &WaitSlot,
+        deadline: Option<Instant>,
+    ) -> (bool, bool) {
+        let mut poisoned = false;
+        loop {
+            let (woke, p) = guard.raw.unlocked(|| {
+                loop {
+                    // Sleep in slices of RECHECK, to notice a waiter that died with a
+                    // notification it could not take (see `hand_on_lost`).
+                    futex::wait(&slot.state, SLOT_WAITING, slice_end(deadline));
+                    if slot.state.load(SeqCst) != SLOT_WAITING {
+                        return Woke::Notified;
+                    }
+                    if deadline.is_some_and(|d| Instant::now() >= d) {
+                        return Woke::TimedOut;
+                    }
+                    if self.lost_notification() {
+                        return Woke::Recover;
+                    }
+                }
+            });
+            poisoned |= p;
+            // With the lock held: a notification that arrived meanwhile counts, even after
+            // the deadline (the notifier counted this waiter as woken).
+            match woke {
+                Woke::Recover => {
+                    self.hand_on_lost();
+                    if slot.state.load(SeqCst) == SLOT_NOTIFIED {
+                        return (true, poisoned);
+                    }
+                }
+                Woke::Notified | Woke::TimedOut => {
+                    return (slot.state.load(SeqCst) == SLOT_NOTIFIED, poisoned);
+                }
+            }
+        }
+    }
+
+    /// Waits without a slot (every slot is taken): returns once a notification reached the
+    /// waiters without a slot, or at the deadline; then as [`wait_in_slot`](Self::wait_in_slot).
+    fn wait_overflow(
+        &self,
+        guard: &mut ConditionGuard<'_>,
+        deadline: Option<Instant>,
+    ) -> (bool, bool) {
+        let st = self.seg.state();
+        let seq = st.overflow_seq.load(SeqCst);
+        st.overflow.fetch_add(1, SeqCst);
+        let (notified, poisoned) = guard.raw.unlocked(|| {
             loop {
-                // Sleep in slices of RECHECK: a waiter woken by `notify` but killed before it
-                // returns swallows that wake-up; the others notice the notification (a changed
-                // `seq`) within one slice and return, as a spurious wake-up would.
-                let slice = Instant::now().checked_add(RECHECK);
-                let until = match (deadline, slice) {
-                    (Some(d), Some(s)) => Some(d.min(s)),
-                    (d, s) => d.or(s),
-                };
-                let woke = futex::wait(&st.seq, seq, until);
-                if woke || st.seq.load(SeqCst) != seq {
+                // In slices, like a slot waiter: a woken overflow waiter that dies swallows its
+                // wake-up; the others see the changed word within a slice.
+                futex::wait(&st.overflow_seq, seq, slice_end(deadline));
+                if st.overflow_seq.load(SeqCst) != seq {
                     return true;
                 }
                 if deadline.is_some_and(|d| Instant::now() >= d) {
@@ -251,25 +363,126 @@ impl Condition {
                 }
             }
         });
-        st.waiters.fetch_sub(1, SeqCst);
-        if poisoned {
-            Err(OwnerDied::new((guard, in_time)))
-        } else {
-            Ok((guard, in_time))
+        st.overflow.fetch_sub(1, SeqCst);
+        (notified, poisoned)
+    }
+
+    /// Whether a waiter died holding a notification (a hint, read without the lock).
+    fn lost_notification(&self) -> bool {
+        self.seg
+            .state()
+            .slots
+            .iter()
+            .any(|s| s.state.load(SeqCst) == SLOT_NOTIFIED && s.owner.holder_looks_dead())
+    }
+
+    /// Frees the slots of waiters that died (the lock is held), and hands each notification
+    /// such a waiter had been given, but could not take, to a live waiter.
+    fn hand_on_lost(&self) {
+        let mut lost = 0;
+        for slot in &self.seg.state().slots {
+            if slot.state.load(SeqCst) != SLOT_FREE && slot.owner.holder_looks_dead() {
+                lost += u32::from(self.reap(slot) == Some(SLOT_NOTIFIED));
+            }
+        }
+        if lost > 0 {
+            self.deliver(lost);
         }
     }
 
-    /// Wakes up to `n` waiters. Requires the lock (Python raises `RuntimeError` otherwise).
+    /// If the waiter of `slot` died (or is gone), frees the slot (the lock is held) and returns
+    /// the state it left; `None` if it lives.
+    fn reap(&self, slot: &WaitSlot) -> Option<u32> {
+        // A live waiter holds `owner`: the attempt fails (this thread is no waiter: it holds the
+        // condition's lock outside `wait`, or it is the waiter of another slot).
+        let (owner, poisoned) = slot.owner.acquire(self.seg.local(), Wait::No).ok()?;
+        if poisoned {
+            slot.owner.clear_poison();
+        }
+        let was = slot.state.swap(SLOT_FREE, SeqCst);
+        drop(owner);
+        Some(was)
+    }
+
+    /// Notifies up to `n` live slot waiters, the longest waiting first (the lock is held), then,
+    /// for what is left of `n`, the waiters without a slot.
+    fn deliver(&self, n: u32) {
+        let st = self.seg.state();
+        let next = st.next_ticket.load(SeqCst);
+        // (how long it has waited, in tickets; slot index), for the waiting slots.
+        let mut waiting = [(0u32, 0usize); CONDITION_SLOTS];
+        let mut count = 0;
+        for (i, s) in st.slots.iter().enumerate() {
+            if s.state.load(SeqCst) == SLOT_WAITING {
+                waiting[count] = (next.wrapping_sub(s.ticket.load(SeqCst)), i);
+                count += 1;
+            }
+        }
+        let waiting = &mut waiting[..count];
+        waiting.sort_unstable_by(|a, b| b.cmp(a));
+        let mut left = n;
+        for &mut (_, i) in waiting {
+            if left == 0 {
+                break;
+            }
+            let slot = &st.slots[i];
+            if self.reap(slot).is_some() {
+                continue; // its waiter died before it was notified
+            }
+            slot.state.store(SLOT_NOTIFIED, SeqCst);
+            futex::wake(&slot.state, 1);
+            left -= 1;
+        }
+        if left > 0 && st.overflow.load(SeqCst) > 0 {
+            st.overflow_seq.fetch_add(1, SeqCst);
+            futex::wake(&st.overflow_seq, left);
+        }
+    }
+
+    /// Wakes up to `n` waiters, those waiting longest first. Requires the lock (Python raises
+    /// `RuntimeError` otherwise).
+    ///
+    /// Exactly `min(n, waiting)` waiters return from their `wait` for this call (while at most
+    /// 64 wait at once; see the type's docs).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::shm::RawValue;
+    /// use multiproc::sync::Condition;
+    ///
+    /// let cond = Condition::new().unwrap();
+    /// let waiting = RawValue::new(0u32).unwrap();
+    /// let threads: Vec<_> = (0..2)
+    ///     .map(|_| {
+    ///         let (c, w) = (cond.clone(), waiting.clone());
+    ///         std::thread::spawn(move || {
+    ///             let g = c.lock().unwrap();
+    ///             w.store(w.load() + 1); // counted under the lock, which `wait` releases
+    ///             drop(c.wait(g).unwrap());
+    ///         })
+    ///     })
+    ///     .collect();
+    /// loop {
+    ///     let g = cond.lock().unwrap();
+    ///     if waiting.load() == 2 {
+    ///         cond.notify_n(&g, 2); // both are waiting: both wake
+    ///         break;
+    ///     }
+    /// }
+    /// for t in threads {
+    ///     t.join().unwrap();
+    /// }
+    /// ```
     ///
     /// # Panics
     ///
     /// If `guard` belongs to another condition.
     pub fn notify_n(&self, guard: &ConditionGuard<'_>, n: u32) {
         self.check(guard);
-        let st = self.seg.state();
-        st.seq.fetch_add(1, SeqCst);
-        if st.waiters.load(SeqCst) > 0 {
-            futex::wake(&st.seq, n);
+        self.hand_on_lost();
+        if n > 0 {
+            self.deliver(n);
         }
     }
 

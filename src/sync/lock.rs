@@ -46,6 +46,11 @@ macro_rules! lock_common {
             ///
             /// [`OwnerDied`](crate::sync::OwnerDied) (holding the guard) when a previous holder
             /// died holding the lock and the poison was not cleared since.
+            ///
+            /// # Panics
+            ///
+            /// For a [`Lock`], if this thread already holds it (a [`LockGuard`] is alive): it is
+            /// not re-entrant, and waiting would never end. An [`RLock`] is re-entrant.
             #[doc(alias = "lock")]
             pub fn acquire(&self) -> LockResult<$guard<'_>> {
                 blocking(self.acquire_with(Wait::Forever))
@@ -87,9 +92,18 @@ macro_rules! lock_common {
             }
 
             fn acquire_with(&self, wait: Wait) -> Result<$guard<'_>, TryLockError<$guard<'_>>> {
-                wrap(self.seg.state().acquire(self.seg.local(), wait), |raw| {
-                    $guard { raw }
-                })
+                const REENTERED: &str = concat!(
+                    "this thread already holds this `",
+                    stringify!($ty),
+                    "` (a `",
+                    stringify!($guard),
+                    "` is alive), which is not re-entrant: drop the guard first, or use an `RLock`"
+                );
+                wrap(
+                    self.seg.state().acquire(self.seg.local(), wait),
+                    REENTERED,
+                    |raw| $guard { raw },
+                )
             }
 
             /// Whether a holder died (or panicked) holding the lock since the poison was last

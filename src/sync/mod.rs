@@ -15,7 +15,7 @@
 //! | [`Lock`], [`RLock`], the lock of a [`Value`](crate::shm::Value)/[`Array`](crate::shm::Array) | while holding it: the kernel releases it; the next acquirer gets it at once with an [`OwnerDied`] report, and every later one too until the poison is cleared |
 //! | [`Semaphore`], [`BoundedSemaphore`] | a permit it held is not returned (a semaphore has no owner); waiters are unaffected, even by a waiter killed just after a release woke it |
 //! | [`Event`] | nothing changes; a dead waiter is forgotten |
-//! | [`Condition`] | while holding its lock: as for `Lock`; a dead waiter is forgotten, and a notification that woke it reaches another waiter within 50 ms |
+//! | [`Condition`] | while holding its lock: as for `Lock`; a waiter that died is skipped by later notifications, and a notification that chose it before it died reaches another waiter within 50 ms |
 //! | [`Barrier`] | the others wait until their timeout (which breaks the barrier for all), or until someone calls [`abort`](Barrier::abort); dying inside the barrier's own short critical section breaks it |
 //!
 //! A waiter killed while it sleeps leaves the primitive's count of sleepers one too high
@@ -159,11 +159,19 @@ impl<G> From<OwnerDied<G>> for TryLockError<G> {
 }
 
 /// Turns a raw acquire result into the public forms.
+///
+/// # Panics
+///
+/// With the message `reentered` when this thread already holds the (non-recursive) lock and
+/// asked to block for it: it would wait for itself forever. The message names the handle the
+/// user holds and what to do instead.
 pub(crate) fn wrap<'a, G>(
     res: Result<(raw::RawGuard<'a>, bool), raw::Fail>,
+    reentered: &'static str,
     make: impl FnOnce(raw::RawGuard<'a>) -> G,
 ) -> Result<G, TryLockError<G>> {
     match res {
+        Err(raw::Fail::Reentered) => panic!("{reentered}"),
         Ok((g, false)) => Ok(make(g)),
         Ok((g, true)) => Err(TryLockError::OwnerDied(OwnerDied::new(make(g)))),
         Err(raw::Fail::WouldBlock) => Err(TryLockError::WouldBlock),

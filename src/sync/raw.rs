@@ -9,7 +9,7 @@ use std::marker::PhantomData;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::time::Instant;
 
-use crate::shm::layout::{Local, State, Tag};
+use crate::shm::layout::{HeldLock, Local, State, Tag};
 use crate::sys::pthread::{self, Status};
 
 /// Polls of the lock word before blocking. With exponential back-off (1, 2, 4, ... 32 pause
@@ -35,6 +35,9 @@ pub(crate) enum Fail {
     WouldBlock,
     /// Still held at the deadline.
     TimedOut,
+    /// A blocking acquire of a non-recursive lock this very thread holds (it would never
+    /// return); the caller names the handle in its panic message.
+    Reentered,
 }
 
 /// A robust, process-shared mutex and its poison word.
@@ -93,15 +96,30 @@ impl RawLock {
         true
     }
 
+    /// A hint that the holder died holding the lock, and nobody took it since (the kernel
+    /// marked the lock word `FUTEX_OWNER_DIED`), read without writing the cache line. Where the
+    /// word cannot be read, `true`: then a `try_acquire` decides.
+    #[inline]
+    pub(crate) fn holder_looks_dead(&self) -> bool {
+        #[cfg(target_env = "gnu")]
+        {
+            // SAFETY: as in `looks_free`.
+            let word = unsafe { std::sync::atomic::AtomicI32::from_ptr(self.mutex.get().cast()) };
+            word.load(Ordering::Relaxed) & (rustix::thread::futex::OWNER_DIED as i32) != 0
+        }
+        #[cfg(not(target_env = "gnu"))]
+        true
+    }
+
     /// Acquires the lock: returns the guard and whether the lock is poisoned. `local` is the
     /// record of the mapping `self` lies in, which counts the guards alive.
     ///
     /// # Panics
     ///
-    /// If this thread already holds this non-recursive lock (it would deadlock), or if the bytes
-    /// of the mutex were overwritten (then without holding it). The blocking acquires of the
-    /// public API have no error to report this with; it takes a process that writes the
-    /// segment behind the crate's back.
+    /// If the bytes of the mutex were overwritten (then without holding it). The blocking
+    /// acquires of the public API have no error to report this with; it takes a process that
+    /// writes the segment behind the crate's back. (A blocking acquire by the thread that holds
+    /// the lock already returns [`Fail::Reentered`], for the caller to report.)
     #[inline]
     pub(crate) fn acquire<'a>(
         &'a self,
@@ -179,11 +197,7 @@ impl RawLock {
             // (without waiting, since nobody else can release it).
             Status::Deadlock if matches!(wait, Wait::No) => Err(Fail::WouldBlock),
             Status::Deadlock if matches!(wait, Wait::Until(_)) => Err(Fail::TimedOut),
-            Status::Deadlock => {
-                panic!(
-                    "this thread already holds this lock (a `Lock` is not re-entrant; `RLock` is)"
-                )
-            }
+            Status::Deadlock => Err(Fail::Reentered),
             Status::TooDeep => panic!("an RLock was acquired too many times by one thread"),
             Status::Failed(e) => panic!(
                 "the lock in shared memory is unusable: {}",
@@ -249,6 +263,17 @@ impl<'a> RawGuard<'a> {
     }
 }
 
+// SAFETY: a `RawGuard` exists only while its thread holds the lock (acquired in `acquire`, and
+// held again when `unlocked` returns); the crate's error-checking locks are not recursive, and
+// every data access of a locked segment goes through a guard (`Segment::data_ref`/`data_mut`).
+// A recursive `RLock` segment holds no data, so no two guards of one thread can reach the same
+// data.
+unsafe impl HeldLock for RawGuard<'_> {
+    fn local(&self) -> &Local {
+        self.local
+    }
+}
+
 impl Drop for RawGuard<'_> {
     fn drop(&mut self) {
         if !self.panicking && std::thread::panicking() {
@@ -298,22 +323,77 @@ pub(crate) struct RawEvent {
 // SAFETY: `repr(C)` atomics; zero is a valid (clear) event.
 unsafe impl State for RawEvent {}
 
+/// How many waiters a [`RawCondition`] tracks one by one (and so wakes exactly).
+pub(crate) const CONDITION_SLOTS: usize = 64;
+
+/// [`WaitSlot::state`]: nobody waits in the slot.
+pub(crate) const SLOT_FREE: u32 = 0;
+/// [`WaitSlot::state`]: a waiter sleeps in the slot, not yet notified.
+pub(crate) const SLOT_WAITING: u32 = 1;
+/// [`WaitSlot::state`]: a notification was handed to the slot's waiter, which has not yet
+/// taken the condition's lock again to return.
+pub(crate) const SLOT_NOTIFIED: u32 = 2;
+
+/// The place of one waiter of a [`RawCondition`].
+///
+/// | `state` | meaning | who moves it on |
+/// |---|---|---|
+/// | `SLOT_FREE` | unused; `owner` unlocked | a waiter claims it: `WAITING` |
+/// | `SLOT_WAITING` | a waiter (holding `owner`) sleeps on `state` | `notify`: `NOTIFIED`; the waiter on time-out: `FREE` |
+/// | `SLOT_NOTIFIED` | that waiter was chosen by a notification | the waiter, once it holds the lock again: `FREE` |
+///
+/// Every transition happens under the condition's lock. The waiter holds `owner` (a robust
+/// mutex) from claiming the slot until it frees it, so a waiter that dies leaves `owner` marked
+/// by the kernel: a notifier skips it (and frees the slot), and a notification it was handed
+/// but could not take is handed on to a live waiter.
+#[repr(C)]
+pub(crate) struct WaitSlot {
+    /// Held by the slot's waiter: its liveness, which the kernel reports when it dies.
+    pub(crate) owner: RawLock,
+    /// `SLOT_FREE`, `SLOT_WAITING` or `SLOT_NOTIFIED`; the futex word the waiter sleeps on.
+    pub(crate) state: AtomicU32,
+    /// The waiter's ticket (from [`RawCondition::next_ticket`]): notifications go to the
+    /// oldest waiters first.
+    pub(crate) ticket: AtomicU32,
+}
+
 /// A condition variable with its own lock.
+///
+/// Up to [`CONDITION_SLOTS`] waiters at once each have a [`WaitSlot`], so that `notify(n)` wakes
+/// exactly `n` of them (the longest waiting), each on its own futex word. Further waiters wait
+/// on `overflow_seq`, as a plain sequence word: a notification that finds fewer slot waiters
+/// than it may wake bumps it, and they all return (spuriously, for all but the ones counted).
 #[repr(C)]
 pub(crate) struct RawCondition {
     /// The lock that callers hold around `wait` and `notify`.
     pub(crate) lock: RawLock,
-    /// Bumped by every notification; the futex word waiters sleep on.
-    pub(crate) seq: AtomicU32,
-    /// Sleepers (or about to sleep) in `wait`; changed under `lock`. One left high by a killed
-    /// waiter only costs a spare `FUTEX_WAKE` per notification.
-    pub(crate) waiters: AtomicU32,
+    /// The ticket of the next waiter to claim a slot (wrapping); changed under `lock`.
+    pub(crate) next_ticket: AtomicU32,
+    /// Waiters without a slot (all taken), sleeping on `overflow_seq`; changed under `lock`.
+    /// One left high by a killed waiter only costs a spare `FUTEX_WAKE`.
+    pub(crate) overflow: AtomicU32,
+    /// Bumped by a notification that reaches the waiters without a slot; their futex word.
+    pub(crate) overflow_seq: AtomicU32,
+    /// One per waiter.
+    pub(crate) slots: [WaitSlot; CONDITION_SLOTS],
 }
 
-// SAFETY: `repr(C)`; the lock is initialised before sharing; the rest are atomics.
+// SAFETY: `repr(C)`; every lock is initialised (by `init`) before sharing; the rest are atomics,
+// for which zero is a valid value (no waiter, empty slots).
 unsafe impl State for RawCondition {
     fn is_valid(&self, _: Tag) -> bool {
         self.lock.is_robust_shared(false)
+            && self.slots.iter().all(|s| {
+                s.owner.is_robust_shared(false) && s.state.load(Ordering::Relaxed) <= SLOT_NOTIFIED
+            })
+    }
+}
+
+impl RawCondition {
+    /// Initialises the lock and every slot's liveness lock of a segment nobody else can see yet.
+    pub(crate) fn init(&self) -> std::io::Result<()> {
+        self.lock.init(false)?;
+        self.slots.iter().try_for_each(|s| s.owner.init(false))
     }
 }
 

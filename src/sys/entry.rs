@@ -12,13 +12,28 @@
 //! instantiated for `(A, R)` that decodes the arguments, calls the target and encodes the result.
 #![allow(unsafe_code)]
 
+use std::marker::PhantomData;
 use std::mem::size_of;
 use std::os::fd::OwnedFd;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::process::Outcome;
+/// What a child does with its entry point: decode the arguments, call the target, encode the
+/// result. Implemented above this layer (by the process module), so that this module needs
+/// nothing from it.
+pub(crate) trait Invoke: 'static {
+    /// The report of one run.
+    type Outcome;
+    /// Runs `f` on the encoded `args`.
+    fn invoke<A: DeserializeOwned, R: Serialize>(
+        f: fn(A) -> R,
+        args: &[u8],
+        fds: Vec<OwnedFd>,
+    ) -> Self::Outcome;
+    /// The report when the parent's and the child's ideas of the target's type differ.
+    fn mismatch() -> Self::Outcome;
+}
 
 /// The fixed point offsets are measured from.
 #[inline(never)]
@@ -33,14 +48,38 @@ fn addr_of(offset: i64) -> usize {
 }
 
 /// The type of every trampoline: target address, signature, encoded arguments, descriptors.
-type Trampoline = fn(usize, u64, &[u8], Vec<OwnedFd>) -> Outcome;
+type Trampoline<O> = fn(usize, u64, &[u8], Vec<OwnedFd>) -> O;
 
 /// A child's entry point, in a form that can be sent to a re-executed copy of this program.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-pub(crate) struct Entry {
+///
+/// The invoker `I` is part of the type, so the trampoline's type at [`run`](Entry::run) is the
+/// one [`of`](Entry::of) measured.
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct Entry<I> {
     trampoline: i64,
     target: i64,
     signature: u64,
+    #[serde(skip)]
+    invoker: PhantomData<fn() -> I>,
+}
+
+impl<I> Clone for Entry<I> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<I> Copy for Entry<I> {}
+
+impl<I> std::fmt::Debug for Entry<I> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Entry")
+            .field("trampoline", &self.trampoline)
+            .field("target", &self.target)
+            .field("signature", &self.signature)
+            .finish()
+    }
 }
 
 /// FNV-1a of the function type's name: ties the target to the trampoline's instantiation.
@@ -52,31 +91,32 @@ fn signature<A, R>() -> u64 {
         })
 }
 
-fn trampoline<A: DeserializeOwned, R: Serialize>(
+fn trampoline<I: Invoke, A: DeserializeOwned, R: Serialize>(
     target: usize,
     sig: u64,
     args: &[u8],
     fds: Vec<OwnedFd>,
-) -> Outcome {
+) -> I::Outcome {
     if sig != signature::<A, R>() {
-        return Outcome::Failed("entry point type mismatch between parent and child".into());
+        return I::mismatch();
     }
     const { assert!(size_of::<fn(A) -> R>() == size_of::<usize>()) };
     // SAFETY: `target` was computed by `Entry::of::<A, R>` from a `fn(A) -> R` of this same
     // executable (the signature check above confirms the types), and mapped back to this
     // process's address of that function by `addr_of`.
     let f: fn(A) -> R = unsafe { std::mem::transmute_copy::<usize, fn(A) -> R>(&target) };
-    crate::process::invoke(f, args, fds)
+    I::invoke(f, args, fds)
 }
 
-impl Entry {
+impl<I: Invoke> Entry<I> {
     /// The entry point that runs `f`.
-    pub(crate) fn of<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> Entry {
-        let t: Trampoline = trampoline::<A, R>;
+    pub(crate) fn of<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> Self {
+        let t: Trampoline<I::Outcome> = trampoline::<I, A, R>;
         Entry {
             trampoline: offset_of(t as usize),
             target: offset_of(f as usize),
             signature: signature::<A, R>(),
+            invoker: PhantomData,
         }
     }
 
@@ -84,22 +124,42 @@ impl Entry {
     /// executable), as re-executing the program requires: a function in a shared library
     /// loaded at its own address has no fixed offset from the executable's code.
     pub(crate) fn same_object<A: DeserializeOwned, R: Serialize>(f: fn(A) -> R) -> bool {
-        let t: Trampoline = trampoline::<A, R>;
+        let t: Trampoline<I::Outcome> = trampoline::<I, A, R>;
         let base = object_base(anchor as fn() as usize);
         object_base(f as usize) == base && object_base(t as usize) == base
     }
 
+    /// Runs an entry point received from the parent that re-executed this program: as
+    /// [`run`](Entry::run), after checking, as a last line of defence against a forged entry,
+    /// that both addresses lie inside this executable's mapping. An entry pointing elsewhere is
+    /// refused as a mismatch without a call. (Inside the executable, the signature check in the
+    /// trampoline is what remains.)
+    pub(crate) fn run_received(&self, args: &[u8], fds: Vec<OwnedFd>) -> I::Outcome {
+        let base = object_base(anchor as fn() as usize);
+        if base == 0
+            || object_base(addr_of(self.trampoline)) != base
+            || object_base(addr_of(self.target)) != base
+        {
+            return I::mismatch();
+        }
+        self.run(args, fds)
+    }
+
     /// Runs the entry point in this process: decodes the arguments, calls the target, encodes
-    /// what it returned (or reports its panic).
+    /// what it returned (or reports its panic), as `I` does it.
     ///
-    /// The entry must have been made by [`Entry::of`] in a process running this same executable
-    /// (the parent that re-executed it); it is only ever received over the child's private
-    /// bootstrap socket.
-    pub(crate) fn run(&self, args: &[u8], fds: Vec<OwnedFd>) -> Outcome {
-        // SAFETY: `trampoline` is the offset of a `Trampoline` of this executable, computed by
-        // `Entry::of` in the parent (see above), and `addr_of` maps it to its address here.
-        let t: Trampoline =
-            unsafe { std::mem::transmute_copy::<usize, Trampoline>(&addr_of(self.trampoline)) };
+    /// The entry must have been made by [`Entry::of`] in this process, in a process it was forked
+    /// from, or in a process running this same executable (the parent that re-executed it; then
+    /// use [`run_received`](Entry::run_received)), which sends it only over the child's private
+    /// bootstrap socket, after the child has checked that the socket is its parent's.
+    pub(crate) fn run(&self, args: &[u8], fds: Vec<OwnedFd>) -> I::Outcome {
+        // SAFETY: `trampoline` is the offset of a `Trampoline<I::Outcome>`, computed by
+        // `Entry::<I>::of` (the same `I`: it is part of the type) in this process, in the one it
+        // was forked from (same mappings), or in the parent running this same executable
+        // (same offsets from `anchor`), and `addr_of` maps it to its address here.
+        let t: Trampoline<I::Outcome> = unsafe {
+            std::mem::transmute_copy::<usize, Trampoline<I::Outcome>>(&addr_of(self.trampoline))
+        };
         t(addr_of(self.target), self.signature, args, fds)
     }
 }
@@ -122,26 +182,60 @@ fn object_base(addr: usize) -> usize {
 mod tests {
     use super::*;
 
+    /// An invoker that decodes and encodes with plain postcard.
+    struct Plain;
+
+    impl Invoke for Plain {
+        type Outcome = Result<Vec<u8>, String>;
+        fn invoke<A: DeserializeOwned, R: Serialize>(
+            f: fn(A) -> R,
+            args: &[u8],
+            _fds: Vec<OwnedFd>,
+        ) -> Self::Outcome {
+            let a: A = postcard::from_bytes(args).map_err(|e| e.to_string())?;
+            postcard::to_allocvec(&f(a)).map_err(|e| e.to_string())
+        }
+        fn mismatch() -> Self::Outcome {
+            Err("mismatch".into())
+        }
+    }
+
     fn double(x: u32) -> u32 {
         x * 2
     }
 
     #[test]
     fn entries_run_in_process() {
-        let e = Entry::of(double);
-        let mut buf = Vec::new();
-        let fds = crate::codec::encode_into(&21u32, &mut buf).unwrap();
-        match e.run(&buf, fds) {
-            Outcome::Returned(bytes, fds) => {
-                assert_eq!(crate::codec::decode::<u32>(&bytes, fds).unwrap(), 42)
-            }
-            other => panic!("unexpected outcome {other:?}"),
-        }
+        let e = Entry::<Plain>::of(double);
+        let args = postcard::to_allocvec(&21u32).unwrap();
+        let out = e.run(&args, Vec::new()).unwrap();
+        assert_eq!(postcard::from_bytes::<u32>(&out).unwrap(), 42);
+    }
+
+    #[test]
+    fn a_wrong_signature_is_refused() {
+        let mut e = Entry::<Plain>::of(double);
+        e.signature ^= 1;
+        assert_eq!(e.run(&[], Vec::new()), Err("mismatch".into()));
+    }
+
+    #[test]
+    fn an_entry_outside_the_executable_is_refused() {
+        let mut e = Entry::<Plain>::of(double);
+        // Far outside any mapping of the executable.
+        e.trampoline = e.trampoline.wrapping_add(1 << 46);
+        assert_eq!(e.run_received(&[], Vec::new()), Err("mismatch".into()));
+        let mut e = Entry::<Plain>::of(double);
+        e.target = e.target.wrapping_add(1 << 46);
+        assert_eq!(e.run_received(&[], Vec::new()), Err("mismatch".into()));
+        let args = postcard::to_allocvec(&4u32).unwrap();
+        let e = Entry::<Plain>::of(double);
+        assert_eq!(e.run_received(&args, Vec::new()), e.run(&args, Vec::new()));
     }
 
     #[test]
     fn targets_in_the_executable_are_in_one_object() {
-        assert!(Entry::same_object(double));
+        assert!(Entry::<Plain>::same_object(double));
         assert_ne!(object_base(double as fn(u32) -> u32 as usize), 0);
     }
 

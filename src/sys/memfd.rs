@@ -48,6 +48,36 @@ pub(crate) fn read_exact_at(fd: impl AsFd, out: &mut [u8], offset: u64) -> io::R
     Ok(true)
 }
 
+/// Writes all of `src` at `offset` of `fd` (`pwrite`); the file grows if it is shorter.
+pub(crate) fn write_all_at(fd: impl AsFd, src: &[u8], offset: u64) -> io::Result<()> {
+    let fd = fd.as_fd();
+    let mut done = 0;
+    while done < src.len() {
+        match rustix::io::pwrite(fd, &src[done..], offset + done as u64) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => done += n,
+            Err(rustix::io::Errno::INTR) => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Whether `fd` is a regular file in a `tmpfs` (where `shm_open(3)` and `memfd_create(2)` make
+/// their files): memory, not a file on a disk or a device.
+pub(crate) fn is_memory_file(fd: impl AsFd) -> io::Result<bool> {
+    /// `TMPFS_MAGIC` of `statfs(2)`.
+    const TMPFS_MAGIC: i64 = 0x0102_1994;
+    let fd = fd.as_fd();
+    let st = rustix::fs::fstat(fd)?;
+    if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::RegularFile {
+        return Ok(false);
+    }
+    let fs = rustix::fs::fstatfs(fd)?;
+    #[allow(clippy::useless_conversion, clippy::unnecessary_cast)]
+    Ok(fs.f_type as i64 == TMPFS_MAGIC)
+}
+
 /// The size in bytes of the file behind `fd`.
 pub(crate) fn size_of(fd: impl AsFd) -> io::Result<u64> {
     let st = rustix::fs::fstat(fd)?;
@@ -200,37 +230,6 @@ impl Mapping {
     /// The mapped length in bytes.
     pub(crate) fn len(&self) -> usize {
         self.len
-    }
-
-    /// Copies bytes `offset..offset + out.len()` into `out`; `false` when out of bounds.
-    pub(crate) fn read_at(&self, offset: usize, out: &mut [u8]) -> bool {
-        if offset
-            .checked_add(out.len())
-            .is_none_or(|end| end > self.len)
-        {
-            return false;
-        }
-        // SAFETY: the range is within the mapping; `out` is process memory, so no overlap.
-        // Bytes have no invalid values, whatever another process wrote.
-        unsafe {
-            std::ptr::copy_nonoverlapping(self.ptr().add(offset), out.as_mut_ptr(), out.len())
-        };
-        true
-    }
-
-    /// Copies `src` into bytes `offset..offset + src.len()`; `false` when out of bounds.
-    pub(crate) fn write_at(&self, offset: usize, src: &[u8]) -> bool {
-        if offset
-            .checked_add(src.len())
-            .is_none_or(|end| end > self.len)
-        {
-            return false;
-        }
-        // SAFETY: the range is within the mapping and no reference into it exists that this
-        // write could invalidate (the crate only forms references under a lock or `unsafe`
-        // contracts); `src` is process memory, so no overlap.
-        unsafe { std::ptr::copy_nonoverlapping(src.as_ptr(), self.ptr().add(offset), src.len()) };
-        true
     }
 }
 

@@ -8,7 +8,7 @@
 //! |---|---|
 //! | [`socket`] | `socketpair`, whole-buffer `send`/`recv` on stream sockets with descriptors (`SCM_RIGHTS`) attached |
 //! | [`net`] | Unix (path, abstract) and TCP listeners and connectors, `pipe2`, single-call reads and writes, `poll` over many descriptors, `getrandom` |
-//! | [`process`] | re-executing the current binary with one inherited descriptor, `fork`, pidfd wait/signal, parent-death handling |
+//! | [`process`] | re-executing the current binary (`clone` with `CLONE_PIDFD`, then `execve`) with one inherited descriptor and a secret-bearing child marker, `fork`, pidfd wait/signal, parent-death handling |
 //! | [`entry`] | child entry points as ASLR-independent offsets of functions in the executable |
 //! | [`memfd`] | anonymous sealed `memfd` segments, named `shm_open` segments, shared mappings (pre-faulted when large) |
 //! | [`poller`] | `epoll` readiness sets and an `eventfd` waker, for servers; sends that do not wait |

@@ -1,6 +1,9 @@
 //! Starting, watching and signalling child processes.
 //!
 //! # References
+//! - [`clone(2)`](https://man7.org/linux/man-pages/man2/clone.2.html) (`CLONE_PIDFD`),
+//!   [`execve(2)`](https://man7.org/linux/man-pages/man2/execve.2.html),
+//!   [`getauxval(3)`](https://man7.org/linux/man-pages/man3/getauxval.3.html) (`AT_SECURE`)
 //! - [`pidfd_open(2)`](https://man7.org/linux/man-pages/man2/pidfd_open.2.html),
 //!   [`waitid(2)`](https://man7.org/linux/man-pages/man2/waitid.2.html)
 //! - [`PR_SET_PDEATHSIG`](https://man7.org/linux/man-pages/man2/PR_SET_PDEATHSIG.2const.html)
@@ -10,42 +13,143 @@
 
 use std::ffi::OsString;
 use std::io;
+use std::mem::size_of;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
-use std::os::unix::process::CommandExt;
-use std::process::Command;
 use std::time::Duration;
 
 use rustix::process::{Pid, PidfdFlags, Signal, WaitId, WaitIdOptions};
 
-/// The environment variable that tells a re-executed program it is a child, and which inherited
-/// descriptor leads back to its parent.
+/// The environment variable that tells a re-executed program it is a child: which inherited
+/// descriptor leads back to its parent, the parent's pid, and the secret the parent wrote first
+/// on that descriptor (see [`take_child_marker`]).
 pub(crate) const CHILD_ENV: &str = "MULTIPROC_CHILD";
 
 /// How a child ended, in Python's convention: an exit code, or minus the signal number.
 pub(crate) type ExitCode = i32;
 
+/// The bytes a parent writes first on a child's bootstrap socket, and names in the marker.
+pub(crate) type Secret = [u8; 16];
+
+/// Makes a fresh [`Secret`] and writes it on `parent_end` (the parent's end of the child's
+/// bootstrap socket), before the child exists: it is waiting there when the child starts.
+pub(crate) fn announce_secret(parent_end: BorrowedFd<'_>) -> io::Result<Secret> {
+    let mut secret = Secret::default();
+    super::net::random(&mut secret)?;
+    let sent = rustix::net::send(parent_end, &secret, rustix::net::SendFlags::NOSIGNAL)?;
+    if sent != secret.len() {
+        return Err(io::Error::other("short write of the child's secret"));
+    }
+    Ok(secret)
+}
+
+/// A started child: its pid and a pidfd taken atomically with its creation.
+#[derive(Debug)]
+pub(crate) struct Child {
+    pub(crate) pid: u32,
+    pub(crate) pidfd: OwnedFd,
+}
+
+/// The `waitid(2)` flag that includes children whose exit signal is not `SIGCHLD`.
+fn wall() -> WaitIdOptions {
+    WaitIdOptions::from_bits_retain(libc::__WALL as u32)
+}
+
 /// Re-executes this process's executable (`/proc/self/exe`, so a binary replaced on disk since
 /// start-up is not picked up) with `argv0` and `args`, keeping `keep` open in the child and naming
-/// it in [`CHILD_ENV`]. With `die_with_parent`, the child gets `SIGKILL` when the calling thread's
-/// process dies (`PR_SET_PDEATHSIG`; call this from a thread that lives as long as the process).
+/// it, this process and `secret` in [`CHILD_ENV`]. With `die_with_parent`, the child gets
+/// `SIGKILL` when the calling thread's process dies (`PR_SET_PDEATHSIG`; call this from a thread
+/// that lives as long as the process).
+///
+/// The child is created by `clone(2)` with `CLONE_PIDFD`, so its pidfd exists before anything
+/// else can reap it: a program that ignores `SIGCHLD` (the kernel then reaps children at once)
+/// or reaps every child with `waitpid(-1, …)` cannot make this fail or hand back the pidfd of
+/// another process. Such a program still takes the exit status away (`execve` gives every
+/// child the ordinary `SIGCHLD` exit signal): see [`Ended::Unknown`].
 pub(crate) fn spawn_self(
     argv0: &OsString,
     args: &[OsString],
     keep: BorrowedFd<'_>,
+    secret: &Secret,
     die_with_parent: bool,
-) -> io::Result<u32> {
+) -> io::Result<Child> {
+    use std::ffi::CString;
+    use std::os::unix::ffi::OsStrExt;
+    let cstr = |b: &[u8]| {
+        CString::new(b).map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::InvalidInput,
+                "an argument or environment variable contains a NUL byte",
+            )
+        })
+    };
     let keep_fd: RawFd = keep.as_raw_fd();
-    let parent = rustix::process::getpid();
-    let mut cmd = Command::new("/proc/self/exe");
-    let marker = format!("{keep_fd},{}", parent.as_raw_nonzero());
-    cmd.arg0(argv0).args(args).env(CHILD_ENV, marker);
-    // SAFETY: the hook runs in the forked child before exec and only makes async-signal-safe
-    // system calls (fcntl, prctl, getppid, _exit), touching no locks and allocating nothing.
-    unsafe {
-        cmd.pre_exec(move || {
+    let parent = rustix::process::getpid().as_raw_nonzero().get();
+    let hex: String = secret.iter().map(|b| format!("{b:02x}")).collect();
+    // Everything the child needs is built here: between `clone` and `execve` it must not
+    // allocate (another thread may hold the allocator's lock).
+    let path = c"/proc/self/exe";
+    let mut argv = vec![cstr(argv0.as_bytes())?];
+    for a in args {
+        argv.push(cstr(a.as_bytes())?);
+    }
+    let mut envp = Vec::new();
+    for (k, v) in std::env::vars_os() {
+        if k != CHILD_ENV {
+            let mut kv = k.as_bytes().to_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            envp.push(cstr(&kv)?);
+        }
+    }
+    envp.push(cstr(
+        format!("{CHILD_ENV}={keep_fd},{parent},{hex}").as_bytes(),
+    )?);
+    let argv_ptrs: Vec<*const libc::c_char> = argv
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    let envp_ptrs: Vec<*const libc::c_char> = envp
+        .iter()
+        .map(|c| c.as_ptr())
+        .chain(std::iter::once(std::ptr::null()))
+        .collect();
+    // The child reports a failed `execve` here; a successful one closes it (CLOEXEC).
+    let (err_rx, err_tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
+    let err_tx_fd = err_tx.as_raw_fd();
+    let mut pidfd: libc::c_int = -1;
+    // SAFETY: `clone` without CLONE_VM and with a null stack duplicates the process as `fork`
+    // does; the kernel writes the new pidfd into `pidfd` (valid for writes) before either side
+    // runs on. In the child, only async-signal-safe calls follow, on memory prepared above and
+    // never freed in the child (sigemptyset/sigprocmask on a local set, signal, fcntl, prctl,
+    // getppid, execve, write, _exit): no lock another thread held can be needed there.
+    let ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone,
+            (libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
+            0 as libc::c_ulong,
+            &mut pidfd as *mut libc::c_int,
+            0 as libc::c_ulong,
+            0 as libc::c_ulong,
+        )
+    };
+    if ret == 0 {
+        // SAFETY: see above: the child's only thread runs async-signal-safe calls, then
+        // `execve` or `_exit`; it never returns into the parent's frames.
+        unsafe {
+            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+            libc::sigemptyset(set.as_mut_ptr());
+            libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+            // The Rust runtime ignores SIGPIPE; the new program starts with the default.
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+            let fail = |errno: libc::c_int| -> ! {
+                let bytes = errno.to_ne_bytes();
+                libc::write(err_tx_fd, bytes.as_ptr().cast(), bytes.len());
+                libc::_exit(127)
+            };
             // Clear FD_CLOEXEC on the bootstrap socket so that it survives exec.
             if libc::fcntl(keep_fd, libc::F_SETFD, 0) == -1 {
-                return Err(io::Error::last_os_error());
+                fail(*libc::__errno_location());
             }
             if die_with_parent {
                 if libc::prctl(
@@ -56,19 +160,46 @@ pub(crate) fn spawn_self(
                     0,
                 ) == -1
                 {
-                    return Err(io::Error::last_os_error());
+                    fail(*libc::__errno_location());
                 }
                 // The parent may have died before the prctl took effect.
-                if libc::getppid() != parent.as_raw_nonzero().get() {
+                if libc::getppid() != parent {
                     libc::_exit(1);
                 }
             }
-            Ok(())
-        });
+            libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
+            fail(*libc::__errno_location())
+        }
     }
-    let child = cmd.spawn()?;
-    // `Child` neither waits nor kills on drop; the caller watches the process through a pidfd.
-    Ok(child.id())
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    drop(err_tx);
+    // SAFETY: the kernel stored a new descriptor that nothing else owns in `pidfd`.
+    let pidfd = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(pidfd) };
+    let _ = rustix::io::fcntl_setfd(&pidfd, rustix::io::FdFlags::CLOEXEC);
+    let child = Child {
+        pid: ret as u32,
+        pidfd,
+    };
+    let mut errno = [0u8; 4];
+    let mut got = 0;
+    while got < errno.len() {
+        match rustix::io::read(&err_rx, &mut errno[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(e) => {
+                kill_and_reap(&child);
+                return Err(e.into());
+            }
+        }
+    }
+    if got == 0 {
+        return Ok(child);
+    }
+    let _ = pidfd_reap(child.pidfd.as_fd(), true);
+    Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
 }
 
 /// `fork(2)`: runs `child` in the new process (it never returns there) and returns the child's
@@ -102,12 +233,40 @@ pub(crate) fn fork_run(child: impl FnOnce()) -> io::Result<u32> {
     }
 }
 
-/// Kills and reaps a child known only by its pid (when no pidfd could be had for it).
-pub(crate) fn kill_and_reap(pid: u32) {
+/// Kills and reaps a child.
+pub(crate) fn kill_and_reap(child: &Child) {
+    let _ = pidfd_signal(child.pidfd.as_fd(), libc::SIGKILL);
+    let _ = pidfd_reap(child.pidfd.as_fd(), true);
+}
+
+/// Kills and reaps a child known only by its pid: one blocked in [`await_parent`], whose pid
+/// cannot have been reused.
+pub(crate) fn kill_and_reap_pid(pid: u32) {
     if let Some(p) = Pid::from_raw(pid as i32) {
         let _ = rustix::process::kill_process(p, Signal::KILL);
         let _ = rustix::process::waitpid(Some(p), rustix::process::WaitOptions::empty());
     }
+}
+
+/// A pidfd for a child made by [`fork_run`], whose first act is [`await_parent`]: the child
+/// cannot end (short of being killed) before this returns, so no reaper can take it first.
+pub(crate) fn forked_child(pid: u32) -> io::Result<Child> {
+    let pidfd = pidfd_open(pid)?;
+    Ok(Child { pid, pidfd })
+}
+
+/// In the parent of a forked child: lets the child go on past [`await_parent`].
+pub(crate) fn release_child(parent_end: BorrowedFd<'_>) -> io::Result<()> {
+    rustix::net::send(parent_end, &[1], rustix::net::SendFlags::NOSIGNAL)?;
+    Ok(())
+}
+
+/// In a forked child, first thing: waits until the parent holds its pidfd (or has died).
+pub(crate) fn await_parent(child_end: BorrowedFd<'_>) {
+    let mut b = [0u8; 1];
+    while let Err(rustix::io::Errno::INTR) =
+        rustix::net::recv(child_end, &mut b, rustix::net::RecvFlags::empty())
+    {}
 }
 
 /// In a forked child: ask for `SIGKILL` when the parent dies, and exit at once if it already has.
@@ -124,6 +283,17 @@ pub(crate) fn die_with_parent(parent: u32) {
 pub(crate) fn exit_immediately(code: i32) -> ! {
     // SAFETY: `_exit` is always safe to call; it does not return.
     unsafe { libc::_exit(code) }
+}
+
+/// Ignores `SIGPIPE`, as the Rust runtime does before `main`: for a child that becomes the child
+/// before `main` (from a constructor), so that a write to a closed pipe is an `EPIPE` error
+/// there too, not death by signal.
+pub(crate) fn ignore_sigpipe() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler; it is what the
+    // standard library's own start-up code does.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_IGN);
+    }
 }
 
 /// The current process id.
@@ -160,10 +330,21 @@ pub(crate) fn pidfd_signal(pidfd: BorrowedFd<'_>, signal: i32) -> io::Result<()>
     }
 }
 
-/// Reaps the process if it has ended (or, with `block`, once it ends): its exit code in Python's
-/// convention. `None` without `block` means it is still running.
-pub(crate) fn pidfd_reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<ExitCode>> {
-    let mut opts = WaitIdOptions::EXITED;
+/// How a child ended, as far as can be known.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Ended {
+    /// Its exit code in Python's convention (negative: killed by that signal).
+    Code(ExitCode),
+    /// It has ended, but its status went elsewhere: the kernel reaped it at once because this
+    /// process ignores `SIGCHLD` (or set `SA_NOCLDWAIT`), or another part of the program
+    /// reaped it (`waitpid(-1, …)`).
+    Unknown,
+}
+
+/// Reaps the process if it has ended (or, with `block`, once it ends). `None` without `block`
+/// means it is still running.
+pub(crate) fn pidfd_reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Option<Ended>> {
+    let mut opts = WaitIdOptions::EXITED | wall();
     if !block {
         opts |= WaitIdOptions::NOHANG;
     }
@@ -171,10 +352,10 @@ pub(crate) fn pidfd_reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Optio
         match rustix::process::waitid(WaitId::PidFd(pidfd), opts) {
             Ok(Some(status)) => {
                 if let Some(code) = status.exit_status() {
-                    return Ok(Some(code));
+                    return Ok(Some(Ended::Code(code)));
                 }
                 if let Some(sig) = status.terminating_signal() {
-                    return Ok(Some(-sig));
+                    return Ok(Some(Ended::Code(-sig)));
                 }
                 // NOHANG with nothing to report fills in an empty status.
                 if !block {
@@ -183,6 +364,12 @@ pub(crate) fn pidfd_reap(pidfd: BorrowedFd<'_>, block: bool) -> io::Result<Optio
             }
             Ok(None) => return Ok(None),
             Err(rustix::io::Errno::INTR) => continue,
+            // Not waitable (any more): it was reaped elsewhere. A pidfd polls readable once its
+            // process has ended.
+            Err(rustix::io::Errno::CHILD) => {
+                let timeout = if block { None } else { Some(Duration::ZERO) };
+                return Ok(super::socket::wait_readable(pidfd, timeout)?.then_some(Ended::Unknown));
+            }
             Err(e) => return Err(e.into()),
         }
     }
@@ -194,91 +381,143 @@ pub(crate) fn pidfd_wait_exit(
     pidfd: BorrowedFd<'_>,
     timeout: Option<Duration>,
 ) -> io::Result<bool> {
-    if timeout.is_some() {
-        // A pidfd polls readable once the process has terminated.
-        return super::socket::wait_readable(pidfd, timeout);
-    }
-    loop {
-        match rustix::process::waitid(
-            WaitId::PidFd(pidfd),
-            WaitIdOptions::EXITED | WaitIdOptions::NOWAIT,
-        ) {
-            Ok(_) => return Ok(true),
-            Err(rustix::io::Errno::INTR) => continue,
-            // Already reaped by another thread.
-            Err(rustix::io::Errno::CHILD) => return Ok(true),
-            Err(e) => return Err(e.into()),
-        }
-    }
+    // A pidfd polls readable once the process has terminated.
+    super::socket::wait_readable(pidfd, timeout)
 }
 
 /// What the child marker in the environment says about this process.
 pub(crate) enum Marker {
-    /// No marker, or one inherited by accident (this process was not started by
-    /// [`spawn_self`]): run as the program itself.
+    /// No marker, one inherited by accident (this process was not started by [`spawn_self`]),
+    /// or a program running with elevated privileges (`AT_SECURE`): run as the program itself.
     None,
     /// This process was started as a child; here is the descriptor leading back to its parent.
     Child(OwnedFd),
 }
 
+/// A marker as read from the environment.
+struct MarkerValue {
+    fd: RawFd,
+    parent: i32,
+    secret: Secret,
+}
+
 /// Reads the child marker: the inherited descriptor leading back to the parent, if this process
 /// was started as a child by [`spawn_self`]. Only the first call can return it.
 ///
-/// The marker names the descriptor and the parent's pid. A process whose parent is that pid was
-/// started by `spawn_self`; if its descriptor is not the parent's socket (`SO_PEERCRED`), or if
-/// its parent died before it got here (it was re-parented, but the socket is its parent's), it
-/// exits at once with code 1 rather than run the program a second time. Any other process that
-/// sees a marker inherited it by accident (a program started with `std::process::Command` by a
-/// child, say) and runs as itself. The environment is left as it is: changing it is unsound
-/// while other threads may read it.
+/// The marker names a descriptor, the parent's pid and a secret. It is believed only when the
+/// descriptor is a socket made by that pid (`SO_PEERCRED`) under this process's user, and the
+/// first bytes waiting on it are the secret, which the parent wrote there before this process
+/// existed. The parent's pid is not required to be this process's parent any more: a parent may
+/// return from `main` right after starting a child, whose arguments are then already on the
+/// socket.
+///
+/// - In a program running with elevated privileges (set-user-ID, set-group-ID, file
+///   capabilities: `getauxval(AT_SECURE)`), the marker is ignored: whoever started the program
+///   chose its environment.
+/// - A marker that names this process's parent but whose descriptor or secret is wrong is
+///   refused: the process prints why on standard error and exits with code 1, running no entry
+///   point (and not the program, which would run a second time).
+/// - Any other process that sees a marker inherited it by accident (a program started with
+///   `std::process::Command` by a child, say) and runs as itself.
+///
+/// The environment is left as it is: changing it is unsound while other threads may read it.
 pub(crate) fn take_child_marker() -> Marker {
     static TAKEN: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-    let Some((fd, parent)) = read_marker() else {
+    let Some(m) = read_marker() else {
         return Marker::None;
     };
-    if TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel) {
+    if at_secure() || TAKEN.swap(true, std::sync::atomic::Ordering::AcqRel) {
         return Marker::None;
     }
-    let is_parents_socket = fd >= 3 && {
-        // SAFETY: the descriptor is only borrowed for these two calls, which fail cleanly
-        // (EBADF, ENOTSOCK) on a number that is closed or not a socket.
-        let borrowed = unsafe { BorrowedFd::borrow_raw(fd) };
-        rustix::fs::fstat(borrowed).is_ok_and(|st| {
-            rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
-        }) && rustix::net::sockopt::socket_peercred(borrowed)
-            .is_ok_and(|c| c.pid.as_raw_nonzero().get() == parent)
-    };
-    let our_parent = getppid_raw() == Some(parent);
-    match (our_parent, is_parents_socket) {
-        (true, true) => {
-            // SAFETY: the parent left exactly this descriptor open for this process to own (it
-            // created the socket, as SO_PEERCRED shows), and `TAKEN` guarantees it is claimed
-            // once.
-            let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(fd) };
-            // Grandchildren must not inherit it.
-            let _ = rustix::io::fcntl_setfd(owned.as_fd(), rustix::io::FdFlags::CLOEXEC);
-            Marker::Child(owned)
+    if is_parents_socket(&m) {
+        // SAFETY: the descriptor is open (the check above used it), and `TAKEN` guarantees it
+        // is claimed once; the parent left exactly this descriptor open for this process.
+        let owned = unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(m.fd) };
+        match read_secret(owned.as_fd()) {
+            Some(s) if s == m.secret => {
+                // Grandchildren must not inherit it.
+                let _ = rustix::io::fcntl_setfd(owned.as_fd(), rustix::io::FdFlags::CLOEXEC);
+                return Marker::Child(owned);
+            }
+            _ => refuse("the descriptor it names does not carry the parent's secret"),
         }
-        (true, false) => {
-            eprintln!("multiproc: started as a child, but the descriptor to the parent is missing");
-            exit_immediately(1)
-        }
-        // Our parent died before we reached our entry point: nobody to run for.
-        (false, true) => exit_immediately(1),
-        (false, false) => Marker::None,
     }
+    if getppid_raw() == Some(m.parent) {
+        refuse("the descriptor it names is not a socket made by the parent");
+    }
+    Marker::None
+}
+
+fn refuse(why: &str) -> ! {
+    use std::io::Write;
+    // Straight to the descriptor: a test harness capturing `eprintln!` would swallow it.
+    let _ = writeln!(
+        std::io::stderr(),
+        "multiproc: refusing to run as a child ({CHILD_ENV} is set, but {why})"
+    );
+    exit_immediately(1)
+}
+
+/// Whether the marker's descriptor is a socket made by the process it names, under our user.
+fn is_parents_socket(m: &MarkerValue) -> bool {
+    if m.fd < 3 {
+        return false;
+    }
+    // SAFETY: the descriptor is only borrowed for these calls, which fail cleanly (EBADF,
+    // ENOTSOCK) on a number that is closed or not a socket.
+    let borrowed = unsafe { BorrowedFd::borrow_raw(m.fd) };
+    rustix::fs::fstat(borrowed).is_ok_and(|st| {
+        rustix::fs::FileType::from_raw_mode(st.st_mode) == rustix::fs::FileType::Socket
+    }) && rustix::net::sockopt::socket_peercred(borrowed).is_ok_and(|c| {
+        c.pid.as_raw_nonzero().get() == m.parent && c.uid == rustix::process::geteuid()
+    })
+}
+
+/// The secret waiting at the start of the bootstrap socket, without waiting for it: the real
+/// parent wrote it before this process was created.
+fn read_secret(sock: BorrowedFd<'_>) -> Option<Secret> {
+    let mut secret = Secret::default();
+    let mut got = 0;
+    while got < secret.len() {
+        match rustix::net::recv(sock, &mut secret[got..], rustix::net::RecvFlags::DONTWAIT) {
+            Ok((0, _)) => return None,
+            Ok((n, _)) => got += n,
+            Err(rustix::io::Errno::INTR) => continue,
+            Err(_) => return None,
+        }
+    }
+    Some(secret)
+}
+
+/// Whether the kernel marks this program as running with privileges its caller lacks
+/// (`getauxval(AT_SECURE)`: set-user-ID, set-group-ID or file capabilities).
+fn at_secure() -> bool {
+    // SAFETY: getauxval only reads the auxiliary vector; it has no preconditions.
+    unsafe { libc::getauxval(libc::AT_SECURE) != 0 }
 }
 
 /// Whether this process carries a child marker addressed to it (its parent is the pid the
-/// marker names), whether or not [`take_child_marker`] has run yet.
+/// marker names, or its descriptor is the named parent's socket), whether or not
+/// [`take_child_marker`] has run yet.
 pub(crate) fn is_marked_child() -> bool {
-    read_marker().is_some_and(|(_, parent)| getppid_raw() == Some(parent))
+    read_marker()
+        .is_some_and(|m| !at_secure() && (getppid_raw() == Some(m.parent) || is_parents_socket(&m)))
 }
 
-fn read_marker() -> Option<(RawFd, i32)> {
+fn read_marker() -> Option<MarkerValue> {
     let value = std::env::var_os(CHILD_ENV)?;
-    let (fd, parent) = value.to_str()?.split_once(',')?;
-    Some((fd.parse().ok()?, parent.parse().ok()?))
+    let mut parts = value.to_str()?.split(',');
+    let fd = parts.next()?.parse().ok()?;
+    let parent = parts.next()?.parse().ok()?;
+    let hex = parts.next()?;
+    if parts.next().is_some() || hex.len() != 2 * size_of::<Secret>() {
+        return None;
+    }
+    let mut secret = Secret::default();
+    for (i, b) in secret.iter_mut().enumerate() {
+        *b = u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(MarkerValue { fd, parent, secret })
 }
 
 fn getppid_raw() -> Option<i32> {
