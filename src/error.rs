@@ -58,6 +58,9 @@ pub enum Error {
     /// A message could not be sent on a connection.
     #[error(transparent)]
     Send(#[from] crate::connection::SendError),
+    /// A manager call failed, or the manager could not be reached or started.
+    #[error(transparent)]
+    Manager(#[from] crate::manager::ManagerError),
     /// A message could not be received from a connection.
     #[error(transparent)]
     Recv(#[from] crate::connection::RecvError),

@@ -179,13 +179,41 @@
 //! server.join().unwrap();
 //! ```
 //!
+//! ## A manager: shared objects in a server process
+//!
+//! A [`Manager`](manager::Manager) holds dicts, lists, queues, locks and other objects in a
+//! server (a child process, a thread, or `multiproc serve` on another machine); proxies call
+//! their methods there, from any process that has them:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::Process;
+//! use multiproc::manager::{DictProxy, ListProxy, Manager};
+//!
+//! fn f((d, l): (DictProxy, ListProxy)) {
+//!     d.set(1, "1").unwrap();
+//!     d.set("2", 2).unwrap();
+//!     d.set(0.25, ()).unwrap();
+//!     l.reverse().unwrap();
+//! }
+//!
+//! let manager = Manager::start().unwrap();
+//! let d = manager.dict().unwrap();
+//! let l = manager.list((0..10).collect::<Vec<i32>>()).unwrap();
+//! Process::start(f, (d.clone(), l.clone())).unwrap().join().unwrap();
+//! assert_eq!(d.to_string(), "{1: '1', '2': 2, 0.25: None}");
+//! assert_eq!(l.to_string(), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
+//! ```
+//!
 //! # Differences from Python multiprocessing
 //!
 //! - **Targets are functions, not closures.** A target is a non-capturing `fn(A) -> R`; its
 //!   arguments and result are serde values (Python pickles the target and its arguments).
 //!   [`Process::join`] returns the function's result, which Python's `join` does not.
-//! - **Errors instead of tracebacks.** A panic in a child comes back to `join` with its message
-//!   and location; Python only prints the traceback in the child and sets `exitcode` to 1.
+//! - **Errors instead of tracebacks.** A panic in a child comes back to `join` with its
+//!   message, location and (with `RUST_BACKTRACE`) backtrace, and the child prints nothing;
+//!   Python prints the traceback in the child and sets `exitcode` to 1. A child dropped
+//!   without `join` has its panic printed by the parent.
 //! - **`init()` instead of `if __name__ == '__main__'`.** The spawn method re-executes the
 //!   program; `init` must come first in `main`. Starting a process before `init` was called is
 //!   an error, not the endless recursion Python produces without the guard.
@@ -194,25 +222,47 @@
 //! - **Daemons die with their parent, however it dies.** Python terminates daemonic children
 //!   only at a clean exit of the parent; here a daemon child is killed by the kernel even when
 //!   the parent is killed with `SIGKILL`. Python joins non-daemonic children at exit; here they
-//!   keep running (join them yourself).
+//!   keep running (join them yourself), even when the parent returns from `main` right after
+//!   starting them.
+//! - **`SIGCHLD` stays yours.** Ignoring `SIGCHLD` (or reaping children elsewhere) never makes
+//!   a start fail; a child's exit status may then be lost ([`JoinError::StatusUnknown`]), but
+//!   `is_alive()` and `join` stay truthful.
 //! - **No zombies.** A dropped, un-joined [`Process`] is reaped in the background; in Python it
 //!   stays a zombie until the next `active_children()` or process start.
 //! - **Connections are bounded and time out.** Every receive checks a maximum message size
 //!   (1 GiB by default, configurable) before reading the message, and the authkey handshake
-//!   has a time-out (5 s by default); Python has neither. The HMAC-MD5 handshake of Python
-//!   3.11 and older is refused unless enabled. See [`connection`].
+//!   has a time-out (5 s by default); Python has neither. Handshakes run side by side, so a
+//!   client that connects and stays silent delays no one else; Python's `accept` serves one
+//!   client at a time and waits forever. The HMAC-MD5 handshake of Python 3.11 and older is
+//!   refused unless enabled. See [`connection`].
+//! - **Typed messages carry no type.** `send`/`recv` use postcard, which is not
+//!   self-describing: both ends must agree on each message's type (use one enum for several
+//!   kinds of message). Pickle, as in Python, is self-describing (`Codec::Pickle`).
 //! - **Locks survive their holders.** A process killed while it holds a lock leaves it to the
 //!   next acquirer with an [`OwnerDied`] report; in Python every other process waits forever.
 //!   The price: sharing a locked object means trusting the processes it is shared with (see
 //!   [`shm`]). Anonymous segments (the default for `Value`, `Array` and locks) are freed by the
 //!   kernel with their last user, so nothing is left in `/dev/shm` after a crash.
+//! - **Conditions wake exactly `n`.** `Condition::notify(n)` wakes exactly `n` waiters, even
+//!   when waiters in other processes are killed; Python's can hang or lose wake-ups then.
+//! - **Shared memory cannot crash its reader.** `SharedMemory::read_at`/`write_at` copy
+//!   through the descriptor, so a process that shrinks the segment causes an error, not the
+//!   `SIGBUS` Python's `buf` faults with. `RawValue`/`RawArray` copy each unit of up to 8 bytes
+//!   atomically, so they are safe to use from several threads.
+//! - **Managers run nothing from the wire, and clean up after the dead.** Python's manager
+//!   unpickles requests (code execution for anyone with the authkey), keeps a thread per
+//!   client, keeps a dead client's objects and locks forever, and loses updates in
+//!   `d[k] += 1`. Here requests are plain data, one thread serves all clients, a dead client's
+//!   references and locks are released at once, and `update_with` changes a value in one step.
+//!   See [`manager`].
 //! - **Linux first.** The crate uses `memfd`, `pidfd`, `SCM_RIGHTS` and futexes; other systems
 //!   are not supported yet.
 //!
 //! # What it does not do (yet)
 //!
-//! - Queues (`Queue`, `SimpleQueue`, `JoinableQueue`), the `Manager` server and its proxies,
-//!   `Pool`, and the Redis backend: the seed tutorial's third and fourth programs wait for them.
+//! - Queues (`Queue`, `SimpleQueue`, `JoinableQueue`) in shared memory, `Pool`, and the Redis
+//!   backend. The manager does not serve Python's own manager clients yet, and its lists take
+//!   integer indices only (no slices).
 //! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).
@@ -237,7 +287,7 @@ pub use serde;
 pub use codec::CodecError;
 pub use connection::{
     AcceptError, Address, AuthError, BindError, Client, ConnectError, Connection, Listener,
-    RecvError, SendError, Waitable, pipe, wait,
+    RecvError, SendError, TryHandshakeError, Unauthenticated, Waitable, pipe, wait,
 };
 pub use descriptor::Descriptor;
 pub use error::Error;
