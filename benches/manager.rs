@@ -51,6 +51,18 @@ fn calls(c: &mut Criterion) {
         g.bench_function(format!("atomic update_with add, server in a {name}"), |b| {
             b.iter(|| d.update_with("n", "add", 1).unwrap())
         });
+        g.throughput(criterion::Throughput::Elements(10_000));
+        g.bench_function(
+            format!("pipeline of 10k d[i] = i, server in a {name}"),
+            |b| {
+                b.iter(|| {
+                    let calls = (0..10_000i64)
+                        .map(|i| (d.as_proxy(), "__setitem__", vec![i.into(), i.into()]));
+                    manager.pipeline(calls).unwrap()
+                })
+            },
+        );
+        g.throughput(criterion::Throughput::Elements(1));
     }
     g.bench_function("Manager::start (child process) + first dict", |b| {
         b.iter_custom(|iters| {

@@ -214,3 +214,27 @@ fn multiproc_serve_serves_separate_clients_and_stops_on_sigterm() {
     assert!(server.wait().unwrap().success(), "a clean stop on SIGTERM");
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+#[test]
+fn a_pipeline_runs_many_calls_in_order() {
+    let manager = Manager::start().unwrap();
+    let l = manager.list(obj!([])).unwrap();
+    let mut calls: Vec<(&Proxy, &str, Vec<Object>)> = (0..1000)
+        .map(|i| (l.as_proxy(), "append", vec![i.into()]))
+        .collect();
+    calls.push((l.as_proxy(), "__getitem__", vec![5000.into()]));
+    calls.push((l.as_proxy(), "__len__", vec![]));
+    let results = manager.pipeline(calls).unwrap();
+    assert_eq!(results.len(), 1002);
+    let err = results[1000].as_ref().unwrap_err();
+    assert_eq!(err.kind(), ExceptionKind::IndexError);
+    assert_eq!(results[1001].as_ref().unwrap(), &obj!(1000));
+    assert_eq!(l.get(999).unwrap(), obj!(999));
+    let other = Manager::start_thread().unwrap();
+    let foreign = other.dict().unwrap();
+    let mixed = vec![(foreign.as_proxy(), "__len__", vec![])];
+    assert!(matches!(
+        manager.pipeline(mixed),
+        Err(ManagerError::Protocol(_))
+    ));
+}

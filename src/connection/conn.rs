@@ -286,6 +286,23 @@ impl Connection {
             .map_err(SendError::from)
     }
 
+    /// Sends several messages in one system call where the transport allows (a socket), for
+    /// pipelined requests.
+    pub(crate) fn send_many_bytes(&mut self, bufs: &[&[u8]]) -> Result<(), SendError> {
+        if !self.writable {
+            return Err(SendError::NotWritable);
+        }
+        match self.transport {
+            Transport::Pipe => {
+                for b in bufs {
+                    self.send_bytes(b)?;
+                }
+                Ok(())
+            }
+            _ => frame::write_frames(self.fd.as_fd(), bufs, &[]).map_err(SendError::from),
+        }
+    }
+
     /// Sends the part `range` of `buf` as one message, as Python's
     /// `send_bytes(buf, offset, size)`.
     ///

@@ -120,6 +120,40 @@ impl Link {
         Ok(codec::decode::<Reply>(&bytes, Vec::new())?)
     }
 
+    /// Sends `requests` together and reads their replies, in order: one round trip for many
+    /// calls. They go in groups small enough that the replies of one group fit the sockets'
+    /// buffers while the next is written.
+    fn pipeline(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+        const GROUP: usize = 256;
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        let mut conn = match idle {
+            Some(c) => c,
+            None => self.open()?,
+        };
+        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
+        let mut replies = Vec::with_capacity(requests.len());
+        for group in requests.chunks(GROUP) {
+            let mut encoded = Vec::with_capacity(group.len());
+            for req in group {
+                let mut bytes = Vec::new();
+                codec::encode_plain_into(req, &mut bytes)?;
+                encoded.push(bytes);
+            }
+            let frames: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            conn.send_many_bytes(&frames).map_err(|e| lost(&e))?;
+            for _ in group {
+                let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
+                replies.push(codec::decode::<Reply>(&bytes, Vec::new())?);
+            }
+        }
+        self.put_back(conn);
+        Ok(replies)
+    }
+
     /// The link of this process to `address`, made on first use.
     fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
         static LINKS: Mutex<Vec<std::sync::Weak<Link>>> = Mutex::new(Vec::new());
@@ -773,6 +807,58 @@ impl Manager {
     /// [`ManagerError`] when the manager cannot be reached.
     pub fn list(&self, items: impl Into<Object>) -> Result<ListProxy, ManagerError> {
         self.create("list", vec![items.into()]).map(ListProxy)
+    }
+
+    /// Runs many calls in one round trip (pipelined, in order): each `(proxy, method, args)`
+    /// gives the method's value or the exception it raised. For throughput: a call costs the
+    /// server a few microseconds, a round trip tens.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Protocol`] when a proxy belongs to another manager; the other variants
+    /// when the manager cannot be reached.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::manager::Manager;
+    /// let manager = Manager::start_thread()?;
+    /// let d = manager.dict()?;
+    /// let calls = (0..100).map(|i| (d.as_proxy(), "__setitem__", vec![i.into(), (i * i).into()]));
+    /// let results = manager.pipeline(calls)?;
+    /// assert!(results.iter().all(Result::is_ok));
+    /// assert_eq!(d.len()?, 100);
+    /// # Ok::<(), multiproc::manager::ManagerError>(())
+    /// ```
+    pub fn pipeline<'a>(
+        &self,
+        calls: impl IntoIterator<Item = (&'a Proxy, &'a str, Vec<Object>)>,
+    ) -> Result<Vec<Result<Object, Exception>>, ManagerError> {
+        let mut requests = Vec::new();
+        for (proxy, method, args) in calls {
+            if !Arc::ptr_eq(&proxy.link, &self.link) {
+                return Err(ManagerError::Protocol(
+                    "a proxy of another manager in a pipeline".into(),
+                ));
+            }
+            requests.push(Request {
+                id: Some(proxy.id),
+                method: method.into(),
+                args,
+                kwargs: Dict::new(),
+            });
+        }
+        self.link
+            .pipeline(requests)?
+            .into_iter()
+            .map(|r| match r {
+                Reply::Return(v) => Ok(Ok(v)),
+                Reply::Error(e) => Ok(Err(e)),
+                Reply::Proxy { typeid, .. } => Err(ManagerError::Protocol(format!(
+                    "a {typeid} proxy in a pipeline's replies"
+                ))),
+            })
+            .collect()
     }
 
     /// How many objects the server holds (Python's `manager._number_of_objects()`).
