@@ -91,6 +91,19 @@ impl Link {
         }
     }
 
+    /// An idle connection, or a new one if every connection is busy.
+    fn take(&self) -> Result<Connection, ManagerError> {
+        let idle = self
+            .idle
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .pop();
+        match idle {
+            Some(c) => Ok(c),
+            None => self.open(),
+        }
+    }
+
     fn put_back(&self, conn: Connection) {
         let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
         if idle.len() < MAX_IDLE {
@@ -125,15 +138,7 @@ impl Link {
     /// buffers while the next is written.
     fn pipeline(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
         const GROUP: usize = 256;
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => self.open()?,
-        };
+        let mut conn = self.take()?;
         let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
         let mut replies = Vec::with_capacity(requests.len());
         for group in requests.chunks(GROUP) {
@@ -179,15 +184,7 @@ impl Link {
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Reply, ManagerError> {
-        let idle = self
-            .idle
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .pop();
-        let mut conn = match idle {
-            Some(c) => c,
-            None => self.open()?,
-        };
+        let mut conn = self.take()?;
         let reply = Self::exchange(&mut conn, id, method, args, kwargs)?;
         // A connection that failed is dropped (the `?` above); this one goes back.
         self.put_back(conn);
