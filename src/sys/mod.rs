@@ -13,11 +13,13 @@
 //! | [`memfd`] | anonymous sealed `memfd` segments, named `shm_open` segments, shared mappings (pre-faulted when large) |
 //! | [`pthread`] | process-shared robust mutexes (the kernel reports a dead holder) |
 //! | [`futex`] | waiting on and waking a shared 32-bit word |
+//! | [`ofd`] | liveness locks: open-file-description byte locks on a private description of a segment |
 
 pub(crate) mod entry;
 pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod net;
+pub(crate) mod ofd;
 pub(crate) mod process;
 pub(crate) mod pthread;
 pub(crate) mod socket;
