@@ -356,7 +356,8 @@ thread_local! {
 
 /// Runs `f` with this thread's scratch buffer (a fresh one if it is in use already).
 fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
-    let mut buf = BUF.with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+    let mut buf = BUF
+        .with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
         .unwrap_or_default();
     buf.clear();
     let r = f(&mut buf);
@@ -689,7 +690,11 @@ impl BytesQueue {
     /// # Errors
     ///
     /// [`PutError::Timeout`] or [`PutError::Closed`], handing `msg` back.
-    pub fn put_timeout<B: AsRef<[u8]>>(&self, msg: B, timeout: Duration) -> Result<(), PutError<B>> {
+    pub fn put_timeout<B: AsRef<[u8]>>(
+        &self,
+        msg: B,
+        timeout: Duration,
+    ) -> Result<(), PutError<B>> {
         self.put_with(msg, until(timeout))
     }
 

@@ -198,7 +198,7 @@ impl Geometry {
             && self.slots.is_power_of_two()
             && (2..=MAX_SLOTS).contains(&self.slots)
             && (MIN_SLOT..=MAX_SLOT).contains(&self.slot_size)
-            && self.slot_size % LINE as u64 == 0
+            && self.slot_size.is_multiple_of(LINE as u64)
             && (MIN_STREAM..=MAX_STREAM).contains(&self.stream_size)
             && (1..=self.slots).contains(&self.maxsize)
             && offsets(self).is_some()
@@ -227,7 +227,10 @@ pub(crate) struct Raw {
 impl Raw {
     /// Creates a segment of geometry `g` (which must be valid): sealed, zero-filled, with the
     /// header written and every slot stamped empty for its first position.
-    pub(crate) fn create(g: Geometry, empty_stamp: impl Fn(u64) -> u64) -> std::io::Result<(OwnedFd, Raw)> {
+    pub(crate) fn create(
+        g: Geometry,
+        empty_stamp: impl Fn(u64) -> u64,
+    ) -> std::io::Result<(OwnedFd, Raw)> {
         let off = offsets(&g).filter(|_| g.is_valid()).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid queue geometry")
         })?;
@@ -253,7 +256,9 @@ impl Raw {
             off,
         };
         for i in 1..g.slots {
-            raw.slot(i).stamp.store(empty_stamp(i), std::sync::atomic::Ordering::Relaxed);
+            raw.slot(i)
+                .stamp
+                .store(empty_stamp(i), std::sync::atomic::Ordering::Relaxed);
         }
         Ok((fd, raw))
     }

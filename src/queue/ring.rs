@@ -228,7 +228,9 @@ impl Ring {
         let (fd, raw) = Raw::create(g, empty_stamp)?;
         Ring::register(fd, raw).map_err(|e| match e {
             AttachFail::Os(e) => e,
-            AttachFail::TableFull | AttachFail::Bad(_) => std::io::Error::other("cannot join a new queue"),
+            AttachFail::TableFull | AttachFail::Bad(_) => {
+                std::io::Error::other("cannot join a new queue")
+            }
         })
     }
 
@@ -347,9 +349,7 @@ impl Ring {
     pub(crate) fn sweep(&self) {
         for i in 0..self.raw.geometry().members {
             let owner = i as u16 + 1;
-            if owner != self.me
-                && self.raw.member(i).state.load(Relaxed) != 0
-                && !self.alive(owner)
+            if owner != self.me && self.raw.member(i).state.load(Relaxed) != 0 && !self.alive(owner)
             {
                 self.try_reap(owner);
             }
@@ -681,8 +681,7 @@ impl Ring {
                     self.try_reap(t.reader());
                     continue;
                 }
-                let unchanged =
-                    || st.token.load(Acquire) == t.0 && st.read.load(Acquire) == read;
+                let unchanged = || st.token.load(Acquire) == t.0 && st.read.load(Acquire) == read;
                 self.sleep(&c.stream_wait, deadline, unchanged);
             }
         }
@@ -710,10 +709,8 @@ impl Ring {
     /// Frees the slot of `pos` (read by us) for the producer of the next lap.
     fn free(&self, pos: u64) {
         let slot = self.raw.slot(pos);
-        slot.stamp.store(
-            Stamp::new(pos + self.slots(), State::Empty, 0).0,
-            Release,
-        );
+        slot.stamp
+            .store(Stamp::new(pos + self.slots(), State::Empty, 0).0, Release);
         self.notify(&self.raw.control().space);
     }
 
@@ -753,10 +750,10 @@ impl Ring {
         let deadline = wait.deadline();
         let mut backoff = Backoff::new();
         loop {
-            if c.orphans.0.load(Relaxed) > 0 {
-                if let Some(pos) = self.rescue() {
-                    return Ok(pos);
-                }
+            if c.orphans.0.load(Relaxed) > 0
+                && let Some(pos) = self.rescue()
+            {
+                return Ok(pos);
             }
             let h = c.head.0.load(Acquire);
             let slot = self.raw.slot(h);

@@ -68,14 +68,7 @@ pub(crate) fn try_lock(fd: impl AsFd, byte: u64) -> io::Result<bool> {
     let mut l = flock(libc::F_WRLCK, byte);
     match fcntl(fd.as_fd(), libc::F_OFD_SETLK, &mut l) {
         Ok(()) => Ok(true),
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EAGAIN) | Some(libc::EACCES)
-            ) =>
-        {
-            Ok(false)
-        }
+        Err(e) if matches!(e.raw_os_error(), Some(libc::EAGAIN) | Some(libc::EACCES)) => Ok(false),
         Err(e) => Err(e),
     }
 }
