@@ -146,6 +146,16 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use raw::Geometry;
 use ring::{AttachFail, Fail, Ring, Wait};
 
+/// Test support (debug builds only): the next queue operation of this process that reaches
+/// the named point kills the process with `SIGKILL` there. Points: 1 a producer's slot claimed,
+/// 2 a consumer's slot taken, 3 the stream taken by a large put, 4 a large put's first piece
+/// written, 5 a large get's first piece read.
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub fn __die_at(point: u32) {
+    ring::fault::die_at(point);
+}
+
 const DEFAULT_SLOTS: u64 = 1024;
 const DEFAULT_SLOT_SIZE: u64 = 1088;
 const DEFAULT_STREAM: u64 = 1 << 20;

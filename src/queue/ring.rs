@@ -560,6 +560,7 @@ impl Ring {
     pub(crate) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
         if bytes.len() <= self.raw.payload_size() {
             let pos = self.claim(wait)?;
+            fault::point(fault::AFTER_CLAIM);
             let slot = self.raw.slot(pos);
             slot.kind.store(KIND_INLINE, Relaxed);
             slot.len.store(bytes.len() as u32, Relaxed);
@@ -617,6 +618,7 @@ impl Ring {
         st.len.store(len, Relaxed);
         st.written.store(0, Relaxed);
         st.read.store(0, Relaxed);
+        fault::point(fault::AFTER_TOKEN);
         // 2. A slot in the ring, which keeps the message's place in the queue's order.
         let pos = match self.claim(wait) {
             Ok(pos) => pos,
@@ -656,6 +658,7 @@ impl Ring {
                     .stream_write(done, &bytes[done as usize..(done + n) as usize]);
                 done += n;
                 st.written.store(done, Release);
+                fault::point(fault::MID_STREAM_WRITE);
                 self.notify(&c.stream_wait);
                 backoff = Backoff::new();
                 continue;
@@ -808,6 +811,7 @@ impl Ring {
         loop {
             out.clear();
             let pos = self.take(wait)?;
+            fault::point(fault::AFTER_TAKE);
             let slot = self.raw.slot(pos);
             let delivered = match slot.kind.load(Relaxed) {
                 KIND_INLINE => {
@@ -872,6 +876,7 @@ impl Ring {
                 self.raw.stream_read(done, n as usize, out);
                 done += n;
                 st.read.store(done, Release);
+                fault::point(fault::MID_STREAM_READ);
                 self.notify(&c.stream_wait);
                 backoff = Backoff::new();
                 continue;
@@ -971,6 +976,41 @@ impl Ring {
                 return c.unfinished.0.load(SeqCst) == 0;
             }
         }
+    }
+}
+
+/// Places where a test can make this process die with `SIGKILL` (debug builds only; in release
+/// builds `point` is empty).
+pub(crate) mod fault {
+    pub(crate) const AFTER_CLAIM: u32 = 1;
+    pub(crate) const AFTER_TAKE: u32 = 2;
+    pub(crate) const AFTER_TOKEN: u32 = 3;
+    pub(crate) const MID_STREAM_WRITE: u32 = 4;
+    pub(crate) const MID_STREAM_READ: u32 = 5;
+
+    #[cfg(debug_assertions)]
+    static AT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+    /// Makes this process kill itself when it reaches `point` (0: never).
+    #[cfg(debug_assertions)]
+    pub(crate) fn die_at(point: u32) {
+        AT.store(point, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    #[inline]
+    pub(crate) fn point(point: u32) {
+        #[cfg(debug_assertions)]
+        if AT.load(std::sync::atomic::Ordering::Relaxed) == point {
+            use crate::sys::process as os;
+            if let Ok(me) = os::pidfd_open(os::getpid()) {
+                let _ = os::pidfd_signal(std::os::fd::AsFd::as_fd(&me), libc::SIGKILL);
+            }
+            loop {
+                std::thread::park();
+            }
+        }
+        #[cfg(not(debug_assertions))]
+        let _ = point;
     }
 }
 
