@@ -14,7 +14,9 @@ use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
 use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
+pub(super) use super::fault;
 use super::raw::{BadSegment, Geometry, Raw, WaitWord};
+use super::stream::WRITER_DEAD;
 use crate::sys::{futex, ofd};
 
 const POS_BITS: u32 = 46;
@@ -69,58 +71,9 @@ pub(crate) fn empty_stamp(i: u64) -> u64 {
 }
 
 /// What a slot's payload holds.
-const KIND_INLINE: u32 = 0;
-const KIND_LARGE: u32 = 1;
+pub(super) const KIND_INLINE: u32 = 0;
+pub(super) const KIND_LARGE: u32 = 1;
 
-const SEQ_MASK: u32 = (1 << 31) - 1;
-/// The writer field of a stream token whose writer died mid-message.
-const WRITER_DEAD: u16 = u16::MAX;
-
-/// The stream token: `seq << 33 | active << 32 | writer << 16 | reader`.
-///
-/// | token | meaning |
-/// |---|---|
-/// | idle(seq) | no large message in flight; the next one gets number `seq` |
-/// | active(seq, w, 0) | message `seq` is being written by `w` (0: written), no reader yet |
-/// | active(seq, w, r) | reader `r` is copying it out while `w` writes (0: done, `WRITER_DEAD`: died) |
-///
-/// The reader ends the message (`idle(seq + 1)`); the reaper does when the reader dies, or
-/// the writer dies before a reader came.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-struct Token(u64);
-
-impl Token {
-    fn idle(seq: u32) -> Token {
-        Token(u64::from(seq & SEQ_MASK) << 33)
-    }
-    fn active(seq: u32, writer: u16, reader: u16) -> Token {
-        Token(
-            (u64::from(seq & SEQ_MASK) << 33)
-                | (1 << 32)
-                | (u64::from(writer) << 16)
-                | u64::from(reader),
-        )
-    }
-    fn seq(self) -> u32 {
-        (self.0 >> 33) as u32
-    }
-    fn is_active(self) -> bool {
-        self.0 & (1 << 32) != 0
-    }
-    fn writer(self) -> u16 {
-        (self.0 >> 16) as u16
-    }
-    fn reader(self) -> u16 {
-        self.0 as u16
-    }
-    fn next(self) -> Token {
-        Token::idle(self.seq().wrapping_add(1))
-    }
-}
-
-/// Bytes streamed between two publications of the written position: small enough for the
-/// reader to copy while the writer fills the next chunk.
-const CHUNK: u64 = 256 * 1024;
 /// Polls before yielding; yields before sleeping.
 const SPINS: u32 = 40;
 const YIELDS: u32 = 8;
@@ -145,7 +98,7 @@ pub(crate) enum Wait {
 }
 
 impl Wait {
-    fn deadline(self) -> Option<Instant> {
+    pub(super) fn deadline(self) -> Option<Instant> {
         match self {
             Wait::Until(d) => Some(d),
             Wait::No => Some(Instant::now()),
@@ -174,14 +127,14 @@ pub(crate) struct Totals {
 }
 
 /// Spins, then yields, then says it is time to sleep.
-struct Backoff(u32);
+pub(super) struct Backoff(u32);
 
 impl Backoff {
-    fn new() -> Self {
+    pub(super) fn new() -> Self {
         Backoff(0)
     }
     /// `true` once spinning and yielding are over: the caller should sleep.
-    fn snooze(&mut self) -> bool {
+    pub(super) fn snooze(&mut self) -> bool {
         if self.0 < SPINS {
             for _ in 0..(1u32 << self.0.min(6)) {
                 std::hint::spin_loop();
@@ -200,15 +153,15 @@ impl Backoff {
 /// its entry in the process table with the liveness lock that backs it.
 #[derive(Debug)]
 pub(crate) struct Ring {
-    raw: Raw,
-    fd: OwnedFd,
+    pub(super) raw: Raw,
+    pub(super) fd: OwnedFd,
     /// A description of the segment's file of our own, holding our liveness lock (and, while
     /// reaping, the dead member's).
-    lockfd: OwnedFd,
+    pub(super) lockfd: OwnedFd,
     /// Our process-table index + 1 (what stamps and tokens name).
-    me: u16,
+    pub(super) me: u16,
     /// One reaper at a time in this attachment (OFD locks do not exclude the same description).
-    reaping: Mutex<()>,
+    pub(super) reaping: Mutex<()>,
 }
 
 impl Drop for Ring {
@@ -279,7 +232,7 @@ impl Ring {
         self.raw.geometry()
     }
 
-    fn slots(&self) -> u64 {
+    pub(super) fn slots(&self) -> u64 {
         self.raw.geometry().slots
     }
 
@@ -314,7 +267,7 @@ impl Ring {
 
     /// Whether the member that `owner` names (index + 1) is alive. An error of the lock query
     /// counts as alive: never reap on a doubt.
-    fn alive(&self, owner: u16) -> bool {
+    pub(super) fn alive(&self, owner: u16) -> bool {
         if owner == self.me || owner == 0 || owner == WRITER_DEAD {
             return owner == self.me;
         }
@@ -326,7 +279,7 @@ impl Ring {
     }
 
     /// Reaps `owner` if it is dead and nobody else is reaping it. Returns whether it did.
-    fn try_reap(&self, owner: u16) -> bool {
+    pub(super) fn try_reap(&self, owner: u16) -> bool {
         if owner == self.me || owner == 0 || owner == WRITER_DEAD {
             return false;
         }
@@ -360,36 +313,7 @@ impl Ring {
     /// token, the slots it was writing (skipped) and reading (handed back), its counters.
     fn reap_locked(&self, owner: u16) {
         let c = self.raw.control();
-        let mut dropped_seq = None;
-        loop {
-            let t = Token(c.stream.token.load(Acquire));
-            if !t.is_active() {
-                break;
-            }
-            let new = if t.reader() == owner {
-                t.next()
-            } else if t.writer() == owner {
-                if t.reader() == 0 {
-                    t.next()
-                } else {
-                    Token::active(t.seq(), WRITER_DEAD, t.reader())
-                }
-            } else {
-                break;
-            };
-            if c.stream
-                .token
-                .compare_exchange(t.0, new.0, AcqRel, Relaxed)
-                .is_ok()
-            {
-                if t.reader() == owner {
-                    c.counters.dropped.fetch_add(1, Relaxed);
-                    dropped_seq = Some(t.seq());
-                }
-                self.notify(&c.stream_wait);
-                break;
-            }
-        }
+        let dropped_seq = self.reap_stream(owner);
         let cap = self.slots();
         for i in 0..cap {
             let slot = self.raw.slot(i);
@@ -445,7 +369,7 @@ impl Ring {
     // ---- waiting --------------------------------------------------------------------------
 
     /// Wakes the sleepers of `w`, if any. Called after the change they wait for is visible.
-    fn notify(&self, w: &WaitWord) {
+    pub(super) fn notify(&self, w: &WaitWord) {
         fence(SeqCst);
         if w.waiters.load(Relaxed) > 0 {
             w.seq.fetch_add(1, Release);
@@ -455,7 +379,12 @@ impl Ring {
 
     /// Sleeps on `w` while `unchanged()` holds, until `deadline` or for at most [`SWEEP`].
     /// Returns `false` once the deadline has passed.
-    fn sleep(&self, w: &WaitWord, deadline: Option<Instant>, unchanged: impl Fn() -> bool) -> bool {
+    pub(super) fn sleep(
+        &self,
+        w: &WaitWord,
+        deadline: Option<Instant>,
+        unchanged: impl Fn() -> bool,
+    ) -> bool {
         let now = Instant::now();
         if deadline.is_some_and(|d| d <= now) {
             return false;
@@ -481,7 +410,7 @@ impl Ring {
     // ---- producers ------------------------------------------------------------------------
 
     /// Claims the slot of the next position: returns the position, its stamp naming us.
-    fn claim(&self, wait: Wait) -> Result<u64, Fail> {
+    pub(super) fn claim(&self, wait: Wait) -> Result<u64, Fail> {
         let c = self.raw.control();
         let cap = self.slots();
         let max = self.raw.geometry().maxsize;
@@ -545,7 +474,7 @@ impl Ring {
     }
 
     /// Publishes the slot of `pos` (claimed by us, payload written).
-    fn publish(&self, pos: u64) {
+    pub(super) fn publish(&self, pos: u64) {
         let slot = self.raw.slot(pos);
         slot.stamp
             .store(Stamp::new(pos, State::Ready, 0).0, Release);
@@ -572,145 +501,10 @@ impl Ring {
         }
     }
 
-    /// The stream number and length a large message's slot refers to.
-    fn large_ref(&self, pos: u64) -> (u32, u64) {
-        let mut b = Vec::with_capacity(16);
-        self.raw.read_payload(pos, 0, 16, &mut b);
-        let seq = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-        let len = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
-        (seq as u32, len)
-    }
-
-    fn put_large(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
-        let c = self.raw.control();
-        let st = &c.stream;
-        let deadline = wait.deadline();
-        let len = bytes.len() as u64;
-        // 1. The stream token.
-        let mut backoff = Backoff::new();
-        let seq = loop {
-            let t = Token(st.token.load(Acquire));
-            if !t.is_active() {
-                if st
-                    .token
-                    .compare_exchange(t.0, Token::active(t.seq(), self.me, 0).0, AcqRel, Relaxed)
-                    .is_ok()
-                {
-                    break t.seq();
-                }
-                continue;
-            }
-            if matches!(wait, Wait::No) {
-                return Err(Fail::WouldBlock);
-            }
-            if backoff.snooze() {
-                for who in [t.reader(), t.writer()] {
-                    if who != 0 && !self.alive(who) {
-                        self.try_reap(who);
-                    }
-                }
-                let unchanged = || st.token.load(Acquire) == t.0;
-                if !self.sleep(&c.stream_wait, deadline, unchanged) {
-                    return Err(Fail::TimedOut);
-                }
-            }
-        };
-        st.len.store(len, Relaxed);
-        st.written.store(0, Relaxed);
-        st.read.store(0, Relaxed);
-        fault::point(fault::AFTER_TOKEN);
-        // 2. A slot in the ring, which keeps the message's place in the queue's order.
-        let pos = match self.claim(wait) {
-            Ok(pos) => pos,
-            Err(e) => {
-                let _ = st.token.compare_exchange(
-                    Token::active(seq, self.me, 0).0,
-                    Token::idle(seq.wrapping_add(1)).0,
-                    AcqRel,
-                    Relaxed,
-                );
-                self.notify(&c.stream_wait);
-                return Err(e);
-            }
-        };
-        let slot = self.raw.slot(pos);
-        slot.kind.store(KIND_LARGE, Relaxed);
-        slot.len.store(16, Relaxed);
-        self.raw
-            .write_payload(pos, 0, &u64::from(seq).to_le_bytes());
-        self.raw.write_payload(pos, 8, &len.to_le_bytes());
-        self.publish(pos);
-        // 3. The bytes, through the stream area.
-        let size = self.raw.geometry().stream_size;
-        let mut done = 0u64;
-        let mut backoff = Backoff::new();
-        while done < len {
-            let t = Token(st.token.load(Acquire));
-            if !t.is_active() || t.seq() != seq & SEQ_MASK {
-                // The reader died and was reaped: the message is lost and counted as dropped.
-                return Ok(());
-            }
-            let read = st.read.load(Acquire);
-            let free = size.saturating_sub(done.saturating_sub(read));
-            if free > 0 {
-                let n = free.min(len - done).min(CHUNK);
-                self.raw
-                    .stream_write(done, &bytes[done as usize..(done + n) as usize]);
-                done += n;
-                st.written.store(done, Release);
-                fault::point(fault::MID_STREAM_WRITE);
-                self.notify(&c.stream_wait);
-                backoff = Backoff::new();
-                continue;
-            }
-            if backoff.snooze() {
-                if t.reader() == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
-                    // No reader came in time: take the message back. Its slot is skipped.
-                    if st
-                        .token
-                        .compare_exchange(t.0, t.next().0, AcqRel, Relaxed)
-                        .is_ok()
-                    {
-                        self.notify(&c.stream_wait);
-                        return Err(if matches!(wait, Wait::No) {
-                            Fail::WouldBlock
-                        } else {
-                            Fail::TimedOut
-                        });
-                    }
-                    continue;
-                }
-                if t.reader() != 0 && !self.alive(t.reader()) {
-                    self.try_reap(t.reader());
-                    continue;
-                }
-                let unchanged = || st.token.load(Acquire) == t.0 && st.read.load(Acquire) == read;
-                self.sleep(&c.stream_wait, deadline, unchanged);
-            }
-        }
-        // 4. Written: leave the rest to the reader.
-        loop {
-            let t = Token(st.token.load(Acquire));
-            if !t.is_active() || t.seq() != seq & SEQ_MASK || t.writer() != self.me {
-                break;
-            }
-            let done = Token::active(t.seq(), 0, t.reader());
-            if st
-                .token
-                .compare_exchange(t.0, done.0, AcqRel, Relaxed)
-                .is_ok()
-            {
-                break;
-            }
-        }
-        self.notify(&c.stream_wait);
-        Ok(())
-    }
-
     // ---- consumers ------------------------------------------------------------------------
 
     /// Frees the slot of `pos` (read by us) for the producer of the next lap.
-    fn free(&self, pos: u64) {
+    pub(super) fn free(&self, pos: u64) {
         let slot = self.raw.slot(pos);
         slot.stamp
             .store(Stamp::new(pos + self.slots(), State::Empty, 0).0, Release);
@@ -841,92 +635,6 @@ impl Ring {
         }
     }
 
-    /// Reads the large message whose slot (at `pos`, held by us) refers to the stream.
-    /// Frees the slot. `false` if the message is gone.
-    fn get_large(&self, pos: u64, out: &mut Vec<u8>) -> bool {
-        let c = self.raw.control();
-        let st = &c.stream;
-        let (seq, len) = self.large_ref(pos);
-        let seq = seq & SEQ_MASK;
-        loop {
-            let t = Token(st.token.load(Acquire));
-            if !t.is_active() || t.seq() != seq || t.reader() != 0 {
-                self.free(pos);
-                c.counters.abandoned.fetch_add(1, Relaxed);
-                return false;
-            }
-            let mine = Token::active(seq, t.writer(), self.me);
-            if st
-                .token
-                .compare_exchange(t.0, mine.0, AcqRel, Relaxed)
-                .is_ok()
-            {
-                break;
-            }
-        }
-        self.free(pos);
-        let size = self.raw.geometry().stream_size;
-        out.reserve(len.min(1 << 26) as usize);
-        let mut done = 0u64;
-        let mut backoff = Backoff::new();
-        while done < len {
-            let written = st.written.load(Acquire);
-            if written > done {
-                let n = (written - done).min(len - done).min(size);
-                self.raw.stream_read(done, n as usize, out);
-                done += n;
-                st.read.store(done, Release);
-                fault::point(fault::MID_STREAM_READ);
-                self.notify(&c.stream_wait);
-                backoff = Backoff::new();
-                continue;
-            }
-            let t = Token(st.token.load(Acquire));
-            if !t.is_active() || t.seq() != seq || t.reader() != self.me {
-                c.counters.abandoned.fetch_add(1, Relaxed);
-                return false;
-            }
-            let w = t.writer();
-            if w == WRITER_DEAD || (w == 0 && st.written.load(Acquire) < len) {
-                // The writer died half-way (or left without finishing): the message is torn.
-                if st
-                    .token
-                    .compare_exchange(t.0, t.next().0, AcqRel, Relaxed)
-                    .is_ok()
-                {
-                    c.counters.abandoned.fetch_add(1, Relaxed);
-                    self.notify(&c.stream_wait);
-                    return false;
-                }
-                continue;
-            }
-            if backoff.snooze() {
-                if w != 0 && !self.alive(w) {
-                    self.try_reap(w);
-                    continue;
-                }
-                let unchanged =
-                    || st.token.load(Acquire) == t.0 && st.written.load(Acquire) == written;
-                self.sleep(&c.stream_wait, None, unchanged);
-            }
-        }
-        loop {
-            let t = Token(st.token.load(Acquire));
-            if !t.is_active() || t.seq() != seq {
-                break;
-            }
-            if st
-                .token
-                .compare_exchange(t.0, t.next().0, AcqRel, Relaxed)
-                .is_ok()
-            {
-                break;
-            }
-        }
-        self.notify(&c.stream_wait);
-        true
-    }
-
     // ---- JoinableQueue ---------------------------------------------------------------------
 
     /// Counts one more unfinished task.
@@ -976,41 +684,6 @@ impl Ring {
                 return c.unfinished.0.load(SeqCst) == 0;
             }
         }
-    }
-}
-
-/// Places where a test can make this process die with `SIGKILL` (debug builds only; in release
-/// builds `point` is empty).
-pub(crate) mod fault {
-    pub(crate) const AFTER_CLAIM: u32 = 1;
-    pub(crate) const AFTER_TAKE: u32 = 2;
-    pub(crate) const AFTER_TOKEN: u32 = 3;
-    pub(crate) const MID_STREAM_WRITE: u32 = 4;
-    pub(crate) const MID_STREAM_READ: u32 = 5;
-
-    #[cfg(debug_assertions)]
-    static AT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-
-    /// Makes this process kill itself when it reaches `point` (0: never).
-    #[cfg(debug_assertions)]
-    pub(crate) fn die_at(point: u32) {
-        AT.store(point, std::sync::atomic::Ordering::Relaxed);
-    }
-
-    #[inline]
-    pub(crate) fn point(point: u32) {
-        #[cfg(debug_assertions)]
-        if AT.load(std::sync::atomic::Ordering::Relaxed) == point {
-            use crate::sys::process as os;
-            if let Ok(me) = os::pidfd_open(os::getpid()) {
-                let _ = os::pidfd_signal(std::os::fd::AsFd::as_fd(&me), libc::SIGKILL);
-            }
-            loop {
-                std::thread::park();
-            }
-        }
-        #[cfg(not(debug_assertions))]
-        let _ = point;
     }
 }
 
