@@ -343,3 +343,31 @@ fn task_done_too_many_times_is_an_error() {
     assert!(small.put_nowait(2).is_err());
     assert_eq!(small.unfinished_tasks(), 1);
 }
+
+#[test]
+fn the_queue_example_survives_a_killed_consumer() {
+    // Through cargo, so that the example is rebuilt if it is older than the library.
+    let out = std::process::Command::new(env!("CARGO"))
+        .args(["run", "--quiet", "--example", "queue"])
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let out = String::from_utf8(out.stdout).unwrap();
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(
+        lines[0],
+        "killed a consumer after it had taken at least 300 messages"
+    );
+    assert_eq!(lines[1], "messages delivered twice: 0");
+    assert!(
+        lines[2].starts_with("messages lost: 0 ") || lines[2].starts_with("messages lost: 1 "),
+        "{out}"
+    );
+    assert_eq!(lines[3], "queue empty: true");
+}
