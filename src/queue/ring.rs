@@ -74,9 +74,11 @@ pub(crate) fn empty_stamp(i: u64) -> u64 {
 pub(super) const KIND_INLINE: u32 = 0;
 pub(super) const KIND_LARGE: u32 = 1;
 
-/// Polls before yielding; yields before sleeping.
-const SPINS: u32 = 40;
-const YIELDS: u32 = 8;
+/// Polls before yielding (with 1, 2, 4, 8, then 16 pause instructions between polls: a few
+/// microseconds in all, enough for a peer on another CPU to answer, short enough not to burn
+/// the time slice of a peer on the same CPU); yields before sleeping.
+const SPINS: u32 = 8;
+const YIELDS: u32 = 4;
 /// The longest a waiter sleeps before it re-checks the liveness of the processes it waits on.
 const SWEEP: Duration = Duration::from_millis(50);
 
@@ -136,7 +138,7 @@ impl Backoff {
     /// `true` once spinning and yielding are over: the caller should sleep.
     pub(super) fn snooze(&mut self) -> bool {
         if self.0 < SPINS {
-            for _ in 0..(1u32 << self.0.min(6)) {
+            for _ in 0..(1u32 << self.0.min(4)) {
                 std::hint::spin_loop();
             }
         } else if self.0 < SPINS + YIELDS {
@@ -422,11 +424,17 @@ impl Ring {
             let s = Stamp(slot.stamp.load(Acquire));
             let blocker;
             if s == Stamp::new(t, State::Empty, 0) {
-                let h = c.head.0.load(Acquire);
-                let n = t.wrapping_sub(h) as i64;
-                if n < 0 {
-                    continue;
-                }
+                // With `maxsize == slots` the stamps alone bound the queue: no need to read
+                // the consumers' cache line.
+                let n = if max == cap {
+                    0
+                } else {
+                    let n = t.wrapping_sub(c.head.0.load(Acquire)) as i64;
+                    if n < 0 {
+                        continue;
+                    }
+                    n
+                };
                 if (n as u64) < max {
                     let mine = Stamp::new(t, State::Writing, self.me);
                     if slot
@@ -439,6 +447,7 @@ impl Ring {
                     }
                     continue;
                 }
+                let h = c.head.0.load(Acquire);
                 blocker = Stamp(self.raw.slot(h).stamp.load(Relaxed)).owner();
             } else if (s.at(t) && s.state() != State::Empty)
                 || s == Stamp::new(t + cap, State::Empty, 0)
