@@ -16,6 +16,7 @@ const AFTER_TAKE: u32 = 2;
 const AFTER_TOKEN: u32 = 3;
 const MID_STREAM_WRITE: u32 = 4;
 const MID_STREAM_READ: u32 = 5;
+const BEFORE_HEAD: u32 = 6;
 
 fn die_putting((q, point, len): (BytesQueue, u32, usize)) {
     __die_at(point);
@@ -121,4 +122,31 @@ fn a_dead_consumers_process_table_entry_is_reused() {
         assert_eq!(q.get_timeout(LONG).unwrap(), 7);
     }
     assert_eq!(q.stats().redelivered, 5);
+}
+
+fn attach_and_leave(q: Queue<u64>) -> usize {
+    q.qsize()
+}
+
+#[test]
+fn a_consumer_killed_before_moving_the_head_is_reaped_by_a_newcomer() {
+    // Two handles at most: the next process to attach takes the dead consumer's entry and
+    // reaps it while the head still points at the dead consumer's slot.
+    let q = Queue::options().max_handles(2).create::<u64>().unwrap();
+    q.put(5).unwrap();
+    let p = Process::start(die_getting_typed, (q.clone(), BEFORE_HEAD)).unwrap();
+    match p.join() {
+        Err(JoinError::Killed(9)) => {}
+        other => panic!("{other:?}"),
+    }
+    let newcomer = Process::start(attach_and_leave, q.clone()).unwrap();
+    assert_eq!(newcomer.join().unwrap(), 1);
+    assert_eq!(q.get_timeout(LONG).unwrap(), 5);
+    assert!(
+        q.empty(),
+        "qsize {} after the only message was taken",
+        q.qsize()
+    );
+    q.put(6).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 6);
 }

@@ -6,6 +6,7 @@ pub(crate) const AFTER_TAKE: u32 = 2;
 pub(crate) const AFTER_TOKEN: u32 = 3;
 pub(crate) const MID_STREAM_WRITE: u32 = 4;
 pub(crate) const MID_STREAM_READ: u32 = 5;
+pub(crate) const BEFORE_HEAD: u32 = 6;
 
 #[cfg(debug_assertions)]
 static AT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -153,7 +153,7 @@ use ring::{AttachFail, Fail, Ring, Wait};
 /// Test support (debug builds only): the next queue operation of this process that reaches
 /// the named point kills the process with `SIGKILL` there. Points: 1 a producer's slot claimed,
 /// 2 a consumer's slot taken, 3 the stream taken by a large put, 4 a large put's first piece
-/// written, 5 a large get's first piece read.
+/// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved.
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub fn __die_at(point: u32) {

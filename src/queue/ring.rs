@@ -342,7 +342,13 @@ impl Ring {
                         let free = Stamp::new(s.pos() + cap, State::Empty, 0);
                         let _ = slot.stamp.compare_exchange(s.0, free.0, AcqRel, Relaxed);
                     } else {
-                        // Never reached the dead reader's caller: deliver it again.
+                        // Never reached the dead reader's caller: deliver it again, behind the
+                        // head (moved past it first if the reader died before moving it), where
+                        // consumers look for it while `orphans` counts it.
+                        let h = c.head.0.load(Acquire);
+                        if h & POS_MASK == s.pos() {
+                            let _ = c.head.0.compare_exchange(h, h + 1, Release, Relaxed);
+                        }
                         c.orphans.0.fetch_add(1, SeqCst);
                         let back = Stamp::new(s.pos(), State::Ready, 0);
                         if slot
@@ -572,6 +578,7 @@ impl Ring {
                     .compare_exchange_weak(s.0, mine.0, AcqRel, Relaxed)
                     .is_ok()
                 {
+                    fault::point(fault::BEFORE_HEAD);
                     let _ = c.head.0.compare_exchange(h, h + 1, Release, Relaxed);
                     return Ok(h);
                 }
