@@ -211,7 +211,9 @@ impl Ring {
                     continue;
                 }
                 let unchanged = || st.token.load(Acquire) == t.0 && st.read.load(Acquire) == read;
-                self.sleep(&c.stream_wait, deadline, unchanged);
+                // Once a reader is attached the message is committed: no deadline applies.
+                let until = if t.reader() == 0 { deadline } else { None };
+                self.sleep(&c.stream_wait, until, unchanged);
             }
         }
         // 4. Written: leave the rest to the reader.
