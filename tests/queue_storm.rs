@@ -18,8 +18,6 @@ type Msg = (u32, Vec<u8>);
 
 /// Ids per producer incarnation.
 const IDS: u32 = 4000;
-/// Producer incarnations at most (ids = incarnation × IDS + k).
-const INCARNATIONS: usize = 400;
 
 fn padding(id: u32) -> Vec<u8> {
     let n = match id % 97 {
@@ -135,13 +133,26 @@ impl World {
 
 #[test]
 fn kill_storm_loses_nothing_acknowledged() {
-    const KILLS: usize = 240;
-    let watchdog = std::thread::spawn(|| {
-        std::thread::sleep(Duration::from_secs(300));
+    storm(240, Duration::from_secs(300));
+}
+
+/// The same, with 3000 kills: `cargo test --release --test queue_storm -- --ignored`.
+#[test]
+#[ignore = "long: 3000 kills"]
+fn long_kill_storm_loses_nothing_acknowledged() {
+    storm(3000, Duration::from_secs(1800));
+}
+
+/// Kills producers and consumers `kills` times, then checks the books (aborting the whole
+/// test binary if that takes longer than `limit`).
+fn storm(kills_wanted: usize, limit: Duration) {
+    // Producer incarnations at most (ids = incarnation × IDS + k).
+    let incarnations = kills_wanted + 10;
+    let _watchdog = std::thread::spawn(move || {
+        std::thread::sleep(limit);
         eprintln!("kill storm: watchdog fired");
         std::process::abort();
     });
-    let _ = watchdog;
     let fds_before = fds();
     let shm_before = dev_shm();
     let seed = std::time::SystemTime::now()
@@ -156,8 +167,8 @@ fn kill_storm_loses_nothing_acknowledged() {
             .stream_size(16 * 1024)
             .create()
             .unwrap();
-        let seen = Array::<u8>::new(IDS as usize * INCARNATIONS).unwrap();
-        let progress = RawArray::<u64>::new(INCARNATIONS).unwrap();
+        let seen = Array::<u8>::new(IDS as usize * incarnations).unwrap();
+        let progress = RawArray::<u64>::new(incarnations).unwrap();
         let torn = RawValue::new(0u32).unwrap();
         let mut w = World {
             q: q.clone(),
@@ -179,7 +190,7 @@ fn kill_storm_loses_nothing_acknowledged() {
         let mut consumer_kills = 0u64;
         let mut kills = 0usize;
         let storm = Instant::now();
-        while kills < KILLS && (w.next_inc as usize) < INCARNATIONS {
+        while kills < kills_wanted && (w.next_inc as usize) < incarnations {
             std::thread::sleep(Duration::from_micros(rng.next() % 4000));
             let i = (rng.next() % procs.len() as u64) as usize;
             let (role, p) = &procs[i];
@@ -193,8 +204,8 @@ fn kill_storm_loses_nothing_acknowledged() {
             let p = w.start(&role);
             procs.push((role, p));
         }
-        assert!(kills >= 200, "only {kills} kills");
-        assert!(storm.elapsed() < Duration::from_secs(240));
+        assert_eq!(kills, kills_wanted);
+        assert!(storm.elapsed() < limit);
         // Everyone left is killed too, at whatever moment.
         for (role, p) in procs.drain(..) {
             p.kill().unwrap();
