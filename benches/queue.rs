@@ -1,5 +1,5 @@
-//! Queue throughput (one producer process → one consumer) and round trips, beside the socket
-//! pipe and a plain memcpy in the same run.
+//! Queue throughput (one producer process → one consumer) and round trips (two queues, the
+//! shared-memory duplex channel), beside the socket pipe and a plain memcpy in the same run.
 //!
 //! Python here (baselines.md): Queue 166k small msgs/s, 131k 1 KiB msgs/s, bulk 0.64 GB/s
 //! (64 MiB); round trip 52 µs on two CPUs. Targets: ≥ 10M small msgs/s, ≥ 2M 1 KiB msgs/s,
@@ -8,7 +8,7 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
-use multiproc::queue::{BytesQueue, Queue};
+use multiproc::queue::{BytesQueue, Duplex, Queue, duplex};
 use multiproc::{Connection, Process, pipe};
 
 /// For each request `(size, count)` on `ctl`, puts `count` messages of `size` bytes on `q`.
@@ -52,6 +52,12 @@ fn queue_echo((rx, tx): (Queue<u64>, Queue<u64>)) {
             return;
         }
         tx.put(n + 1).unwrap();
+    }
+}
+
+fn duplex_echo(end: Duplex) {
+    while let Ok(n) = end.recv::<u64>() {
+        end.send(&(n + 1)).unwrap();
     }
 }
 
@@ -233,6 +239,23 @@ fn round_trips(c: &mut Criterion) {
             })
         });
         to.put(u64::MAX).unwrap();
+        p.join().unwrap();
+
+        let (mine, theirs) = duplex().unwrap();
+        pin_to(child_cpu);
+        let p = Process::start(duplex_echo, theirs).unwrap();
+        pin_to(parent_cpu);
+        group.bench_function("duplex_u64", |b| {
+            b.iter_custom(|iters| {
+                let t = Instant::now();
+                for i in 0..iters {
+                    mine.send(&i).unwrap();
+                    assert_eq!(mine.recv::<u64>().unwrap(), i + 1);
+                }
+                t.elapsed()
+            })
+        });
+        drop(mine);
         p.join().unwrap();
 
         let (mut a, b) = pipe(true).unwrap();

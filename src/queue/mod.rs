@@ -1,5 +1,5 @@
 //! Process- and thread-safe queues in shared memory: [`Queue`], [`SimpleQueue`],
-//! [`JoinableQueue`], and [`BytesQueue`] for raw bytes.
+//! [`JoinableQueue`], [`BytesQueue`] for raw bytes, and the two-way [`Duplex`] channel.
 //!
 //! A queue is one anonymous shared segment (`memfd`). There is no helper thread and no lock:
 //! producers and consumers claim slots with compare-and-swap, and sleep on futexes in the
@@ -126,6 +126,7 @@
 //!   before its `put` can return; `put_nowait` and `put_timeout` take it back if none comes.
 
 mod bytes;
+mod duplex;
 mod error;
 mod fault;
 mod joinable;
@@ -134,6 +135,7 @@ mod ring;
 mod stream;
 
 pub use bytes::BytesQueue;
+pub use duplex::{Duplex, DuplexError, duplex};
 pub use error::{GetError, PutError, QueueError, TaskDoneError};
 pub use joinable::{JoinableQueue, SimpleQueue};
 

@@ -117,6 +117,19 @@ pub(crate) struct Control {
     pub(crate) unfinished: Padded,
     /// `JoinableQueue::join` sleeps here.
     pub(crate) joined: WaitWord,
+    /// The ends of a duplex channel whose first direction this queue is.
+    pub(crate) ends: Ends,
+}
+
+/// Who holds each end of a duplex channel (kept in the queue of its first direction).
+#[repr(C, align(64))]
+#[derive(Default)]
+pub(crate) struct Ends {
+    /// Per end: the process-table index + 1 of the process holding it, `u32::MAX` once it was
+    /// dropped.
+    pub(crate) owner: [AtomicU32; 2],
+    /// Per end: copies sent (serialized) and not yet received.
+    pub(crate) pending: [AtomicU32; 2],
 }
 
 /// One entry of the process table.

@@ -226,6 +226,11 @@ impl Ring {
         Err(AttachFail::TableFull)
     }
 
+    /// The duplex-channel end table (in the queue of the channel's first direction).
+    pub(super) fn ends(&self) -> &super::raw::Ends {
+        &self.raw.control().ends
+    }
+
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
     }
@@ -377,6 +382,13 @@ impl Ring {
     // ---- waiting --------------------------------------------------------------------------
 
     /// Wakes the sleepers of `w`, if any. Called after the change they wait for is visible.
+    /// Wakes everyone sleeping for messages (they re-check whatever they wait for).
+    pub(super) fn wake_consumers(&self) {
+        let w = &self.raw.control().items;
+        w.seq.fetch_add(1, SeqCst);
+        futex::wake(&w.seq, u32::MAX);
+    }
+
     pub(super) fn notify(&self, w: &WaitWord) {
         fence(SeqCst);
         if w.waiters.load(Relaxed) > 0 {
