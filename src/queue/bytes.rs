@@ -9,8 +9,8 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use super::ring::{Fail, Wait};
 use super::{GetError, Handle, PutError, QueueError, QueueOptions, QueueStats, until};
 
-/// A queue of raw byte messages, without serde (the same queue as a [`Queue`], see
-/// [`Queue::to_bytes_queue`]).
+/// A queue of raw byte messages, without serde (the same queue as a [`Queue`](super::Queue), see
+/// [`Queue::to_bytes_queue`](super::Queue::to_bytes_queue)).
 ///
 /// # Examples
 ///
@@ -149,7 +149,7 @@ impl BytesQueue {
         self.qsize() == 0
     }
 
-    /// Marks this handle closed (see [`Queue::close`]).
+    /// Marks this handle closed (see [`Queue::close`](super::Queue::close)).
     pub fn close(&self) {
         self.handle.closed.store(true, Ordering::Relaxed);
     }
