@@ -122,8 +122,12 @@
 //!   model](#crash-model)); in Python it can hang every other producer.
 //! - `close` marks this handle closed: its later `put`s and `get`s fail with `Closed`. There is
 //!   no `join_thread` or `cancel_join_thread`: there is no thread.
-//! - A message larger than the stream area (1 MiB by default) needs a consumer reading it
-//!   before its `put` can return; `put_nowait` and `put_timeout` take it back if none comes.
+//! - Large messages (above the slot payload, 1072 bytes by default) pass through the stream
+//!   area one at a time: a large `put` waits until the previous large message has been read,
+//!   and one larger than the stream area (1 MiB by default) waits for a consumer to read it.
+//!   So a single thread that puts two large messages before getting one blocks in the second
+//!   `put`; `put_nowait` and `put_timeout` return the value instead. Python's feeder thread
+//!   buffers without limit.
 
 mod bytes;
 mod duplex;
@@ -544,6 +548,10 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts `value`, waiting while the queue is full.
     ///
+    /// A large value (encoded above the slot payload) also waits until the previous large
+    /// message has been read, and, if it is larger than the stream area, until a consumer reads
+    /// it (see the [module documentation](self#differences-from-python-multiprocessing)).
+    ///
     /// # Errors
     ///
     /// [`PutError::Closed`] after [`close`](Self::close); [`PutError::Encode`] when the value
@@ -637,3 +645,63 @@ const _: () = {
     send_sync::<Queue<std::rc::Rc<u8>>>();
     send_sync::<BytesQueue>();
 };
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Random puts and gets (inline and streamed, blocking and not) against a `VecDeque`.
+    #[test]
+    fn one_thread_matches_a_vecdeque() {
+        let q = Queue::options()
+            .maxsize(5)
+            .inline_size(48)
+            .stream_size(4096)
+            .create_bytes()
+            .unwrap();
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        // Messages above 48 bytes go through the stream area, one unread at a time.
+        let large = |m: &Vec<u8>| m.len() > 48;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..20_000u64 {
+            match rand() % 4 {
+                0 | 1 => {
+                    // Up to the stream area's size, so that a put never needs a reader.
+                    let len = match rand() % 8 {
+                        0 => (rand() % 4096) as usize,
+                        _ => (rand() % 60) as usize,
+                    };
+                    let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ step) as u8).collect();
+                    let full = model.len() == 5 || (large(&msg) && model.iter().any(large));
+                    match q.put_nowait(msg.clone()) {
+                        Ok(()) => {
+                            assert!(!full, "step {step}: put on a full queue");
+                            model.push_back(msg);
+                        }
+                        Err(PutError::Full(back)) => {
+                            assert!(full, "step {step}: refused with {} queued", model.len());
+                            assert_eq!(back, msg);
+                        }
+                        Err(e) => panic!("step {step}: {e}"),
+                    }
+                }
+                _ => match q.get_nowait() {
+                    Ok(got) => assert_eq!(Some(got), model.pop_front(), "step {step}"),
+                    Err(GetError::Empty) => assert!(model.is_empty(), "step {step}"),
+                    Err(e) => panic!("step {step}: {e}"),
+                },
+            }
+            assert_eq!(q.qsize(), model.len(), "step {step}");
+        }
+        let s = q.stats();
+        assert_eq!((s.abandoned, s.dropped, s.redelivered), (0, 0, 0));
+    }
+}
