@@ -139,6 +139,20 @@ fn a_message_larger_than_the_stream_area_streams_to_a_reader() {
 }
 
 #[test]
+fn one_thread_puts_four_large_messages_before_getting_them() {
+    let q = BytesQueue::new().unwrap();
+    for i in 0..4u8 {
+        q.put_timeout(vec![i; 100_000], Duration::from_secs(5))
+            .unwrap();
+    }
+    // A fifth would wait for a reader.
+    assert!(q.put_nowait(vec![4u8; 100_000]).unwrap_err().is_full());
+    for i in 0..4u8 {
+        assert!(q.get_nowait().unwrap() == vec![i; 100_000]);
+    }
+}
+
+#[test]
 fn get_times_out_on_an_empty_queue() {
     let q: Queue<u8> = Queue::new().unwrap();
     assert!(matches!(q.get_nowait(), Err(GetError::Empty)));

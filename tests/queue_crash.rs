@@ -70,8 +70,13 @@ fn a_consumer_killed_after_taking_a_message_leaves_it_to_another() {
 fn a_producer_killed_holding_the_stream_does_not_block_the_next_large_put() {
     let q = BytesQueue::new().unwrap();
     killed(Process::start(die_putting, (q.clone(), AFTER_TOKEN, 50_000)).unwrap());
-    q.put(vec![2u8; 50_000]).unwrap();
-    assert_eq!(q.get_timeout(LONG).unwrap(), vec![2u8; 50_000]);
+    // Four large messages unread need every stream lane, the dead producer's too.
+    for i in 0..4u8 {
+        q.put_timeout(vec![i; 50_000], LONG).unwrap();
+    }
+    for i in 0..4u8 {
+        assert_eq!(q.get_timeout(LONG).unwrap(), vec![i; 50_000]);
+    }
 }
 
 #[test]

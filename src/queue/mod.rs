@@ -7,8 +7,8 @@
 //! the messages of one producer (one thread putting one after another) come out in the order
 //! they were put. Messages of any size can be put: small ones (up to the slot payload, about 1
 //! KiB by default) are copied into a slot; larger ones keep their place in the order with a
-//! slot and stream through a separate area of the segment, one large message at a time, while
-//! the consumer copies them out.
+//! slot and stream through one of four lanes of a separate area of the segment while the
+//! consumer copies them out.
 //!
 //! A queue is a value that travels: as an argument of [`Process::start`](crate::Process), or
 //! inside a message on a [`Connection`](crate::Connection). Every handle is `Clone + Send +
@@ -46,7 +46,7 @@
 //!              unfinished tasks | join futex
 //! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count}
 //! ...          Ring: slots × slot size {stamp: u64, len: u32, kind: u32, payload}
-//! ...          Stream area: the bytes of the one large message in flight
+//! ...          Stream area: 4 lanes, each carrying the bytes of one large message in flight
 //! ```
 //!
 //! A receiver reads the header with `pread` before mapping anything, and maps the segment only
@@ -70,10 +70,11 @@
 //! position helps move the position on; so no position is ever taken without an owner that
 //! can be checked. This is Dmitry Vyukov's bounded MPMC queue, with an owner in the stamp.
 //!
-//! A large message's slot holds a reference to the stream instead of bytes. The stream has a
-//! token (`idle(n)`, or `active(n, writer, reader)`): a producer takes it, publishes its slot,
-//! and streams the bytes; the consumer that takes the slot attaches to the token as reader,
-//! frees the slot, and copies the bytes out as they come; it ends the message (`idle(n + 1)`).
+//! A large message's slot holds a reference to a stream lane instead of bytes. Each lane has a
+//! token (`idle(n)`, or `active(n, writer, reader)`): a producer takes a free lane, publishes
+//! its slot, and streams the bytes; the consumer that takes the slot attaches to the lane's
+//! token as reader, frees the slot, and copies the bytes out as they come; it ends the message
+//! (`idle(n + 1)`).
 //!
 //! # Crash model
 //!
@@ -122,12 +123,12 @@
 //!   model](#crash-model)); in Python it can hang every other producer.
 //! - `close` marks this handle closed: its later `put`s and `get`s fail with `Closed`. There is
 //!   no `join_thread` or `cancel_join_thread`: there is no thread.
-//! - Large messages (above the slot payload, 1072 bytes by default) pass through the stream
-//!   area one at a time: a large `put` waits until the previous large message has been read,
-//!   and one larger than the stream area (1 MiB by default) waits for a consumer to read it.
-//!   So a single thread that puts two large messages before getting one blocks in the second
-//!   `put`; `put_nowait` and `put_timeout` return the value instead. Python's feeder thread
-//!   buffers without limit.
+//! - Large messages (above the slot payload, 1072 bytes by default) pass through the four
+//!   lanes of the stream area: a large `put` waits while four large messages are unread, and
+//!   one larger than its lane (a quarter of the stream area, 256 KiB by default) waits for a
+//!   consumer to read it. So a single thread that puts five large messages before getting one
+//!   blocks in the fifth `put`; `put_nowait` and `put_timeout` return the value instead.
+//!   Python's feeder thread buffers without limit.
 
 mod bytes;
 mod duplex;
@@ -224,7 +225,8 @@ impl QueueOptions {
         self
     }
 
-    /// The size of the area large messages stream through (default 1 MiB; 4 KiB to 1 GiB).
+    /// The size of the area large messages stream through, split into four lanes (default 1
+    /// MiB; 4 KiB to 1 GiB, a multiple of 256 bytes).
     pub fn stream_size(&mut self, bytes: usize) -> &mut Self {
         self.stream_size = bytes as u64;
         self
@@ -548,9 +550,9 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts `value`, waiting while the queue is full.
     ///
-    /// A large value (encoded above the slot payload) also waits until the previous large
-    /// message has been read, and, if it is larger than the stream area, until a consumer reads
-    /// it (see the [module documentation](self#differences-from-python-multiprocessing)).
+    /// A large value (encoded above the slot payload) also waits while four large messages
+    /// are unread, and, if it is larger than a stream lane, until a consumer reads it (see the
+    /// [module documentation](self#differences-from-python-multiprocessing)).
     ///
     /// # Errors
     ///
@@ -662,7 +664,7 @@ mod tests {
             .create_bytes()
             .unwrap();
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
-        // Messages above 48 bytes go through the stream area, one unread at a time.
+        // Messages above 48 bytes go through the stream lanes, four unread at most.
         let large = |m: &Vec<u8>| m.len() > 48;
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut rand = move || {
@@ -674,13 +676,14 @@ mod tests {
         for step in 0..20_000u64 {
             match rand() % 4 {
                 0 | 1 => {
-                    // Up to the stream area's size, so that a put never needs a reader.
+                    // Up to a lane's size, so that a put never needs a reader.
                     let len = match rand() % 8 {
-                        0 => (rand() % 4096) as usize,
+                        0 => (rand() % 1024) as usize,
                         _ => (rand() % 60) as usize,
                     };
                     let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ step) as u8).collect();
-                    let full = model.len() == 5 || (large(&msg) && model.iter().any(large));
+                    let full = model.len() == 5
+                        || (large(&msg) && model.iter().filter(|m| large(m)).count() == 4);
                     match q.put_nowait(msg.clone()) {
                         Ok(()) => {
                             assert!(!full, "step {step}: put on a full queue");

@@ -18,6 +18,8 @@ use crate::sys::memfd::{self, Mapping};
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCQUE";
 /// The version of this layout; bumped whenever it changes shape.
 pub(crate) const VERSION: u32 = 1;
+/// Independent stream lanes: this many large messages can be in flight (unread) at once.
+pub(crate) const LANES: usize = 4;
 /// Bytes of a slot before its payload.
 pub(crate) const SLOT_HEAD: usize = size_of::<SlotHead>();
 const LINE: usize = 64;
@@ -36,7 +38,7 @@ pub(crate) struct Header {
     pub(crate) slots: u64,
     /// Bytes per slot, [`SLOT_HEAD`] included (a multiple of 64).
     pub(crate) slot_size: u64,
-    /// Bytes of the stream area (large messages).
+    /// Bytes of the stream area (large messages), split into [`LANES`] equal lanes.
     pub(crate) stream_size: u64,
     /// The most messages the queue holds (at most `slots`).
     pub(crate) maxsize: u64,
@@ -63,7 +65,7 @@ pub(crate) struct WaitWord {
 #[derive(Default)]
 pub(crate) struct Padded(pub(crate) AtomicU64);
 
-/// The stream area's control: who is writing and reading the one large message in flight.
+/// A stream lane's control: who is writing and reading the large message in flight in it.
 #[repr(C, align(64))]
 #[derive(Default)]
 pub(crate) struct StreamCtl {
@@ -107,8 +109,8 @@ pub(crate) struct Control {
     pub(crate) space: WaitWord,
     /// Both sides of the stream, and producers waiting for it, wait here.
     pub(crate) stream_wait: WaitWord,
-    /// The stream area's state.
-    pub(crate) stream: StreamCtl,
+    /// The stream lanes' states.
+    pub(crate) stream: [StreamCtl; LANES],
     /// Slots handed back by the reaper to be delivered again, not yet taken.
     pub(crate) orphans: Padded,
     /// Counters.
@@ -213,6 +215,7 @@ impl Geometry {
             && (MIN_SLOT..=MAX_SLOT).contains(&self.slot_size)
             && self.slot_size.is_multiple_of(LINE as u64)
             && (MIN_STREAM..=MAX_STREAM).contains(&self.stream_size)
+            && self.stream_size.is_multiple_of((LANES * LINE) as u64)
             && (1..=self.slots).contains(&self.maxsize)
             && offsets(self).is_some()
     }
@@ -404,40 +407,49 @@ impl Raw {
         }
     }
 
-    fn stream_ptr(&self) -> *mut u8 {
-        // SAFETY: the stream area lies within the mapping (checked by `offsets`).
-        unsafe { self.map.ptr().add(self.off.stream) }
+    /// The size of one stream lane.
+    pub(crate) fn lane_size(&self) -> u64 {
+        self.geometry.stream_size / LANES as u64
     }
 
-    /// Copies `src` into the stream area at byte position `pos` (modulo its size, wrapping).
+    fn stream_ptr(&self, lane: usize) -> *mut u8 {
+        assert!(lane < LANES);
+        // SAFETY: the stream area lies within the mapping (checked by `offsets`), and lane
+        // `lane < LANES` is within it.
+        unsafe {
+            self.map
+                .ptr()
+                .add(self.off.stream + lane * self.lane_size() as usize)
+        }
+    }
+
+    /// Copies `src` into stream lane `lane` at byte position `pos` (modulo its size, wrapping).
     ///
     /// The caller is the stream's writer (its token names this process), and the reader has
     /// consumed everything up to `pos + src.len() - stream_size`, so nobody reads these bytes
     /// until the caller's release store of the written position.
-    pub(crate) fn stream_write(&self, pos: u64, src: &[u8]) {
-        let size = self.geometry.stream_size;
+    pub(crate) fn stream_write(&self, lane: usize, pos: u64, src: &[u8]) {
+        let size = self.lane_size();
+        let base = self.stream_ptr(lane);
         assert!(src.len() as u64 <= size);
         let start = (pos % size) as usize;
         let first = src.len().min(size as usize - start);
         // SAFETY: `start + first <= size` and `src.len() - first <= start`, so both copies stay
-        // within the stream area; `src` is process memory; the protocol gives the writer
+        // within the lane; `src` is process memory; the protocol gives the writer
         // exclusive use of these bytes (see above).
         unsafe {
-            ptr::copy_nonoverlapping(src.as_ptr(), self.stream_ptr().add(start), first);
-            ptr::copy_nonoverlapping(
-                src.as_ptr().add(first),
-                self.stream_ptr(),
-                src.len() - first,
-            );
+            ptr::copy_nonoverlapping(src.as_ptr(), base.add(start), first);
+            ptr::copy_nonoverlapping(src.as_ptr().add(first), base, src.len() - first);
         }
     }
 
-    /// Appends `len` bytes of the stream area from byte position `pos` (wrapping) to `out`.
+    /// Appends `len` bytes of stream lane `lane` from byte position `pos` (wrapping) to `out`.
     ///
     /// The caller is the stream's reader, and the writer's release store of a written position
     /// at least `pos + len` was acquired by the caller.
-    pub(crate) fn stream_read(&self, pos: u64, len: usize, out: &mut Vec<u8>) {
-        let size = self.geometry.stream_size;
+    pub(crate) fn stream_read(&self, lane: usize, pos: u64, len: usize, out: &mut Vec<u8>) {
+        let size = self.lane_size();
+        let base = self.stream_ptr(lane);
         assert!(len as u64 <= size);
         let start = (pos % size) as usize;
         let first = len.min(size as usize - start);
@@ -447,8 +459,8 @@ impl Raw {
         // copies. Bytes are valid whatever another process wrote.
         unsafe {
             let dst = out.as_mut_ptr().add(out.len());
-            ptr::copy_nonoverlapping(self.stream_ptr().add(start), dst, first);
-            ptr::copy_nonoverlapping(self.stream_ptr(), dst.add(first), len - first);
+            ptr::copy_nonoverlapping(base.add(start), dst, first);
+            ptr::copy_nonoverlapping(base, dst.add(first), len - first);
             out.set_len(out.len() + len);
         }
     }

@@ -340,8 +340,10 @@ impl Ring {
                     }
                 }
                 State::Reading => {
-                    let streamed = slot.kind.load(Relaxed) == KIND_LARGE
-                        && dropped_seq.is_some_and(|seq| self.large_ref(i).0 == seq);
+                    let streamed = slot.kind.load(Relaxed) == KIND_LARGE && {
+                        let (lane, seq, _) = self.large_ref(i);
+                        dropped_seq[lane] == Some(seq)
+                    };
                     if streamed {
                         // Its bytes were partly read by the dead reader: lost (counted above).
                         let free = Stamp::new(s.pos() + cap, State::Empty, 0);

@@ -1,12 +1,14 @@
-//! Large messages: the stream area and its token.
+//! Large messages: the stream lanes and their tokens.
 //!
 //! A message larger than a slot's payload keeps its place in the queue's order with a slot that
-//! refers to the stream (its number and length); its bytes go through the stream area, one large
-//! message at a time, while the consumer that took the slot copies them out.
+//! refers to a stream lane (the lane, the message's number in it, its length); its bytes go
+//! through that lane, while the consumer that took the slot copies them out. Each lane carries
+//! one message at a time, so as many large messages as there are lanes can be in flight.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::Instant;
 
+use super::raw::LANES;
 use super::ring::{Backoff, Fail, KIND_LARGE, Ring, Wait, fault};
 
 const SEQ_MASK: u32 = (1 << 31) - 1;
@@ -60,87 +62,107 @@ impl Token {
 const CHUNK: u64 = 256 * 1024;
 
 impl Ring {
-    /// Undoes the stream token of dead member `owner`: a message it was reading is lost
-    /// (counted as dropped; returns its number), one it was writing is left to its reader, or
-    /// ended if it has none.
-    pub(super) fn reap_stream(&self, owner: u16) -> Option<u32> {
+    /// Undoes the stream tokens of dead member `owner`: a message it was reading is lost
+    /// (counted as dropped; its number is returned, per lane), one it was writing is left to
+    /// its reader, or ended if it has none.
+    pub(super) fn reap_stream(&self, owner: u16) -> [Option<u32>; LANES] {
         let c = self.raw.control();
-        let mut dropped_seq = None;
-        loop {
-            let t = Token(c.stream.token.load(Acquire));
-            if !t.is_active() {
-                break;
-            }
-            let new = if t.reader() == owner {
-                t.next()
-            } else if t.writer() == owner {
-                if t.reader() == 0 {
+        let mut dropped = [None; LANES];
+        for (lane, st) in c.stream.iter().enumerate() {
+            loop {
+                let t = Token(st.token.load(Acquire));
+                if !t.is_active() {
+                    break;
+                }
+                let new = if t.reader() == owner {
                     t.next()
+                } else if t.writer() == owner {
+                    if t.reader() == 0 {
+                        t.next()
+                    } else {
+                        Token::active(t.seq(), WRITER_DEAD, t.reader())
+                    }
                 } else {
-                    Token::active(t.seq(), WRITER_DEAD, t.reader())
+                    break;
+                };
+                if st
+                    .token
+                    .compare_exchange(t.0, new.0, AcqRel, Relaxed)
+                    .is_ok()
+                {
+                    if t.reader() == owner {
+                        c.counters.dropped.fetch_add(1, Relaxed);
+                        dropped[lane] = Some(t.seq());
+                    }
+                    self.notify(&c.stream_wait);
+                    break;
                 }
-            } else {
-                break;
-            };
-            if c.stream
-                .token
-                .compare_exchange(t.0, new.0, AcqRel, Relaxed)
-                .is_ok()
-            {
-                if t.reader() == owner {
-                    c.counters.dropped.fetch_add(1, Relaxed);
-                    dropped_seq = Some(t.seq());
-                }
-                self.notify(&c.stream_wait);
-                break;
             }
         }
-        dropped_seq
+        dropped
     }
 
-    /// The stream number and length a large message's slot refers to.
-    pub(super) fn large_ref(&self, pos: u64) -> (u32, u64) {
+    /// The stream lane, message number and length a large message's slot refers to.
+    pub(super) fn large_ref(&self, pos: u64) -> (usize, u32, u64) {
         let mut b = Vec::with_capacity(16);
         self.raw.read_payload(pos, 0, 16, &mut b);
-        let seq = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
+        let word = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
         let len = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
-        (seq as u32, len)
+        // A lane number out of range (written by someone else than this crate) is clamped: the
+        // message number then does not match and the message is skipped.
+        let lane = ((word >> 32) as usize).min(LANES - 1);
+        (lane, word as u32, len)
     }
 
     pub(super) fn put_large(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
         let c = self.raw.control();
-        let st = &c.stream;
         let deadline = wait.deadline();
         let len = bytes.len() as u64;
-        // 1. The stream token.
+        // 1. A free stream lane.
         let mut backoff = Backoff::new();
-        let seq = loop {
-            let t = Token(st.token.load(Acquire));
-            if !t.is_active() {
-                if st
-                    .token
-                    .compare_exchange(t.0, Token::active(t.seq(), self.me, 0).0, AcqRel, Relaxed)
-                    .is_ok()
+        let (lane, seq) = 'found: loop {
+            let mut seen = [0u64; LANES];
+            for (lane, st) in c.stream.iter().enumerate() {
+                let t = Token(st.token.load(Acquire));
+                seen[lane] = t.0;
+                if !t.is_active()
+                    && st
+                        .token
+                        .compare_exchange(
+                            t.0,
+                            Token::active(t.seq(), self.me, 0).0,
+                            AcqRel,
+                            Relaxed,
+                        )
+                        .is_ok()
                 {
-                    break t.seq();
+                    break 'found (lane, t.seq());
                 }
-                continue;
             }
             if matches!(wait, Wait::No) {
                 return Err(Fail::WouldBlock);
             }
             if backoff.snooze() {
-                for who in [t.reader(), t.writer()] {
-                    if who != 0 && !self.alive(who) {
-                        self.try_reap(who);
+                for &t in &seen {
+                    let t = Token(t);
+                    for who in [t.reader(), t.writer()] {
+                        if who != 0 && !self.alive(who) {
+                            self.try_reap(who);
+                        }
                     }
                 }
-                let unchanged = || st.token.load(Acquire) == t.0;
+                let unchanged = || {
+                    c.stream
+                        .iter()
+                        .zip(seen)
+                        .all(|(st, t)| st.token.load(Acquire) == t)
+                };
                 if !self.sleep(&c.stream_wait, deadline, unchanged) {
                     return Err(Fail::TimedOut);
                 }
             }
         };
+        let st = &c.stream[lane];
         st.len.store(len, Relaxed);
         st.written.store(0, Relaxed);
         st.read.store(0, Relaxed);
@@ -162,12 +184,12 @@ impl Ring {
         let slot = self.raw.slot(pos);
         slot.kind.store(KIND_LARGE, Relaxed);
         slot.len.store(16, Relaxed);
-        self.raw
-            .write_payload(pos, 0, &u64::from(seq).to_le_bytes());
+        let word = (lane as u64) << 32 | u64::from(seq);
+        self.raw.write_payload(pos, 0, &word.to_le_bytes());
         self.raw.write_payload(pos, 8, &len.to_le_bytes());
         self.publish(pos);
         // 3. The bytes, through the stream area.
-        let size = self.raw.geometry().stream_size;
+        let size = self.raw.lane_size();
         let mut done = 0u64;
         let mut backoff = Backoff::new();
         while done < len {
@@ -181,7 +203,7 @@ impl Ring {
             if free > 0 {
                 let n = free.min(len - done).min(CHUNK);
                 self.raw
-                    .stream_write(done, &bytes[done as usize..(done + n) as usize]);
+                    .stream_write(lane, done, &bytes[done as usize..(done + n) as usize]);
                 done += n;
                 st.written.store(done, Release);
                 fault::point(fault::MID_STREAM_WRITE);
@@ -239,8 +261,8 @@ impl Ring {
     /// Frees the slot. `false` if the message is gone.
     pub(super) fn get_large(&self, pos: u64, out: &mut Vec<u8>) -> bool {
         let c = self.raw.control();
-        let st = &c.stream;
-        let (seq, len) = self.large_ref(pos);
+        let (lane, seq, len) = self.large_ref(pos);
+        let st = &c.stream[lane];
         let seq = seq & SEQ_MASK;
         loop {
             let t = Token(st.token.load(Acquire));
@@ -259,7 +281,7 @@ impl Ring {
             }
         }
         self.free(pos);
-        let size = self.raw.geometry().stream_size;
+        let size = self.raw.lane_size();
         out.reserve(len.min(1 << 26) as usize);
         let mut done = 0u64;
         let mut backoff = Backoff::new();
@@ -267,7 +289,7 @@ impl Ring {
             let written = st.written.load(Acquire);
             if written > done {
                 let n = (written - done).min(len - done).min(size);
-                self.raw.stream_read(done, n as usize, out);
+                self.raw.stream_read(lane, done, n as usize, out);
                 done += n;
                 st.read.store(done, Release);
                 fault::point(fault::MID_STREAM_READ);
