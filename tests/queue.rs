@@ -385,3 +385,63 @@ fn the_queue_example_survives_a_killed_consumer() {
     );
     assert_eq!(lines[3], "queue empty: true");
 }
+
+/// `(producer, n, bytes)`; `None` ends a consumer.
+type Mixed = Option<(u32, u32, Vec<u8>)>;
+
+fn mixed_len(n: u32) -> usize {
+    match n % 10 {
+        0..=2 => (n as usize * 7919) % 120_000, // large: through the stream lanes
+        _ => (n % 1500) as usize,               // mostly inline
+    }
+}
+
+fn put_mixed((q, me, count): (Queue<Mixed>, u32, u32)) {
+    for n in 0..count {
+        q.put(Some((me, n, pattern(n as usize, mixed_len(n)))))
+            .unwrap();
+    }
+}
+
+fn get_mixed(q: Queue<Mixed>) -> Vec<(u32, u32)> {
+    let mut got = Vec::new();
+    while let Some((p, n, bytes)) = q.get_timeout(LONG).unwrap() {
+        assert!(bytes == pattern(n as usize, mixed_len(n)), "{p}/{n} torn");
+        got.push((p, n));
+    }
+    got
+}
+
+#[test]
+fn mixed_sizes_three_producers_three_consumers() {
+    const P: u32 = 3;
+    const N: u32 = 400;
+    let q: Queue<Mixed> = Queue::with_maxsize(16).unwrap();
+    let consumers: Vec<_> = (0..3)
+        .map(|_| Process::start(get_mixed, q.clone()).unwrap())
+        .collect();
+    let producers: Vec<_> = (0..P)
+        .map(|me| Process::start(put_mixed, (q.clone(), me, N)).unwrap())
+        .collect();
+    for p in producers {
+        p.join().unwrap();
+    }
+    for _ in 0..3 {
+        q.put(None).unwrap();
+    }
+    let mut seen = vec![vec![false; N as usize]; P as usize];
+    for c in consumers {
+        let mut last: HashMap<u32, u32> = HashMap::new();
+        for (p, n) in c.join().unwrap() {
+            assert!(
+                last.insert(p, n).is_none_or(|prev| n > prev),
+                "{p}: {n} out of order"
+            );
+            assert!(
+                !std::mem::replace(&mut seen[p as usize][n as usize], true),
+                "{p}/{n} twice"
+            );
+        }
+    }
+    assert!(seen.iter().flatten().all(|&s| s), "a message is missing");
+}
