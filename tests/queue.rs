@@ -445,3 +445,22 @@ fn mixed_sizes_three_producers_three_consumers() {
     }
     assert!(seen.iter().flatten().all(|&s| s), "a message is missing");
 }
+
+fn put_pid(q: Queue<u32>) {
+    q.put(std::process::id()).unwrap();
+}
+
+#[test]
+fn a_forked_child_puts_on_a_queue() {
+    let q: Queue<u32> = Queue::new().unwrap();
+    let p = multiproc::Builder::new()
+        .method(multiproc::StartMethod::Fork)
+        .start(put_pid, q.clone())
+        .unwrap();
+    let pid = p.pid();
+    p.join().unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), pid);
+    // The child's handles are gone with it: the queue still works for everyone.
+    q.put(1).unwrap();
+    assert_eq!(q.get().unwrap(), 1);
+}
