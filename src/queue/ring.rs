@@ -74,11 +74,14 @@ pub(crate) fn empty_stamp(i: u64) -> u64 {
 pub(super) const KIND_INLINE: u32 = 0;
 pub(super) const KIND_LARGE: u32 = 1;
 
-/// Polls before yielding (with 1, 2, 4, 8, then 16 pause instructions between polls: a few
-/// microseconds in all, enough for a peer on another CPU to answer, short enough not to burn
-/// the time slice of a peer on the same CPU); yields before sleeping.
+/// Polls before the first yield (with 1, 2, 4, 8, then 16 pause instructions between polls):
+/// about a microsecond, enough for a peer on another CPU that is about to answer.
 const SPINS: u32 = 8;
-const YIELDS: u32 = 4;
+/// Then this many rounds of a yield (which lets a peer on the same CPU run) followed by a
+/// longer spin (which catches a peer on another CPU), before sleeping.
+const YIELDS: u32 = 6;
+/// Pause instructions in each of those longer spins.
+const LONG_SPIN: u32 = 128;
 /// The longest a waiter sleeps before it re-checks the liveness of the processes it waits on.
 const SWEEP: Duration = Duration::from_millis(50);
 
@@ -141,8 +144,14 @@ impl Backoff {
             for _ in 0..(1u32 << self.0.min(4)) {
                 std::hint::spin_loop();
             }
-        } else if self.0 < SPINS + YIELDS {
-            std::thread::yield_now();
+        } else if self.0 < SPINS + 2 * YIELDS {
+            if (self.0 - SPINS) % 2 == 0 {
+                std::thread::yield_now();
+            } else {
+                for _ in 0..LONG_SPIN {
+                    std::hint::spin_loop();
+                }
+            }
         } else {
             return true;
         }
