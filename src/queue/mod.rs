@@ -42,8 +42,8 @@
 //! offset 0     Header (64 B): magic "MPROCQUE", layout version, table entries, slots,
 //!              slot size, stream size, maxsize, total size
 //! 64           Control, one 64-byte line each: tail | head | items futex | space futex |
-//!              stream futex | stream token, length, written, read | orphans | counters |
-//!              unfinished tasks | join futex
+//!              stream futex | 4 × stream lane {token, written, read} | orphans |
+//!              counters | unfinished tasks | join futex | duplex end table
 //! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count}
 //! ...          Ring: slots × slot size {stamp: u64, len: u32, kind: u32, payload}
 //! ...          Stream area: 4 lanes, each carrying the bytes of one large message in flight
@@ -99,9 +99,12 @@
 //! other loss is a consumer killed between the moment its `get` freed the slot and the moment
 //! its caller did something with the value. No torn message is ever delivered.
 //!
-//! Waiters spin briefly, yield, then sleep on a futex; asleep, they wake every 50 ms to check
-//! the liveness of the processes they wait on. A dead peer therefore delays the others by at
-//! most about 50 ms (a few microseconds when the waiter is still spinning). A process created
+//! Waiters spin for about a microsecond, then alternate yields (for a peer on the same CPU)
+//! with longer spins (for a peer on another CPU), then sleep on a futex; asleep, they wake
+//! every 50 ms to check the liveness of the processes they wait on. A dead producer or stream
+//! holder therefore delays the others by at most about 50 ms (a few microseconds when the
+//! waiter is still spinning). A message handed back from a dead reader is found by the next
+//! such check, or when producers come round the ring to its slot. A process created
 //! with `fork` that inherited a queue handle shares its parent's liveness lock: the parent
 //! counts as alive until both have exited.
 //!

@@ -69,13 +69,11 @@ pub(crate) struct Padded(pub(crate) AtomicU64);
 #[repr(C, align(64))]
 #[derive(Default)]
 pub(crate) struct StreamCtl {
-    /// `seq << 33 | active << 32 | writer << 16 | reader` (see `ring::Token`).
+    /// `seq << 33 | active << 32 | writer << 16 | reader` (see `stream::Token`).
     pub(crate) token: AtomicU64,
-    /// Length of the message in flight.
-    pub(crate) len: AtomicU64,
-    /// Bytes of it written so far (the writer's position).
+    /// Bytes of the message in flight written so far (its length is in its slot).
     pub(crate) written: AtomicU64,
-    /// Bytes of it read so far (the reader's position).
+    /// Bytes of it read so far.
     pub(crate) read: AtomicU64,
 }
 

@@ -163,7 +163,6 @@ impl Ring {
             }
         };
         let st = &c.stream[lane];
-        st.len.store(len, Relaxed);
         st.written.store(0, Relaxed);
         st.read.store(0, Relaxed);
         fault::point(fault::AFTER_TOKEN);
