@@ -145,7 +145,7 @@ impl Backoff {
                 std::hint::spin_loop();
             }
         } else if self.0 < SPINS + 2 * YIELDS {
-            if (self.0 - SPINS) % 2 == 0 {
+            if (self.0 - SPINS).is_multiple_of(2) {
                 std::thread::yield_now();
             } else {
                 for _ in 0..LONG_SPIN {
