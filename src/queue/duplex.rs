@@ -89,6 +89,8 @@ pub fn duplex() -> Result<(Duplex, Duplex), QueueError> {
     let me = u32::from(first.handle.ring.me);
     ends.owner[0].store(me, Release);
     ends.owner[1].store(me, Release);
+    first.handle.ring.cpu_aware.store(true, Relaxed);
+    second.handle.ring.cpu_aware.store(true, Relaxed);
     let end = |side| Duplex {
         first: Arc::clone(&first.handle.ring),
         second: Arc::clone(&second.handle.ring),
@@ -138,8 +140,9 @@ impl Duplex {
         if self.first.ends().owner[peer].load(Relaxed) == CLOSED && self.peer_gone() {
             return Err(DuplexError::Disconnected);
         }
+        self.tx().note_producer_cpu();
         loop {
-            match self.tx().put(msg, Wait::Until(Instant::now() + CHECK)) {
+            match self.tx().put(msg, Wait::Within(CHECK)) {
                 Ok(()) => return Ok(()),
                 Err(Fail::WouldBlock | Fail::TimedOut) => {
                     if self.peer_gone() {
@@ -176,9 +179,11 @@ impl Duplex {
         deadline: Option<Instant>,
     ) -> Result<(), DuplexError> {
         loop {
-            let until = Instant::now() + CHECK;
-            let until = deadline.map_or(until, |d| d.min(until));
-            match self.rx().get(out, Wait::Until(until)) {
+            let wait = match deadline {
+                None => Wait::Within(CHECK),
+                Some(d) => Wait::Until(d.min(Instant::now() + CHECK)),
+            };
+            match self.rx().get(out, wait) {
                 Ok(()) => return Ok(()),
                 Err(Fail::WouldBlock | Fail::TimedOut) => {
                     if self.peer_gone() {
@@ -322,6 +327,8 @@ impl<'de> Deserialize<'de> for Duplex {
             second: attach(second)?,
             side: usize::from(side),
         };
+        end.first.cpu_aware.store(true, Relaxed);
+        end.second.cpu_aware.store(true, Relaxed);
         let ends = end.first.ends();
         ends.owner[end.side].store(u32::from(end.first.me), Release);
         let _ = ends.pending[end.side].fetch_update(AcqRel, Acquire, |n| n.checked_sub(1));

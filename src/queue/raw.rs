@@ -130,6 +130,10 @@ pub(crate) struct Ends {
     pub(crate) owner: [AtomicU32; 2],
     /// Per end: copies sent (serialized) and not yet received.
     pub(crate) pending: [AtomicU32; 2],
+    /// The CPU (+ 1; 0: unknown) the producer of this queue last sent from, when this queue
+    /// is a direction of a duplex channel: a consumer on the same CPU yields instead of
+    /// spinning.
+    pub(crate) producer_cpu: AtomicU32,
 }
 
 /// One entry of the process table.

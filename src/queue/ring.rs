@@ -100,6 +100,9 @@ pub(crate) enum Wait {
     No,
     Forever,
     Until(Instant),
+    /// For this long from the first moment the operation would have to wait (the clock is
+    /// read only then).
+    Within(Duration),
 }
 
 impl Wait {
@@ -108,7 +111,24 @@ impl Wait {
             Wait::Until(d) => Some(d),
             Wait::No => Some(Instant::now()),
             Wait::Forever => None,
+            Wait::Within(d) => Instant::now().checked_add(d),
         }
+    }
+}
+
+/// The deadline of a [`Wait`], read from the clock only when first needed.
+struct Deadline {
+    wait: Wait,
+    at: Option<Option<Instant>>,
+}
+
+impl Deadline {
+    fn new(wait: Wait) -> Self {
+        Deadline { wait, at: None }
+    }
+
+    fn get(&mut self) -> Option<Instant> {
+        *self.at.get_or_insert_with(|| self.wait.deadline())
     }
 }
 
@@ -132,30 +152,67 @@ pub(crate) struct Totals {
 }
 
 /// Spins, then yields, then says it is time to sleep.
-pub(super) struct Backoff(u32);
+pub(super) struct Backoff {
+    step: u32,
+    peer: Peer,
+}
+
+/// Where the process we wait for runs, when we know.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Peer {
+    /// Unknown (many producers or consumers): spin briefly, then alternate yields and spins.
+    Unknown,
+    /// On another CPU: spin longer before sleeping.
+    Elsewhere,
+    /// On our CPU: yield at once (spinning would only delay it).
+    Here,
+}
+
+/// Rounds of 16 pauses a waiter spins when it knows its peer runs on another CPU (a few tens
+/// of microseconds), before it sleeps.
+const FAR_SPINS: u32 = 300;
 
 impl Backoff {
     pub(super) fn new() -> Self {
-        Backoff(0)
+        Backoff::with_peer(Peer::Unknown)
     }
+
+    pub(super) fn with_peer(peer: Peer) -> Self {
+        Backoff { step: 0, peer }
+    }
+
     /// `true` once spinning and yielding are over: the caller should sleep.
     pub(super) fn snooze(&mut self) -> bool {
-        if self.0 < SPINS {
-            for _ in 0..(1u32 << self.0.min(4)) {
-                std::hint::spin_loop();
+        let n = self.step;
+        match self.peer {
+            Peer::Here if n < YIELDS => std::thread::yield_now(),
+            Peer::Elsewhere if n < FAR_SPINS => {
+                if n % 64 == 63 {
+                    // In case the peer moved to our CPU since it said where it was.
+                    std::thread::yield_now();
+                } else {
+                    for _ in 0..16 {
+                        std::hint::spin_loop();
+                    }
+                }
             }
-        } else if self.0 < SPINS + 2 * YIELDS {
-            if (self.0 - SPINS).is_multiple_of(2) {
-                std::thread::yield_now();
-            } else {
-                for _ in 0..LONG_SPIN {
+            Peer::Unknown if n < SPINS => {
+                for _ in 0..(1u32 << n.min(4)) {
                     std::hint::spin_loop();
                 }
             }
-        } else {
-            return true;
+            Peer::Unknown if n < SPINS + 2 * YIELDS => {
+                if (n - SPINS).is_multiple_of(2) {
+                    std::thread::yield_now();
+                } else {
+                    for _ in 0..LONG_SPIN {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            _ => return true,
         }
-        self.0 += 1;
+        self.step += 1;
         false
     }
 }
@@ -173,6 +230,9 @@ pub(crate) struct Ring {
     pub(super) me: u16,
     /// One reaper at a time in this attachment (OFD locks do not exclude the same description).
     pub(super) reaping: Mutex<()>,
+    /// Set for a direction of a duplex channel: its one producer publishes its CPU, and the
+    /// consumer waits accordingly.
+    pub(super) cpu_aware: std::sync::atomic::AtomicBool,
 }
 
 impl Drop for Ring {
@@ -225,6 +285,7 @@ impl Ring {
                 lockfd,
                 me: i as u16 + 1,
                 reaping: Mutex::new(()),
+                cpu_aware: std::sync::atomic::AtomicBool::new(false),
             };
             // Whoever held this entry before is gone; clear what it may have left behind
             // (cheap: one pass over the stamps).
@@ -445,7 +506,7 @@ impl Ring {
         let c = self.raw.control();
         let cap = self.slots();
         let max = self.raw.geometry().maxsize;
-        let deadline = wait.deadline();
+        let mut deadline = Deadline::new(wait);
         let mut backoff = Backoff::new();
         loop {
             let t = c.tail.0.load(Acquire);
@@ -504,7 +565,7 @@ impl Ring {
                         && slot.stamp.load(Acquire) == s.0
                         && (s != Stamp::new(t, State::Empty, 0) || t.wrapping_sub(h) >= max)
                 };
-                if !self.sleep(&c.space, deadline, unchanged) {
+                if !self.sleep(&c.space, deadline.get(), unchanged) {
                     return Err(Fail::TimedOut);
                 }
             }
@@ -540,6 +601,27 @@ impl Ring {
     }
 
     // ---- consumers ------------------------------------------------------------------------
+
+    /// Where the producer runs, if this queue is a duplex direction that knows it.
+    fn producer_placement(&self) -> Peer {
+        if !self.cpu_aware.load(Relaxed) {
+            return Peer::Unknown;
+        }
+        match self.raw.control().ends.producer_cpu.load(Relaxed) {
+            0 => Peer::Unknown,
+            cpu if cpu - 1 == crate::sys::cpu::current() => Peer::Here,
+            _ => Peer::Elsewhere,
+        }
+    }
+
+    /// Records the CPU this producer runs on (a duplex direction: there is one producer).
+    pub(super) fn note_producer_cpu(&self) {
+        let cpu = crate::sys::cpu::current() + 1;
+        let word = &self.raw.control().ends.producer_cpu;
+        if word.load(Relaxed) != cpu {
+            word.store(cpu, Relaxed);
+        }
+    }
 
     /// Frees the slot of `pos` (read by us) for the producer of the next lap.
     pub(super) fn free(&self, pos: u64) {
@@ -582,8 +664,8 @@ impl Ring {
     fn take(&self, wait: Wait) -> Result<u64, Fail> {
         let c = self.raw.control();
         let cap = self.slots();
-        let deadline = wait.deadline();
-        let mut backoff = Backoff::new();
+        let mut deadline = Deadline::new(wait);
+        let mut backoff = Backoff::with_peer(self.producer_placement());
         loop {
             if c.orphans.0.load(Relaxed) > 0
                 && let Some(pos) = self.rescue()
@@ -632,7 +714,7 @@ impl Ring {
                         && slot.stamp.load(Acquire) == s.0
                         && c.orphans.0.load(Acquire) == 0
                 };
-                if !self.sleep(&c.items, deadline, unchanged) {
+                if !self.sleep(&c.items, deadline.get(), unchanged) {
                     return Err(Fail::TimedOut);
                 }
             }

@@ -13,8 +13,10 @@
 //! | [`memfd`] | anonymous sealed `memfd` segments, named `shm_open` segments, shared mappings (pre-faulted when large) |
 //! | [`pthread`] | process-shared robust mutexes (the kernel reports a dead holder) |
 //! | [`futex`] | waiting on and waking a shared 32-bit word |
+//! | [`cpu`] | the CPU the calling thread runs on |
 //! | [`ofd`] | liveness locks: open-file-description byte locks on a private description of a segment |
 
+pub(crate) mod cpu;
 pub(crate) mod entry;
 pub(crate) mod futex;
 pub(crate) mod memfd;
