@@ -40,7 +40,9 @@ pub enum DuplexError {
 /// counterpart of a [`pipe`](crate::pipe) between two processes.
 ///
 /// Each direction is a queue in its own segment; an end sends on one and receives from the
-/// other, spinning briefly, then sleeping, when there is nothing to receive. An end is a value
+/// other. A sender records the CPU it runs on; a receiver with nothing to receive yields at
+/// once if that is its own CPU (the sender cannot run while it spins) and spins for a few tens
+/// of microseconds otherwise, then sleeps. An end is a value
 /// that travels (as a process argument, or on a connection). When the other end is dropped, or
 /// its process dies, `recv` returns what was already sent, then [`DuplexError::Disconnected`]
 /// (within about 50 ms of the death).
