@@ -1,10 +1,10 @@
 //! The programs of the tutorial this crate started from, run with multiproc.
 //!
 //! Each program prints what its Python original prints, under a `== program N` heading (see
-//! `tests/seed.rs`). Programs 3 (a `Manager`'s dict and list) and 4 (a `Queue`) come with those
-//! features.
+//! `tests/seed.rs`). Program 3 (a `Manager`'s dict and list) comes with that feature.
 
 use multiproc::object::Object;
+use multiproc::queue::Queue;
 use multiproc::shm::{Array, Value};
 use multiproc::{Connection, Process, obj, pipe};
 
@@ -40,6 +40,19 @@ fn program2() {
     println!("{:?}", arr.to_vec());
 }
 
+/// Program 4: a queue. The child puts a list on a queue it received as its argument; the parent
+/// gets it, after the child has ended (the message waits in shared memory).
+fn put_list(q: Queue<Object>) {
+    q.put(obj!(["沐风", 666, "精易"])).expect("put the list");
+}
+
+fn program4() {
+    let q = Queue::new().expect("create the queue");
+    let p = Process::start(put_list, q.clone()).expect("start the child");
+    p.join().expect("join the child");
+    println!("{}", q.get().expect("get the list"));
+}
+
 /// Program 5: a duplex pipe. The child sends a list through its end; the parent receives it
 /// from the other end and answers.
 fn send_list(mut conn: Connection) {
@@ -66,6 +79,8 @@ fn main() {
     program1();
     println!("== program 2");
     program2();
+    println!("== program 4");
+    program4();
     println!("== program 5");
     program5();
 }

@@ -73,6 +73,15 @@ pub enum Error {
     /// A client could not connect (or the listener failed the handshake).
     #[error(transparent)]
     Connect(#[from] crate::connection::ConnectError),
+    /// A queue could not be created or received.
+    #[error(transparent)]
+    Queue(#[from] crate::queue::QueueError),
+    /// A value could not be taken from a queue.
+    #[error(transparent)]
+    Get(#[from] crate::queue::GetError),
+    /// `JoinableQueue::task_done` was called too many times.
+    #[error(transparent)]
+    TaskDone(#[from] crate::queue::TaskDoneError),
     /// An operating-system error.
     #[error(transparent)]
     Io(#[from] std::io::Error),

@@ -276,6 +276,7 @@ mod error;
 pub mod manager;
 pub mod object;
 pub mod process;
+pub mod queue;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;
@@ -298,5 +299,6 @@ pub use process::{
     Builder, JoinError, JoinTimeoutError, PanicInfo, Process, ProcessInfo, StartError, StartMethod,
     active_children, cpu_count, current_process, init, parent_process,
 };
+pub use queue::{JoinableQueue, Queue, SimpleQueue};
 pub use shm::{Array, RawArray, RawValue, SharedMemory, ShmSafe, Value};
 pub use sync::{Barrier, BoundedSemaphore, Condition, Event, Lock, OwnerDied, RLock, Semaphore};

@@ -39,6 +39,6 @@ fn seed_example_prints_the_tutorial_output() {
         );
         seen.push(n);
     }
-    // Programs 3 (Manager) and 4 (Queue) join as those features land.
-    assert_eq!(seen, [1, 2, 5], "{stdout}");
+    // Program 3 (Manager) joins when that feature lands.
+    assert_eq!(seen, [1, 2, 4, 5], "{stdout}");
 }

@@ -15,11 +15,15 @@
 //! | [`pthread`] | process-shared robust mutexes (the kernel reports a dead holder) |
 //! | [`signal`] | `SIGTERM`/`SIGINT` blocked and taken by a waiting thread |
 //! | [`futex`] | waiting on and waking a shared 32-bit word |
+//! | [`cpu`] | the CPU the calling thread runs on |
+//! | [`ofd`] | liveness locks: open-file-description byte locks on a private description of a segment |
 
+pub(crate) mod cpu;
 pub(crate) mod entry;
 pub(crate) mod futex;
 pub(crate) mod memfd;
 pub(crate) mod net;
+pub(crate) mod ofd;
 pub(crate) mod poller;
 pub(crate) mod process;
 pub(crate) mod pthread;

@@ -1,0 +1,34 @@
+//! Places where a test can make this process die with `SIGKILL`, to check recovery at each
+//! step (debug builds only; in release builds [`point`] does nothing).
+
+pub(crate) const AFTER_CLAIM: u32 = 1;
+pub(crate) const AFTER_TAKE: u32 = 2;
+pub(crate) const AFTER_TOKEN: u32 = 3;
+pub(crate) const MID_STREAM_WRITE: u32 = 4;
+pub(crate) const MID_STREAM_READ: u32 = 5;
+pub(crate) const BEFORE_HEAD: u32 = 6;
+
+#[cfg(debug_assertions)]
+static AT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+
+/// Makes this process kill itself when it reaches `point` (0: never).
+#[cfg(debug_assertions)]
+pub(crate) fn die_at(point: u32) {
+    AT.store(point, std::sync::atomic::Ordering::Relaxed);
+}
+
+#[inline]
+pub(crate) fn point(point: u32) {
+    #[cfg(debug_assertions)]
+    if AT.load(std::sync::atomic::Ordering::Relaxed) == point {
+        use crate::sys::process as os;
+        if let Ok(me) = os::pidfd_open(os::getpid()) {
+            let _ = os::pidfd_signal(std::os::fd::AsFd::as_fd(&me), libc::SIGKILL);
+        }
+        loop {
+            std::thread::park();
+        }
+    }
+    #[cfg(not(debug_assertions))]
+    let _ = point;
+}

@@ -1,0 +1,258 @@
+//! [`SimpleQueue`] and [`JoinableQueue`]: Python's two other queue types, on the same ring.
+
+use std::fmt;
+use std::time::{Duration, Instant};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use super::{GetError, PutError, Queue, QueueError, QueueStats, TaskDoneError};
+
+/// A queue with only `put`, `get`, `empty` and `close`, like Python's
+/// `multiprocessing.SimpleQueue`.
+///
+/// # Examples
+///
+/// ```
+/// let q = multiproc::queue::SimpleQueue::new().unwrap();
+/// q.put("x".to_string()).unwrap();
+/// assert_eq!(q.get().unwrap(), "x");
+/// assert!(q.empty());
+/// ```
+pub struct SimpleQueue<T>(Queue<T>);
+
+impl<T> Clone for SimpleQueue<T> {
+    fn clone(&self) -> Self {
+        SimpleQueue(self.0.clone())
+    }
+}
+
+impl<T> fmt::Debug for SimpleQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("SimpleQueue").field(&self.0).finish()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> SimpleQueue<T> {
+    /// A queue with the default options.
+    ///
+    /// # Errors
+    ///
+    /// When the system cannot create the segment.
+    pub fn new() -> Result<Self, QueueError> {
+        Queue::new().map(SimpleQueue)
+    }
+
+    /// Puts `value`, waiting while the queue is full (see [`Queue::put`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::put`].
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.0.put(value)
+    }
+
+    /// Takes the next value, waiting while the queue is empty (see [`Queue::get`]).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::get`].
+    pub fn get(&self) -> Result<T, GetError> {
+        self.0.get()
+    }
+
+    /// Whether the queue holds no message.
+    pub fn empty(&self) -> bool {
+        self.0.empty()
+    }
+
+    /// Marks this handle closed (see [`Queue::close`]).
+    pub fn close(&self) {
+        self.0.close()
+    }
+}
+
+impl<T> Serialize for SimpleQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Queue::deserialize(d).map(SimpleQueue)
+    }
+}
+
+/// A [`Queue`] that counts unfinished tasks, like Python's `multiprocessing.JoinableQueue`:
+/// every `put` adds one, every [`task_done`](Self::task_done) removes one, and
+/// [`join`](Self::join) waits until none is left.
+///
+/// It dereferences to its [`Queue`] for everything but `put`.
+///
+/// A task whose consumer dies before calling `task_done` stays unfinished: use
+/// [`join_timeout`](Self::join_timeout) where a consumer may die.
+///
+/// # Examples
+///
+/// ```
+/// # multiproc::init();
+/// use multiproc::Process;
+/// use multiproc::queue::JoinableQueue;
+///
+/// fn worker(q: JoinableQueue<u32>) {
+///     while let Ok(n) = q.get() {
+///         if n == 0 {
+///             q.task_done().unwrap();
+///             break;
+///         }
+///         q.task_done().unwrap();
+///     }
+/// }
+///
+/// let q = JoinableQueue::new().unwrap();
+/// let p = Process::start(worker, q.clone()).unwrap();
+/// for n in [3, 2, 1, 0] {
+///     q.put(n).unwrap();
+/// }
+/// q.join();
+/// assert_eq!(q.unfinished_tasks(), 0);
+/// p.join().unwrap();
+/// assert!(q.task_done().is_err());
+/// ```
+pub struct JoinableQueue<T>(Queue<T>);
+
+impl<T> Clone for JoinableQueue<T> {
+    fn clone(&self) -> Self {
+        JoinableQueue(self.0.clone())
+    }
+}
+
+impl<T> fmt::Debug for JoinableQueue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("JoinableQueue")
+            .field("queue", &self.0)
+            .field("unfinished", &self.unfinished_tasks())
+            .finish()
+    }
+}
+
+impl<T> std::ops::Deref for JoinableQueue<T> {
+    type Target = Queue<T>;
+    fn deref(&self) -> &Queue<T> {
+        &self.0
+    }
+}
+
+impl<T> JoinableQueue<T> {
+    /// Counts one task done (Python: `task_done()`).
+    ///
+    /// # Errors
+    ///
+    /// [`TaskDoneError`] when no task is unfinished (called more times than items were put).
+    pub fn task_done(&self) -> Result<(), TaskDoneError> {
+        if self.0.handle.ring.task_done() {
+            Ok(())
+        } else {
+            Err(TaskDoneError)
+        }
+    }
+
+    /// Waits until every task put so far is done.
+    pub fn join(&self) {
+        self.0.handle.ring.join(None);
+    }
+
+    /// Waits at most `timeout` until every task is done; `true` if they are.
+    pub fn join_timeout(&self, timeout: Duration) -> bool {
+        self.0.handle.ring.join(Instant::now().checked_add(timeout))
+    }
+
+    /// Tasks put and not yet done.
+    pub fn unfinished_tasks(&self) -> u64 {
+        self.0.handle.ring.unfinished()
+    }
+
+    /// Counters over every process using the queue.
+    pub fn stats(&self) -> QueueStats {
+        self.0.stats()
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
+    /// A queue with the default options.
+    ///
+    /// # Errors
+    ///
+    /// When the system cannot create the segment.
+    pub fn new() -> Result<Self, QueueError> {
+        Queue::new().map(JoinableQueue)
+    }
+
+    /// A queue of at most `maxsize` messages (0 means 1024).
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::with_maxsize`].
+    pub fn with_maxsize(maxsize: usize) -> Result<Self, QueueError> {
+        Queue::with_maxsize(maxsize).map(JoinableQueue)
+    }
+
+    fn counted(&self, put: impl FnOnce() -> Result<(), PutError<T>>) -> Result<(), PutError<T>> {
+        let ring = &self.0.handle.ring;
+        ring.task_added();
+        let r = put();
+        if r.is_err() {
+            ring.task_done();
+        }
+        r
+    }
+
+    /// Puts `value` and counts a task, waiting while the queue is full.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::put`]; no task is counted then.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.counted(|| self.0.put(value))
+    }
+
+    /// Puts `value` and counts a task, if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::put_nowait`]; no task is counted then.
+    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+        self.counted(|| self.0.put_nowait(value))
+    }
+
+    /// Puts `value` and counts a task, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::put_timeout`]; no task is counted then.
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.counted(|| self.0.put_timeout(value, timeout))
+    }
+
+    /// Puts `value` and counts a task, waiting at most until `deadline` for room.
+    ///
+    /// # Errors
+    ///
+    /// As for [`Queue::put_deadline`]; no task is counted then.
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.counted(|| self.0.put_deadline(value, deadline))
+    }
+}
+
+impl<T> Serialize for JoinableQueue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.0.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Queue::deserialize(d).map(JoinableQueue)
+    }
+}

@@ -1,0 +1,713 @@
+//! Process- and thread-safe queues in shared memory: [`Queue`], [`SimpleQueue`],
+//! [`JoinableQueue`], [`BytesQueue`] for raw bytes, and the two-way [`Duplex`] channel.
+//!
+//! A queue is one anonymous shared segment (`memfd`). There is no helper thread and no lock:
+//! producers and consumers claim slots with compare-and-swap, and sleep on futexes in the
+//! segment when there is nothing to do. Many producers and many consumers may use one queue;
+//! the messages of one producer (one thread putting one after another) come out in the order
+//! they were put. Messages of any size can be put: small ones (up to the slot payload, about 1
+//! KiB by default) are copied into a slot; larger ones keep their place in the order with a
+//! slot and stream through one of four lanes of a separate area of the segment while the
+//! consumer copies them out.
+//!
+//! A queue is a value that travels: as an argument of [`Process::start`](crate::Process), or
+//! inside a message on a [`Connection`](crate::Connection). Every handle is `Clone + Send +
+//! Sync`.
+//!
+//! # Examples
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::Process;
+//! use multiproc::queue::Queue;
+//!
+//! fn producer(q: Queue<(u32, String)>) {
+//!     for i in 0..3 {
+//!         q.put((i, format!("message {i}"))).unwrap();
+//!     }
+//! }
+//!
+//! let q = Queue::new().unwrap();
+//! let child = Process::start(producer, q.clone()).unwrap();
+//! for i in 0..3 {
+//!     assert_eq!(q.get().unwrap(), (i, format!("message {i}")));
+//! }
+//! child.join().unwrap();
+//! assert!(q.empty());
+//! ```
+//!
+//! # Memory layout
+//!
+//! ```text
+//! offset 0     Header (64 B): magic "MPROCQUE", layout version, table entries, slots,
+//!              slot size, stream size, maxsize, total size
+//! 64           Control, one 64-byte line each: tail | head | items futex | space futex |
+//!              stream futex | 4 × stream lane {token, written, read} | orphans |
+//!              counters | unfinished tasks | join futex | duplex end table
+//! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count}
+//! ...          Ring: slots × slot size {stamp: u64, len: u32, kind: u32, payload}
+//! ...          Stream area: 4 lanes, each carrying the bytes of one large message in flight
+//! ```
+//!
+//! A receiver reads the header with `pread` before mapping anything, and maps the segment only
+//! if it is sealed against resizing, its sizes are within limits and its file is exactly as
+//! large as the header says.
+//!
+//! # Slots
+//!
+//! Positions (`tail` for producers, `head` for consumers) only grow; position `p` uses slot
+//! `p mod slots`. Each slot's stamp is `p << 18 | state << 16 | owner`, where `owner` names a
+//! process-table entry:
+//!
+//! | stamp | meaning | next |
+//! |---|---|---|
+//! | `Empty(p)` | free for the producer of position `p` | a producer swaps it to `Writing(p, me)`, then moves `tail` to `p + 1` |
+//! | `Writing(p, w)` | `w` is copying the message in | `w` stores `Ready(p)` |
+//! | `Ready(p)` | holds the message of `p` | a consumer swaps it to `Reading(p, me)`, then moves `head` to `p + 1` |
+//! | `Reading(p, r)` | `r` is copying the message out | `r` stores `Empty(p + slots)`, then returns it |
+//!
+//! The slot is claimed *before* the position moves, and whoever finds a claimed slot at a
+//! position helps move the position on; so no position is ever taken without an owner that
+//! can be checked. This is Dmitry Vyukov's bounded MPMC queue, with an owner in the stamp.
+//!
+//! A large message's slot holds a reference to a stream lane instead of bytes. Each lane has a
+//! token (`idle(n)`, or `active(n, writer, reader)`): a producer takes a free lane, publishes
+//! its slot, and streams the bytes; the consumer that takes the slot attaches to the lane's
+//! token as reader, frees the slot, and copies the bytes out as they come; it ends the message
+//! (`idle(n + 1)`).
+//!
+//! # Crash model
+//!
+//! Every process using a queue holds an entry of the process table, backed by a lock on one
+//! byte of the segment's file, taken through a file description of its own (an
+//! open-file-description lock). The kernel drops it when the process dies, however it dies;
+//! any other process can test it. A waiter that finds a slot or the stream held by a process
+//! whose lock is gone *reaps* that process: it takes the dead one's lock (so that only one
+//! reaper runs, and no new process takes the entry meanwhile) and undoes what it left:
+//!
+//! - a slot it was **writing** is skipped (`Empty(p + slots)`): the message was never put, and
+//!   its `put` never returned. Counted in [`QueueStats::abandoned`].
+//! - a slot it was **reading** is handed back (`Ready(p)`) and delivered again, to another
+//!   consumer: the message had not yet reached the dead reader's caller. Counted in
+//!   [`QueueStats::redelivered`]. It may come out after messages its producer put later.
+//! - a **large message it was reading** (its bytes partly copied out) is lost; the producer's
+//!   `put` returns as if delivered. Counted in [`QueueStats::dropped`].
+//! - a large message it was **writing** is skipped by its reader (or by the next consumer).
+//!   Counted in [`QueueStats::abandoned`].
+//!
+//! So every `put` that returned `Ok` is delivered exactly once, or counted as dropped; the only
+//! other loss is a consumer killed between the moment its `get` freed the slot and the moment
+//! its caller did something with the value. No torn message is ever delivered.
+//!
+//! Waiters spin for about a microsecond, then alternate yields (for a peer on the same CPU)
+//! with longer spins (for a peer on another CPU), then sleep on a futex; asleep, they wake
+//! every 50 ms to check the liveness of the processes they wait on. A dead producer or stream
+//! holder therefore delays the others by at most about 50 ms (a few microseconds when the
+//! waiter is still spinning). A message handed back from a dead reader is found by the next
+//! such check, or when producers come round the ring to its slot. A process created
+//! with `fork` that inherited a queue handle shares its parent's liveness lock: the parent
+//! counts as alive until both have exited.
+//!
+//! # Trust
+//!
+//! Whoever holds a queue can write its segment. A hostile process can corrupt or invent
+//! messages and stall the queue, but cannot make another process read or write outside the
+//! segment: every length and offset read from it is bounded before use. Decoding a message is
+//! as safe as decoding bytes from a socket.
+//!
+//! # Differences from Python multiprocessing
+//!
+//! - No feeder thread: `put` copies the message into shared memory and returns; an error (an
+//!   unencodable value) is reported by `put` itself, never lost in a background thread.
+//! - A `put` on a full queue waits (Python's queues are unbounded unless given a `maxsize`);
+//!   the default capacity is 1024 messages ([`QueueOptions::maxsize`]).
+//! - `qsize`, `empty` and `full` are exact whenever no `put` or `get` is in progress.
+//! - A producer or consumer killed at any moment does not break the queue (see [Crash
+//!   model](#crash-model)); in Python it can hang every other producer.
+//! - `close` marks this handle closed: its later `put`s and `get`s fail with `Closed`. There is
+//!   no `join_thread` or `cancel_join_thread`: there is no thread.
+//! - Large messages (above the slot payload, 1072 bytes by default) pass through the four
+//!   lanes of the stream area: a large `put` waits while four large messages are unread, and
+//!   one larger than its lane (a quarter of the stream area, 256 KiB by default) waits for a
+//!   consumer to read it. So a single thread that puts five large messages before getting one
+//!   blocks in the fifth `put`; `put_nowait` and `put_timeout` return the value instead.
+//!   Python's feeder thread buffers without limit.
+
+mod bytes;
+mod duplex;
+mod error;
+mod fault;
+mod joinable;
+mod raw;
+mod ring;
+mod stream;
+
+pub use bytes::BytesQueue;
+pub use duplex::{Duplex, DuplexError, duplex};
+pub use error::{GetError, PutError, QueueError, TaskDoneError};
+pub use joinable::{JoinableQueue, SimpleQueue};
+
+use std::cell::RefCell;
+use std::fmt;
+use std::marker::PhantomData;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use serde::de::{DeserializeOwned, Error as _};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+use raw::Geometry;
+use ring::{AttachFail, Fail, Ring, Wait};
+
+/// Test support (debug builds only): the next queue operation of this process that reaches
+/// the named point kills the process with `SIGKILL` there. Points: 1 a producer's slot claimed,
+/// 2 a consumer's slot taken, 3 the stream taken by a large put, 4 a large put's first piece
+/// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved.
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub fn __die_at(point: u32) {
+    ring::fault::die_at(point);
+}
+
+const DEFAULT_SLOTS: u64 = 1024;
+const DEFAULT_SLOT_SIZE: u64 = 1088;
+const DEFAULT_STREAM: u64 = 1 << 20;
+const DEFAULT_MEMBERS: u32 = 128;
+
+/// Counters of a queue, over all the processes that use it (see [`Queue::stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub struct QueueStats {
+    /// Messages put.
+    pub put: u64,
+    /// Messages got.
+    pub got: u64,
+    /// Messages whose producer died (or, for a large message, gave up at its deadline) before
+    /// the message was complete: never delivered, and their `put` did not return `Ok`.
+    pub abandoned: u64,
+    /// Messages whose consumer died while copying a large message out: lost after their `put`
+    /// returned `Ok`.
+    pub dropped: u64,
+    /// Messages whose consumer died before the message reached its caller: delivered again.
+    pub redelivered: u64,
+}
+
+/// Sizes of a new queue: `Queue::options().maxsize(100).create()`.
+#[derive(Debug, Clone)]
+pub struct QueueOptions {
+    maxsize: u64,
+    slot_size: u64,
+    stream_size: u64,
+    members: u32,
+}
+
+impl Default for QueueOptions {
+    fn default() -> Self {
+        QueueOptions {
+            maxsize: 0,
+            slot_size: DEFAULT_SLOT_SIZE,
+            stream_size: DEFAULT_STREAM,
+            members: DEFAULT_MEMBERS,
+        }
+    }
+}
+
+impl QueueOptions {
+    /// The most messages the queue holds (Python's `maxsize`); 0 (the default) means 1024.
+    pub fn maxsize(&mut self, n: usize) -> &mut Self {
+        self.maxsize = n as u64;
+        self
+    }
+
+    /// The largest message copied into a slot, in bytes (default 1072); larger ones go
+    /// through the stream area. Rounded up so that a slot is a multiple of 64 bytes.
+    pub fn inline_size(&mut self, bytes: usize) -> &mut Self {
+        let slot = (bytes as u64).saturating_add(raw::SLOT_HEAD as u64);
+        self.slot_size = slot.div_ceil(64).saturating_mul(64);
+        self
+    }
+
+    /// The size of the area large messages stream through, split into four lanes (default 1
+    /// MiB; 4 KiB to 1 GiB, a multiple of 256 bytes).
+    pub fn stream_size(&mut self, bytes: usize) -> &mut Self {
+        self.stream_size = bytes as u64;
+        self
+    }
+
+    /// How many handles (one per process, or per received copy) may use the queue at once
+    /// (default 128, at most 4096).
+    pub fn max_handles(&mut self, n: u32) -> &mut Self {
+        self.members = n;
+        self
+    }
+
+    fn ring(&self) -> Result<Arc<Ring>, QueueError> {
+        let maxsize = if self.maxsize == 0 {
+            DEFAULT_SLOTS
+        } else {
+            self.maxsize
+        };
+        if maxsize > raw::limits::MAX_SLOTS {
+            return Err(QueueError::InvalidArgument("maxsize above 16777216"));
+        }
+        let g = Geometry {
+            members: self.members,
+            slots: maxsize.next_power_of_two().max(2),
+            slot_size: self.slot_size,
+            stream_size: self.stream_size,
+            maxsize,
+        };
+        if !g.is_valid() {
+            return Err(QueueError::InvalidArgument(
+                "slot size, stream size or handle count out of range",
+            ));
+        }
+        Ring::create(g).map(Arc::new).map_err(QueueError::Os)
+    }
+
+    /// Creates the queue.
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidArgument`] when an option is out of range; [`QueueError::Os`] when
+    /// the system cannot create the segment.
+    pub fn create<T>(&self) -> Result<Queue<T>, QueueError> {
+        Ok(Queue {
+            handle: Handle::new(self.ring()?),
+            _t: PhantomData,
+        })
+    }
+
+    /// Creates a queue of raw bytes.
+    ///
+    /// # Errors
+    ///
+    /// As for [`create`](Self::create).
+    pub fn create_bytes(&self) -> Result<BytesQueue, QueueError> {
+        Ok(BytesQueue {
+            handle: Handle::new(self.ring()?),
+        })
+    }
+}
+
+/// A handle: the attachment (shared by clones) and this handle's closed flag.
+struct Handle {
+    ring: Arc<Ring>,
+    closed: AtomicBool,
+}
+
+impl Handle {
+    fn new(ring: Arc<Ring>) -> Self {
+        Handle {
+            ring,
+            closed: AtomicBool::new(false),
+        }
+    }
+
+    fn is_closed(&self) -> bool {
+        self.closed.load(Ordering::Relaxed)
+    }
+
+    fn put<B>(&self, value: B, bytes: &[u8], wait: Wait) -> Result<(), PutError<B>> {
+        if self.is_closed() {
+            return Err(PutError::Closed(value));
+        }
+        match self.ring.put(bytes, wait) {
+            Ok(()) => Ok(()),
+            Err(Fail::WouldBlock) => Err(PutError::Full(value)),
+            Err(Fail::TimedOut) => Err(PutError::Timeout(value)),
+        }
+    }
+
+    fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), GetError> {
+        if self.is_closed() {
+            return Err(GetError::Closed);
+        }
+        self.ring.get(out, wait).map_err(|e| match e {
+            Fail::WouldBlock => GetError::Empty,
+            Fail::TimedOut => GetError::Timeout,
+        })
+    }
+
+    fn stats(&self) -> QueueStats {
+        let t = self.ring.totals();
+        QueueStats {
+            put: t.put,
+            got: t.got,
+            abandoned: t.abandoned,
+            dropped: t.dropped,
+            redelivered: t.redelivered,
+        }
+    }
+
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::codec::serialize_fd(self.ring.fd(), s)
+    }
+
+    fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let fd = crate::codec::deserialize_fd(d)?;
+        Ring::attach(fd)
+            .map(|r| Handle::new(Arc::new(r)))
+            .map_err(|e| {
+                let e = match e {
+                    AttachFail::Bad(raw::BadSegment::Os(e)) | AttachFail::Os(e) => {
+                        QueueError::Os(e)
+                    }
+                    AttachFail::Bad(_) => QueueError::NotAQueue,
+                    AttachFail::TableFull => QueueError::TableFull,
+                };
+                D::Error::custom(crate::codec::reason(e.to_string()))
+            })
+    }
+}
+
+impl Clone for Handle {
+    fn clone(&self) -> Self {
+        Handle::new(Arc::clone(&self.ring))
+    }
+}
+
+fn until(timeout: Duration) -> Wait {
+    Instant::now()
+        .checked_add(timeout)
+        .map_or(Wait::Forever, Wait::Until)
+}
+
+thread_local! {
+    /// Encoding and decoding buffers, kept between calls.
+    static BUF: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// Runs `f` with this thread's scratch buffer (a fresh one if it is in use already).
+fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
+    let mut buf = BUF
+        .with(|b| b.try_borrow_mut().map(|mut b| std::mem::take(&mut *b)))
+        .unwrap_or_default();
+    buf.clear();
+    let r = f(&mut buf);
+    if buf.capacity() <= 1 << 20 {
+        BUF.with(|b| {
+            if let Ok(mut b) = b.try_borrow_mut() {
+                *b = buf;
+            }
+        });
+    }
+    r
+}
+
+/// A multi-producer, multi-consumer queue of `T` between processes and threads, like Python's
+/// `multiprocessing.Queue`.
+///
+/// Values travel as serde values, encoded with the crate's codec (postcard); a
+/// `Queue<Object>` carries Python-like data and prints it as Python does. Objects that carry a
+/// descriptor (a [`Connection`](crate::Connection), another queue, ...) cannot travel through
+/// a queue: `put` fails with [`PutError::Encode`]. See the [module documentation](self) for
+/// the layout, the crash model and the differences from Python.
+///
+/// `Clone` gives another handle to the same queue (with its own [`close`](Self::close) flag);
+/// serializing it (as a process argument, or on a connection) sends the queue.
+///
+/// # Examples
+///
+/// ```
+/// use std::time::Duration;
+/// use multiproc::queue::{GetError, Queue};
+///
+/// let q: Queue<String> = Queue::with_maxsize(2).unwrap();
+/// q.put("a".into()).unwrap();
+/// q.put("b".into()).unwrap();
+/// assert!(q.full());
+/// assert_eq!(q.put_nowait("c".into()).unwrap_err().into_inner(), "c");
+/// assert_eq!(q.get().unwrap(), "a");
+/// assert_eq!(q.qsize(), 1);
+/// assert_eq!(q.get_timeout(Duration::from_millis(1)).unwrap(), "b");
+/// assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+/// ```
+pub struct Queue<T> {
+    handle: Handle,
+    _t: PhantomData<fn(T) -> T>,
+}
+
+impl<T> Clone for Queue<T> {
+    fn clone(&self) -> Self {
+        Queue {
+            handle: self.handle.clone(),
+            _t: PhantomData,
+        }
+    }
+}
+
+impl<T> fmt::Debug for Queue<T> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Queue")
+            .field("qsize", &self.qsize())
+            .field("maxsize", &self.maxsize())
+            .field("closed", &self.handle.is_closed())
+            .finish()
+    }
+}
+
+impl Queue<()> {
+    /// Options for a new queue (size, slot and stream sizes).
+    ///
+    /// ```
+    /// use multiproc::queue::Queue;
+    ///
+    /// let q = Queue::options().maxsize(10).inline_size(64).create::<u64>().unwrap();
+    /// q.put(7).unwrap();
+    /// assert_eq!(q.get().unwrap(), 7);
+    /// ```
+    pub fn options() -> QueueOptions {
+        QueueOptions::default()
+    }
+}
+
+impl<T> Queue<T> {
+    /// A queue with the default options (up to 1024 messages).
+    ///
+    /// # Errors
+    ///
+    /// When the system cannot create the segment.
+    pub fn new() -> Result<Self, QueueError> {
+        QueueOptions::default().create()
+    }
+
+    /// A queue of at most `maxsize` messages (Python: `Queue(maxsize)`; 0 means 1024).
+    ///
+    /// # Errors
+    ///
+    /// [`QueueError::InvalidArgument`] above 2^24; otherwise as for [`new`](Self::new).
+    pub fn with_maxsize(maxsize: usize) -> Result<Self, QueueError> {
+        QueueOptions::default().maxsize(maxsize).create()
+    }
+
+    /// Messages in the queue (Python: `qsize()`); exact when no `put` or `get` is in progress.
+    pub fn qsize(&self) -> usize {
+        self.handle.ring.len() as usize
+    }
+
+    /// Whether the queue holds no message.
+    pub fn empty(&self) -> bool {
+        self.qsize() == 0
+    }
+
+    /// Whether the queue holds `maxsize` messages.
+    pub fn full(&self) -> bool {
+        self.qsize() as u64 >= self.handle.ring.geometry().maxsize
+    }
+
+    /// The most messages the queue holds.
+    pub fn maxsize(&self) -> usize {
+        self.handle.ring.geometry().maxsize as usize
+    }
+
+    /// Marks this handle closed: its later `put`s and `get`s fail with `Closed`. Other
+    /// handles (clones, other processes) are not affected; the messages stay in the queue.
+    pub fn close(&self) {
+        self.handle.closed.store(true, Ordering::Relaxed);
+    }
+
+    /// Whether [`close`](Self::close) was called on this handle.
+    pub fn is_closed(&self) -> bool {
+        self.handle.is_closed()
+    }
+
+    /// Counters over every process using the queue.
+    ///
+    /// ```
+    /// let q = multiproc::queue::Queue::new().unwrap();
+    /// q.put(1u8).unwrap();
+    /// q.get().unwrap();
+    /// let s = q.stats();
+    /// assert_eq!((s.put, s.got, s.dropped), (1, 1, 0));
+    /// ```
+    pub fn stats(&self) -> QueueStats {
+        self.handle.stats()
+    }
+
+    /// The same queue, for raw bytes (the codec's encoding of `T`).
+    pub fn to_bytes_queue(&self) -> BytesQueue {
+        BytesQueue {
+            handle: self.handle.clone(),
+        }
+    }
+}
+
+impl<T: Serialize + DeserializeOwned> Queue<T> {
+    fn put_with(&self, value: T, wait: Wait) -> Result<(), PutError<T>> {
+        with_buf(|buf| {
+            if let Err(e) = crate::codec::encode_plain_into(&value, buf) {
+                return Err(PutError::Encode(value, e));
+            }
+            self.handle.put(value, buf, wait)
+        })
+    }
+
+    fn get_with(&self, wait: Wait) -> Result<T, GetError> {
+        with_buf(|buf| {
+            self.handle.get(buf, wait)?;
+            crate::codec::decode(buf, Vec::new()).map_err(GetError::Decode)
+        })
+    }
+
+    /// Puts `value`, waiting while the queue is full.
+    ///
+    /// A large value (encoded above the slot payload) also waits while four large messages
+    /// are unread, and, if it is larger than a stream lane, until a consumer reads it (see the
+    /// [module documentation](self#differences-from-python-multiprocessing)).
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Closed`] after [`close`](Self::close); [`PutError::Encode`] when the value
+    /// cannot be encoded. Either way the value comes back.
+    pub fn put(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Wait::Forever)
+    }
+
+    /// Puts `value` if there is room now.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Full`], and as for [`put`](Self::put).
+    pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
+        self.put_with(value, Wait::No)
+    }
+
+    /// Puts `value`, waiting at most `timeout` for room.
+    ///
+    /// # Errors
+    ///
+    /// [`PutError::Timeout`], and as for [`put`](Self::put).
+    pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
+        self.put_with(value, until(timeout))
+    }
+
+    /// Puts `value`, waiting at most until `deadline` for room.
+    ///
+    /// # Errors
+    ///
+    /// As for [`put_timeout`](Self::put_timeout).
+    pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
+        self.put_with(value, Wait::Until(deadline))
+    }
+
+    /// Takes the next value, waiting while the queue is empty.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Closed`] after [`close`](Self::close); [`GetError::Decode`] when the
+    /// message is not a `T` (it is consumed).
+    pub fn get(&self) -> Result<T, GetError> {
+        self.get_with(Wait::Forever)
+    }
+
+    /// Takes the next value if there is one now.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Empty`], and as for [`get`](Self::get).
+    pub fn get_nowait(&self) -> Result<T, GetError> {
+        self.get_with(Wait::No)
+    }
+
+    /// Takes the next value, waiting at most `timeout`.
+    ///
+    /// # Errors
+    ///
+    /// [`GetError::Timeout`], and as for [`get`](Self::get).
+    pub fn get_timeout(&self, timeout: Duration) -> Result<T, GetError> {
+        self.get_with(until(timeout))
+    }
+
+    /// Takes the next value, waiting at most until `deadline`.
+    ///
+    /// # Errors
+    ///
+    /// As for [`get_timeout`](Self::get_timeout).
+    pub fn get_deadline(&self, deadline: Instant) -> Result<T, GetError> {
+        self.get_with(Wait::Until(deadline))
+    }
+}
+
+impl<T> Serialize for Queue<T> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        self.handle.serialize(s)
+    }
+}
+
+impl<'de, T> Deserialize<'de> for Queue<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Ok(Queue {
+            handle: Handle::deserialize(d)?,
+            _t: PhantomData,
+        })
+    }
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync + Clone>() {}
+    send_sync::<Queue<std::rc::Rc<u8>>>();
+    send_sync::<BytesQueue>();
+};
+
+#[cfg(test)]
+mod tests {
+    use std::collections::VecDeque;
+
+    use super::*;
+
+    /// Random puts and gets (inline and streamed, blocking and not) against a `VecDeque`.
+    #[test]
+    fn one_thread_matches_a_vecdeque() {
+        let q = Queue::options()
+            .maxsize(5)
+            .inline_size(48)
+            .stream_size(4096)
+            .create_bytes()
+            .unwrap();
+        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
+        // Messages above 48 bytes go through the stream lanes, four unread at most.
+        let large = |m: &Vec<u8>| m.len() > 48;
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let mut rand = move || {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            x
+        };
+        for step in 0..20_000u64 {
+            match rand() % 4 {
+                0 | 1 => {
+                    // Up to a lane's size, so that a put never needs a reader.
+                    let len = match rand() % 8 {
+                        0 => (rand() % 1024) as usize,
+                        _ => (rand() % 60) as usize,
+                    };
+                    let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ step) as u8).collect();
+                    let full = model.len() == 5
+                        || (large(&msg) && model.iter().filter(|m| large(m)).count() == 4);
+                    match q.put_nowait(msg.clone()) {
+                        Ok(()) => {
+                            assert!(!full, "step {step}: put on a full queue");
+                            model.push_back(msg);
+                        }
+                        Err(PutError::Full(back)) => {
+                            assert!(full, "step {step}: refused with {} queued", model.len());
+                            assert_eq!(back, msg);
+                        }
+                        Err(e) => panic!("step {step}: {e}"),
+                    }
+                }
+                _ => match q.get_nowait() {
+                    Ok(got) => assert_eq!(Some(got), model.pop_front(), "step {step}"),
+                    Err(GetError::Empty) => assert!(model.is_empty(), "step {step}"),
+                    Err(e) => panic!("step {step}: {e}"),
+                },
+            }
+            assert_eq!(q.qsize(), model.len(), "step {step}");
+        }
+        let s = q.stats();
+        assert_eq!((s.abandoned, s.dropped, s.redelivered), (0, 0, 0));
+    }
+}

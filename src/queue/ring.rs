@@ -1,0 +1,814 @@
+//! The queue's state machine: slot stamps, the stream token, the process table and the reaper.
+//!
+//! See the [module documentation](super) for the layout and the crash model; this file is the
+//! algorithm. It follows Dmitry Vyukov's bounded MPMC queue
+//! (<https://www.1024cores.net/home/lock-free-algorithms/queues/bounded-mpmc-queue>, as in
+//! crossbeam's `ArrayQueue`), with two changes that crash recovery needs: a slot is claimed
+//! (its stamp swapped to name the claimant) *before* the shared position moves, so that no
+//! position is ever taken without a live-checkable owner, and anyone who finds a claimed slot
+//! at the shared position helps move the position on.
+
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::sync::Mutex;
+use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
+use std::sync::atomic::fence;
+use std::time::{Duration, Instant};
+
+pub(super) use super::fault;
+use super::raw::{BadSegment, Geometry, Raw, WaitWord};
+use super::stream::WRITER_DEAD;
+use crate::sys::{futex, ofd};
+
+const POS_BITS: u32 = 46;
+const POS_MASK: u64 = (1 << POS_BITS) - 1;
+
+/// Slot states (bits 16..18 of a stamp).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum State {
+    /// Free for the producer of the stamp's position.
+    Empty = 0,
+    /// Claimed by the owner, who is writing the payload.
+    Writing = 1,
+    /// Holds the message of the stamp's position.
+    Ready = 2,
+    /// Claimed by the owner, who is copying the message out.
+    Reading = 3,
+}
+
+/// A slot's state word: `pos << 18 | state << 16 | owner`.
+///
+/// `pos` is the ring position (modulo 2^46) the state refers to; `owner` is a process-table
+/// index + 1 for `Writing` and `Reading`, 0 otherwise.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Stamp(u64);
+
+impl Stamp {
+    fn new(pos: u64, state: State, owner: u16) -> Stamp {
+        Stamp(((pos & POS_MASK) << 18) | ((state as u64) << 16) | u64::from(owner))
+    }
+    fn pos(self) -> u64 {
+        self.0 >> 18
+    }
+    fn state(self) -> State {
+        match (self.0 >> 16) & 3 {
+            0 => State::Empty,
+            1 => State::Writing,
+            2 => State::Ready,
+            _ => State::Reading,
+        }
+    }
+    fn owner(self) -> u16 {
+        self.0 as u16
+    }
+    fn at(self, pos: u64) -> bool {
+        self.pos() == pos & POS_MASK
+    }
+}
+
+/// The stamp a fresh slot for position `i` carries.
+pub(crate) fn empty_stamp(i: u64) -> u64 {
+    Stamp::new(i, State::Empty, 0).0
+}
+
+/// What a slot's payload holds.
+pub(super) const KIND_INLINE: u32 = 0;
+pub(super) const KIND_LARGE: u32 = 1;
+
+/// Polls before the first yield (with 1, 2, 4, 8, then 16 pause instructions between polls):
+/// about a microsecond, enough for a peer on another CPU that is about to answer.
+const SPINS: u32 = 8;
+/// Then this many rounds of a yield (which lets a peer on the same CPU run) followed by a
+/// longer spin (which catches a peer on another CPU), before sleeping.
+const YIELDS: u32 = 6;
+/// Pause instructions in each of those longer spins.
+const LONG_SPIN: u32 = 128;
+/// The longest a waiter sleeps before it re-checks the liveness of the processes it waits on.
+const SWEEP: Duration = Duration::from_millis(50);
+
+/// Why a put or get did not happen.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Fail {
+    /// Full (put) or empty (get), and the caller does not wait.
+    WouldBlock,
+    /// Still full or empty at the deadline.
+    TimedOut,
+}
+
+/// How long an operation may wait.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum Wait {
+    No,
+    Forever,
+    Until(Instant),
+    /// For this long from the first moment the operation would have to wait (the clock is
+    /// read only then).
+    Within(Duration),
+}
+
+impl Wait {
+    pub(super) fn deadline(self) -> Option<Instant> {
+        match self {
+            Wait::Until(d) => Some(d),
+            Wait::No => Some(Instant::now()),
+            Wait::Forever => None,
+            Wait::Within(d) => Instant::now().checked_add(d),
+        }
+    }
+}
+
+/// The deadline of a [`Wait`], read from the clock only when first needed.
+struct Deadline {
+    wait: Wait,
+    at: Option<Option<Instant>>,
+}
+
+impl Deadline {
+    fn new(wait: Wait) -> Self {
+        Deadline { wait, at: None }
+    }
+
+    fn get(&mut self) -> Option<Instant> {
+        *self.at.get_or_insert_with(|| self.wait.deadline())
+    }
+}
+
+/// Why a segment could not be attached to.
+#[derive(Debug)]
+pub(crate) enum AttachFail {
+    Bad(BadSegment),
+    /// Every entry of the process table is in use by a live process.
+    TableFull,
+    Os(std::io::Error),
+}
+
+/// Counters, summed over the process table.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct Totals {
+    pub(crate) put: u64,
+    pub(crate) got: u64,
+    pub(crate) abandoned: u64,
+    pub(crate) dropped: u64,
+    pub(crate) redelivered: u64,
+}
+
+/// Spins, then yields, then says it is time to sleep.
+pub(super) struct Backoff {
+    step: u32,
+    peer: Peer,
+}
+
+/// Where the process we wait for runs, when we know.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub(super) enum Peer {
+    /// Unknown (many producers or consumers): spin briefly, then alternate yields and spins.
+    Unknown,
+    /// On another CPU: spin longer before sleeping.
+    Elsewhere,
+    /// On our CPU: yield at once (spinning would only delay it).
+    Here,
+}
+
+/// Rounds of 16 pauses a waiter spins when it knows its peer runs on another CPU (a few tens
+/// of microseconds), before it sleeps.
+const FAR_SPINS: u32 = 300;
+
+impl Backoff {
+    pub(super) fn new() -> Self {
+        Backoff::with_peer(Peer::Unknown)
+    }
+
+    pub(super) fn with_peer(peer: Peer) -> Self {
+        Backoff { step: 0, peer }
+    }
+
+    /// `true` once spinning and yielding are over: the caller should sleep.
+    pub(super) fn snooze(&mut self) -> bool {
+        let n = self.step;
+        match self.peer {
+            Peer::Here if n < YIELDS => std::thread::yield_now(),
+            Peer::Elsewhere if n < FAR_SPINS => {
+                if n % 64 == 63 {
+                    // In case the peer moved to our CPU since it said where it was.
+                    std::thread::yield_now();
+                } else {
+                    for _ in 0..16 {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            Peer::Unknown if n < SPINS => {
+                for _ in 0..(1u32 << n.min(4)) {
+                    std::hint::spin_loop();
+                }
+            }
+            Peer::Unknown if n < SPINS + 2 * YIELDS => {
+                if (n - SPINS).is_multiple_of(2) {
+                    std::thread::yield_now();
+                } else {
+                    for _ in 0..LONG_SPIN {
+                        std::hint::spin_loop();
+                    }
+                }
+            }
+            _ => return true,
+        }
+        self.step += 1;
+        false
+    }
+}
+
+/// This process's attachment to a queue segment: the mapping, the segment's descriptor, and
+/// its entry in the process table with the liveness lock that backs it.
+#[derive(Debug)]
+pub(crate) struct Ring {
+    pub(super) raw: Raw,
+    pub(super) fd: OwnedFd,
+    /// A description of the segment's file of our own, holding our liveness lock (and, while
+    /// reaping, the dead member's).
+    pub(super) lockfd: OwnedFd,
+    /// Our process-table index + 1 (what stamps and tokens name).
+    pub(super) me: u16,
+    /// One reaper at a time in this attachment (OFD locks do not exclude the same description).
+    pub(super) reaping: Mutex<()>,
+    /// Set for a direction of a duplex channel: its one producer publishes its CPU, and the
+    /// consumer waits accordingly.
+    pub(super) cpu_aware: std::sync::atomic::AtomicBool,
+}
+
+impl Drop for Ring {
+    fn drop(&mut self) {
+        let m = self.raw.member(u32::from(self.me - 1));
+        let c = &self.raw.control().counters;
+        c.retired_put.fetch_add(m.put.swap(0, Relaxed), Relaxed);
+        c.retired_got.fetch_add(m.got.swap(0, Relaxed), Relaxed);
+        m.state.store(0, Release);
+        // Closing `lockfd` (after this) releases the liveness lock.
+    }
+}
+
+impl Ring {
+    /// Creates a segment of geometry `g` and joins it.
+    pub(crate) fn create(g: Geometry) -> std::io::Result<Ring> {
+        let (fd, raw) = Raw::create(g, empty_stamp)?;
+        Ring::register(fd, raw).map_err(|e| match e {
+            AttachFail::Os(e) => e,
+            AttachFail::TableFull | AttachFail::Bad(_) => {
+                std::io::Error::other("cannot join a new queue")
+            }
+        })
+    }
+
+    /// Checks the segment behind `fd` and joins it.
+    pub(crate) fn attach(fd: OwnedFd) -> Result<Ring, AttachFail> {
+        let raw = Raw::attach(&fd).map_err(AttachFail::Bad)?;
+        Ring::register(fd, raw)
+    }
+
+    /// Takes an entry of the process table: a free one, or one whose process died (reaping
+    /// it first).
+    fn register(fd: OwnedFd, raw: Raw) -> Result<Ring, AttachFail> {
+        let lockfd = ofd::reopen(fd.as_fd()).map_err(AttachFail::Os)?;
+        let pid = u64::from(std::process::id());
+        for i in 0..raw.geometry().members {
+            let m = raw.member(i);
+            if m.state.load(Acquire) != 0
+                && ofd::locked_by_other(&lockfd, u64::from(i)).map_err(AttachFail::Os)?
+            {
+                continue;
+            }
+            if !ofd::try_lock(&lockfd, u64::from(i)).map_err(AttachFail::Os)? {
+                continue;
+            }
+            let ring = Ring {
+                raw,
+                fd,
+                lockfd,
+                me: i as u16 + 1,
+                reaping: Mutex::new(()),
+                cpu_aware: std::sync::atomic::AtomicBool::new(false),
+            };
+            // Whoever held this entry before is gone; clear what it may have left behind
+            // (cheap: one pass over the stamps).
+            ring.reap_locked(i as u16 + 1);
+            ring.raw.member(i).state.store(pid << 1 | 1, Release);
+            return Ok(ring);
+        }
+        Err(AttachFail::TableFull)
+    }
+
+    /// The duplex-channel end table (in the queue of the channel's first direction).
+    pub(super) fn ends(&self) -> &super::raw::Ends {
+        &self.raw.control().ends
+    }
+
+    pub(crate) fn fd(&self) -> BorrowedFd<'_> {
+        self.fd.as_fd()
+    }
+
+    pub(crate) fn geometry(&self) -> &Geometry {
+        self.raw.geometry()
+    }
+
+    pub(super) fn slots(&self) -> u64 {
+        self.raw.geometry().slots
+    }
+
+    /// Messages in the queue (published or being written), from the two positions.
+    pub(crate) fn len(&self) -> u64 {
+        let c = self.raw.control();
+        let h = c.head.0.load(Acquire);
+        let t = c.tail.0.load(Acquire);
+        let n = t.wrapping_sub(h) as i64;
+        let orphans = c.orphans.0.load(Relaxed);
+        (n.max(0) as u64 + orphans).min(self.slots())
+    }
+
+    pub(crate) fn totals(&self) -> Totals {
+        let c = &self.raw.control().counters;
+        let mut t = Totals {
+            put: c.retired_put.load(Relaxed),
+            got: c.retired_got.load(Relaxed),
+            abandoned: c.abandoned.load(Relaxed),
+            dropped: c.dropped.load(Relaxed),
+            redelivered: c.redelivered.load(Relaxed),
+        };
+        for i in 0..self.raw.geometry().members {
+            let m = self.raw.member(i);
+            t.put += m.put.load(Relaxed);
+            t.got += m.got.load(Relaxed);
+        }
+        t
+    }
+
+    // ---- liveness and the reaper ----------------------------------------------------------
+
+    /// Whether the member that `owner` names (index + 1) is alive. An error of the lock query
+    /// counts as alive: never reap on a doubt.
+    pub(super) fn alive(&self, owner: u16) -> bool {
+        if owner == self.me || owner == 0 || owner == WRITER_DEAD {
+            return owner == self.me;
+        }
+        let i = u32::from(owner - 1);
+        if i >= self.raw.geometry().members {
+            return false;
+        }
+        ofd::locked_by_other(&self.lockfd, u64::from(i)).unwrap_or(true)
+    }
+
+    /// Reaps `owner` if it is dead and nobody else is reaping it. Returns whether it did.
+    pub(super) fn try_reap(&self, owner: u16) -> bool {
+        if owner == self.me || owner == 0 || owner == WRITER_DEAD {
+            return false;
+        }
+        let i = u32::from(owner - 1);
+        if i >= self.raw.geometry().members {
+            return false;
+        }
+        let _one = self.reaping.lock().unwrap_or_else(|e| e.into_inner());
+        // The dead member's lock: held by a live member, or by another reaper, this fails.
+        if !ofd::try_lock(&self.lockfd, u64::from(i)).unwrap_or(false) {
+            return false;
+        }
+        self.reap_locked(owner);
+        self.raw.member(i).state.store(0, Release);
+        let _ = ofd::unlock(&self.lockfd, u64::from(i));
+        true
+    }
+
+    /// Reaps every member whose entry is in use but whose process is gone.
+    pub(crate) fn sweep(&self) {
+        for i in 0..self.raw.geometry().members {
+            let owner = i as u16 + 1;
+            if owner != self.me && self.raw.member(i).state.load(Relaxed) != 0 && !self.alive(owner)
+            {
+                self.try_reap(owner);
+            }
+        }
+    }
+
+    /// Undoes what member `owner` (dead, its lock held by us) left in flight: its stream
+    /// token, the slots it was writing (skipped) and reading (handed back), its counters.
+    fn reap_locked(&self, owner: u16) {
+        let c = self.raw.control();
+        let dropped_seq = self.reap_stream(owner);
+        let cap = self.slots();
+        for i in 0..cap {
+            let slot = self.raw.slot(i);
+            let s = Stamp(slot.stamp.load(Acquire));
+            if s.owner() != owner {
+                continue;
+            }
+            match s.state() {
+                State::Writing => {
+                    let skip = Stamp::new(s.pos() + cap, State::Empty, 0);
+                    if slot
+                        .stamp
+                        .compare_exchange(s.0, skip.0, AcqRel, Relaxed)
+                        .is_ok()
+                    {
+                        c.counters.abandoned.fetch_add(1, Relaxed);
+                    }
+                }
+                State::Reading => {
+                    let streamed = slot.kind.load(Relaxed) == KIND_LARGE && {
+                        let (lane, seq, _) = self.large_ref(i);
+                        dropped_seq[lane] == Some(seq)
+                    };
+                    if streamed {
+                        // Its bytes were partly read by the dead reader: lost (counted above).
+                        let free = Stamp::new(s.pos() + cap, State::Empty, 0);
+                        let _ = slot.stamp.compare_exchange(s.0, free.0, AcqRel, Relaxed);
+                    } else {
+                        // Never reached the dead reader's caller: deliver it again, behind the
+                        // head (moved past it first if the reader died before moving it), where
+                        // consumers look for it while `orphans` counts it.
+                        let h = c.head.0.load(Acquire);
+                        if h & POS_MASK == s.pos() {
+                            let _ = c.head.0.compare_exchange(h, h + 1, Release, Relaxed);
+                        }
+                        c.orphans.0.fetch_add(1, SeqCst);
+                        let back = Stamp::new(s.pos(), State::Ready, 0);
+                        if slot
+                            .stamp
+                            .compare_exchange(s.0, back.0, AcqRel, Relaxed)
+                            .is_err()
+                        {
+                            c.orphans.0.fetch_sub(1, SeqCst);
+                        }
+                    }
+                }
+                State::Empty | State::Ready => {}
+            }
+        }
+        let m = self.raw.member(u32::from(owner - 1));
+        c.counters
+            .retired_put
+            .fetch_add(m.put.swap(0, Relaxed), Relaxed);
+        c.counters
+            .retired_got
+            .fetch_add(m.got.swap(0, Relaxed), Relaxed);
+        self.notify(&c.items);
+        self.notify(&c.space);
+    }
+
+    // ---- waiting --------------------------------------------------------------------------
+
+    /// Wakes the sleepers of `w`, if any. Called after the change they wait for is visible.
+    /// Wakes everyone sleeping for messages (they re-check whatever they wait for).
+    pub(super) fn wake_consumers(&self) {
+        let w = &self.raw.control().items;
+        w.seq.fetch_add(1, SeqCst);
+        futex::wake(&w.seq, u32::MAX);
+    }
+
+    pub(super) fn notify(&self, w: &WaitWord) {
+        fence(SeqCst);
+        if w.waiters.load(Relaxed) > 0 {
+            w.seq.fetch_add(1, Release);
+            futex::wake(&w.seq, u32::MAX);
+        }
+    }
+
+    /// Sleeps on `w` while `unchanged()` holds, until `deadline` or for at most [`SWEEP`].
+    /// Returns `false` once the deadline has passed.
+    pub(super) fn sleep(
+        &self,
+        w: &WaitWord,
+        deadline: Option<Instant>,
+        unchanged: impl Fn() -> bool,
+    ) -> bool {
+        let now = Instant::now();
+        if deadline.is_some_and(|d| d <= now) {
+            return false;
+        }
+        let wake = now + SWEEP;
+        let until = deadline.map_or(wake, |d| d.min(wake));
+        w.waiters.fetch_add(1, SeqCst);
+        fence(SeqCst);
+        let seq = w.seq.load(SeqCst);
+        let timed_out = if unchanged() {
+            !futex::wait(&w.seq, seq, Some(until))
+        } else {
+            false
+        };
+        w.waiters.fetch_sub(1, SeqCst);
+        if timed_out && until == wake {
+            // The periodic re-check: a process we wait for may have died.
+            self.sweep();
+        }
+        deadline.is_none_or(|d| Instant::now() < d)
+    }
+
+    // ---- producers ------------------------------------------------------------------------
+
+    /// Claims the slot of the next position: returns the position, its stamp naming us.
+    pub(super) fn claim(&self, wait: Wait) -> Result<u64, Fail> {
+        let c = self.raw.control();
+        let cap = self.slots();
+        let max = self.raw.geometry().maxsize;
+        let mut deadline = Deadline::new(wait);
+        let mut backoff = Backoff::new();
+        loop {
+            let t = c.tail.0.load(Acquire);
+            let slot = self.raw.slot(t);
+            let s = Stamp(slot.stamp.load(Acquire));
+            let blocker;
+            if s == Stamp::new(t, State::Empty, 0) {
+                // With `maxsize == slots` the stamps alone bound the queue: no need to read
+                // the consumers' cache line.
+                let n = if max == cap {
+                    0
+                } else {
+                    let n = t.wrapping_sub(c.head.0.load(Acquire)) as i64;
+                    if n < 0 {
+                        continue;
+                    }
+                    n
+                };
+                if (n as u64) < max {
+                    let mine = Stamp::new(t, State::Writing, self.me);
+                    if slot
+                        .stamp
+                        .compare_exchange_weak(s.0, mine.0, AcqRel, Relaxed)
+                        .is_ok()
+                    {
+                        let _ = c.tail.0.compare_exchange(t, t + 1, Release, Relaxed);
+                        return Ok(t);
+                    }
+                    continue;
+                }
+                let h = c.head.0.load(Acquire);
+                blocker = Stamp(self.raw.slot(h).stamp.load(Relaxed)).owner();
+            } else if (s.at(t) && s.state() != State::Empty)
+                || s == Stamp::new(t + cap, State::Empty, 0)
+            {
+                // Claimed (or already consumed) but the tail lags: help it on.
+                let _ = c.tail.0.compare_exchange(t, t + 1, Release, Relaxed);
+                continue;
+            } else if s.at(t.wrapping_sub(cap)) {
+                // The previous lap's message is still there: full.
+                blocker = s.owner();
+            } else {
+                continue;
+            }
+            if matches!(wait, Wait::No) {
+                return Err(Fail::WouldBlock);
+            }
+            if backoff.snooze() {
+                if blocker != 0 && !self.alive(blocker) {
+                    self.try_reap(blocker);
+                    continue;
+                }
+                let unchanged = || {
+                    let h = c.head.0.load(Acquire);
+                    c.tail.0.load(Acquire) == t
+                        && slot.stamp.load(Acquire) == s.0
+                        && (s != Stamp::new(t, State::Empty, 0) || t.wrapping_sub(h) >= max)
+                };
+                if !self.sleep(&c.space, deadline.get(), unchanged) {
+                    return Err(Fail::TimedOut);
+                }
+            }
+        }
+    }
+
+    /// Publishes the slot of `pos` (claimed by us, payload written).
+    pub(super) fn publish(&self, pos: u64) {
+        let slot = self.raw.slot(pos);
+        slot.stamp
+            .store(Stamp::new(pos, State::Ready, 0).0, Release);
+        self.raw
+            .member(u32::from(self.me - 1))
+            .put
+            .fetch_add(1, Relaxed);
+        self.notify(&self.raw.control().items);
+    }
+
+    /// Puts one message.
+    pub(crate) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+        if bytes.len() <= self.raw.payload_size() {
+            let pos = self.claim(wait)?;
+            fault::point(fault::AFTER_CLAIM);
+            let slot = self.raw.slot(pos);
+            slot.kind.store(KIND_INLINE, Relaxed);
+            slot.len.store(bytes.len() as u32, Relaxed);
+            self.raw.write_payload(pos, 0, bytes);
+            self.publish(pos);
+            Ok(())
+        } else {
+            self.put_large(bytes, wait)
+        }
+    }
+
+    // ---- consumers ------------------------------------------------------------------------
+
+    /// Where the producer runs, if this queue is a duplex direction that knows it.
+    fn producer_placement(&self) -> Peer {
+        if !self.cpu_aware.load(Relaxed) {
+            return Peer::Unknown;
+        }
+        match self.raw.control().ends.producer_cpu.load(Relaxed) {
+            0 => Peer::Unknown,
+            cpu if cpu - 1 == crate::sys::cpu::current() => Peer::Here,
+            _ => Peer::Elsewhere,
+        }
+    }
+
+    /// Records the CPU this producer runs on (a duplex direction: there is one producer).
+    pub(super) fn note_producer_cpu(&self) {
+        let cpu = crate::sys::cpu::current() + 1;
+        let word = &self.raw.control().ends.producer_cpu;
+        if word.load(Relaxed) != cpu {
+            word.store(cpu, Relaxed);
+        }
+    }
+
+    /// Frees the slot of `pos` (read by us) for the producer of the next lap.
+    pub(super) fn free(&self, pos: u64) {
+        let slot = self.raw.slot(pos);
+        slot.stamp
+            .store(Stamp::new(pos + self.slots(), State::Empty, 0).0, Release);
+        self.notify(&self.raw.control().space);
+    }
+
+    /// Takes a message handed back by the reaper (its reader died), if there is one.
+    fn rescue(&self) -> Option<u64> {
+        let c = self.raw.control();
+        let cap = self.slots();
+        let h = c.head.0.load(Acquire);
+        for i in 0..cap {
+            let slot = self.raw.slot(i);
+            let s = Stamp(slot.stamp.load(Acquire));
+            if s.state() != State::Ready {
+                continue;
+            }
+            let behind = (h & POS_MASK).wrapping_sub(s.pos()) & POS_MASK;
+            if behind == 0 || behind > cap {
+                continue;
+            }
+            let mine = Stamp::new(s.pos(), State::Reading, self.me);
+            if slot
+                .stamp
+                .compare_exchange(s.0, mine.0, AcqRel, Relaxed)
+                .is_ok()
+            {
+                c.orphans.0.fetch_sub(1, SeqCst);
+                c.counters.redelivered.fetch_add(1, Relaxed);
+                return Some(s.pos());
+            }
+        }
+        None
+    }
+
+    /// Claims the slot at the head: returns its position, its stamp naming us.
+    fn take(&self, wait: Wait) -> Result<u64, Fail> {
+        let c = self.raw.control();
+        let cap = self.slots();
+        let mut deadline = Deadline::new(wait);
+        let mut backoff = Backoff::with_peer(self.producer_placement());
+        loop {
+            if c.orphans.0.load(Relaxed) > 0
+                && let Some(pos) = self.rescue()
+            {
+                return Ok(pos);
+            }
+            let h = c.head.0.load(Acquire);
+            let slot = self.raw.slot(h);
+            let s = Stamp(slot.stamp.load(Acquire));
+            let mut blocker = 0;
+            if s == Stamp::new(h, State::Ready, 0) {
+                let mine = Stamp::new(h, State::Reading, self.me);
+                if slot
+                    .stamp
+                    .compare_exchange_weak(s.0, mine.0, AcqRel, Relaxed)
+                    .is_ok()
+                {
+                    fault::point(fault::BEFORE_HEAD);
+                    let _ = c.head.0.compare_exchange(h, h + 1, Release, Relaxed);
+                    return Ok(h);
+                }
+                continue;
+            } else if (s.at(h) && s.state() == State::Reading)
+                || s == Stamp::new(h + cap, State::Empty, 0)
+            {
+                let _ = c.head.0.compare_exchange(h, h + 1, Release, Relaxed);
+                continue;
+            } else if s.at(h) && s.state() == State::Writing {
+                blocker = s.owner();
+            } else if !(s == Stamp::new(h, State::Empty, 0) || s.at(h.wrapping_sub(cap))) {
+                continue;
+            }
+            if matches!(wait, Wait::No) {
+                if blocker != 0 && !self.alive(blocker) && self.try_reap(blocker) {
+                    continue;
+                }
+                return Err(Fail::WouldBlock);
+            }
+            if backoff.snooze() {
+                if blocker != 0 && !self.alive(blocker) {
+                    self.try_reap(blocker);
+                    continue;
+                }
+                let unchanged = || {
+                    c.head.0.load(Acquire) == h
+                        && slot.stamp.load(Acquire) == s.0
+                        && c.orphans.0.load(Acquire) == 0
+                };
+                if !self.sleep(&c.items, deadline.get(), unchanged) {
+                    return Err(Fail::TimedOut);
+                }
+            }
+        }
+    }
+
+    /// Gets one message into `out` (cleared first).
+    pub(crate) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), Fail> {
+        loop {
+            out.clear();
+            let pos = self.take(wait)?;
+            fault::point(fault::AFTER_TAKE);
+            let slot = self.raw.slot(pos);
+            let delivered = match slot.kind.load(Relaxed) {
+                KIND_INLINE => {
+                    let len = slot.len.load(Relaxed) as usize;
+                    let ok = len <= self.raw.payload_size();
+                    if ok {
+                        self.raw.read_payload(pos, 0, len, out);
+                    }
+                    self.free(pos);
+                    ok
+                }
+                KIND_LARGE => self.get_large(pos, out),
+                _ => {
+                    self.free(pos);
+                    false
+                }
+            };
+            if delivered {
+                self.raw
+                    .member(u32::from(self.me - 1))
+                    .got
+                    .fetch_add(1, Relaxed);
+                return Ok(());
+            }
+            // Nothing to deliver at that position (a large message whose writer died or gave
+            // up, or a corrupt slot): take the next one.
+        }
+    }
+
+    // ---- JoinableQueue ---------------------------------------------------------------------
+
+    /// Counts one more unfinished task.
+    pub(crate) fn task_added(&self) {
+        self.raw.control().unfinished.0.fetch_add(1, SeqCst);
+    }
+
+    /// Counts one task done; `false` if none was unfinished.
+    pub(crate) fn task_done(&self) -> bool {
+        let c = self.raw.control();
+        let mut n = c.unfinished.0.load(Relaxed);
+        loop {
+            if n == 0 {
+                return false;
+            }
+            match c
+                .unfinished
+                .0
+                .compare_exchange_weak(n, n - 1, SeqCst, Relaxed)
+            {
+                Ok(_) => break,
+                Err(now) => n = now,
+            }
+        }
+        if n == 1 {
+            c.joined.seq.fetch_add(1, SeqCst);
+            futex::wake(&c.joined.seq, u32::MAX);
+        }
+        true
+    }
+
+    /// Tasks not yet done.
+    pub(crate) fn unfinished(&self) -> u64 {
+        self.raw.control().unfinished.0.load(SeqCst)
+    }
+
+    /// Waits until no task is unfinished; `false` at the deadline.
+    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
+        let c = self.raw.control();
+        let w: &WaitWord = &c.joined;
+        loop {
+            if c.unfinished.0.load(SeqCst) == 0 {
+                return true;
+            }
+            let unchanged = || c.unfinished.0.load(SeqCst) != 0;
+            if !self.sleep(w, deadline, unchanged) {
+                return c.unfinished.0.load(SeqCst) == 0;
+            }
+        }
+    }
+}
+
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<Ring>();
+};

@@ -1,0 +1,157 @@
+//! A producer or consumer killed at each step of a put or get (debug builds place a `SIGKILL`
+//! there): the queue skips what a dead producer never finished, delivers again what a dead
+//! consumer never returned, counts what a dead consumer lost, and carries on.
+#![cfg(debug_assertions)]
+
+use std::time::Duration;
+
+use multiproc::queue::{__die_at, BytesQueue, Queue};
+use multiproc::{JoinError, Process};
+
+multiproc::test_support!();
+
+const LONG: Duration = Duration::from_secs(60);
+const AFTER_CLAIM: u32 = 1;
+const AFTER_TAKE: u32 = 2;
+const AFTER_TOKEN: u32 = 3;
+const MID_STREAM_WRITE: u32 = 4;
+const MID_STREAM_READ: u32 = 5;
+const BEFORE_HEAD: u32 = 6;
+
+fn die_putting((q, point, len): (BytesQueue, u32, usize)) {
+    __die_at(point);
+    q.put(vec![1u8; len]).unwrap();
+    unreachable!("the put should have killed this process");
+}
+
+fn die_getting((q, point): (BytesQueue, u32)) {
+    __die_at(point);
+    let _ = q.get_timeout(LONG);
+    unreachable!("the get should have killed this process");
+}
+
+fn killed(p: Process<()>) {
+    match p.join() {
+        Err(JoinError::Killed(9)) => {}
+        other => panic!("expected a SIGKILL, got {other:?}"),
+    }
+}
+
+#[test]
+fn a_producer_killed_after_claiming_its_slot_is_skipped() {
+    let q = BytesQueue::new().unwrap();
+    killed(Process::start(die_putting, (q.clone(), AFTER_CLAIM, 10)).unwrap());
+    // Its slot is at the head, claimed by the dead producer.
+    assert_eq!(q.qsize(), 1);
+    q.put(b"next").unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), b"next");
+    let s = q.stats();
+    assert_eq!((s.abandoned, s.got), (1, 1));
+    assert!(q.empty());
+}
+
+#[test]
+fn a_consumer_killed_after_taking_a_message_leaves_it_to_another() {
+    let q = BytesQueue::new().unwrap();
+    q.put(b"kept").unwrap();
+    q.put(b"second").unwrap();
+    killed(Process::start(die_getting, (q.clone(), AFTER_TAKE)).unwrap());
+    let mut got = vec![q.get_timeout(LONG).unwrap(), q.get_timeout(LONG).unwrap()];
+    got.sort();
+    assert_eq!(got, [b"kept".to_vec(), b"second".to_vec()]);
+    assert_eq!(q.stats().redelivered, 1);
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(100)),
+        Err(multiproc::queue::GetError::Timeout)
+    ));
+}
+
+#[test]
+fn a_producer_killed_holding_the_stream_does_not_block_the_next_large_put() {
+    let q = BytesQueue::new().unwrap();
+    killed(Process::start(die_putting, (q.clone(), AFTER_TOKEN, 50_000)).unwrap());
+    // Four large messages unread need every stream lane, the dead producer's too.
+    for i in 0..4u8 {
+        q.put_timeout(vec![i; 50_000], LONG).unwrap();
+    }
+    for i in 0..4u8 {
+        assert_eq!(q.get_timeout(LONG).unwrap(), vec![i; 50_000]);
+    }
+}
+
+#[test]
+fn a_producer_killed_mid_stream_is_skipped() {
+    let q = Queue::options().stream_size(4096).create_bytes().unwrap();
+    killed(Process::start(die_putting, (q.clone(), MID_STREAM_WRITE, 100_000)).unwrap());
+    q.put(b"next").unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), b"next");
+    assert_eq!(q.stats().abandoned, 1);
+    // The stream is free again.
+    let big = vec![3u8; 20_000];
+    let reader = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get_timeout(LONG).unwrap())
+    };
+    q.put(&big).unwrap();
+    assert!(reader.join().unwrap() == big);
+}
+
+#[test]
+fn a_consumer_killed_mid_stream_is_counted_as_dropped() {
+    let q = Queue::options().stream_size(4096).create_bytes().unwrap();
+    let reader = Process::start(die_getting, (q.clone(), MID_STREAM_READ)).unwrap();
+    // Blocks until the reader is found dead, then returns: the message was delivered to it.
+    q.put(vec![4u8; 100_000]).unwrap();
+    killed(reader);
+    let s = q.stats();
+    assert_eq!(s.dropped, 1);
+    q.put(b"after").unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), b"after");
+}
+
+fn die_getting_typed((q, point): (Queue<u64>, u32)) {
+    __die_at(point);
+    let _ = q.get_timeout(LONG);
+}
+
+#[test]
+fn a_dead_consumers_process_table_entry_is_reused() {
+    let q = Queue::options().max_handles(2).create::<u64>().unwrap();
+    for _ in 0..5 {
+        q.put(7).unwrap();
+        let p = Process::start(die_getting_typed, (q.clone(), AFTER_TAKE)).unwrap();
+        match p.join() {
+            Err(JoinError::Killed(9)) => {}
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(q.get_timeout(LONG).unwrap(), 7);
+    }
+    assert_eq!(q.stats().redelivered, 5);
+}
+
+fn attach_and_leave(q: Queue<u64>) -> usize {
+    q.qsize()
+}
+
+#[test]
+fn a_consumer_killed_before_moving_the_head_is_reaped_by_a_newcomer() {
+    // Two handles at most: the next process to attach takes the dead consumer's entry and
+    // reaps it while the head still points at the dead consumer's slot.
+    let q = Queue::options().max_handles(2).create::<u64>().unwrap();
+    q.put(5).unwrap();
+    let p = Process::start(die_getting_typed, (q.clone(), BEFORE_HEAD)).unwrap();
+    match p.join() {
+        Err(JoinError::Killed(9)) => {}
+        other => panic!("{other:?}"),
+    }
+    let newcomer = Process::start(attach_and_leave, q.clone()).unwrap();
+    assert_eq!(newcomer.join().unwrap(), 1);
+    assert_eq!(q.get_timeout(LONG).unwrap(), 5);
+    assert!(
+        q.empty(),
+        "qsize {} after the only message was taken",
+        q.qsize()
+    );
+    q.put(6).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), 6);
+}

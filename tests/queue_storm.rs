@@ -1,0 +1,253 @@
+//! A storm of `SIGKILL`s on the producers and consumers of one queue: afterwards every
+//! acknowledged put was delivered once (or counted as dropped by a dead reader, or lost by a
+//! consumer killed between its `get` and its record), nothing is torn or duplicated, and no
+//! shared-memory file, descriptor or zombie is left.
+//!
+//! Alone in its binary, so that no other test opens descriptors or starts children meanwhile.
+
+use std::time::{Duration, Instant};
+
+use multiproc::Process;
+use multiproc::queue::{GetError, Queue};
+use multiproc::shm::{Array, RawArray, RawValue};
+
+multiproc::test_support!();
+
+/// `(id, padding)`: the padding's length and bytes follow from the id.
+type Msg = (u32, Vec<u8>);
+
+/// Ids per producer incarnation.
+const IDS: u32 = 4000;
+
+fn padding(id: u32) -> Vec<u8> {
+    let n = match id % 97 {
+        0 => 40_000, // through the stream area (larger than it: streamed in pieces)
+        1 => 3000,   // through the stream area, in one piece
+        _ => (id % 300) as usize,
+    };
+    (0..n)
+        .map(|k| (k as u32).wrapping_mul(31).wrapping_add(id) as u8)
+        .collect()
+}
+
+fn producer((q, progress, inc): (Queue<Msg>, RawArray<u64>, u32)) {
+    for k in 0..IDS {
+        let id = inc * IDS + k;
+        q.put((id, padding(id))).unwrap();
+        // Acknowledged: recorded only after `put` returned.
+        progress.set(inc as usize, u64::from(k) + 1).unwrap();
+    }
+}
+
+fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad): Msg) {
+    if pad != padding(id) || id as usize >= seen.len() {
+        torn.store(1);
+        return;
+    }
+    let mut g = seen.lock().unwrap_or_else(|e| e.into_inner());
+    g[id as usize] = g[id as usize].saturating_add(1);
+}
+
+fn consumer((q, seen, torn): (Queue<Msg>, Array<u8>, RawValue<u32>)) {
+    loop {
+        match q.get_timeout(Duration::from_secs(60)) {
+            Ok(m) => record(&seen, &torn, m),
+            Err(e) => panic!("{e}"),
+        }
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+}
+
+fn fds() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+fn dev_shm() -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
+        .map(|d| {
+            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default();
+    v.sort();
+    v
+}
+
+/// Pids of this process's children (any thread's).
+fn children() -> Vec<String> {
+    let mut out = Vec::new();
+    for t in std::fs::read_dir("/proc/self/task").unwrap() {
+        let p = t.unwrap().path().join("children");
+        if let Ok(s) = std::fs::read_to_string(p) {
+            out.extend(s.split_whitespace().map(str::to_owned));
+        }
+    }
+    out
+}
+
+enum Role {
+    Producer,
+    Consumer,
+}
+
+/// What a new producer or consumer gets.
+struct World {
+    q: Queue<Msg>,
+    seen: Array<u8>,
+    progress: RawArray<u64>,
+    torn: RawValue<u32>,
+    next_inc: u32,
+}
+
+impl World {
+    fn start(&mut self, role: &Role) -> Process<()> {
+        match role {
+            Role::Producer => {
+                let inc = self.next_inc;
+                self.next_inc += 1;
+                Process::start(producer, (self.q.clone(), self.progress.clone(), inc)).unwrap()
+            }
+            Role::Consumer => Process::start(
+                consumer,
+                (self.q.clone(), self.seen.clone(), self.torn.clone()),
+            )
+            .unwrap(),
+        }
+    }
+}
+
+#[test]
+fn kill_storm_loses_nothing_acknowledged() {
+    storm(240, Duration::from_secs(300));
+}
+
+/// The same, with 3000 kills: `cargo test --release --test queue_storm -- --ignored`.
+#[test]
+#[ignore = "long: 3000 kills"]
+fn long_kill_storm_loses_nothing_acknowledged() {
+    storm(3000, Duration::from_secs(1800));
+}
+
+/// Kills producers and consumers `kills` times, then checks the books (aborting the whole
+/// test binary if that takes longer than `limit`).
+fn storm(kills_wanted: usize, limit: Duration) {
+    // Producer incarnations at most (ids = incarnation × IDS + k).
+    let incarnations = kills_wanted + 10;
+    let _watchdog = std::thread::spawn(move || {
+        std::thread::sleep(limit);
+        eprintln!("kill storm: watchdog fired");
+        std::process::abort();
+    });
+    let fds_before = fds();
+    let shm_before = dev_shm();
+    let seed = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    let mut rng = Rng(seed);
+    {
+        let q: Queue<Msg> = Queue::options()
+            .maxsize(32)
+            .stream_size(16 * 1024)
+            .create()
+            .unwrap();
+        let seen = Array::<u8>::new(IDS as usize * incarnations).unwrap();
+        let progress = RawArray::<u64>::new(incarnations).unwrap();
+        let torn = RawValue::new(0u32).unwrap();
+        let mut w = World {
+            q: q.clone(),
+            seen: seen.clone(),
+            progress: progress.clone(),
+            torn: torn.clone(),
+            next_inc: 0,
+        };
+        let mut procs: Vec<(Role, Process<()>)> = Vec::new();
+        for i in 0..6 {
+            let role = if i % 2 == 0 {
+                Role::Producer
+            } else {
+                Role::Consumer
+            };
+            let p = w.start(&role);
+            procs.push((role, p));
+        }
+        let mut consumer_kills = 0u64;
+        let mut kills = 0usize;
+        let storm = Instant::now();
+        while kills < kills_wanted && (w.next_inc as usize) < incarnations {
+            std::thread::sleep(Duration::from_micros(rng.next() % 4000));
+            let i = (rng.next() % procs.len() as u64) as usize;
+            let (role, p) = &procs[i];
+            p.kill().unwrap();
+            kills += 1;
+            if matches!(role, Role::Consumer) {
+                consumer_kills += 1;
+            }
+            let (role, p) = procs.swap_remove(i);
+            let _ = p.join();
+            let p = w.start(&role);
+            procs.push((role, p));
+        }
+        assert_eq!(kills, kills_wanted);
+        assert!(storm.elapsed() < limit);
+        // Everyone left is killed too, at whatever moment.
+        for (role, p) in procs.drain(..) {
+            p.kill().unwrap();
+            if matches!(role, Role::Consumer) {
+                consumer_kills += 1;
+            }
+            let _ = p.join();
+        }
+        // Drain what is left: the dead are reaped on the way.
+        loop {
+            match q.get_timeout(Duration::from_millis(500)) {
+                Ok(m) => record(&seen, &torn, m),
+                Err(GetError::Timeout) => break,
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(torn.load(), 0, "a torn message was delivered (seed {seed})");
+        let seen = seen.to_vec();
+        let progress = progress.to_vec();
+        let dup = seen.iter().filter(|&&n| n > 1).count();
+        assert_eq!(dup, 0, "messages delivered twice (seed {seed})");
+        let mut acked = 0u64;
+        let mut missing = 0u64;
+        for inc in 0..w.next_inc as usize {
+            for k in 0..progress[inc] as u32 {
+                acked += 1;
+                if seen[(inc as u32 * IDS + k) as usize] == 0 {
+                    missing += 1;
+                }
+            }
+        }
+        let s = q.stats();
+        assert!(acked > 1000, "too few messages went through: {acked}");
+        assert!(
+            missing <= s.dropped + consumer_kills,
+            "{missing} acknowledged messages lost; {} dropped by dead readers, {consumer_kills} \
+             consumers killed (seed {seed}, {s:?})",
+            s.dropped
+        );
+        assert!(q.empty());
+    }
+    assert_eq!(children(), Vec::<String>::new(), "children left");
+    assert_eq!(dev_shm(), shm_before, "files left in /dev/shm");
+    assert_eq!(fds(), fds_before, "descriptors left open");
+}
