@@ -1,8 +1,9 @@
 //! The programs of the tutorial this crate started from, run with multiproc.
 //!
 //! Each program prints what its Python original prints, under a `== program N` heading (see
-//! `tests/seed.rs`). Program 3 (a `Manager`'s dict and list) comes with that feature.
+//! `tests/seed.rs`).
 
+use multiproc::manager::{DictProxy, ListProxy, Manager};
 use multiproc::object::Object;
 use multiproc::queue::Queue;
 use multiproc::shm::{Array, Value};
@@ -38,6 +39,27 @@ fn program2() {
     p.join().expect("join the child");
     println!("{}", num.load());
     println!("{:?}", arr.to_vec());
+}
+
+/// Program 3: a manager. A server process holds a dict and a list; the child changes them
+/// through proxies, and the parent prints what the server holds.
+fn fill((d, l): (DictProxy, ListProxy)) {
+    d.set(1, "1").expect("set d[1]");
+    d.set("2", 2).expect("set d['2']");
+    d.set(0.25, ()).expect("set d[0.25]");
+    l.reverse().expect("reverse the list");
+}
+
+fn program3() {
+    let manager = Manager::start().expect("start the manager");
+    let d = manager.dict().expect("create the dict");
+    let l = manager
+        .list((0..10).collect::<Vec<i32>>())
+        .expect("create the list");
+    let p = Process::start(fill, (d.clone(), l.clone())).expect("start the child");
+    p.join().expect("join the child");
+    println!("{d}");
+    println!("{l}");
 }
 
 /// Program 4: a queue. The child puts a list on a queue it received as its argument; the parent
@@ -79,6 +101,8 @@ fn main() {
     program1();
     println!("== program 2");
     program2();
+    println!("== program 3");
+    program3();
     println!("== program 4");
     program4();
     println!("== program 5");

@@ -39,6 +39,5 @@ fn seed_example_prints_the_tutorial_output() {
         );
         seen.push(n);
     }
-    // Program 3 (Manager) joins when that feature lands.
-    assert_eq!(seen, [1, 2, 4, 5], "{stdout}");
+    assert_eq!(seen, [1, 2, 3, 4, 5], "{stdout}");
 }
