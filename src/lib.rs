@@ -179,6 +179,24 @@
 //! server.join().unwrap();
 //! ```
 //!
+//! ## Queues
+//!
+//! A [`Queue`] lives in shared memory: any process puts and gets serde values, and a process
+//! killed in the middle of a `put` or `get` does not break it (see [`queue`]).
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::{Object, Process, Queue, obj};
+//!
+//! fn f(q: Queue<Object>) {
+//!     q.put(obj!(["沐风", 666, "精易"])).unwrap();
+//! }
+//!
+//! let q = Queue::new().unwrap();
+//! Process::start(f, q.clone()).unwrap().join().unwrap();
+//! assert_eq!(q.get().unwrap().to_string(), "['沐风', 666, '精易']");
+//! ```
+//!
 //! ## A manager: shared objects in a server process
 //!
 //! A [`Manager`](manager::Manager) holds dicts, lists, queues, locks and other objects in a
@@ -243,6 +261,12 @@
 //!   The price: sharing a locked object means trusting the processes it is shared with (see
 //!   [`shm`]). Anonymous segments (the default for `Value`, `Array` and locks) are freed by the
 //!   kernel with their last user, so nothing is left in `/dev/shm` after a crash.
+//! - **Queues have no feeder thread, and a bound.** `put` copies into shared memory and
+//!   reports its errors itself (Python's feeder thread drops an unpicklable object silently);
+//!   the default capacity is 1024 messages and at most four large messages are unread at once.
+//!   A producer or consumer killed with `SIGKILL` does not break the queue: a dead producer's
+//!   half-written message is skipped, a message a dead consumer had not returned is delivered
+//!   again; Python's queue hangs every producer when one dies holding its pipe's lock.
 //! - **Conditions wake exactly `n`.** `Condition::notify(n)` wakes exactly `n` waiters, even
 //!   when waiters in other processes are killed; Python's can hang or lose wake-ups then.
 //! - **Shared memory cannot crash its reader.** `SharedMemory::read_at`/`write_at` copy
@@ -260,9 +284,10 @@
 //!
 //! # What it does not do (yet)
 //!
-//! - Queues (`Queue`, `SimpleQueue`, `JoinableQueue`) in shared memory, `Pool`, and the Redis
-//!   backend. The manager does not serve Python's own manager clients yet, and its lists take
-//!   integer indices only (no slices).
+//! - `Pool`, and the Redis backend. The manager does not serve Python's own manager clients
+//!   yet, and its lists take integer indices only (no slices). A queue cannot travel inside
+//!   another queue's message (descriptors do not pass through shared memory; a `Connection`
+//!   carries it).
 //! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).
