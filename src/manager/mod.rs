@@ -104,6 +104,38 @@ pub use standalone::{Server, Stopper};
 use crate::object::Dict;
 use referent::{Call, Referent};
 
+/// For the fuzz target: decodes `data` as a sequence of requests and runs each, from two
+/// clients in turn, against a fresh server table; then expires every waiting call and
+/// releases both clients. Must never panic, whatever `data` holds.
+#[doc(hidden)]
+pub fn __fuzz_requests(data: &[u8]) {
+    use protocol::{Request, Session};
+    use referent::Holder;
+    let table = table::Table::default();
+    let names = std::sync::RwLock::new(std::collections::HashMap::new());
+    let mut rest = data;
+    let mut turn = 0u64;
+    while let Ok((req, more)) = postcard::take_from_bytes::<Request>(rest) {
+        rest = more;
+        turn += 1;
+        let who = Holder::Client(turn % 2);
+        let session = Session {
+            table: &table,
+            names: &names,
+            holder: who,
+            who,
+        };
+        let _ = session.handle(req);
+        if turn >= 64 {
+            break;
+        }
+    }
+    let later = std::time::Instant::now() + std::time::Duration::from_secs(1 << 20);
+    let _ = table.expire(later);
+    let _ = table.release(Holder::Client(0));
+    let _ = table.release(Holder::Client(1));
+}
+
 /// Creates the object of a builtin `typeid` from its constructor's arguments, as Python's
 /// `manager.dict(...)`, `manager.list(...)`, `manager.Namespace(...)` and `manager.Value(...)`
 /// do.

@@ -307,3 +307,71 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod fuzz_smoke {
+    use super::*;
+    use crate::obj;
+
+    /// A small deterministic generator (xorshift), so that a failure repeats.
+    struct Rng(u64);
+
+    impl Rng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 << 13;
+            self.0 ^= self.0 >> 7;
+            self.0 ^= self.0 << 17;
+            self.0
+        }
+    }
+
+    fn encode(reqs: &[Request]) -> Vec<u8> {
+        let mut out = Vec::new();
+        for r in reqs {
+            out.extend(postcard::to_allocvec(r).unwrap());
+        }
+        out
+    }
+
+    #[test]
+    fn mangled_request_streams_never_panic() {
+        let call = |id: Option<u64>, m: &str, args: Vec<Object>| Request {
+            id,
+            method: m.into(),
+            args,
+            kwargs: Dict::new(),
+        };
+        let valid = encode(&[
+            call(None, "create", vec!["list".into(), obj!([3, 1, 2])]),
+            call(None, "create", vec!["Lock".into()]),
+            call(None, "create", vec!["Barrier".into(), 2.into()]),
+            call(None, "create", vec!["Queue".into(), 1.into()]),
+            call(Some(1), "sort", vec![]),
+            call(Some(2), "acquire", vec![]),
+            call(Some(2), "acquire", vec![true.into(), 0.5.into()]),
+            call(Some(3), "wait", vec![]),
+            call(Some(4), "put", vec![1.into()]),
+            call(Some(4), "put", vec![2.into(), true.into(), 0.1.into()]),
+            call(Some(1), "__mul__", vec![3.into()]),
+            call(None, "decref", vec![1.into()]),
+        ]);
+        crate::manager::__fuzz_requests(&valid);
+        let mut rng = Rng(0x9e37_79b9_7f4a_7c15);
+        for _ in 0..3000 {
+            let mut data = valid.clone();
+            for _ in 0..(rng.next() % 8 + 1) {
+                let at = (rng.next() as usize) % data.len();
+                match rng.next() % 3 {
+                    0 => data[at] = rng.next() as u8,
+                    1 => data.truncate(at.max(1)),
+                    _ => data.insert(at, rng.next() as u8),
+                }
+            }
+            crate::manager::__fuzz_requests(&data);
+        }
+        for len in 0..200 {
+            let noise: Vec<u8> = (0..len).map(|_| rng.next() as u8).collect();
+            crate::manager::__fuzz_requests(&noise);
+        }
+    }
+}
