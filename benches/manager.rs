@@ -64,6 +64,30 @@ fn calls(c: &mut Criterion) {
         );
         g.throughput(criterion::Throughput::Elements(1));
     }
+    let server = multiproc::manager::Server::bind(
+        "127.0.0.1:0".parse::<multiproc::Address>().unwrap(),
+        Some(b"bench key"),
+    )
+    .unwrap();
+    let address = server.address().clone();
+    let stopper = server.stopper();
+    let serving = std::thread::spawn(move || server.serve_forever());
+    g.bench_function("TCP connect + 2 proxies (dict, list)", |b| {
+        b.iter_custom(|iters| {
+            let mut spent = std::time::Duration::ZERO;
+            for _ in 0..iters {
+                let t = Instant::now();
+                let m = Manager::connect(address.clone(), b"bench key").unwrap();
+                let proxies = (m.dict().unwrap(), m.list(multiproc::obj!([1])).unwrap());
+                spent += t.elapsed();
+                // Everything dropped before the next round, which connects anew.
+                drop((proxies, m));
+            }
+            spent
+        })
+    });
+    stopper.stop();
+    serving.join().unwrap().unwrap();
     g.bench_function("Manager::start (child process) + first dict", |b| {
         b.iter_custom(|iters| {
             let t = Instant::now();

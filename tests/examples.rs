@@ -43,3 +43,11 @@ fn pipe_and_shared_values_print_the_tutorial_lines() {
         "3.1415927\n[0, -1, -2, -3, -4, -5, -6, -7, -8, -9]\n"
     );
 }
+
+#[test]
+fn remote_manager_serves_two_client_processes() {
+    assert_eq!(
+        run_example("remote_manager"),
+        "jobs done: 20\nsum of squares: 2470\ncounted by the clients: 20\n"
+    );
+}
