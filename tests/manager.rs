@@ -4,6 +4,7 @@
 use std::time::Duration;
 
 use multiproc::manager::{DictProxy, ExceptionKind, ListProxy, Manager, ManagerError, Proxy};
+use multiproc::object::Dict;
 use multiproc::{Object, Process, obj};
 
 multiproc::test_support!();
@@ -237,4 +238,80 @@ fn a_pipeline_runs_many_calls_in_order() {
         manager.pipeline(mixed),
         Err(ManagerError::Protocol(_))
     ));
+}
+
+fn lock_and_wait(
+    (lock, ev): (
+        multiproc::manager::LockProxy,
+        multiproc::manager::EventProxy,
+    ),
+) {
+    lock.acquire().unwrap();
+    ev.set().unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn typed_proxies_speak_rust() {
+    use multiproc::manager::Acquired;
+    let manager = Manager::start().unwrap();
+    let q = manager.queue(1).unwrap();
+    q.put("a").unwrap();
+    assert!(!q.put_nowait("b").unwrap(), "full");
+    assert!(!q.put_timeout("b", Duration::from_millis(20)).unwrap());
+    assert_eq!(q.get().unwrap(), obj!("a"));
+    assert_eq!(q.get_timeout(Duration::from_millis(20)).unwrap(), None);
+    assert_eq!(q.qsize().unwrap(), 0);
+
+    let jq = manager.joinable_queue(0).unwrap();
+    jq.put(1).unwrap();
+    jq.get().unwrap();
+    jq.task_done().unwrap();
+    jq.join().unwrap();
+    assert!(jq.task_done().is_err());
+
+    let lock = manager.lock().unwrap();
+    let ev = manager.event().unwrap();
+    let p = Process::start(lock_and_wait, (lock.clone(), ev.clone())).unwrap();
+    assert!(ev.wait(Some(Duration::from_secs(30))).unwrap());
+    assert!(!lock.try_acquire().unwrap());
+    assert_eq!(
+        lock.acquire_robust(Some(Duration::from_millis(20)))
+            .unwrap(),
+        Acquired::No
+    );
+    p.kill().unwrap();
+    let _ = p.join();
+    assert_eq!(lock.acquire_robust(None).unwrap(), Acquired::OwnerDied);
+    lock.release().unwrap();
+
+    let ns = manager.namespace(Dict::new()).unwrap();
+    ns.set("name", "Bob").unwrap();
+    assert_eq!(ns.get("name").unwrap(), obj!("Bob"));
+    assert_eq!(ns.to_string(), "Namespace(name='Bob')");
+    let v = manager.value("i", 7).unwrap();
+    assert_eq!(v.update_with("add", 1).unwrap(), obj!(8));
+    assert!(v.compare_and_set(8, 0).unwrap());
+    assert_eq!(v.to_string(), "Value('i', 0)");
+
+    let sem = manager.semaphore(1, true).unwrap();
+    sem.acquire().unwrap();
+    assert!(!sem.acquire_timeout(Duration::from_millis(10)).unwrap());
+    sem.release(1).unwrap();
+    assert!(sem.release(1).is_err(), "bounded");
+
+    let c = manager.condition().unwrap();
+    c.acquire().unwrap();
+    assert!(!c.wait(Some(Duration::from_millis(10))).unwrap());
+    c.notify(1).unwrap();
+    c.release().unwrap();
+
+    let b = manager.barrier(1).unwrap();
+    assert_eq!(b.wait(None).unwrap(), 0);
+    b.abort().unwrap();
+    assert!(b.broken().unwrap());
+    assert!(
+        DictProxy::try_from(Proxy::from(b)).is_err(),
+        "a barrier is not a dict"
+    );
 }

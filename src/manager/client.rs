@@ -209,7 +209,7 @@ impl Link {
 
 /// A proxy of an object held by a manager: its methods run on the server.
 ///
-/// The typed proxies ([`DictProxy`], [`ListProxy`]) wrap this one; [`call`](Self::call)
+/// The typed proxies ([`DictProxy`](super::DictProxy), [`QueueProxy`](super::QueueProxy), …) wrap this one; [`call`](Self::call)
 /// reaches any method of any managed object. A proxy keeps its object alive on the server;
 /// when the last proxy of an object is dropped, or its process ends (even killed), the server
 /// frees it.
@@ -369,250 +369,7 @@ impl<'de> Deserialize<'de> for Proxy {
     }
 }
 
-macro_rules! typed_proxy {
-    ($name:ident, $typeid:literal, $what:literal) => {
-        #[doc = concat!("A proxy of a managed `", $typeid, "`: ", $what)]
-        #[derive(Clone, Debug, Serialize, Deserialize)]
-        #[serde(transparent)]
-        pub struct $name(Proxy);
-
-        impl $name {
-            /// The untyped proxy, for methods this type does not wrap.
-            pub fn as_proxy(&self) -> &Proxy {
-                &self.0
-            }
-        }
-
-        impl fmt::Display for $name {
-            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-                self.0.fmt(f)
-            }
-        }
-
-        impl TryFrom<Proxy> for $name {
-            /// The proxy back, when its object is of another type.
-            type Error = Proxy;
-
-            fn try_from(p: Proxy) -> Result<Self, Proxy> {
-                if p.typeid == $typeid {
-                    Ok($name(p))
-                } else {
-                    Err(p)
-                }
-            }
-        }
-
-        impl From<$name> for Proxy {
-            fn from(p: $name) -> Proxy {
-                p.0
-            }
-        }
-    };
-}
-
-typed_proxy!(
-    DictProxy,
-    "dict",
-    "Python's `DictProxy` methods, keys and values as [`Object`]s."
-);
-typed_proxy!(
-    ListProxy,
-    "list",
-    "Python's `ListProxy` methods, items as [`Object`]s."
-);
-
-impl DictProxy {
-    /// `d[key] = value`.
-    ///
-    /// # Errors
-    ///
-    /// `TypeError` for an unhashable key; [`ManagerError`] when the manager cannot be reached.
-    pub fn set(
-        &self,
-        key: impl Into<Object>,
-        value: impl Into<Object>,
-    ) -> Result<(), ManagerError> {
-        self.0
-            .call("__setitem__", vec![key.into(), value.into()])
-            .map(drop)
-    }
-
-    /// `d[key]`.
-    ///
-    /// # Errors
-    ///
-    /// `KeyError` when the key is missing.
-    pub fn get_item(&self, key: impl Into<Object>) -> Result<Object, ManagerError> {
-        self.0.call("__getitem__", vec![key.into()])
-    }
-
-    /// `d.get(key)`: the value, or `None` when the key is missing.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn get(&self, key: impl Into<Object>) -> Result<Option<Object>, ManagerError> {
-        match self.get_item(key) {
-            Ok(v) => Ok(Some(v)),
-            Err(ManagerError::Raised(e)) if e.kind() == super::ExceptionKind::KeyError => Ok(None),
-            Err(e) => Err(e),
-        }
-    }
-
-    /// `del d[key]`.
-    ///
-    /// # Errors
-    ///
-    /// `KeyError` when the key is missing.
-    pub fn delete(&self, key: impl Into<Object>) -> Result<(), ManagerError> {
-        self.0.call("__delitem__", vec![key.into()]).map(drop)
-    }
-
-    /// `key in d`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn contains(&self, key: impl Into<Object>) -> Result<bool, ManagerError> {
-        Ok(self.0.call("__contains__", vec![key.into()])? == true)
-    }
-
-    /// `len(d)`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn len(&self) -> Result<usize, ManagerError> {
-        len_of(self.0.call("__len__", vec![])?)
-    }
-
-    /// `len(d) == 0`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn is_empty(&self) -> Result<bool, ManagerError> {
-        Ok(self.len()? == 0)
-    }
-
-    /// A copy of the dict.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn copy(&self) -> Result<Dict, ManagerError> {
-        match self.0.call("copy", vec![])? {
-            Object::Dict(d) => Ok(d),
-            other => Err(ManagerError::Protocol(format!("{other} is not a dict"))),
-        }
-    }
-
-    /// `d[key] = op(d.get(key), operand)` in one step on the server (no lost update, unlike
-    /// `d[key] += 1` through a proxy); returns the new value. The operations: `"add"`,
-    /// `"sub"`, `"mul"`, `"max"`, `"min"`, `"append"`, `"extend"`; a missing key starts from
-    /// `0` (`1` for `mul`, `[]` for `append`/`extend`, the operand for `max`/`min`).
-    ///
-    /// # Errors
-    ///
-    /// `TypeError`/`ValueError` for an operation that does not apply.
-    pub fn update_with(
-        &self,
-        key: impl Into<Object>,
-        op: &str,
-        operand: impl Into<Object>,
-    ) -> Result<Object, ManagerError> {
-        self.0
-            .call("update_with", vec![key.into(), op.into(), operand.into()])
-    }
-
-    /// Sets `d[key] = new` only if `d.get(key) == expected` (a missing key counts as `None`),
-    /// in one step; returns whether it did.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn compare_and_set(
-        &self,
-        key: impl Into<Object>,
-        expected: impl Into<Object>,
-        new: impl Into<Object>,
-    ) -> Result<bool, ManagerError> {
-        let args = vec![key.into(), expected.into(), new.into()];
-        Ok(self.0.call("compare_and_set", args)? == true)
-    }
-}
-
-impl ListProxy {
-    /// `l.append(x)`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn append(&self, x: impl Into<Object>) -> Result<(), ManagerError> {
-        self.0.call("append", vec![x.into()]).map(drop)
-    }
-
-    /// `l[i]`, negative `i` counting from the end.
-    ///
-    /// # Errors
-    ///
-    /// `IndexError` out of range.
-    pub fn get(&self, i: i64) -> Result<Object, ManagerError> {
-        self.0.call("__getitem__", vec![i.into()])
-    }
-
-    /// `l[i] = x`.
-    ///
-    /// # Errors
-    ///
-    /// `IndexError` out of range.
-    pub fn set(&self, i: i64, x: impl Into<Object>) -> Result<(), ManagerError> {
-        self.0
-            .call("__setitem__", vec![i.into(), x.into()])
-            .map(drop)
-    }
-
-    /// `l.reverse()`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn reverse(&self) -> Result<(), ManagerError> {
-        self.0.call("reverse", vec![]).map(drop)
-    }
-
-    /// `len(l)`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn len(&self) -> Result<usize, ManagerError> {
-        len_of(self.0.call("__len__", vec![])?)
-    }
-
-    /// `len(l) == 0`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn is_empty(&self) -> Result<bool, ManagerError> {
-        Ok(self.len()? == 0)
-    }
-
-    /// A copy of the items.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn to_vec(&self) -> Result<Vec<Object>, ManagerError> {
-        match self.0.call("copy", vec![])? {
-            Object::List(v) => Ok(v),
-            other => Err(ManagerError::Protocol(format!("{other} is not a list"))),
-        }
-    }
-}
-
-fn len_of(o: Object) -> Result<usize, ManagerError> {
+pub(super) fn len_of(o: Object) -> Result<usize, ManagerError> {
     o.as_i64()
         .and_then(|n| usize::try_from(n).ok())
         .ok_or_else(|| ManagerError::Protocol(format!("{o} is not a length")))
@@ -770,9 +527,23 @@ impl Manager {
     /// # Errors
     ///
     /// [`ManagerError::Raised`] for an unknown type or wrong arguments.
-    pub fn create(&self, typeid: &str, mut args: Vec<Object>) -> Result<Proxy, ManagerError> {
+    pub fn create(&self, typeid: &str, args: Vec<Object>) -> Result<Proxy, ManagerError> {
+        self.create_kw(typeid, args, Dict::new())
+    }
+
+    /// As [`create`](Self::create), with keyword arguments too (`Namespace(a=1)`).
+    ///
+    /// # Errors
+    ///
+    /// As [`create`](Self::create).
+    pub fn create_kw(
+        &self,
+        typeid: &str,
+        mut args: Vec<Object>,
+        kwargs: Dict,
+    ) -> Result<Proxy, ManagerError> {
         args.insert(0, typeid.into());
-        let reply = self.link.request(None, "create", args, Dict::new())?;
+        let reply = self.link.request(None, "create", args, kwargs)?;
         Proxy::from_reply(Arc::clone(&self.link), reply)
     }
 
@@ -786,24 +557,6 @@ impl Manager {
             .link
             .request(None, "lookup", vec![name.into()], Dict::new())?;
         Proxy::from_reply(Arc::clone(&self.link), reply)
-    }
-
-    /// A new, empty managed `dict`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn dict(&self) -> Result<DictProxy, ManagerError> {
-        self.create("dict", vec![]).map(DictProxy)
-    }
-
-    /// A new managed `list` holding `items`.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError`] when the manager cannot be reached.
-    pub fn list(&self, items: impl Into<Object>) -> Result<ListProxy, ManagerError> {
-        self.create("list", vec![items.into()]).map(ListProxy)
     }
 
     /// Runs many calls in one round trip (pipelined, in order): each `(proxy, method, args)`

@@ -3,8 +3,10 @@
 //!
 //! A [`Manager`] starts a server ([`Manager::start`] in a child process, as Python's
 //! `Manager()`; [`Manager::start_thread`] on a thread) or reaches one that runs elsewhere
-//! ([`Manager::connect`]). Each object lives on the server; a [`Proxy`] (or a typed
-//! [`DictProxy`], [`ListProxy`]) calls its methods there. Proxies travel to child processes
+//! ([`Manager::connect`]). Each object lives on the server; a [`Proxy`] (or a typed one:
+//! [`DictProxy`], [`ListProxy`], [`QueueProxy`], [`LockProxy`], [`EventProxy`],
+//! [`ConditionProxy`], [`SemaphoreProxy`], [`BarrierProxy`], [`NamespaceProxy`],
+//! [`ValueProxy`]) calls its methods there. Proxies travel to child processes
 //! as arguments, so several processes share one object.
 //!
 //! ```
@@ -86,6 +88,7 @@ mod list;
 mod namespace;
 mod ops;
 mod protocol;
+mod proxies;
 mod queue;
 mod referent;
 mod server;
@@ -97,8 +100,12 @@ mod tests;
 #[cfg(test)]
 mod tests_wait;
 
-pub use client::{DictProxy, ListProxy, Manager, ManagerError, Proxy};
+pub use client::{Manager, ManagerError, Proxy};
 pub use exception::{Exception, ExceptionKind};
+pub use proxies::{
+    Acquired, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
+    NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
+};
 pub use standalone::{Server, Stopper};
 
 use crate::object::Dict;
