@@ -315,3 +315,52 @@ fn typed_proxies_speak_rust() {
         "a barrier is not a dict"
     );
 }
+
+/// `threads` threads of one client process, each adding 1 to a shared counter `rounds` times
+/// at once: the process opens a connection per call in flight.
+fn crowd((d, threads, rounds): (DictProxy, u32, u32)) {
+    let start = std::sync::Barrier::new(threads as usize);
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                start.wait();
+                for _ in 0..rounds {
+                    d.update_with("n", "add", 1).unwrap();
+                }
+            });
+        }
+    });
+}
+
+fn many_clients(processes: u32, threads: u32, rounds: u32) {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict().unwrap();
+    let children: Vec<_> = (0..processes)
+        .map(|_| Process::start(crowd, (d.clone(), threads, rounds)).unwrap())
+        .collect();
+    for c in children {
+        c.join().unwrap();
+    }
+    assert_eq!(
+        d.get_item("n").unwrap(),
+        obj!(i64::from(processes * threads * rounds)),
+        "every increment of every client counted"
+    );
+    assert_eq!(
+        manager.number_of_objects().unwrap(),
+        1,
+        "the clients' references are gone"
+    );
+}
+
+#[test]
+fn two_hundred_concurrent_clients_lose_nothing() {
+    many_clients(4, 50, 20);
+}
+
+/// 1000 concurrent connections × 100 operations (`cargo test --release -- --ignored`).
+#[test]
+#[ignore]
+fn a_thousand_concurrent_clients_lose_nothing() {
+    many_clients(8, 125, 100);
+}

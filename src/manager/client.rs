@@ -60,7 +60,7 @@ struct Link {
 }
 
 /// Idle connections kept for later calls; more are closed when returned.
-const MAX_IDLE: usize = 8;
+const MAX_IDLE: usize = 64;
 
 impl Link {
     fn connect(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
