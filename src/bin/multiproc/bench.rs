@@ -3,6 +3,8 @@
 use std::process::Command;
 use std::time::{Duration, Instant};
 
+use multiproc::manager::Manager;
+use multiproc::queue::Queue;
 use multiproc::shm::{SharedMemory, Value};
 use multiproc::{Connection, Process, RecvError, StartMethod, pipe};
 
@@ -157,6 +159,47 @@ fn pipe_bulk(samples: usize, batch: u32) -> f64 {
     median(times)
 }
 
+/// Puts `n` numbers on the queue.
+fn produce((q, n): (Queue<u64>, u64)) {
+    for i in 0..n {
+        q.put(i).expect("put");
+    }
+}
+
+/// Seconds per small message from a child process to this one through a `Queue`.
+fn queue_small(samples: usize, n: u64) -> f64 {
+    let mut times = Vec::with_capacity(samples);
+    for _ in 0..samples {
+        let q = Queue::new().expect("queue");
+        let t = Instant::now();
+        let child = Process::builder()
+            .method(StartMethod::Fork)
+            .start(produce, (q.clone(), n))
+            .expect("start");
+        for i in 0..n {
+            assert_eq!(q.get().expect("get"), i);
+        }
+        times.push(t.elapsed().as_secs_f64() / n as f64);
+        child.join().expect("join");
+    }
+    median(times)
+}
+
+/// Seconds per `d['k']` through a manager's dict proxy.
+fn manager_call(samples: usize, batch: u32) -> f64 {
+    let manager = Manager::start().expect("manager");
+    let d = manager.dict().expect("dict");
+    d.set("k", 1).expect("set");
+    measure(samples, batch, |_| {
+        d.get_item("k").expect("get");
+    })
+}
+
+fn manager_start(_: u32) {
+    let manager = Manager::start().expect("manager");
+    manager.dict().expect("dict");
+}
+
 fn ours(quick: bool) -> Vec<Figure> {
     let samples = if quick { 3 } else { 9 };
     vec![
@@ -201,6 +244,21 @@ fn ours(quick: bool) -> Vec<Figure> {
             name: "pipe_bulk_1mib",
             what: "Pipe, 1 MiB messages delivered",
             ours: pipe_bulk(samples, if quick { 20 } else { 200 }),
+        },
+        Figure {
+            name: "queue_small",
+            what: "Queue, small message, 1 -> 1",
+            ours: queue_small(samples, if quick { 20_000 } else { 200_000 }),
+        },
+        Figure {
+            name: "manager_call",
+            what: "Manager dict proxy d['k']",
+            ours: manager_call(samples, if quick { 500 } else { 5000 }),
+        },
+        Figure {
+            name: "manager_start",
+            what: "Manager start + dict + stop",
+            ours: measure(samples, if quick { 5 } else { 20 }, manager_start),
         },
     ]
 }

@@ -125,6 +125,50 @@ def pipe_bulk_1mib(samples, batch):
     return statistics.median(times)
 
 
+def produce(q, n):
+    for i in range(n):
+        q.put(i)
+
+
+def queue_small(samples, n):
+    ctx = mp.get_context("fork")
+    times = []
+    for _ in range(samples):
+        q = ctx.Queue()
+        t = time.perf_counter()
+        p = ctx.Process(target=produce, args=(q, n))
+        p.start()
+        for i in range(n):
+            assert q.get() == i
+        times.append((time.perf_counter() - t) / n)
+        p.join()
+    return statistics.median(times)
+
+
+def manager_call(samples, batch):
+    with mp.get_context("fork").Manager() as m:
+        d = m.dict({"k": 1})
+        times = []
+        for _ in range(samples):
+            t = time.perf_counter()
+            for _ in range(batch):
+                d["k"]
+            times.append((time.perf_counter() - t) / batch)
+    return statistics.median(times)
+
+
+def manager_start(samples, batch):
+    ctx = mp.get_context("fork")
+    times = []
+    for _ in range(samples):
+        t = time.perf_counter()
+        for _ in range(batch):
+            with ctx.Manager() as m:
+                m.dict()
+        times.append((time.perf_counter() - t) / batch)
+    return statistics.median(times)
+
+
 def main():
     quick = "--quick" in sys.argv
     samples = 3 if quick else 9
@@ -135,6 +179,9 @@ def main():
         "shm_create_attach_unlink": shm_create_attach_unlink(samples, 200 if quick else 1000),
         "pipe_round_trip": pipe_round_trip(samples, 500 if quick else 5000),
         "pipe_bulk_1mib": pipe_bulk_1mib(samples, 20 if quick else 200),
+        "queue_small": queue_small(samples, 20_000 if quick else 200_000),
+        "manager_call": manager_call(samples, 500 if quick else 5000),
+        "manager_start": manager_start(samples, 5 if quick else 20),
     }
     print(json.dumps(out))
 
