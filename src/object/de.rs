@@ -5,6 +5,7 @@ use serde::de::{
     VariantAccess, Visitor,
 };
 
+use super::repr::clipped;
 use super::serde_impl::{MARKER, VARIANTS};
 use super::{Object, SerdeError};
 
@@ -124,7 +125,7 @@ impl<'de> VariantAccess<'de> for Enum {
             None | Some(Object::None) => Ok(()),
             Some(o) => Err(SerdeError(format!(
                 "variant {} takes no value, found {}",
-                self.variant,
+                clipped(&self.variant, 60),
                 o.type_name()
             ))),
         }
@@ -192,7 +193,8 @@ impl<'de> de::Deserializer<'de> for ObjectDeserializer {
                 (_, Some(i)) => visitor.visit_i128(i),
                 (Some(u), _) => visitor.visit_u128(u),
                 _ => Err(SerdeError(format!(
-                    "integer {b} is too large for any Rust integer"
+                    "integer of {} bits is too large for any Rust integer",
+                    b.bits()
                 ))),
             },
             Object::Float(x) => visitor.visit_f64(x),

@@ -65,7 +65,7 @@ mod serde_impl;
 use std::borrow::Cow;
 use std::fmt;
 
-pub use bigint::{BigInt, ParseBigIntError};
+pub use bigint::{BigInt, MAX_STR_DIGITS, ParseBigIntError};
 pub use de::from_object;
 pub use dict::{Dict, DictIntoIter, Set, SetIntoIter, Unhashable};
 pub use parse::ParseObjectError;
@@ -519,16 +519,12 @@ impl fmt::Debug for ConvertError {
 
 impl fmt::Display for ConvertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = self.object.to_string();
-        if text.chars().count() > 60 {
-            text = text.chars().take(57).collect::<String>() + "...";
-        }
         write!(
             f,
             "expected {}, found {} {}",
             self.expected,
             self.object.type_name(),
-            text
+            repr::clipped(&self.object, 57)
         )
     }
 }

@@ -2,6 +2,7 @@
 
 use std::str::FromStr;
 
+use super::repr::clipped;
 use super::{BigInt, Dict, MAX_DEPTH, Object, Set};
 
 /// A text is not a Python literal of plain data.
@@ -295,7 +296,7 @@ impl Parser<'_> {
             }
             _ => {
                 self.pos = start;
-                self.fail(format!("unknown name {name:?}"))
+                self.fail(format!("unknown name {:?}", clipped(&name, 60)))
             }
         }
     }
@@ -355,12 +356,12 @@ impl Parser<'_> {
                 self.pos = start;
                 return self.fail("leading zeros in a decimal integer");
             }
-            if clean.len() > 5000 {
-                self.pos = start;
-                return self.fail("integer literal too long");
-            }
-            if let Ok(b) = clean.parse::<BigInt>() {
-                return Ok(Object::from(b));
+            match clean.parse::<BigInt>() {
+                Ok(b) => return Ok(Object::from(b)),
+                Err(e) => {
+                    self.pos = start;
+                    return self.fail(e.to_string());
+                }
             }
         } else if !bad
             && clean.bytes().any(|b| b.is_ascii_digit())
@@ -369,7 +370,7 @@ impl Parser<'_> {
             return Ok(Object::Float(x));
         }
         self.pos = start;
-        self.fail(format!("invalid number {literal:?}"))
+        self.fail(format!("invalid number {:?}", clipped(&literal, 60)))
     }
 
     /// The opening quote and the body of a string; returns the raw body and the quote.
@@ -526,27 +527,13 @@ fn octal(first: char, chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>
     v
 }
 
+/// Digits of base 2, 8 or 16 (linear time: no size limit, as in Python).
 fn parse_radix(digits: &str, radix: u32) -> Option<Object> {
-    if digits.is_empty() || digits.len() > 20_000 {
+    if digits.is_empty() {
         return None;
     }
     if let Ok(v) = i64::from_str_radix(digits, radix) {
         return Some(Object::Int(v));
     }
-    // Beyond i64: through decimal text, digit by digit on a u32-limb accumulator.
-    let mut limbs: Vec<u32> = Vec::new();
-    for c in digits.chars() {
-        let mut carry = u64::from(c.to_digit(radix)?);
-        for limb in &mut limbs {
-            let v = u64::from(*limb) * u64::from(radix) + carry;
-            *limb = v as u32;
-            carry = v >> 32;
-        }
-        if carry != 0 {
-            limbs.push(carry as u32);
-        }
-    }
-    let mut bytes: Vec<u8> = limbs.iter().flat_map(|l| l.to_le_bytes()).collect();
-    bytes.push(0);
-    Some(Object::from(BigInt::from_signed_bytes_le(&bytes)))
+    BigInt::from_pow2_digits(false, digits, radix.trailing_zeros()).map(Object::from)
 }

@@ -4,6 +4,7 @@ use std::fmt;
 
 use serde::ser::{self, Serialize};
 
+use super::repr::clipped;
 use super::serde_impl::MARKER;
 use super::{BigInt, Dict, Object, Set};
 
@@ -22,15 +23,19 @@ use super::{BigInt, Dict, Object, Set};
 #[error("{0}")]
 pub struct SerdeError(pub(crate) String);
 
+/// The longest message kept from serde: its messages quote values (`invalid type: string
+/// "..."`), which may be as large as the input.
+const MAX_MESSAGE: usize = 1024;
+
 impl ser::Error for SerdeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        SerdeError(msg.to_string())
+        SerdeError(clipped(&msg, MAX_MESSAGE))
     }
 }
 
 impl serde::de::Error for SerdeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        SerdeError(msg.to_string())
+        SerdeError(clipped(&msg, MAX_MESSAGE))
     }
 }
 

@@ -505,3 +505,84 @@ fn parsing_garbage_never_panics() {
         }
     }
 }
+
+/// Runs `f` under a watchdog: a quadratic conversion of the sizes below takes minutes, the
+/// linear ones milliseconds.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("conversion did not finish within a minute")
+}
+
+#[test]
+fn huge_ints_print_parse_and_fail_in_linear_time() {
+    within_a_minute(|| {
+        // A 1 MiB magnitude (2.5 million decimal digits): repr is hexadecimal, exact, and reads
+        // back; an error quoting it stays short.
+        let mut bytes = vec![0xa5u8; 1 << 20];
+        bytes.push(0x01);
+        let big = BigInt::from_signed_bytes_le(&bytes);
+        assert_eq!(big.bits(), (1 << 23) + 1);
+        let o = Object::from(big.clone());
+        let text = o.to_string();
+        assert!(text.starts_with("0x1a5a5"), "{}", &text[..10]);
+        assert_eq!(text.len(), 2 + 1 + 2 * (1 << 20));
+        assert!(text.parse::<Object>().unwrap().identical(&o));
+        assert!(
+            format!("-{text}")
+                .parse::<Object>()
+                .unwrap()
+                .identical(&Object::from(-big))
+        );
+        let err = i64::try_from(o.clone()).unwrap_err().to_string();
+        assert!(err.len() < 100, "{err}");
+        let err = from_object::<i64>(o.clone()).unwrap_err().to_string();
+        assert!(err.len() < 100, "{err}");
+        let err = from_object::<u8>(Object::from("x".repeat(10 << 20))).unwrap_err();
+        assert!(err.to_string().len() < 1100, "{}", err.to_string().len());
+        // Decimal text is limited to 4300 digits, both ways.
+        let limit = "7".repeat(MAX_STR_DIGITS);
+        let b: BigInt = limit.parse().unwrap();
+        assert_eq!(b.to_string(), limit);
+        let over = "7".repeat(MAX_STR_DIGITS + 1);
+        assert!(over.parse::<BigInt>().is_err());
+        let err = over.parse::<Object>().unwrap_err();
+        assert!(err.to_string().contains("4300"), "{err}");
+        assert!("7".repeat(1 << 20).parse::<Object>().is_err());
+        // 10**4300 has 4301 digits: it prints in hexadecimal; 10**4300 - 1 in decimal.
+        let ten: BigInt = format!("1{}", "0".repeat(MAX_STR_DIGITS - 1))
+            .parse()
+            .unwrap();
+        assert_eq!(ten.to_string().len(), MAX_STR_DIGITS);
+        let nines: BigInt = "9".repeat(MAX_STR_DIGITS).parse().unwrap();
+        assert_eq!(nines.to_string(), "9".repeat(MAX_STR_DIGITS));
+        // 10**4300 = (10**4300 - 1) + 1, carried through the bytes.
+        let mut above = nines.to_signed_bytes_le();
+        for b in above.iter_mut() {
+            *b = b.wrapping_add(1);
+            if *b != 0 {
+                break;
+            }
+        }
+        let above = BigInt::from_signed_bytes_le(&above);
+        assert_eq!(above.bits(), 14285);
+        assert!(above.to_string().starts_with("0x"));
+        // Octal and binary literals are linear too.
+        let octal = format!("0o{}", "7".repeat(1 << 20));
+        assert_eq!(
+            octal.parse::<Object>().unwrap().to_string().len(),
+            2 + (3 << 20) / 4
+        );
+        let binary = format!("0b1{}", "0".repeat(1 << 20));
+        assert!(
+            binary
+                .parse::<Object>()
+                .unwrap()
+                .to_string()
+                .starts_with("0x1000")
+        );
+    });
+}
