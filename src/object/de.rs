@@ -6,7 +6,7 @@ use serde::de::{
 };
 
 use super::repr::clipped;
-use super::serde_impl::{MARKER, VARIANTS};
+use super::serde_impl::{MARKER, PASS_VARIANT, pass};
 use super::{Object, SerdeError};
 
 /// Converts an [`Object`] into any deserializable type: the inverse of
@@ -154,28 +154,6 @@ impl<'de> VariantAccess<'de> for Enum {
     }
 }
 
-/// The tagged form of an object (see `serde_impl`): variant = kind, payload = contents.
-fn tagged(o: Object) -> Enum {
-    let (index, payload) = match o {
-        Object::None => (0, None),
-        Object::Bool(b) => (1, Some(Object::Bool(b))),
-        Object::Int(i) => (2, Some(Object::Int(i))),
-        Object::BigInt(b) => (3, Some(Object::Bytes(b.to_signed_bytes_le()))),
-        Object::Float(x) => (4, Some(Object::Float(x))),
-        Object::Str(s) => (5, Some(Object::Str(s))),
-        Object::Bytes(b) => (6, Some(Object::Bytes(b))),
-        Object::List(v) => (7, Some(Object::List(v))),
-        Object::Tuple(v) => (8, Some(Object::List(v))),
-        Object::Dict(d) => (9, Some(Object::Dict(d))),
-        Object::Set(s) => (10, Some(Object::List(s.into_iter().collect()))),
-        Object::FrozenSet(s) => (11, Some(Object::List(s.into_iter().collect()))),
-    };
-    Enum {
-        variant: VARIANTS[index].to_owned(),
-        payload,
-    }
-}
-
 impl<'de> de::Deserializer<'de> for ObjectDeserializer {
     type Error = SerdeError;
 
@@ -233,7 +211,12 @@ impl<'de> de::Deserializer<'de> for ObjectDeserializer {
         visitor: V,
     ) -> Result<V::Value, SerdeError> {
         if name == MARKER {
-            return visitor.visit_enum(tagged(self.0));
+            // An `Object` is asked for: hand this one over whole.
+            let passed = Enum {
+                variant: PASS_VARIANT.to_owned(),
+                payload: None,
+            };
+            return pass(self.0, || visitor.visit_enum(passed));
         }
         match self.0 {
             Object::Str(variant) => visitor.visit_enum(Enum {

@@ -73,9 +73,15 @@ pub use ser::{SerdeError, to_object};
 
 pub(crate) use dict::unhashable_kind;
 
-/// How deep containers may nest in an object decoded from bytes (serde formats, pickle): deeper
-/// input is an error, never a stack overflow. (Python's own recursion limit is 1000; for pickle,
-/// [`Limits`](crate::codec) can raise this bound.)
+/// How deep containers may nest in an object decoded from bytes (serde formats, pickle,
+/// [`str::parse`]): deeper input is an error, never a stack overflow. (Python's own recursion
+/// limit is 1000.)
+///
+/// Every operation on an object this deep (`Display`, `==`, `<`, hashing, `Clone`, serde in
+/// both directions, [`to_object`], [`from_object`], pickle, drop) runs on a 2 MiB thread, the
+/// default size of a spawned thread, in debug and release builds alike. Objects built by your
+/// own code may nest deeper; those operations recurse, so such values need a stack in
+/// proportion to their depth (where Python raises `RecursionError`).
 pub const MAX_DEPTH: usize = 512;
 
 /// A Python value: `None`, `bool`, `int`, `float`, `str`, `bytes`, `list`, `tuple`, `dict`,

@@ -5,7 +5,7 @@ use std::fmt;
 use serde::ser::{self, Serialize};
 
 use super::repr::clipped;
-use super::serde_impl::MARKER;
+use super::serde_impl::{MARKER, PASS_NEWTYPE, take_whole};
 use super::{BigInt, Dict, Object, Set};
 
 /// A typed value could not become an [`Object`], or an `Object` could not become the type asked
@@ -199,9 +199,17 @@ impl ser::Serializer for ObjectSerializer {
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         v: &T,
     ) -> Result<Object, SerdeError> {
+        if name == PASS_NEWTYPE {
+            // An `Object`: it hands itself over whole.
+            let (r, whole) = take_whole(|| v.serialize(ObjectSerializer));
+            return match whole {
+                Some(o) => Ok(o),
+                None => r,
+            };
+        }
         v.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

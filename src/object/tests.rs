@@ -586,3 +586,118 @@ fn huge_ints_print_parse_and_fail_in_linear_time() {
         );
     });
 }
+
+/// Values nested exactly `MAX_DEPTH` deep, of each container kind and mixed.
+fn deepest_values() -> Vec<(&'static str, Object)> {
+    let wrap = |f: &dyn Fn(Object, usize) -> Object| {
+        let mut o = Object::None;
+        for level in 0..MAX_DEPTH {
+            o = f(o, level);
+        }
+        o
+    };
+    let key = |o: Object| Dict::try_from_iter([("k", o)]).unwrap();
+    vec![
+        ("lists", wrap(&|o, _| Object::List(vec![o, Object::Int(1)]))),
+        (
+            "tuples",
+            wrap(&|o, _| Object::Tuple(vec![Object::Int(1), o])),
+        ),
+        ("dicts", wrap(&|o, _| Object::Dict(key(o)))),
+        (
+            "frozensets",
+            wrap(&|o, _| Object::FrozenSet(Set::try_from_iter([o]).unwrap())),
+        ),
+        (
+            "mixed",
+            wrap(&|o, level| match level % 3 {
+                0 => Object::List(vec![o]),
+                1 => Object::Dict(key(o)),
+                _ => Object::Tuple(vec![o]),
+            }),
+        ),
+    ]
+}
+
+/// On a 2 MiB thread, in the profile the tests are built in: every operation on the deepest
+/// value the decoders accept, and the decoders one level deeper.
+#[test]
+fn deepest_values_work_on_a_small_stack() {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            for (name, o) in deepest_values() {
+                let text = o.to_string();
+                assert!(text.len() > MAX_DEPTH, "{name}");
+                assert!(format!("{o:?}").len() > MAX_DEPTH, "{name}");
+                let copy = o.clone();
+                assert!(copy == o && copy.identical(&o), "{name}");
+                let _ = o.partial_cmp(&copy);
+                let _ = o.is_hashable();
+                let back: Object = from_object(o.clone()).unwrap();
+                assert!(back.identical(&o), "{name}");
+                let json: serde_json::Value = from_object(o.clone()).unwrap();
+                drop(json);
+                assert!(to_object(&o).unwrap().identical(&o), "{name}");
+                let bytes = postcard::to_allocvec(&o).unwrap();
+                let back: Object = postcard::from_bytes(&bytes).unwrap();
+                assert!(back.identical(&o), "{name}");
+                assert!(serde_json::to_string(&o).unwrap().len() > MAX_DEPTH);
+                let parsed: Object = text.parse().unwrap();
+                assert!(parsed == o, "{name}");
+                if o.is_hashable() {
+                    let mut s = Set::new();
+                    s.insert(o.clone()).unwrap();
+                    assert!(s.contains(&o), "{name}");
+                }
+                #[cfg(feature = "python")]
+                {
+                    use crate::codec::pickle;
+                    let p = pickle::dumps(&o);
+                    assert!(pickle::loads(&p).unwrap().identical(&o), "{name}");
+                    let back: Object = pickle::from_slice(&p).unwrap();
+                    assert!(back.identical(&o), "{name}");
+                }
+                // One level more: every decoder refuses it cleanly.
+                let deeper = Object::List(vec![o]);
+                let bytes = postcard::to_allocvec(&deeper).unwrap();
+                assert!(postcard::from_bytes::<Object>(&bytes).is_err(), "{name}");
+                assert!(deeper.to_string().parse::<Object>().is_err(), "{name}");
+                #[cfg(feature = "python")]
+                assert!(
+                    crate::codec::pickle::loads(&crate::codec::pickle::dumps(&deeper)).is_err()
+                );
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// `to_object` and `from_object` hand an `Object` over whole, inside other types too; the
+/// postcard encoding of an `Object` stays what it was (the tagged form).
+#[test]
+fn objects_inside_typed_values_are_handed_over_whole() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Msg {
+        id: u32,
+        body: Object,
+        more: Vec<Object>,
+    }
+    let msg = Msg {
+        id: 7,
+        body: obj!({"k": [1, (2, b"x")]}),
+        more: vec![obj!(None), obj!({1, 2})],
+    };
+    let o = to_object(&msg).unwrap();
+    assert!(o.identical(&obj!({"id": 7, "body": {"k": [1, (2, b"x")]}, "more": [None, {1, 2}]})));
+    let back: Msg = from_object(o).unwrap();
+    assert!(back.body.identical(&msg.body) && back.more[1].identical(&msg.more[1]));
+    // Tagged form: variant 7 (list), 2 items: variant 2 (int) zigzag 1, variant 5 (str) "a".
+    assert_eq!(
+        postcard::to_allocvec(&obj!([1, "a"])).unwrap(),
+        [7, 2, 2, 2, 5, 1, b'a']
+    );
+    let back: Object = postcard::from_bytes(&[7, 2, 2, 2, 5, 1, b'a']).unwrap();
+    assert!(back.identical(&obj!([1, "a"])));
+}
