@@ -1,5 +1,6 @@
 //! [`from_object`]: an [`Object`] as any `Deserialize` type.
 
+use serde::de::value::SeqDeserializer;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
     VariantAccess, Visitor,
@@ -240,12 +241,28 @@ impl<'de> de::Deserializer<'de> for ObjectDeserializer {
         }
     }
 
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, SerdeError> {
+        match self.0 {
+            // `bytes` read as a sequence of `u8` (a `Vec<u8>`, an array, a tuple of `u8`).
+            Object::Bytes(b) => visitor.visit_seq(SeqDeserializer::new(b.into_iter())),
+            o => ObjectDeserializer(o).deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _: usize,
+        visitor: V,
+    ) -> Result<V::Value, SerdeError> {
+        self.deserialize_seq(visitor)
+    }
+
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, SerdeError> {
         visitor.visit_unit()
     }
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        bytes byte_buf unit unit_struct tuple_struct map struct identifier
     }
 }

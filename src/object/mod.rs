@@ -635,18 +635,50 @@ impl From<char> for Object {
 }
 
 impl<T: Into<Object>> From<Vec<T>> for Object {
-    /// A `list` (for `bytes`, use [`Object::bytes`]).
+    /// A `list`, for every element type: a `Vec<u8>` too is a list of ints, as serde sees it
+    /// (for `bytes`, use [`Object::bytes`], or convert the borrowed slice).
+    ///
+    /// ```
+    /// use multiproc::Object;
+    /// assert_eq!(Object::from(vec![0u8, 255]).to_string(), "[0, 255]");
+    /// assert_eq!(Object::bytes(vec![0u8, 255]).to_string(), r"b'\x00\xff'");
+    /// ```
     fn from(v: Vec<T>) -> Self {
         Object::List(v.into_iter().map(Into::into).collect())
     }
 }
 
-impl<T: Clone + Into<Object>> From<&[T]> for Object {
-    /// A `list`.
-    fn from(v: &[T]) -> Self {
-        Object::List(v.iter().cloned().map(Into::into).collect())
+impl From<&[u8]> for Object {
+    /// A `bytes`: a byte string, borrowed, is `bytes` in Python's terms (`b"ab".as_slice()`
+    /// and `&buf[..n]` as well as the literal `b"ab"`).
+    ///
+    /// ```
+    /// use multiproc::{obj, Object};
+    /// let buf = [0u8, 255, b'a'];
+    /// assert_eq!(Object::from(&buf[..2]).to_string(), r"b'\x00\xff'");
+    /// assert!(Object::from(b"ab".as_slice()).identical(&obj!(b"ab")));
+    /// ```
+    fn from(b: &[u8]) -> Self {
+        Object::Bytes(b.to_vec())
     }
 }
+
+macro_rules! from_slice {
+    ($($t:ty),*) => {$(
+        impl From<&[$t]> for Object {
+            /// A `list`.
+            fn from(v: &[$t]) -> Self {
+                Object::List(v.iter().cloned().map(Into::into).collect())
+            }
+        }
+    )*};
+}
+// Every element type of the crate's conversions but `u8` (whose slices are `bytes`); for other
+// element types, `.to_vec()` gives a `Vec`, which converts to a list.
+from_slice!(
+    Object, bool, i8, i16, i32, i64, i128, isize, u16, u32, u64, u128, usize, f32, f64, char,
+    String, &str, BigInt, Dict, Set
+);
 
 impl<const N: usize> From<&[u8; N]> for Object {
     /// A `bytes`: what a byte string literal (`b"..."`) means in Python too.

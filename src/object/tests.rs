@@ -156,7 +156,26 @@ fn conversions_both_ways() {
     assert!(Object::from('c').identical(&obj!("c")));
     assert!(Object::from(u128::MAX).identical(&Object::BigInt(BigInt::from(u128::MAX))));
     assert!(Object::from(5u128).identical(&Object::Int(5)));
-    assert!(Object::from(&[1u8, 2][..]).identical(&obj!([1, 2])));
+    // Byte strings are bytes, borrowed as a slice or an array; owned, a list (serde's view).
+    assert!(Object::from(&[1u8, 2][..]).identical(&Object::bytes([1, 2])));
+    assert!(Object::from(b"\x00\xff".as_slice()).identical(&obj!(b"\x00\xff")));
+    assert!(obj!([b"ab".as_slice(), &b"cd"[..1]]).identical(&obj!([b"ab", b"c"])));
+    assert!(Object::from(vec![1u8, 2]).identical(&obj!([1, 2])));
+    assert!(Object::from(&[1u16, 2][..]).identical(&obj!([1, 2])));
+    assert!(Object::from(&["a", "b"][..]).identical(&obj!(["a", "b"])));
+    assert!(Object::from(&[obj!(None)][..]).identical(&obj!([None])));
+    // serde's byte paths: `serde_bytes`-style bytes are bytes, a `Vec<u8>` a list; both read
+    // back into a `Vec<u8>`.
+    assert!(to_object(&vec![1u8, 2]).unwrap().identical(&obj!([1, 2])));
+    assert_eq!(from_object::<Vec<u8>>(obj!([1, 2])).unwrap(), [1, 2]);
+    assert_eq!(
+        from_object::<Vec<u8>>(Object::bytes([1, 2])).unwrap(),
+        [1, 2]
+    );
+    assert_eq!(
+        from_object::<[u8; 2]>(Object::bytes([1, 2])).unwrap(),
+        [1, 2]
+    );
     let e = String::try_from(obj!([1, 2])).unwrap_err();
     assert_eq!(e.to_string(), "expected String, found list [1, 2]");
 }
