@@ -7,9 +7,12 @@ use std::alloc::{GlobalAlloc, Layout, System};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use multiproc::Object;
 use multiproc::codec::pickle::{self, BYTES_PER_INPUT_BYTE, FIXED_BYTES, Limits, PickleError};
+use multiproc::connection::Codec;
 use multiproc::object::MAX_DEPTH;
+use multiproc::{Connection, Object, Process, RecvError, obj, pipe};
+
+multiproc::test_support!();
 
 /// Counts live heap bytes and their peak.
 struct Counting;
@@ -54,7 +57,8 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static ALLOC: Counting = Counting;
 
-/// One measurement at a time: the counters are process-wide.
+/// One measurement at a time: the counters are process-wide (a test that allocates much
+/// without measuring holds it too).
 static SERIAL: Mutex<()> = Mutex::new(());
 
 /// Runs `loads_with` on a 2 MiB thread; returns the result and the peak heap it added (the
@@ -288,4 +292,68 @@ fn nesting_at_the_limit_on_a_small_stack() {
         assert!(matches!(deep, Err(PickleError::Limit(_))), "{deep:?}");
     }
     good_message_still_decodes();
+}
+
+/// The hostile frames of the report, as a peer process sends them.
+fn report_frames() -> Vec<Vec<u8>> {
+    let mut chain = b"\x80\x04\x8c\x08builtins\x94\x8c\x03set\x94\x93\x94".to_vec();
+    chain.extend(std::iter::repeat_n(&b"h\x02"[..], 60_000).flatten());
+    chain.push(b')');
+    chain.extend(std::iter::repeat_n(b'R', 60_000));
+    let mut deep = b"\x80\x04".to_vec();
+    deep.extend(std::iter::repeat_n(&b"]\x94"[..], MAX_DEPTH + 1).flatten());
+    deep.extend(std::iter::repeat_n(b'a', MAX_DEPTH));
+    deep.push(b'.');
+    vec![chain, deep]
+}
+
+/// A 256 KiB pickled int: valid, but no `i64`.
+fn huge_int() -> Vec<u8> {
+    let mut p = b"\x80\x04\x8b".to_vec();
+    p.extend((256u32 << 10).to_le_bytes());
+    p.extend(std::iter::repeat_n(0x5au8, 256 << 10));
+    p.push(b'.');
+    p
+}
+
+/// The peer: the hostile frames, the huge int, then a good message.
+fn hostile_peer(mut c: Connection) -> usize {
+    let frames = report_frames();
+    for f in &frames {
+        c.send_bytes(f).unwrap();
+    }
+    c.send_bytes(&huge_int()).unwrap();
+    c.set_codec(Codec::Pickle);
+    c.send(&obj!({"ok": [1, 2]})).unwrap();
+    frames.len()
+}
+
+/// A receiver on a 2 MiB thread survives what a peer process sends and reads the good message
+/// after it.
+#[test]
+fn a_receiver_survives_a_hostile_peer_process() {
+    // Its allocations would count in another test's measurement.
+    let serial = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let (mut rx, tx) = pipe(true).unwrap();
+    let p = Process::start(hostile_peer, tx).unwrap();
+    rx.set_codec(Codec::Pickle);
+    let rx = std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(move || {
+            for _ in report_frames() {
+                match rx.recv::<Object>() {
+                    Err(RecvError::Decode(e)) => assert!(e.to_string().len() < 300, "{e}"),
+                    other => panic!("{other:?}"),
+                }
+            }
+            match rx.recv::<i64>() {
+                Err(RecvError::Decode(e)) => assert!(e.to_string().len() < 300, "{e}"),
+                other => panic!("{other:?}"),
+            }
+            assert_eq!(rx.recv::<Object>().unwrap().to_string(), "{'ok': [1, 2]}");
+        })
+        .unwrap();
+    rx.join().expect("the receiver survives");
+    assert_eq!(p.join().unwrap(), 2);
+    drop(serial);
 }
