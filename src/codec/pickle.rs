@@ -35,6 +35,8 @@
 //!   are UTF-8).
 //! - Sets are written in their insertion order; Python keeps no order, so a set sent to Python
 //!   may print in a different order there.
+//! - An `int` of more than 4300 digits arrives exactly but prints in hexadecimal
+//!   ([`MAX_STR_DIGITS`](crate::object::MAX_STR_DIGITS)); Python refuses to print it.
 //! - Python 2's `str` opcodes (`SHORT_BINSTRING`, `BINSTRING`) read as ASCII text; the quoted
 //!   `STRING` opcode and out-of-band buffers (`NEXT_BUFFER`) are not supported.
 //!

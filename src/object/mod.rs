@@ -5,11 +5,15 @@
 //! insertion-ordered), `set` and `frozenset` ([`Set`]). Messages whose shape varies, the values a
 //! manager holds, and whatever a Python peer sends are held as `Object`s.
 //!
-//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character, and
-//!   [`str::parse`] reads Python literals back ([`ParseObjectError`]), as `ast.literal_eval`.
+//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character (an `int`
+//!   of more than [`MAX_STR_DIGITS`] digits, which Python refuses to print, in hexadecimal),
+//!   and [`str::parse`] reads Python literals back ([`ParseObjectError`]), as
+//!   `ast.literal_eval`.
 //! - [`obj!`](crate::obj) writes literals in Python's syntax.
-//! - `From`/`TryFrom` convert from and to Rust's own types; [`to_object`] and [`from_object`]
-//!   convert any serde type (structs become dicts keyed by field name).
+//! - `From`/`TryFrom` convert from and to Rust's own types (a borrowed byte string, `&[u8]` or
+//!   `&[u8; N]`, is `bytes`; an owned `Vec<u8>` is a list of ints, as serde sees it);
+//!   [`to_object`] and [`from_object`] convert any serde type (structs become dicts keyed by
+//!   field name).
 //! - `Object` implements serde: binary formats (postcard, which the crate's connections use) carry
 //!   an exact tagged form; human-readable formats (JSON) get the natural mapping (lists, maps,
 //!   numbers), which cannot tell a tuple or set from a list, nor bytes from a list of ints.

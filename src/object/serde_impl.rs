@@ -7,7 +7,8 @@
 //!
 //! Human-readable formats (JSON, YAML, ...) get the natural mapping: `None` as unit/null, numbers,
 //! strings, bytes, sequences for lists, tuples and sets, maps for dicts. Reading back gives lists
-//! and dicts; integers too large for `i128` travel as decimal strings.
+//! and dicts; integers too large for `i128` travel as strings of their `repr` (decimal, or
+//! hexadecimal beyond [`MAX_STR_DIGITS`](super::MAX_STR_DIGITS) digits).
 
 use std::cell::Cell;
 use std::fmt;
