@@ -115,6 +115,7 @@ impl BigInt {
     }
 
     /// Bytes of the magnitude in memory.
+    #[cfg(feature = "python")]
     pub(crate) fn byte_len(&self) -> usize {
         self.mag.len() * 4
     }
