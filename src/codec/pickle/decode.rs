@@ -1029,7 +1029,13 @@ impl<'a> Decoder<'a> {
         let mut next: Option<(Val, usize)> = Some((root, 0));
         // The value just built, with its depth.
         let mut result: Option<(Object, usize)> = None;
+        let mut frames_peak = 0;
         loop {
+            // Frames are memory too: each the first time the walk goes that deep.
+            if frames.len() > frames_peak {
+                frames_peak = frames.len();
+                self.charge(size_of::<Frame>())?;
+            }
             if let Some((v, level)) = next.take() {
                 if level + v.depth() > self.max_depth {
                     return self.too_deep();
