@@ -170,10 +170,6 @@ const DICT_ENTRY: usize = 2 * size_of::<Object>() + 8 + 16;
 const SET_ENTRY: usize = size_of::<Object>() + 8 + 16;
 /// Charge for one memo slot: the slot, its use count, and a dense key entry.
 const MEMO_ENTRY: usize = size_of::<Slot>() + size_of::<usize>() + size_of::<Option<usize>>();
-/// Scalars up to this many payload bytes are copied into a container at once when they arrive
-/// through the memo (Python memoizes every `str`); longer ones wait for the final pass, which
-/// moves them out for their last use.
-const EAGER_COPY: usize = 64;
 
 /// Memo keys to slots: dense keys (what picklers write: 0, 1, 2, ...) in a vector, any other
 /// key in a map.
@@ -295,16 +291,22 @@ impl<'a> Decoder<'a> {
         }
     }
 
+    #[inline]
     fn charge(&mut self, n: usize) -> Res<()> {
         if n > self.budget {
-            return Err(PickleError::Limit(format!(
-                "the pickle would build more than {} bytes of values",
-                self.charged.saturating_add(self.budget)
-            )));
+            return Err(self.over_budget());
         }
         self.budget -= n;
         self.charged += n;
         Ok(())
+    }
+
+    #[cold]
+    fn over_budget(&self) -> PickleError {
+        PickleError::Limit(format!(
+            "the pickle would build more than {} bytes of values",
+            self.charged.saturating_add(self.budget)
+        ))
     }
 
     fn invalid<T>(&self, offset: usize, reason: impl Into<String>) -> Res<T> {
@@ -407,6 +409,7 @@ impl<'a> Decoder<'a> {
     // ---- the stack ----
 
     /// Pushes a value, charging each stack slot the first time the stack reaches it.
+    #[inline]
     fn push(&mut self, v: Val) -> Res<()> {
         self.stack.push(v);
         if self.stack.len() > self.stack_peak {
@@ -501,15 +504,8 @@ impl<'a> Decoder<'a> {
                     }))),
                 }
             }
-            Val::Ref(s) => match &self.slots[s] {
-                Slot::Pending(Val::Obj(o)) if heap_size(o) <= EAGER_COPY => {
-                    let o = o.clone();
-                    self.charge(heap_size(&o))?;
-                    self.uses[s] = self.uses[s].saturating_sub(1);
-                    Ok(o)
-                }
-                _ => Err(v),
-            },
+            // A memo reference waits for the final pass, which moves the value out for its last
+            // use (Python memoizes every `str`: copying them here would double their cost).
             v => Err(v),
         })
     }
@@ -524,32 +520,43 @@ impl<'a> Decoder<'a> {
         if c.kind == Kind::Dict && !new.len().is_multiple_of(2) {
             return self.invalid(at, "odd number of items for a dict");
         }
+        self.charge(new.len().saturating_mul(size_of::<Object>()))?;
         c.items.reserve(new.len());
         for v in new {
-            let depth = 1 + v.depth();
-            if depth > c.depth {
-                self.check_depth(depth)?;
-                c.depth = depth;
-            }
-            self.charge(size_of::<Object>())?;
-            let o = match self.settle(v)? {
-                Ok(o) => o,
-                Err(Val::Ref(slot)) => {
+            match v {
+                // Scalars, most items, go straight in.
+                Val::Obj(o) => c.items.push(o),
+                Val::Ref(slot) => {
                     self.charge(size_of::<(usize, usize)>())?;
                     c.refs.push((c.items.len(), slot));
-                    Object::None
+                    c.items.push(Object::None);
                 }
-                Err(val) => {
-                    self.charge(size_of::<Hole>())?;
-                    c.holes.push(Hole {
-                        at: c.items.len(),
-                        val,
-                    });
-                    Object::None
-                }
-            };
-            c.items.push(o);
+                v => self.add_value(c, v)?,
+            }
         }
+        Ok(())
+    }
+
+    /// Adds a value that is neither a scalar nor a memo reference.
+    #[inline(never)]
+    fn add_value(&mut self, c: &mut Container, v: Val) -> Res<()> {
+        let depth = 1 + v.depth();
+        if depth > c.depth {
+            self.check_depth(depth)?;
+            c.depth = depth;
+        }
+        let o = match self.settle(v)? {
+            Ok(o) => o,
+            Err(val) => {
+                self.charge(size_of::<Hole>())?;
+                c.holes.push(Hole {
+                    at: c.items.len(),
+                    val,
+                });
+                Object::None
+            }
+        };
+        c.items.push(o);
         Ok(())
     }
 
@@ -1019,6 +1026,25 @@ impl<'a> Decoder<'a> {
         Ok(o)
     }
 
+    /// The value of memo slot `s` for a use at `level`, if it is a scalar or already built
+    /// (containers still to build need a frame of their own).
+    fn take_ready(&mut self, s: usize, level: usize) -> Option<Res<(Object, usize)>> {
+        let depth = match &self.slots[s] {
+            Slot::Pending(Val::Obj(_)) => 0,
+            Slot::Done(_, depth) => *depth,
+            _ => return None,
+        };
+        if level + depth > self.max_depth {
+            return Some(self.too_deep());
+        }
+        self.uses[s] = self.uses[s].saturating_sub(1);
+        let o = match std::mem::replace(&mut self.slots[s], Slot::Busy) {
+            Slot::Pending(Val::Obj(o)) | Slot::Done(o, _) => o,
+            _ => return Some(self.late("memo slot changed while reading")),
+        };
+        Some(self.finish_ref(s, o, depth).map(|o| (o, depth)))
+    }
+
     /// Builds the final object, filling holes and following memo references. Iterative (an
     /// explicit stack of frames), so that nesting costs heap, not call stack.
     ///
@@ -1117,9 +1143,28 @@ impl<'a> Decoder<'a> {
                         items[*at] = o;
                         *depth = (*depth).max(1 + d);
                     }
-                    if let Some(h) = holes.next() {
-                        *at = h.at;
-                        next = Some((h.val, *level + 1));
+                    // References to scalars and to built objects go straight in; anything
+                    // else needs a frame of its own.
+                    for h in holes.by_ref() {
+                        let Val::Ref(s) = h.val else {
+                            next = Some((h.val, *level + 1));
+                            *at = h.at;
+                            break;
+                        };
+                        match self.take_ready(s, *level + 1) {
+                            Some(r) => {
+                                let (o, d) = r?;
+                                items[h.at] = o;
+                                *depth = (*depth).max(1 + d);
+                            }
+                            None => {
+                                next = Some((Val::Ref(s), *level + 1));
+                                *at = h.at;
+                                break;
+                            }
+                        }
+                    }
+                    if next.is_some() {
                         continue;
                     }
                 }
