@@ -145,7 +145,7 @@ fn hostile(n: usize) -> Vec<(&'static str, Vec<u8>)> {
             "copies of a short str",
             repeat(&s64, b"h\x01", n / 2, b"e."),
         ),
-        // The 50 MB pickle of the report, scaled: a list appended to one item at a time.
+        // A list appended to one item at a time.
         ("APPEND of None", repeat(b"\x80\x04]", b"Na", n / 2, b".")),
         ("SETITEM of ints", {
             let mut p = b"\x80\x04}".to_vec();
@@ -211,8 +211,8 @@ fn hostile_pickles_stay_within_twice_the_budget() {
     good_message_still_decodes();
 }
 
-/// The default budget: `FIXED_BYTES + 64·n`, and the report's 50 MB `None` pickle (here 4 MB)
-/// costs about 32 bytes per input byte instead of 109.
+/// The default budget: `FIXED_BYTES + 64·n`; a pickle of `None`s (50 MB of them once cost
+/// 5.5 GB; here 4 MB) costs about 32 bytes per input byte instead of 109.
 #[test]
 fn default_budget_bounds_the_none_flood() {
     let n = 4 << 20;
@@ -259,8 +259,9 @@ fn python_shaped_pickles_fit_the_proportional_budget() {
     assert_eq!(r.expect("shared list").len(), Some(n));
 }
 
-/// A chain of `REDUCE` over one whitelisted callable, without `STOP` (the report's 180 KB
-/// pickle) and with it, and the same through tuples: clean errors, no stack overflow.
+/// A chain of `REDUCE` over one whitelisted callable, without `STOP` (180 KB, which once
+/// aborted the process) and with it, and the same through tuples: clean errors, no stack
+/// overflow.
 #[test]
 fn reduce_chains_are_bounded() {
     let levels = 60_000;
@@ -311,8 +312,8 @@ fn nesting_at_the_limit_on_a_small_stack() {
     good_message_still_decodes();
 }
 
-/// The hostile frames of the report, as a peer process sends them.
-fn report_frames() -> Vec<Vec<u8>> {
+/// Hostile frames (a `REDUCE` chain, nesting past the limit), as a peer process sends them.
+fn hostile_frames() -> Vec<Vec<u8>> {
     let mut chain = b"\x80\x04\x8c\x08builtins\x94\x8c\x03set\x94\x93\x94".to_vec();
     chain.extend(std::iter::repeat_n(&b"h\x02"[..], 60_000).flatten());
     chain.push(b')');
@@ -335,7 +336,7 @@ fn huge_int() -> Vec<u8> {
 
 /// The peer: the hostile frames, the huge int, then a good message.
 fn hostile_peer(mut c: Connection) -> usize {
-    let frames = report_frames();
+    let frames = hostile_frames();
     for f in &frames {
         c.send_bytes(f).unwrap();
     }
@@ -357,7 +358,7 @@ fn a_receiver_survives_a_hostile_peer_process() {
     let rx = std::thread::Builder::new()
         .stack_size(2 << 20)
         .spawn(move || {
-            for _ in report_frames() {
+            for _ in hostile_frames() {
                 match rx.recv::<Object>() {
                     Err(RecvError::Decode(e)) => assert!(e.to_string().len() < 300, "{e}"),
                     other => panic!("{other:?}"),

@@ -313,7 +313,7 @@ fn garbage_never_panics() {
 
 #[test]
 fn huge_integers_cost_linear_time_and_short_errors() {
-    // A 256 KiB LONG4 (the report's 7 s of CPU): reads, prints in hexadecimal, and a typed read
+    // A 256 KiB LONG4 (once 7 s of CPU to print): reads, prints in hexadecimal, and a typed read
     // fails with a short message.
     let mut p = b"\x80\x04\x8b".to_vec();
     p.extend((256u32 << 10).to_le_bytes());
