@@ -14,10 +14,18 @@
 //! every other name with [`PickleError::Forbidden`]. Objects of classes (instances, `datetime`,
 //! `OrderedDict`, `complex`, …) are rejected the same way.
 //!
-//! Hostile input gives an error, never a panic, a stack overflow or an unbounded allocation:
-//! lengths are checked against the input before anything is allocated, nesting is limited to
-//! [`Limits::max_depth`], and values that the pickle shares between several places (and this
-//! model copies) are limited to [`Limits::max_copied_bytes`].
+//! Hostile input gives an error, never a panic, a stack overflow or an unbounded allocation,
+//! in debug and release builds alike:
+//!
+//! - lengths are checked against the input before anything is allocated;
+//! - nesting is limited to [`Limits::max_depth`] ([`MAX_DEPTH`] by default) for everything the
+//!   decoder builds, and nothing is walked or dropped recursively beyond it;
+//! - memory: everything the decoder builds counts against [`Limits::max_bytes`], by default
+//!   64 MiB plus 64 bytes per input byte ([`FIXED_BYTES`], [`BYTES_PER_INPUT_BYTE`]), so a
+//!   pickle of `n` bytes costs at most about `2 × (64 MiB + 64·n)` bytes of heap, allocator
+//!   slack included;
+//! - CPU: work is linear in the input and in what the budget admits; integers in the text
+//!   opcodes of protocol 0 are limited to 4300 digits, as Python limits `int(str)`.
 //!
 //! # Differences from Python
 //!
@@ -27,6 +35,8 @@
 //!   are UTF-8).
 //! - Sets are written in their insertion order; Python keeps no order, so a set sent to Python
 //!   may print in a different order there.
+//! - An `int` of more than 4300 digits arrives exactly but prints in hexadecimal
+//!   ([`MAX_STR_DIGITS`](crate::object::MAX_STR_DIGITS)); Python refuses to print it.
 //! - Python 2's `str` opcodes (`SHORT_BINSTRING`, `BINSTRING`) read as ASCII text; the quoted
 //!   `STRING` opcode and out-of-band buffers (`NEXT_BUFFER`) are not supported.
 //!
@@ -45,12 +55,10 @@
 //! assert_eq!(pickle::loads(from_python).unwrap().to_string(), "['沐风', 666, (1, b'x')]");
 //! ```
 
-use std::collections::HashMap;
-
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use crate::object::{BigInt, Dict, MAX_DEPTH, Object, SerdeError, Set, from_object, to_object};
+use crate::object::{BigInt, MAX_DEPTH, Object, SerdeError, from_object, to_object};
 
 /// Why a value could not be pickled, or a pickle not read.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
@@ -100,22 +108,32 @@ pub enum PickleError {
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    max_depth: usize,
-    max_copied_bytes: Option<usize>,
+    pub(crate) max_depth: usize,
+    max_bytes: Option<usize>,
 }
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_depth: MAX_DEPTH,
-            max_copied_bytes: None,
+            max_bytes: None,
         }
     }
 }
 
+/// The part of the default [`Limits::max_bytes`] that does not grow with the input: room for
+/// the copies of shared objects that small pickles may ask for (Python's `[x] * 1000`).
+pub const FIXED_BYTES: usize = 64 << 20;
+
+/// The part of the default [`Limits::max_bytes`] that grows with the input, per input byte.
+/// A Python list of `None`s (1 byte per item) costs 32 bytes per input byte here (the size of
+/// an [`Object`]); the densest pickles Python writes, lists of memoized empty containers
+/// (`]\x94`: 2 bytes for an item, its memo entry and its place in the list), cost 56.
+pub const BYTES_PER_INPUT_BYTE: usize = 64;
+
 impl Limits {
-    /// The default limits: nesting up to [`MAX_DEPTH`], copies of shared objects up to 64 MiB
-    /// plus 16 times the input length.
+    /// The default limits: nesting up to [`MAX_DEPTH`], values up to [`FIXED_BYTES`] (64 MiB)
+    /// plus [`BYTES_PER_INPUT_BYTE`] (64) times the input length.
     ///
     /// ```
     /// let limits = multiproc::codec::pickle::Limits::new();
@@ -127,6 +145,10 @@ impl Limits {
 
     /// How deep containers may nest.
     ///
+    /// Values deeper than [`MAX_DEPTH`] need more stack than the crate plans for when they are
+    /// printed, compared, converted with serde or dropped: raise this only on a thread with a
+    /// proportionally larger stack.
+    ///
     /// ```
     /// let mut limits = multiproc::codec::pickle::Limits::new();
     /// limits.max_depth(64);
@@ -136,9 +158,12 @@ impl Limits {
         self
     }
 
-    /// An object that the pickle shares between several places (`x = [..]; [x, x]`) is copied
-    /// for each further place: this bounds the estimated bytes of all such copies, so that a
-    /// small pickle cannot expand into a huge value.
+    /// How many bytes of values the decoder may build, counted at their in-memory size: every
+    /// object (`size_of::<Object>()`, 32 bytes on 64-bit targets), every `str`, `bytes` and
+    /// `int` payload, every dict or set entry, every copy of an object the pickle shares between
+    /// several places (`x = [..]; [x, x]`; this model copies it), and the decoder's own stack,
+    /// marks and memo. The count only grows, so it bounds the decoder's peak; the allocator's
+    /// slack (vectors grow by doubling) can add up to as much again.
     ///
     /// ```
     /// use multiproc::codec::pickle::{self, Limits};
@@ -146,12 +171,31 @@ impl Limits {
     /// let mut p = b"\x80\x02](]q\x01(".to_vec();
     /// for i in 0..100u8 { p.extend([b'K', i]); }
     /// p.extend(b"eh\x01e.");
-    /// assert!(pickle::loads_with(&p, Limits::new().max_copied_bytes(100)).is_err());
+    /// assert!(pickle::loads_with(&p, Limits::new().max_bytes(4000)).is_err());
     /// assert_eq!(pickle::loads(&p).unwrap().as_slice().unwrap().len(), 2);
     /// ```
-    pub fn max_copied_bytes(&mut self, bytes: usize) -> &mut Self {
-        self.max_copied_bytes = Some(bytes);
+    pub fn max_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_bytes = Some(bytes);
         self
+    }
+
+    /// The former name of [`max_bytes`](Self::max_bytes), which now counts every value, not
+    /// only copies of shared ones.
+    ///
+    /// ```
+    /// #![allow(deprecated)]
+    /// let mut limits = multiproc::codec::pickle::Limits::new();
+    /// limits.max_copied_bytes(1 << 20);
+    /// ```
+    #[deprecated(note = "use `max_bytes`, which counts every value the decoder builds")]
+    pub fn max_copied_bytes(&mut self, bytes: usize) -> &mut Self {
+        self.max_bytes(bytes)
+    }
+
+    /// The byte budget for an input of `len` bytes.
+    pub(crate) fn budget(&self, len: usize) -> usize {
+        self.max_bytes
+            .unwrap_or_else(|| FIXED_BYTES.saturating_add(len.saturating_mul(BYTES_PER_INPUT_BYTE)))
     }
 }
 
@@ -261,21 +305,7 @@ pub fn loads(bytes: &[u8]) -> Result<Object, PickleError> {
 /// assert!(o.is_none());
 /// ```
 pub fn loads_with(bytes: &[u8], limits: &Limits) -> Result<Object, PickleError> {
-    let budget = limits
-        .max_copied_bytes
-        .unwrap_or_else(|| (64usize << 20).saturating_add(bytes.len().saturating_mul(16)));
-    Decoder {
-        input: bytes,
-        pos: 0,
-        stack: Vec::new(),
-        marks: Vec::new(),
-        memo: Memo::default(),
-        slots: Vec::new(),
-        uses: Vec::new(),
-        max_depth: limits.max_depth,
-        budget,
-    }
-    .run()
+    decode::Decoder::new(bytes, limits).run()
 }
 
 /// Reads a pickle into any deserializable type, converted as
@@ -524,1046 +554,7 @@ fn write_object(o: &Object, out: &mut Vec<u8>) {
     }
 }
 
-// ---- decoder ----
-
-/// The callables Python uses to pickle plain data; nothing else is accepted.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Global {
-    Set,
-    FrozenSet,
-    ByteArray,
-    Bytes,
-    CodecsEncode,
-}
-
-impl Global {
-    fn lookup(module: &str, name: &str) -> Option<Global> {
-        match (module, name) {
-            ("builtins" | "__builtin__", "set") => Some(Global::Set),
-            ("builtins" | "__builtin__", "frozenset") => Some(Global::FrozenSet),
-            ("builtins" | "__builtin__", "bytearray") => Some(Global::ByteArray),
-            ("builtins" | "__builtin__", "bytes") => Some(Global::Bytes),
-            ("_codecs", "encode") => Some(Global::CodecsEncode),
-            _ => None,
-        }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum SeqKind {
-    List,
-    Tuple,
-    Set,
-    FrozenSet,
-}
-
-/// A value under construction: containers may still refer to memo slots.
-#[derive(Clone, Debug)]
-enum Val {
-    /// A finished scalar (never a container).
-    Obj(Object),
-    Seq {
-        kind: SeqKind,
-        items: Vec<Val>,
-        depth: usize,
-    },
-    Dict {
-        pairs: Vec<(Val, Val)>,
-        depth: usize,
-    },
-    /// The value of a memo slot.
-    Ref(usize),
-    Global(Global),
-    /// `global(*args)`, evaluated once the arguments are complete.
-    Call {
-        global: Global,
-        args: Box<Val>,
-        offset: usize,
-        depth: usize,
-    },
-}
-
-impl Val {
-    /// Containers nested in this value, not counting memo references (their own contents are
-    /// checked when stored, and the whole depth once resolved).
-    fn depth(&self) -> usize {
-        match self {
-            Val::Seq { depth, .. } | Val::Dict { depth, .. } | Val::Call { depth, .. } => *depth,
-            _ => 0,
-        }
-    }
-}
-
-/// Memo keys to slots: dense keys (what picklers write: 0, 1, 2, ...) in a vector, any other
-/// key in a map.
-#[derive(Default)]
-struct Memo {
-    dense: Vec<Option<usize>>,
-    sparse: HashMap<u64, usize>,
-    /// Number of distinct keys (the next `MEMOIZE` key).
-    len: u64,
-}
-
-impl Memo {
-    fn insert(&mut self, key: u64, slot: usize) {
-        let fresh = match usize::try_from(key) {
-            Ok(k) if k < self.dense.len() => self.dense[k].replace(slot).is_none(),
-            Ok(k) if k == self.dense.len() && !self.sparse.contains_key(&key) => {
-                self.dense.push(Some(slot));
-                true
-            }
-            _ => self.sparse.insert(key, slot).is_none(),
-        };
-        if fresh {
-            self.len += 1;
-        }
-    }
-
-    fn get(&self, key: u64) -> Option<usize> {
-        match usize::try_from(key) {
-            Ok(k) if k < self.dense.len() => self.dense[k],
-            _ => self.sparse.get(&key).copied(),
-        }
-    }
-}
-
-/// A memo slot.
-enum Slot {
-    Pending(Val),
-    /// Being resolved: meeting it again means the object contains itself.
-    Busy,
-    Done(Object),
-    /// Moved out to its last user.
-    Taken,
-}
-
-struct Decoder<'a> {
-    input: &'a [u8],
-    pos: usize,
-    stack: Vec<Val>,
-    /// Stack lengths at each open `MARK`.
-    marks: Vec<usize>,
-    /// Memo keys to slots (several keys may name one slot).
-    memo: Memo,
-    slots: Vec<Slot>,
-    /// References to each slot not yet resolved.
-    uses: Vec<usize>,
-    max_depth: usize,
-    /// Bytes of copies still allowed.
-    budget: usize,
-}
-
-type Res<T> = Result<T, PickleError>;
-
-impl<'a> Decoder<'a> {
-    fn invalid<T>(&self, offset: usize, reason: impl Into<String>) -> Res<T> {
-        Err(PickleError::Invalid {
-            offset,
-            reason: reason.into(),
-        })
-    }
-
-    fn take(&mut self, n: usize) -> Res<&'a [u8]> {
-        let input: &'a [u8] = self.input;
-        match input.get(self.pos..).and_then(|rest| rest.get(..n)) {
-            Some(s) => {
-                self.pos += n;
-                Ok(s)
-            }
-            None => Err(PickleError::Truncated {
-                offset: input.len(),
-            }),
-        }
-    }
-
-    fn byte(&mut self) -> Res<u8> {
-        Ok(self.take(1)?[0])
-    }
-
-    fn array<const N: usize>(&mut self) -> Res<[u8; N]> {
-        let mut a = [0; N];
-        a.copy_from_slice(self.take(N)?);
-        Ok(a)
-    }
-
-    /// A length field; the caller takes that many bytes, which checks it against the input.
-    fn len_u64(&mut self) -> Res<usize> {
-        let n = u64::from_le_bytes(self.array()?);
-        Ok(usize::try_from(n).unwrap_or(usize::MAX))
-    }
-
-    fn line(&mut self) -> Res<&'a [u8]> {
-        let input: &'a [u8] = self.input;
-        let rest = &input[self.pos.min(input.len())..];
-        match rest.iter().position(|&b| b == b'\n') {
-            Some(i) => {
-                self.pos += i + 1;
-                let line = &rest[..i];
-                Ok(line.strip_suffix(b"\r").unwrap_or(line))
-            }
-            None => Err(PickleError::Truncated {
-                offset: input.len(),
-            }),
-        }
-    }
-
-    fn text_line(&mut self, at: usize) -> Res<&'a str> {
-        let line = self.line()?;
-        match std::str::from_utf8(line) {
-            Ok(s) => Ok(s),
-            Err(_) => self.invalid(at, "text argument is not ASCII"),
-        }
-    }
-
-    fn utf8(&self, at: usize, bytes: &[u8]) -> Res<Object> {
-        match std::str::from_utf8(bytes) {
-            Ok(s) => Ok(Object::Str(s.to_owned())),
-            Err(_) => self.invalid(
-                at,
-                "str is not valid UTF-8 (a lone surrogate cannot be represented)",
-            ),
-        }
-    }
-
-    /// The stack floor: values below the innermost mark belong to outer opcodes.
-    fn floor(&self) -> usize {
-        self.marks.last().copied().unwrap_or(0)
-    }
-
-    fn pop(&mut self, at: usize) -> Res<Val> {
-        if self.stack.len() <= self.floor() {
-            return self.invalid(at, "stack underflow");
-        }
-        match self.stack.pop() {
-            Some(v) => Ok(v),
-            None => self.invalid(at, "stack underflow"),
-        }
-    }
-
-    fn pop_mark(&mut self, at: usize) -> Res<Vec<Val>> {
-        match self.marks.pop() {
-            Some(m) => Ok(self.stack.split_off(m)),
-            None => self.invalid(at, "no MARK on the stack"),
-        }
-    }
-
-    fn check_depth(&self, depth: usize) -> Res<()> {
-        if depth > self.max_depth {
-            return Err(PickleError::Limit(format!(
-                "containers nest deeper than {} levels",
-                self.max_depth
-            )));
-        }
-        Ok(())
-    }
-
-    fn seq(&self, kind: SeqKind, items: Vec<Val>) -> Res<Val> {
-        let depth = 1 + items.iter().map(Val::depth).max().unwrap_or(0);
-        self.check_depth(depth)?;
-        Ok(Val::Seq { kind, items, depth })
-    }
-
-    fn dict(&self, at: usize, flat: Vec<Val>) -> Res<Val> {
-        if !flat.len().is_multiple_of(2) {
-            return self.invalid(at, "odd number of items for a dict");
-        }
-        let depth = 1 + flat.iter().map(Val::depth).max().unwrap_or(0);
-        self.check_depth(depth)?;
-        let mut pairs = Vec::with_capacity(flat.len() / 2);
-        let mut it = flat.into_iter();
-        while let (Some(k), Some(v)) = (it.next(), it.next()) {
-            pairs.push((k, v));
-        }
-        Ok(Val::Dict { pairs, depth })
-    }
-
-    /// Makes the top of the stack shareable: it moves into a memo slot and a reference takes its
-    /// place. Returns the slot.
-    fn share_top(&mut self, at: usize) -> Res<usize> {
-        if self.stack.len() <= self.floor() {
-            return self.invalid(at, "nothing to memoize");
-        }
-        let top = self.stack.len() - 1;
-        if let Val::Ref(s) = self.stack[top] {
-            return Ok(s);
-        }
-        let slot = self.slots.len();
-        let v = std::mem::replace(&mut self.stack[top], Val::Ref(slot));
-        self.slots.push(Slot::Pending(v));
-        self.uses.push(1);
-        Ok(slot)
-    }
-
-    fn put(&mut self, at: usize, key: u64) -> Res<()> {
-        let slot = self.share_top(at)?;
-        self.memo.insert(key, slot);
-        Ok(())
-    }
-
-    fn get(&mut self, at: usize, key: u64) -> Res<()> {
-        match self.memo.get(key) {
-            Some(slot) => {
-                self.uses[slot] += 1;
-                self.stack.push(Val::Ref(slot));
-                Ok(())
-            }
-            None => self.invalid(at, format!("memo key {key} was never stored")),
-        }
-    }
-
-    /// The container an `APPEND`-like opcode adds to: the value just below the popped items,
-    /// or the memo slot it refers to.
-    fn target(&mut self, at: usize) -> Res<&mut Val> {
-        if self.stack.len() <= self.floor() {
-            return self.invalid(at, "stack underflow");
-        }
-        let top = self.stack.len() - 1;
-        if let Val::Ref(s) = self.stack[top] {
-            return match &mut self.slots[s] {
-                Slot::Pending(v) => Ok(v),
-                _ => Err(PickleError::Invalid {
-                    offset: at,
-                    reason: "memo slot is not a container".into(),
-                }),
-            };
-        }
-        Ok(&mut self.stack[top])
-    }
-
-    /// Adds items to a list or set at the top of the stack.
-    fn extend(&mut self, at: usize, want: SeqKind, new: Vec<Val>) -> Res<()> {
-        let max_depth = self.max_depth;
-        let new_depth = 1 + new.iter().map(Val::depth).max().unwrap_or(0);
-        let target = self.target(at)?;
-        match target {
-            Val::Seq { kind, items, depth } if *kind == want => {
-                items.extend(new);
-                *depth = (*depth).max(new_depth);
-                if *depth > max_depth {
-                    return Err(PickleError::Limit(format!(
-                        "containers nest deeper than {max_depth} levels"
-                    )));
-                }
-                Ok(())
-            }
-            _ => self.invalid(
-                at,
-                match want {
-                    SeqKind::Set => "ADDITEMS to something that is not a set",
-                    _ => "APPEND to something that is not a list",
-                },
-            ),
-        }
-    }
-
-    fn set_items(&mut self, at: usize, flat: Vec<Val>) -> Res<()> {
-        if !flat.len().is_multiple_of(2) {
-            return self.invalid(at, "odd number of items for SETITEMS");
-        }
-        let max_depth = self.max_depth;
-        let new_depth = 1 + flat.iter().map(Val::depth).max().unwrap_or(0);
-        let target = self.target(at)?;
-        match target {
-            Val::Dict { pairs, depth } => {
-                let mut it = flat.into_iter();
-                while let (Some(k), Some(v)) = (it.next(), it.next()) {
-                    pairs.push((k, v));
-                }
-                *depth = (*depth).max(new_depth);
-                if *depth > max_depth {
-                    return Err(PickleError::Limit(format!(
-                        "containers nest deeper than {max_depth} levels"
-                    )));
-                }
-                Ok(())
-            }
-            _ => self.invalid(at, "SETITEM to something that is not a dict"),
-        }
-    }
-
-    fn global(&self, at: usize, module: &str, name: &str) -> Res<Val> {
-        match Global::lookup(module, name) {
-            Some(g) => Ok(Val::Global(g)),
-            None => Err(PickleError::Forbidden {
-                offset: at,
-                what: format!("global {module}.{name}"),
-            }),
-        }
-    }
-
-    /// An error found while building the final value, reported at the `STOP` opcode.
-    fn late<T>(&self, reason: impl Into<String>) -> Res<T> {
-        self.invalid(self.input.len().saturating_sub(1), reason)
-    }
-
-    fn forbidden<T>(&self, at: usize, what: &str) -> Res<T> {
-        Err(PickleError::Forbidden {
-            offset: at,
-            what: what.to_owned(),
-        })
-    }
-
-    fn decimal(&self, at: usize, text: &str) -> Res<Object> {
-        // Python refuses to convert more than 4300 digits by default; stay in that range.
-        if text.len() > 5000 {
-            return self.invalid(at, "integer literal too long");
-        }
-        match text.trim().parse::<BigInt>() {
-            Ok(b) => Ok(Object::from(b)),
-            Err(_) => self.invalid(at, format!("invalid integer literal {text:?}")),
-        }
-    }
-
-    fn run(mut self) -> Res<Object> {
-        loop {
-            let at = self.pos;
-            let code = self.byte()?;
-            match code {
-                op::PROTO => {
-                    let v = self.byte()?;
-                    if v > 5 {
-                        return self.invalid(at, format!("unsupported pickle protocol {v}"));
-                    }
-                }
-                op::FRAME => {
-                    // Frames only help buffered readers; the whole pickle is already here.
-                    self.array::<8>()?;
-                }
-                op::STOP => {
-                    let v = self.pop(at)?;
-                    if self.pos != self.input.len() {
-                        return self.invalid(
-                            self.pos,
-                            format!("{} bytes after STOP", self.input.len() - self.pos),
-                        );
-                    }
-                    let max_depth = self.max_depth;
-                    return self.resolve(v, max_depth);
-                }
-                op::MARK => self.marks.push(self.stack.len()),
-                op::POP => {
-                    if self.marks.last() == Some(&self.stack.len()) {
-                        self.marks.pop();
-                    } else {
-                        self.pop(at)?;
-                    }
-                }
-                op::POP_MARK => {
-                    self.pop_mark(at)?;
-                }
-                op::DUP => {
-                    let slot = self.share_top(at)?;
-                    self.uses[slot] += 1;
-                    self.stack.push(Val::Ref(slot));
-                }
-                op::NONE => self.stack.push(Val::Obj(Object::None)),
-                op::NEWTRUE => self.stack.push(Val::Obj(Object::Bool(true))),
-                op::NEWFALSE => self.stack.push(Val::Obj(Object::Bool(false))),
-                op::BININT => {
-                    let v = i32::from_le_bytes(self.array()?);
-                    self.stack.push(Val::Obj(Object::Int(v.into())));
-                }
-                op::BININT1 => {
-                    let v = self.byte()?;
-                    self.stack.push(Val::Obj(Object::Int(v.into())));
-                }
-                op::BININT2 => {
-                    let v = u16::from_le_bytes(self.array()?);
-                    self.stack.push(Val::Obj(Object::Int(v.into())));
-                }
-                op::LONG1 | op::LONG4 => {
-                    let n = if code == op::LONG1 {
-                        usize::from(self.byte()?)
-                    } else {
-                        let n = i32::from_le_bytes(self.array()?);
-                        match usize::try_from(n) {
-                            Ok(n) => n,
-                            Err(_) => return self.invalid(at, "negative LONG4 length"),
-                        }
-                    };
-                    let b = BigInt::from_signed_bytes_le(self.take(n)?);
-                    self.stack.push(Val::Obj(Object::from(b)));
-                }
-                op::INT => {
-                    let text = self.text_line(at)?;
-                    let o = match text {
-                        "01" => Object::Bool(true),
-                        "00" => Object::Bool(false),
-                        t => self.decimal(at, t)?,
-                    };
-                    self.stack.push(Val::Obj(o));
-                }
-                op::LONG => {
-                    let text = self.text_line(at)?;
-                    let o = self.decimal(at, text.strip_suffix('L').unwrap_or(text))?;
-                    self.stack.push(Val::Obj(o));
-                }
-                op::FLOAT => {
-                    let text = self.text_line(at)?;
-                    match text.trim().parse::<f64>() {
-                        Ok(x) => self.stack.push(Val::Obj(Object::Float(x))),
-                        Err(_) => return self.invalid(at, format!("invalid float {text:?}")),
-                    }
-                }
-                op::BINFLOAT => {
-                    let x = f64::from_be_bytes(self.array()?);
-                    self.stack.push(Val::Obj(Object::Float(x)));
-                }
-                op::SHORT_BINUNICODE | op::BINUNICODE | op::BINUNICODE8 => {
-                    let n = match code {
-                        op::SHORT_BINUNICODE => usize::from(self.byte()?),
-                        op::BINUNICODE => u32::from_le_bytes(self.array()?) as usize,
-                        _ => self.len_u64()?,
-                    };
-                    let bytes = self.take(n)?;
-                    let o = self.utf8(at, bytes)?;
-                    self.stack.push(Val::Obj(o));
-                }
-                op::UNICODE => {
-                    let line = self.line()?;
-                    let s = self.raw_unicode_escape(at, line)?;
-                    self.stack.push(Val::Obj(Object::Str(s)));
-                }
-                op::SHORT_BINSTRING | op::BINSTRING => {
-                    let n = if code == op::SHORT_BINSTRING {
-                        usize::from(self.byte()?)
-                    } else {
-                        match usize::try_from(i32::from_le_bytes(self.array()?)) {
-                            Ok(n) => n,
-                            Err(_) => return self.invalid(at, "negative BINSTRING length"),
-                        }
-                    };
-                    let bytes = self.take(n)?;
-                    if !bytes.is_ascii() {
-                        return self.invalid(at, "Python 2 str is not ASCII");
-                    }
-                    let o = self.utf8(at, bytes)?;
-                    self.stack.push(Val::Obj(o));
-                }
-                op::SHORT_BINBYTES | op::BINBYTES | op::BINBYTES8 | op::BYTEARRAY8 => {
-                    let n = match code {
-                        op::SHORT_BINBYTES => usize::from(self.byte()?),
-                        op::BINBYTES => u32::from_le_bytes(self.array()?) as usize,
-                        _ => self.len_u64()?,
-                    };
-                    let bytes = self.take(n)?.to_vec();
-                    self.stack.push(Val::Obj(Object::Bytes(bytes)));
-                }
-                op::EMPTY_LIST => self.stack.push(Val::Seq {
-                    kind: SeqKind::List,
-                    items: Vec::new(),
-                    depth: 1,
-                }),
-                op::EMPTY_TUPLE => self.stack.push(Val::Seq {
-                    kind: SeqKind::Tuple,
-                    items: Vec::new(),
-                    depth: 1,
-                }),
-                op::EMPTY_SET => self.stack.push(Val::Seq {
-                    kind: SeqKind::Set,
-                    items: Vec::new(),
-                    depth: 1,
-                }),
-                op::EMPTY_DICT => self.stack.push(Val::Dict {
-                    pairs: Vec::new(),
-                    depth: 1,
-                }),
-                op::LIST | op::TUPLE | op::FROZENSET => {
-                    let items = self.pop_mark(at)?;
-                    let kind = match code {
-                        op::LIST => SeqKind::List,
-                        op::TUPLE => SeqKind::Tuple,
-                        _ => SeqKind::FrozenSet,
-                    };
-                    let v = self.seq(kind, items)?;
-                    self.stack.push(v);
-                }
-                op::TUPLE1 | op::TUPLE2 | op::TUPLE3 => {
-                    let n = usize::from(code - op::TUPLE1) + 1;
-                    if self.stack.len() < self.floor() + n {
-                        return self.invalid(at, "stack underflow");
-                    }
-                    let items = self.stack.split_off(self.stack.len() - n);
-                    let v = self.seq(SeqKind::Tuple, items)?;
-                    self.stack.push(v);
-                }
-                op::DICT => {
-                    let flat = self.pop_mark(at)?;
-                    let v = self.dict(at, flat)?;
-                    self.stack.push(v);
-                }
-                op::APPEND => {
-                    let v = self.pop(at)?;
-                    self.extend(at, SeqKind::List, vec![v])?;
-                }
-                op::APPENDS => {
-                    let items = self.pop_mark(at)?;
-                    self.extend(at, SeqKind::List, items)?;
-                }
-                op::ADDITEMS => {
-                    let items = self.pop_mark(at)?;
-                    self.extend(at, SeqKind::Set, items)?;
-                }
-                op::SETITEM => {
-                    let v = self.pop(at)?;
-                    let k = self.pop(at)?;
-                    self.set_items(at, vec![k, v])?;
-                }
-                op::SETITEMS => {
-                    let flat = self.pop_mark(at)?;
-                    self.set_items(at, flat)?;
-                }
-                op::PUT => {
-                    let text = self.text_line(at)?;
-                    match text.parse::<u64>() {
-                        Ok(k) => self.put(at, k)?,
-                        Err(_) => return self.invalid(at, "invalid PUT key"),
-                    }
-                }
-                op::BINPUT => {
-                    let k = self.byte()?;
-                    self.put(at, k.into())?;
-                }
-                op::LONG_BINPUT => {
-                    let k = u32::from_le_bytes(self.array()?);
-                    self.put(at, k.into())?;
-                }
-                op::MEMOIZE => {
-                    let k = self.memo.len;
-                    self.put(at, k)?;
-                }
-                op::GET => {
-                    let text = self.text_line(at)?;
-                    match text.parse::<u64>() {
-                        Ok(k) => self.get(at, k)?,
-                        Err(_) => return self.invalid(at, "invalid GET key"),
-                    }
-                }
-                op::BINGET => {
-                    let k = self.byte()?;
-                    self.get(at, k.into())?;
-                }
-                op::LONG_BINGET => {
-                    let k = u32::from_le_bytes(self.array()?);
-                    self.get(at, k.into())?;
-                }
-                op::GLOBAL => {
-                    let module = self.text_line(at)?;
-                    let name = self.text_line(at)?;
-                    let g = self.global(at, module, name)?;
-                    self.stack.push(g);
-                }
-                op::STACK_GLOBAL => {
-                    let name = self.pop(at)?;
-                    let module = self.pop(at)?;
-                    let (module, name) = match (self.scalar(&module), self.scalar(&name)) {
-                        (Some(Object::Str(m)), Some(Object::Str(n))) => (m.clone(), n.clone()),
-                        _ => return self.invalid(at, "STACK_GLOBAL needs two str"),
-                    };
-                    let g = self.global(at, &module, &name)?;
-                    self.stack.push(g);
-                }
-                op::REDUCE => {
-                    let args = self.pop(at)?;
-                    let callable = self.pop(at)?;
-                    let global = match &callable {
-                        Val::Global(g) => *g,
-                        Val::Ref(s) => match &self.slots[*s] {
-                            Slot::Pending(Val::Global(g)) => *g,
-                            _ => return self.forbidden(at, "a call of something not a global"),
-                        },
-                        _ => return self.forbidden(at, "a call of something not a global"),
-                    };
-                    let depth = args.depth();
-                    self.check_depth(depth)?;
-                    self.stack.push(Val::Call {
-                        global,
-                        args: Box::new(args),
-                        offset: at,
-                        depth,
-                    });
-                }
-                op::PERSID | op::BINPERSID => return self.forbidden(at, "a persistent id"),
-                op::BUILD => return self.forbidden(at, "BUILD (object state)"),
-                op::INST | op::OBJ | op::NEWOBJ | op::NEWOBJ_EX => {
-                    return self.forbidden(at, "an object instance");
-                }
-                op::EXT1 | op::EXT2 | op::EXT4 => {
-                    return self.forbidden(at, "an extension registry code");
-                }
-                op::NEXT_BUFFER | op::READONLY_BUFFER => {
-                    return self.invalid(at, "out-of-band buffers are not supported");
-                }
-                op::STRING => {
-                    return self.invalid(at, "Python 2 quoted STRING is not supported");
-                }
-                other => return self.invalid(at, format!("unknown opcode 0x{other:02x}")),
-            }
-        }
-    }
-
-    /// The scalar a value is (directly or through the memo), if it is one.
-    fn scalar<'v>(&'v self, v: &'v Val) -> Option<&'v Object> {
-        match v {
-            Val::Obj(o) => Some(o),
-            Val::Ref(s) => match &self.slots[*s] {
-                Slot::Pending(Val::Obj(o)) => Some(o),
-                _ => None,
-            },
-            _ => None,
-        }
-    }
-
-    /// Python's `raw-unicode-escape` decoding (the `UNICODE` opcode of protocol 0).
-    fn raw_unicode_escape(&self, at: usize, line: &[u8]) -> Res<String> {
-        let mut out = String::with_capacity(line.len());
-        let mut i = 0;
-        while i < line.len() {
-            if line[i] != b'\\' {
-                out.push(char::from(line[i]));
-                i += 1;
-                continue;
-            }
-            let run = line[i..].iter().take_while(|&&b| b == b'\\').count();
-            let after = i + run;
-            let width = match line.get(after) {
-                Some(b'u') if run % 2 == 1 => 4,
-                Some(b'U') if run % 2 == 1 => 8,
-                _ => {
-                    out.extend(std::iter::repeat_n('\\', run));
-                    i = after;
-                    continue;
-                }
-            };
-            out.extend(std::iter::repeat_n('\\', run - 1));
-            let hex = line
-                .get(after + 1..after + 1 + width)
-                .and_then(|h| std::str::from_utf8(h).ok())
-                .and_then(|h| u32::from_str_radix(h, 16).ok());
-            match hex.map(char::from_u32) {
-                Some(Some(c)) => out.push(c),
-                Some(None) => {
-                    return self.invalid(
-                        at,
-                        "str is not valid UTF-8 (a lone surrogate cannot be represented)",
-                    );
-                }
-                None => return self.invalid(at, "truncated \\u escape"),
-            }
-            i = after + 1 + width;
-        }
-        Ok(out)
-    }
-
-    fn charge(&mut self, o: &Object) -> Res<()> {
-        fn size(o: &Object) -> usize {
-            let own = std::mem::size_of::<Object>();
-            match o {
-                Object::Str(s) => own + s.len(),
-                Object::Bytes(b) => own + b.len(),
-                Object::BigInt(_) => own + 16,
-                Object::List(v) | Object::Tuple(v) => own + v.iter().map(size).sum::<usize>(),
-                Object::Dict(d) => {
-                    own + d.iter().map(|(k, v)| size(k) + size(v) + 16).sum::<usize>()
-                }
-                Object::Set(s) | Object::FrozenSet(s) => {
-                    own + s.iter().map(|k| size(k) + 16).sum::<usize>()
-                }
-                _ => own,
-            }
-        }
-        let n = size(o);
-        if n > self.budget {
-            return Err(PickleError::Limit(
-                "shared objects would be copied beyond the allowed size".into(),
-            ));
-        }
-        self.budget -= n;
-        Ok(())
-    }
-
-    /// Takes the value of memo slot `s` for one more reference: moved out for the last one,
-    /// copied (within the budget) for the others.
-    fn finish_ref(&mut self, s: usize, o: Object) -> Res<Object> {
-        if self.uses[s] == 0 {
-            self.slots[s] = Slot::Taken;
-        } else {
-            self.charge(&o)?;
-            self.slots[s] = Slot::Done(o.clone());
-        }
-        Ok(o)
-    }
-
-    /// The value of memo slot `s` for one more reference, if it is a scalar or already built
-    /// (containers still to build need a frame of their own).
-    fn take_ready(&mut self, s: usize) -> Option<Res<Object>> {
-        match &self.slots[s] {
-            Slot::Pending(Val::Obj(_)) | Slot::Done(_) => {}
-            _ => return None,
-        }
-        self.uses[s] = self.uses[s].saturating_sub(1);
-        let o = match std::mem::replace(&mut self.slots[s], Slot::Busy) {
-            Slot::Pending(Val::Obj(o)) | Slot::Done(o) => o,
-            _ => return Some(self.late("memo slot changed while reading")),
-        };
-        Some(self.finish_ref(s, o))
-    }
-
-    /// A value that needs no frame of its own (a scalar, or a reference to one or to a built
-    /// object), or the value back.
-    fn ready(&mut self, v: Val) -> Result<Res<Object>, Val> {
-        match v {
-            Val::Obj(o) => Ok(Ok(o)),
-            Val::Ref(s) => self.take_ready(s).ok_or(Val::Ref(s)),
-            v => Err(v),
-        }
-    }
-
-    /// Builds the final object, following memo references. Iterative (an explicit stack of
-    /// frames), so that nesting costs heap, not call stack.
-    fn resolve(&mut self, root: Val, max_depth: usize) -> Res<Object> {
-        enum Frame {
-            Seq {
-                kind: SeqKind,
-                items: std::vec::IntoIter<Val>,
-                done: Vec<Object>,
-            },
-            Dict {
-                pairs: std::vec::IntoIter<(Val, Val)>,
-                done: Dict,
-                key: Option<Object>,
-                value: Option<Val>,
-            },
-            Ref(usize),
-            Call(Global, usize),
-        }
-        let mut frames: Vec<Frame> = Vec::new();
-        let mut depth = 0usize;
-        let mut next = Some(root);
-        let mut result: Option<Object> = None;
-        loop {
-            if let Some(v) = next.take() {
-                match v {
-                    Val::Obj(o) => result = Some(o),
-                    Val::Seq { kind, items, .. } => {
-                        depth += 1;
-                        if depth > max_depth {
-                            return Err(PickleError::Limit(format!(
-                                "containers nest deeper than {max_depth} levels"
-                            )));
-                        }
-                        let done = Vec::with_capacity(items.len());
-                        frames.push(Frame::Seq {
-                            kind,
-                            items: items.into_iter(),
-                            done,
-                        });
-                    }
-                    Val::Dict { pairs, .. } => {
-                        depth += 1;
-                        if depth > max_depth {
-                            return Err(PickleError::Limit(format!(
-                                "containers nest deeper than {max_depth} levels"
-                            )));
-                        }
-                        let done = Dict::with_capacity(pairs.len());
-                        frames.push(Frame::Dict {
-                            pairs: pairs.into_iter(),
-                            done,
-                            key: None,
-                            value: None,
-                        });
-                    }
-                    Val::Ref(s) => {
-                        self.uses[s] = self.uses[s].saturating_sub(1);
-                        match std::mem::replace(&mut self.slots[s], Slot::Busy) {
-                            Slot::Pending(v) => {
-                                frames.push(Frame::Ref(s));
-                                next = Some(v);
-                                continue;
-                            }
-                            Slot::Done(o) => result = Some(self.finish_ref(s, o)?),
-                            Slot::Busy => {
-                                return self
-                                    .late("an object contains itself (recursive structure)");
-                            }
-                            Slot::Taken => return self.late("memo reference used up"),
-                        }
-                    }
-                    Val::Global(g) => {
-                        return Err(PickleError::Forbidden {
-                            offset: self.input.len().saturating_sub(1),
-                            what: format!("the callable {g:?} itself as a value"),
-                        });
-                    }
-                    Val::Call {
-                        global,
-                        args,
-                        offset,
-                        ..
-                    } => {
-                        frames.push(Frame::Call(global, offset));
-                        next = Some(*args);
-                        continue;
-                    }
-                }
-            }
-            // Hand the finished value to the innermost frame, then ask it for more.
-            let Some(frame) = frames.last_mut() else {
-                return match result {
-                    Some(o) => Ok(o),
-                    None => self.late("nothing to return"),
-                };
-            };
-            match frame {
-                Frame::Seq { items, done, .. } => {
-                    if let Some(o) = result.take() {
-                        done.push(o);
-                    }
-                    // Scalars go straight in; only containers and references need a frame.
-                    for v in items.by_ref() {
-                        match self.ready(v) {
-                            Ok(o) => done.push(o?),
-                            Err(v) => {
-                                next = Some(v);
-                                break;
-                            }
-                        }
-                    }
-                    if next.is_some() {
-                        continue;
-                    }
-                }
-                Frame::Dict {
-                    pairs,
-                    done,
-                    key,
-                    value,
-                } => {
-                    if let Some(o) = result.take() {
-                        match key.take() {
-                            None => *key = Some(o),
-                            Some(k) => {
-                                if let Err(e) = done.insert(k, o) {
-                                    return self.late(format!("{e} as dict key"));
-                                }
-                            }
-                        }
-                    }
-                    if let Some(v) = value.take() {
-                        next = Some(v);
-                        continue;
-                    }
-                    for (k, v) in pairs.by_ref() {
-                        let k = match self.ready(k) {
-                            Ok(k) => k?,
-                            Err(k) => {
-                                *value = Some(v);
-                                next = Some(k);
-                                break;
-                            }
-                        };
-                        match self.ready(v) {
-                            Ok(v) => {
-                                if let Err(e) = done.insert(k, v?) {
-                                    return self.late(format!("{e} as dict key"));
-                                }
-                            }
-                            Err(v) => {
-                                *key = Some(k);
-                                next = Some(v);
-                                break;
-                            }
-                        }
-                    }
-                    if next.is_some() {
-                        continue;
-                    }
-                }
-                Frame::Ref(_) | Frame::Call(..) => {}
-            }
-            // The frame is complete.
-            let Some(frame) = frames.pop() else {
-                return self.late("nothing to return");
-            };
-            result = Some(match frame {
-                Frame::Seq { kind, done, .. } => {
-                    depth -= 1;
-                    match kind {
-                        SeqKind::List => Object::List(done),
-                        SeqKind::Tuple => Object::Tuple(done),
-                        SeqKind::Set => Object::Set(self.to_set(done)?),
-                        SeqKind::FrozenSet => Object::FrozenSet(self.to_set(done)?),
-                    }
-                }
-                Frame::Dict { done, .. } => {
-                    depth -= 1;
-                    Object::Dict(done)
-                }
-                Frame::Ref(s) => {
-                    let o = match result.take() {
-                        Some(o) => o,
-                        None => return self.late("empty memo slot"),
-                    };
-                    self.finish_ref(s, o)?
-                }
-                Frame::Call(global, offset) => {
-                    let args = match result.take() {
-                        Some(o) => o,
-                        None => return self.late("missing call arguments"),
-                    };
-                    self.call(offset, global, args)?
-                }
-            });
-        }
-    }
-
-    fn to_set(&self, items: Vec<Object>) -> Res<Set> {
-        Set::try_from_iter(items).or_else(|e| self.late(format!("{e} in a set")))
-    }
-
-    /// Evaluates one of the known plain-data calls.
-    fn call(&self, at: usize, global: Global, args: Object) -> Res<Object> {
-        let Object::Tuple(mut args) = args else {
-            return self.invalid(at, "REDUCE arguments are not a tuple");
-        };
-        let latin1 = |s: &str, enc: &str| -> Res<Object> {
-            if !matches!(enc, "latin1" | "latin-1" | "iso-8859-1" | "iso8859-1") {
-                return self.forbidden(at, &format!("the {enc:?} codec"));
-            }
-            let bytes: Option<Vec<u8>> = s.chars().map(|c| u8::try_from(c).ok()).collect();
-            bytes
-                .map(Object::Bytes)
-                .map_or_else(|| self.invalid(at, "latin-1 text out of range"), Ok)
-        };
-        match (global, args.as_mut_slice()) {
-            (Global::Set, []) => Ok(Object::Set(Set::new())),
-            (Global::FrozenSet, []) => Ok(Object::FrozenSet(Set::new())),
-            (Global::Set | Global::FrozenSet, [items]) => {
-                let items = match std::mem::take(items) {
-                    Object::List(v) | Object::Tuple(v) => v,
-                    Object::Set(s) | Object::FrozenSet(s) => s.into_iter().collect(),
-                    _ => return self.invalid(at, "set() of something not a sequence"),
-                };
-                let s = self.to_set(items)?;
-                Ok(if global == Global::Set {
-                    Object::Set(s)
-                } else {
-                    Object::FrozenSet(s)
-                })
-            }
-            (Global::Bytes | Global::ByteArray, []) => Ok(Object::Bytes(Vec::new())),
-            (Global::Bytes | Global::ByteArray, [Object::Bytes(b)]) => {
-                Ok(Object::Bytes(std::mem::take(b)))
-            }
-            (
-                Global::Bytes | Global::ByteArray | Global::CodecsEncode,
-                [Object::Str(s), Object::Str(enc)],
-            ) => latin1(s, enc),
-            _ => self.invalid(at, format!("unexpected arguments for {global:?}")),
-        }
-    }
-}
+mod decode;
 
 #[cfg(test)]
 mod tests;

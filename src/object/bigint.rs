@@ -29,9 +29,54 @@ pub struct BigInt {
 }
 
 /// Why a text is not a decimal integer.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("invalid decimal integer literal")]
-pub struct ParseBigIntError;
+///
+/// ```
+/// use multiproc::object::BigInt;
+/// assert_eq!("12a".parse::<BigInt>().unwrap_err().to_string(), "invalid decimal integer literal");
+/// let long = "9".repeat(5000);
+/// assert_eq!(
+///     long.parse::<BigInt>().unwrap_err().to_string(),
+///     "decimal integer literal of 5000 digits exceeds the limit of 4300 digits",
+/// );
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParseBigIntError {
+    /// The number of digits, when there are too many; `None` for a malformed literal.
+    too_long: Option<usize>,
+}
+
+impl fmt::Display for ParseBigIntError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.too_long {
+            None => f.write_str("invalid decimal integer literal"),
+            Some(n) => write!(
+                f,
+                "decimal integer literal of {n} digits exceeds the limit of {MAX_STR_DIGITS} digits"
+            ),
+        }
+    }
+}
+
+impl std::error::Error for ParseBigIntError {}
+
+/// The most decimal digits converted to or from text, as Python's default
+/// `sys.get_int_max_str_digits()` (since CVE-2020-10735): decimal conversion costs time
+/// quadratic in the length. [`BigInt`]'s `FromStr` refuses longer literals, and its `Display`
+/// (hence an [`Object`](super::Object)'s `repr`) writes longer integers in hexadecimal
+/// (`0x...`), which is exact, linear, and reads back with `str::parse::<Object>()` as in Python.
+///
+/// ```
+/// use multiproc::object::{BigInt, MAX_STR_DIGITS};
+/// let small: BigInt = "9".repeat(MAX_STR_DIGITS).parse().unwrap();
+/// assert_eq!(small.to_string().len(), MAX_STR_DIGITS);
+/// let huge = BigInt::from_signed_bytes_le(&[0xff; 2000].iter().copied().chain([0]).collect::<Vec<u8>>());
+/// assert!(huge.to_string().starts_with("0xffff"));
+/// ```
+pub const MAX_STR_DIGITS: usize = 4300;
+
+/// Bits of the smallest power of ten with more than [`MAX_STR_DIGITS`] digits, rounded down:
+/// a magnitude of fewer bits has at most that many digits.
+const MAX_STR_BITS: u64 = 14284;
 
 impl BigInt {
     fn from_parts(negative: bool, mut mag: Vec<u32>) -> Self {
@@ -52,6 +97,65 @@ impl BigInt {
     /// ```
     pub fn is_negative(&self) -> bool {
         self.negative
+    }
+
+    /// The number of bits of the magnitude (Python's `int.bit_length()`); zero has none.
+    ///
+    /// ```
+    /// use multiproc::object::BigInt;
+    /// assert_eq!(BigInt::from(u64::MAX).bits(), 64);
+    /// assert_eq!(BigInt::from(-256i64).bits(), 9);
+    /// assert_eq!(BigInt::default().bits(), 0);
+    /// ```
+    pub fn bits(&self) -> u64 {
+        match self.mag.last() {
+            None => 0,
+            Some(top) => (self.mag.len() as u64) * 32 - u64::from(top.leading_zeros()),
+        }
+    }
+
+    /// Bytes of the magnitude in memory.
+    #[cfg(feature = "python")]
+    pub(crate) fn byte_len(&self) -> usize {
+        self.mag.len() * 4
+    }
+
+    /// Reads the digits of a power-of-two base (`bits_per_digit` 1, 3 or 4: binary, octal,
+    /// hexadecimal), most significant first, in linear time. `None` for a digit out of range.
+    pub(crate) fn from_pow2_digits(
+        negative: bool,
+        digits: &str,
+        bits_per_digit: u32,
+    ) -> Option<Self> {
+        let radix = 1u32 << bits_per_digit;
+        let mut mag: Vec<u32> = vec![0; (digits.len() * bits_per_digit as usize).div_ceil(32)];
+        for (i, c) in digits.bytes().rev().enumerate() {
+            let d = char::from(c).to_digit(radix)?;
+            let bit = i * bits_per_digit as usize;
+            let (limb, shift) = (bit / 32, bit % 32);
+            let wide = u64::from(d) << shift;
+            mag[limb] |= wide as u32;
+            if wide >> 32 != 0 {
+                mag[limb + 1] |= (wide >> 32) as u32;
+            }
+        }
+        Some(Self::from_parts(negative, mag))
+    }
+
+    /// Writes the magnitude in hexadecimal, `0x` first (linear in the size).
+    fn write_hex(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.negative {
+            f.write_str("-")?;
+        }
+        f.write_str("0x")?;
+        let mut limbs = self.mag.iter().rev();
+        if let Some(top) = limbs.next() {
+            write!(f, "{top:x}")?;
+        }
+        for limb in limbs {
+            write!(f, "{limb:08x}")?;
+        }
+        Ok(())
     }
 
     /// Is the value zero?
@@ -273,10 +377,14 @@ impl PartialOrd for BigInt {
 }
 
 impl fmt::Display for BigInt {
-    /// Decimal, as Python's `repr(int)`.
+    /// Decimal, as Python's `repr(int)`, up to [`MAX_STR_DIGITS`] digits; hexadecimal (`0x...`)
+    /// beyond, where Python's `repr` would raise `ValueError`.
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         if let Some(v) = self.to_i128() {
             return write!(f, "{v}");
+        }
+        if self.bits() > MAX_STR_BITS + 1 {
+            return self.write_hex(f);
         }
         const CHUNK: u32 = 1_000_000_000;
         let mut mag = self.mag.to_vec();
@@ -286,6 +394,13 @@ impl fmt::Display for BigInt {
             while mag.last() == Some(&0) {
                 mag.pop();
             }
+        }
+        // Digits: nine per chunk below the first, which has at least one.
+        let first_digits = chunks
+            .last()
+            .map_or(1, |c| c.checked_ilog10().unwrap_or(0) + 1);
+        if (chunks.len() - 1) * 9 + first_digits as usize > MAX_STR_DIGITS {
+            return self.write_hex(f);
         }
         if self.negative {
             f.write_str("-")?;
@@ -310,7 +425,8 @@ impl fmt::Debug for BigInt {
 impl FromStr for BigInt {
     type Err = ParseBigIntError;
 
-    /// Parses an optional sign and decimal digits (no spaces, no underscores).
+    /// Parses an optional sign and decimal digits (no spaces, no underscores), at most
+    /// [`MAX_STR_DIGITS`] of them.
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (negative, digits) = match s.as_bytes().first() {
             Some(b'-') => (true, &s[1..]),
@@ -318,7 +434,12 @@ impl FromStr for BigInt {
             _ => (false, s),
         };
         if digits.is_empty() || !digits.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(ParseBigIntError);
+            return Err(ParseBigIntError { too_long: None });
+        }
+        if digits.len() > MAX_STR_DIGITS {
+            return Err(ParseBigIntError {
+                too_long: Some(digits.len()),
+            });
         }
         let mut mag: Vec<u32> = Vec::new();
         for chunk in digits.as_bytes().chunks(9) {

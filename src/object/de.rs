@@ -1,11 +1,13 @@
 //! [`from_object`]: an [`Object`] as any `Deserialize` type.
 
+use serde::de::value::SeqDeserializer;
 use serde::de::{
     self, DeserializeOwned, DeserializeSeed, EnumAccess, IntoDeserializer, MapAccess, SeqAccess,
     VariantAccess, Visitor,
 };
 
-use super::serde_impl::{MARKER, VARIANTS};
+use super::repr::clipped;
+use super::serde_impl::{MARKER, PASS_VARIANT, pass};
 use super::{Object, SerdeError};
 
 /// Converts an [`Object`] into any deserializable type: the inverse of
@@ -124,7 +126,7 @@ impl<'de> VariantAccess<'de> for Enum {
             None | Some(Object::None) => Ok(()),
             Some(o) => Err(SerdeError(format!(
                 "variant {} takes no value, found {}",
-                self.variant,
+                clipped(&self.variant, 60),
                 o.type_name()
             ))),
         }
@@ -153,28 +155,6 @@ impl<'de> VariantAccess<'de> for Enum {
     }
 }
 
-/// The tagged form of an object (see `serde_impl`): variant = kind, payload = contents.
-fn tagged(o: Object) -> Enum {
-    let (index, payload) = match o {
-        Object::None => (0, None),
-        Object::Bool(b) => (1, Some(Object::Bool(b))),
-        Object::Int(i) => (2, Some(Object::Int(i))),
-        Object::BigInt(b) => (3, Some(Object::Bytes(b.to_signed_bytes_le()))),
-        Object::Float(x) => (4, Some(Object::Float(x))),
-        Object::Str(s) => (5, Some(Object::Str(s))),
-        Object::Bytes(b) => (6, Some(Object::Bytes(b))),
-        Object::List(v) => (7, Some(Object::List(v))),
-        Object::Tuple(v) => (8, Some(Object::List(v))),
-        Object::Dict(d) => (9, Some(Object::Dict(d))),
-        Object::Set(s) => (10, Some(Object::List(s.into_iter().collect()))),
-        Object::FrozenSet(s) => (11, Some(Object::List(s.into_iter().collect()))),
-    };
-    Enum {
-        variant: VARIANTS[index].to_owned(),
-        payload,
-    }
-}
-
 impl<'de> de::Deserializer<'de> for ObjectDeserializer {
     type Error = SerdeError;
 
@@ -192,7 +172,8 @@ impl<'de> de::Deserializer<'de> for ObjectDeserializer {
                 (_, Some(i)) => visitor.visit_i128(i),
                 (Some(u), _) => visitor.visit_u128(u),
                 _ => Err(SerdeError(format!(
-                    "integer {b} is too large for any Rust integer"
+                    "integer of {} bits is too large for any Rust integer",
+                    b.bits()
                 ))),
             },
             Object::Float(x) => visitor.visit_f64(x),
@@ -231,7 +212,12 @@ impl<'de> de::Deserializer<'de> for ObjectDeserializer {
         visitor: V,
     ) -> Result<V::Value, SerdeError> {
         if name == MARKER {
-            return visitor.visit_enum(tagged(self.0));
+            // An `Object` is asked for: hand this one over whole.
+            let passed = Enum {
+                variant: PASS_VARIANT.to_owned(),
+                payload: None,
+            };
+            return pass(self.0, || visitor.visit_enum(passed));
         }
         match self.0 {
             Object::Str(variant) => visitor.visit_enum(Enum {
@@ -255,12 +241,28 @@ impl<'de> de::Deserializer<'de> for ObjectDeserializer {
         }
     }
 
+    fn deserialize_seq<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, SerdeError> {
+        match self.0 {
+            // `bytes` read as a sequence of `u8` (a `Vec<u8>`, an array, a tuple of `u8`).
+            Object::Bytes(b) => visitor.visit_seq(SeqDeserializer::new(b.into_iter())),
+            o => ObjectDeserializer(o).deserialize_any(visitor),
+        }
+    }
+
+    fn deserialize_tuple<V: Visitor<'de>>(
+        self,
+        _: usize,
+        visitor: V,
+    ) -> Result<V::Value, SerdeError> {
+        self.deserialize_seq(visitor)
+    }
+
     fn deserialize_ignored_any<V: Visitor<'de>>(self, visitor: V) -> Result<V::Value, SerdeError> {
         visitor.visit_unit()
     }
 
     serde::forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string
-        bytes byte_buf unit unit_struct seq tuple tuple_struct map struct identifier
+        bytes byte_buf unit unit_struct tuple_struct map struct identifier
     }
 }

@@ -5,11 +5,15 @@
 //! insertion-ordered), `set` and `frozenset` ([`Set`]). Messages whose shape varies, the values a
 //! manager holds, and whatever a Python peer sends are held as `Object`s.
 //!
-//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character, and
-//!   [`str::parse`] reads Python literals back ([`ParseObjectError`]), as `ast.literal_eval`.
+//! - [`Display`](std::fmt::Display) prints Python's `repr`, character for character (an `int`
+//!   of more than [`MAX_STR_DIGITS`] digits, which Python refuses to print, in hexadecimal),
+//!   and [`str::parse`] reads Python literals back ([`ParseObjectError`]), as
+//!   `ast.literal_eval`.
 //! - [`obj!`](crate::obj) writes literals in Python's syntax.
-//! - `From`/`TryFrom` convert from and to Rust's own types; [`to_object`] and [`from_object`]
-//!   convert any serde type (structs become dicts keyed by field name).
+//! - `From`/`TryFrom` convert from and to Rust's own types (a borrowed byte string, `&[u8]` or
+//!   `&[u8; N]`, is `bytes`; an owned `Vec<u8>` is a list of ints, as serde sees it);
+//!   [`to_object`] and [`from_object`] convert any serde type (structs become dicts keyed by
+//!   field name).
 //! - `Object` implements serde: binary formats (postcard, which the crate's connections use) carry
 //!   an exact tagged form; human-readable formats (JSON) get the natural mapping (lists, maps,
 //!   numbers), which cannot tell a tuple or set from a list, nor bytes from a list of ints.
@@ -65,7 +69,7 @@ mod serde_impl;
 use std::borrow::Cow;
 use std::fmt;
 
-pub use bigint::{BigInt, ParseBigIntError};
+pub use bigint::{BigInt, MAX_STR_DIGITS, ParseBigIntError};
 pub use de::from_object;
 pub use dict::{Dict, DictIntoIter, Set, SetIntoIter, Unhashable};
 pub use parse::ParseObjectError;
@@ -73,9 +77,15 @@ pub use ser::{SerdeError, to_object};
 
 pub(crate) use dict::unhashable_kind;
 
-/// How deep containers may nest in an object decoded from bytes (serde formats, pickle): deeper
-/// input is an error, never a stack overflow. (Python's own recursion limit is 1000; for pickle,
-/// [`Limits`](crate::codec) can raise this bound.)
+/// How deep containers may nest in an object decoded from bytes (serde formats, pickle,
+/// [`str::parse`]): deeper input is an error, never a stack overflow. (Python's own recursion
+/// limit is 1000.)
+///
+/// Every operation on an object this deep (`Display`, `==`, `<`, hashing, `Clone`, serde in
+/// both directions, [`to_object`], [`from_object`], pickle, drop) runs on a 2 MiB thread, the
+/// default size of a spawned thread, in debug and release builds alike. Objects built by your
+/// own code may nest deeper; those operations recurse, so such values need a stack in
+/// proportion to their depth (where Python raises `RecursionError`).
 pub const MAX_DEPTH: usize = 512;
 
 /// A Python value: `None`, `bool`, `int`, `float`, `str`, `bytes`, `list`, `tuple`, `dict`,
@@ -519,16 +529,12 @@ impl fmt::Debug for ConvertError {
 
 impl fmt::Display for ConvertError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let mut text = self.object.to_string();
-        if text.chars().count() > 60 {
-            text = text.chars().take(57).collect::<String>() + "...";
-        }
         write!(
             f,
             "expected {}, found {} {}",
             self.expected,
             self.object.type_name(),
-            text
+            repr::clipped(&self.object, 57)
         )
     }
 }
@@ -633,18 +639,50 @@ impl From<char> for Object {
 }
 
 impl<T: Into<Object>> From<Vec<T>> for Object {
-    /// A `list` (for `bytes`, use [`Object::bytes`]).
+    /// A `list`, for every element type: a `Vec<u8>` too is a list of ints, as serde sees it
+    /// (for `bytes`, use [`Object::bytes`], or convert the borrowed slice).
+    ///
+    /// ```
+    /// use multiproc::Object;
+    /// assert_eq!(Object::from(vec![0u8, 255]).to_string(), "[0, 255]");
+    /// assert_eq!(Object::bytes(vec![0u8, 255]).to_string(), r"b'\x00\xff'");
+    /// ```
     fn from(v: Vec<T>) -> Self {
         Object::List(v.into_iter().map(Into::into).collect())
     }
 }
 
-impl<T: Clone + Into<Object>> From<&[T]> for Object {
-    /// A `list`.
-    fn from(v: &[T]) -> Self {
-        Object::List(v.iter().cloned().map(Into::into).collect())
+impl From<&[u8]> for Object {
+    /// A `bytes`: a byte string, borrowed, is `bytes` in Python's terms (`b"ab".as_slice()`
+    /// and `&buf[..n]` as well as the literal `b"ab"`).
+    ///
+    /// ```
+    /// use multiproc::{obj, Object};
+    /// let buf = [0u8, 255, b'a'];
+    /// assert_eq!(Object::from(&buf[..2]).to_string(), r"b'\x00\xff'");
+    /// assert!(Object::from(b"ab".as_slice()).identical(&obj!(b"ab")));
+    /// ```
+    fn from(b: &[u8]) -> Self {
+        Object::Bytes(b.to_vec())
     }
 }
+
+macro_rules! from_slice {
+    ($($t:ty),*) => {$(
+        impl From<&[$t]> for Object {
+            /// A `list`.
+            fn from(v: &[$t]) -> Self {
+                Object::List(v.iter().cloned().map(Into::into).collect())
+            }
+        }
+    )*};
+}
+// Every element type of the crate's conversions but `u8` (whose slices are `bytes`); for other
+// element types, `.to_vec()` gives a `Vec`, which converts to a list.
+from_slice!(
+    Object, bool, i8, i16, i32, i64, i128, isize, u16, u32, u64, u128, usize, f32, f64, char,
+    String, &str, BigInt, Dict, Set
+);
 
 impl<const N: usize> From<&[u8; N]> for Object {
     /// A `bytes`: what a byte string literal (`b"..."`) means in Python too.

@@ -2,6 +2,7 @@
 
 use std::str::FromStr;
 
+use super::repr::clipped;
 use super::{BigInt, Dict, MAX_DEPTH, Object, Set};
 
 /// A text is not a Python literal of plain data.
@@ -106,66 +107,83 @@ impl Parser<'_> {
         }
     }
 
+    /// One value. The recursive path (a container holds values) goes through small frames
+    /// only: each kind of literal is read by a function of its own, so that the deepest value
+    /// accepted ([`MAX_DEPTH`]) fits a 2 MiB stack in debug builds too.
     fn value(&mut self) -> Res<Object> {
         self.skip_space();
         match self.peek() {
-            Some('[') => self.nested(|p| {
-                p.pos += 1;
-                let items = p.items(']')?.0;
-                Ok(Object::List(items))
-            }),
-            Some('(') => self.nested(|p| {
-                p.pos += 1;
-                let (mut items, comma) = p.items(')')?;
-                if items.len() == 1 && !comma {
-                    return Ok(items.pop().unwrap_or_default());
-                }
-                Ok(Object::Tuple(items))
-            }),
-            Some('{') => self.nested(|p| {
-                p.pos += 1;
-                p.brace()
-            }),
-            Some('\'' | '"') => {
-                // Adjacent literals concatenate, as in Python.
-                let mut text = self.string()?;
-                while {
-                    self.skip_space();
-                    matches!(self.peek(), Some('\'' | '"'))
-                } {
-                    text.push_str(&self.string()?);
-                }
-                Ok(Object::Str(text))
-            }
-            Some('b' | 'B') if self.at_bytes() => {
-                let mut bytes = Vec::new();
-                while {
-                    self.skip_space();
-                    self.at_bytes()
-                } {
-                    self.pos += 1;
-                    bytes.extend(self.bytes()?);
-                }
-                Ok(Object::Bytes(bytes))
-            }
-            Some('-' | '+') => {
-                let negative = self.peek() == Some('-');
-                self.pos += 1;
-                self.skip_space();
-                match self.number()? {
-                    Object::Int(i) if negative => Ok(match i.checked_neg() {
-                        Some(n) => Object::Int(n),
-                        None => Object::BigInt(-BigInt::from(i)),
-                    }),
-                    Object::BigInt(b) if negative => Ok(Object::from(-b)),
-                    Object::Float(x) if negative => Ok(Object::Float(-x)),
-                    o => Ok(o),
-                }
-            }
+            Some('[') => self.nested(Self::list),
+            Some('(') => self.nested(Self::tuple),
+            Some('{') => self.nested(Self::brace),
+            Some('\'' | '"') => self.strings(),
+            Some('b' | 'B') if self.at_bytes() => self.byte_strings(),
+            Some('-' | '+') => self.signed(),
             Some(c) if c.is_ascii_digit() || c == '.' => self.number(),
             Some(c) if c.is_alphabetic() || c == '_' => self.name(),
             Some(_) => self.fail("expected a value"),
             None => self.fail("expected a value, found the end"),
+        }
+    }
+
+    /// After `[`.
+    fn list(&mut self) -> Res<Object> {
+        self.pos += 1;
+        let items = self.items(']')?.0;
+        Ok(Object::List(items))
+    }
+
+    /// After `(`: a tuple, or a parenthesized value.
+    fn tuple(&mut self) -> Res<Object> {
+        self.pos += 1;
+        let (mut items, comma) = self.items(')')?;
+        if items.len() == 1 && !comma {
+            return Ok(items.pop().unwrap_or_default());
+        }
+        Ok(Object::Tuple(items))
+    }
+
+    /// String literals; adjacent ones concatenate, as in Python.
+    #[inline(never)]
+    fn strings(&mut self) -> Res<Object> {
+        let mut text = self.string()?;
+        while {
+            self.skip_space();
+            matches!(self.peek(), Some('\'' | '"'))
+        } {
+            text.push_str(&self.string()?);
+        }
+        Ok(Object::Str(text))
+    }
+
+    /// Bytes literals, concatenated.
+    #[inline(never)]
+    fn byte_strings(&mut self) -> Res<Object> {
+        let mut bytes = Vec::new();
+        while {
+            self.skip_space();
+            self.at_bytes()
+        } {
+            self.pos += 1;
+            bytes.extend(self.bytes()?);
+        }
+        Ok(Object::Bytes(bytes))
+    }
+
+    /// A number after its sign.
+    #[inline(never)]
+    fn signed(&mut self) -> Res<Object> {
+        let negative = self.peek() == Some('-');
+        self.pos += 1;
+        self.skip_space();
+        match self.number()? {
+            Object::Int(i) if negative => Ok(match i.checked_neg() {
+                Some(n) => Object::Int(n),
+                None => Object::BigInt(-BigInt::from(i)),
+            }),
+            Object::BigInt(b) if negative => Ok(Object::from(-b)),
+            Object::Float(x) if negative => Ok(Object::Float(-x)),
+            o => Ok(o),
         }
     }
 
@@ -175,7 +193,7 @@ impl Parser<'_> {
         matches!(chars.next(), Some('b' | 'B')) && matches!(chars.next(), Some('\'' | '"'))
     }
 
-    fn nested(&mut self, f: impl FnOnce(&mut Self) -> Res<Object>) -> Res<Object> {
+    fn nested(&mut self, f: fn(&mut Self) -> Res<Object>) -> Res<Object> {
         self.depth += 1;
         if self.depth > MAX_DEPTH {
             return self.fail(format!("containers nest deeper than {MAX_DEPTH} levels"));
@@ -206,38 +224,50 @@ impl Parser<'_> {
 
     /// After `{`: a dict or a set.
     fn brace(&mut self) -> Res<Object> {
+        self.pos += 1;
         if self.eat('}') {
             return Ok(Object::Dict(Dict::new()));
         }
         let first_at = self.pos;
         let first = self.value()?;
         if self.eat(':') {
-            let mut d = Dict::new();
-            let mut key = first;
-            let mut key_at = first_at;
-            loop {
-                let value = self.value()?;
-                if let Err(e) = d.insert(key, value) {
-                    self.pos = key_at;
-                    return self.fail(e.to_string());
-                }
-                if self.eat('}') {
-                    return Ok(Object::Dict(d));
-                }
-                if !self.eat(',') {
-                    return self.fail("expected ',' or '}'");
-                }
-                if self.eat('}') {
-                    return Ok(Object::Dict(d));
-                }
-                self.skip_space();
-                key_at = self.pos;
-                key = self.value()?;
-                if !self.eat(':') {
-                    return self.fail("expected ':'");
-                }
+            self.dict_rest(first, first_at)
+        } else {
+            self.set_rest(first, first_at)
+        }
+    }
+
+    /// A dict after its first key and the `:`.
+    fn dict_rest(&mut self, first: Object, first_at: usize) -> Res<Object> {
+        let mut d = Dict::new();
+        let mut key = first;
+        let mut key_at = first_at;
+        loop {
+            let value = self.value()?;
+            if let Err(e) = d.insert(key, value) {
+                self.pos = key_at;
+                return self.fail(e.to_string());
+            }
+            if self.eat('}') {
+                return Ok(Object::Dict(d));
+            }
+            if !self.eat(',') {
+                return self.fail("expected ',' or '}'");
+            }
+            if self.eat('}') {
+                return Ok(Object::Dict(d));
+            }
+            self.skip_space();
+            key_at = self.pos;
+            key = self.value()?;
+            if !self.eat(':') {
+                return self.fail("expected ':'");
             }
         }
+    }
+
+    /// A set after its first element.
+    fn set_rest(&mut self, first: Object, first_at: usize) -> Res<Object> {
         let mut items = vec![first];
         if !self.eat('}') {
             if !self.eat(',') {
@@ -251,6 +281,47 @@ impl Parser<'_> {
                 self.pos = first_at;
                 self.fail(e.to_string())
             }
+        }
+    }
+
+    /// After `set` or `frozenset`: the call's parentheses and argument.
+    fn set_call(&mut self, set: bool) -> Res<Object> {
+        if !self.eat('(') {
+            return self.fail("expected '('");
+        }
+        if self.eat(')') {
+            return self.set_of(set, Object::Tuple(Vec::new()));
+        }
+        // `set({...})` is one level, as the set it reads; only a call around something else
+        // (another call) counts a level of its own.
+        self.skip_space();
+        let arg = if matches!(self.peek(), Some('[' | '(' | '{')) {
+            self.value()?
+        } else {
+            self.nested(Self::value)?
+        };
+        if !self.eat(')') {
+            return self.fail("expected ')'");
+        }
+        self.set_of(set, arg)
+    }
+
+    /// `set(arg)` or `frozenset(arg)`, the argument read.
+    #[inline(never)]
+    fn set_of(&mut self, set: bool, arg: Object) -> Res<Object> {
+        let items = match arg {
+            Object::List(v) | Object::Tuple(v) => v,
+            Object::Set(s) | Object::FrozenSet(s) => s.into_iter().collect(),
+            Object::Dict(d) if d.is_empty() => Vec::new(),
+            _ => {
+                let name = if set { "set" } else { "frozenset" };
+                return self.fail(format!("{name}() of something not a collection"));
+            }
+        };
+        match Set::try_from_iter(items) {
+            Ok(s) if set => Ok(Object::Set(s)),
+            Ok(s) => Ok(Object::FrozenSet(s)),
+            Err(e) => self.fail(e.to_string()),
         }
     }
 
@@ -269,33 +340,10 @@ impl Parser<'_> {
             "False" => Ok(Object::Bool(false)),
             "inf" => Ok(Object::Float(f64::INFINITY)),
             "nan" => Ok(Object::Float(f64::NAN)),
-            "set" | "frozenset" => {
-                if !self.eat('(') {
-                    return self.fail("expected '('");
-                }
-                let items = if self.eat(')') {
-                    Vec::new()
-                } else {
-                    let arg = self.nested(|p| p.value())?;
-                    if !self.eat(')') {
-                        return self.fail("expected ')'");
-                    }
-                    match arg {
-                        Object::List(v) | Object::Tuple(v) => v,
-                        Object::Set(s) | Object::FrozenSet(s) => s.into_iter().collect(),
-                        Object::Dict(d) if d.is_empty() => Vec::new(),
-                        _ => return self.fail(format!("{name}() of something not a collection")),
-                    }
-                };
-                match Set::try_from_iter(items) {
-                    Ok(s) if name == "set" => Ok(Object::Set(s)),
-                    Ok(s) => Ok(Object::FrozenSet(s)),
-                    Err(e) => self.fail(e.to_string()),
-                }
-            }
+            "set" | "frozenset" => self.set_call(name == "set"),
             _ => {
                 self.pos = start;
-                self.fail(format!("unknown name {name:?}"))
+                self.fail(format!("unknown name {:?}", clipped(&name, 60)))
             }
         }
     }
@@ -355,12 +403,12 @@ impl Parser<'_> {
                 self.pos = start;
                 return self.fail("leading zeros in a decimal integer");
             }
-            if clean.len() > 5000 {
-                self.pos = start;
-                return self.fail("integer literal too long");
-            }
-            if let Ok(b) = clean.parse::<BigInt>() {
-                return Ok(Object::from(b));
+            match clean.parse::<BigInt>() {
+                Ok(b) => return Ok(Object::from(b)),
+                Err(e) => {
+                    self.pos = start;
+                    return self.fail(e.to_string());
+                }
             }
         } else if !bad
             && clean.bytes().any(|b| b.is_ascii_digit())
@@ -369,7 +417,7 @@ impl Parser<'_> {
             return Ok(Object::Float(x));
         }
         self.pos = start;
-        self.fail(format!("invalid number {literal:?}"))
+        self.fail(format!("invalid number {:?}", clipped(&literal, 60)))
     }
 
     /// The opening quote and the body of a string; returns the raw body and the quote.
@@ -526,27 +574,13 @@ fn octal(first: char, chars: &mut std::iter::Peekable<std::str::CharIndices<'_>>
     v
 }
 
+/// Digits of base 2, 8 or 16 (linear time: no size limit, as in Python).
 fn parse_radix(digits: &str, radix: u32) -> Option<Object> {
-    if digits.is_empty() || digits.len() > 20_000 {
+    if digits.is_empty() {
         return None;
     }
     if let Ok(v) = i64::from_str_radix(digits, radix) {
         return Some(Object::Int(v));
     }
-    // Beyond i64: through decimal text, digit by digit on a u32-limb accumulator.
-    let mut limbs: Vec<u32> = Vec::new();
-    for c in digits.chars() {
-        let mut carry = u64::from(c.to_digit(radix)?);
-        for limb in &mut limbs {
-            let v = u64::from(*limb) * u64::from(radix) + carry;
-            *limb = v as u32;
-            carry = v >> 32;
-        }
-        if carry != 0 {
-            limbs.push(carry as u32);
-        }
-    }
-    let mut bytes: Vec<u8> = limbs.iter().flat_map(|l| l.to_le_bytes()).collect();
-    bytes.push(0);
-    Some(Object::from(BigInt::from_signed_bytes_le(&bytes)))
+    BigInt::from_pow2_digits(false, digits, radix.trailing_zeros()).map(Object::from)
 }

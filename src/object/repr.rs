@@ -205,6 +205,43 @@ fn tie_to_even(x: f64, digits: &str, exp: i32) -> Option<String> {
     (check.parse::<f64>().ok() == Some(x)).then_some(even)
 }
 
+/// `value` as `Display` writes it, cut after `max` characters (then `...`): what a message may
+/// quote from a value of any size. Formatting stops at the cut, so the cost is bounded by
+/// `max`, not by the value (a huge list or `int` is not printed in full first).
+pub(crate) fn clipped(value: &dyn fmt::Display, max: usize) -> String {
+    struct Limited {
+        out: String,
+        left: usize,
+        cut: bool,
+    }
+    impl Write for Limited {
+        fn write_str(&mut self, s: &str) -> fmt::Result {
+            let n = s.chars().count();
+            if n <= self.left {
+                self.out.push_str(s);
+                self.left -= n;
+                return Ok(());
+            }
+            let end = s.char_indices().nth(self.left).map_or(s.len(), |(i, _)| i);
+            self.out.push_str(&s[..end]);
+            self.left = 0;
+            self.cut = true;
+            Err(fmt::Error)
+        }
+    }
+    let mut w = Limited {
+        out: String::new(),
+        left: max,
+        cut: false,
+    };
+    // An error is either the cut or the value's own; both end the text here.
+    let _ = write!(w, "{value}");
+    if w.cut {
+        w.out.push_str("...");
+    }
+    w.out
+}
+
 fn write_seq<'a>(
     f: &mut fmt::Formatter<'_>,
     items: impl Iterator<Item = &'a Object>,

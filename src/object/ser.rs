@@ -4,7 +4,8 @@ use std::fmt;
 
 use serde::ser::{self, Serialize};
 
-use super::serde_impl::MARKER;
+use super::repr::clipped;
+use super::serde_impl::{MARKER, PASS_NEWTYPE, take_whole};
 use super::{BigInt, Dict, Object, Set};
 
 /// A typed value could not become an [`Object`], or an `Object` could not become the type asked
@@ -22,15 +23,19 @@ use super::{BigInt, Dict, Object, Set};
 #[error("{0}")]
 pub struct SerdeError(pub(crate) String);
 
+/// The longest message kept from serde: its messages quote values (`invalid type: string
+/// "..."`), which may be as large as the input.
+const MAX_MESSAGE: usize = 1024;
+
 impl ser::Error for SerdeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        SerdeError(msg.to_string())
+        SerdeError(clipped(&msg, MAX_MESSAGE))
     }
 }
 
 impl serde::de::Error for SerdeError {
     fn custom<T: fmt::Display>(msg: T) -> Self {
-        SerdeError(msg.to_string())
+        SerdeError(clipped(&msg, MAX_MESSAGE))
     }
 }
 
@@ -194,9 +199,17 @@ impl ser::Serializer for ObjectSerializer {
     }
     fn serialize_newtype_struct<T: Serialize + ?Sized>(
         self,
-        _: &'static str,
+        name: &'static str,
         v: &T,
     ) -> Result<Object, SerdeError> {
+        if name == PASS_NEWTYPE {
+            // An `Object`: it hands itself over whole.
+            let (r, whole) = take_whole(|| v.serialize(ObjectSerializer));
+            return match whole {
+                Some(o) => Ok(o),
+                None => r,
+            };
+        }
         v.serialize(self)
     }
     fn serialize_newtype_variant<T: Serialize + ?Sized>(

@@ -7,7 +7,8 @@
 //!
 //! Human-readable formats (JSON, YAML, ...) get the natural mapping: `None` as unit/null, numbers,
 //! strings, bytes, sequences for lists, tuples and sets, maps for dicts. Reading back gives lists
-//! and dicts; integers too large for `i128` travel as decimal strings.
+//! and dicts; integers too large for `i128` travel as strings of their `repr` (decimal, or
+//! hexadecimal beyond [`MAX_STR_DIGITS`](super::MAX_STR_DIGITS) digits).
 
 use std::cell::Cell;
 use std::fmt;
@@ -21,6 +22,30 @@ use super::{BigInt, Dict, MAX_DEPTH, Object, Set};
 /// The enum name of the tagged form; [`to_object`](super::to_object) and
 /// [`from_object`](super::from_object) recognise it.
 pub(crate) const MARKER: &str = "$multiproc::Object";
+
+/// A variant name no format writes: [`from_object`](super::from_object) answers an `Object`'s
+/// request for its tagged form with it, and hands the whole object over through
+/// [`take_passed`] (no walk, no recursion: converting an `Object` into an `Object` costs
+/// nothing, however deep).
+pub(crate) const PASS_VARIANT: &str = "$multiproc::Object::passed";
+
+thread_local! {
+    /// The object `from_object` hands over, between its `visit_enum` and the visitor's take.
+    static PASSED: std::cell::RefCell<Option<Object>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Hands `o` to the `Deserialize` of `Object` running inside `f`, and clears it afterwards.
+pub(crate) fn pass<R>(o: Object, f: impl FnOnce() -> R) -> R {
+    PASSED.with(|p| *p.borrow_mut() = Some(o));
+    let r = f();
+    PASSED.with(|p| p.borrow_mut().take());
+    r
+}
+
+/// The object [`pass`] handed over, if any.
+fn take_passed() -> Option<Object> {
+    PASSED.with(|p| p.borrow_mut().take())
+}
 
 /// Variant names of the tagged form, by index.
 pub(crate) const VARIANTS: &[&str] = &[
@@ -76,6 +101,40 @@ impl Serialize for Set {
     }
 }
 
+/// The newtype name under which an `Object` offers itself whole to
+/// [`to_object`](super::to_object); every other format sees through a newtype struct.
+pub(crate) const PASS_NEWTYPE: &str = "$multiproc::Object::whole";
+
+thread_local! {
+    /// Set by `to_object` just before it serializes the payload of a [`PASS_NEWTYPE`]; the
+    /// payload's `serialize` clears it and leaves a copy of the object in [`WHOLE`].
+    static WANT_WHOLE: Cell<bool> = const { Cell::new(false) };
+    static WHOLE: std::cell::RefCell<Option<Object>> = const { std::cell::RefCell::new(None) };
+}
+
+/// Serializes the payload of a [`PASS_NEWTYPE`] with `serialize`, asking it to hand its object
+/// over whole; returns that object (or `None` if the payload was something else).
+pub(crate) fn take_whole<R>(serialize: impl FnOnce() -> R) -> (R, Option<Object>) {
+    WANT_WHOLE.with(|w| w.set(true));
+    let r = serialize();
+    WANT_WHOLE.with(|w| w.set(false));
+    (r, WHOLE.with(|w| w.borrow_mut().take()))
+}
+
+/// An object offered whole: to `to_object` a copy (no walk through serde, so no recursion on
+/// the object's depth beyond `Clone`); to every other format its tagged form.
+struct Whole<'a>(&'a Object);
+
+impl Serialize for Whole<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if WANT_WHOLE.with(|w| w.replace(false)) {
+            WHOLE.with(|w| *w.borrow_mut() = Some(self.0.clone()));
+            return s.serialize_unit();
+        }
+        self.0.serialize_tagged(s)
+    }
+}
+
 impl Serialize for Object {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         if s.is_human_readable() {
@@ -96,6 +155,13 @@ impl Serialize for Object {
                 Object::Set(v) | Object::FrozenSet(v) => v.serialize(s),
             };
         }
+        s.serialize_newtype_struct(PASS_NEWTYPE, &Whole(self))
+    }
+}
+
+impl Object {
+    /// The tagged form of binary formats (see the module documentation).
+    fn serialize_tagged<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self {
             Object::None => s.serialize_unit_variant(MARKER, 0, VARIANTS[0]),
             Object::Bool(b) => s.serialize_newtype_variant(MARKER, 1, VARIANTS[1], b),
@@ -271,6 +337,8 @@ enum Kind {
     Dict,
     Set,
     FrozenSet,
+    /// The whole object, handed over by `from_object` ([`PASS_VARIANT`]).
+    Passed,
 }
 
 impl Kind {
@@ -305,6 +373,9 @@ impl<'de> Deserialize<'de> for Kind {
                     .ok_or_else(|| E::custom(format_args!("unknown object kind {v}")))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Kind, E> {
+                if v == PASS_VARIANT {
+                    return Ok(Kind::Passed);
+                }
                 VARIANTS
                     .iter()
                     .position(|n| *n == v)
@@ -333,27 +404,44 @@ impl<'de> Visitor<'de> for TaggedVisitor {
     }
 
     fn visit_enum<A: EnumAccess<'de>>(self, data: A) -> Result<Object, A::Error> {
+        // Containers recurse through this frame: it holds only what they need, and scalars are
+        // read out of line (debug builds give every local of a function its own stack slot).
         let (kind, v) = data.variant::<Kind>()?;
         Ok(match kind {
-            Kind::None => {
-                v.unit_variant()?;
-                Object::None
-            }
-            Kind::Bool => Object::Bool(v.newtype_variant()?),
-            Kind::Int => Object::Int(v.newtype_variant()?),
-            Kind::BigInt => Object::BigInt(BigInt::from_signed_bytes_le(
-                &v.newtype_variant_seed(BytesVisitor)?,
-            )),
-            Kind::Float => Object::Float(v.newtype_variant()?),
-            Kind::Str => Object::Str(v.newtype_variant()?),
-            Kind::Bytes => Object::Bytes(v.newtype_variant_seed(BytesVisitor)?),
             Kind::List => Object::List(v.newtype_variant_seed(SeqVisitor)?),
             Kind::Tuple => Object::Tuple(v.newtype_variant_seed(SeqVisitor)?),
             Kind::Dict => Object::Dict(v.newtype_variant_seed(DictVisitor)?),
             Kind::Set => Object::Set(v.newtype_variant_seed(SetVisitor)?),
             Kind::FrozenSet => Object::FrozenSet(v.newtype_variant_seed(SetVisitor)?),
+            kind => scalar::<A>(kind, v)?,
         })
     }
+}
+
+/// The payload of a scalar kind of the tagged form.
+#[inline(never)]
+fn scalar<'de, A: EnumAccess<'de>>(kind: Kind, v: A::Variant) -> Result<Object, A::Error> {
+    Ok(match kind {
+        Kind::None => {
+            v.unit_variant()?;
+            Object::None
+        }
+        Kind::Bool => Object::Bool(v.newtype_variant()?),
+        Kind::Int => Object::Int(v.newtype_variant()?),
+        Kind::BigInt => Object::BigInt(BigInt::from_signed_bytes_le(
+            &v.newtype_variant_seed(BytesVisitor)?,
+        )),
+        Kind::Float => Object::Float(v.newtype_variant()?),
+        Kind::Str => Object::Str(v.newtype_variant()?),
+        Kind::Bytes => Object::Bytes(v.newtype_variant_seed(BytesVisitor)?),
+        Kind::Passed => {
+            v.unit_variant()?;
+            take_passed().ok_or_else(|| de::Error::custom("unknown object kind"))?
+        }
+        Kind::List | Kind::Tuple | Kind::Dict | Kind::Set | Kind::FrozenSet => {
+            return Err(de::Error::custom("a container is not a scalar"));
+        }
+    })
 }
 
 /// Bytes, from a byte string or a sequence of `u8`.

@@ -156,7 +156,26 @@ fn conversions_both_ways() {
     assert!(Object::from('c').identical(&obj!("c")));
     assert!(Object::from(u128::MAX).identical(&Object::BigInt(BigInt::from(u128::MAX))));
     assert!(Object::from(5u128).identical(&Object::Int(5)));
-    assert!(Object::from(&[1u8, 2][..]).identical(&obj!([1, 2])));
+    // Byte strings are bytes, borrowed as a slice or an array; owned, a list (serde's view).
+    assert!(Object::from(&[1u8, 2][..]).identical(&Object::bytes([1, 2])));
+    assert!(Object::from(b"\x00\xff".as_slice()).identical(&obj!(b"\x00\xff")));
+    assert!(obj!([b"ab".as_slice(), &b"cd"[..1]]).identical(&obj!([b"ab", b"c"])));
+    assert!(Object::from(vec![1u8, 2]).identical(&obj!([1, 2])));
+    assert!(Object::from(&[1u16, 2][..]).identical(&obj!([1, 2])));
+    assert!(Object::from(&["a", "b"][..]).identical(&obj!(["a", "b"])));
+    assert!(Object::from(&[obj!(None)][..]).identical(&obj!([None])));
+    // serde's byte paths: `serde_bytes`-style bytes are bytes, a `Vec<u8>` a list; both read
+    // back into a `Vec<u8>`.
+    assert!(to_object(&vec![1u8, 2]).unwrap().identical(&obj!([1, 2])));
+    assert_eq!(from_object::<Vec<u8>>(obj!([1, 2])).unwrap(), [1, 2]);
+    assert_eq!(
+        from_object::<Vec<u8>>(Object::bytes([1, 2])).unwrap(),
+        [1, 2]
+    );
+    assert_eq!(
+        from_object::<[u8; 2]>(Object::bytes([1, 2])).unwrap(),
+        [1, 2]
+    );
     let e = String::try_from(obj!([1, 2])).unwrap_err();
     assert_eq!(e.to_string(), "expected String, found list [1, 2]");
 }
@@ -504,4 +523,200 @@ fn parsing_garbage_never_panics() {
             assert!(same(&again, &o), "{text:?}");
         }
     }
+}
+
+/// Runs `f` under a watchdog: a quadratic conversion of the sizes below takes minutes, the
+/// linear ones milliseconds.
+fn within_a_minute<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        let _ = tx.send(f());
+    });
+    rx.recv_timeout(std::time::Duration::from_secs(60))
+        .expect("conversion did not finish within a minute")
+}
+
+#[test]
+fn huge_ints_print_parse_and_fail_in_linear_time() {
+    within_a_minute(|| {
+        // A 1 MiB magnitude (2.5 million decimal digits): repr is hexadecimal, exact, and reads
+        // back; an error quoting it stays short.
+        let mut bytes = vec![0xa5u8; 1 << 20];
+        bytes.push(0x01);
+        let big = BigInt::from_signed_bytes_le(&bytes);
+        assert_eq!(big.bits(), (1 << 23) + 1);
+        let o = Object::from(big.clone());
+        let text = o.to_string();
+        assert!(text.starts_with("0x1a5a5"), "{}", &text[..10]);
+        assert_eq!(text.len(), 2 + 1 + 2 * (1 << 20));
+        assert!(text.parse::<Object>().unwrap().identical(&o));
+        assert!(
+            format!("-{text}")
+                .parse::<Object>()
+                .unwrap()
+                .identical(&Object::from(-big))
+        );
+        let err = i64::try_from(o.clone()).unwrap_err().to_string();
+        assert!(err.len() < 100, "{err}");
+        let err = from_object::<i64>(o.clone()).unwrap_err().to_string();
+        assert!(err.len() < 100, "{err}");
+        let err = from_object::<u8>(Object::from("x".repeat(10 << 20))).unwrap_err();
+        assert!(err.to_string().len() < 1100, "{}", err.to_string().len());
+        // Decimal text is limited to 4300 digits, both ways.
+        let limit = "7".repeat(MAX_STR_DIGITS);
+        let b: BigInt = limit.parse().unwrap();
+        assert_eq!(b.to_string(), limit);
+        let over = "7".repeat(MAX_STR_DIGITS + 1);
+        assert!(over.parse::<BigInt>().is_err());
+        let err = over.parse::<Object>().unwrap_err();
+        assert!(err.to_string().contains("4300"), "{err}");
+        assert!("7".repeat(1 << 20).parse::<Object>().is_err());
+        // 10**4300 has 4301 digits: it prints in hexadecimal; 10**4300 - 1 in decimal.
+        let ten: BigInt = format!("1{}", "0".repeat(MAX_STR_DIGITS - 1))
+            .parse()
+            .unwrap();
+        assert_eq!(ten.to_string().len(), MAX_STR_DIGITS);
+        let nines: BigInt = "9".repeat(MAX_STR_DIGITS).parse().unwrap();
+        assert_eq!(nines.to_string(), "9".repeat(MAX_STR_DIGITS));
+        // 10**4300 = (10**4300 - 1) + 1, carried through the bytes.
+        let mut above = nines.to_signed_bytes_le();
+        for b in above.iter_mut() {
+            *b = b.wrapping_add(1);
+            if *b != 0 {
+                break;
+            }
+        }
+        let above = BigInt::from_signed_bytes_le(&above);
+        assert_eq!(above.bits(), 14285);
+        assert!(above.to_string().starts_with("0x"));
+        // Octal and binary literals are linear too.
+        let octal = format!("0o{}", "7".repeat(1 << 20));
+        assert_eq!(
+            octal.parse::<Object>().unwrap().to_string().len(),
+            2 + (3 << 20) / 4
+        );
+        let binary = format!("0b1{}", "0".repeat(1 << 20));
+        assert!(
+            binary
+                .parse::<Object>()
+                .unwrap()
+                .to_string()
+                .starts_with("0x1000")
+        );
+    });
+}
+
+/// Values nested exactly `MAX_DEPTH` deep, of each container kind and mixed.
+fn deepest_values() -> Vec<(&'static str, Object)> {
+    let wrap = |f: &dyn Fn(Object, usize) -> Object| {
+        let mut o = Object::None;
+        for level in 0..MAX_DEPTH {
+            o = f(o, level);
+        }
+        o
+    };
+    let key = |o: Object| Dict::try_from_iter([("k", o)]).unwrap();
+    vec![
+        ("lists", wrap(&|o, _| Object::List(vec![o, Object::Int(1)]))),
+        (
+            "tuples",
+            wrap(&|o, _| Object::Tuple(vec![Object::Int(1), o])),
+        ),
+        ("dicts", wrap(&|o, _| Object::Dict(key(o)))),
+        (
+            "frozensets",
+            wrap(&|o, _| Object::FrozenSet(Set::try_from_iter([o]).unwrap())),
+        ),
+        (
+            "mixed",
+            wrap(&|o, level| match level % 3 {
+                0 => Object::List(vec![o]),
+                1 => Object::Dict(key(o)),
+                _ => Object::Tuple(vec![o]),
+            }),
+        ),
+    ]
+}
+
+/// On a 2 MiB thread, in the profile the tests are built in: every operation on the deepest
+/// value the decoders accept, and the decoders one level deeper.
+#[test]
+fn deepest_values_work_on_a_small_stack() {
+    std::thread::Builder::new()
+        .stack_size(2 << 20)
+        .spawn(|| {
+            for (name, o) in deepest_values() {
+                let text = o.to_string();
+                assert!(text.len() > MAX_DEPTH, "{name}");
+                assert!(format!("{o:?}").len() > MAX_DEPTH, "{name}");
+                let copy = o.clone();
+                assert!(copy == o && copy.identical(&o), "{name}");
+                let _ = o.partial_cmp(&copy);
+                let _ = o.is_hashable();
+                let back: Object = from_object(o.clone()).unwrap();
+                assert!(back.identical(&o), "{name}");
+                let json: serde_json::Value = from_object(o.clone()).unwrap();
+                drop(json);
+                assert!(to_object(&o).unwrap().identical(&o), "{name}");
+                let bytes = postcard::to_allocvec(&o).unwrap();
+                let back: Object = postcard::from_bytes(&bytes).unwrap();
+                assert!(back.identical(&o), "{name}");
+                assert!(serde_json::to_string(&o).unwrap().len() > MAX_DEPTH);
+                let parsed: Object = text.parse().unwrap();
+                assert!(parsed == o, "{name}");
+                if o.is_hashable() {
+                    let mut s = Set::new();
+                    s.insert(o.clone()).unwrap();
+                    assert!(s.contains(&o), "{name}");
+                }
+                #[cfg(feature = "python")]
+                {
+                    use crate::codec::pickle;
+                    let p = pickle::dumps(&o);
+                    assert!(pickle::loads(&p).unwrap().identical(&o), "{name}");
+                    let back: Object = pickle::from_slice(&p).unwrap();
+                    assert!(back.identical(&o), "{name}");
+                }
+                // One level more: every decoder refuses it cleanly.
+                let deeper = Object::List(vec![o]);
+                let bytes = postcard::to_allocvec(&deeper).unwrap();
+                assert!(postcard::from_bytes::<Object>(&bytes).is_err(), "{name}");
+                assert!(deeper.to_string().parse::<Object>().is_err(), "{name}");
+                #[cfg(feature = "python")]
+                assert!(
+                    crate::codec::pickle::loads(&crate::codec::pickle::dumps(&deeper)).is_err()
+                );
+            }
+        })
+        .unwrap()
+        .join()
+        .unwrap();
+}
+
+/// `to_object` and `from_object` hand an `Object` over whole, inside other types too; the
+/// postcard encoding of an `Object` stays what it was (the tagged form).
+#[test]
+fn objects_inside_typed_values_are_handed_over_whole() {
+    #[derive(serde::Serialize, serde::Deserialize, PartialEq, Debug)]
+    struct Msg {
+        id: u32,
+        body: Object,
+        more: Vec<Object>,
+    }
+    let msg = Msg {
+        id: 7,
+        body: obj!({"k": [1, (2, b"x")]}),
+        more: vec![obj!(None), obj!({1, 2})],
+    };
+    let o = to_object(&msg).unwrap();
+    assert!(o.identical(&obj!({"id": 7, "body": {"k": [1, (2, b"x")]}, "more": [None, {1, 2}]})));
+    let back: Msg = from_object(o).unwrap();
+    assert!(back.body.identical(&msg.body) && back.more[1].identical(&msg.more[1]));
+    // Tagged form: variant 7 (list), 2 items: variant 2 (int) zigzag 1, variant 5 (str) "a".
+    assert_eq!(
+        postcard::to_allocvec(&obj!([1, "a"])).unwrap(),
+        [7, 2, 2, 2, 5, 1, b'a']
+    );
+    let back: Object = postcard::from_bytes(&[7, 2, 2, 2, 5, 1, b'a']).unwrap();
+    assert!(back.identical(&obj!([1, "a"])));
 }

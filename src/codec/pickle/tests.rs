@@ -1,6 +1,7 @@
 use super::*;
 use crate::obj;
 use crate::object::tests::every_kind;
+use crate::object::{Dict, Set};
 
 #[test]
 fn every_kind_round_trips() {
@@ -308,4 +309,45 @@ fn garbage_never_panics() {
             assert!(loads(&dumps(&o)).unwrap().identical(&o));
         }
     }
+}
+
+#[test]
+fn huge_integers_cost_linear_time_and_short_errors() {
+    // A 256 KiB LONG4 (once 7 s of CPU to print): reads, prints in hexadecimal, and a typed read
+    // fails with a short message.
+    let mut p = b"\x80\x04\x8b".to_vec();
+    p.extend((256u32 << 10).to_le_bytes());
+    p.extend(std::iter::repeat_n(0x5au8, 256 << 10));
+    p.push(b'.');
+    let o = loads(&p).unwrap();
+    assert!(o.to_string().starts_with("0x5a5a"));
+    assert!(loads(&dumps(&o)).unwrap().identical(&o));
+    let err = from_slice::<i64>(&p).unwrap_err().to_string();
+    assert!(err.len() < 120, "{err}");
+    // Protocol 0's decimal opcodes: 4300 digits, as Python's int(str).
+    for (op, suffix) in [(b'I', ""), (b'L', "L")] {
+        let text = |digits: usize| {
+            let mut p = vec![op];
+            p.extend("9".repeat(digits).bytes());
+            p.extend(suffix.bytes());
+            p.extend(b"\n.");
+            p
+        };
+        assert_eq!(
+            loads(&text(crate::object::MAX_STR_DIGITS))
+                .unwrap()
+                .to_string(),
+            "9".repeat(crate::object::MAX_STR_DIGITS)
+        );
+        let err = loads(&text(crate::object::MAX_STR_DIGITS + 1)).unwrap_err();
+        assert!(err.to_string().contains("4300 digits"), "{err}");
+        assert!(err.to_string().len() < 200, "{err}");
+        assert!(loads(&text(1 << 20)).is_err());
+    }
+    // Names quoted in errors are cut short.
+    let mut p = b"c".to_vec();
+    p.extend("m".repeat(1 << 20).bytes());
+    p.extend(b"\nx\n.");
+    let err = loads(&p).unwrap_err().to_string();
+    assert!(err.len() < 300, "{}", err.len());
 }
