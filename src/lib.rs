@@ -273,6 +273,11 @@
 //!   through the descriptor, so a process that shrinks the segment causes an error, not the
 //!   `SIGBUS` Python's `buf` faults with. `RawValue`/`RawArray` copy each unit of up to 8 bytes
 //!   atomically, so they are safe to use from several threads.
+//! - **Hostile data is bounded.** The pickle decoder caps what a frame may build (64 MiB plus
+//!   64 bytes per input byte), its depth, and the digits of decimal ints (4300, as CPython);
+//!   an int of more than 4300 digits prints in hexadecimal, where Python's `repr` raises. A
+//!   borrowed byte string (`&[u8]`) converts to `bytes`; an owned `Vec<u8>` is a list of ints,
+//!   as serde sees it.
 //! - **Managers run nothing from the wire, and clean up after the dead.** Python's manager
 //!   unpickles requests (code execution for anyone with the authkey), keeps a thread per
 //!   client, keeps a dead client's objects and locks forever, and loses updates in
