@@ -51,10 +51,10 @@ impl Reader {
 
     /// The bytes read from the stream and not yet taken as frames (descriptors that came with
     /// them are closed).
-    pub(crate) fn into_buffered(mut self) -> Vec<u8> {
-        self.buf.truncate(self.end);
-        self.buf.drain(..self.start);
-        self.buf
+    pub(crate) fn into_buffered(self) -> Vec<u8> {
+        // A copy of what is there, not the whole read buffer: a server holding many idle
+        // clients keeps a few bytes each, not 32 KiB.
+        self.buf[self.start..self.end].to_vec()
     }
 
     /// Reads once more from `fd` into the buffer, making room for `want` bytes from `start`.

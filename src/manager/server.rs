@@ -188,6 +188,8 @@ struct Loop<'a> {
     clients: HashMap<u64, Client>,
     next_token: u64,
     sessions: Sessions,
+    /// Where small reads land before they join a client's buffer.
+    scratch: Vec<u8>,
     max_request: u64,
 }
 
@@ -203,6 +205,7 @@ pub(crate) fn run(listener: &Listener, shared: &Shared, max_request: u64) -> io:
         clients: HashMap::new(),
         next_token: WAKER + 1,
         sessions: Sessions::default(),
+        scratch: Vec::with_capacity(READ_STEP),
         max_request,
     };
     let mut ready = Vec::new();
@@ -347,10 +350,24 @@ impl Loop<'_> {
                 }
             }
             inbuf.drain(..at);
-            // Read more: at least what the frame under way needs, in steps of a page cluster.
-            let room = want.clamp(READ_STEP, READ_STEP * 16);
-            inbuf.reserve(room);
-            match recv_append(sock.as_fd(), inbuf, room) {
+            if inbuf.is_empty() && inbuf.capacity() > 4096 {
+                // An idle client keeps no buffer.
+                *inbuf = Vec::new();
+            }
+            // Read more. A large frame under way is read straight into its buffer; anything
+            // else goes through the loop's scratch buffer, so that a client holds only the
+            // bytes it has sent and not yet had cut into requests.
+            let got = if want > READ_STEP {
+                let room = want.min(READ_STEP * 16);
+                inbuf.reserve(room);
+                recv_append(sock.as_fd(), inbuf, room)
+            } else {
+                self.scratch.clear();
+                let r = recv_append(sock.as_fd(), &mut self.scratch, READ_STEP);
+                inbuf.extend_from_slice(&self.scratch);
+                r
+            };
+            match got {
                 Ok(Some(0)) => return false,
                 Ok(Some(_)) => {}
                 Ok(None) => return true,
