@@ -364,3 +364,38 @@ fn two_hundred_concurrent_clients_lose_nothing() {
 fn a_thousand_concurrent_clients_lose_nothing() {
     many_clients(8, 125, 100);
 }
+
+#[test]
+fn twenty_client_processes_lose_no_increment() {
+    many_clients(20, 1, 200);
+}
+
+/// 100 client processes × 1000 increments each (`cargo test --release -- --ignored`).
+#[test]
+#[ignore]
+fn a_hundred_client_processes_lose_no_increment() {
+    many_clients(100, 1, 1000);
+}
+
+fn pass_on((inbox, outbox): (multiproc::Queue<DictProxy>, multiproc::Queue<DictProxy>)) {
+    let d = inbox.get().unwrap();
+    d.set("seen by", std::process::id()).unwrap();
+    outbox.put(d).unwrap();
+}
+
+#[test]
+fn proxies_travel_through_shared_memory_queues() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict().unwrap();
+    let (inbox, outbox) = (
+        multiproc::Queue::new().unwrap(),
+        multiproc::Queue::new().unwrap(),
+    );
+    let p = Process::start(pass_on, (inbox.clone(), outbox.clone())).unwrap();
+    inbox.put(d.clone()).unwrap();
+    let back: DictProxy = outbox.get().unwrap();
+    let pid = p.pid();
+    p.join().unwrap();
+    assert_eq!(back.get_item("seen by").unwrap(), obj!(i64::from(pid)));
+    assert_eq!(d.to_string(), back.to_string(), "the same object");
+}
