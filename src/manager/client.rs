@@ -454,7 +454,7 @@ fn serve_in_child((address, authkey, mut ready): (String, Vec<u8>, Connection)) 
         Err(e) => return drop(ready.send_bytes(e.to_string().as_bytes())),
     };
     let _ = ready.send_bytes(b"");
-    let _ = super::server::run(&listener, &shared, DEFAULT_MAX_REQUEST);
+    let _ = super::server::run(&listener, &Arc::new(shared), DEFAULT_MAX_REQUEST);
 }
 
 impl Manager {

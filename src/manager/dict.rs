@@ -256,6 +256,18 @@ impl Referent for ManagedDict {
         .into())
     }
 
+    fn cost(&self, call: &Call) -> u64 {
+        let n = self.dict.len() as u64;
+        match call.method.as_str() {
+            "copy" | "items" | "keys" | "values" | "__iter__" | "__repr__" | "__str__"
+            | "#GETVALUE" | "clear" => n,
+            "update" => call.args.first().and_then(Object::len).unwrap_or(0) as u64,
+            // Operands as large as the value they change.
+            "update_with" => call.args.get(2).and_then(Object::len).unwrap_or(0) as u64,
+            _ => 0,
+        }
+    }
+
     fn repr(&self) -> String {
         self.dict.to_string()
     }

@@ -386,6 +386,22 @@ impl Referent for ManagedList {
         .into())
     }
 
+    fn cost(&self, call: &Call) -> u64 {
+        let n = self.items.len() as u64;
+        let arg_len = || call.args.first().and_then(Object::len).unwrap_or(0) as u64;
+        match call.method.as_str() {
+            "sort" => n.saturating_mul(u64::from(64 - n.leading_zeros())),
+            "__mul__" | "__rmul__" | "__imul__" => {
+                let k = call.args.first().and_then(Object::as_i64).unwrap_or(0);
+                n.saturating_mul(k.max(1) as u64)
+            }
+            "append" | "__len__" | "__getitem__" | "__setitem__" | "reverse" => 0,
+            "extend" | "__add__" => n.saturating_add(arg_len()),
+            // Copies, scans and shifts.
+            _ => n,
+        }
+    }
+
     fn repr(&self) -> String {
         // One formatter for lists: the object's own.
         Object::List(self.items.clone()).to_string()

@@ -33,8 +33,11 @@
 //! # The server
 //!
 //! One thread serves every client by readiness: handshakes, requests and replies never wait
-//! on a client, so a silent or slow client delays nobody. Each object has its own lock, so the
-//! calls on one object are atomic with respect to each other. A call that waits (`Queue.get`
+//! on a client, so a silent or slow client delays nobody. A call that touches many items (a
+//! sort, a copy or the `repr` of a large list) runs on one of two worker threads instead, as
+//! does any call on an object such a call holds, so a long call delays only the clients of
+//! that object. Each object has its own lock, so the calls on one object are atomic with
+//! respect to each other. A call that waits (`Queue.get`
 //! on an empty queue, `Lock.acquire` of a held lock) parks only its caller. A request is
 //! Python's `(object id, method, args, kwargs)`, decoded with bounded size and depth; nothing
 //! in it is ever run: the types are the built-in ones below.

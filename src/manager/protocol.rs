@@ -145,6 +145,34 @@ impl Session<'_> {
         Handled { reply, woken, next }
     }
 
+    /// Runs `req` here if it is cheap and its object is free now (control requests always
+    /// are); otherwise hands it back, to be run by [`handle`](Self::handle) on a thread where
+    /// it delays nobody.
+    pub fn try_handle(&self, req: Request, max_cost: u64) -> Result<Handled, Request> {
+        let Some(id) = req.id else {
+            return Ok(self.handle(req));
+        };
+        let call = Call {
+            who: self.who,
+            method: req.method,
+            args: req.args,
+            kwargs: req.kwargs,
+        };
+        match self.table.try_call(id, call, self.holder, max_cost) {
+            Ok((answer, woken)) => Ok(Handled {
+                reply: reply(answer),
+                woken: replies(woken),
+                next: Next::Continue,
+            }),
+            Err(call) => Err(Request {
+                id: Some(id),
+                method: call.method,
+                args: call.args,
+                kwargs: call.kwargs,
+            }),
+        }
+    }
+
     /// A request to the server itself; `None` asks it to stop.
     fn control(&self, call: Call) -> Result<Option<Reply>, Exception> {
         let done = |o: Object| Ok(Some(Reply::Return(o)));

@@ -227,6 +227,13 @@ impl Referent for Queue {
         self.waiters.remove(&ticket);
     }
 
+    fn cost(&self, call: &Call) -> u64 {
+        match call.method.as_str() {
+            "#GETVALUE" => self.items.len() as u64,
+            _ => 0,
+        }
+    }
+
     fn repr(&self) -> String {
         format!("<{} qsize={}>", self.typeid(), self.items.len())
     }

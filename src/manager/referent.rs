@@ -106,6 +106,13 @@ pub(crate) trait Referent: Send {
         false
     }
 
+    /// About how many items `call` touches: a call above the server's threshold runs on a
+    /// worker thread, so that it delays no other client. Most calls are cheap (0).
+    fn cost(&self, call: &Call) -> u64 {
+        let _ = call;
+        0
+    }
+
     /// Python's `repr` of the object (a proxy's `__repr__`/`__str__` fallback).
     fn repr(&self) -> String;
 

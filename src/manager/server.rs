@@ -1,6 +1,7 @@
 //! The manager's server loop: every client on one thread, driven by readiness.
 //!
-//! One thread polls the listener, the handshakes under way and every authenticated client. It
+//! One thread polls the listener, the handshakes under way and every authenticated client;
+//! two workers run the calls that touch many items, or whose object a long call holds. It
 //! reads what each client has sent without waiting (a partial frame stays buffered), runs the
 //! client's requests in order, and writes the replies without waiting (what the socket does not
 //! take stays in the client's outbox until it is writable). A call that waits parks only its
@@ -16,10 +17,10 @@ use std::collections::{HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, PoisonError, RwLock};
 use std::time::Instant;
 
-use super::protocol::{Next, Reply, Request, Session, replies};
+use super::protocol::{Handled, Next, Reply, Request, Session, replies};
 use super::table::{Holder, ObjectId, Table};
 use crate::codec;
 use crate::connection::frame::{header, parse_header};
@@ -98,6 +99,8 @@ struct Client {
     inbox: VecDeque<Result<Request, String>>,
     /// A call of this client waits: its reply comes later.
     waiting: bool,
+    /// A long call of this client runs on a worker.
+    busy: bool,
     /// Encoded replies not yet written, from `sent` on.
     outbox: Vec<u8>,
     sent: usize,
@@ -155,6 +158,18 @@ fn join_session(sessions: &mut Sessions, c: &mut Client, req: Request) -> Reply 
     Reply::Return(Object::None)
 }
 
+/// Takes what one request did for its client: the reply queued, or the client marked as
+/// waiting; a `shutdown` stops the server.
+fn apply(c: &mut Client, h: &Handled, shared: &Shared) {
+    match &h.reply {
+        Some(r) => c.queue_reply(r),
+        None => c.waiting = true,
+    }
+    if h.next == Next::Shutdown {
+        shared.stop();
+    }
+}
+
 /// Whether a client with `unsent` bytes of replies and `queued` requests is not read from.
 fn throttled(unsent: usize, queued: usize) -> bool {
     unsent > MAX_OUTBOX / 2 || queued >= MAX_INBOX
@@ -188,13 +203,15 @@ struct Loop<'a> {
     clients: HashMap<u64, Client>,
     next_token: u64,
     sessions: Sessions,
+    workers: Workers,
     /// Where small reads land before they join a client's buffer.
     scratch: Vec<u8>,
     max_request: u64,
 }
 
 /// Serves clients of `listener` until [`Shared::stop`] or a client's `shutdown`.
-pub(crate) fn run(listener: &Listener, shared: &Shared, max_request: u64) -> io::Result<()> {
+pub(crate) fn run(listener: &Listener, shared: &Arc<Shared>, max_request: u64) -> io::Result<()> {
+    let workers = Workers::start(shared)?;
     let poller = Poller::new()?;
     poller.add(listener.as_fd(), LISTENER, Interest::Read)?;
     poller.add(shared.waker.as_fd(), WAKER, Interest::Read)?;
@@ -207,6 +224,7 @@ pub(crate) fn run(listener: &Listener, shared: &Shared, max_request: u64) -> io:
         sessions: Sessions::default(),
         scratch: Vec::with_capacity(READ_STEP),
         max_request,
+        workers,
     };
     let mut ready = Vec::new();
     while !shared.stopping() {
@@ -215,7 +233,10 @@ pub(crate) fn run(listener: &Listener, shared: &Shared, max_request: u64) -> io:
         for r in &ready {
             match r.token {
                 LISTENER => l.accept(),
-                WAKER => shared.waker.reset(),
+                WAKER => {
+                    shared.waker.reset();
+                    l.finish_jobs();
+                }
                 token => l.on_ready(token, *r),
             }
         }
@@ -229,7 +250,88 @@ pub(crate) fn run(listener: &Listener, shared: &Shared, max_request: u64) -> io:
     for t in tokens {
         l.drop_client(t);
     }
+    l.workers.stop();
     Ok(())
+}
+
+/// Calls that touch more items than this run on a worker thread (about a millisecond of work):
+/// the loop, and every other client, go on meanwhile.
+const HEAVY_COST: u64 = 100_000;
+
+/// Worker threads for long calls.
+const WORKERS: usize = 2;
+
+/// A long call, for a worker.
+struct Job {
+    token: u64,
+    holder: Holder,
+    who: Holder,
+    req: Request,
+}
+
+/// The threads that run long calls, and what they finished.
+struct Workers {
+    jobs: Option<std::sync::mpsc::Sender<Job>>,
+    done: Arc<std::sync::Mutex<Vec<(u64, Handled)>>>,
+    threads: Vec<std::thread::JoinHandle<()>>,
+}
+
+impl Workers {
+    fn start(shared: &Arc<Shared>) -> io::Result<Self> {
+        let (tx, rx) = std::sync::mpsc::channel::<Job>();
+        let rx = Arc::new(std::sync::Mutex::new(rx));
+        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
+        let mut threads = Vec::new();
+        for i in 0..WORKERS {
+            let (rx, done, shared) = (Arc::clone(&rx), Arc::clone(&done), Arc::clone(shared));
+            let t = std::thread::Builder::new()
+                .name(format!("multiproc-manager-{i}"))
+                .spawn(move || {
+                    loop {
+                        let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+                            Ok(job) => job,
+                            Err(_) => return,
+                        };
+                        let session = Session {
+                            table: &shared.table,
+                            names: &shared.names,
+                            holder: job.holder,
+                            who: job.who,
+                        };
+                        let handled = session.handle(job.req);
+                        done.lock()
+                            .unwrap_or_else(PoisonError::into_inner)
+                            .push((job.token, handled));
+                        let _ = shared.waker.wake();
+                    }
+                })?;
+            threads.push(t);
+        }
+        Ok(Workers {
+            jobs: Some(tx),
+            done,
+            threads,
+        })
+    }
+
+    fn submit(&self, job: Job) {
+        if let Some(tx) = &self.jobs {
+            // The workers live as long as the loop; a send can only fail once they stopped.
+            let _ = tx.send(job);
+        }
+    }
+
+    fn take_done(&self) -> Vec<(u64, Handled)> {
+        std::mem::take(&mut *self.done.lock().unwrap_or_else(PoisonError::into_inner))
+    }
+
+    /// Lets the workers finish the call in hand, and waits for them.
+    fn stop(&mut self) {
+        self.jobs = None;
+        for t in self.threads.drain(..) {
+            let _ = t.join();
+        }
+    }
 }
 
 impl Loop<'_> {
@@ -260,6 +362,7 @@ impl Loop<'_> {
                             phase: Some(Phase::Handshake(pending)),
                             inbox: VecDeque::new(),
                             waiting: false,
+                            busy: false,
                             outbox: Vec::new(),
                             sent: 0,
                             interest: Interest::Read,
@@ -383,7 +486,7 @@ impl Loop<'_> {
             let Some(c) = self.clients.get_mut(&token) else {
                 return;
             };
-            while !c.waiting {
+            while !c.waiting && !c.busy {
                 let Some(req) = c.inbox.pop_front() else {
                     break;
                 };
@@ -409,24 +512,58 @@ impl Loop<'_> {
                     c.queue_reply(&r);
                     continue;
                 }
+                let holder = c.session.unwrap_or(Holder::Client(token));
+                let who = Holder::Client(token);
                 let session = Session {
                     table: &self.shared.table,
                     names: &self.shared.names,
-                    holder: c.session.unwrap_or(Holder::Client(token)),
-                    who: Holder::Client(token),
+                    holder,
+                    who,
                 };
-                let h = session.handle(req);
-                match &h.reply {
-                    Some(r) => c.queue_reply(r),
-                    None => c.waiting = true,
-                }
-                woken.extend(h.woken);
-                if h.next == Next::Shutdown {
-                    self.shared.stop();
+                match session.try_handle(req, HEAVY_COST) {
+                    Ok(h) => {
+                        apply(c, &h, self.shared);
+                        woken.extend(h.woken);
+                    }
+                    // Long, or its object busy with a long call: a worker runs it, and this
+                    // client's next requests wait for it.
+                    Err(req) => {
+                        c.busy = true;
+                        self.workers.submit(Job {
+                            token,
+                            holder,
+                            who,
+                            req,
+                        });
+                    }
                 }
             }
         }
         self.deliver(woken);
+    }
+
+    /// Takes the answers of the calls the workers finished.
+    fn finish_jobs(&mut self) {
+        for (token, h) in self.workers.take_done() {
+            let mut woken = h.woken.clone();
+            match self.clients.get_mut(&token) {
+                Some(c) => {
+                    c.busy = false;
+                    apply(c, &h, self.shared);
+                    self.serve(token);
+                    self.flush(token);
+                }
+                None => {
+                    // The client went away while its call ran: a call that then began to wait
+                    // waits for nobody.
+                    if h.reply.is_none() {
+                        let (_, more) = self.shared.table.release(Holder::Client(token));
+                        woken.extend(replies(more));
+                    }
+                }
+            }
+            self.deliver(woken);
+        }
     }
 
     /// Sends the replies of calls that waited, and serves what their clients queued behind.
@@ -596,8 +733,13 @@ mod tests {
     }
 
     fn request(method: &str, args: Vec<Object>) -> Vec<u8> {
+        request_to(None, method, args)
+    }
+
+    /// The frame of a request to object `id` (`None`: the server).
+    fn request_to(id: Option<u64>, method: &str, args: Vec<Object>) -> Vec<u8> {
         let req = Request {
-            id: None,
+            id,
             method: method.into(),
             args,
             kwargs: Dict::new(),
@@ -644,14 +786,7 @@ mod tests {
             panic!("no proxy")
         };
         // Many requests pipelined in one go, answered in order.
-        let len = Request {
-            id: Some(id),
-            method: "__len__".into(),
-            args: vec![],
-            kwargs: Dict::new(),
-        };
-        let mut one = Vec::new();
-        codec::encode_plain_into(&len, &mut one).unwrap();
+        let one = request_to(Some(id), "__len__", vec![]);
         for _ in 0..200 {
             c.send_bytes(&one).unwrap();
         }
@@ -684,5 +819,37 @@ mod tests {
         // handshakes ran in line.
         assert!(start.elapsed() < Duration::from_secs(3));
         drop(silent);
+    }
+
+    #[test]
+    fn a_long_call_delays_no_other_client() {
+        let (_server, address) = server();
+        let mut a = client(&address);
+        a.send_bytes(&request(
+            "create",
+            vec![
+                "list".into(),
+                Object::List(vec![3.into(), 1.into(), 2.into()]),
+            ],
+        ))
+        .unwrap();
+        let Reply::Proxy { id, .. } = reply(&mut a) else {
+            panic!("no proxy")
+        };
+        let call = |method: &str, args: Vec<Object>| request_to(Some(id), method, args);
+        a.send_bytes(&call("__imul__", vec![400_000.into()]))
+            .unwrap();
+        assert!(matches!(reply(&mut a), Reply::Return(_)));
+        // A sort of 1.2M items runs on a worker; another client is served meanwhile.
+        a.send_bytes(&call("sort", vec![])).unwrap();
+        let mut b = client(&address);
+        b.send_bytes(&request("create", vec!["dict".into()]))
+            .unwrap();
+        assert!(matches!(reply(&mut b), Reply::Proxy { .. }));
+        assert!(
+            !a.poll(Some(Duration::ZERO)).unwrap(),
+            "the other client was served before the sort ended"
+        );
+        assert_eq!(reply(&mut a), Reply::Return(Object::None));
     }
 }

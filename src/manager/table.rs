@@ -246,12 +246,47 @@ impl Table {
         call: Call,
         owner: Holder,
     ) -> (Result<Answer, Exception>, Woken) {
-        let who = call.who;
         let slot = match self.slot(id) {
             Ok(s) => s,
             Err(e) => return (Err(e), Woken::new()),
         };
-        let mut s = lock(&slot);
+        let guard = lock(&slot);
+        self.call_locked(id, guard, call, owner)
+    }
+
+    /// As [`call`](Self::call), but only if the object is free now and the call is cheap (at
+    /// most `max_cost` by [`Referent::cost`]); otherwise the call comes back, to be run where
+    /// waiting for the object or a long call stalls nobody else.
+    pub fn try_call(
+        &self,
+        id: ObjectId,
+        call: Call,
+        owner: Holder,
+        max_cost: u64,
+    ) -> Result<(Result<Answer, Exception>, Woken), Call> {
+        let slot = match self.slot(id) {
+            Ok(s) => s,
+            Err(e) => return Ok((Err(e), Woken::new())),
+        };
+        let guard = match slot.try_lock() {
+            Ok(g) => g,
+            Err(std::sync::TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(std::sync::TryLockError::WouldBlock) => return Err(call),
+        };
+        if guard.referent.cost(&call) > max_cost {
+            return Err(call);
+        }
+        Ok(self.call_locked(id, guard, call, owner))
+    }
+
+    fn call_locked(
+        &self,
+        id: ObjectId,
+        mut s: MutexGuard<'_, Slot>,
+        call: Call,
+        owner: Holder,
+    ) -> (Result<Answer, Exception>, Woken) {
+        let who = call.who;
         let outcome = s.referent.dispatch(call);
         if let Ok(Outcome::Wait { ticket, timeout }) = &outcome {
             let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
