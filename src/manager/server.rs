@@ -453,7 +453,7 @@ impl Loop<'_> {
                 }
             }
             inbuf.drain(..at);
-            if inbuf.is_empty() && inbuf.capacity() > 4096 {
+            if inbuf.is_empty() && inbuf.capacity() > READ_STEP {
                 // An idle client keeps no buffer.
                 *inbuf = Vec::new();
             }
