@@ -399,3 +399,32 @@ fn proxies_travel_through_shared_memory_queues() {
     assert_eq!(back.get_item("seen by").unwrap(), obj!(i64::from(pid)));
     assert_eq!(d.to_string(), back.to_string(), "the same object");
 }
+
+fn count_in_fork(d: DictProxy) {
+    for _ in 0..50 {
+        d.update_with("n", "add", 1).unwrap();
+    }
+}
+
+#[test]
+fn forked_children_use_connections_of_their_own() {
+    let manager = Manager::start().unwrap();
+    let d = manager.dict().unwrap();
+    d.set("n", 0).unwrap();
+    let children: Vec<_> = (0..3)
+        .map(|_| {
+            Process::builder()
+                .method(multiproc::StartMethod::Fork)
+                .start(count_in_fork, d.clone())
+                .unwrap()
+        })
+        .collect();
+    // Meanwhile this process uses its own connection.
+    for _ in 0..50 {
+        d.update_with("n", "add", 1).unwrap();
+    }
+    for c in children {
+        c.join().unwrap();
+    }
+    assert_eq!(d.get_item("n").unwrap(), obj!(200));
+}

@@ -57,6 +57,9 @@ struct Link {
     /// The session's secret name.
     session: [u8; 16],
     idle: Mutex<Vec<Connection>>,
+    /// The process that made the link: a child made by `fork` has copies of the parent's
+    /// connections, which it must never use (two processes on one stream corrupt it).
+    pid: u32,
 }
 
 /// Idle connections kept for later calls; more are closed when returned.
@@ -71,6 +74,7 @@ impl Link {
             authkey: authkey.to_vec(),
             session,
             idle: Mutex::new(Vec::new()),
+            pid: std::process::id(),
         };
         let conn = link.open()?;
         link.put_back(conn);
@@ -88,6 +92,16 @@ impl Link {
             Reply::Return(_) => Ok(conn),
             Reply::Error(e) => Err(ManagerError::Raised(e)),
             Reply::Proxy { .. } => Err(ManagerError::Protocol("a proxy for a session".into())),
+        }
+    }
+
+    /// The link a call must go through: this one, or, in a child made by `fork` that
+    /// inherited this one with its parent's connections, a link of the child's own.
+    fn current(self: &Arc<Self>) -> Result<Arc<Link>, ManagerError> {
+        if self.pid == std::process::id() {
+            Ok(Arc::clone(self))
+        } else {
+            Link::shared(&self.address, &self.authkey)
         }
     }
 
@@ -136,7 +150,12 @@ impl Link {
     /// Sends `requests` together and reads their replies, in order: one round trip for many
     /// calls. They go in groups small enough that the replies of one group fit the sockets'
     /// buffers while the next is written.
-    fn pipeline(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+    fn pipeline(self: &Arc<Self>, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+        let link = self.current()?;
+        link.pipeline_here(requests)
+    }
+
+    fn pipeline_here(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
         const GROUP: usize = 256;
         let mut conn = self.take()?;
         let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
@@ -167,7 +186,7 @@ impl Link {
         let found = links
             .iter()
             .filter_map(std::sync::Weak::upgrade)
-            .find(|l| l.address == *address && l.authkey == authkey);
+            .find(|l| l.address == *address && l.authkey == authkey && l.pid == std::process::id());
         if let Some(l) = found {
             return Ok(l);
         }
@@ -178,6 +197,17 @@ impl Link {
 
     /// Sends a request and waits for its reply, on an idle connection or a new one.
     fn request(
+        self: &Arc<Self>,
+        id: Option<ObjectId>,
+        method: &str,
+        args: Vec<Object>,
+        kwargs: Dict,
+    ) -> Result<Reply, ManagerError> {
+        let link = self.current()?;
+        link.request_here(id, method, args, kwargs)
+    }
+
+    fn request_here(
         &self,
         id: Option<ObjectId>,
         method: &str,
@@ -192,7 +222,7 @@ impl Link {
     }
 
     fn value(
-        &self,
+        self: &Arc<Self>,
         id: Option<ObjectId>,
         method: &str,
         args: Vec<Object>,
