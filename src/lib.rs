@@ -267,7 +267,7 @@
 //!   A producer or consumer killed with `SIGKILL` does not break the queue: a dead producer's
 //!   half-written message is skipped, a message a dead consumer had not returned is delivered
 //!   again; Python's queue hangs every producer when one dies holding its pipe's lock.
-//! - **Conditions wake exactly `n`.** `Condition::notify(n)` wakes exactly `n` waiters, even
+//! - **Conditions wake exactly `n`.** `Condition::notify_n(guard, n)` wakes exactly `n` waiters, even
 //!   when waiters in other processes are killed; Python's can hang or lose wake-ups then.
 //! - **Shared memory cannot crash its reader.** `SharedMemory::read_at`/`write_at` copy
 //!   through the descriptor, so a process that shrinks the segment causes an error, not the

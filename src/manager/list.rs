@@ -6,7 +6,8 @@ use crate::object::Object;
 
 use super::exception::{Exception, ExceptionKind};
 use super::referent::{
-    Call, CallResult, MAX_ITEMS_PER_CALL, Referent, int_arg, iterate, not_exposed, truthy,
+    Call, CallResult, MAX_BYTES_PER_CALL, MAX_ITEMS_PER_CALL, Referent, fits, int_arg, iterate,
+    not_exposed, truthy,
 };
 
 /// A `list` held by the manager.
@@ -61,6 +62,13 @@ impl ManagedList {
         let len = self.items.len();
         if len != 0 && n > MAX_ITEMS_PER_CALL / len {
             return Err(too_large());
+        }
+        // Copies of large items count by their size, not their number.
+        if n > 1 {
+            let mut budget = MAX_BYTES_PER_CALL / n;
+            if !self.items.iter().all(|x| fits(x, &mut budget)) {
+                return Err(too_large());
+            }
         }
         let mut out = Vec::with_capacity(len * n);
         for _ in 0..n {
@@ -395,7 +403,7 @@ impl Referent for ManagedList {
                 let k = call.args.first().and_then(Object::as_i64).unwrap_or(0);
                 n.saturating_mul(k.max(1) as u64)
             }
-            "append" | "__len__" | "__getitem__" | "__setitem__" | "reverse" => 0,
+            "append" | "__len__" | "__getitem__" | "__setitem__" => 0,
             "extend" | "__add__" => n.saturating_add(arg_len()),
             // Copies, scans and shifts.
             _ => n,

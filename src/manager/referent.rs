@@ -38,6 +38,59 @@ pub(crate) enum Holder {
     Session(u64),
 }
 
+/// The most bytes one call may create by copying what the object holds (a `list * n` of large
+/// items); beyond it the call raises `MemoryError`.
+pub(crate) const MAX_BYTES_PER_CALL: usize = 256 << 20;
+
+/// Takes the approximate size of `o` from `budget`; `false` as soon as it runs out. Stops
+/// early, so that measuring costs no more than the budget allows.
+pub(crate) fn fits(o: &Object, budget: &mut usize) -> bool {
+    const SLOT: usize = 32;
+    let mut stack = vec![o];
+    while let Some(o) = stack.pop() {
+        // A container's items are counted before they are walked, so that the walk's own
+        // memory stays within the budget too.
+        let container = matches!(
+            o,
+            Object::List(_)
+                | Object::Tuple(_)
+                | Object::Dict(_)
+                | Object::Set(_)
+                | Object::FrozenSet(_)
+        );
+        if container && o.len().is_some_and(|n| n.saturating_mul(SLOT) > *budget) {
+            return false;
+        }
+        let own = SLOT
+            + match o {
+                Object::Str(s) => s.len(),
+                Object::Bytes(b) => b.len(),
+                Object::BigInt(b) => b.bits() as usize / 8,
+                Object::List(v) | Object::Tuple(v) => {
+                    stack.extend(v.iter());
+                    0
+                }
+                Object::Dict(d) => {
+                    for (k, v) in d.iter() {
+                        stack.push(k);
+                        stack.push(v);
+                    }
+                    0
+                }
+                Object::Set(s) | Object::FrozenSet(s) => {
+                    stack.extend(s.iter());
+                    0
+                }
+                _ => 0,
+            };
+        match budget.checked_sub(own) {
+            Some(left) => *budget = left,
+            None => return false,
+        }
+    }
+    true
+}
+
 /// What a successful call gives back.
 pub(crate) enum Outcome {
     /// A plain value, copied to the caller.

@@ -10,7 +10,7 @@
 //! A silent, slow or hostile client therefore costs the others nothing but the time the loop
 //! spends on its bytes: its handshake has a deadline, its frames a maximum size, its requests
 //! are decoded with bounded depth and size, and a client that stops reading its replies is
-//! disconnected once its outbox passes a bound. A client that goes away, cleanly or killed, is
+//! served no further while its unread replies pass a bound. A client that goes away, cleanly or killed, is
 //! released at once: its references, its waiting calls and its locks.
 
 use std::collections::{HashMap, VecDeque};
@@ -31,8 +31,10 @@ use crate::sys::poller::{Interest, Poller, Ready, Waker, recv_append, send_nowai
 /// The largest request a client may send by default: 64 MiB.
 pub(crate) const DEFAULT_MAX_REQUEST: u64 = 64 << 20;
 
-/// Replies a client has not read past which it is disconnected: 256 MiB.
-const MAX_OUTBOX: usize = 256 << 20;
+/// Twice the unread replies past which a client's requests wait (and it is not read from)
+/// until it reads them: so a client that never reads holds at most 64 MiB of replies, plus
+/// the one reply that passed the mark.
+const MAX_OUTBOX: usize = 128 << 20;
 
 /// Requests read ahead of a waiting call, past which a client is not read from.
 const MAX_INBOX: usize = 1024;
@@ -121,6 +123,14 @@ impl Client {
     /// is not read from until it catches up; its socket holds the rest.
     fn throttled(&self) -> bool {
         throttled(self.outbox.len() - self.sent, self.inbox.len())
+    }
+
+    /// Whether a whole request waits in the read buffer.
+    fn has_frame(&self) -> bool {
+        let Some(Phase::Ready { inbuf, .. }) = &self.phase else {
+            return false;
+        };
+        matches!(parse_header(inbuf), Ok(Some((h, len))) if (h as u64).saturating_add(len) <= inbuf.len() as u64)
     }
 }
 
@@ -409,10 +419,19 @@ impl Loop<'_> {
             },
             other => other,
         };
-        if !self.read(token) {
-            return self.drop_client(token);
+        loop {
+            if !self.read(token) {
+                return self.drop_client(token);
+            }
+            self.serve(token);
+            // Requests left in the buffer while the inbox was full are cut once it has room.
+            let more = self.clients.get(&token).is_some_and(|c| {
+                c.inbox.is_empty() && !c.waiting && !c.busy && !c.throttled() && c.has_frame()
+            });
+            if !more {
+                break;
+            }
         }
-        self.serve(token);
         self.flush(token);
     }
 
@@ -440,6 +459,10 @@ impl Loop<'_> {
                         let end = at + h + len as usize;
                         if end > inbuf.len() {
                             want = end - inbuf.len();
+                            break;
+                        }
+                        if c.inbox.len() >= MAX_INBOX {
+                            // Enough read ahead: the rest waits here, and in the socket.
                             break;
                         }
                         let req = codec::decode::<Request>(&inbuf[at + h..end], Vec::new());
@@ -486,7 +509,8 @@ impl Loop<'_> {
             let Some(c) = self.clients.get_mut(&token) else {
                 return;
             };
-            while !c.waiting && !c.busy {
+            // A client whose replies pile up unread is served no further until it reads them.
+            while !c.waiting && !c.busy && c.outbox.len() - c.sent <= MAX_OUTBOX / 2 {
                 let Some(req) = c.inbox.pop_front() else {
                     break;
                 };
@@ -550,8 +574,7 @@ impl Loop<'_> {
                 Some(c) => {
                     c.busy = false;
                     apply(c, &h, self.shared);
-                    self.serve(token);
-                    self.flush(token);
+                    self.step(token);
                 }
                 None => {
                     // The client went away while its call ran: a call that then began to wait
@@ -581,12 +604,8 @@ impl Loop<'_> {
                 }
             }
             for token in tokens {
-                // Serving may wake others again; they are handled in the next round.
-                let before = self.clients.get(&token).map(|c| c.inbox.len());
-                if before.is_some_and(|n| n > 0) {
-                    self.serve(token);
-                }
-                self.flush(token);
+                // What it queued behind the call is served now (which may wake others again).
+                self.step(token);
             }
         }
     }
@@ -609,21 +628,23 @@ impl Loop<'_> {
         if c.sent == c.outbox.len() {
             c.outbox.clear();
             c.sent = 0;
-        } else if c.outbox.len() - c.sent > MAX_OUTBOX {
-            return self.drop_client(token);
+        } else if c.sent > MAX_OUTBOX / 2 {
+            // What was sent is not kept.
+            c.outbox.drain(..c.sent);
+            c.sent = 0;
         }
         let interest = Interest::of(!c.throttled(), !c.outbox.is_empty());
         if interest != c.interest {
-            let was_throttled = matches!(c.interest, Interest::Write | Interest::Nothing);
             c.interest = interest;
             if self.poller.modify(sock.as_fd(), token, interest).is_err() {
                 return self.drop_client(token);
             }
-            // Caught up: what the socket held is read again (the poller says so too, but
-            // requests may already wait in the buffer).
-            if was_throttled && !c.throttled() {
-                self.step(token);
-            }
+        }
+        // Caught up: requests that waited for the replies to be read are served now (the
+        // poller will not say so: they are already read).
+        let idle = !c.waiting && !c.busy && !c.throttled();
+        if idle && (!c.inbox.is_empty() || c.has_frame()) {
+            self.step(token);
         }
     }
 
@@ -851,5 +872,65 @@ mod tests {
             "the other client was served before the sort ended"
         );
         assert_eq!(reply(&mut a), Reply::Return(Object::None));
+    }
+
+    #[test]
+    fn more_requests_than_the_inbox_holds_are_all_answered() {
+        let (_server, address) = server();
+        let mut c = client(&address);
+        let one = request("dummy", vec![]);
+        let frames: Vec<&[u8]> = vec![&one; 250];
+        for _ in 0..12 {
+            c.send_many_bytes(&frames).unwrap();
+        }
+        for _ in 0..3000 {
+            assert_eq!(reply(&mut c), Reply::Return(Object::None));
+        }
+    }
+
+    #[test]
+    fn a_client_that_does_not_read_is_paused_not_fed() {
+        let (_server, address) = server();
+        let mut a = client(&address);
+        let items = Object::List((0..50_000).map(Object::from).collect());
+        a.send_bytes(&request("create", vec!["list".into(), items]))
+            .unwrap();
+        let Reply::Proxy { id, .. } = reply(&mut a) else {
+            panic!("no proxy")
+        };
+        // Copies asked for and not read: the server stops serving this client once its
+        // unread replies pass the mark, and serves the others.
+        let copy = request_to(Some(id), "copy", vec![]);
+        let frames: Vec<&[u8]> = vec![&copy; 400];
+        a.send_many_bytes(&frames).unwrap();
+        let mut b = client(&address);
+        b.send_bytes(&request("dummy", vec![])).unwrap();
+        assert_eq!(reply(&mut b), Reply::Return(Object::None));
+        // Every reply still arrives, in order, once the client reads.
+        for _ in 0..400 {
+            assert!(matches!(reply(&mut a), Reply::Return(Object::List(v)) if v.len() == 50_000));
+        }
+    }
+
+    #[test]
+    fn copies_of_large_items_are_bounded_by_size() {
+        let (_server, address) = server();
+        let mut c = client(&address);
+        let big = Object::List(vec![Object::Bytes(vec![b'x'; 100_000])]);
+        c.send_bytes(&request("create", vec!["list".into(), big]))
+            .unwrap();
+        let Reply::Proxy { id, .. } = reply(&mut c) else {
+            panic!("no proxy")
+        };
+        // 100 kB × 16M would be 1.6 TB: refused before anything is copied.
+        c.send_bytes(&request_to(Some(id), "__mul__", vec![16_000_000.into()]))
+            .unwrap();
+        match reply(&mut c) {
+            Reply::Error(e) => assert_eq!(e.kind(), crate::manager::ExceptionKind::MemoryError),
+            other => panic!("{other:?}"),
+        }
+        c.send_bytes(&request_to(Some(id), "__mul__", vec![3.into()]))
+            .unwrap();
+        assert!(matches!(reply(&mut c), Reply::Return(Object::List(v)) if v.len() == 3));
     }
 }

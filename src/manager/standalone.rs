@@ -63,11 +63,11 @@ impl std::fmt::Debug for Stopper {
 }
 
 impl Server {
-    /// Binds `address` (Unix path, abstract name or TCP), requiring `authkey` of every client.
+    /// Binds `address` (Unix path, abstract name or TCP), requiring `authkey` of every client (required for TCP and abstract sockets).
     ///
     /// # Errors
     ///
-    /// [`ManagerError::Start`] when the address cannot be bound, or is TCP without an authkey:
+    /// [`ManagerError::Start`] when the address cannot be bound, or is TCP or abstract (no file permissions) without an authkey:
     /// a manager on the network without one would serve anyone who can reach it.
     pub fn bind(
         address: impl Into<Address>,
@@ -79,9 +79,10 @@ impl Server {
             Some(key) => {
                 options.authkey(key);
             }
-            None if matches!(address, Address::Tcp(_)) => {
+            None if matches!(address, Address::Tcp(_) | Address::Abstract(_)) => {
                 return Err(ManagerError::Start(
-                    "a manager on TCP needs an authkey: anyone who can reach it could use it"
+                    "a manager on TCP or an abstract socket needs an authkey: anyone who can \
+                     reach it could use it"
                         .into(),
                 ));
             }

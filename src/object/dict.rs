@@ -243,11 +243,16 @@ fn py_hash<H: Hasher>(o: &Object, h: &mut H) {
             }
         }
         Object::FrozenSet(s) | Object::Set(s) => {
-            // Order-independent: the sum of the elements' own hashes.
+            // Order-independent: the sum of the elements' own hashes, under keys chosen at
+            // random once per process: with fixed keys, sets whose element hashes sum to the
+            // same value could be computed in advance and flood a dict with collisions.
+            use std::hash::BuildHasher;
+            static KEYS: std::sync::OnceLock<std::hash::RandomState> = std::sync::OnceLock::new();
+            let keys = KEYS.get_or_init(std::hash::RandomState::new);
             h.write_u8(7);
             let mut sum = 0u64;
             for k in s.iter() {
-                let mut eh = std::hash::DefaultHasher::new();
+                let mut eh = keys.build_hasher();
                 py_hash(k, &mut eh);
                 sum = sum.wrapping_add(eh.finish());
             }

@@ -42,7 +42,7 @@ enum Command {
         #[arg(long, value_name = "ADDR")]
         listen: multiproc::Address,
         /// A file holding the authkey every client must prove (one trailing newline is
-        /// ignored). Required for TCP.
+        /// ignored). Required for TCP and abstract: addresses.
         #[arg(long, value_name = "FILE")]
         authkey_file: Option<std::path::PathBuf>,
         /// Publish an object under a name, e.g. `--object jobs=Queue --object state=dict`
