@@ -310,6 +310,8 @@ pub mod queue;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;
+#[cfg(test)]
+mod testing;
 
 /// The `serde` this crate is built with, for deriving `Serialize`/`Deserialize` on argument
 /// types without a `serde` dependency of your own (see the tour).

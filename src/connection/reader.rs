@@ -419,6 +419,7 @@ fn read_once(
 mod tests {
     use super::*;
     use crate::connection::frame::{header, write_frame};
+    use crate::testing::Rng;
     use std::os::fd::AsFd;
 
     /// A long-form header, as Python writes for payloads over 2 GiB.
@@ -541,18 +542,6 @@ mod tests {
             .read_into(b.as_fd(), Transport::Unix, 100, None, &mut out)
             .unwrap();
         assert_eq!((out.as_slice(), fds.len()), (&b"next"[..], 0));
-    }
-
-    /// A small xorshift generator: the test needs varied input, not good randomness.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
     }
 
     #[test]

@@ -340,18 +340,7 @@ mod tests {
 mod fuzz_smoke {
     use super::*;
     use crate::obj;
-
-    /// A small deterministic generator (xorshift), so that a failure repeats.
-    struct Rng(u64);
-
-    impl Rng {
-        fn next(&mut self) -> u64 {
-            self.0 ^= self.0 << 13;
-            self.0 ^= self.0 >> 7;
-            self.0 ^= self.0 << 17;
-            self.0
-        }
-    }
+    use crate::testing::Rng;
 
     fn encode(reqs: &[Request]) -> Vec<u8> {
         let mut out = Vec::new();
