@@ -10,6 +10,9 @@ use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
+
+mod common;
+use common::{cpus, echo_raw, pin_to};
 use multiproc::{Connection, Descriptor, Process, RecvError, pipe};
 
 /// Echoes every message back until the peer closes.
@@ -31,17 +34,6 @@ fn echo_typed(mut c: Connection) {
     }
 }
 
-/// Echoes 64-byte blocks on a raw socket until the peer closes.
-fn echo_raw(fd: Descriptor) {
-    let mut s = UnixStream::from(fd.into_owned_fd());
-    let mut buf = [0u8; 64];
-    while s.read_exact(&mut buf).is_ok() {
-        if s.write_all(&buf).is_err() {
-            break;
-        }
-    }
-}
-
 /// For each request `(size, count)`, sends `count` messages of `size` bytes.
 fn bulk_source(mut c: Connection) {
     let mut data = Vec::new();
@@ -57,29 +49,6 @@ fn bulk_source(mut c: Connection) {
             }
             Err(RecvError::Disconnected) | Err(_) => return,
         }
-    }
-}
-
-/// The CPUs this program may use, read before any pinning (the count follows the mask).
-static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-
-fn cpus() -> usize {
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-fn pin_to(cpus_: Option<usize>) {
-    let mut set = rustix::thread::CpuSet::new();
-    match cpus_ {
-        Some(cpu) => set.set(cpu),
-        None => {
-            for cpu in 0..cpus() {
-                set.set(cpu);
-            }
-        }
-    }
-    // Children started after this inherit the mask.
-    if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
-        eprintln!("cannot set CPU affinity: {e}");
     }
 }
 

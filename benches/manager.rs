@@ -9,19 +9,11 @@ use std::os::unix::net::UnixStream;
 use std::time::Instant;
 
 use criterion::{Criterion, criterion_group};
+
+mod common;
+use common::echo_raw;
 use multiproc::manager::Manager;
 use multiproc::{Descriptor, Process};
-
-/// Echoes 64-byte blocks on a raw socket until the peer closes.
-fn echo_raw(fd: Descriptor) {
-    let mut s = UnixStream::from(fd.into_owned_fd());
-    let mut buf = [0u8; 64];
-    while s.read_exact(&mut buf).is_ok() {
-        if s.write_all(&buf).is_err() {
-            break;
-        }
-    }
-}
 
 fn calls(c: &mut Criterion) {
     let mut g = c.benchmark_group("manager");

@@ -8,6 +8,9 @@
 use std::time::{Duration, Instant};
 
 use criterion::{Criterion, Throughput, criterion_group};
+
+mod common;
+use common::{cpus, pin_to};
 use multiproc::queue::{BytesQueue, Duplex, Queue, duplex};
 use multiproc::{Connection, Process, pipe};
 
@@ -67,23 +70,6 @@ fn pipe_echo(mut c: Connection) {
         if c.send_bytes(&buf).is_err() {
             break;
         }
-    }
-}
-
-static CPUS: std::sync::OnceLock<usize> = std::sync::OnceLock::new();
-
-fn cpus() -> usize {
-    *CPUS.get_or_init(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-}
-
-fn pin_to(cpu: Option<usize>) {
-    let mut set = rustix::thread::CpuSet::new();
-    match cpu {
-        Some(cpu) => set.set(cpu),
-        None => (0..cpus()).for_each(|c| set.set(c)),
-    }
-    if let Err(e) = rustix::thread::sched_setaffinity(None, &set) {
-        eprintln!("cannot set CPU affinity: {e}");
     }
 }
 
