@@ -1,5 +1,7 @@
 //! The `multiproc` command.
 
+mod common;
+
 use std::process::Command;
 
 fn multiproc(args: &[&str]) -> std::process::Output {
@@ -11,6 +13,7 @@ fn multiproc(args: &[&str]) -> std::process::Output {
 
 #[test]
 fn info_and_version() {
+    let _leaks = common::leak_check();
     let out = multiproc(&["info"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
@@ -24,6 +27,7 @@ fn info_and_version() {
 
 #[test]
 fn usage_mistakes_exit_2_and_name_the_mistake() {
+    let _leaks = common::leak_check();
     for (args, says) in [
         (&["frobnicate"][..], "unrecognized subcommand 'frobnicate'"),
         (&["info", "foo"][..], "unexpected argument 'foo'"),
@@ -47,6 +51,7 @@ fn usage_mistakes_exit_2_and_name_the_mistake() {
 
 #[test]
 fn every_subcommand_has_help() {
+    let _leaks = common::leak_check();
     for args in [
         &["--help"][..],
         &["help"][..],
@@ -66,6 +71,7 @@ fn every_subcommand_has_help() {
 
 #[test]
 fn bench_prints_a_side_by_side_table() {
+    let _leaks = common::leak_check();
     let out = multiproc(&["bench", "--quick", "--python", "python3"]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
@@ -84,6 +90,7 @@ fn bench_prints_a_side_by_side_table() {
 
 #[test]
 fn a_missing_interpreter_is_a_runtime_error() {
+    let _leaks = common::leak_check();
     let out = multiproc(&["bench", "--python", "/nonexistent/python"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));

@@ -1,6 +1,8 @@
 //! Connections, listeners and clients between threads of one process: framing, errors,
 //! descriptors, authentication, and bad peers.
 
+mod common;
+
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -42,6 +44,7 @@ fn abstract_addr(tag: &str) -> Address {
 
 #[test]
 fn closed_peer_gives_disconnected_not_a_hang() {
+    let _leaks = common::leak_check();
     let (a, mut b) = pipe(true).unwrap();
     drop(a);
     assert!(matches!(b.recv_bytes(), Err(RecvError::Disconnected)));
@@ -66,6 +69,7 @@ fn closed_peer_gives_disconnected_not_a_hang() {
 
 #[test]
 fn one_way_pipes_refuse_the_wrong_direction() {
+    let _leaks = common::leak_check();
     let (mut rx, mut tx) = pipe(false).unwrap();
     assert!(matches!(rx.send_bytes(b"x"), Err(SendError::NotWritable)));
     assert!(matches!(tx.recv_bytes(), Err(RecvError::NotReadable)));
@@ -74,6 +78,7 @@ fn one_way_pipes_refuse_the_wrong_direction() {
 
 #[test]
 fn poll_times_out_then_sees_messages_and_eof() {
+    let _leaks = common::leak_check();
     let (mut a, b) = pipe(true).unwrap();
     let t = Instant::now();
     assert!(!b.poll(Some(Duration::from_millis(50))).unwrap());
@@ -95,6 +100,7 @@ fn poll_times_out_then_sees_messages_and_eof() {
 
 #[test]
 fn many_small_messages_arrive_in_order_from_the_buffer() {
+    let _leaks = common::leak_check();
     let (mut a, mut b) = pipe(true).unwrap();
     let t = thread::spawn(move || {
         for i in 0u32..10_000 {
@@ -131,6 +137,7 @@ fn many_small_messages_arrive_in_order_from_the_buffer() {
 
 #[test]
 fn recv_bytes_variants() {
+    let _leaks = common::leak_check();
     let (mut a, mut b) = pipe(false).unwrap();
     b.send_bytes_range(b"0123456789", 3..).unwrap();
     b.send_bytes_range(b"0123456789", ..=1).unwrap();
@@ -159,6 +166,7 @@ fn recv_bytes_variants() {
 
 #[test]
 fn decode_errors_keep_the_connection() {
+    let _leaks = common::leak_check();
     let (mut a, mut b) = pipe(true).unwrap();
     a.send_bytes(&[0xff; 3]).unwrap();
     a.send(&7u16).unwrap();
@@ -177,6 +185,7 @@ fn raw_pair() -> (UnixStream, Connection) {
 
 #[test]
 fn garbage_oversized_and_truncated_frames_are_errors() {
+    let _leaks = common::leak_check();
     let (mut raw, mut c) = raw_pair();
     raw.write_all(&(-7i32).to_be_bytes()).unwrap();
     assert!(matches!(c.recv_bytes(), Err(RecvError::BadLength(-7))));
@@ -233,6 +242,7 @@ fn garbage_oversized_and_truncated_frames_are_errors() {
 
 #[test]
 fn connections_and_descriptors_travel_through_connections() {
+    let _leaks = common::leak_check();
     let (mut a, mut b) = pipe(true).unwrap();
     let (c, mut d) = pipe(true).unwrap();
     let (rx, tx) = pipe(false).unwrap();
@@ -263,6 +273,7 @@ fn connections_and_descriptors_travel_through_connections() {
 
 #[test]
 fn descriptors_refuse_plain_transports() {
+    let _leaks = common::leak_check();
     let (rx, mut tx) = pipe(false).unwrap();
     let (c, _d) = pipe(true).unwrap();
     assert!(matches!(tx.send(&c), Err(SendError::Encode(_))));
@@ -282,6 +293,7 @@ fn descriptors_refuse_plain_transports() {
 
 #[test]
 fn a_connection_with_unread_data_refuses_to_travel() {
+    let _leaks = common::leak_check();
     let (mut a, mut b) = pipe(true).unwrap();
     let (mut c, mut d) = pipe(true).unwrap();
     d.send_bytes(b"1").unwrap();
@@ -295,6 +307,7 @@ fn a_connection_with_unread_data_refuses_to_travel() {
 
 #[test]
 fn wait_returns_the_ready_connections() {
+    let _leaks = common::leak_check();
     let (mut a1, b1) = pipe(true).unwrap();
     let (mut a2, b2) = pipe(true).unwrap();
     let (_a3, b3) = pipe(true).unwrap();
@@ -349,6 +362,7 @@ fn check_echo(c: &mut Connection) {
 
 #[test]
 fn listener_and_client_on_every_address_kind() {
+    let _leaks = common::leak_check();
     let path = SockPath::new("kinds");
     for addr in [
         Address::unix(&path.0),
@@ -384,6 +398,7 @@ fn listener_and_client_on_every_address_kind() {
 
 #[test]
 fn wrong_authkey_is_refused_both_ways() {
+    let _leaks = common::leak_check();
     let addr = abstract_addr("wrongkey");
     let listener = Listener::options()
         .authkey(b"right")
@@ -438,6 +453,7 @@ fn bad_peer(path: &std::path::Path, bad: impl FnOnce(&mut UnixStream) + Send + '
 
 #[test]
 fn listener_keeps_serving_after_bad_peers() {
+    let _leaks = common::leak_check();
     let path = SockPath::new("bad");
     let listener = Listener::options()
         .authkey(b"key")
@@ -529,6 +545,7 @@ fn listener_keeps_serving_after_bad_peers() {
 
 #[test]
 fn concurrent_accepts_are_not_blocked_by_a_stalled_client() {
+    let _leaks = common::leak_check();
     let addr = abstract_addr("stall");
     let listener = Listener::options()
         .authkey(b"key")
@@ -563,6 +580,7 @@ fn concurrent_accepts_are_not_blocked_by_a_stalled_client() {
 
 #[test]
 fn silent_clients_do_not_delay_a_good_one() {
+    let _leaks = common::leak_check();
     const SILENT: usize = 10;
     const TIMEOUT: Duration = Duration::from_secs(10);
     let path = SockPath::new("loris");
@@ -616,6 +634,7 @@ fn silent_clients_do_not_delay_a_good_one() {
 
 #[test]
 fn a_flood_of_silent_clients_drops_the_oldest_not_the_good_one() {
+    let _leaks = common::leak_check();
     // One more than the listener keeps under way.
     const FLOOD: usize = 257;
     let path = SockPath::new("flood");
@@ -650,6 +669,7 @@ fn a_flood_of_silent_clients_drops_the_oldest_not_the_good_one() {
 
 #[test]
 fn unix_path_in_use_is_a_clear_error() {
+    let _leaks = common::leak_check();
     let path = SockPath::new("inuse");
     let _l = Listener::bind(Address::unix(&path.0)).unwrap();
     let err = Listener::bind(Address::unix(&path.0)).unwrap_err();
@@ -665,6 +685,7 @@ fn unix_path_in_use_is_a_clear_error() {
 
 #[test]
 fn spinning_receives_see_messages_and_closes() {
+    let _leaks = common::leak_check();
     let listener = Listener::bind("127.0.0.1:0".parse::<Address>().unwrap()).unwrap();
     let addr = listener.address().clone();
     let t = thread::spawn(move || {
@@ -697,6 +718,7 @@ fn spinning_receives_see_messages_and_closes() {
 /// system's two minutes.
 #[test]
 fn tcp_connect_times_out() {
+    let _leaks = common::leak_check();
     use std::net::{SocketAddr, TcpStream};
     use std::time::{Duration, Instant};
 

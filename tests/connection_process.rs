@@ -1,6 +1,8 @@
 //! Connections between processes: as process arguments, sent through other connections, and
 //! a peer that dies.
 
+mod common;
+
 use std::time::Duration;
 
 use multiproc::{Connection, Descriptor, Process, RecvError, pipe};
@@ -15,6 +17,7 @@ fn add_one(mut c: Connection) -> u32 {
 
 #[test]
 fn a_connection_is_a_process_argument() {
+    let _leaks = common::leak_check();
     let (mut a, b) = pipe(true).unwrap();
     let p = Process::start(add_one, b).unwrap();
     a.send(&41u32).unwrap();
@@ -32,6 +35,7 @@ fn use_received(mut control: Connection) -> String {
 
 #[test]
 fn a_connection_sent_through_a_connection_works_in_another_process() {
+    let _leaks = common::leak_check();
     let (mut control, child_control) = pipe(true).unwrap();
     let p = Process::start(use_received, child_control).unwrap();
     let (mut rx, tx) = pipe(false).unwrap();
@@ -49,6 +53,7 @@ fn hold_forever(c: Connection) {
 
 #[test]
 fn a_killed_peer_is_disconnected_not_a_hang() {
+    let _leaks = common::leak_check();
     let (mut a, b) = pipe(true).unwrap();
     let p = Process::start(hold_forever, b).unwrap();
     assert!(!a.poll(Some(Duration::from_millis(20))).unwrap());
@@ -106,6 +111,7 @@ fn starved_receiver(mut c: Connection) -> Starved {
 
 #[test]
 fn a_receiver_out_of_descriptors_breaks_the_connection_and_says_why() {
+    let _leaks = common::leak_check();
     let (mut a, b) = pipe(true).unwrap();
     let p = Process::start(starved_receiver, b).unwrap();
     let limit: u64 = a.recv().unwrap();

@@ -1,5 +1,7 @@
 //! The feature examples run and print what their docs say.
 
+mod common;
+
 use std::process::Command;
 
 fn run_example(name: &str) -> String {
@@ -19,6 +21,7 @@ fn run_example(name: &str) -> String {
 
 #[test]
 fn robust_lock_repairs_after_a_killed_holder() {
+    let _leaks = common::leak_check();
     let out = run_example("robust_lock");
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines.len(), 3, "{out}");
@@ -34,6 +37,7 @@ fn robust_lock_repairs_after_a_killed_holder() {
 
 #[test]
 fn pipe_and_shared_values_print_the_tutorial_lines() {
+    let _leaks = common::leak_check();
     assert_eq!(
         run_example("pipe"),
         "['沐风', 666, '精易']\n主进程接收: ['沐风', 666, '精易']\n"
@@ -46,6 +50,7 @@ fn pipe_and_shared_values_print_the_tutorial_lines() {
 
 #[test]
 fn remote_manager_serves_two_client_processes() {
+    let _leaks = common::leak_check();
     assert_eq!(
         run_example("remote_manager"),
         "jobs done: 20\nsum of squares: 2470\ncounted by the clients: 20\n"

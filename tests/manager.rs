@@ -1,6 +1,8 @@
 //! The manager with real processes: proxies in children, atomic updates from many
 //! processes, waiting calls, and clients killed while they wait or hold a lock.
 
+mod common;
+
 use std::time::Duration;
 
 use multiproc::manager::{DictProxy, ExceptionKind, ListProxy, Manager, ManagerError, Proxy};
@@ -18,6 +20,7 @@ fn seed_child((d, l): (DictProxy, ListProxy)) {
 
 #[test]
 fn a_child_changes_what_the_parent_sees() {
+    let _leaks = common::leak_check();
     for manager in [Manager::start().unwrap(), Manager::start_thread().unwrap()] {
         let d = manager.dict().unwrap();
         let l = manager.list((0..10).collect::<Vec<i32>>()).unwrap();
@@ -39,6 +42,7 @@ fn a_child_changes_what_the_parent_sees() {
 
 #[test]
 fn python_exceptions_reach_the_caller() {
+    let _leaks = common::leak_check();
     let manager = Manager::start_thread().unwrap();
     let d = manager.dict().unwrap();
     match d.get_item("zz") {
@@ -64,6 +68,7 @@ fn add_many((d, n): (DictProxy, u32)) {
 
 #[test]
 fn increments_from_many_processes_are_all_counted() {
+    let _leaks = common::leak_check();
     let manager = Manager::start().unwrap();
     let d = manager.dict().unwrap();
     let children: Vec<_> = (0..6)
@@ -87,6 +92,7 @@ fn hold_then_hang((lock, q): (Proxy, Proxy)) {
 
 #[test]
 fn a_get_waits_for_a_put_from_another_process() {
+    let _leaks = common::leak_check();
     let manager = Manager::start().unwrap();
     let q = manager.create("Queue", vec![]).unwrap();
     let p = Process::start(take_one, q.clone()).unwrap();
@@ -101,6 +107,7 @@ fn a_get_waits_for_a_put_from_another_process() {
 
 #[test]
 fn a_killed_client_gives_back_its_lock_and_its_objects() {
+    let _leaks = common::leak_check();
     let manager = Manager::start().unwrap();
     let lock = manager.create("Lock", vec![]).unwrap();
     let q = manager.create("Queue", vec![]).unwrap();
@@ -124,6 +131,7 @@ fn a_killed_client_gives_back_its_lock_and_its_objects() {
 
 #[test]
 fn threads_of_one_process_never_wait_for_each_others_calls() {
+    let _leaks = common::leak_check();
     let manager = Manager::start_thread().unwrap();
     let q = manager.create("Queue", vec![]).unwrap();
     let getter = std::thread::spawn({
@@ -161,6 +169,7 @@ fn remote_worker((address, key): (String, Vec<u8>)) -> Vec<Object> {
 
 #[test]
 fn multiproc_serve_serves_separate_clients_and_stops_on_sigterm() {
+    let _leaks = common::leak_check();
     use std::io::BufRead;
     let dir = std::env::temp_dir().join(format!("multiproc-serve-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -218,6 +227,7 @@ fn multiproc_serve_serves_separate_clients_and_stops_on_sigterm() {
 
 #[test]
 fn a_pipeline_runs_many_calls_in_order() {
+    let _leaks = common::leak_check();
     let manager = Manager::start().unwrap();
     let l = manager.list(obj!([])).unwrap();
     let mut calls: Vec<(&Proxy, &str, Vec<Object>)> = (0..1000)
@@ -253,6 +263,7 @@ fn lock_and_wait(
 
 #[test]
 fn typed_proxies_speak_rust() {
+    let _leaks = common::leak_check();
     use multiproc::manager::Acquired;
     let manager = Manager::start().unwrap();
     let q = manager.queue(1).unwrap();
@@ -355,6 +366,7 @@ fn many_clients(processes: u32, threads: u32, rounds: u32) {
 
 #[test]
 fn two_hundred_concurrent_clients_lose_nothing() {
+    let _leaks = common::leak_check();
     many_clients(4, 50, 20);
 }
 
@@ -362,11 +374,13 @@ fn two_hundred_concurrent_clients_lose_nothing() {
 #[test]
 #[ignore]
 fn a_thousand_concurrent_clients_lose_nothing() {
+    let _leaks = common::leak_check();
     many_clients(8, 125, 100);
 }
 
 #[test]
 fn twenty_client_processes_lose_no_increment() {
+    let _leaks = common::leak_check();
     many_clients(20, 1, 200);
 }
 
@@ -374,6 +388,7 @@ fn twenty_client_processes_lose_no_increment() {
 #[test]
 #[ignore]
 fn a_hundred_client_processes_lose_no_increment() {
+    let _leaks = common::leak_check();
     many_clients(100, 1, 1000);
 }
 
@@ -385,6 +400,7 @@ fn pass_on((inbox, outbox): (multiproc::Queue<DictProxy>, multiproc::Queue<DictP
 
 #[test]
 fn proxies_travel_through_shared_memory_queues() {
+    let _leaks = common::leak_check();
     let manager = Manager::start().unwrap();
     let d = manager.dict().unwrap();
     let (inbox, outbox) = (
@@ -408,6 +424,7 @@ fn count_in_fork(d: DictProxy) {
 
 #[test]
 fn forked_children_use_connections_of_their_own() {
+    let _leaks = common::leak_check();
     let manager = Manager::start().unwrap();
     let d = manager.dict().unwrap();
     d.set("n", 0).unwrap();

@@ -3,6 +3,8 @@
 //! and pickles back unchanged; what is not plain data is refused.
 #![cfg(feature = "python")]
 
+mod common;
+
 mod pyenv;
 
 use multiproc::codec::pickle::{self, PickleError};
@@ -51,6 +53,7 @@ for v in VALUES:
 
 #[test]
 fn python_pickles_read_with_pythons_repr() {
+    let _leaks = common::leak_check();
     for python in pyenv::interpreters() {
         let out = String::from_utf8(pyenv::run(&python, PY_VALUES, b"")).unwrap();
         let mut checked = 0;
@@ -173,6 +176,7 @@ fn rust_objects() -> Vec<Object> {
 
 #[test]
 fn rust_pickles_read_by_python() {
+    let _leaks = common::leak_check();
     let objects = rust_objects();
     let input: String = objects
         .iter()
@@ -243,6 +247,7 @@ for v in VALUES:
 
 #[test]
 fn python_objects_that_are_not_plain_data_are_refused() {
+    let _leaks = common::leak_check();
     for python in pyenv::interpreters() {
         let out = String::from_utf8(pyenv::run(&python, PY_FORBIDDEN, b"")).unwrap();
         let mut checked = 0;
@@ -286,6 +291,7 @@ for line in sys.stdin.read().split():
 
 #[test]
 fn python_connection_send_and_recv_payloads() {
+    let _leaks = common::leak_check();
     let ours = [
         obj!(["沐风", 666, "精易"]),
         obj!({1: "1", "2": 2, 0.25: None}),

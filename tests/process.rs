@@ -1,5 +1,7 @@
 //! Processes: real children, started, joined, killed and counted.
 
+mod common;
+
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::time::{Duration, Instant};
 
@@ -48,6 +50,7 @@ fn identity(_: ()) -> (String, u32, Option<u32>, bool) {
 
 #[test]
 fn result_round_trip() {
+    let _leaks = common::leak_check();
     let p = Process::start(add, (40, 2)).unwrap();
     assert!(p.pid() > 0);
     assert_ne!(p.pid(), std::process::id());
@@ -56,6 +59,7 @@ fn result_round_trip() {
 
 #[test]
 fn child_memory_is_its_own() {
+    let _leaks = common::leak_check();
     let data_list: Vec<i32> = vec![];
     let p = Process::start(task, data_list.clone()).unwrap();
     assert_eq!(p.join().unwrap(), vec![666]);
@@ -64,6 +68,7 @@ fn child_memory_is_its_own() {
 
 #[test]
 fn panic_message_reaches_join() {
+    let _leaks = common::leak_check();
     let p = Process::start(boom, "the child gave up".to_owned()).unwrap();
     match p.join() {
         Err(JoinError::Panicked(info)) => {
@@ -76,6 +81,7 @@ fn panic_message_reaches_join() {
 
 #[test]
 fn exit_codes() {
+    let _leaks = common::leak_check();
     let p = Process::start(exit_with, 7).unwrap();
     let err = p.join().unwrap_err();
     assert!(matches!(err, JoinError::Exited(7)), "{err:?}");
@@ -97,6 +103,7 @@ fn exit_codes() {
 
 #[test]
 fn exitcode_and_is_alive() {
+    let _leaks = common::leak_check();
     let p = Process::start(sleep_ms, 60_000).unwrap();
     assert!(p.is_alive());
     assert_eq!(p.exitcode(), None);
@@ -117,6 +124,7 @@ fn exitcode_and_is_alive() {
 
 #[test]
 fn join_timeout_hands_the_process_back() {
+    let _leaks = common::leak_check();
     let p = Process::start(sleep_ms, 300).unwrap();
     let started = Instant::now();
     let p = match p.join_timeout(Duration::from_millis(20)) {
@@ -129,6 +137,7 @@ fn join_timeout_hands_the_process_back() {
 
 #[test]
 fn hundred_children_at_once() {
+    let _leaks = common::leak_check();
     let procs: Vec<_> = (0..100)
         .map(|i| Process::start(add, (i, 1000)).unwrap())
         .collect();
@@ -138,6 +147,7 @@ fn hundred_children_at_once() {
 
 #[test]
 fn big_argument() {
+    let _leaks = common::leak_check();
     let data: Vec<u8> = (0..64 * 1024 * 1024).map(|i| (i % 251) as u8).collect();
     let sum: u64 = data.iter().map(|&b| u64::from(b)).sum();
     let p = Process::start(echo_len, data).unwrap();
@@ -146,6 +156,7 @@ fn big_argument() {
 
 #[test]
 fn descriptor_as_argument() {
+    let _leaks = common::leak_check();
     let path = std::env::temp_dir().join(format!("multiproc-test-fd-{}", std::process::id()));
     let mut file = std::fs::OpenOptions::new()
         .read(true)
@@ -165,6 +176,7 @@ fn descriptor_as_argument() {
 
 #[test]
 fn names_and_parents() {
+    let _leaks = common::leak_check();
     let p = Process::builder()
         .name("worker-7")
         .daemon(true)
@@ -189,6 +201,7 @@ fn names_and_parents() {
 
 #[test]
 fn fork_method() {
+    let _leaks = common::leak_check();
     let p = Process::builder()
         .method(StartMethod::Fork)
         .start(add, (1, 2))
@@ -213,6 +226,7 @@ fn fork_method() {
 
 #[test]
 fn active_children_lists_running_ones() {
+    let _leaks = common::leak_check();
     let p = Process::start(sleep_ms, 60_000).unwrap();
     assert!(
         multiproc::active_children()
@@ -232,6 +246,7 @@ fn zombie_state(pid: u32) -> Option<char> {
 
 #[test]
 fn dropped_process_leaves_no_zombie() {
+    let _leaks = common::leak_check();
     let p = Process::start(sleep_ms, 50).unwrap();
     let pid = p.pid();
     drop(p);
@@ -314,10 +329,12 @@ fn daemon_dies_with_killed_parent(fork: bool) {
 
 #[test]
 fn spawned_daemon_dies_with_killed_parent() {
+    let _leaks = common::leak_check();
     daemon_dies_with_killed_parent(false);
 }
 
 #[test]
 fn forked_daemon_dies_with_killed_parent() {
+    let _leaks = common::leak_check();
     daemon_dies_with_killed_parent(true);
 }

@@ -1,6 +1,8 @@
 //! Who may act as a child, and what a parent can know about its children: forged child markers
 //! are refused, and a parent that ignores `SIGCHLD` still gets the truth from `join`.
 
+mod common;
+
 use std::io::Write;
 use std::os::unix::net::UnixStream;
 use std::process::{Command, Output, Stdio};
@@ -49,6 +51,7 @@ const SECRET: &str = "00112233445566778899aabbccddeeff";
 
 #[test]
 fn a_marker_with_a_wrong_secret_is_refused() {
+    let _leaks = common::leak_check();
     let (ours, theirs) = UnixStream::pair().unwrap();
     (&ours).write_all(&[0x55; 16]).unwrap();
     let marker = format!("5,{},{SECRET}", std::process::id());
@@ -58,6 +61,7 @@ fn a_marker_with_a_wrong_secret_is_refused() {
 
 #[test]
 fn a_marker_without_a_secret_is_refused() {
+    let _leaks = common::leak_check();
     let (_ours, theirs) = UnixStream::pair().unwrap();
     let marker = format!("5,{},{SECRET}", std::process::id());
     let out = run_with_marker(&marker, theirs);
@@ -75,6 +79,7 @@ fn make_socketpair(_: ()) -> (Descriptor, Descriptor) {
 
 #[test]
 fn a_marker_naming_a_socket_made_by_another_process_is_refused() {
+    let _leaks = common::leak_check();
     // The parent (this process) is named, but the socket was made by another process.
     let (a, b) = Process::start(make_socketpair, ()).unwrap().join().unwrap();
     let theirs = UnixStream::from(b.into_owned_fd());
@@ -87,6 +92,7 @@ fn a_marker_naming_a_socket_made_by_another_process_is_refused() {
 
 #[test]
 fn a_marker_without_a_secret_field_is_not_a_marker() {
+    let _leaks = common::leak_check();
     // The old two-field form (descriptor, parent pid) does not make a child: the program runs
     // as itself (here, the test harness running the child entry test, which then returns).
     let (_ours, theirs) = UnixStream::pair().unwrap();
@@ -128,6 +134,7 @@ fn in_a_process_ignoring_sigchld(test: &str) -> bool {
 
 #[test]
 fn a_parent_ignoring_sigchld_starts_and_joins_every_child() {
+    let _leaks = common::leak_check();
     if !in_a_process_ignoring_sigchld("a_parent_ignoring_sigchld_starts_and_joins_every_child") {
         return;
     }
@@ -141,6 +148,7 @@ fn a_parent_ignoring_sigchld_starts_and_joins_every_child() {
 
 #[test]
 fn a_parent_ignoring_sigchld_sees_a_killed_child_end() {
+    let _leaks = common::leak_check();
     if !in_a_process_ignoring_sigchld("a_parent_ignoring_sigchld_sees_a_killed_child_end") {
         return;
     }
@@ -175,6 +183,7 @@ fn fail(_: ()) {
 
 #[test]
 fn a_parent_ignoring_sigchld_still_gets_what_the_child_reports() {
+    let _leaks = common::leak_check();
     if !in_a_process_ignoring_sigchld("a_parent_ignoring_sigchld_still_gets_what_the_child_reports")
     {
         return;

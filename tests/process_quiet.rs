@@ -3,6 +3,8 @@
 //! Each test runs one inner test of this binary in a fresh copy of it and checks that copy's
 //! output: the outer test's own output is captured by the harness and cannot be inspected.
 
+mod common;
+
 use std::process::{Command, Output};
 
 use multiproc::{JoinError, Process, StartMethod};
@@ -44,6 +46,7 @@ fn text(out: &Output) -> (String, String) {
 
 #[test]
 fn children_print_no_test_banner() {
+    let _leaks = common::leak_check();
     if let Some(out) = run_inner("children_print_no_test_banner", "0") {
         let (stdout, stderr) = text(&out);
         // The copy's own banner only: its children printed none.
@@ -62,6 +65,7 @@ fn children_print_no_test_banner() {
 
 #[test]
 fn a_joined_panic_is_not_printed() {
+    let _leaks = common::leak_check();
     for backtrace in ["0", "1"] {
         if let Some(out) = run_inner("a_joined_panic_is_not_printed", backtrace) {
             let (_, stderr) = text(&out);
@@ -94,6 +98,7 @@ fn a_joined_panic_is_not_printed() {
 
 #[test]
 fn a_dropped_childs_panic_is_printed_by_the_parent() {
+    let _leaks = common::leak_check();
     const LOG: &str = "MULTIPROC_TEST_QUIET_LOG";
     let Some(log) = std::env::var_os(LOG) else {
         // Outer: the copy's standard error goes to a file that the copy itself can watch.
@@ -160,6 +165,7 @@ fn write_to_a_closed_pipe(_: ()) -> String {
 
 #[test]
 fn a_test_child_ignores_sigpipe_as_the_runtime_does() {
+    let _leaks = common::leak_check();
     let p = Process::start(write_to_a_closed_pipe, ()).unwrap();
     assert_eq!(
         p.join().unwrap(),

@@ -1,6 +1,8 @@
 //! Processes in hostile conditions: busy stdio locks in other threads, panics outside the
 //! target, grandchildren that keep the parent's socket open, extreme time-outs.
 
+mod common;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -21,6 +23,7 @@ fn sleep_ms(ms: u64) {
 
 #[test]
 fn forked_child_exits_while_other_threads_hold_stdio() {
+    let _leaks = common::leak_check();
     let stop = Arc::new(AtomicBool::new(false));
     // Threads that keep taking the stdout and stderr locks (without printing anything).
     let holders: Vec<_> = (0..3)
@@ -79,6 +82,7 @@ fn bomb(_: ()) -> Bomb {
 
 #[test]
 fn panic_while_encoding_the_result_is_reported_and_stays_in_the_child() {
+    let _leaks = common::leak_check();
     for method in [StartMethod::Fork, StartMethod::Spawn] {
         // Dropping this unlinks the name: a forked child that unwound into this test's frames
         // would drop its copy and unlink it.
@@ -119,6 +123,7 @@ fn abort_after_forking_grandchild(_: ()) {
 
 #[test]
 fn join_returns_when_the_child_dies_though_a_grandchild_holds_its_socket() {
+    let _leaks = common::leak_check();
     let started = Instant::now();
     let p = Process::start(abort_after_forking_grandchild, ()).unwrap();
     let child = p.pid();
@@ -172,6 +177,7 @@ fn daemon_in_forked_child(_: ()) -> String {
 
 #[test]
 fn daemon_and_dropped_children_of_a_forked_child() {
+    let _leaks = common::leak_check();
     let p = Process::builder()
         .method(StartMethod::Fork)
         .start(daemon_in_forked_child, ())
@@ -181,6 +187,7 @@ fn daemon_and_dropped_children_of_a_forked_child() {
 
 #[test]
 fn huge_time_outs_mean_no_limit() {
+    let _leaks = common::leak_check();
     let p = Process::builder()
         .startup_timeout(Duration::MAX)
         .start(sleep_ms, 0)
@@ -230,6 +237,7 @@ fn codec_message(e: JoinError) -> String {
 
 #[test]
 fn custom_serde_errors_keep_their_text() {
+    let _leaks = common::leak_check();
     for method in [StartMethod::Spawn, StartMethod::Fork] {
         // The arguments fail to decode in the child (a forked child gets them unencoded).
         if method == StartMethod::Spawn {

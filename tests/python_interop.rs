@@ -5,6 +5,8 @@
 //! Runs every installed interpreter among 3.11 (`python3`, required), 3.12.1 and 3.13.0
 //! (pyenv); a missing 3.12 or 3.13 is skipped with a note.
 
+mod common;
+
 use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
@@ -213,6 +215,7 @@ fn rust_address(kind: &str, where_: &str) -> Address {
 
 #[test]
 fn rust_listener_serves_python_clients() {
+    let _leaks = common::leak_check();
     for py in pythons() {
         for (kind, where_) in addresses("rl") {
             let listener = Listener::options()
@@ -236,6 +239,7 @@ fn rust_listener_serves_python_clients() {
 
 #[test]
 fn rust_client_uses_python_listeners() {
+    let _leaks = common::leak_check();
     for py in pythons() {
         for (kind, where_) in addresses("pl") {
             let mut child = Py::start(&py, PY_LISTENER, &[kind, &where_, "shared secret"]);
@@ -261,6 +265,7 @@ fn rust_client_uses_python_listeners() {
 
 #[test]
 fn legacy_handshake_only_when_enabled() {
+    let _leaks = common::leak_check();
     let py = pythons().into_iter().find(|p| p.minor == 11).unwrap();
     // A 3.11 client meets a listener without legacy support: refused on both sides.
     let listener = Listener::options()
@@ -301,6 +306,7 @@ fn legacy_handshake_only_when_enabled() {
 
 #[test]
 fn wrong_authkey_is_refused_by_and_to_python() {
+    let _leaks = common::leak_check();
     for py in pythons() {
         // Python client with the wrong key.
         let listener = Listener::options()
@@ -347,6 +353,7 @@ fn wrong_authkey_is_refused_by_and_to_python() {
 
 #[test]
 fn python_frames_are_read_exactly() {
+    let _leaks = common::leak_check();
     // Python writes many frames at once; the buffered reader splits them correctly, and a
     // frame over the receiver's maximum is refused.
     let py = &pythons()[0];
@@ -461,6 +468,7 @@ except EOFError:
 
     #[test]
     fn pickled_values_both_ways() {
+        let _leaks = common::leak_check();
         for py in pythons() {
             for (kind, where_) in addresses("pk") {
                 // Rust listener, Python client.

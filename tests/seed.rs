@@ -1,5 +1,7 @@
 //! `examples/seed.rs` prints what the tutorial's Python programs print.
 
+mod common;
+
 use std::process::Command;
 
 /// The lines of `seed_expected.txt` that each of the tutorial's five programs prints.
@@ -7,6 +9,7 @@ const PROGRAM_LINES: [std::ops::Range<usize>; 5] = [0..1, 1..3, 3..5, 5..6, 6..8
 
 #[test]
 fn seed_example_prints_the_tutorial_output() {
+    let _leaks = common::leak_check();
     // Through cargo, so that the example is rebuilt if it is older than the library.
     let out = Command::new(env!("CARGO"))
         .args(["run", "--quiet", "--example", "seed"])

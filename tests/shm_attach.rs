@@ -1,6 +1,8 @@
 //! What `from_descriptor`, deserialization and `SharedMemory::open` refuse: planted symlinks,
 //! crafted segments (oversized, with a zeroed mutex), and layouts that differ.
 
+mod common;
+
 use std::io::Read;
 use std::os::fd::OwnedFd;
 
@@ -44,6 +46,7 @@ fn rss_shmem_kib() -> i64 {
 
 #[test]
 fn open_refuses_a_symlink() {
+    let _leaks = common::leak_check();
     let target = format!("/tmp/mp_attach_target_{}", std::process::id());
     std::fs::write(&target, b"a file that is not shared memory").unwrap();
     let name = format!("mp_attach_link_{}", std::process::id());
@@ -56,6 +59,7 @@ fn open_refuses_a_symlink() {
 
 #[test]
 fn open_refuses_a_directory() {
+    let _leaks = common::leak_check();
     let name = format!("mp_attach_dir_{}", std::process::id());
     std::fs::create_dir(format!("/dev/shm/{name}")).unwrap();
     let r = SharedMemory::open(&name);
@@ -65,6 +69,7 @@ fn open_refuses_a_directory() {
 
 #[test]
 fn oversized_segment_is_refused_without_being_populated() {
+    let _leaks = common::leak_check();
     let v = Value::new(1u8).unwrap();
     let genuine = contents(v.descriptor().unwrap());
     let before = rss_shmem_kib();
@@ -81,6 +86,7 @@ fn oversized_segment_is_refused_without_being_populated() {
 
 #[test]
 fn genuine_copy_of_a_segment_is_accepted() {
+    let _leaks = common::leak_check();
     // The crafted-segment helper itself produces acceptable segments: the refusals above are
     // about their content.
     let v = Value::new(5u32).unwrap();
@@ -92,6 +98,7 @@ fn genuine_copy_of_a_segment_is_accepted() {
 
 #[test]
 fn segment_with_a_zeroed_mutex_is_refused() {
+    let _leaks = common::leak_check();
     let v = Value::new(1u8).unwrap();
     let mut bytes = contents(v.descriptor().unwrap());
     // Keep the 64-byte header, zero the lock state and the data.
@@ -132,6 +139,7 @@ mod second {
 
 #[test]
 fn layout_fingerprints_follow_fields() {
+    let _leaks = common::leak_check();
     assert_eq!(first::Point::FINGERPRINT, second::Point::FINGERPRINT);
     assert_ne!(first::Point::FINGERPRINT, second::Swapped::FINGERPRINT);
     assert_ne!(first::Point::FINGERPRINT, second::Ints::FINGERPRINT);

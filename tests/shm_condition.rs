@@ -8,6 +8,8 @@
 //! same `DELTA` pauses. Python's `assertReachesEventually` polls ten times; here the poll runs
 //! under a watchdog instead, so a slow machine cannot fail a correct implementation.
 
+mod common;
+
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -111,6 +113,7 @@ fn notify_n(cond: &Condition, n: u32) {
 
 #[test]
 fn notify_wakes_one_at_a_time() {
+    let _leaks = common::leak_check();
     let args = new_args(None);
     let (cond, sleeping, woken, _) = &args;
     let mut waiters = Waiters::new();
@@ -131,6 +134,7 @@ fn notify_wakes_one_at_a_time() {
 
 #[test]
 fn notify_all_wakes_every_waiter_and_timeouts_leave_no_trace() {
+    let _leaks = common::leak_check();
     let args = new_args(Some(TIMEOUT1));
     let (cond, sleeping, woken, _) = &args;
     let mut waiters = Waiters::new();
@@ -158,6 +162,7 @@ fn notify_all_wakes_every_waiter_and_timeouts_leave_no_trace() {
 
 #[test]
 fn notify_n_wakes_exactly_n() {
+    let _leaks = common::leak_check();
     let args = new_args(None);
     let (cond, sleeping, woken, _) = &args;
     let mut waiters = Waiters::new();
@@ -183,6 +188,7 @@ fn notify_n_wakes_exactly_n() {
 /// the waiters that were waiting when it was made.
 #[test]
 fn a_late_waiter_does_not_take_an_earlier_notification() {
+    let _leaks = common::leak_check();
     let args = new_args(None);
     let (cond, sleeping, woken, _) = &args;
     let mut waiters = Waiters::new();
@@ -224,6 +230,7 @@ fn wait_forever((cond, sleeping): (Condition, Semaphore)) {
 /// A waiter killed while it sleeps cannot take a notification away from a live one.
 #[test]
 fn notify_skips_a_waiter_killed_while_it_slept() {
+    let _leaks = common::leak_check();
     let args = new_args(None);
     let (cond, sleeping, woken, _) = &args;
     let dead = Process::start(wait_forever, (cond.clone(), sleeping.clone())).unwrap();
@@ -246,6 +253,7 @@ fn notify_skips_a_waiter_killed_while_it_slept() {
 /// More waiters than the condition tracks one by one: nobody sleeps through `notify_all`.
 #[test]
 fn notify_all_wakes_more_waiters_than_there_are_slots() {
+    let _leaks = common::leak_check();
     let args = new_args(None);
     let (cond, sleeping, woken, _) = &args;
     let threads: Vec<_> = (0..70)
@@ -274,6 +282,7 @@ fn notify_all_wakes_more_waiters_than_there_are_slots() {
 /// notification: a live waiter gets it, and only that one.
 #[test]
 fn a_notification_given_to_a_waiter_that_dies_is_handed_on() {
+    let _leaks = common::leak_check();
     let args = new_args(None);
     let (cond, sleeping, woken, _) = &args;
     let chosen = Process::start(wait_forever, (cond.clone(), sleeping.clone())).unwrap();

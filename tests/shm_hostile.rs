@@ -1,6 +1,8 @@
 //! Shared memory against a co-tenant that resizes it, and against descriptors that a sender
 //! passes off as segments.
 
+mod common;
+
 use std::os::fd::AsFd;
 
 use multiproc::shm::{RawArray, SharedMemory, SharedMemoryError, Value};
@@ -22,6 +24,7 @@ fn shrink((name, size): (String, u64)) {
 
 #[test]
 fn a_named_segment_shrunk_by_another_process_gives_errors_not_sigbus() {
+    let _leaks = common::leak_check();
     let shm = SharedMemory::options()
         .size(1 << 20)
         .create(&unique("shrunk"))
@@ -68,6 +71,7 @@ fn receive(claim: Claim) -> Result<SharedMemory, String> {
 
 #[test]
 fn a_received_segment_must_be_shared_memory() {
+    let _leaks = common::leak_check();
     let dir = std::env::temp_dir().join(unique("plain"));
     std::fs::write(&dir, [0u8; 4096]).unwrap();
     let file = std::fs::OpenOptions::new()
@@ -86,6 +90,7 @@ fn a_received_segment_must_be_shared_memory() {
 
 #[test]
 fn a_received_segment_cannot_claim_the_name_of_another() {
+    let _leaks = common::leak_check();
     let victim = SharedMemory::options()
         .size(64)
         .create(&unique("victim"))
@@ -127,6 +132,7 @@ fn a_received_segment_cannot_claim_the_name_of_another() {
 
 #[test]
 fn unlink_leaves_a_new_segment_of_the_same_name_alone() {
+    let _leaks = common::leak_check();
     let name = unique("renamed");
     let creator = SharedMemory::options().size(64).create(&name).unwrap();
     let opened = SharedMemory::open(&name).unwrap();
@@ -148,6 +154,7 @@ fn unlink_leaves_a_new_segment_of_the_same_name_alone() {
 
 #[test]
 fn anonymous_segments_cannot_be_resized_by_a_peer() {
+    let _leaks = common::leak_check();
     let v = Value::new(7u64).unwrap();
     let a = RawArray::<u8>::new(1 << 16).unwrap();
     for fd in [v.descriptor().unwrap(), a.descriptor().unwrap()] {

@@ -2,6 +2,8 @@
 //! this process holds no more descriptors than before, none of them a segment, and nothing
 //! it named is left in `/dev/shm`.
 
+mod common;
+
 use std::path::Path;
 use std::time::Duration;
 
@@ -58,6 +60,7 @@ fn hold_and_hang((v, ev): (Value<u64>, Event)) {
 
 #[test]
 fn nothing_leaks() {
+    let _leaks = common::leak_check();
     let before = open_fds();
     let name;
     {

@@ -1,6 +1,8 @@
 //! Locks and shared values across real processes: exact counts, holders killed with SIGKILL,
 //! segments received as the wrong type.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use multiproc::shm::{Array, AttachError, RawValue, Value};
@@ -19,6 +21,7 @@ fn add_many(v: Value<u64>) {
 
 #[test]
 fn two_processes_count_exactly() {
+    let _leaks = common::leak_check();
     let v = Value::new(0u64).unwrap();
     let p = Process::start(add_many, v.clone()).unwrap();
     add_many(v.clone());
@@ -49,6 +52,7 @@ fn hold_value_forever((v, ready): (Value<u64>, RawValue<u32>)) {
 
 #[test]
 fn value_holder_killed_is_reported() {
+    let _leaks = common::leak_check();
     let v = Value::new(0u64).unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(hold_value_forever, (v.clone(), ready.clone())).unwrap();
@@ -92,6 +96,7 @@ fn hold_rlock_forever((lock, ready): (RLock, RawValue<u32>)) {
 
 #[test]
 fn lock_holder_killed_while_we_wait() {
+    let _leaks = common::leak_check();
     let lock = Lock::new().unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(hold_lock_forever, (lock.clone(), ready.clone())).unwrap();
@@ -123,6 +128,7 @@ fn lock_holder_killed_while_we_wait() {
 
 #[test]
 fn rlock_holder_killed_is_reported() {
+    let _leaks = common::leak_check();
     let lock = RLock::new().unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(hold_rlock_forever, (lock.clone(), ready.clone())).unwrap();
@@ -148,6 +154,7 @@ fn open_as_i64(fd: Descriptor) -> String {
 
 #[test]
 fn wrong_type_fails_cleanly_in_the_child() {
+    let _leaks = common::leak_check();
     let v = Value::new(1.0f64).unwrap();
     let msg = Process::start(open_as_i64, v.descriptor().unwrap())
         .unwrap()
@@ -178,6 +185,7 @@ fn set_pi(num: Value<f64>) {
 
 #[test]
 fn seed_program_two() {
+    let _leaks = common::leak_check();
     let num = Value::new(0.0f64).unwrap();
     let arr = Array::from_values(0..10i32).unwrap();
     Process::start(set_pi, num.clone()).unwrap().join().unwrap();
@@ -193,6 +201,7 @@ fn seed_program_two() {
 /// their parts cannot silently take it away.
 #[test]
 fn handles_are_send_and_sync() {
+    let _leaks = common::leak_check();
     fn send_sync<T: Send + Sync>() {}
     send_sync::<Value<f64>>();
     send_sync::<Array<i32>>();
@@ -229,6 +238,7 @@ fn move_particles(ps: Array<Particle>) -> u32 {
 
 #[test]
 fn shared_structs_cross_processes() {
+    let _leaks = common::leak_check();
     let ps = Array::from_values((0..4).map(|i| Particle {
         pos: [f64::from(i), 0.0, 0.0],
         id: i,
@@ -262,6 +272,7 @@ fn shared_structs_cross_processes() {
 
 #[test]
 fn forked_holder_killed_is_reported() {
+    let _leaks = common::leak_check();
     let v = Value::new(0u64).unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::builder()
@@ -288,6 +299,7 @@ fn increment_forever((v, ready): (Value<u64>, RawValue<u32>)) {
 /// reports a death exactly when the lock was held.
 #[test]
 fn killed_at_random_moments_never_blocks() {
+    let _leaks = common::leak_check();
     let v = Value::new(0u64).unwrap();
     for round in 0..20u64 {
         let ready = RawValue::new(0u32).unwrap();
@@ -325,6 +337,7 @@ fn forget_guard_then_drop_lock(_: ()) -> Vec<u8> {
 
 #[test]
 fn forgotten_guard_keeps_its_lock_mapped() {
+    let _leaks = common::leak_check();
     let bytes = Process::start(forget_guard_then_drop_lock, ())
         .unwrap()
         .join()
@@ -346,6 +359,7 @@ impl Drop for AcquireOnDrop {
 
 #[test]
 fn panic_outside_the_lock_does_not_poison_it() {
+    let _leaks = common::leak_check();
     let lock = Lock::new().unwrap();
     let other = lock.clone();
     let r = std::thread::spawn(move || {

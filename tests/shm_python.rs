@@ -5,6 +5,8 @@
 //! created *or opened* (3.8–3.12). The Python side therefore opens with `track=False` on 3.13
 //! and unregisters the segment from the tracker on older versions.
 
+mod common;
+
 use std::io::{BufRead, BufReader, Write};
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
@@ -40,6 +42,7 @@ def open_untracked(name):
 
 #[test]
 fn python_opens_what_rust_created() {
+    let _leaks = common::leak_check();
     for py in pythons() {
         let shm = SharedMemory::create(4096).unwrap();
         shm.write_at(0, b"hello from rust").unwrap();
@@ -87,6 +90,7 @@ shm.unlink()
 
 #[test]
 fn rust_opens_what_python_created() {
+    let _leaks = common::leak_check();
     for py in pythons() {
         let mut child = Command::new(&py)
             .args(["-c", PYTHON_CREATES])

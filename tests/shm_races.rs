@@ -6,6 +6,8 @@
 //! racing reader is promised: a value of one copy unit (its alignment, at most 8 bytes) is
 //! never torn.
 
+mod common;
+
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use multiproc::shm::{RawArray, RawValue, SharedMemory};
@@ -40,6 +42,7 @@ fn race(write: impl Fn(u32) + Sync, read: impl Fn() + Sync) {
 
 #[test]
 fn raw_value_of_one_unit_is_never_torn() {
+    let _leaks = common::leak_check();
     let v = RawValue::new(0u64).unwrap();
     race(
         |i| v.store(if i % 2 == 0 { u64::MAX } else { 0 }),
@@ -52,6 +55,7 @@ fn raw_value_of_one_unit_is_never_torn() {
 
 #[test]
 fn raw_value_of_several_units_has_whole_units() {
+    let _leaks = common::leak_check();
     let v = RawValue::new([0u64; 4]).unwrap();
     race(
         |i| v.store([u64::from(i % 2) * u64::MAX; 4]),
@@ -65,6 +69,7 @@ fn raw_value_of_several_units_has_whole_units() {
 
 #[test]
 fn raw_value_of_a_padded_struct_is_copied_by_field() {
+    let _leaks = common::leak_check();
     let v = RawValue::new(Padded { tag: 0, value: 0 }).unwrap();
     race(
         |i| {
@@ -82,6 +87,7 @@ fn raw_value_of_a_padded_struct_is_copied_by_field() {
 
 #[test]
 fn raw_array_bulk_and_element_access_race_soundly() {
+    let _leaks = common::leak_check();
     let a = RawArray::<u32>::new(1024).unwrap();
     race(
         |i| {
@@ -99,6 +105,7 @@ fn raw_array_bulk_and_element_access_race_soundly() {
 
 #[test]
 fn shared_memory_read_and_write_race_soundly() {
+    let _leaks = common::leak_check();
     let shm = SharedMemory::create(4096).unwrap();
     race(
         |i| shm.write_at(0, &[(i % 251) as u8; 4096]).unwrap(),

@@ -1,6 +1,8 @@
 //! Every synchronisation primitive across real processes, with timeouts, and what happens when
 //! a participant is killed.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use multiproc::Process;
@@ -36,6 +38,7 @@ fn sem_child((sem, ready): (Semaphore, RawValue<u32>)) -> (bool, bool) {
 
 #[test]
 fn semaphore_across_processes() {
+    let _leaks = common::leak_check();
     let sem = Semaphore::new(0).unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(sem_child, (sem.clone(), ready.clone())).unwrap();
@@ -56,6 +59,7 @@ fn take_and_die((sem, ready): (Semaphore, RawValue<u32>)) {
 
 #[test]
 fn semaphore_permit_of_a_killed_holder_is_not_returned() {
+    let _leaks = common::leak_check();
     let sem = Semaphore::new(1).unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(take_and_die, (sem.clone(), ready.clone())).unwrap();
@@ -74,6 +78,7 @@ fn over_release(sem: BoundedSemaphore) -> Result<(), ReleaseError> {
 
 #[test]
 fn bounded_semaphore_refuses_in_the_child() {
+    let _leaks = common::leak_check();
     let sem = BoundedSemaphore::new(1).unwrap();
     let r = Process::start(over_release, sem.clone())
         .unwrap()
@@ -91,6 +96,7 @@ fn event_child((ev, done): (Event, Event)) -> (bool, bool) {
 
 #[test]
 fn event_across_processes() {
+    let _leaks = common::leak_check();
     let ev = Event::new().unwrap();
     let started = Event::new().unwrap();
     let p = Process::start(event_child, (ev.clone(), started.clone())).unwrap();
@@ -115,6 +121,7 @@ fn cond_child((cond, value, ready): (Condition, RawValue<u32>, Event)) -> u32 {
 
 #[test]
 fn condition_across_processes() {
+    let _leaks = common::leak_check();
     let cond = Condition::new().unwrap();
     let value = RawValue::new(0u32).unwrap();
     let ready = Event::new().unwrap();
@@ -142,6 +149,7 @@ fn hold_condition((cond, ready): (Condition, Event)) {
 
 #[test]
 fn condition_holder_killed_is_reported() {
+    let _leaks = common::leak_check();
     let cond = Condition::new().unwrap();
     let ready = Event::new().unwrap();
     let p = Process::start(hold_condition, (cond.clone(), ready.clone())).unwrap();
@@ -164,6 +172,7 @@ fn lock_child((lock, ready, release): (Lock, Event, Event)) {
 
 #[test]
 fn lock_timeouts_across_processes() {
+    let _leaks = common::leak_check();
     let lock = Lock::new().unwrap();
     let (ready, release) = (Event::new().unwrap(), Event::new().unwrap());
     let p = Process::start(lock_child, (lock.clone(), ready.clone(), release.clone())).unwrap();
@@ -186,6 +195,7 @@ fn barrier_child((b, rounds): (Barrier, u32)) -> Vec<u32> {
 
 #[test]
 fn barrier_across_processes() {
+    let _leaks = common::leak_check();
     let b = Barrier::new(3).unwrap();
     let rounds = 20;
     let p1 = Process::start(barrier_child, (b.clone(), rounds)).unwrap();
@@ -209,6 +219,7 @@ fn barrier_wait_short(b: Barrier) -> Result<u32, BarrierWaitError> {
 
 #[test]
 fn barrier_abort_and_timeout_across_processes() {
+    let _leaks = common::leak_check();
     // abort() in the parent wakes a waiting child.
     let b = Barrier::new(2).unwrap();
     let p = Process::start(barrier_wait_long, b.clone()).unwrap();
@@ -233,6 +244,7 @@ fn barrier_then_die((b, ready): (Barrier, Event)) {
 
 #[test]
 fn barrier_party_killed_while_waiting() {
+    let _leaks = common::leak_check();
     let b = Barrier::new(3).unwrap();
     let ready = Event::new().unwrap();
     let p = Process::start(barrier_then_die, (b.clone(), ready.clone())).unwrap();
@@ -268,6 +280,7 @@ fn within_watchdog<R: Send + 'static>(
 
 #[test]
 fn semaphore_wakeup_reaches_a_live_waiter_when_the_woken_one_dies() {
+    let _leaks = common::leak_check();
     let sem = Semaphore::new(0).unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(sem_wait_forever, (sem.clone(), ready.clone())).unwrap();
@@ -304,6 +317,7 @@ fn cond_wait_for_token((cond, tokens, ready): (Condition, RawValue<u32>, RawValu
 
 #[test]
 fn condition_notify_reaches_a_live_waiter_when_the_woken_one_dies() {
+    let _leaks = common::leak_check();
     let cond = Condition::new().unwrap();
     let tokens = RawValue::new(0u32).unwrap();
     let ready = RawValue::new(0u32).unwrap();
@@ -362,6 +376,7 @@ fn event_wait((ev, ready): (Event, RawValue<u32>)) -> bool {
 
 #[test]
 fn event_set_then_clear_wakes_a_waiter() {
+    let _leaks = common::leak_check();
     let ev = Event::new().unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(event_wait, (ev.clone(), ready.clone())).unwrap();
@@ -379,6 +394,7 @@ fn event_set_then_clear_wakes_a_waiter() {
 
 #[test]
 fn condition_accepts_its_guard_through_another_mapping() {
+    let _leaks = common::leak_check();
     let c = Condition::new().unwrap();
     let c2 = Condition::from_descriptor(c.descriptor().unwrap()).unwrap();
     let g = c.lock().unwrap();
@@ -395,6 +411,7 @@ fn barrier_wait_once((b, ready): (Barrier, RawValue<u32>)) -> Result<u32, Barrie
 
 #[test]
 fn barrier_waiter_of_an_aborted_generation_sees_broken_after_many_resets() {
+    let _leaks = common::leak_check();
     let b = Barrier::new(2).unwrap();
     let ready = RawValue::new(0u32).unwrap();
     let p = Process::start(barrier_wait_once, (b.clone(), ready.clone())).unwrap();
