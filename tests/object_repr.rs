@@ -1,6 +1,8 @@
 //! `Object` against CPython: the same values built in Python (from exact code points, bytes and
 //! float bits) must print the same `repr` and compare the same way, for every interpreter found.
 
+mod common;
+
 mod pyenv;
 
 use multiproc::obj;
@@ -176,6 +178,7 @@ fn fixed_cases() -> Vec<Object> {
 
 #[test]
 fn fixed_cases_print_as_every_python() {
+    let _leaks = common::leak_check();
     let cases = fixed_cases();
     for python in pyenv::interpreters() {
         compare(&python, &cases);
@@ -184,6 +187,7 @@ fn fixed_cases_print_as_every_python() {
 
 #[test]
 fn random_values_print_as_the_newest_python() {
+    let _leaks = common::leak_check();
     // The printable-character table follows the newest Python's Unicode database.
     let Some(python) = pyenv::newest() else {
         return;
@@ -195,6 +199,7 @@ fn random_values_print_as_the_newest_python() {
 
 #[test]
 fn floats_print_as_python_including_last_digit_ties() {
+    let _leaks = common::leak_check();
     let Some(python) = pyenv::newest() else {
         return;
     };
@@ -272,6 +277,7 @@ fn comparable(r: &mut Rng, kind: u64, depth: u32) -> Object {
 
 #[test]
 fn comparisons_match_python() {
+    let _leaks = common::leak_check();
     let Some(python) = pyenv::newest() else {
         return;
     };

@@ -139,20 +139,7 @@ fn join<'a>(items: impl Iterator<Item = &'a Object>) -> String {
     items.map(py_expr).collect::<Vec<_>>().join(", ")
 }
 
-/// xorshift64*: a small deterministic generator.
-pub struct Rng(pub u64);
-
-impl Rng {
-    pub fn next(&mut self) -> u64 {
-        self.0 ^= self.0 >> 12;
-        self.0 ^= self.0 << 25;
-        self.0 ^= self.0 >> 27;
-        self.0.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-    pub fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
+pub use super::common::Rng;
 
 fn random_char(r: &mut Rng) -> char {
     loop {
