@@ -170,23 +170,8 @@ fn remote_worker((address, key): (String, Vec<u8>)) -> Vec<Object> {
 #[test]
 fn multiproc_serve_serves_separate_clients_and_stops_on_sigterm() {
     let _leaks = common::leak_check();
-    use std::io::BufRead;
-    let dir = std::env::temp_dir().join(format!("multiproc-serve-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    let keyfile = dir.join("authkey");
-    std::fs::write(&keyfile, b"s3cret\n").unwrap();
-    let mut server = std::process::Command::new(env!("CARGO_BIN_EXE_multiproc"))
-        .args(["serve", "--listen", "127.0.0.1:0", "--object", "jobs=Queue"])
-        .args(["--object", "state=dict", "--authkey-file"])
-        .arg(&keyfile)
-        .stdout(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut line = String::new();
-    std::io::BufReader::new(server.stdout.take().unwrap())
-        .read_line(&mut line)
-        .unwrap();
-    let address = line.trim().strip_prefix("serving on ").unwrap().to_owned();
+    let server = common::Serve::start(&["jobs=Queue", "state=dict"], b"s3cret\n");
+    let address = server.address.clone();
     let addr: multiproc::Address = address.parse().unwrap();
 
     assert!(matches!(
@@ -216,13 +201,7 @@ fn multiproc_serve_serves_separate_clients_and_stops_on_sigterm() {
     let manager = Manager::connect(address.parse::<multiproc::Address>().unwrap(), b"s3cret");
     assert_eq!(manager.unwrap().number_of_objects().unwrap(), 2);
 
-    rustix::process::kill_process(
-        rustix::process::Pid::from_raw(server.id() as i32).unwrap(),
-        rustix::process::Signal::TERM,
-    )
-    .unwrap();
-    assert!(server.wait().unwrap().success(), "a clean stop on SIGTERM");
-    std::fs::remove_dir_all(&dir).unwrap();
+    server.stop();
 }
 
 #[test]

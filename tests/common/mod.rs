@@ -210,3 +210,82 @@ impl Rng {
         self.next().checked_rem(n).unwrap_or(0)
     }
 }
+
+/// A child started with `std::process::Command` (a server, a Python peer), killed and waited
+/// for if the test fails before it ends it; otherwise it would outlive the test and hold the
+/// harness's output open.
+pub struct KillOnDrop(pub std::process::Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// `multiproc serve` on a free loopback port with an authkey, publishing `objects`
+/// (`NAME=TYPE`); stopped by [`Serve::stop`] (SIGTERM, and a clean exit asserted), or killed if
+/// the test fails first.
+pub struct Serve {
+    pub child: KillOnDrop,
+    /// The address it serves on, as it printed it.
+    pub address: String,
+    dir: std::path::PathBuf,
+}
+
+impl Serve {
+    pub fn start(objects: &[&str], key: &[u8]) -> Serve {
+        use std::io::BufRead;
+        static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+        let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multiproc-serve-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let keyfile = dir.join("authkey");
+        std::fs::write(&keyfile, key).unwrap();
+        let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_multiproc"));
+        command.args(["serve", "--listen", "127.0.0.1:0", "--authkey-file"]);
+        command.arg(&keyfile);
+        for o in objects {
+            command.args(["--object", o]);
+        }
+        let mut child = KillOnDrop(
+            command
+                .stdout(std::process::Stdio::piped())
+                .spawn()
+                .unwrap(),
+        );
+        let mut line = String::new();
+        std::io::BufReader::new(child.0.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        let address = line.trim().strip_prefix("serving on ").unwrap().to_owned();
+        Serve {
+            child,
+            address,
+            dir,
+        }
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.0.id()
+    }
+
+    /// Stops it with SIGTERM; it must exit cleanly.
+    pub fn stop(mut self) {
+        rustix::process::kill_process(
+            rustix::process::Pid::from_raw(self.pid() as i32).unwrap(),
+            rustix::process::Signal::TERM,
+        )
+        .unwrap();
+        assert!(
+            self.child.0.wait().unwrap().success(),
+            "a clean stop on SIGTERM"
+        );
+    }
+}
+
+impl Drop for Serve {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
