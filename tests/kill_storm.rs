@@ -20,6 +20,13 @@ multiproc::test_support!();
 
 const WORKERS: usize = 4;
 
+/// Workers are daemons: if a check fails, the test's end ends them too (they loop forever).
+fn daemon() -> multiproc::Builder {
+    let mut b = Process::builder();
+    b.daemon(true);
+    b
+}
+
 /// `[total, done by worker 0, done by worker 1, …]`; `total` is the sum of the others.
 type Counters = [u64; 1 + WORKERS];
 
@@ -92,7 +99,7 @@ fn lock_worker((id, (v, a, acked, violations, died)): (usize, LockShared)) {
 
 /// Starts worker `id`; a killed worker's replacement goes on from the counters.
 fn start_lock_worker(id: usize, shared: &LockShared) -> Process<()> {
-    Process::start(lock_worker, (id, shared.clone())).unwrap()
+    daemon().start(lock_worker, (id, shared.clone())).unwrap()
 }
 
 fn lock_storm(kills: usize, seed: u64) {
@@ -178,7 +185,7 @@ fn pipe_storm(rounds: usize, seed: u64) {
     let mut rng = Rng::new(seed);
     for _ in 0..rounds {
         let (mut rx, tx) = multiproc::pipe(true).unwrap();
-        let writer = Process::start(pipe_writer, tx).unwrap();
+        let writer = daemon().start(pipe_writer, tx).unwrap();
         let wanted = rng.below(200);
         let mut got = 0;
         while got < wanted {
@@ -228,8 +235,11 @@ fn manager_storm(kills: usize, seed: u64) {
     let counts = DictProxy::try_from(manager.get("counts").unwrap()).unwrap();
     let base_objects = manager.number_of_objects().unwrap();
     let acked = RawArray::<u64>::new(WORKERS).unwrap();
-    let start_worker =
-        |id: usize| Process::start(manager_worker, (id, address.clone(), acked.clone())).unwrap();
+    let start_worker = |id: usize| {
+        daemon()
+            .start(manager_worker, (id, address.clone(), acked.clone()))
+            .unwrap()
+    };
     let mut workers: Vec<_> = (0..WORKERS).map(start_worker).collect();
     let mut rng = Rng::new(seed);
     for _ in 0..kills {

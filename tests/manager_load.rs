@@ -36,8 +36,10 @@ fn client((address, threads, secs): (String, u32, u64)) -> Tally {
                 let (manager, state, jobs, guard, start) =
                     (&manager, &state, &jobs, &guard, &start);
                 s.spawn(move || {
-                    let mine = manager.list(obj!([])).unwrap();
+                    let mine = manager.list(obj!([]));
+                    // Every thread reaches the barrier, even one whose call failed.
                     start.wait();
+                    let mine = mine.unwrap();
                     let run_until = Instant::now() + Duration::from_secs(secs);
                     let mut tally = [0u64; 5];
                     let mut i: i64 = 0;
@@ -109,7 +111,12 @@ fn load(processes: u32, threads: u32, secs: u64, report: bool) {
 
     let run = |processes: u32, threads: u32, secs: u64, sample: bool| {
         let clients: Vec<_> = (0..processes)
-            .map(|_| Process::start(client, (address.clone(), threads, secs)).unwrap())
+            .map(|_| {
+                Process::builder()
+                    .daemon(true)
+                    .start(client, (address.clone(), threads, secs))
+                    .unwrap()
+            })
             .collect();
         // Sample the server while the clients are running.
         let during = sample.then(|| {
