@@ -424,3 +424,48 @@ fn forked_children_use_connections_of_their_own() {
     }
     assert_eq!(d.get_item("n").unwrap(), obj!(200));
 }
+
+/// A lock belongs to the connection that took it; a process has a pool of connections, and
+/// more threads than the pool keeps idle. Each thread's lock calls must still go through the
+/// connection that holds its lock: mutual exclusion holds and an `RLock` is re-entered.
+#[test]
+fn locks_exclude_across_more_threads_than_pooled_connections() {
+    let _leaks = common::leak_check();
+    let manager = Manager::start_thread().unwrap();
+    let d = manager.dict().unwrap();
+    let lock = manager.lock().unwrap();
+    let rlock = manager.rlock().unwrap();
+    const THREADS: i64 = 100;
+    const ROUNDS: i64 = 20;
+    let start = std::sync::Barrier::new(THREADS as usize);
+    std::thread::scope(|s| {
+        for t in 0..THREADS {
+            let (d, lock, rlock, start) = (&d, &lock, &rlock, &start);
+            s.spawn(move || {
+                start.wait();
+                for _ in 0..ROUNDS {
+                    let (guard, key) = if t % 2 == 0 {
+                        (lock, "plain")
+                    } else {
+                        (rlock, "reentrant")
+                    };
+                    // Without its own connection, a re-entry would wait forever: bounded here.
+                    assert!(guard.acquire_timeout(Duration::from_secs(60)).unwrap());
+                    if t % 2 == 1 {
+                        // Re-entered by its holder.
+                        assert!(rlock.acquire_timeout(Duration::from_secs(30)).unwrap());
+                    }
+                    // A read then a write: exact only if the lock excludes.
+                    let n = d.get(key).unwrap().unwrap_or(obj!(0)).as_i64().unwrap();
+                    d.set(key, n + 1).unwrap();
+                    if t % 2 == 1 {
+                        rlock.release().unwrap();
+                    }
+                    guard.release().unwrap();
+                }
+            });
+        }
+    });
+    assert_eq!(d.get_item("plain").unwrap(), obj!(THREADS / 2 * ROUNDS));
+    assert_eq!(d.get_item("reentrant").unwrap(), obj!(THREADS / 2 * ROUNDS));
+}

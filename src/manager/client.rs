@@ -1,7 +1,9 @@
 //! The client side: a [`Manager`] handle and the proxies of the objects it holds.
 
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, PoisonError};
+use std::thread::ThreadId;
 use std::time::Duration;
 
 use serde::de::Error as _;
@@ -57,6 +59,11 @@ struct Link {
     /// The session's secret name.
     session: [u8; 16],
     idle: Mutex<Vec<Connection>>,
+    /// The connections of threads that hold a lock through this link. A lock belongs to the
+    /// connection that acquired it (as in Python, where each thread has a connection of its
+    /// own), so until a thread has released what it acquired, its calls go through that
+    /// connection, which no other thread uses and which is never closed meanwhile.
+    held: Mutex<HashMap<ThreadId, Held>>,
     /// The process that made the link: a child made by `fork` has copies of the parent's
     /// connections, which it must never use (two processes on one stream corrupt it).
     pid: u32,
@@ -64,6 +71,45 @@ struct Link {
 
 /// Idle connections kept for later calls; more are closed when returned.
 const MAX_IDLE: usize = 64;
+
+/// A thread's own connection while it holds locks.
+struct Held {
+    /// `None` while the thread's call is on it.
+    conn: Option<Connection>,
+    /// Acquires not yet released.
+    count: u32,
+}
+
+/// What a call does to the locks its thread holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Holding {
+    /// Nothing.
+    Unchanged,
+    /// It may acquire one (`acquire` of a `Lock`, `RLock` or `Condition`).
+    Acquire,
+    /// It may release one.
+    Release,
+}
+
+impl Holding {
+    fn of(typeid: &str, method: &str) -> Holding {
+        match (typeid, method) {
+            ("Lock" | "RLock" | "Condition", "acquire" | "acquire_robust") => Holding::Acquire,
+            ("Lock" | "RLock" | "Condition", "release") => Holding::Release,
+            _ => Holding::Unchanged,
+        }
+    }
+
+    /// The change in the count of locks held, given the reply.
+    fn delta(self, reply: &Reply) -> i64 {
+        match (self, reply) {
+            // `acquire` answers `True` when it took the lock, `acquire_robust` 1 or 2.
+            (Holding::Acquire, Reply::Return(Object::Bool(true) | Object::Int(1 | 2))) => 1,
+            (Holding::Release, Reply::Return(_)) => -1,
+            _ => 0,
+        }
+    }
+}
 
 impl Link {
     fn connect(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
@@ -74,6 +120,7 @@ impl Link {
             authkey: authkey.to_vec(),
             session,
             idle: Mutex::new(Vec::new()),
+            held: Mutex::new(HashMap::new()),
             pid: std::process::id(),
         };
         let conn = link.open()?;
@@ -203,8 +250,20 @@ impl Link {
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Reply, ManagerError> {
+        self.request_holding(id, method, args, kwargs, Holding::Unchanged)
+    }
+
+    /// As [`request`](Self::request), for a call that may acquire or release a lock.
+    fn request_holding(
+        self: &Arc<Self>,
+        id: Option<ObjectId>,
+        method: &str,
+        args: Vec<Object>,
+        kwargs: Dict,
+        holding: Holding,
+    ) -> Result<Reply, ManagerError> {
         let link = self.current()?;
-        link.request_here(id, method, args, kwargs)
+        link.request_here(id, method, args, kwargs, holding)
     }
 
     fn request_here(
@@ -213,11 +272,46 @@ impl Link {
         method: &str,
         args: Vec<Object>,
         kwargs: Dict,
+        holding: Holding,
     ) -> Result<Reply, ManagerError> {
-        let mut conn = self.take()?;
-        let reply = Self::exchange(&mut conn, id, method, args, kwargs)?;
-        // A connection that failed is dropped (the `?` above); this one goes back.
-        self.put_back(conn);
+        let me = std::thread::current().id();
+        let (own, count) = {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+            match held.get_mut(&me) {
+                Some(h) => (h.conn.take(), h.count),
+                None => (None, 0),
+            }
+        };
+        let mut conn = match own {
+            Some(c) => c,
+            None => self.take()?,
+        };
+        let reply = match Self::exchange(&mut conn, id, method, args, kwargs) {
+            Ok(r) => r,
+            Err(e) => {
+                // The connection is dropped; the server releases what was held through it.
+                self.held
+                    .lock()
+                    .unwrap_or_else(PoisonError::into_inner)
+                    .remove(&me);
+                return Err(e);
+            }
+        };
+        let count = u32::try_from((i64::from(count) + holding.delta(&reply)).max(0)).unwrap_or(0);
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        if count > 0 {
+            held.insert(
+                me,
+                Held {
+                    conn: Some(conn),
+                    count,
+                },
+            );
+        } else {
+            held.remove(&me);
+            drop(held);
+            self.put_back(conn);
+        }
         Ok(reply)
     }
 
@@ -227,13 +321,18 @@ impl Link {
         method: &str,
         args: Vec<Object>,
     ) -> Result<Object, ManagerError> {
-        match self.request(id, method, args, Dict::new())? {
-            Reply::Return(v) => Ok(v),
-            Reply::Error(e) => Err(ManagerError::Raised(e)),
-            Reply::Proxy { typeid, .. } => Err(ManagerError::Protocol(format!(
-                "a {typeid} proxy where a value was expected"
-            ))),
-        }
+        into_value(self.request(id, method, args, Dict::new())?)
+    }
+}
+
+/// The value of a reply that should be one.
+fn into_value(reply: Reply) -> Result<Object, ManagerError> {
+    match reply {
+        Reply::Return(v) => Ok(v),
+        Reply::Error(e) => Err(ManagerError::Raised(e)),
+        Reply::Proxy { typeid, .. } => Err(ManagerError::Protocol(format!(
+            "a {typeid} proxy where a value was expected"
+        ))),
     }
 }
 
@@ -277,7 +376,7 @@ impl Proxy {
     /// [`ManagerError::Raised`] with the exception the method raised; the other variants when
     /// the manager cannot be reached.
     pub fn call(&self, method: &str, args: Vec<Object>) -> Result<Object, ManagerError> {
-        self.link.value(Some(self.id), method, args)
+        self.call_kw(method, args, Dict::new())
     }
 
     /// As [`call`](Self::call), with keyword arguments too.
@@ -291,13 +390,11 @@ impl Proxy {
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Object, ManagerError> {
-        match self.link.request(Some(self.id), method, args, kwargs)? {
-            Reply::Return(v) => Ok(v),
-            Reply::Error(e) => Err(ManagerError::Raised(e)),
-            Reply::Proxy { typeid, .. } => Err(ManagerError::Protocol(format!(
-                "a {typeid} proxy where a value was expected"
-            ))),
-        }
+        let holding = Holding::of(&self.typeid, method);
+        into_value(
+            self.link
+                .request_holding(Some(self.id), method, args, kwargs, holding)?,
+        )
     }
 
     /// A copy of the whole object (Python's `proxy._getvalue()`).
@@ -465,6 +562,7 @@ fn bind(address: &Address, authkey: &[u8]) -> Result<Listener, ManagerError> {
     Listener::options()
         .authkey(authkey)
         .max_frame(DEFAULT_MAX_REQUEST)
+        .backlog(super::server::BACKLOG)
         .bind(address.clone())
         .map_err(|e| ManagerError::Start(e.to_string()))
 }

@@ -31,6 +31,12 @@ use crate::sys::poller::{Interest, Poller, Ready, Waker, recv_append, send_nowai
 /// The largest request a client may send by default: 64 MiB.
 pub(crate) const DEFAULT_MAX_REQUEST: u64 = 64 << 20;
 
+/// Connections the kernel may hold for the server before it accepts them (capped by
+/// `net.core.somaxconn`, 4096 on current kernels). With the usual 128, a crowd of clients
+/// connecting at once overflows the queue: the kernel drops their last handshake packet and
+/// they wait a second or more for a retransmission, past their authkey time-out.
+pub(crate) const BACKLOG: i32 = 4096;
+
 /// Twice the unread replies past which a client's requests wait (and it is not read from)
 /// until it reads them: so a client that never reads holds at most 64 MiB of replies, plus
 /// the one reply that passed the mark.

@@ -90,6 +90,7 @@ impl Server {
         }
         let listener = options
             .max_frame(DEFAULT_MAX_REQUEST)
+            .backlog(super::server::BACKLOG)
             .bind(address)
             .map_err(|e| ManagerError::Start(e.to_string()))?;
         let mut shared = Shared::new().map_err(|e| ManagerError::Start(e.to_string()))?;
