@@ -20,6 +20,7 @@ enum Command {
     Info,
     /// Measure multiproc beside Python's multiprocessing, the Rust peer crates and the
     /// machine's floor, in one run.
+    #[command(long_about = bench::LONG_ABOUT)]
     Bench(bench::Options),
     /// Run a manager server until SIGTERM or SIGINT: clients connect with
     /// `Manager::connect(ADDR, authkey)` and find the published objects with `Manager::get`.

@@ -40,6 +40,7 @@ fn panel<DB: DrawingBackend>(
             0
         })
         .y_label_formatter(&|v| match v {
+            _ if label_width.is_none() => String::new(),
             SegmentValue::CenterOf(i) | SegmentValue::Exact(i) => usize::try_from(*i)
                 .ok()
                 .and_then(|i| labels.get(labels.len().wrapping_sub(i + 1)))

@@ -18,30 +18,36 @@ use placement::{Placement, unpin};
 use python::{Answer, Python};
 use scenarios::{Measure, Scenario};
 
-/// Measure multiproc beside Python's multiprocessing, the Rust peer crates and the machine's
-/// floor, in one run.
-///
-/// Every scenario (a Pipe round trip, 64 MiB through a Queue, a manager call over TCP, a
-/// process start, ...) is measured for multiproc, for Python's multiprocessing (a script shipped
-/// with this program, run by --python), for the Rust crates that have the operation (ipc-channel,
-/// interprocess, procspawn; in builds with the feature `bench-peers`), and against its floor: the
-/// same mechanism with no library in between (a raw socketpair round trip, a spin ping-pong on
-/// one shared cache line, a futex wake, memcpy, raw fork and fork+exec, the system calls
-/// behind a named segment), measured in the same run.
-///
-/// Latency scenarios run in three CPU placements: unpinned, both processes on one CPU, and one
-/// per CPU (sched_setaffinity). Each cell is the median of several samples (the spread is half
-/// the interquartile range, relative to the median); the samples of the systems of a row are
-/// taken in turn, round after round, so that they share the machine's moods. Each system's batch
-/// per sample is sized by a calibration run. The table gives the speed-up over Python, over
-/// the best Rust peer, and how far each figure is above its floor.
-///
-/// The table goes to stdout, progress to stderr. `--json FILE` keeps every sample; `--svg
-/// FILE` (feature `bench-chart`) draws the speed-up over Python and the distance to the floor
-/// of each row. `--list` names the scenarios for `--only`. The full run takes a few minutes;
-/// `--quick` under one.
+/// What `multiproc bench --help` says.
+pub const LONG_ABOUT: &str = "\
+Measure multiproc beside Python's multiprocessing, the Rust peer crates and the machine's
+floor, in one run.
+
+Every scenario (a Pipe round trip, 64 MiB through a Queue, a manager call over TCP, a
+process start, ...) is measured for multiproc, for Python's multiprocessing (a script shipped
+with this program, run by --python), for the Rust crates that have the operation (ipc-channel,
+interprocess, procspawn; in builds with the feature `bench-peers`), and against its floor: the
+same mechanism with no library in between (a raw socketpair round trip, a spin ping-pong on
+one shared cache line, a futex wake, memcpy, raw fork and posix_spawn, the system calls
+behind a named segment), measured in the same run. Pool and Redis scenarios are not there
+yet.
+
+Latency scenarios run in three CPU placements: unpinned, both processes on one CPU, and one
+per CPU (sched_setaffinity). Each cell is the median of several samples (the spread is half
+the interquartile range, relative to the median); the samples of the systems of a row are
+taken in turn, round after round, so that they share the machine's moods. Each system's batch
+per sample is sized by a calibration run. The table gives the speed-up over Python, over
+the best Rust peer, and how far each figure is above its floor.
+
+The table goes to stdout, progress to stderr. `--json FILE` keeps every sample; `--svg
+FILE` (feature `bench-chart`) draws the speed-up over Python and the distance to the floor
+of each row. `--list` names the scenarios for `--only`. The full run takes a few minutes;
+`--quick` under one. Everything:
+
+    cargo run --release --features bench-peers,bench-chart -- bench --json FILE --svg FILE";
+
+/// The settings of `multiproc bench` (see [`LONG_ABOUT`]).
 #[derive(clap::Args)]
-#[command(verbatim_doc_comment)]
 pub struct Options {
     /// Fewer rounds and shorter samples: a look in under a minute.
     #[arg(long)]

@@ -280,7 +280,7 @@ pub fn all() -> Vec<Scenario> {
         ),
         Scenario::floor_row(
             "shm_syscalls",
-            "shm_open+ftruncate+mmap, open+mmap, unlink",
+            "shm_open+mmap twice, shm_unlink",
             floors::shm_syscalls,
         ),
     ];
