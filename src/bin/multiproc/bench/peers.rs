@@ -1,6 +1,6 @@
 //! The Rust crates people use for the same jobs, measured beside multiproc (feature
 //! `bench-peers`): ipc-channel (typed channel round trip, bulk bytes), interprocess (local
-//! socket round trip, bulk bytes) and procspawn (process start + join).
+//! socket round trip of 64 bytes, bulk bytes) and procspawn (process start + join).
 
 use super::scenarios::Scenario;
 
@@ -20,6 +20,7 @@ pub fn add(rows: Vec<Scenario>) -> Vec<Scenario> {
             "pipe_round_trip" => s
                 .peer("ipc-channel", ipc::round_trip)
                 .peer("interprocess", local_socket::round_trip),
+            "pipe_round_trip_64b" => s.peer("interprocess", local_socket::round_trip),
             "pipe_bulk_1mib" => s
                 .peer("ipc-channel", ipc::bulk_1mib)
                 .peer("interprocess", local_socket::bulk_1mib),

@@ -63,6 +63,32 @@ def pipe_round_trip(batch):
     return t
 
 
+def echo_bytes(conn):
+    # Until a one-byte message.
+    while True:
+        m = conn.recv_bytes()
+        if len(m) == 1:
+            break
+        conn.send_bytes(m)
+
+
+def pipe_round_trip_64b(batch):
+    a, b = FORK.Pipe()
+    p = placed(lambda: start(FORK.Process(target=echo_bytes, args=(b,))))
+    msg = b"x" * 64
+    a.send_bytes(msg)
+    a.recv_bytes()
+    t = time.perf_counter()
+    for _ in range(batch):
+        a.send_bytes(msg)
+        if len(a.recv_bytes()) != 64:
+            raise RuntimeError("wrong echo")
+    t = time.perf_counter() - t
+    a.send_bytes(b"x")
+    p.join()
+    return t
+
+
 def start(p):
     p.start()
     return p
@@ -266,6 +292,7 @@ def shm_create_attach_unlink(batch):
 
 SCENARIOS = {
     "pipe_round_trip": pipe_round_trip,
+    "pipe_round_trip_64b": pipe_round_trip_64b,
     "pipe_bulk_1mib": lambda n: pipe_bulk(1 << 20, n),
     "pipe_bulk_64mib": lambda n: pipe_bulk(64 << 20, n),
     "queue_small": lambda n: queue_1to1(7, n),

@@ -10,6 +10,37 @@ use multiproc::StartMethod;
 use super::{err, start_placed_by, timed};
 use crate::bench::placement::Placement;
 
+/// Sends every byte message back until one of one byte.
+fn echo_bytes(mut end: Connection) {
+    let mut buf = Vec::new();
+    while let Ok(true) = end.take(&mut buf) {
+        if buf.len() == 1 || end.put(&buf).is_err() {
+            break;
+        }
+    }
+}
+
+/// 64 bytes to a child and back, through a duplex `pipe()` (`send_bytes`, no encoding).
+pub fn pipe_round_trip_64b(placement: Placement, batch: u64) -> Result<f64, String> {
+    let (mut ours, theirs) = pipe(true).map_err(err("pipe"))?;
+    let child = start_placed_by(StartMethod::Fork, placement, echo_bytes, theirs)?;
+    let msg = [7u8; 64];
+    let mut back = Vec::with_capacity(64);
+    let mut round = |_| -> Result<(), String> {
+        ours.put(&msg)?;
+        match ours.take(&mut back)? {
+            true if back.len() == 64 => Ok(()),
+            true => Err(format!("sent 64 bytes, got {} back", back.len())),
+            false => Err("the echo process is gone".into()),
+        }
+    };
+    round(0)?;
+    let t = timed(batch, &mut round);
+    let _ = ours.put(b"x");
+    child.join().map_err(err("join"))?;
+    t
+}
+
 /// How a child that holds the other end is started.
 trait Start {
     const START: StartMethod;

@@ -129,6 +129,13 @@ pub fn all() -> Vec<Scenario> {
         .placed()
         .floor("socketpair_round_trip"),
         Scenario::new(
+            "pipe_round_trip_64b",
+            "Pipe round trip, 64 B bytes",
+            channels::pipe_round_trip_64b,
+        )
+        .placed()
+        .floor("socketpair_round_trip"),
+        Scenario::new(
             "duplex_round_trip",
             "shm duplex round trip, u64",
             channels::duplex_round_trip,
