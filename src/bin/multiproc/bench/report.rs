@@ -296,3 +296,78 @@ pub fn json(run: &Run<'_>) -> String {
     out.push_str("\n  ]\n}\n");
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::placement::Placement;
+    use crate::bench::scenarios::all;
+
+    fn cell(system: &str, samples: &[f64]) -> Cell {
+        Cell {
+            system: system.to_owned(),
+            batch: 1,
+            samples: samples.to_vec(),
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_cell_is_its_median_and_half_its_interquartile_range() {
+        let (m, s) = summary(&cell("multiproc", &[5.0, 1.0, 3.0, 2.0, 4.0])).unwrap();
+        assert_eq!(m, 3.0);
+        assert_eq!(s, (4.0 - 2.0) / 2.0 / 3.0);
+        assert!(summary(&cell("multiproc", &[])).is_none());
+        assert_eq!(summary(&cell("python", &[7.0])).unwrap(), (7.0, 0.0));
+    }
+
+    #[test]
+    fn ratios_compare_the_medians_of_one_row() {
+        let scenarios = all();
+        let row = Row {
+            scenario: scenarios
+                .iter()
+                .find(|s| s.name == "pipe_round_trip")
+                .unwrap(),
+            placement: Placement::SameCpu,
+            cells: vec![
+                cell("multiproc", &[2.0, 2.0, 2.0]),
+                cell("python", &[10.0, 10.0, 10.0]),
+                cell("slow-peer", &[8.0]),
+                cell("fast-peer", &[3.0]),
+                cell("floor", &[1.0, 1.0]),
+            ],
+        };
+        let f = Figures::of(&row);
+        assert_eq!(f.vs_python(), Some(5.0));
+        assert_eq!(f.peer.as_ref().unwrap().0, "fast-peer");
+        assert_eq!(f.vs_peer(), Some(1.5));
+        assert_eq!(f.above_floor(), Some(2.0));
+        let bare = Row {
+            cells: vec![cell("multiproc", &[2.0])],
+            ..row
+        };
+        let f = Figures::of(&bare);
+        assert_eq!(
+            (f.vs_python(), f.vs_peer(), f.above_floor()),
+            (None, None, None)
+        );
+    }
+
+    #[test]
+    fn json_strings_and_numbers_are_escaped() {
+        assert_eq!(string("a\"b\\c\nd"), "\"a\\\"b\\\\c\\u000ad\"");
+        assert_eq!(string("µs ×"), "\"µs ×\"");
+        assert_eq!(number(f64::NAN), "null");
+        assert_eq!(number(f64::INFINITY), "null");
+        assert_eq!(number(1.5e-6).parse::<f64>().unwrap(), 1.5e-6);
+    }
+
+    #[test]
+    fn bulk_rows_read_as_bandwidth() {
+        assert_eq!(human(1e-3, 1 << 20), "1.05 GB/s");
+        assert_eq!(human(2.5e-6, 0), "2.50 µs");
+        assert_eq!(human(2.5e-3, 0), "2.50 ms");
+        assert_eq!(human(25e-9, 0), "25.0 ns");
+    }
+}
