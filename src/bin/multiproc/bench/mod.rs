@@ -11,6 +11,7 @@ mod placement;
 mod python;
 mod report;
 mod scenarios;
+mod watchdog;
 
 use std::path::PathBuf;
 
@@ -119,6 +120,7 @@ pub fn run(opts: &Options) -> Result<(), String> {
         return Err("this build draws no chart: build with `--features bench-chart`".into());
     }
     let chosen = choose(&all, &opts.only)?;
+    watchdog::start();
     let mut python = match (&opts.python, opts.no_python) {
         (_, true) => None,
         (Some(p), false) => Some(Python::start(p)?),
@@ -273,7 +275,13 @@ fn sample(
     python: &mut Option<Python>,
     batch: u64,
 ) -> Result<Option<f64>, String> {
-    let result = match system {
+    let what = || match system {
+        System::Native(name, _) => {
+            format!("a sample of {name} ({}, batch {batch})", placement.name())
+        }
+        System::Python(name) => format!("Python's {name} ({}, batch {batch})", placement.name()),
+    };
+    let result = watchdog::watch(what, || match system {
         System::Native(_, measure) => measure(placement, batch).map(Some),
         System::Python(name) => match python.as_mut() {
             Some(py) => py.sample(name, placement, batch).map(|a| match a {
@@ -282,7 +290,7 @@ fn sample(
             }),
             None => Ok(None),
         },
-    };
+    });
     unpin();
     result
 }

@@ -49,6 +49,7 @@ impl Python {
                 return Err(format!("cannot run {interpreter}: {e}"));
             }
         };
+        super::watchdog::PYTHON_PID.store(child.id(), std::sync::atomic::Ordering::Relaxed);
         let (Some(stdin), Some(stdout)) = (child.stdin.take(), child.stdout.take()) else {
             return Err(format!("cannot talk to {interpreter}"));
         };
