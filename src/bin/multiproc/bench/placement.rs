@@ -111,3 +111,47 @@ pub fn start_placed<T>(
 pub fn unpin() {
     pin_self(None);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use multiproc::{Process, StartMethod};
+
+    fn my_cpus(_: ()) -> Vec<usize> {
+        let set = sched_getaffinity(None).expect("affinity");
+        (0..CpuSet::MAX_CPU).filter(|&c| set.is_set(c)).collect()
+    }
+
+    /// The child runs where the placement says, and so does the parent until `unpin`.
+    #[test]
+    fn a_placed_child_runs_on_its_cpu() {
+        let cpus = usable().to_vec();
+        for placement in Placement::all() {
+            let (parent, child) = placement.cpus();
+            let p = start_placed(
+                placement,
+                || {
+                    Process::builder()
+                        .method(StartMethod::Fork)
+                        .start(my_cpus, ())
+                        .expect("start")
+                },
+                Process::pid,
+            );
+            let mine = my_cpus(());
+            let theirs = p.join().expect("join");
+            unpin();
+            assert_eq!(
+                theirs,
+                child.map_or(cpus.clone(), |c| vec![c]),
+                "{placement:?}"
+            );
+            assert_eq!(
+                mine,
+                parent.map_or(cpus.clone(), |c| vec![c]),
+                "{placement:?}"
+            );
+        }
+        assert_eq!(my_cpus(()), cpus);
+    }
+}
