@@ -1,6 +1,8 @@
 //! `multiproc bench`: multiproc beside Python's multiprocessing, the Rust crates that do the
 //! same jobs, and the machine's floor, measured in one run, interleaved, in stated CPU
 //! placements.
+// No `unsafe` but in `floors/raw.rs`, which says why it needs it.
+#![deny(unsafe_code)]
 
 #[cfg(feature = "bench-chart")]
 mod chart;
