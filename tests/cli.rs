@@ -72,7 +72,14 @@ fn every_subcommand_has_help() {
 #[test]
 fn bench_prints_a_side_by_side_table() {
     let _leaks = common::leak_check();
-    let out = multiproc(&["bench", "--quick", "--python", "python3"]);
+    let out = multiproc(&[
+        "bench",
+        "--quick",
+        "--only",
+        "process_fork",
+        "--python",
+        "python3",
+    ]);
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -83,9 +90,79 @@ fn bench_prints_a_side_by_side_table() {
         .lines()
         .find(|l| l.starts_with("Process start + join, fork"))
         .unwrap();
-    // A figure for each side and a speed-up.
-    assert_eq!(fork.matches('×').count(), 1, "{fork}");
-    assert!(!fork.contains('–'), "{fork}");
+    // A figure for multiproc, Python and the floor; the speed-up over Python and the distance
+    // to the floor (no Rust peer starts by fork).
+    assert_eq!(fork.matches('×').count(), 2, "{fork}");
+    assert_eq!(
+        fork.matches(" ms").count() + fork.matches(" µs").count(),
+        3,
+        "{fork}"
+    );
+}
+
+/// A cheap run's JSON file holds every sample of every system of its rows.
+#[test]
+fn bench_writes_its_samples_as_json() {
+    let _leaks = common::leak_check();
+    let path = std::env::temp_dir().join(format!("multiproc-bench-{}.json", std::process::id()));
+    let out = multiproc(&[
+        "bench",
+        "--quick",
+        "--no-python",
+        "--only",
+        "shm_create_attach_unlink",
+        "--only",
+        "mutex_uncontended",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let rounds = json["rounds"].as_u64().unwrap();
+    assert!(json["quick"].as_bool().unwrap());
+    assert!(json["python"].is_null(), "{text}");
+    let rows = json["rows"].as_array().unwrap();
+    let names: Vec<&str> = rows
+        .iter()
+        .map(|r| r["scenario"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["shm_create_attach_unlink", "mutex_uncontended"]);
+    let shm = &rows[0];
+    assert_eq!(shm["floor"], "shm_syscalls");
+    let systems: Vec<&str> = shm["systems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["system"].as_str().unwrap())
+        .collect();
+    assert_eq!(systems, ["multiproc", "floor"], "{text}");
+    for row in rows {
+        for system in row["systems"].as_array().unwrap() {
+            assert!(system["error"].is_null(), "{system}");
+            let samples = system["seconds_per_op"].as_array().unwrap();
+            assert_eq!(samples.len() as u64, rounds, "{system}");
+            assert!(
+                samples.iter().all(|s| s.as_f64().unwrap() > 0.0),
+                "{system}"
+            );
+            assert!(system["batch"].as_u64().unwrap() >= 1);
+        }
+    }
+    assert!(shm["times_floor"].as_f64().unwrap() > 0.0, "{text}");
+}
+
+#[test]
+fn bench_names_an_unknown_scenario() {
+    let _leaks = common::leak_check();
+    let out = multiproc(&["bench", "--no-python", "--only", "frob"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("no scenario \"frob\""));
 }
 
 #[test]

@@ -18,23 +18,10 @@ struct Cli {
 enum Command {
     /// Print what this machine offers to multiproc (version, CPUs, pid).
     Info,
-    /// Measure multiproc and Python's multiprocessing side by side, in one run.
-    Bench {
-        /// Fewer samples, for a quick look.
-        #[arg(long)]
-        quick: bool,
-        /// The Python interpreter to compare with.
-        #[arg(
-            long,
-            value_name = "PATH",
-            default_value = "python3",
-            conflicts_with = "no_python"
-        )]
-        python: String,
-        /// Measure multiproc alone.
-        #[arg(long)]
-        no_python: bool,
-    },
+    /// Measure multiproc beside Python's multiprocessing, the Rust peer crates and the
+    /// machine's floor, in one run.
+    #[command(long_about = bench::LONG_ABOUT)]
+    Bench(bench::Options),
     /// Run a manager server until SIGTERM or SIGINT: clients connect with
     /// `Manager::connect(ADDR, authkey)` and find the published objects with `Manager::get`.
     Serve {
@@ -108,6 +95,9 @@ fn serve(
 
 fn main() -> ExitCode {
     multiproc::init();
+    // A child of `multiproc bench`'s procspawn peer runs its function here and exits.
+    #[cfg(feature = "bench-peers")]
+    procspawn::init();
     // clap exits with 2 on a usage error and 0 for --help/--version, printing to the right stream.
     let cli = Cli::parse();
     match cli.command {
@@ -131,23 +121,13 @@ fn main() -> ExitCode {
             println!("pid: {}", std::process::id());
             ExitCode::SUCCESS
         }
-        Command::Bench {
-            quick,
-            python,
-            no_python,
-        } => {
-            let opts = bench::Options {
-                python: (!no_python).then_some(python),
-                quick,
-            };
-            match bench::run(&opts) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(e) => {
-                    eprintln!("multiproc bench: {e}");
-                    ExitCode::FAILURE
-                }
+        Command::Bench(opts) => match bench::run(&opts) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("multiproc bench: {e}");
+                ExitCode::FAILURE
             }
-        }
+        },
     }
 }
 
