@@ -85,6 +85,7 @@
 //!   has its own (the receiver takes its own reference when it decodes the proxy).
 
 mod client;
+mod custom;
 mod dict;
 mod exception;
 mod list;
@@ -96,6 +97,7 @@ mod queue;
 mod referent;
 mod server;
 mod standalone;
+mod start;
 mod sync;
 mod table;
 #[cfg(test)]
@@ -104,15 +106,18 @@ mod tests;
 mod tests_wait;
 
 pub use client::{Manager, ManagerError, Proxy};
+pub use custom::{Factory, Managed};
 pub use exception::{Exception, ExceptionKind};
 pub use proxies::{
     Acquired, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
     NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 pub use standalone::{Server, Stopper};
+pub use start::ManagerOptions;
 
 use crate::object::Dict;
-use referent::{Call, Referent};
+pub use referent::Call;
+use referent::Referent;
 
 /// For the fuzz target: decodes `data` as a sequence of requests and runs each, from two
 /// clients in turn, against a fresh server table; then expires every waiting call and

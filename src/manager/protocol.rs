@@ -195,7 +195,7 @@ impl Session<'_> {
                         )));
                     }
                 };
-                let referent = super::create(&typeid, call)?;
+                let referent = self.table.create(&typeid, call)?;
                 Ok(Some(self.table.insert(self.holder, referent).into()))
             }
             "incref" => Ok(Some(self.table.incref(self.holder, id_arg(call)?)?.into())),

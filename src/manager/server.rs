@@ -61,8 +61,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// Server state with no objects.
     pub fn new() -> io::Result<Self> {
+        Self::with_table(Table::default())
+    }
+
+    /// Server state with `table`'s objects and types.
+    pub fn with_table(table: Table) -> io::Result<Self> {
         Ok(Shared {
-            table: Table::default(),
+            table,
             names: RwLock::default(),
             stop: AtomicBool::new(false),
             waker: Waker::new()?,
@@ -115,6 +120,20 @@ struct Client {
 }
 
 impl Client {
+    fn new(phase: Phase) -> Self {
+        Client {
+            phase: Some(phase),
+            inbox: VecDeque::new(),
+            waiting: false,
+            busy: false,
+            outbox: Vec::new(),
+            sent: 0,
+            interest: Interest::Read,
+            session: None,
+            session_token: Vec::new(),
+        }
+    }
+
     fn queue_reply(&mut self, reply: &Reply) {
         queue_reply(&mut self.outbox, reply);
     }
@@ -157,15 +176,22 @@ fn join_session(sessions: &mut Sessions, c: &mut Client, req: Request) -> Reply 
         [Object::Bytes(t)] if t.len() >= MIN_SESSION_TOKEN && t.len() <= 64 => t.clone(),
         _ => return error("session takes one token of 16 to 64 random bytes"),
     };
-    let Sessions { by_token, next } = sessions;
-    let entry = by_token.entry(token.clone()).or_insert_with(|| {
-        *next += 1;
-        (*next, 0)
-    });
-    entry.1 += 1;
-    c.session = Some(Holder::Session(entry.0));
-    c.session_token = token;
+    sessions.join(c, token);
     Reply::Return(Object::None)
+}
+
+impl Sessions {
+    /// Puts connection `c` in the session of `token`.
+    fn join(&mut self, c: &mut Client, token: Vec<u8>) {
+        let Sessions { by_token, next } = self;
+        let entry = by_token.entry(token.clone()).or_insert_with(|| {
+            *next += 1;
+            (*next, 0)
+        });
+        entry.1 += 1;
+        c.session = Some(Holder::Session(entry.0));
+        c.session_token = token;
+    }
 }
 
 /// Takes what one request did for its client: the reply queued, or the client marked as
@@ -221,6 +247,17 @@ struct Loop<'a> {
 
 /// Serves clients of `listener` until [`Shared::stop`] or a client's `shutdown`.
 pub(crate) fn run(listener: &Listener, shared: &Arc<Shared>, max_request: u64) -> io::Result<()> {
+    run_with(listener, shared, max_request, None)
+}
+
+/// As [`run`], serving also `first`: a connection that needs no handshake (a socketpair whose
+/// other end the server's starter holds) and its session token.
+pub(crate) fn run_with(
+    listener: &Listener,
+    shared: &Arc<Shared>,
+    max_request: u64,
+    first: Option<(OwnedFd, Vec<u8>)>,
+) -> io::Result<()> {
     let workers = Workers::start(shared)?;
     let poller = Poller::new()?;
     poller.add(listener.as_fd(), LISTENER, Interest::Read)?;
@@ -236,6 +273,9 @@ pub(crate) fn run(listener: &Listener, shared: &Arc<Shared>, max_request: u64) -
         max_request,
         workers,
     };
+    if let Some((sock, session)) = first {
+        l.adopt(sock, session)?;
+    }
     let mut ready = Vec::new();
     while !shared.stopping() {
         let deadline = l.next_deadline();
@@ -366,20 +406,8 @@ impl Loop<'_> {
                     {
                         continue;
                     }
-                    self.clients.insert(
-                        token,
-                        Client {
-                            phase: Some(Phase::Handshake(pending)),
-                            inbox: VecDeque::new(),
-                            waiting: false,
-                            busy: false,
-                            outbox: Vec::new(),
-                            sent: 0,
-                            interest: Interest::Read,
-                            session: None,
-                            session_token: Vec::new(),
-                        },
-                    );
+                    let c = Client::new(Phase::Handshake(pending));
+                    self.clients.insert(token, c);
                     // The client may have sent its answer with its connect.
                     self.step(token);
                 }
@@ -389,6 +417,20 @@ impl Loop<'_> {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Serves `sock` as an authenticated client in the session `session`.
+    fn adopt(&mut self, sock: OwnedFd, session: Vec<u8>) -> io::Result<()> {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.poller.add(sock.as_fd(), token, Interest::Read)?;
+        let inbuf = Vec::new();
+        let mut c = Client::new(Phase::Ready { sock, inbuf });
+        self.sessions.join(&mut c, session);
+        self.clients.insert(token, c);
+        // What it sent before the loop ran is served now.
+        self.step(token);
+        Ok(())
     }
 
     fn on_ready(&mut self, token: u64, r: Ready) {
@@ -700,8 +742,14 @@ pub(crate) struct Running {
 
 impl Running {
     /// Serves `listener` on a new thread.
+    #[cfg(test)]
     pub fn spawn(listener: Listener, max_request: u64) -> io::Result<Self> {
-        let shared = Arc::new(Shared::new()?);
+        Self::spawn_with(listener, Table::default(), max_request)
+    }
+
+    /// Serves `listener` on a new thread, with `table`'s objects and types.
+    pub fn spawn_with(listener: Listener, table: Table, max_request: u64) -> io::Result<Self> {
+        let shared = Arc::new(Shared::with_table(table)?);
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("multiproc-manager".into())

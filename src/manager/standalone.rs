@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::client::ManagerError;
+use super::custom::Factory;
 use super::referent::{Call, Holder};
 use super::server::{DEFAULT_MAX_REQUEST, Shared, run};
 use crate::connection::{Address, Listener};
@@ -127,7 +128,11 @@ impl Server {
             args,
             kwargs: Dict::new(),
         };
-        let referent = super::create(typeid, call).map_err(ManagerError::Raised)?;
+        let referent = self
+            .shared
+            .table
+            .create(typeid, call)
+            .map_err(ManagerError::Raised)?;
         let mut names = self
             .shared
             .names
@@ -142,6 +147,61 @@ impl Server {
         let info = self.shared.table.insert(Holder::Server, referent);
         names.insert(name.to_owned(), info.id);
         Ok(())
+    }
+
+    /// Serves objects made by `factory` under `typeid`, for clients'
+    /// [`Manager::create`](super::Manager::create) and for [`publish`](Self::publish): Python's
+    /// `BaseManager.register(typeid, callable)`. See [`Managed`](super::Managed).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] for the typeid of a built-in type or one registered already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::manager::{Call, Exception, Managed, Manager, Server};
+    /// use multiproc::object::Object;
+    ///
+    /// struct Total(i64);
+    ///
+    /// impl Managed for Total {
+    ///     fn exposed(&self) -> &'static [&'static str] {
+    ///         &["add"]
+    ///     }
+    ///     fn call(&mut self, call: Call) -> Result<Object, Exception> {
+    ///         let (n,): (i64,) = call.args_as()?;
+    ///         self.0 += n;
+    ///         Ok(self.0.into())
+    ///     }
+    ///     fn value(&self) -> Object {
+    ///         self.0.into()
+    ///     }
+    /// }
+    ///
+    /// fn total(call: Call) -> Result<Box<dyn Managed>, Exception> {
+    ///     call.arity(0, 0)?;
+    ///     Ok(Box::new(Total(0)))
+    /// }
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse::<multiproc::Address>()?, Some(b"key"))?;
+    /// server.register("Total", total)?;
+    /// server.publish("sum", "Total", vec![])?;
+    /// let (address, stopper) = (server.address().clone(), server.stopper());
+    /// let serving = std::thread::spawn(move || server.serve_forever());
+    ///
+    /// let manager = Manager::connect(address, b"key")?;
+    /// assert_eq!(manager.get("sum")?.call("add", vec![5.into()])?, multiproc::obj!(5));
+    /// stopper.stop();
+    /// serving.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register(&self, typeid: &'static str, factory: Factory) -> Result<(), ManagerError> {
+        self.shared
+            .table
+            .types()
+            .register(typeid, factory)
+            .map_err(ManagerError::Start)
     }
 
     /// A handle that stops the server from another thread.

@@ -10,6 +10,7 @@ use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use super::custom::Types;
 use super::exception::{Exception, ExceptionKind};
 pub(crate) use super::referent::Holder;
 use super::referent::{Call, CallResult, Outcome, Referent};
@@ -84,6 +85,8 @@ struct Inner {
 #[derive(Default)]
 pub(crate) struct Table {
     inner: Mutex<Inner>,
+    /// The types it makes beside the built-in ones.
+    types: std::sync::RwLock<Types>,
 }
 
 /// The `KeyError` Python's server raises for an unknown object id, a message for humans.
@@ -101,6 +104,25 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 }
 
 impl Table {
+    /// A table that makes the types of `types` too.
+    pub fn with_types(types: Types) -> Self {
+        Table {
+            types: std::sync::RwLock::new(types),
+            ..Table::default()
+        }
+    }
+
+    /// The registered types, to add one.
+    pub fn types(&self) -> std::sync::RwLockWriteGuard<'_, Types> {
+        self.types.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes an object of `typeid` (registered or built-in) from its constructor's call.
+    pub fn create(&self, typeid: &str, call: Call) -> Result<Box<dyn Referent>, Exception> {
+        let types = self.types.read().unwrap_or_else(PoisonError::into_inner);
+        types.create(typeid, call)
+    }
+
     /// Registers `referent` with one reference held by `holder`.
     pub fn insert(&self, holder: Holder, referent: Box<dyn Referent>) -> ProxyInfo {
         let mut t = lock(&self.inner);
