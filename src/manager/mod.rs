@@ -55,6 +55,9 @@
 //! | `Condition` | `acquire release wait notify notify_all` | |
 //! | `Barrier` | `wait abort reset` and the attributes `parties n_waiting broken` | |
 //!
+//! Types of your own join them: implement [`Managed`] and register a [`Factory`] under a
+//! typeid with [`Manager::options`] or [`Server::register`].
+//!
 //! # When a client goes away
 //!
 //! A client that disconnects or dies, even killed with `SIGKILL`, is released at once: the
@@ -69,8 +72,13 @@
 //! # Differences from Python's managers
 //!
 //! - **Nothing from the wire runs.** Python's server unpickles requests, so anyone with the
-//!   authkey runs code on it; here a request is plain data, and only the built-in types can be
-//!   created. A `sort(key=...)`, a `Barrier` action or a custom class cannot run on the server.
+//!   authkey runs code on it; here a request is plain data, and only the built-in types and
+//!   those the server's own program [registered](Managed) can be created. A `sort(key=...)`
+//!   or a `Barrier` action cannot run on the server.
+//! - **Memory is bounded.** One object holds at most 1 GiB by default, and all of them
+//!   together as much as [`ManagerOptions::max_memory`] (or [`Server::set_max_memory`])
+//!   allows; past it a call raises `MemoryError` and changes nothing. Python's server grows
+//!   until the machine runs out.
 //! - **`d[k] += 1` races in Python;** [`DictProxy::update_with`] does it in one step.
 //! - **Few connections.** Python opens a new connection, with a full handshake, for every
 //!   `create`, `incref` and `decref`, and one per thread for calls; here the proxies of a
@@ -88,6 +96,7 @@ mod client;
 mod custom;
 mod dict;
 mod exception;
+mod limits;
 mod list;
 mod namespace;
 mod ops;

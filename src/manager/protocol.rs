@@ -196,7 +196,7 @@ impl Session<'_> {
                     }
                 };
                 let referent = self.table.create(&typeid, call)?;
-                Ok(Some(self.table.insert(self.holder, referent).into()))
+                Ok(Some(self.table.try_insert(self.holder, referent)?.into()))
             }
             "incref" => Ok(Some(self.table.incref(self.holder, id_arg(call)?)?.into())),
             "decref" => {

@@ -45,8 +45,13 @@ pub(crate) const MAX_BYTES_PER_CALL: usize = 256 << 20;
 /// Takes the approximate size of `o` from `budget`; `false` as soon as it runs out. Stops
 /// early, so that measuring costs no more than the budget allows.
 pub(crate) fn fits(o: &Object, budget: &mut usize) -> bool {
+    fits_walk(&mut vec![o], budget)
+}
+
+/// Takes the approximate size of everything on `stack` (and their items) from `budget`,
+/// emptying it; `false` as soon as the budget runs out.
+pub(crate) fn fits_walk<'a>(stack: &mut Vec<&'a Object>, budget: &mut usize) -> bool {
     const SLOT: usize = 32;
-    let mut stack = vec![o];
     while let Some(o) = stack.pop() {
         // A container's items are counted before they are walked, so that the walk's own
         // memory stays within the budget too.
@@ -171,6 +176,13 @@ pub(crate) trait Referent: Send {
 
     /// A copy of the whole object (Python's `#GETVALUE`).
     fn value(&self) -> Object;
+
+    /// About how many bytes the object holds (see [`limits`](super::limits)), or `None` when
+    /// it is more than `budget`. By default measured on a copy of its [`value`](Self::value):
+    /// a type that holds much overrides it to measure in place.
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh([&self.value()], budget)
+    }
 
     /// Runs `call`, answering the methods every referent has: `__repr__`, `__str__` and
     /// `#GETVALUE`; a method outside [`exposed`](Self::exposed) raises `AttributeError`.
@@ -592,6 +604,10 @@ impl Iter {
 }
 
 impl Referent for Iter {
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh(&self.items, budget)
+    }
+
     fn typeid(&self) -> &'static str {
         "Iterator"
     }

@@ -39,6 +39,12 @@ const MAX_OUTBOX: usize = 128 << 20;
 /// Requests read ahead of a waiting call, past which a client is not read from.
 const MAX_INBOX: usize = 1024;
 
+/// The most requests of one client served in a row while others may wait.
+const TURN_REQUESTS: usize = 256;
+
+/// The most bytes of replies one client is given in a row while others may wait.
+const TURN_BYTES: usize = 256 << 10;
+
 /// How much a read asks for at least.
 const READ_STEP: usize = 64 * 1024;
 
@@ -242,6 +248,8 @@ struct Loop<'a> {
     workers: Workers,
     /// Where small reads land before they join a client's buffer.
     scratch: Vec<u8>,
+    /// Clients whose turn ended with requests left, served again after the others.
+    pending: VecDeque<u64>,
     max_request: u64,
 }
 
@@ -270,6 +278,7 @@ pub(crate) fn run_with(
         next_token: WAKER + 1,
         sessions: Sessions::default(),
         scratch: Vec::with_capacity(READ_STEP),
+        pending: VecDeque::new(),
         max_request,
         workers,
     };
@@ -278,7 +287,11 @@ pub(crate) fn run_with(
     }
     let mut ready = Vec::new();
     while !shared.stopping() {
-        let deadline = l.next_deadline();
+        let deadline = match l.pending.is_empty() {
+            true => l.next_deadline(),
+            // Work left: a look at the others, without waiting.
+            false => Some(Instant::now()),
+        };
         l.poller.wait(&mut ready, deadline)?;
         for r in &ready {
             match r.token {
@@ -289,6 +302,9 @@ pub(crate) fn run_with(
                 }
                 token => l.on_ready(token, *r),
             }
+        }
+        for token in std::mem::take(&mut l.pending) {
+            l.step(token);
         }
         let now = Instant::now();
         l.expire_handshakes(now);
@@ -552,7 +568,16 @@ impl Loop<'_> {
                 return;
             };
             // A client whose replies pile up unread is served no further until it reads them.
+            let (start, mut served) = (c.outbox.len(), 0);
             while !c.waiting && !c.busy && c.outbox.len() - c.sent <= MAX_OUTBOX / 2 {
+                if served == TURN_REQUESTS || c.outbox.len() - start > TURN_BYTES {
+                    // Its turn is over: the others are served before the rest.
+                    if !c.inbox.is_empty() {
+                        self.pending.push_back(token);
+                    }
+                    break;
+                }
+                served += 1;
                 let Some(req) = c.inbox.pop_front() else {
                     break;
                 };
@@ -684,7 +709,7 @@ impl Loop<'_> {
         }
         // Caught up: requests that waited for the replies to be read are served now (the
         // poller will not say so: they are already read).
-        let idle = !c.waiting && !c.busy && !c.throttled();
+        let idle = !c.waiting && !c.busy && !c.throttled() && !self.pending.contains(&token);
         if idle && (!c.inbox.is_empty() || c.has_frame()) {
             self.step(token);
         }

@@ -108,6 +108,41 @@ impl Server {
         self.max_request = bytes;
     }
 
+    /// The most one object may hold, about (default 1 GiB); see
+    /// [`ManagerOptions::max_object_size`](super::ManagerOptions::max_object_size).
+    ///
+    /// ```
+    /// let path = format!("/tmp/doc-max-object-{}.sock", std::process::id());
+    /// let server = multiproc::manager::Server::bind(std::path::Path::new(&path), None)?;
+    /// server.set_max_object_size(64 << 20);
+    /// # drop(server);
+    /// # let _ = std::fs::remove_file(&path);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_object_size(&self, bytes: usize) {
+        let mut limits = self.shared.table.limits();
+        limits.object = bytes;
+        self.shared.table.set_limits(limits);
+    }
+
+    /// The most all objects together may hold, about (default: no limit); see
+    /// [`ManagerOptions::max_memory`](super::ManagerOptions::max_memory). A server on the
+    /// network should have one: without it, a client with the key may fill the memory.
+    ///
+    /// ```
+    /// let path = format!("/tmp/doc-max-memory-{}.sock", std::process::id());
+    /// let server = multiproc::manager::Server::bind(std::path::Path::new(&path), None)?;
+    /// server.set_max_memory(1 << 30);
+    /// # drop(server);
+    /// # let _ = std::fs::remove_file(&path);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_memory(&self, bytes: usize) {
+        let mut limits = self.shared.table.limits();
+        limits.total = bytes;
+        self.shared.table.set_limits(limits);
+    }
+
     /// The address clients connect to (with the port chosen, for TCP port 0).
     pub fn address(&self) -> &Address {
         self.listener.address()

@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use super::client::{Link, Manager, ManagerError, Serving};
 use super::custom::{Factory, FactoryRef, Types};
 use super::exception::{Exception, ExceptionKind};
+use super::limits::Limits;
 use super::protocol::Reply;
 use super::server::{DEFAULT_MAX_REQUEST, Running, Shared};
 use super::table::Table;
@@ -20,7 +21,8 @@ use crate::codec;
 use crate::connection::{Address, Connection, Listener, pipe};
 use crate::process::Process;
 
-/// The options of a manager this process starts: the types of your own it serves.
+/// The options of a manager this process starts: the types of your own it serves, and how
+/// much memory its objects may hold.
 ///
 /// [`Manager::start`] and [`Manager::start_thread`] are `Manager::options().start()` and
 /// `Manager::options().start_thread()`.
@@ -59,6 +61,7 @@ use crate::process::Process;
 #[derive(Clone, Debug, Default)]
 pub struct ManagerOptions {
     types: Types,
+    limits: Limits,
     /// The first registration that failed: reported by `start`.
     refused: Option<String>,
 }
@@ -85,6 +88,48 @@ impl ManagerOptions {
         self
     }
 
+    /// The most one object may hold, about (default 1 GiB): a call that would grow an object
+    /// past it, or create a larger one, raises `MemoryError` and changes nothing. Sizes count
+    /// the bytes of strings and bytes plus 32 bytes per item; an object is counted at up to
+    /// about twice the most it held since it was last measured, never less than it holds.
+    ///
+    /// ```
+    /// use multiproc::manager::{ExceptionKind, Manager, ManagerError};
+    /// let manager = Manager::options().max_object_size(1 << 20).start_thread()?;
+    /// let l = manager.list(Vec::<i32>::new())?;
+    /// l.append(vec![0u8; 1000].as_slice())?;
+    /// let err = l.append(vec![0u8; 2 << 20].as_slice()).unwrap_err();
+    /// assert!(matches!(err, ManagerError::Raised(e) if e.kind() == ExceptionKind::MemoryError));
+    /// assert_eq!(l.len()?, 1);
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn max_object_size(&mut self, bytes: usize) -> &mut Self {
+        self.limits.object = bytes;
+        self
+    }
+
+    /// The most all objects together may hold, about (default: no limit), counted as for
+    /// [`max_object_size`](Self::max_object_size); past it, calls that would add raise
+    /// `MemoryError`.
+    ///
+    /// ```
+    /// use multiproc::manager::{ExceptionKind, Manager, ManagerError};
+    /// let manager = Manager::options().max_memory(1 << 20).start_thread()?;
+    /// let a = manager.dict()?;
+    /// let big = vec![1u8; 600_000];
+    /// a.set("k", big.as_slice())?;
+    /// let b = manager.dict()?;
+    /// let err = b.set("k", big.as_slice()).unwrap_err();
+    /// assert!(matches!(err, ManagerError::Raised(e) if e.kind() == ExceptionKind::MemoryError));
+    /// drop(a); // frees its bytes
+    /// b.set("k", big.as_slice())?;
+    /// # Ok::<(), ManagerError>(())
+    /// ```
+    pub fn max_memory(&mut self, bytes: usize) -> &mut Self {
+        self.limits.total = bytes;
+        self
+    }
+
     fn check(&self) -> Result<(), ManagerError> {
         match &self.refused {
             Some(e) => Err(ManagerError::Start(e.clone())),
@@ -104,6 +149,7 @@ impl ManagerOptions {
         self.check()?;
         let setup = Setup {
             types: self.types.to_wire().map_err(ManagerError::Start)?,
+            limits: self.limits,
         };
         let (address, authkey) = private_address()?;
         let mut session = [0u8; 16];
@@ -140,7 +186,7 @@ impl ManagerOptions {
         self.check()?;
         let (address, authkey) = private_address()?;
         let listener = bind(&address, &authkey)?;
-        let table = Table::with_types(self.types.clone());
+        let table = Table::new(self.types.clone(), self.limits);
         let running = Running::spawn_with(listener, table, DEFAULT_MAX_REQUEST)
             .map_err(|e| ManagerError::Start(e.to_string()))?;
         Ok(Manager {
@@ -150,10 +196,11 @@ impl ManagerOptions {
     }
 }
 
-/// What a server process needs beside its address: the registered types.
+/// What a server process needs beside its address: the registered types and the limits.
 #[derive(Serialize, Deserialize)]
 struct Setup {
     types: Vec<(String, FactoryRef)>,
+    limits: Limits,
 }
 
 /// A random abstract socket name and a random authkey for a private server.
@@ -183,7 +230,7 @@ fn serve_in_child(
     let ready = || -> Result<(Listener, Shared), String> {
         let address: Address = address.parse().map_err(|e| format!("{e}"))?;
         let listener = bind(&address, &authkey).map_err(|e| e.to_string())?;
-        let table = Table::with_types(Types::from_wire(setup.types)?);
+        let table = Table::new(Types::from_wire(setup.types)?, setup.limits);
         let shared = Shared::with_table(table).map_err(|e| e.to_string())?;
         Ok((listener, shared))
     };
