@@ -273,3 +273,56 @@ fn a_server_of_your_own_serves_and_publishes_custom_types() {
     stopper.stop();
     serving.join().unwrap().unwrap();
 }
+
+/// A `multiproc serve` process, killed if the test fails before it stops it.
+struct Serving(std::process::Child);
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+#[test]
+fn multiproc_serve_bounds_what_its_clients_store() {
+    use std::io::BufRead;
+    let dir = std::env::temp_dir().join(format!("multiproc-bounds-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::write(dir.join("key"), b"k").unwrap();
+    let child = std::process::Command::new(env!("CARGO_BIN_EXE_multiproc"))
+        .args(["serve", "--object", "state=dict", "--max-memory", "1000000"])
+        .arg("--authkey-file")
+        .arg(dir.join("key"))
+        .arg("--listen")
+        .arg(format!("unix:{}", dir.join("sock").display()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut server = Serving(child);
+    let mut line = String::new();
+    std::io::BufReader::new(server.0.stdout.take().unwrap())
+        .read_line(&mut line)
+        .unwrap();
+    let manager = Manager::connect(dir.join("sock").as_path(), b"k").unwrap();
+    let state = manager.get("state").unwrap();
+    let big = Object::Bytes(vec![0; 600_000]);
+    state
+        .call("__setitem__", vec![obj!("a"), big.clone()])
+        .unwrap();
+    let e = raised(state.call("__setitem__", vec![obj!("b"), big.clone()]));
+    assert_eq!(e.kind(), ExceptionKind::MemoryError);
+    // Nothing changed; room comes back when a value goes.
+    assert_eq!(state.call("__len__", vec![]).unwrap(), obj!(1));
+    state.call("__delitem__", vec![obj!("a")]).unwrap();
+    state.call("__setitem__", vec![obj!("b"), big]).unwrap();
+    drop((state, manager));
+    rustix::process::kill_process(
+        rustix::process::Pid::from_raw(server.0.id() as i32).unwrap(),
+        rustix::process::Signal::TERM,
+    )
+    .unwrap();
+    assert!(server.0.wait().unwrap().success());
+    std::fs::remove_dir_all(&dir).unwrap();
+}
