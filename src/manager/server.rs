@@ -338,52 +338,70 @@ struct Job {
 /// The threads that run long calls, and what they finished.
 struct Workers {
     jobs: Option<std::sync::mpsc::Sender<Job>>,
+    rx: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
+    shared: Arc<Shared>,
     done: Arc<std::sync::Mutex<Vec<(u64, Handled)>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// A worker thread: runs the long calls it receives until the loop stops.
+fn work(
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
+    done: &std::sync::Mutex<Vec<(u64, Handled)>>,
+    shared: &Shared,
+) {
+    loop {
+        let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let session = Session {
+            table: &shared.table,
+            names: &shared.names,
+            holder: job.holder,
+            who: job.who,
+        };
+        let handled = session.handle(job.req);
+        done.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((job.token, handled));
+        let _ = shared.waker.wake();
+    }
+}
+
 impl Workers {
+    /// The workers of the loop serving `shared`; their threads start with the first long
+    /// call, so that a server that has none starts sooner.
     fn start(shared: &Arc<Shared>) -> io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut threads = Vec::new();
-        for i in 0..WORKERS {
-            let (rx, done, shared) = (Arc::clone(&rx), Arc::clone(&done), Arc::clone(shared));
-            let t = std::thread::Builder::new()
-                .name(format!("multiproc-manager-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
-                            Ok(job) => job,
-                            Err(_) => return,
-                        };
-                        let session = Session {
-                            table: &shared.table,
-                            names: &shared.names,
-                            holder: job.holder,
-                            who: job.who,
-                        };
-                        let handled = session.handle(job.req);
-                        done.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push((job.token, handled));
-                        let _ = shared.waker.wake();
-                    }
-                })?;
-            threads.push(t);
-        }
         Ok(Workers {
             jobs: Some(tx),
-            done,
-            threads,
+            rx: Arc::new(std::sync::Mutex::new(rx)),
+            shared: Arc::clone(shared),
+            done: Arc::new(std::sync::Mutex::new(Vec::new())),
+            threads: Vec::new(),
         })
     }
 
-    fn submit(&self, job: Job) {
-        if let Some(tx) = &self.jobs {
+    /// Hands `job` to a worker; back if no worker thread can be started (then the loop
+    /// runs it itself).
+    fn submit(&mut self, job: Job) -> Result<(), Job> {
+        while self.threads.len() < WORKERS {
+            let (rx, done) = (Arc::clone(&self.rx), Arc::clone(&self.done));
+            let shared = Arc::clone(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("multiproc-manager-{}", self.threads.len()))
+                .spawn(move || work(&rx, &done, &shared));
+            match spawned {
+                Ok(t) => self.threads.push(t),
+                Err(_) if self.threads.is_empty() => return Err(job),
+                Err(_) => break,
+            }
+        }
+        match &self.jobs {
             // The workers live as long as the loop; a send can only fail once they stopped.
-            let _ = tx.send(job);
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
         }
     }
 
@@ -619,13 +637,21 @@ impl Loop<'_> {
                     // Long, or its object busy with a long call: a worker runs it, and this
                     // client's next requests wait for it.
                     Err(req) => {
-                        c.busy = true;
-                        self.workers.submit(Job {
+                        let job = Job {
                             token,
                             holder,
                             who,
                             req,
-                        });
+                        };
+                        match self.workers.submit(job) {
+                            Ok(()) => c.busy = true,
+                            // No worker could start: served here, slow as it is.
+                            Err(job) => {
+                                let h = session.handle(job.req);
+                                apply(c, &h, self.shared);
+                                woken.extend(h.woken);
+                            }
+                        }
                     }
                 }
             }

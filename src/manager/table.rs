@@ -401,6 +401,7 @@ impl Table {
         owner: Holder,
     ) -> (Result<Answer, Exception>, Woken) {
         let who = call.who;
+        let was_waiting = !s.parked.is_empty();
         // What the call may add to the object, beyond what it holds: counted before the call
         // (refused if it would pass a limit), and kept as the object's bound after it.
         let copies = limits::copies_added(s.referent.typeid(), &call);
@@ -431,7 +432,9 @@ impl Table {
         self.resume_parked(&mut s, &mut woken);
         let waiting = !s.parked.is_empty();
         drop(s);
-        {
+        // Most calls neither wait nor leave state for their caller, on an object nobody
+        // waits on: the table has nothing to note.
+        if remembers || waiting || was_waiting {
             let mut t = lock(&self.inner);
             if remembers {
                 t.touched.entry(who).or_default().insert(id);
