@@ -118,7 +118,10 @@ pub trait Managed: Send + 'static {
     /// Whatever the method raises.
     fn call(&mut self, call: Call) -> Result<Object, Exception>;
 
-    /// A copy of the object's state, as plain data (Python's `proxy._getvalue()`).
+    /// A copy of the object's state, as plain data (Python's `proxy._getvalue()`). The
+    /// server's memory bounds measure the object on it: what the calls bring (their
+    /// arguments) is counted as for the built-in types; what a method makes beyond that is
+    /// counted when the object is measured again.
     fn value(&self) -> Object;
 
     /// Python's `repr` of the object; by default that of its [`value`](Self::value).

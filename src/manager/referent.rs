@@ -50,7 +50,7 @@ pub(crate) fn fits(o: &Object, budget: &mut usize) -> bool {
 
 /// Takes the approximate size of everything on `stack` (and their items) from `budget`,
 /// emptying it; `false` as soon as the budget runs out.
-pub(crate) fn fits_walk<'a>(stack: &mut Vec<&'a Object>, budget: &mut usize) -> bool {
+pub(crate) fn fits_walk(stack: &mut Vec<&Object>, budget: &mut usize) -> bool {
     const SLOT: usize = 32;
     while let Some(o) = stack.pop() {
         // A container's items are counted before they are walked, so that the walk's own
