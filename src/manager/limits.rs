@@ -51,9 +51,14 @@ pub(crate) fn weigh<'a>(
     let mut left = budget;
     let mut stack: Vec<&Object> = Vec::new();
     for o in items {
-        stack.push(o);
-        if !super::referent::fits_walk(&mut stack, &mut left) {
-            return None;
+        if o.len().is_some() && !matches!(o, Object::Str(_) | Object::Bytes(_)) {
+            stack.push(o);
+            if !super::referent::fits_walk(&mut stack, &mut left) {
+                return None;
+            }
+        } else {
+            // A plain value: no walk (and no allocation) for the usual arguments.
+            left = left.checked_sub(super::referent::own_size(o))?;
         }
     }
     Some(budget - left)

@@ -51,49 +51,48 @@ pub(crate) fn fits(o: &Object, budget: &mut usize) -> bool {
 /// Takes the approximate size of everything on `stack` (and their items) from `budget`,
 /// emptying it; `false` as soon as the budget runs out.
 pub(crate) fn fits_walk(stack: &mut Vec<&Object>, budget: &mut usize) -> bool {
-    const SLOT: usize = 32;
     while let Some(o) = stack.pop() {
         // A container's items are counted before they are walked, so that the walk's own
         // memory stays within the budget too.
-        let container = matches!(
-            o,
-            Object::List(_)
-                | Object::Tuple(_)
-                | Object::Dict(_)
-                | Object::Set(_)
-                | Object::FrozenSet(_)
-        );
-        if container && o.len().is_some_and(|n| n.saturating_mul(SLOT) > *budget) {
+        let items = match o {
+            Object::List(v) | Object::Tuple(v) => v.len(),
+            Object::Dict(d) => d.len(),
+            Object::Set(s) | Object::FrozenSet(s) => s.len(),
+            _ => 0,
+        };
+        if items.saturating_mul(SLOT) > *budget {
             return false;
         }
-        let own = SLOT
-            + match o {
-                Object::Str(s) => s.len(),
-                Object::Bytes(b) => b.len(),
-                Object::BigInt(b) => b.bits() as usize / 8,
-                Object::List(v) | Object::Tuple(v) => {
-                    stack.extend(v.iter());
-                    0
+        match o {
+            Object::List(v) | Object::Tuple(v) => stack.extend(v.iter()),
+            Object::Dict(d) => {
+                for (k, v) in d.iter() {
+                    stack.push(k);
+                    stack.push(v);
                 }
-                Object::Dict(d) => {
-                    for (k, v) in d.iter() {
-                        stack.push(k);
-                        stack.push(v);
-                    }
-                    0
-                }
-                Object::Set(s) | Object::FrozenSet(s) => {
-                    stack.extend(s.iter());
-                    0
-                }
-                _ => 0,
-            };
-        match budget.checked_sub(own) {
+            }
+            Object::Set(s) | Object::FrozenSet(s) => stack.extend(s.iter()),
+            _ => {}
+        }
+        match budget.checked_sub(own_size(o)) {
             Some(left) => *budget = left,
             None => return false,
         }
     }
     true
+}
+
+/// What each object counts for beside its own bytes.
+const SLOT: usize = 32;
+
+/// The approximate size of `o` without its items.
+pub(crate) fn own_size(o: &Object) -> usize {
+    SLOT + match o {
+        Object::Str(s) => s.len(),
+        Object::Bytes(b) => b.len(),
+        Object::BigInt(b) => b.bits() as usize / 8,
+        _ => 0,
+    }
 }
 
 /// What a successful call gives back.

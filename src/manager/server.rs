@@ -219,9 +219,13 @@ fn throttled(unsent: usize, queued: usize) -> bool {
 
 /// Appends the frame of `reply` to `outbox`.
 fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
-    {
-        let mut payload = Vec::new();
-        if let Err(e) = codec::encode_plain_into(reply, &mut payload) {
+    thread_local! {
+        /// Where replies are encoded: one buffer for all of them, not one each.
+        static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PAYLOAD.with_borrow_mut(|payload| {
+        payload.clear();
+        if let Err(e) = codec::encode_plain_into(reply, payload) {
             // A value the codec cannot encode (none of the manager's can fail; kept for the
             // day a custom type's value does): the client gets the reason instead.
             let why = Reply::Error(super::Exception::msg(
@@ -229,12 +233,16 @@ fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
                 format!("the reply cannot be encoded: {e}"),
             ));
             payload.clear();
-            codec::encode_plain_into(&why, &mut payload).expect("a str always encodes");
+            codec::encode_plain_into(&why, payload).expect("a str always encodes");
         }
         let mut h = [0u8; 12];
         outbox.extend_from_slice(header(payload.len(), &mut h));
-        outbox.extend_from_slice(&payload);
-    }
+        outbox.extend_from_slice(payload);
+        if payload.capacity() > READ_STEP {
+            // A large reply's buffer is not kept.
+            *payload = Vec::new();
+        }
+    });
 }
 
 /// The loop's own state.
