@@ -17,7 +17,7 @@ struct Counter(i64);
 
 impl Managed for Counter {
     fn exposed(&self) -> &'static [&'static str] {
-        &["add", "get", "spin"]
+        &["add", "get", "spin", "explode"]
     }
 
     fn call(&mut self, call: Call) -> Result<Object, Exception> {
@@ -49,6 +49,7 @@ impl Managed for Counter {
                 }
                 Ok(Object::None)
             }
+            "explode" => panic!("boom"),
             _ => Err(call.no_such_method()),
         }
     }
@@ -188,6 +189,10 @@ fn bad_calls_come_back_as_exceptions() {
         // A result of the wrong type is the caller's codec error, not the server's.
         let wrong: Result<String, _> = c.0.call_as("get", ());
         assert!(matches!(wrong, Err(ManagerError::Codec(_))), "{wrong:?}");
+        // A method that panics raises in its caller.
+        let e = raised(c.0.call("explode", vec![]));
+        assert_eq!(e.kind(), ExceptionKind::RuntimeError);
+        assert_eq!(e.to_string(), "Counter.explode panicked: boom");
         // And the object and the server go on.
         assert_eq!(c.add(2).unwrap(), 2);
         let calls = vec![

@@ -217,7 +217,14 @@ impl Referent for Custom {
     }
 
     fn call(&mut self, call: Call) -> CallResult {
-        Ok(self.inner.call(call)?.into())
+        // A method that panics raises in its caller, and the server goes on serving. The
+        // object stays as the panic left it, as a Python object an exception left half-way.
+        let method = call.method.clone();
+        let inner = &mut self.inner;
+        match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.call(call))) {
+            Ok(r) => Ok(r?.into()),
+            Err(panic) => Err(panicked(self.typeid, &method, panic.as_ref())),
+        }
     }
 
     fn cost(&self, call: &Call) -> u64 {
@@ -225,12 +232,29 @@ impl Referent for Custom {
     }
 
     fn repr(&self) -> String {
-        self.inner.repr()
+        let inner = &self.inner;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.repr()))
+            .unwrap_or_else(|_| format!("<{} object>", self.typeid))
     }
 
     fn value(&self) -> Object {
-        self.inner.value()
+        let inner = &self.inner;
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| inner.value()))
+            .unwrap_or(Object::None)
     }
+}
+
+/// The `RuntimeError` of a method of a registered type that panicked.
+fn panicked(typeid: &str, method: &str, panic: &(dyn std::any::Any + Send)) -> Exception {
+    let why = panic
+        .downcast_ref::<&str>()
+        .map(|s| (*s).to_owned())
+        .or_else(|| panic.downcast_ref::<String>().cloned())
+        .unwrap_or_default();
+    Exception::msg(
+        ExceptionKind::RuntimeError,
+        format!("{typeid}.{method} panicked: {why}"),
+    )
 }
 
 /// The typeids of the built-in types, which a registered type may not take.
