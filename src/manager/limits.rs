@@ -7,7 +7,9 @@
 //! the list), and measured exactly again when a call would pass a limit or the bound has
 //! doubled since the object was last measured. An object is therefore counted at most at
 //! about twice the most it held since its last measure, never below what it holds; removals
-//! count once it is measured again.
+//! count once it is measured again. A call that measures a large object (more than the
+//! server's long-call threshold in items) runs on a worker thread, as a long call does: an
+//! object kept near its bound makes its own clients' growing calls slow, nobody else's.
 
 use super::exception::{Exception, ExceptionKind};
 use super::referent::Call;
@@ -15,6 +17,9 @@ use crate::object::Object;
 
 /// The default bound on one object: 1 GiB.
 pub(crate) const DEFAULT_MAX_OBJECT: usize = 1 << 30;
+
+/// What each item counts for beside its own bytes.
+pub(crate) use super::referent::SLOT;
 
 /// Slack before an object whose bound has grown is measured again.
 const REMEASURE_SLACK: usize = 1 << 20;
@@ -210,6 +215,25 @@ mod tests {
         memory_error(call(&t, d, "update_with", vec![obj!("s"), obj!("add"), s]));
         let n = call(&t, d, "update_with", vec![obj!("n"), obj!("add"), obj!(2)]);
         assert_eq!(n.unwrap(), obj!(2));
+    }
+
+    #[test]
+    fn measuring_a_large_object_is_a_long_call() {
+        let t = table(8 << 20, usize::MAX);
+        let items = Object::List(vec![Object::Bytes(vec![1; 1000]); 7000]);
+        let l = make(&t, "list", vec![items]).unwrap();
+        let cheap = |method: &str, args: Vec<Object>| {
+            let c = Call {
+                who: WHO,
+                ..Call::new(method, args)
+            };
+            t.try_call(l, c, WHO, 100).is_ok()
+        };
+        assert!(cheap("__len__", vec![]), "nothing to measure");
+        assert!(cheap("append", vec![obj!(1)]), "room left");
+        // Past the bound: the call would measure 7 MB, so it goes where it delays nobody.
+        assert!(!cheap("append", vec![Object::Bytes(vec![0; 2 << 20])]));
+        memory_error(call(&t, l, "append", vec![Object::Bytes(vec![0; 2 << 20])]));
     }
 
     #[test]

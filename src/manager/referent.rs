@@ -83,7 +83,7 @@ pub(crate) fn fits_walk(stack: &mut Vec<&Object>, budget: &mut usize) -> bool {
 }
 
 /// What each object counts for beside its own bytes.
-const SLOT: usize = 32;
+pub(crate) const SLOT: usize = 32;
 
 /// The approximate size of `o` without its items.
 pub(crate) fn own_size(o: &Object) -> usize {

@@ -390,6 +390,11 @@ impl Table {
         if guard.referent.cost(&call) > max_cost {
             return Err(call);
         }
+        // Measuring a large object is a long call too.
+        let large = (guard.bytes / limits::SLOT) as u64 > max_cost;
+        if large && self.measures(&guard, self.growth(&guard, &call)) {
+            return Err(call);
+        }
         Ok(self.call_locked(id, guard, call, owner))
     }
 
@@ -404,10 +409,7 @@ impl Table {
         let was_waiting = !s.parked.is_empty();
         // What the call may add to the object, beyond what it holds: counted before the call
         // (refused if it would pass a limit), and kept as the object's bound after it.
-        let copies = limits::copies_added(s.referent.typeid(), &call);
-        let growth = limits::incoming(&call)
-            .saturating_add(copies.saturating_mul(s.bytes))
-            .min(MAX_GROWTH);
+        let growth = self.growth(&s, &call);
         if let Err(e) = self.make_room(&mut s, growth) {
             return (Err(e), Woken::new());
         }
@@ -446,6 +448,25 @@ impl Table {
             }
         }
         (self.answer(owner, outcome), woken)
+    }
+
+    /// What `call` may add to the object of `s` beyond what it holds: its arguments, and
+    /// the copies of the object a repetition makes.
+    fn growth(&self, s: &Slot, call: &Call) -> usize {
+        let copies = limits::copies_added(s.referent.typeid(), call);
+        limits::incoming(call)
+            .saturating_add(copies.saturating_mul(s.bytes))
+            .min(MAX_GROWTH)
+    }
+
+    /// Whether a call adding `growth` to the object of `s` will measure it.
+    fn measures(&self, s: &Slot, growth: usize) -> bool {
+        let limit = self.limits();
+        let bound = s.bytes.saturating_add(growth);
+        !s.freed
+            && (bound > limit.object
+                || self.bytes().saturating_add(growth) > limit.total
+                || limits::stale(bound, s.measured))
     }
 
     /// Checks that `growth` more bytes fit the object of `s` and the table, measuring the
