@@ -5,7 +5,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use multiproc::manager::{
-    Call, Exception, ExceptionKind, Managed, Manager, ManagerError, Proxy, Server,
+    Call, Caller, Exception, ExceptionKind, Managed, Manager, ManagerError, Proxy, Server,
 };
 use multiproc::serde::{Deserialize, Serialize};
 use multiproc::{Object, Process, obj};
@@ -121,11 +121,50 @@ fn count_up((c, n): (CounterProxy, u32)) -> i64 {
     last
 }
 
+/// Held by one caller at a time, given back when its holder goes.
+#[derive(Default)]
+struct Claim(Option<Caller>);
+
+impl Managed for Claim {
+    fn exposed(&self) -> &'static [&'static str] {
+        &["claim"]
+    }
+
+    fn call(&mut self, call: Call) -> Result<Object, Exception> {
+        call.arity(0, 0)?;
+        let free = self.0.is_none_or(|c| c == call.caller());
+        if free {
+            self.0 = Some(call.caller());
+        }
+        Ok(free.into())
+    }
+
+    fn value(&self) -> Object {
+        self.0.is_some().into()
+    }
+
+    fn remembers(&self, caller: Caller) -> bool {
+        self.0 == Some(caller)
+    }
+
+    fn client_gone(&mut self, caller: Caller) {
+        if self.0 == Some(caller) {
+            self.0 = None;
+        }
+    }
+}
+
+fn new_claim(call: Call) -> Result<Box<dyn Managed>, Exception> {
+    call.arity(0, 0)?;
+    Ok(Box::<Claim>::default())
+}
+
 fn managers() -> Vec<Manager> {
     let options = {
         let mut o = Manager::options();
         o.register("Counter", new_counter)
-            .register("Flag", new_flag);
+            .register("Flag", new_flag)
+            .register("Claim", new_claim);
         o
     };
     vec![options.start().unwrap(), options.start_thread().unwrap()]
@@ -330,4 +369,28 @@ fn multiproc_serve_bounds_what_its_clients_store() {
     .unwrap();
     assert!(server.0.wait().unwrap().success());
     std::fs::remove_dir_all(&dir).unwrap();
+}
+
+fn claim_and_hang((claim, said): (Proxy, Proxy)) {
+    let got = claim.call("claim", vec![]).unwrap();
+    said.call("put", vec![got]).unwrap();
+    std::thread::sleep(Duration::from_secs(60));
+}
+
+#[test]
+fn what_a_killed_client_held_in_a_custom_type_is_given_back() {
+    for manager in managers() {
+        let claim = manager.create("Claim", vec![]).unwrap();
+        let said = manager.create("Queue", vec![]).unwrap();
+        let child = Process::start(claim_and_hang, (claim.clone(), said.clone())).unwrap();
+        assert_eq!(said.call("get", vec![]).unwrap(), obj!(true));
+        assert_eq!(claim.call("claim", vec![]).unwrap(), obj!(false), "held");
+        child.kill().unwrap();
+        let _ = child.join();
+        let watchdog = Instant::now() + Duration::from_secs(10);
+        while claim.call("claim", vec![]).unwrap() != obj!(true) {
+            assert!(Instant::now() < watchdog, "never given back");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
 }

@@ -19,7 +19,7 @@ use serde::de::DeserializeOwned;
 
 use super::client::{ManagerError, Proxy};
 use super::exception::{Exception, ExceptionKind};
-use super::referent::{Call, CallResult, Referent};
+use super::referent::{Call, CallResult, Holder, Referent};
 use crate::object::{Object, from_object, to_object};
 use crate::sys::entry::FnRef;
 
@@ -136,7 +136,32 @@ pub trait Managed: Send + 'static {
         let _ = call;
         0
     }
+
+    /// Whether the object keeps something for `caller` that it must give back when the
+    /// caller goes away (a claim, a lock); asked after each of its calls. If it answers
+    /// `true`, [`client_gone`](Self::client_gone) is called once the caller has gone.
+    fn remembers(&self, caller: Caller) -> bool {
+        let _ = caller;
+        false
+    }
+
+    /// `caller` disconnected or died (even killed with `SIGKILL`): give back what it held,
+    /// as the built-in locks do.
+    fn client_gone(&mut self, caller: Caller) {
+        let _ = caller;
+    }
 }
+
+/// Who makes a call, as the server tells its clients apart: a connection of a client
+/// process, the identity the built-in locks have for their owner.
+///
+/// ```
+/// use multiproc::manager::Call;
+/// let a = Call::new("claim", vec![]).caller();
+/// assert_eq!(a, Call::new("release", vec![]).caller());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct Caller(Holder);
 
 /// Builds an object of a registered type from the constructor's arguments (those of
 /// [`Manager::create`](super::Manager::create) after the typeid). A plain function, so that it
@@ -144,6 +169,11 @@ pub trait Managed: Send + 'static {
 pub type Factory = fn(Call) -> Result<Box<dyn Managed>, Exception>;
 
 impl Call {
+    /// Who makes the call (the server itself, for a call made with [`Call::new`]).
+    pub fn caller(&self) -> Caller {
+        Caller(self.who)
+    }
+
     /// The `AttributeError` of a method this type does not have, for the last arm of a
     /// [`Managed::call`].
     ///
@@ -229,6 +259,17 @@ impl Referent for Custom {
 
     fn cost(&self, call: &Call) -> u64 {
         self.inner.cost(call)
+    }
+
+    fn remembers(&self, who: Holder) -> bool {
+        self.inner.remembers(Caller(who))
+    }
+
+    fn client_gone(&mut self, who: Holder) {
+        let inner = &mut self.inner;
+        let gone = std::panic::AssertUnwindSafe(|| inner.client_gone(Caller(who)));
+        // A panic here is the type's own: the server goes on.
+        let _ = std::panic::catch_unwind(gone);
     }
 
     fn repr(&self) -> String {

@@ -115,7 +115,7 @@ mod tests;
 mod tests_wait;
 
 pub use client::{Manager, ManagerError, Proxy};
-pub use custom::{Factory, Managed};
+pub use custom::{Caller, Factory, Managed};
 pub use exception::{Exception, ExceptionKind};
 pub use proxies::{
     Acquired, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
