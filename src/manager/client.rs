@@ -186,14 +186,18 @@ impl Link {
         let mut conn = self.take()?;
         let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
         let mut replies = Vec::with_capacity(requests.len());
+        let mut encoded = Vec::new();
+        let mut ends = Vec::with_capacity(GROUP);
         for group in requests.chunks(GROUP) {
-            let mut encoded = Vec::with_capacity(group.len());
+            // One buffer for the group's requests, cut into frames.
+            encoded.clear();
+            ends.clear();
             for req in group {
-                let mut bytes = Vec::new();
-                codec::encode_plain_into(req, &mut bytes)?;
-                encoded.push(bytes);
+                codec::encode_plain_into(req, &mut encoded)?;
+                ends.push(encoded.len());
             }
-            let frames: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            let frames: Vec<&[u8]> = starts.zip(&ends).map(|(a, &b)| &encoded[a..b]).collect();
             conn.send_many_bytes(&frames).map_err(|e| lost(&e))?;
             for _ in group {
                 let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
