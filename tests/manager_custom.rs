@@ -90,6 +90,7 @@ impl Managed for Flag {
 
 fn new_counter(call: Call) -> Result<Box<dyn Managed>, Exception> {
     let (start,): (i64,) = call.args_as()?;
+    assert!(start != 666, "an unlucky start");
     Ok(Box::new(Counter(start)))
 }
 
@@ -220,6 +221,8 @@ fn bad_calls_come_back_as_exceptions() {
             (e.kind(), e.to_string().as_str()),
             (ExceptionKind::ValueError, "a counter only goes up")
         );
+        let e = raised(manager.create("Counter", vec![obj!(666)]));
+        assert_eq!(e.to_string(), "Counter.__init__ panicked: an unlucky start");
         // The constructor checks its arguments too.
         let e = raised(manager.create("Counter", vec![]));
         assert_eq!(e.kind(), ExceptionKind::TypeError);

@@ -348,10 +348,13 @@ impl Types {
     /// Creates an object of `typeid`: a registered type, or a built-in one.
     pub fn create(&self, typeid: &str, call: Call) -> Result<Box<dyn Referent>, Exception> {
         match self.get(typeid) {
-            Some((typeid, factory)) => Ok(Box::new(Custom {
-                typeid,
-                inner: factory(call)?,
-            })),
+            Some((typeid, factory)) => {
+                // A factory that panics raises in its caller, as a method does.
+                let made = std::panic::catch_unwind(|| factory(call));
+                let inner =
+                    made.map_err(|panic| panicked(typeid, "__init__", panic.as_ref()))??;
+                Ok(Box::new(Custom { typeid, inner }))
+            }
             None => super::create(typeid, call),
         }
     }

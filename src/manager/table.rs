@@ -176,7 +176,7 @@ impl Table {
     /// Registers `referent` with one reference held by `holder`, whatever its size (the
     /// server's own objects).
     pub fn insert(&self, holder: Holder, referent: Box<dyn Referent>) -> ProxyInfo {
-        let bytes = referent.measure(usize::MAX).unwrap_or(usize::MAX);
+        let bytes = referent.measure(usize::MAX).unwrap_or(MAX_GROWTH);
         self.insert_sized(holder, referent, bytes)
     }
 
