@@ -20,6 +20,26 @@ multiproc::test_support!();
 
 const WORKERS: usize = 4;
 
+/// Kills a worker and waits until it is gone: a killed process may run on for a moment, and
+/// neither a check nor its replacement must race with it.
+fn kill_and_wait(worker: &Process<()>) {
+    worker.kill().unwrap();
+    let start = Instant::now();
+    while worker.is_alive() {
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "a killed worker lives on"
+        );
+        std::thread::sleep(Duration::from_micros(100));
+    }
+}
+
+/// Kills a worker, waits until it is gone, and reaps it.
+fn end(worker: Process<()>) {
+    kill_and_wait(&worker);
+    assert!(worker.join().is_err(), "a worker ended by itself");
+}
+
 /// Workers are daemons: if a check fails, the test's end ends them too (they loop forever).
 fn daemon() -> multiproc::Builder {
     let mut b = Process::builder();
@@ -118,8 +138,11 @@ fn lock_storm(kills: usize, seed: u64) {
     for _ in 0..kills {
         std::thread::sleep(Duration::from_micros(rng.below(20_000)));
         let id = rng.below(WORKERS as u64) as usize;
-        workers[id].kill().unwrap();
-        let _ = std::mem::replace(&mut workers[id], start_lock_worker(id, &shared));
+        kill_and_wait(&workers[id]);
+        end(std::mem::replace(
+            &mut workers[id],
+            start_lock_worker(id, &shared),
+        ));
         assert!(
             watchdog.elapsed() < Duration::from_secs(300),
             "storm too slow"
@@ -136,10 +159,7 @@ fn lock_storm(kills: usize, seed: u64) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    for w in &workers {
-        w.kill().unwrap();
-    }
-    drop(workers);
+    workers.into_iter().for_each(end);
 
     let mut c = v.lock().unwrap_or_else(|d| d.into_inner());
     repair(&mut c);
@@ -245,13 +265,10 @@ fn manager_storm(kills: usize, seed: u64) {
     for _ in 0..kills {
         std::thread::sleep(Duration::from_micros(rng.below(30_000)));
         let id = rng.below(WORKERS as u64) as usize;
-        workers[id].kill().unwrap();
-        let _ = std::mem::replace(&mut workers[id], start_worker(id));
+        kill_and_wait(&workers[id]);
+        end(std::mem::replace(&mut workers[id], start_worker(id)));
     }
-    for w in &workers {
-        w.kill().unwrap();
-    }
-    drop(workers);
+    workers.into_iter().for_each(end);
     for i in 0..WORKERS {
         let done = u64::try_from(counts.get(i as i64).unwrap().unwrap_or(obj!(0))).unwrap();
         let ack = acked.get(i).unwrap();

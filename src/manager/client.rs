@@ -11,10 +11,10 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use super::exception::Exception;
 use super::protocol::{Reply, Request};
-use super::server::{DEFAULT_MAX_REQUEST, Running, Shared};
+use super::server::{DEFAULT_MAX_REQUEST, Running};
 use super::table::ObjectId;
 use crate::codec::{self, CodecError};
-use crate::connection::{Address, Client, Connection, Listener, pipe};
+use crate::connection::{Address, Client, Connection};
 use crate::object::{Dict, Object};
 use crate::process::{JoinTimeoutError, Process, StartError};
 
@@ -53,7 +53,7 @@ impl From<StartError> for ManagerError {
 /// A call takes an idle connection, or opens one if every connection is busy (another thread
 /// waits on a `get`, say), so that threads never wait for each other's calls. All of them
 /// belong to one session on the server, which holds the process's references together.
-struct Link {
+pub(super) struct Link {
     address: Address,
     authkey: Vec<u8>,
     /// The session's secret name.
@@ -68,6 +68,9 @@ struct Link {
     /// connections, which it must never use (two processes on one stream corrupt it).
     pid: u32,
 }
+
+/// The links of this process, by address: a proxy that arrives uses the link to its manager.
+static LINKS: Mutex<Vec<std::sync::Weak<Link>>> = Mutex::new(Vec::new());
 
 /// Idle connections kept for later calls; more are closed when returned.
 const MAX_IDLE: usize = 64;
@@ -126,6 +129,30 @@ impl Link {
         let conn = link.open()?;
         link.put_back(conn);
         Ok(Arc::new(link))
+    }
+
+    /// The link of a server this process started, through `conn`: a connection the server
+    /// took as authenticated and joined to the session `session` (a socketpair handed to the
+    /// server's process), so that the first call needs no handshake.
+    pub(super) fn adopt(
+        address: Address,
+        authkey: Vec<u8>,
+        session: [u8; 16],
+        mut conn: Connection,
+    ) -> Arc<Link> {
+        conn.set_max_frame(DEFAULT_MAX_REQUEST);
+        let link = Arc::new(Link {
+            address,
+            authkey,
+            session,
+            idle: Mutex::new(vec![conn]),
+            held: Mutex::new(HashMap::new()),
+            pid: std::process::id(),
+        });
+        let mut links = LINKS.lock().unwrap_or_else(PoisonError::into_inner);
+        links.retain(|l| l.strong_count() > 0);
+        links.push(Arc::downgrade(&link));
+        link
     }
 
     /// A new connection, in the session.
@@ -207,14 +234,18 @@ impl Link {
         let mut conn = self.take()?;
         let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
         let mut replies = Vec::with_capacity(requests.len());
+        let mut encoded = Vec::new();
+        let mut ends = Vec::with_capacity(GROUP);
         for group in requests.chunks(GROUP) {
-            let mut encoded = Vec::with_capacity(group.len());
+            // One buffer for the group's requests, cut into frames.
+            encoded.clear();
+            ends.clear();
             for req in group {
-                let mut bytes = Vec::new();
-                codec::encode_plain_into(req, &mut bytes)?;
-                encoded.push(bytes);
+                codec::encode_plain_into(req, &mut encoded)?;
+                ends.push(encoded.len());
             }
-            let frames: Vec<&[u8]> = encoded.iter().map(Vec::as_slice).collect();
+            let starts = std::iter::once(0).chain(ends.iter().copied());
+            let frames: Vec<&[u8]> = starts.zip(&ends).map(|(a, &b)| &encoded[a..b]).collect();
             conn.send_many_bytes(&frames).map_err(|e| lost(&e))?;
             for _ in group {
                 let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
@@ -226,8 +257,7 @@ impl Link {
     }
 
     /// The link of this process to `address`, made on first use.
-    fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
-        static LINKS: Mutex<Vec<std::sync::Weak<Link>>> = Mutex::new(Vec::new());
+    pub(super) fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
         let mut links = LINKS.lock().unwrap_or_else(PoisonError::into_inner);
         links.retain(|l| l.strong_count() > 0);
         let found = links
@@ -315,7 +345,7 @@ impl Link {
         Ok(reply)
     }
 
-    fn value(
+    pub(super) fn value(
         self: &Arc<Self>,
         id: Option<ObjectId>,
         method: &str,
@@ -503,7 +533,7 @@ pub(super) fn len_of(o: Object) -> Result<usize, ManagerError> {
 }
 
 /// Where a manager's server runs.
-enum Serving {
+pub(super) enum Serving {
     /// Elsewhere: this handle only connected.
     Remote,
     /// On a thread of this process.
@@ -543,94 +573,11 @@ enum Serving {
 /// assert_eq!(l.to_string(), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
 /// ```
 pub struct Manager {
-    link: Arc<Link>,
-    serving: Serving,
-}
-
-/// A random abstract socket name and a random authkey for a private server.
-fn private_address() -> Result<(Address, Vec<u8>), ManagerError> {
-    let mut bytes = [0u8; 48];
-    crate::sys::net::random(&mut bytes).map_err(|e| ManagerError::Start(e.to_string()))?;
-    let name: String = bytes[..16].iter().map(|b| format!("{b:02x}")).collect();
-    Ok((
-        Address::abstract_name(format!("multiproc-manager-{name}")),
-        bytes[16..].to_vec(),
-    ))
-}
-
-fn bind(address: &Address, authkey: &[u8]) -> Result<Listener, ManagerError> {
-    Listener::options()
-        .authkey(authkey)
-        .max_frame(DEFAULT_MAX_REQUEST)
-        .backlog(super::server::BACKLOG)
-        .bind(address.clone())
-        .map_err(|e| ManagerError::Start(e.to_string()))
-}
-
-/// The server process: binds, says so, serves until asked to stop.
-fn serve_in_child((address, authkey, mut ready): (String, Vec<u8>, Connection)) {
-    let address: Address = match address.parse() {
-        Ok(a) => a,
-        Err(e) => return drop(ready.send_bytes(e.to_string().as_bytes())),
-    };
-    let listener = match bind(&address, &authkey) {
-        Ok(l) => l,
-        Err(e) => return drop(ready.send_bytes(e.to_string().as_bytes())),
-    };
-    let shared = match Shared::new() {
-        Ok(s) => s,
-        Err(e) => return drop(ready.send_bytes(e.to_string().as_bytes())),
-    };
-    let _ = ready.send_bytes(b"");
-    let _ = super::server::run(&listener, &Arc::new(shared), DEFAULT_MAX_REQUEST);
+    pub(super) link: Arc<Link>,
+    pub(super) serving: Serving,
 }
 
 impl Manager {
-    /// Starts a server in a child process (a daemon: it dies with this process) listening on
-    /// a private abstract Unix socket with a random authkey, and connects to it.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError::Start`] when the child cannot start or bind.
-    pub fn start() -> Result<Manager, ManagerError> {
-        let (address, authkey) = private_address()?;
-        let (mut ours, theirs) = pipe(true).map_err(|e| ManagerError::Start(e.to_string()))?;
-        let child = Process::builder().daemon(true).start(
-            serve_in_child,
-            (address.to_string(), authkey.clone(), theirs),
-        )?;
-        let said = ours
-            .recv_bytes()
-            .map_err(|e| ManagerError::Start(format!("the server process ended: {e}")))?;
-        if !said.is_empty() {
-            return Err(ManagerError::Start(
-                String::from_utf8_lossy(&said).into_owned(),
-            ));
-        }
-        Ok(Manager {
-            link: Link::shared(&address, &authkey)?,
-            serving: Serving::Child(Some(child)),
-        })
-    }
-
-    /// Starts a server on a new thread of this process, on a private abstract Unix socket
-    /// with a random authkey, and connects to it. Child processes reach it through the
-    /// proxies they are given.
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError::Start`] when the socket or the thread cannot be made.
-    pub fn start_thread() -> Result<Manager, ManagerError> {
-        let (address, authkey) = private_address()?;
-        let listener = bind(&address, &authkey)?;
-        let running = Running::spawn(listener, DEFAULT_MAX_REQUEST)
-            .map_err(|e| ManagerError::Start(e.to_string()))?;
-        Ok(Manager {
-            link: Link::shared(&address, &authkey)?,
-            serving: Serving::Thread(running),
-        })
-    }
-
     /// Connects to a manager that runs elsewhere (`multiproc serve`, or another program's
     /// server) at `address` with `authkey`.
     ///

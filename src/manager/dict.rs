@@ -90,6 +90,10 @@ fn pair_of(item: Object, i: usize) -> Result<(Object, Object), Exception> {
 }
 
 impl Referent for ManagedDict {
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh(self.dict.iter().flat_map(|(k, v)| [k, v]), budget)
+    }
+
     fn typeid(&self) -> &'static str {
         "dict"
     }
@@ -227,16 +231,26 @@ impl Referent for ManagedDict {
                 self.update(call)?;
                 Object::None
             }
-            // d[key] = op(d.get(key), operand), in one step; returns the new value.
+            // d[key] = op(d.get(key), operand), in one step, in place; returns the new value
+            // (its length, for a sequence: see `ops::reply_of`).
             "update_with" => {
                 let mut args = call.take(3, 3)?.into_iter();
                 let (key, op, operand) = (args.next(), args.next(), args.next());
                 let (key, op, operand) = (key.expect("3"), op.expect("3"), operand.expect("3"));
                 check_hashable(&key)?;
                 let op = op_name(&op)?;
-                let new = ops::apply(op, d.get(&key).cloned(), operand)?;
-                self.set(key, new.clone())?;
-                new
+                match self.dict.get_mut(&key) {
+                    Some(current) => {
+                        ops::apply_in_place(op, current, operand)?;
+                        ops::reply_of(current)
+                    }
+                    None => {
+                        let new = ops::apply(op, None, operand)?;
+                        let reply = ops::reply_of(&new);
+                        self.set(key, new)?;
+                        reply
+                    }
+                }
             }
             // if d.get(key) == expected: d[key] = new; returns whether it did.
             "compare_and_set" => {

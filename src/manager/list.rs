@@ -208,6 +208,10 @@ fn too_large() -> Exception {
 }
 
 impl Referent for ManagedList {
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh(&self.items, budget)
+    }
+
     fn typeid(&self) -> &'static str {
         "list"
     }

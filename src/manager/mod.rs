@@ -55,6 +55,9 @@
 //! | `Condition` | `acquire release wait notify notify_all` | |
 //! | `Barrier` | `wait abort reset` and the attributes `parties n_waiting broken` | |
 //!
+//! Types of your own join them: implement [`Managed`] and register a [`Factory`] under a
+//! typeid with [`Manager::options`] or [`Server::register`].
+//!
 //! # When a client goes away
 //!
 //! A client that disconnects or dies, even killed with `SIGKILL`, is released at once: the
@@ -69,8 +72,13 @@
 //! # Differences from Python's managers
 //!
 //! - **Nothing from the wire runs.** Python's server unpickles requests, so anyone with the
-//!   authkey runs code on it; here a request is plain data, and only the built-in types can be
-//!   created. A `sort(key=...)`, a `Barrier` action or a custom class cannot run on the server.
+//!   authkey runs code on it; here a request is plain data, and only the built-in types and
+//!   those the server's own program [registered](Managed) can be created. A `sort(key=...)`
+//!   or a `Barrier` action cannot run on the server.
+//! - **Memory is bounded.** One object holds at most 1 GiB by default, and all of them
+//!   together as much as [`ManagerOptions::max_memory`] (or [`Server::set_max_memory`])
+//!   allows; past it a call raises `MemoryError` and changes nothing. Python's server grows
+//!   until the machine runs out.
 //! - **`d[k] += 1` races in Python;** [`DictProxy::update_with`] does it in one step.
 //! - **Few connections.** Python opens a new connection, with a full handshake, for every
 //!   `create`, `incref` and `decref`, and one per thread for calls; here the proxies of a
@@ -85,8 +93,10 @@
 //!   has its own (the receiver takes its own reference when it decodes the proxy).
 
 mod client;
+mod custom;
 mod dict;
 mod exception;
+mod limits;
 mod list;
 mod namespace;
 mod ops;
@@ -96,6 +106,7 @@ mod queue;
 mod referent;
 mod server;
 mod standalone;
+mod start;
 mod sync;
 mod table;
 #[cfg(test)]
@@ -104,15 +115,18 @@ mod tests;
 mod tests_wait;
 
 pub use client::{Manager, ManagerError, Proxy};
+pub use custom::{Caller, Factory, Managed};
 pub use exception::{Exception, ExceptionKind};
 pub use proxies::{
     Acquired, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
     NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 pub use standalone::{Server, Stopper};
+pub use start::ManagerOptions;
 
 use crate::object::Dict;
-use referent::{Call, Referent};
+pub use referent::Call;
+use referent::Referent;
 
 /// For the fuzz target: decodes `data` as a sequence of requests and runs each, from two
 /// clients in turn, against a fresh server table; then expires every waiting call and

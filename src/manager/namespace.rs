@@ -35,6 +35,10 @@ fn attr_name(name: Object) -> Result<Object, Exception> {
 }
 
 impl Referent for Namespace {
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh(self.attrs.iter().flat_map(|(k, v)| [k, v]), budget)
+    }
+
     fn typeid(&self) -> &'static str {
         "Namespace"
     }
@@ -111,6 +115,10 @@ impl Value {
 }
 
 impl Referent for Value {
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh([&self.value], budget)
+    }
+
     fn typeid(&self) -> &'static str {
         "Value"
     }
@@ -129,12 +137,13 @@ impl Referent for Value {
                 self.value = call.one()?;
                 Object::None
             }
-            // value = op(value, operand), in one step; returns the new value.
+            // value = op(value, operand), in one step, in place; returns the new value (its
+            // length, for a sequence: see `ops::reply_of`).
             "update_with" => {
                 let (op, operand) = call.two()?;
                 let op = super::dict::op_name(&op)?;
-                self.value = super::ops::apply(op, Some(self.value.clone()), operand)?;
-                self.value.clone()
+                super::ops::apply_in_place(op, &mut self.value, operand)?;
+                super::ops::reply_of(&self.value)
             }
             // if value == expected: value = new; returns whether it did.
             "compare_and_set" => {

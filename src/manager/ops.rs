@@ -75,39 +75,46 @@ fn arith(
 
 /// `a + b` for sequences of one kind.
 fn concat(a: Object, b: Object) -> Result<Object, Exception> {
-    let fits = |n: usize, m: usize| {
-        if n.saturating_add(m) > MAX_ITEMS_PER_CALL * 16 {
-            Err(Exception::msg(
-                ExceptionKind::MemoryError,
-                "the result would be too large for one call",
-            ))
-        } else {
-            Ok(())
-        }
-    };
     Ok(match (a, b) {
         (Object::Str(mut x), Object::Str(y)) => {
-            fits(x.len(), y.len())?;
+            grows(x.len(), y.len())?;
             x.push_str(&y);
             Object::Str(x)
         }
         (Object::Bytes(mut x), Object::Bytes(y)) => {
-            fits(x.len(), y.len())?;
+            grows(x.len(), y.len())?;
             x.extend(y);
             Object::Bytes(x)
         }
         (Object::List(mut x), Object::List(y)) => {
-            fits(x.len(), y.len())?;
+            grows(x.len(), y.len())?;
             x.extend(y);
             Object::List(x)
         }
         (Object::Tuple(mut x), Object::Tuple(y)) => {
-            fits(x.len(), y.len())?;
+            grows(x.len(), y.len())?;
             x.extend(y);
             Object::Tuple(x)
         }
         (a, b) => return Err(unsupported("+", &a, &b)),
     })
+}
+
+/// Whether `max`/`min` (`op`) of `current` and `operand` is the operand.
+fn operand_wins(op: &str, current: &Object, operand: &Object) -> Result<bool, Exception> {
+    let want = if op == "max" {
+        Ordering::Greater
+    } else {
+        Ordering::Less
+    };
+    match operand.partial_cmp(current) {
+        Some(o) => Ok(o == want),
+        None => Err(Exception::type_error(format!(
+            "'{op}' cannot compare '{}' and '{}'",
+            operand.type_name(),
+            current.type_name()
+        ))),
+    }
 }
 
 /// The new value of `current` after `op` with `operand`. A missing `current` (a dict key not
@@ -130,22 +137,11 @@ pub(crate) fn apply(
         "add" => add(current, operand),
         "sub" => arith(current, operand, "-", i128::checked_sub, |x, y| x - y),
         "mul" => arith(current, operand, "*", i128::checked_mul, |x, y| x * y),
-        "max" | "min" => {
-            let want = if op == "max" {
-                Ordering::Greater
-            } else {
-                Ordering::Less
-            };
-            match operand.partial_cmp(&current) {
-                Some(o) if o == want => Ok(operand),
-                Some(_) => Ok(current),
-                None => Err(Exception::type_error(format!(
-                    "'{op}' cannot compare '{}' and '{}'",
-                    operand.type_name(),
-                    current.type_name()
-                ))),
-            }
-        }
+        "max" | "min" => Ok(if operand_wins(op, &current, &operand)? {
+            operand
+        } else {
+            current
+        }),
         "append" | "extend" => {
             let Object::List(mut items) = current else {
                 return Err(Exception::type_error(format!(
@@ -158,12 +154,7 @@ pub(crate) fn apply(
             } else {
                 iterate(operand)?
             };
-            if items.len().saturating_add(more.len()) > MAX_ITEMS_PER_CALL * 16 {
-                return Err(Exception::msg(
-                    ExceptionKind::MemoryError,
-                    "the result would be too large for one call",
-                ));
-            }
+            grows(items.len(), more.len())?;
             items.extend(more);
             Ok(Object::List(items))
         }
@@ -171,6 +162,91 @@ pub(crate) fn apply(
             ExceptionKind::ValueError,
             format!("unknown operation {other:?}; the operations are {OPERATIONS:?}"),
         )),
+    }
+}
+
+/// `*current = op(*current, operand)`, changing `current` in place: a string, bytes or list
+/// that grows by `add`, `append` or `extend` is not copied, so a call costs what its operand
+/// does, not what the value has grown to. On an error `current` is unchanged.
+pub(crate) fn apply_in_place(
+    op: &str,
+    current: &mut Object,
+    operand: Object,
+) -> Result<(), Exception> {
+    let is_number = |o: &Object| {
+        matches!(
+            o,
+            Object::Bool(_) | Object::Int(_) | Object::BigInt(_) | Object::Float(_)
+        )
+    };
+    match (op, &mut *current, operand) {
+        ("add", Object::Str(x), Object::Str(y)) => {
+            grows(x.len(), y.len())?;
+            x.push_str(&y);
+        }
+        ("add", Object::Bytes(x), Object::Bytes(y)) => {
+            grows(x.len(), y.len())?;
+            x.extend(y);
+        }
+        ("add", Object::List(x), Object::List(y)) | ("add", Object::Tuple(x), Object::Tuple(y)) => {
+            grows(x.len(), y.len())?;
+            x.extend(y);
+        }
+        ("append", Object::List(x), y) => {
+            grows(x.len(), 1)?;
+            x.push(y);
+        }
+        ("extend", Object::List(x), y) => {
+            let more = iterate(y)?;
+            grows(x.len(), more.len())?;
+            x.extend(more);
+        }
+        ("max" | "min", c, y) => {
+            if operand_wins(op, c, &y)? {
+                *c = y;
+            }
+        }
+        (_, _, y) if !OPERATIONS.contains(&op) => return apply(op, None, y).map(drop),
+        // Numbers are small: computed as a new value. Anything else is an error, raised
+        // without copying the current value.
+        (_, c, y) if is_number(c) => *current = apply(op, Some(c.clone()), y)?,
+        ("add" | "sub" | "mul", c, y) => {
+            let sym = match op {
+                "add" => "+",
+                "sub" => "-",
+                _ => "*",
+            };
+            return Err(unsupported(sym, c, &y));
+        }
+        (_, c, _) => {
+            return Err(Exception::type_error(format!(
+                "'{op}' needs a list, not {}",
+                c.type_name()
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Refuses a sequence of `n` items that would grow by `m` past what one call may make.
+fn grows(n: usize, m: usize) -> Result<(), Exception> {
+    if n.saturating_add(m) > MAX_ITEMS_PER_CALL * 16 {
+        Err(Exception::msg(
+            ExceptionKind::MemoryError,
+            "the result would be too large for one call",
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+/// What `update_with` answers for the new value `new`: the value itself when it is a number
+/// (or `None`), its length when it is a sequence or a collection, so that growing a large
+/// value by small steps costs small replies.
+pub(crate) fn reply_of(new: &Object) -> Object {
+    match new.len() {
+        Some(n) => Object::from(n),
+        None => new.clone(),
     }
 }
 
@@ -225,5 +301,44 @@ mod tests {
             err("pow", Some(obj!(1)), obj!(1)).kind(),
             ExceptionKind::ValueError
         );
+    }
+
+    #[test]
+    fn in_place_operations_agree_with_the_copying_ones() {
+        let values = [
+            obj!(None),
+            obj!(true),
+            obj!(3),
+            obj!(2.5),
+            obj!("ab"),
+            obj!(b"xy"),
+            obj!([1, "a"]),
+            obj!((1, 2)),
+            obj!({"k": 1}),
+        ];
+        for op in OPERATIONS.iter().copied().chain(["pow"]) {
+            for cur in &values {
+                for x in &values {
+                    let copied = apply(op, Some(cur.clone()), x.clone());
+                    let mut in_place = cur.clone();
+                    match (apply_in_place(op, &mut in_place, x.clone()), copied) {
+                        (Ok(()), Ok(v)) => assert_eq!(in_place, v, "{op} {cur} {x}"),
+                        (Err(a), Err(b)) => {
+                            assert_eq!(a.kind(), b.kind(), "{op} {cur} {x}");
+                            assert_eq!(&in_place, cur, "unchanged on error: {op} {cur} {x}");
+                        }
+                        (a, b) => panic!("{op} {cur} {x}: {a:?} vs {b:?}"),
+                    }
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn growing_values_answer_their_length() {
+        assert_eq!(reply_of(&obj!("abc")), obj!(3));
+        assert_eq!(reply_of(&obj!([1, 2])), obj!(2));
+        assert_eq!(reply_of(&obj!(7)), obj!(7));
+        assert_eq!(reply_of(&obj!(None)), obj!(None));
     }
 }

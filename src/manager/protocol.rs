@@ -195,8 +195,8 @@ impl Session<'_> {
                         )));
                     }
                 };
-                let referent = super::create(&typeid, call)?;
-                Ok(Some(self.table.insert(self.holder, referent).into()))
+                let referent = self.table.create(&typeid, call)?;
+                Ok(Some(self.table.try_insert(self.holder, referent)?.into()))
             }
             "incref" => Ok(Some(self.table.incref(self.holder, id_arg(call)?)?.into())),
             "decref" => {

@@ -198,9 +198,12 @@ impl DictProxy {
     }
 
     /// `d[key] = op(d.get(key), operand)` in one step on the server (no lost update, unlike
-    /// `d[key] += 1` through a proxy); returns the new value. The operations: `"add"`,
-    /// `"sub"`, `"mul"`, `"max"`, `"min"`, `"append"`, `"extend"`; a missing key starts from
-    /// `0` (`1` for `mul`, `[]` for `append`/`extend`, the operand for `max`/`min`).
+    /// `d[key] += 1` through a proxy); returns the new value, or its length when it is a
+    /// str, bytes, list, tuple, dict or set (so that growing a large value costs small
+    /// replies; the value changes in place, so a call costs what its operand does). The
+    /// operations: `"add"`, `"sub"`, `"mul"`, `"max"`, `"min"`, `"append"`, `"extend"`; a
+    /// missing key starts from `0` (`1` for `mul`, `[]` for `append`/`extend`, the operand
+    /// for `max`/`min`).
     ///
     /// # Errors
     ///
@@ -682,7 +685,7 @@ impl ValueProxy {
     }
 
     /// `v.value = op(v.value, operand)` in one step (see [`DictProxy::update_with`]); returns
-    /// the new value.
+    /// the new value, or its length when it is a sequence or a collection.
     ///
     /// # Errors
     ///

@@ -85,6 +85,10 @@ fn full() -> Exception {
 }
 
 impl Referent for Queue {
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh(&self.items, budget)
+    }
+
     fn typeid(&self) -> &'static str {
         if self.joinable {
             "JoinableQueue"

@@ -45,50 +45,54 @@ pub(crate) const MAX_BYTES_PER_CALL: usize = 256 << 20;
 /// Takes the approximate size of `o` from `budget`; `false` as soon as it runs out. Stops
 /// early, so that measuring costs no more than the budget allows.
 pub(crate) fn fits(o: &Object, budget: &mut usize) -> bool {
-    const SLOT: usize = 32;
-    let mut stack = vec![o];
+    fits_walk(&mut vec![o], budget)
+}
+
+/// Takes the approximate size of everything on `stack` (and their items) from `budget`,
+/// emptying it; `false` as soon as the budget runs out.
+pub(crate) fn fits_walk(stack: &mut Vec<&Object>, budget: &mut usize) -> bool {
     while let Some(o) = stack.pop() {
         // A container's items are counted before they are walked, so that the walk's own
         // memory stays within the budget too.
-        let container = matches!(
-            o,
-            Object::List(_)
-                | Object::Tuple(_)
-                | Object::Dict(_)
-                | Object::Set(_)
-                | Object::FrozenSet(_)
-        );
-        if container && o.len().is_some_and(|n| n.saturating_mul(SLOT) > *budget) {
+        let items = match o {
+            Object::List(v) | Object::Tuple(v) => v.len(),
+            Object::Dict(d) => d.len(),
+            Object::Set(s) | Object::FrozenSet(s) => s.len(),
+            _ => 0,
+        };
+        if items.saturating_mul(SLOT) > *budget {
             return false;
         }
-        let own = SLOT
-            + match o {
-                Object::Str(s) => s.len(),
-                Object::Bytes(b) => b.len(),
-                Object::BigInt(b) => b.bits() as usize / 8,
-                Object::List(v) | Object::Tuple(v) => {
-                    stack.extend(v.iter());
-                    0
+        match o {
+            Object::List(v) | Object::Tuple(v) => stack.extend(v.iter()),
+            Object::Dict(d) => {
+                for (k, v) in d.iter() {
+                    stack.push(k);
+                    stack.push(v);
                 }
-                Object::Dict(d) => {
-                    for (k, v) in d.iter() {
-                        stack.push(k);
-                        stack.push(v);
-                    }
-                    0
-                }
-                Object::Set(s) | Object::FrozenSet(s) => {
-                    stack.extend(s.iter());
-                    0
-                }
-                _ => 0,
-            };
-        match budget.checked_sub(own) {
+            }
+            Object::Set(s) | Object::FrozenSet(s) => stack.extend(s.iter()),
+            _ => {}
+        }
+        match budget.checked_sub(own_size(o)) {
             Some(left) => *budget = left,
             None => return false,
         }
     }
     true
+}
+
+/// What each object counts for beside its own bytes.
+pub(crate) const SLOT: usize = 32;
+
+/// The approximate size of `o` without its items.
+pub(crate) fn own_size(o: &Object) -> usize {
+    SLOT + match o {
+        Object::Str(s) => s.len(),
+        Object::Bytes(b) => b.len(),
+        Object::BigInt(b) => b.bits() as usize / 8,
+        _ => 0,
+    }
 }
 
 /// What a successful call gives back.
@@ -172,6 +176,13 @@ pub(crate) trait Referent: Send {
     /// A copy of the whole object (Python's `#GETVALUE`).
     fn value(&self) -> Object;
 
+    /// About how many bytes the object holds (see [`limits`](super::limits)), or `None` when
+    /// it is more than `budget`. By default measured on a copy of its [`value`](Self::value):
+    /// a type that holds much overrides it to measure in place.
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh([&self.value()], budget)
+    }
+
     /// Runs `call`, answering the methods every referent has: `__repr__`, `__str__` and
     /// `#GETVALUE`; a method outside [`exposed`](Self::exposed) raises `AttributeError`.
     fn dispatch(&mut self, call: Call) -> CallResult {
@@ -207,11 +218,34 @@ pub(crate) fn not_exposed(typeid: &str, method: &str) -> Exception {
     )
 }
 
-/// A method call: the method's name, its arguments, and who calls.
+/// A method call as a managed object receives it: the method's name and its arguments, as
+/// Python's request carries them (`(method, args, kwargs)`).
+///
+/// A [custom type](super::Managed) gets one per call; the helpers check the arguments and
+/// raise Python's `TypeError` for wrong ones, with Python's wording.
+///
+/// # Examples
+///
+/// ```
+/// use multiproc::manager::{Call, ExceptionKind};
+/// use multiproc::obj;
+///
+/// let call = Call::new("add", vec![obj!(2), obj!(3)]);
+/// let (a, b) = call.two().unwrap();
+/// assert_eq!((a, b), (obj!(2), obj!(3)));
+///
+/// let err = Call::new("add", vec![obj!(2)]).two().unwrap_err();
+/// assert_eq!(err.kind(), ExceptionKind::TypeError);
+/// assert_eq!(err.to_string(), "add expected exactly 2 arguments, got 1");
+///
+/// // Typed, through serde: the positional arguments as a tuple.
+/// let (n, name): (i64, String) = Call::new("f", vec![obj!(7), obj!("x")]).args_as().unwrap();
+/// assert_eq!((n, name.as_str()), (7, "x"));
+/// ```
 #[derive(Debug)]
-pub(crate) struct Call {
+pub struct Call {
     /// The caller.
-    pub who: Holder,
+    pub(crate) who: Holder,
     /// The method.
     pub method: String,
     /// Positional arguments.
@@ -221,8 +255,13 @@ pub(crate) struct Call {
 }
 
 impl Call {
-    /// A call without keyword arguments, by the server.
-    #[cfg(test)]
+    /// A call of `method` with positional arguments and no keyword arguments (for tests of
+    /// a type of your own, say).
+    ///
+    /// ```
+    /// let call = multiproc::manager::Call::new("get", vec![]);
+    /// assert_eq!(call.method, "get");
+    /// ```
     pub fn new(method: impl Into<String>, args: Vec<Object>) -> Self {
         Call {
             who: Holder::Server,
@@ -232,6 +271,32 @@ impl Call {
         }
     }
 
+    /// The positional arguments as a serde value, usually a tuple (`(i64, String)`), with no
+    /// keyword arguments; a `TypeError` naming the method when they do not fit.
+    ///
+    /// # Errors
+    ///
+    /// `TypeError` for keyword arguments or arguments that do not convert to `T`.
+    ///
+    /// ```
+    /// use multiproc::manager::Call;
+    /// use multiproc::obj;
+    ///
+    /// let by: (u32,) = Call::new("add", vec![obj!(5)]).args_as().unwrap();
+    /// assert_eq!(by, (5,));
+    /// let wrong = Call::new("add", vec![obj!("five")]).args_as::<(u32,)>();
+    /// assert!(wrong.unwrap_err().to_string().starts_with("add: "));
+    /// ```
+    pub fn args_as<T: serde::de::DeserializeOwned>(self) -> Result<T, Exception> {
+        self.no_kwargs()?;
+        if let Some(n) = tuple_len::<T>() {
+            self.positional(n, n)?;
+        }
+        let method = self.method;
+        crate::object::from_object(Object::Tuple(self.args))
+            .map_err(|e| Exception::type_error(format!("{method}: {e}")))
+    }
+
     /// The method's name as Python's messages show it (`get`, not `__getitem__`).
     fn name(&self) -> &str {
         &self.method
@@ -239,12 +304,32 @@ impl Call {
 
     /// Checks that the call has between `min` and `max` positional arguments and no keyword
     /// arguments, with the `TypeError` Python raises otherwise.
+    ///
+    /// # Errors
+    ///
+    /// `TypeError` for too few or too many arguments, or a keyword argument.
+    ///
+    /// ```
+    /// use multiproc::manager::Call;
+    /// assert!(Call::new("get", vec![]).arity(0, 1).is_ok());
+    /// assert!(Call::new("get", vec![multiproc::obj!(1), multiproc::obj!(2)]).arity(0, 1).is_err());
+    /// ```
     pub fn arity(&self, min: usize, max: usize) -> Result<(), Exception> {
         self.no_kwargs()?;
         self.positional(min, max)
     }
 
-    /// Checks the number of positional arguments only.
+    /// Checks the number of positional arguments only (keyword arguments are left to the
+    /// method).
+    ///
+    /// # Errors
+    ///
+    /// `TypeError` for too few or too many positional arguments.
+    ///
+    /// ```
+    /// use multiproc::manager::Call;
+    /// assert!(Call::new("put", vec![multiproc::obj!(1)]).positional(1, 1).is_ok());
+    /// ```
     pub fn positional(&self, min: usize, max: usize) -> Result<(), Exception> {
         let n = self.args.len();
         let plural = |k: usize| if k == 1 { "argument" } else { "arguments" };
@@ -268,6 +353,14 @@ impl Call {
     }
 
     /// Checks that no keyword argument was given.
+    ///
+    /// # Errors
+    ///
+    /// `TypeError` naming the first keyword argument.
+    ///
+    /// ```
+    /// assert!(multiproc::manager::Call::new("get", vec![]).no_kwargs().is_ok());
+    /// ```
     pub fn no_kwargs(&self) -> Result<(), Exception> {
         match self.kwargs.keys().next() {
             None => Ok(()),
@@ -279,6 +372,15 @@ impl Call {
     }
 
     /// Takes the keyword argument `name`, if given.
+    ///
+    /// ```
+    /// use multiproc::manager::Call;
+    /// use multiproc::obj;
+    /// let mut call = Call::new("get", vec![]);
+    /// call.kwargs.insert("timeout", 1).unwrap();
+    /// assert_eq!(call.take_kwarg("timeout"), Some(obj!(1)));
+    /// assert!(call.no_kwargs().is_ok());
+    /// ```
     pub fn take_kwarg(&mut self, name: &str) -> Option<Object> {
         self.kwargs.remove(&Object::from(name))
     }
@@ -286,6 +388,19 @@ impl Call {
     /// The arguments of a method with the parameters `names` (each optional), given by position
     /// or by keyword, in the order of `names`; Python's `TypeError` for too many, unknown or
     /// repeated ones.
+    ///
+    /// # Errors
+    ///
+    /// `TypeError` for too many, unknown or repeated arguments.
+    ///
+    /// ```
+    /// use multiproc::manager::Call;
+    /// use multiproc::obj;
+    /// let mut call = Call::new("get", vec![obj!(true)]);
+    /// call.kwargs.insert("timeout", 0.5).unwrap();
+    /// let p = call.params(&["block", "timeout"]).unwrap();
+    /// assert_eq!(p, [Some(obj!(true)), Some(obj!(0.5))]);
+    /// ```
     pub fn params(self, names: &[&str]) -> Result<Vec<Option<Object>>, Exception> {
         if self.args.len() > names.len() {
             return Err(Exception::type_error(format!(
@@ -321,22 +436,75 @@ impl Call {
 
     /// The positional arguments, by value, checked to be between `min` and `max` in number,
     /// with no keyword arguments.
+    ///
+    /// # Errors
+    ///
+    /// As [`arity`](Self::arity).
+    ///
+    /// ```
+    /// use multiproc::manager::Call;
+    /// use multiproc::obj;
+    /// assert_eq!(Call::new("f", vec![obj!(1)]).take(0, 2).unwrap(), [obj!(1)]);
+    /// ```
     pub fn take(self, min: usize, max: usize) -> Result<Vec<Object>, Exception> {
         self.arity(min, max)?;
         Ok(self.args)
     }
 
     /// The one positional argument of a call that takes exactly one.
+    ///
+    /// # Errors
+    ///
+    /// As [`arity`](Self::arity).
+    ///
+    /// ```
+    /// use multiproc::manager::Call;
+    /// use multiproc::obj;
+    /// assert_eq!(Call::new("set", vec![obj!(4)]).one().unwrap(), obj!(4));
+    /// ```
     pub fn one(self) -> Result<Object, Exception> {
         let mut v = self.take(1, 1)?;
         Ok(v.pop().expect("one argument, checked"))
     }
 
     /// The two positional arguments of a call that takes exactly two.
+    ///
+    /// # Errors
+    ///
+    /// As [`arity`](Self::arity).
     pub fn two(self) -> Result<(Object, Object), Exception> {
         let mut v = self.take(2, 2)?.into_iter();
         Ok((v.next().expect("checked"), v.next().expect("checked")))
     }
+}
+
+/// The number of items of `T` when it deserializes as a tuple (`(i64, String)`: 2), found by
+/// asking its `Deserialize` which form it wants, without any data.
+fn tuple_len<T: serde::de::DeserializeOwned>() -> Option<usize> {
+    use serde::de::value::Error;
+    use serde::de::{Error as _, Visitor};
+
+    struct Probe<'a>(&'a mut Option<usize>);
+
+    impl<'de> serde::Deserializer<'de> for Probe<'_> {
+        type Error = Error;
+        fn deserialize_any<V: Visitor<'de>>(self, _: V) -> Result<V::Value, Error> {
+            Err(Error::custom("probe"))
+        }
+        fn deserialize_tuple<V: Visitor<'de>>(self, len: usize, _: V) -> Result<V::Value, Error> {
+            *self.0 = Some(len);
+            Err(Error::custom("probe"))
+        }
+        serde::forward_to_deserialize_any! {
+            bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes
+            byte_buf option unit unit_struct newtype_struct seq tuple_struct map struct enum
+            identifier ignored_any
+        }
+    }
+
+    let mut len = None;
+    let _ = T::deserialize(Probe(&mut len));
+    len
 }
 
 /// `TypeError("unhashable type: 'list'")` if `key` cannot be a dict key.
@@ -435,6 +603,10 @@ impl Iter {
 }
 
 impl Referent for Iter {
+    fn measure(&self, budget: usize) -> Option<usize> {
+        super::limits::weigh(&self.items, budget)
+    }
+
     fn typeid(&self) -> &'static str {
         "Iterator"
     }

@@ -45,6 +45,12 @@ const MAX_OUTBOX: usize = 128 << 20;
 /// Requests read ahead of a waiting call, past which a client is not read from.
 const MAX_INBOX: usize = 1024;
 
+/// The most requests of one client served in a row while others may wait.
+const TURN_REQUESTS: usize = 256;
+
+/// The most bytes of replies one client is given in a row while others may wait.
+const TURN_BYTES: usize = 256 << 10;
+
 /// How much a read asks for at least.
 const READ_STEP: usize = 64 * 1024;
 
@@ -67,8 +73,13 @@ pub(crate) struct Shared {
 impl Shared {
     /// Server state with no objects.
     pub fn new() -> io::Result<Self> {
+        Self::with_table(Table::default())
+    }
+
+    /// Server state with `table`'s objects and types.
+    pub fn with_table(table: Table) -> io::Result<Self> {
         Ok(Shared {
-            table: Table::default(),
+            table,
             names: RwLock::default(),
             stop: AtomicBool::new(false),
             waker: Waker::new()?,
@@ -121,6 +132,20 @@ struct Client {
 }
 
 impl Client {
+    fn new(phase: Phase) -> Self {
+        Client {
+            phase: Some(phase),
+            inbox: VecDeque::new(),
+            waiting: false,
+            busy: false,
+            outbox: Vec::new(),
+            sent: 0,
+            interest: Interest::Read,
+            session: None,
+            session_token: Vec::new(),
+        }
+    }
+
     fn queue_reply(&mut self, reply: &Reply) {
         queue_reply(&mut self.outbox, reply);
     }
@@ -163,15 +188,22 @@ fn join_session(sessions: &mut Sessions, c: &mut Client, req: Request) -> Reply 
         [Object::Bytes(t)] if t.len() >= MIN_SESSION_TOKEN && t.len() <= 64 => t.clone(),
         _ => return error("session takes one token of 16 to 64 random bytes"),
     };
-    let Sessions { by_token, next } = sessions;
-    let entry = by_token.entry(token.clone()).or_insert_with(|| {
-        *next += 1;
-        (*next, 0)
-    });
-    entry.1 += 1;
-    c.session = Some(Holder::Session(entry.0));
-    c.session_token = token;
+    sessions.join(c, token);
     Reply::Return(Object::None)
+}
+
+impl Sessions {
+    /// Puts connection `c` in the session of `token`.
+    fn join(&mut self, c: &mut Client, token: Vec<u8>) {
+        let Sessions { by_token, next } = self;
+        let entry = by_token.entry(token.clone()).or_insert_with(|| {
+            *next += 1;
+            (*next, 0)
+        });
+        entry.1 += 1;
+        c.session = Some(Holder::Session(entry.0));
+        c.session_token = token;
+    }
 }
 
 /// Takes what one request did for its client: the reply queued, or the client marked as
@@ -193,9 +225,13 @@ fn throttled(unsent: usize, queued: usize) -> bool {
 
 /// Appends the frame of `reply` to `outbox`.
 fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
-    {
-        let mut payload = Vec::new();
-        if let Err(e) = codec::encode_plain_into(reply, &mut payload) {
+    thread_local! {
+        /// Where replies are encoded: one buffer for all of them, not one each.
+        static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+    }
+    PAYLOAD.with_borrow_mut(|payload| {
+        payload.clear();
+        if let Err(e) = codec::encode_plain_into(reply, payload) {
             // A value the codec cannot encode (none of the manager's can fail; kept for the
             // day a custom type's value does): the client gets the reason instead.
             let why = Reply::Error(super::Exception::msg(
@@ -203,12 +239,16 @@ fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
                 format!("the reply cannot be encoded: {e}"),
             ));
             payload.clear();
-            codec::encode_plain_into(&why, &mut payload).expect("a str always encodes");
+            codec::encode_plain_into(&why, payload).expect("a str always encodes");
         }
         let mut h = [0u8; 12];
         outbox.extend_from_slice(header(payload.len(), &mut h));
-        outbox.extend_from_slice(&payload);
-    }
+        outbox.extend_from_slice(payload);
+        if payload.capacity() > READ_STEP {
+            // A large reply's buffer is not kept.
+            *payload = Vec::new();
+        }
+    });
 }
 
 /// The loop's own state.
@@ -222,11 +262,24 @@ struct Loop<'a> {
     workers: Workers,
     /// Where small reads land before they join a client's buffer.
     scratch: Vec<u8>,
+    /// Clients whose turn ended with requests left, served again after the others.
+    pending: VecDeque<u64>,
     max_request: u64,
 }
 
 /// Serves clients of `listener` until [`Shared::stop`] or a client's `shutdown`.
 pub(crate) fn run(listener: &Listener, shared: &Arc<Shared>, max_request: u64) -> io::Result<()> {
+    run_with(listener, shared, max_request, None)
+}
+
+/// As [`run`], serving also `first`: a connection that needs no handshake (a socketpair whose
+/// other end the server's starter holds) and its session token.
+pub(crate) fn run_with(
+    listener: &Listener,
+    shared: &Arc<Shared>,
+    max_request: u64,
+    first: Option<(OwnedFd, Vec<u8>)>,
+) -> io::Result<()> {
     let workers = Workers::start(shared)?;
     let poller = Poller::new()?;
     poller.add(listener.as_fd(), LISTENER, Interest::Read)?;
@@ -239,12 +292,20 @@ pub(crate) fn run(listener: &Listener, shared: &Arc<Shared>, max_request: u64) -
         next_token: WAKER + 1,
         sessions: Sessions::default(),
         scratch: Vec::with_capacity(READ_STEP),
+        pending: VecDeque::new(),
         max_request,
         workers,
     };
+    if let Some((sock, session)) = first {
+        l.adopt(sock, session)?;
+    }
     let mut ready = Vec::new();
     while !shared.stopping() {
-        let deadline = l.next_deadline();
+        let deadline = match l.pending.is_empty() {
+            true => l.next_deadline(),
+            // Work left: a look at the others, without waiting.
+            false => Some(Instant::now()),
+        };
         l.poller.wait(&mut ready, deadline)?;
         for r in &ready {
             match r.token {
@@ -255,6 +316,9 @@ pub(crate) fn run(listener: &Listener, shared: &Arc<Shared>, max_request: u64) -
                 }
                 token => l.on_ready(token, *r),
             }
+        }
+        for token in std::mem::take(&mut l.pending) {
+            l.step(token);
         }
         let now = Instant::now();
         l.expire_handshakes(now);
@@ -288,52 +352,70 @@ struct Job {
 /// The threads that run long calls, and what they finished.
 struct Workers {
     jobs: Option<std::sync::mpsc::Sender<Job>>,
+    rx: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
+    shared: Arc<Shared>,
     done: Arc<std::sync::Mutex<Vec<(u64, Handled)>>>,
     threads: Vec<std::thread::JoinHandle<()>>,
 }
 
+/// A worker thread: runs the long calls it receives until the loop stops.
+fn work(
+    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
+    done: &std::sync::Mutex<Vec<(u64, Handled)>>,
+    shared: &Shared,
+) {
+    loop {
+        let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
+            Ok(job) => job,
+            Err(_) => return,
+        };
+        let session = Session {
+            table: &shared.table,
+            names: &shared.names,
+            holder: job.holder,
+            who: job.who,
+        };
+        let handled = session.handle(job.req);
+        done.lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .push((job.token, handled));
+        let _ = shared.waker.wake();
+    }
+}
+
 impl Workers {
+    /// The workers of the loop serving `shared`; their threads start with the first long
+    /// call, so that a server that has none starts sooner.
     fn start(shared: &Arc<Shared>) -> io::Result<Self> {
         let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        let rx = Arc::new(std::sync::Mutex::new(rx));
-        let done = Arc::new(std::sync::Mutex::new(Vec::new()));
-        let mut threads = Vec::new();
-        for i in 0..WORKERS {
-            let (rx, done, shared) = (Arc::clone(&rx), Arc::clone(&done), Arc::clone(shared));
-            let t = std::thread::Builder::new()
-                .name(format!("multiproc-manager-{i}"))
-                .spawn(move || {
-                    loop {
-                        let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
-                            Ok(job) => job,
-                            Err(_) => return,
-                        };
-                        let session = Session {
-                            table: &shared.table,
-                            names: &shared.names,
-                            holder: job.holder,
-                            who: job.who,
-                        };
-                        let handled = session.handle(job.req);
-                        done.lock()
-                            .unwrap_or_else(PoisonError::into_inner)
-                            .push((job.token, handled));
-                        let _ = shared.waker.wake();
-                    }
-                })?;
-            threads.push(t);
-        }
         Ok(Workers {
             jobs: Some(tx),
-            done,
-            threads,
+            rx: Arc::new(std::sync::Mutex::new(rx)),
+            shared: Arc::clone(shared),
+            done: Arc::new(std::sync::Mutex::new(Vec::new())),
+            threads: Vec::new(),
         })
     }
 
-    fn submit(&self, job: Job) {
-        if let Some(tx) = &self.jobs {
+    /// Hands `job` to a worker; back if no worker thread can be started (then the loop
+    /// runs it itself).
+    fn submit(&mut self, job: Job) -> Result<(), Job> {
+        while self.threads.len() < WORKERS {
+            let (rx, done) = (Arc::clone(&self.rx), Arc::clone(&self.done));
+            let shared = Arc::clone(&self.shared);
+            let spawned = std::thread::Builder::new()
+                .name(format!("multiproc-manager-{}", self.threads.len()))
+                .spawn(move || work(&rx, &done, &shared));
+            match spawned {
+                Ok(t) => self.threads.push(t),
+                Err(_) if self.threads.is_empty() => return Err(job),
+                Err(_) => break,
+            }
+        }
+        match &self.jobs {
             // The workers live as long as the loop; a send can only fail once they stopped.
-            let _ = tx.send(job);
+            Some(tx) => tx.send(job).map_err(|e| e.0),
+            None => Err(job),
         }
     }
 
@@ -372,20 +454,8 @@ impl Loop<'_> {
                     {
                         continue;
                     }
-                    self.clients.insert(
-                        token,
-                        Client {
-                            phase: Some(Phase::Handshake(pending)),
-                            inbox: VecDeque::new(),
-                            waiting: false,
-                            busy: false,
-                            outbox: Vec::new(),
-                            sent: 0,
-                            interest: Interest::Read,
-                            session: None,
-                            session_token: Vec::new(),
-                        },
-                    );
+                    let c = Client::new(Phase::Handshake(pending));
+                    self.clients.insert(token, c);
                     // The client may have sent its answer with its connect.
                     self.step(token);
                 }
@@ -395,6 +465,20 @@ impl Loop<'_> {
                 Err(_) => return,
             }
         }
+    }
+
+    /// Serves `sock` as an authenticated client in the session `session`.
+    fn adopt(&mut self, sock: OwnedFd, session: Vec<u8>) -> io::Result<()> {
+        let token = self.next_token;
+        self.next_token += 1;
+        self.poller.add(sock.as_fd(), token, Interest::Read)?;
+        let inbuf = Vec::new();
+        let mut c = Client::new(Phase::Ready { sock, inbuf });
+        self.sessions.join(&mut c, session);
+        self.clients.insert(token, c);
+        // What it sent before the loop ran is served now.
+        self.step(token);
+        Ok(())
     }
 
     fn on_ready(&mut self, token: u64, r: Ready) {
@@ -516,7 +600,16 @@ impl Loop<'_> {
                 return;
             };
             // A client whose replies pile up unread is served no further until it reads them.
+            let (start, mut served) = (c.outbox.len(), 0);
             while !c.waiting && !c.busy && c.outbox.len() - c.sent <= MAX_OUTBOX / 2 {
+                if served == TURN_REQUESTS || c.outbox.len() - start > TURN_BYTES {
+                    // Its turn is over: the others are served before the rest.
+                    if !c.inbox.is_empty() {
+                        self.pending.push_back(token);
+                    }
+                    break;
+                }
+                served += 1;
                 let Some(req) = c.inbox.pop_front() else {
                     break;
                 };
@@ -558,13 +651,21 @@ impl Loop<'_> {
                     // Long, or its object busy with a long call: a worker runs it, and this
                     // client's next requests wait for it.
                     Err(req) => {
-                        c.busy = true;
-                        self.workers.submit(Job {
+                        let job = Job {
                             token,
                             holder,
                             who,
                             req,
-                        });
+                        };
+                        match self.workers.submit(job) {
+                            Ok(()) => c.busy = true,
+                            // No worker could start: served here, slow as it is.
+                            Err(job) => {
+                                let h = session.handle(job.req);
+                                apply(c, &h, self.shared);
+                                woken.extend(h.woken);
+                            }
+                        }
                     }
                 }
             }
@@ -648,7 +749,7 @@ impl Loop<'_> {
         }
         // Caught up: requests that waited for the replies to be read are served now (the
         // poller will not say so: they are already read).
-        let idle = !c.waiting && !c.busy && !c.throttled();
+        let idle = !c.waiting && !c.busy && !c.throttled() && !self.pending.contains(&token);
         if idle && (!c.inbox.is_empty() || c.has_frame()) {
             self.step(token);
         }
@@ -706,8 +807,14 @@ pub(crate) struct Running {
 
 impl Running {
     /// Serves `listener` on a new thread.
+    #[cfg(test)]
     pub fn spawn(listener: Listener, max_request: u64) -> io::Result<Self> {
-        let shared = Arc::new(Shared::new()?);
+        Self::spawn_with(listener, Table::default(), max_request)
+    }
+
+    /// Serves `listener` on a new thread, with `table`'s objects and types.
+    pub fn spawn_with(listener: Listener, table: Table, max_request: u64) -> io::Result<Self> {
+        let shared = Arc::new(Shared::with_table(table)?);
         let s = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name("multiproc-manager".into())

@@ -4,6 +4,7 @@
 use std::sync::Arc;
 
 use super::client::ManagerError;
+use super::custom::Factory;
 use super::referent::{Call, Holder};
 use super::server::{DEFAULT_MAX_REQUEST, Shared, run};
 use crate::connection::{Address, Listener};
@@ -108,6 +109,41 @@ impl Server {
         self.max_request = bytes;
     }
 
+    /// The most one object may hold, about (default 1 GiB); see
+    /// [`ManagerOptions::max_object_size`](super::ManagerOptions::max_object_size).
+    ///
+    /// ```
+    /// let path = format!("/tmp/doc-max-object-{}.sock", std::process::id());
+    /// let server = multiproc::manager::Server::bind(std::path::Path::new(&path), None)?;
+    /// server.set_max_object_size(64 << 20);
+    /// # drop(server);
+    /// # let _ = std::fs::remove_file(&path);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_object_size(&self, bytes: usize) {
+        let mut limits = self.shared.table.limits();
+        limits.object = bytes;
+        self.shared.table.set_limits(limits);
+    }
+
+    /// The most all objects together may hold, about (default: no limit); see
+    /// [`ManagerOptions::max_memory`](super::ManagerOptions::max_memory). A server on the
+    /// network should have one: without it, a client with the key may fill the memory.
+    ///
+    /// ```
+    /// let path = format!("/tmp/doc-max-memory-{}.sock", std::process::id());
+    /// let server = multiproc::manager::Server::bind(std::path::Path::new(&path), None)?;
+    /// server.set_max_memory(1 << 30);
+    /// # drop(server);
+    /// # let _ = std::fs::remove_file(&path);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn set_max_memory(&self, bytes: usize) {
+        let mut limits = self.shared.table.limits();
+        limits.total = bytes;
+        self.shared.table.set_limits(limits);
+    }
+
     /// The address clients connect to (with the port chosen, for TCP port 0).
     pub fn address(&self) -> &Address {
         self.listener.address()
@@ -128,7 +164,11 @@ impl Server {
             args,
             kwargs: Dict::new(),
         };
-        let referent = super::create(typeid, call).map_err(ManagerError::Raised)?;
+        let referent = self
+            .shared
+            .table
+            .create(typeid, call)
+            .map_err(ManagerError::Raised)?;
         let mut names = self
             .shared
             .names
@@ -143,6 +183,61 @@ impl Server {
         let info = self.shared.table.insert(Holder::Server, referent);
         names.insert(name.to_owned(), info.id);
         Ok(())
+    }
+
+    /// Serves objects made by `factory` under `typeid`, for clients'
+    /// [`Manager::create`](super::Manager::create) and for [`publish`](Self::publish): Python's
+    /// `BaseManager.register(typeid, callable)`. See [`Managed`](super::Managed).
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Start`] for the typeid of a built-in type or one registered already.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// use multiproc::manager::{Call, Exception, Managed, Manager, Server};
+    /// use multiproc::object::Object;
+    ///
+    /// struct Total(i64);
+    ///
+    /// impl Managed for Total {
+    ///     fn exposed(&self) -> &'static [&'static str] {
+    ///         &["add"]
+    ///     }
+    ///     fn call(&mut self, call: Call) -> Result<Object, Exception> {
+    ///         let (n,): (i64,) = call.args_as()?;
+    ///         self.0 += n;
+    ///         Ok(self.0.into())
+    ///     }
+    ///     fn value(&self) -> Object {
+    ///         self.0.into()
+    ///     }
+    /// }
+    ///
+    /// fn total(call: Call) -> Result<Box<dyn Managed>, Exception> {
+    ///     call.arity(0, 0)?;
+    ///     Ok(Box::new(Total(0)))
+    /// }
+    ///
+    /// let server = Server::bind("127.0.0.1:0".parse::<multiproc::Address>()?, Some(b"key"))?;
+    /// server.register("Total", total)?;
+    /// server.publish("sum", "Total", vec![])?;
+    /// let (address, stopper) = (server.address().clone(), server.stopper());
+    /// let serving = std::thread::spawn(move || server.serve_forever());
+    ///
+    /// let manager = Manager::connect(address, b"key")?;
+    /// assert_eq!(manager.get("sum")?.call("add", vec![5.into()])?, multiproc::obj!(5));
+    /// stopper.stop();
+    /// serving.join().unwrap()?;
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn register(&self, typeid: &'static str, factory: Factory) -> Result<(), ManagerError> {
+        self.shared
+            .table
+            .types()
+            .register(typeid, factory)
+            .map_err(ManagerError::Start)
     }
 
     /// A handle that stops the server from another thread.

@@ -7,13 +7,19 @@
 //! stops. Objects published under a name are held by the server itself.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Instant;
 
+use super::custom::Types;
 use super::exception::{Exception, ExceptionKind};
+use super::limits::{self, Limits};
 pub(crate) use super::referent::Holder;
 use super::referent::{Call, CallResult, Outcome, Referent};
 use crate::object::Object;
+
+/// The most one call counts as growth, so that the table's total cannot overflow.
+const MAX_GROWTH: usize = 1 << 56;
 
 /// The identity of an object on one server; never reused while the server runs.
 pub(crate) type ObjectId = u64;
@@ -57,6 +63,13 @@ struct Slot {
     referent: Box<dyn Referent>,
     /// In arrival order: the first is resumed first.
     parked: Vec<Parked>,
+    /// A bound on the bytes the object holds, counted in the table's total (see
+    /// [`limits`](super::limits)).
+    bytes: usize,
+    /// The bytes it held when last measured.
+    measured: usize,
+    /// Taken out of the table: its bytes are no longer counted.
+    freed: bool,
 }
 
 struct Entry {
@@ -81,9 +94,16 @@ struct Inner {
 }
 
 /// The objects of one server.
-#[derive(Default)]
 pub(crate) struct Table {
     inner: Mutex<Inner>,
+    /// The types it makes beside the built-in ones.
+    types: std::sync::RwLock<Types>,
+    /// How much one object may hold.
+    max_object: AtomicUsize,
+    /// How much all objects may hold.
+    max_total: AtomicUsize,
+    /// The sum of the bounds of its objects' sizes.
+    total: AtomicUsize,
 }
 
 /// The `KeyError` Python's server raises for an unknown object id, a message for humans.
@@ -100,9 +120,86 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
+impl Default for Table {
+    /// No objects, the built-in types, the default limits.
+    fn default() -> Self {
+        let limits = Limits::default();
+        Table {
+            inner: Mutex::default(),
+            types: std::sync::RwLock::default(),
+            max_object: AtomicUsize::new(limits.object),
+            max_total: AtomicUsize::new(limits.total),
+            total: AtomicUsize::new(0),
+        }
+    }
+}
+
 impl Table {
-    /// Registers `referent` with one reference held by `holder`.
+    /// A table that makes the types of `types` too, and bounds its objects by `limits`.
+    pub fn new(types: Types, limits: Limits) -> Self {
+        let t = Table::default();
+        *t.types() = types;
+        t.set_limits(limits);
+        t
+    }
+
+    /// Bounds the objects by `limits` from now on.
+    pub fn set_limits(&self, limits: Limits) {
+        self.max_object.store(limits.object, Ordering::Relaxed);
+        self.max_total.store(limits.total, Ordering::Relaxed);
+    }
+
+    /// The bounds of the objects.
+    pub fn limits(&self) -> Limits {
+        Limits {
+            object: self.max_object.load(Ordering::Relaxed),
+            total: self.max_total.load(Ordering::Relaxed),
+        }
+    }
+
+    /// The bytes the objects hold, as counted (an upper bound, see [`limits`]).
+    pub fn bytes(&self) -> usize {
+        self.total.load(Ordering::Relaxed)
+    }
+
+    /// The registered types, to add one.
+    pub fn types(&self) -> std::sync::RwLockWriteGuard<'_, Types> {
+        self.types.write().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Makes an object of `typeid` (registered or built-in) from its constructor's call.
+    pub fn create(&self, typeid: &str, call: Call) -> Result<Box<dyn Referent>, Exception> {
+        let types = self.types.read().unwrap_or_else(PoisonError::into_inner);
+        types.create(typeid, call)
+    }
+
+    /// Registers `referent` with one reference held by `holder`, whatever its size (the
+    /// server's own objects).
     pub fn insert(&self, holder: Holder, referent: Box<dyn Referent>) -> ProxyInfo {
+        let bytes = referent.measure(usize::MAX).unwrap_or(MAX_GROWTH);
+        self.insert_sized(holder, referent, bytes)
+    }
+
+    /// Registers `referent` for `holder` if it fits the limits; `MemoryError` otherwise.
+    pub fn try_insert(
+        &self,
+        holder: Holder,
+        referent: Box<dyn Referent>,
+    ) -> Result<ProxyInfo, Exception> {
+        let limit = self.limits();
+        let room = limit.total.saturating_sub(self.bytes());
+        let Some(bytes) = referent.measure(limit.object.min(room)) else {
+            return Err(if limit.object <= room {
+                limits::object_too_large(limit.object)
+            } else {
+                limits::server_full(limit.total)
+            });
+        };
+        Ok(self.insert_sized(holder, referent, bytes))
+    }
+
+    fn insert_sized(&self, holder: Holder, referent: Box<dyn Referent>, bytes: usize) -> ProxyInfo {
+        self.total.fetch_add(bytes, Ordering::Relaxed);
         let mut t = lock(&self.inner);
         t.next_id += 1;
         let id = t.next_id;
@@ -114,6 +211,9 @@ impl Table {
         let slot = Slot {
             referent,
             parked: Vec::new(),
+            bytes,
+            measured: bytes,
+            freed: false,
         };
         t.objects.insert(
             id,
@@ -163,7 +263,9 @@ impl Table {
             Self::free_if_unheld(&mut t, id)
         };
         // Dropped outside the table's lock: a large object takes time to free.
-        drop(freed);
+        if let Some(e) = freed {
+            self.forget(e);
+        }
         Ok(())
     }
 
@@ -202,7 +304,19 @@ impl Table {
             s.referent.client_gone(holder);
             self.resume_parked(&mut s, &mut woken);
         }
-        (freed.len(), woken)
+        let n = freed.len();
+        for e in freed {
+            self.forget(e);
+        }
+        (n, woken)
+    }
+
+    /// Uncounts an entry taken out of the table, and frees it (unless a call holds it still:
+    /// then the call's end does).
+    fn forget(&self, e: Entry) {
+        let mut s = lock(&e.slot);
+        s.freed = true;
+        self.total.fetch_sub(s.bytes, Ordering::Relaxed);
     }
 
     fn free_if_unheld(t: &mut Inner, id: ObjectId) -> Option<Entry> {
@@ -230,7 +344,7 @@ impl Table {
     fn answer(&self, who: Holder, r: CallResult) -> Result<Answer, Exception> {
         Ok(match r? {
             Outcome::Value(v) => Answer::Value(v),
-            Outcome::Referent(r) => Answer::Proxy(self.insert(who, r)),
+            Outcome::Referent(r) => Answer::Proxy(self.try_insert(who, r)?),
             Outcome::Wait { .. } => Answer::Waiting,
         })
     }
@@ -276,6 +390,11 @@ impl Table {
         if guard.referent.cost(&call) > max_cost {
             return Err(call);
         }
+        // Measuring a large object is a long call too.
+        let large = (guard.bytes / limits::SLOT) as u64 > max_cost;
+        if large && self.measures(&guard, self.growth(&guard, &call)) {
+            return Err(call);
+        }
         Ok(self.call_locked(id, guard, call, owner))
     }
 
@@ -287,7 +406,21 @@ impl Table {
         owner: Holder,
     ) -> (Result<Answer, Exception>, Woken) {
         let who = call.who;
+        let was_waiting = !s.parked.is_empty();
+        // What the call may add to the object, beyond what it holds: counted before the call
+        // (refused if it would pass a limit), and kept as the object's bound after it.
+        let growth = self.growth(&s, &call);
+        if let Err(e) = self.make_room(&mut s, growth) {
+            return (Err(e), Woken::new());
+        }
         let outcome = s.referent.dispatch(call);
+        if !s.freed {
+            s.bytes = s.bytes.saturating_add(growth);
+            self.total.fetch_add(growth, Ordering::Relaxed);
+            if limits::stale(s.bytes, s.measured) {
+                self.remeasure(&mut s);
+            }
+        }
         if let Ok(Outcome::Wait { ticket, timeout }) = &outcome {
             let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
             s.parked.push(Parked {
@@ -301,7 +434,9 @@ impl Table {
         self.resume_parked(&mut s, &mut woken);
         let waiting = !s.parked.is_empty();
         drop(s);
-        {
+        // Most calls neither wait nor leave state for their caller, on an object nobody
+        // waits on: the table has nothing to note.
+        if remembers || waiting || was_waiting {
             let mut t = lock(&self.inner);
             if remembers {
                 t.touched.entry(who).or_default().insert(id);
@@ -313,6 +448,57 @@ impl Table {
             }
         }
         (self.answer(owner, outcome), woken)
+    }
+
+    /// What `call` may add to the object of `s` beyond what it holds: its arguments, and
+    /// the copies of the object a repetition makes.
+    fn growth(&self, s: &Slot, call: &Call) -> usize {
+        let copies = limits::copies_added(s.referent.typeid(), call);
+        limits::incoming(call)
+            .saturating_add(copies.saturating_mul(s.bytes))
+            .min(MAX_GROWTH)
+    }
+
+    /// Whether a call adding `growth` to the object of `s` will measure it.
+    fn measures(&self, s: &Slot, growth: usize) -> bool {
+        let limit = self.limits();
+        let bound = s.bytes.saturating_add(growth);
+        !s.freed
+            && (bound > limit.object
+                || self.bytes().saturating_add(growth) > limit.total
+                || limits::stale(bound, s.measured))
+    }
+
+    /// Checks that `growth` more bytes fit the object of `s` and the table, measuring the
+    /// object again if its bound says they would not.
+    fn make_room(&self, s: &mut Slot, growth: usize) -> Result<(), Exception> {
+        let limit = self.limits();
+        let fits = |s: &Slot| {
+            if s.bytes.saturating_add(growth) > limit.object {
+                Err(limits::object_too_large(limit.object))
+            } else if self.bytes().saturating_add(growth) > limit.total {
+                Err(limits::server_full(limit.total))
+            } else {
+                Ok(())
+            }
+        };
+        if s.freed || fits(s).is_ok() {
+            return Ok(());
+        }
+        self.remeasure(s);
+        fits(s)
+    }
+
+    /// Measures the object of `s` exactly, and counts what it holds now.
+    fn remeasure(&self, s: &mut Slot) {
+        let exact = s.referent.measure(usize::MAX).unwrap_or(MAX_GROWTH);
+        if exact < s.bytes {
+            self.total.fetch_sub(s.bytes - exact, Ordering::Relaxed);
+        } else {
+            self.total.fetch_add(exact - s.bytes, Ordering::Relaxed);
+        }
+        s.bytes = exact;
+        s.measured = exact;
     }
 
     /// Resumes the waiting calls of a slot, in arrival order, until none completes.

@@ -164,6 +164,72 @@ impl<I: Invoke> Entry<I> {
     }
 }
 
+/// A plain function `fn(A) -> R` in a form that can be sent to a re-executed copy of this
+/// program, as [`Entry`] sends a child's target: the distance from the anchor, and the
+/// function type's signature. For functions a child needs beside its target (the factories of
+/// a server's custom types, say).
+#[derive(Serialize, Deserialize)]
+#[serde(bound = "")]
+pub(crate) struct FnRef<A, R> {
+    offset: i64,
+    signature: u64,
+    #[serde(skip)]
+    kind: PhantomData<fn(A) -> R>,
+}
+
+impl<A, R> Clone for FnRef<A, R> {
+    fn clone(&self) -> Self {
+        *self
+    }
+}
+
+impl<A, R> Copy for FnRef<A, R> {}
+
+impl<A, R> std::fmt::Debug for FnRef<A, R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("FnRef")
+            .field("offset", &self.offset)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<A, R> FnRef<A, R> {
+    /// The reference to `f`; `None` when `f` is not in the executable (a function of a shared
+    /// library loaded at its own address has no fixed offset from it).
+    pub(crate) fn of(f: fn(A) -> R) -> Option<Self> {
+        let base = object_base(anchor as fn() as usize);
+        if base == 0 || object_base(f as usize) != base {
+            return None;
+        }
+        Some(FnRef {
+            offset: offset_of(f as usize),
+            signature: signature::<A, R>(),
+            kind: PhantomData,
+        })
+    }
+
+    /// The function in this process; `None` when the reference was made for another function
+    /// type or points outside this executable (never called, then).
+    ///
+    /// The reference must have been made by [`of`](Self::of) in this process, in the one it was
+    /// forked from, or in the parent that re-executed this same executable and sent it over the
+    /// child's private bootstrap socket, as an [`Entry`] is sent.
+    pub(crate) fn get(&self) -> Option<fn(A) -> R> {
+        let addr = addr_of(self.offset);
+        let base = object_base(anchor as fn() as usize);
+        if self.signature != signature::<A, R>() || base == 0 || object_base(addr) != base {
+            return None;
+        }
+        const { assert!(size_of::<fn(A) -> R>() == size_of::<usize>()) };
+        // SAFETY: `offset` was measured by `FnRef::<A, R>::of` from a `fn(A) -> R` of this same
+        // executable (the signature check above confirms the type), in this process, the one
+        // it was forked from, or the parent that re-executed this executable (same offsets from
+        // `anchor`); `addr_of` maps it to this process's address of that function, which lies
+        // inside the executable's mapping (checked above).
+        Some(unsafe { std::mem::transmute_copy::<usize, fn(A) -> R>(&addr) })
+    }
+}
+
 /// The load address of the object (executable or shared library) containing `addr`, as
 /// `dladdr(3)` reports it; 0 when it cannot tell.
 fn object_base(addr: usize) -> usize {
@@ -237,6 +303,20 @@ mod tests {
     fn targets_in_the_executable_are_in_one_object() {
         assert!(Entry::<Plain>::same_object(double));
         assert_ne!(object_base(double as fn(u32) -> u32 as usize), 0);
+    }
+
+    #[test]
+    fn function_references_come_back_as_the_function() {
+        let r = FnRef::of(double as fn(u32) -> u32).unwrap();
+        let bytes = postcard::to_allocvec(&r).unwrap();
+        let back: FnRef<u32, u32> = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(back.get().unwrap()(21), 42);
+        // Read as a reference to another function type: refused.
+        let other: FnRef<u32, u64> = postcard::from_bytes(&bytes).unwrap();
+        assert!(other.get().is_none());
+        let mut far = r;
+        far.offset = far.offset.wrapping_add(1 << 46);
+        assert!(far.get().is_none());
     }
 
     #[test]

@@ -40,6 +40,14 @@ enum Command {
         /// The largest request a client may send, in bytes.
         #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
         max_request: u64,
+        /// The most one object may hold, in bytes (about: the bytes of its strings plus 32
+        /// per item); a call past it raises MemoryError.
+        #[arg(long, value_name = "BYTES", default_value_t = 1 << 30)]
+        max_object_size: usize,
+        /// The most all objects together may hold, in bytes (default: no limit); a call
+        /// past it raises MemoryError.
+        #[arg(long, value_name = "BYTES")]
+        max_memory: Option<usize>,
     },
 }
 
@@ -52,12 +60,19 @@ fn parse_object(s: &str) -> Result<(String, String), String> {
     }
 }
 
+/// The bounds of `multiproc serve`, in bytes.
+struct Bounds {
+    request: u64,
+    object: usize,
+    memory: Option<usize>,
+}
+
 /// `multiproc serve`: binds, publishes, says where, serves until a termination signal.
 fn serve(
     listen: multiproc::Address,
     authkey_file: Option<&std::path::Path>,
     objects: &[(String, String)],
-    max_request: u64,
+    bounds: &Bounds,
 ) -> Result<(), String> {
     use std::io::Write;
     let authkey = match authkey_file {
@@ -76,7 +91,11 @@ fn serve(
     };
     let mut server =
         multiproc::manager::Server::bind(listen, authkey.as_deref()).map_err(|e| e.to_string())?;
-    server.set_max_request(max_request);
+    server.set_max_request(bounds.request);
+    server.set_max_object_size(bounds.object);
+    if let Some(m) = bounds.memory {
+        server.set_max_memory(m);
+    }
     for (name, typeid) in objects {
         server
             .publish(name, typeid, vec![])
@@ -106,7 +125,18 @@ fn main() -> ExitCode {
             authkey_file,
             object,
             max_request,
-        } => match serve(listen, authkey_file.as_deref(), &object, max_request) {
+            max_object_size,
+            max_memory,
+        } => match serve(
+            listen,
+            authkey_file.as_deref(),
+            &object,
+            &Bounds {
+                request: max_request,
+                object: max_object_size,
+                memory: max_memory,
+            },
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("multiproc serve: {e}");
