@@ -3,9 +3,9 @@
 //! consumer never returned, counts what a dead consumer lost, and carries on.
 #![cfg(debug_assertions)]
 
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use multiproc::queue::{__die_at, BytesQueue, Queue};
+use multiproc::queue::{__die_at, BytesQueue, GetError, JoinableQueue, PutError, Queue};
 use multiproc::{JoinError, Process};
 
 multiproc::test_support!();
@@ -154,4 +154,134 @@ fn a_consumer_killed_before_moving_the_head_is_reaped_by_a_newcomer() {
     );
     q.put(6).unwrap();
     assert_eq!(q.get_timeout(LONG).unwrap(), 6);
+}
+
+fn hold_a_task(q: JoinableQueue<u32>) {
+    let _task = q.get_timeout(LONG).unwrap();
+    loop {
+        std::thread::park();
+    }
+}
+
+#[test]
+fn a_consumer_killed_before_task_done_does_not_block_join() {
+    let q = JoinableQueue::new().unwrap();
+    q.put(1).unwrap();
+    q.put(2).unwrap();
+    let p = Process::start(hold_a_task, q.clone()).unwrap();
+    let start = Instant::now();
+    while q.qsize() == 2 {
+        assert!(start.elapsed() < LONG, "the child took nothing");
+        std::thread::sleep(Duration::from_millis(1));
+    }
+    assert_eq!(q.unfinished_tasks(), 2);
+    p.kill().unwrap();
+    killed(p);
+    assert_eq!(q.get_timeout(LONG).unwrap(), 2);
+    q.task_done().unwrap();
+    assert!(
+        q.join_timeout(LONG),
+        "join waits for the dead consumer's task"
+    );
+    assert_eq!(q.unfinished_tasks(), 0);
+    assert_eq!(q.stats().released, 1);
+    assert!(q.task_done().is_err());
+}
+
+fn die_getting_task((q, point): (JoinableQueue<u32>, u32)) {
+    __die_at(point);
+    let _ = q.get_timeout(LONG);
+    unreachable!("the get should have killed this process");
+}
+
+#[test]
+fn a_task_whose_consumer_died_taking_it_is_delivered_again_and_joined() {
+    for point in [AFTER_TAKE, BEFORE_HEAD] {
+        let q = JoinableQueue::new().unwrap();
+        q.put(7).unwrap();
+        killed(Process::start(die_getting_task, (q.clone(), point)).unwrap());
+        // The task is not done: it comes back once the dead consumer is found.
+        assert!(!q.join_timeout(Duration::from_millis(100)));
+        assert_eq!(q.get_timeout(LONG).unwrap(), 7);
+        assert_eq!(q.unfinished_tasks(), 1);
+        q.task_done().unwrap();
+        assert!(q.join_timeout(LONG));
+        let s = q.stats();
+        assert_eq!((s.redelivered, s.released), (1, 0), "point {point}");
+    }
+}
+
+fn die_putting_task((q, point, len): (JoinableQueue<Vec<u8>>, u32, usize)) {
+    __die_at(point);
+    let _ = q.put(vec![1u8; len]);
+    unreachable!("the put should have killed this process");
+}
+
+#[test]
+fn a_task_whose_producer_died_putting_it_is_not_waited_for() {
+    for (point, len) in [
+        (AFTER_CLAIM, 10),
+        (AFTER_TOKEN, 50_000),
+        (MID_STREAM_WRITE, 50_000),
+    ] {
+        let q = Queue::options()
+            .stream_size(4096)
+            .create_joinable()
+            .unwrap();
+        killed(Process::start(die_putting_task, (q.clone(), point, len)).unwrap());
+        if point == MID_STREAM_WRITE {
+            // Its slot was published: it counts until a consumer takes it and skips it.
+            assert!(matches!(
+                q.get_timeout(Duration::from_millis(100)),
+                Err(GetError::Timeout)
+            ));
+        }
+        assert!(
+            q.join_timeout(LONG),
+            "point {point}: join waits for a task never put"
+        );
+        assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+        // Killed holding only a stream lane, it had not claimed a slot yet.
+        let abandoned = u64::from(point != AFTER_TOKEN);
+        assert_eq!(q.stats().abandoned, abandoned, "point {point}");
+    }
+}
+
+#[test]
+fn a_task_lost_with_its_consumer_mid_stream_is_not_waited_for() {
+    let q = Queue::options()
+        .stream_size(4096)
+        .create_joinable()
+        .unwrap();
+    let reader = Process::start(die_getting_task_bytes, (q.clone(), MID_STREAM_READ)).unwrap();
+    q.put(vec![4u8; 100_000]).unwrap();
+    killed(reader);
+    assert!(q.join_timeout(LONG));
+    assert_eq!(q.stats().dropped, 1);
+}
+
+fn die_getting_task_bytes((q, point): (JoinableQueue<Vec<u8>>, u32)) {
+    __die_at(point);
+    let _ = q.get_timeout(LONG);
+    unreachable!("the get should have killed this process");
+}
+
+fn put_large_message(q: BytesQueue) -> bool {
+    matches!(q.put(vec![9u8; 5000]), Err(PutError::TooLarge(_, 5000)))
+}
+
+#[test]
+fn a_put_above_the_maximum_size_hands_the_value_back() {
+    let q = Queue::options()
+        .max_message_size(4096)
+        .create::<Vec<u8>>()
+        .unwrap();
+    match q.put(vec![0u8; 5000]) {
+        Err(PutError::TooLarge(v, n)) => assert_eq!((v.len(), n > 5000), (5000, true)),
+        other => panic!("{other:?}"),
+    }
+    // The limit travels with the queue.
+    let p = Process::start(put_large_message, q.to_bytes_queue()).unwrap();
+    assert!(p.join().unwrap());
+    assert!(q.empty());
 }

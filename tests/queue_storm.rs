@@ -1,14 +1,16 @@
 //! A storm of `SIGKILL`s on the producers and consumers of one queue: afterwards every
 //! acknowledged put was delivered once (or counted as dropped by a dead reader, or lost by a
 //! consumer killed between its `get` and its record), nothing is torn or duplicated, and no
-//! shared-memory file, descriptor or zombie is left.
+//! shared-memory file, descriptor or zombie is left. The queue is a `JoinableQueue` with a
+//! maximum message size: `join` returns once the survivors have marked their tasks done, the
+//! dead consumers' tasks released.
 //!
 //! Alone in its binary, so that no other test opens descriptors or starts children meanwhile.
 
 use std::time::{Duration, Instant};
 
 use multiproc::Process;
-use multiproc::queue::{GetError, Queue};
+use multiproc::queue::{GetError, JoinableQueue, Queue};
 use multiproc::shm::{Array, RawArray, RawValue};
 
 multiproc::test_support!();
@@ -30,7 +32,7 @@ fn padding(id: u32) -> Vec<u8> {
         .collect()
 }
 
-fn producer((q, progress, inc): (Queue<Msg>, RawArray<u64>, u32)) {
+fn producer((q, progress, inc): (JoinableQueue<Msg>, RawArray<u64>, u32)) {
     for k in 0..IDS {
         let id = inc * IDS + k;
         q.put((id, padding(id))).unwrap();
@@ -48,10 +50,13 @@ fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad): Msg) {
     g[id as usize] = g[id as usize].saturating_add(1);
 }
 
-fn consumer((q, seen, torn): (Queue<Msg>, Array<u8>, RawValue<u32>)) {
+fn consumer((q, seen, torn): (JoinableQueue<Msg>, Array<u8>, RawValue<u32>)) {
     loop {
         match q.get_timeout(Duration::from_secs(60)) {
-            Ok(m) => record(&seen, &torn, m),
+            Ok(m) => {
+                record(&seen, &torn, m);
+                q.task_done().unwrap();
+            }
             Err(e) => panic!("{e}"),
         }
     }
@@ -107,7 +112,7 @@ enum Role {
 
 /// What a new producer or consumer gets.
 struct World {
-    q: Queue<Msg>,
+    q: JoinableQueue<Msg>,
     seen: Array<u8>,
     progress: RawArray<u64>,
     torn: RawValue<u32>,
@@ -162,10 +167,11 @@ fn storm(kills_wanted: usize, limit: Duration) {
         | 1;
     let mut rng = Rng(seed);
     {
-        let q: Queue<Msg> = Queue::options()
+        let q: JoinableQueue<Msg> = Queue::options()
             .maxsize(32)
             .stream_size(16 * 1024)
-            .create()
+            .max_message_size(64 * 1024)
+            .create_joinable()
             .unwrap();
         let seen = Array::<u8>::new(IDS as usize * incarnations).unwrap();
         let progress = RawArray::<u64>::new(incarnations).unwrap();
@@ -217,7 +223,10 @@ fn storm(kills_wanted: usize, limit: Duration) {
         // Drain what is left: the dead are reaped on the way.
         loop {
             match q.get_timeout(Duration::from_millis(500)) {
-                Ok(m) => record(&seen, &torn, m),
+                Ok(m) => {
+                    record(&seen, &torn, m);
+                    q.task_done().unwrap();
+                }
                 Err(GetError::Timeout) => break,
                 Err(e) => panic!("{e}"),
             }
@@ -246,6 +255,9 @@ fn storm(kills_wanted: usize, limit: Duration) {
             s.dropped
         );
         assert!(q.empty());
+        assert!(q.join_timeout(Duration::from_secs(10)), "join waits: {s:?}");
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert_eq!(q.stats().rejected, 0);
     }
     assert_eq!(children(), Vec::<String>::new(), "children left");
     assert_eq!(dev_shm(), shm_before, "files left in /dev/shm");

@@ -58,6 +58,7 @@ impl BytesQueue {
             Ok(()) => Ok(()),
             Err(Fail::WouldBlock) => Err(PutError::Full(v)),
             Err(Fail::TimedOut) => Err(PutError::Timeout(v)),
+            Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(v, n)),
         }
     }
 

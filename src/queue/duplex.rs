@@ -34,6 +34,13 @@ pub enum DuplexError {
     /// A message arrived but does not decode as the requested type (it is consumed).
     #[error("cannot decode message: {0}")]
     Decode(#[source] CodecError),
+    /// The message (of `len` bytes) is larger than the channel carries (a segment made by
+    /// another program may set a maximum message size); nothing was sent, or it was consumed.
+    #[error("message of {len} bytes too large for the channel")]
+    TooLarge {
+        /// The message's length.
+        len: u64,
+    },
 }
 
 /// One end of a two-way channel through shared memory, made by [`duplex`]: the fast
@@ -146,6 +153,7 @@ impl Duplex {
         loop {
             match self.tx().put(msg, Wait::Within(CHECK)) {
                 Ok(()) => return Ok(()),
+                Err(Fail::TooLarge(len)) => return Err(DuplexError::TooLarge { len }),
                 Err(Fail::WouldBlock | Fail::TimedOut) => {
                     if self.peer_gone() {
                         return Err(DuplexError::Disconnected);
@@ -187,6 +195,7 @@ impl Duplex {
             };
             match self.rx().get(out, wait) {
                 Ok(()) => return Ok(()),
+                Err(Fail::TooLarge(len)) => return Err(DuplexError::TooLarge { len }),
                 Err(Fail::WouldBlock | Fail::TimedOut) => {
                     if self.peer_gone() {
                         // What was sent before the end went away is still delivered.

@@ -40,11 +40,12 @@
 //!
 //! ```text
 //! offset 0     Header (64 B): magic "MPROCQUE", layout version, table entries, slots,
-//!              slot size, stream size, maxsize, total size
+//!              slot size, stream size, maxsize, total size, maximum message size
 //! 64           Control, one 64-byte line each: tail | head | items futex | space futex |
 //!              stream futex | 4 × stream lane {token, written, read} | orphans |
-//!              counters | unfinished tasks | join futex | duplex end table
-//! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count}
+//!              counters (and the joinable flag) | join futex | duplex end table
+//! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count,
+//!              tasks done, gets in progress (joinable queues)}
 //! ...          Ring: slots × slot size {stamp: u64, len: u32, kind: u32, payload}
 //! ...          Stream area: 4 lanes, each carrying the bytes of one large message in flight
 //! ```
@@ -99,6 +100,12 @@
 //! other loss is a consumer killed between the moment its `get` freed the slot and the moment
 //! its caller did something with the value. No torn message is ever delivered.
 //!
+//! A [`JoinableQueue`] keeps no count of its own that a death could leave wrong: its
+//! unfinished tasks are the messages in the ring, plus, per live process-table entry, the
+//! `get`s in progress and the messages got and not marked done. An entry that is reaped (or
+//! left) takes its tasks with it: they are released, counted in [`QueueStats::released`],
+//! and `join` stops waiting for them.
+//!
 //! Waiters spin for about a microsecond, then alternate yields (for a peer on the same CPU)
 //! with longer spins (for a peer on another CPU), then sleep on a futex; asleep, they wake
 //! every 50 ms to check the liveness of the processes they wait on. A dead producer or stream
@@ -132,6 +139,11 @@
 //!   consumer to read it. So a single thread that puts five large messages before getting one
 //!   blocks in the fifth `put`; `put_nowait` and `put_timeout` return the value instead.
 //!   Python's feeder thread buffers without limit.
+//! - [`JoinableQueue::task_done`] marks done a task that was got (by this process, or else by
+//!   another live one); Python also accepts it for a task still in the queue. Tasks of a
+//!   consumer that dies are released instead of blocking `join` forever.
+//! - An optional maximum message size ([`QueueOptions::max_message_size`]) is checked by
+//!   producers and consumers alike.
 
 mod bytes;
 mod duplex;
@@ -191,6 +203,12 @@ pub struct QueueStats {
     pub dropped: u64,
     /// Messages whose consumer died before the message reached its caller: delivered again.
     pub redelivered: u64,
+    /// [`JoinableQueue`] tasks got by a process that died (or let go of the queue) without
+    /// marking them done: [`join`](JoinableQueue::join) no longer waits for them.
+    pub released: u64,
+    /// Messages a consumer refused because they declared more bytes than the maximum message
+    /// size ([`GetError::TooLarge`]).
+    pub rejected: u64,
 }
 
 /// Sizes of a new queue: `Queue::options().maxsize(100).create()`.
@@ -200,6 +218,7 @@ pub struct QueueOptions {
     slot_size: u64,
     stream_size: u64,
     members: u32,
+    max_message: u64,
 }
 
 impl Default for QueueOptions {
@@ -209,6 +228,7 @@ impl Default for QueueOptions {
             slot_size: DEFAULT_SLOT_SIZE,
             stream_size: DEFAULT_STREAM,
             members: DEFAULT_MEMBERS,
+            max_message: 0,
         }
     }
 }
@@ -242,6 +262,30 @@ impl QueueOptions {
         self
     }
 
+    /// The largest message the queue carries, in bytes (encoded; at least 1; default: no
+    /// limit).
+    ///
+    /// A larger `put` fails with [`PutError::TooLarge`], handing the value back. A consumer
+    /// refuses a message that declares more (one put by a process that does not keep to the
+    /// limit) before reading or reserving anything for it: [`GetError::TooLarge`], counted
+    /// in [`QueueStats::rejected`]. So the limit also bounds what a hostile peer can make a
+    /// consumer allocate. Handles received elsewhere keep the limit their creator set.
+    ///
+    /// ```
+    /// use multiproc::queue::{PutError, Queue};
+    ///
+    /// let q = Queue::options().max_message_size(100).create_bytes().unwrap();
+    /// q.put(vec![1u8; 100]).unwrap();
+    /// let err = q.put(vec![2u8; 101]).unwrap_err();
+    /// assert!(matches!(err, PutError::TooLarge(_, 101)));
+    /// assert_eq!(err.into_inner().len(), 101);
+    /// assert_eq!(q.get().unwrap().len(), 100);
+    /// ```
+    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
+        self.max_message = (bytes as u64).max(1);
+        self
+    }
+
     fn ring(&self) -> Result<Arc<Ring>, QueueError> {
         let maxsize = if self.maxsize == 0 {
             DEFAULT_SLOTS
@@ -257,6 +301,7 @@ impl QueueOptions {
             slot_size: self.slot_size,
             stream_size: self.stream_size,
             maxsize,
+            max_message: self.max_message,
         };
         if !g.is_valid() {
             return Err(QueueError::InvalidArgument(
@@ -277,6 +322,17 @@ impl QueueOptions {
             handle: Handle::new(self.ring()?),
             _t: PhantomData,
         })
+    }
+
+    /// Creates a [`JoinableQueue`].
+    ///
+    /// # Errors
+    ///
+    /// As for [`create`](Self::create).
+    pub fn create_joinable<T>(&self) -> Result<JoinableQueue<T>, QueueError> {
+        let q = self.create()?;
+        q.handle.ring.set_joinable();
+        Ok(JoinableQueue(q))
     }
 
     /// Creates a queue of raw bytes.
@@ -317,6 +373,7 @@ impl Handle {
             Ok(()) => Ok(()),
             Err(Fail::WouldBlock) => Err(PutError::Full(value)),
             Err(Fail::TimedOut) => Err(PutError::Timeout(value)),
+            Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(value, n)),
         }
     }
 
@@ -327,6 +384,7 @@ impl Handle {
         self.ring.get(out, wait).map_err(|e| match e {
             Fail::WouldBlock => GetError::Empty,
             Fail::TimedOut => GetError::Timeout,
+            Fail::TooLarge(len) => GetError::TooLarge { len },
         })
     }
 
@@ -338,6 +396,8 @@ impl Handle {
             abandoned: t.abandoned,
             dropped: t.dropped,
             redelivered: t.redelivered,
+            released: t.released,
+            rejected: t.rejected,
         }
     }
 
@@ -709,5 +769,68 @@ mod tests {
         }
         let s = q.stats();
         assert_eq!((s.abandoned, s.dropped, s.redelivered), (0, 0, 0));
+    }
+
+    /// A consumer refuses a message above the maximum size that a producer put without
+    /// checking it (as a process ignoring the limit would), inline or streamed, and carries on.
+    #[test]
+    fn a_consumer_refuses_a_message_above_the_maximum() {
+        let q = Queue::options()
+            .inline_size(200)
+            .stream_size(4096)
+            .max_message_size(100)
+            .create_bytes()
+            .unwrap();
+        let ring = &q.handle.ring;
+        ring.put_unchecked(&[1; 150], Wait::No).unwrap();
+        ring.put_unchecked(&[2; 1000], Wait::No).unwrap();
+        q.put([3u8; 100]).unwrap();
+        assert!(matches!(q.put([4u8; 101]), Err(PutError::TooLarge(_, 101))));
+        assert!(matches!(
+            q.get_nowait(),
+            Err(GetError::TooLarge { len: 150 })
+        ));
+        assert!(matches!(
+            q.get_nowait(),
+            Err(GetError::TooLarge { len: 1000 })
+        ));
+        assert_eq!(q.get_nowait().unwrap(), [3u8; 100]);
+        assert!(q.empty());
+        let s = q.stats();
+        assert_eq!((s.put, s.got, s.rejected), (3, 1, 2));
+        // The lane of the refused large message is free again.
+        for i in 0..4u8 {
+            ring.put_unchecked(&[i; 1000], Wait::No).unwrap();
+        }
+    }
+
+    #[test]
+    fn join_counts_queued_taken_and_held_tasks() {
+        let q = JoinableQueue::new().unwrap();
+        assert!(q.task_done().is_err());
+        q.put(1u8).unwrap();
+        q.put(2u8).unwrap();
+        assert_eq!(q.unfinished_tasks(), 2);
+        assert_eq!(q.get().unwrap(), 1);
+        assert_eq!(q.unfinished_tasks(), 2);
+        assert!(!q.join_timeout(Duration::from_millis(1)));
+        q.task_done().unwrap();
+        assert_eq!(q.unfinished_tasks(), 1);
+        assert_eq!(q.get().unwrap(), 2);
+        q.task_done().unwrap();
+        assert!(q.join_timeout(Duration::from_secs(10)));
+        assert!(q.task_done().is_err());
+        // A handle dropped with a task held releases it.
+        let fd = q.handle.ring.fd().try_clone_to_owned().unwrap();
+        let other: Queue<u8> = Queue {
+            handle: Handle::new(Arc::new(Ring::attach(fd).unwrap())),
+            _t: PhantomData,
+        };
+        q.put(3).unwrap();
+        assert_eq!(other.get().unwrap(), 3);
+        assert_eq!(q.unfinished_tasks(), 1);
+        drop(other);
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert_eq!(q.stats().released, 1);
     }
 }

@@ -17,7 +17,7 @@ use crate::sys::memfd::{self, Mapping};
 /// The magic bytes at offset 0 of a queue segment.
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCQUE";
 /// The version of this layout; bumped whenever it changes shape.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Independent stream lanes: this many large messages can be in flight (unread) at once.
 pub(crate) const LANES: usize = 4;
 /// Bytes of a slot before its payload.
@@ -44,8 +44,8 @@ pub(crate) struct Header {
     pub(crate) maxsize: u64,
     /// Total size of the segment.
     pub(crate) total: u64,
-    /// Zero.
-    pub(crate) reserved: u64,
+    /// The largest message in bytes the queue carries (0: no limit), as its creator set it.
+    pub(crate) max_message: u64,
 }
 
 const _: () = assert!(size_of::<Header>() == LINE);
@@ -91,6 +91,13 @@ pub(crate) struct Counters {
     pub(crate) retired_put: AtomicU64,
     /// `get` counts of members that left or died.
     pub(crate) retired_got: AtomicU64,
+    /// `JoinableQueue`: tasks got and not marked done by members that left or died.
+    pub(crate) released: AtomicU64,
+    /// Messages a consumer refused because they declared more than the maximum message size.
+    pub(crate) rejected: AtomicU64,
+    /// 1 when the queue was created as a `JoinableQueue` (consumers then count the messages
+    /// they are taking, for `join`).
+    pub(crate) joinable: AtomicU64,
 }
 
 /// The control block, after the header.
@@ -113,8 +120,6 @@ pub(crate) struct Control {
     pub(crate) orphans: Padded,
     /// Counters.
     pub(crate) counters: Counters,
-    /// `JoinableQueue`: items put and not yet marked done.
-    pub(crate) unfinished: Padded,
     /// `JoinableQueue::join` sleeps here.
     pub(crate) joined: WaitWord,
     /// The ends of a duplex channel whose first direction this queue is.
@@ -146,7 +151,14 @@ pub(crate) struct Member {
     pub(crate) put: AtomicU64,
     /// Messages this member got.
     pub(crate) got: AtomicU64,
+    /// `JoinableQueue`: tasks this member marked done (its own, or another member's).
+    pub(crate) done: AtomicU64,
+    /// `JoinableQueue`: `get`s of this member in progress (from before the slot is taken to
+    /// after `got` counts the message).
+    pub(crate) taking: AtomicU64,
 }
+
+const _: () = assert!(size_of::<Member>() == LINE && size_of::<Counters>() == LINE);
 
 /// The fixed part of a slot, before its payload.
 #[repr(C)]
@@ -167,6 +179,8 @@ pub(crate) struct Geometry {
     pub(crate) slot_size: u64,
     pub(crate) stream_size: u64,
     pub(crate) maxsize: u64,
+    /// The largest message in bytes (0: no limit).
+    pub(crate) max_message: u64,
 }
 
 /// Offsets of the parts of a segment of `g`, and its total size.
@@ -263,7 +277,7 @@ impl Raw {
             stream_size: g.stream_size,
             maxsize: g.maxsize,
             total: off.total as u64,
-            reserved: 0,
+            max_message: g.max_message,
         };
         // SAFETY: the mapping is at least 64 bytes, page-aligned, and nobody else has the
         // segment yet.
@@ -306,6 +320,7 @@ impl Raw {
             slot_size: h.slot_size,
             stream_size: h.stream_size,
             maxsize: h.maxsize,
+            max_message: h.max_message,
         };
         if !g.is_valid() {
             return Err(BadSegment::NotAQueue);

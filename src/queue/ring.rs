@@ -92,6 +92,9 @@ pub(crate) enum Fail {
     WouldBlock,
     /// Still full or empty at the deadline.
     TimedOut,
+    /// The message (of this many bytes) is larger than the queue's maximum message size: a
+    /// put refuses it, a get consumes and refuses it.
+    TooLarge(u64),
 }
 
 /// How long an operation may wait.
@@ -149,6 +152,8 @@ pub(crate) struct Totals {
     pub(crate) abandoned: u64,
     pub(crate) dropped: u64,
     pub(crate) redelivered: u64,
+    pub(crate) released: u64,
+    pub(crate) rejected: u64,
 }
 
 /// Spins, then yields, then says it is time to sleep.
@@ -237,11 +242,11 @@ pub(crate) struct Ring {
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        let m = self.raw.member(u32::from(self.me - 1));
-        let c = &self.raw.control().counters;
-        c.retired_put.fetch_add(m.put.swap(0, Relaxed), Relaxed);
-        c.retired_got.fetch_add(m.got.swap(0, Relaxed), Relaxed);
-        m.state.store(0, Release);
+        self.retire(self.me);
+        self.raw
+            .member(u32::from(self.me - 1))
+            .state
+            .store(0, Release);
         // Closing `lockfd` (after this) releases the liveness lock.
     }
 }
@@ -331,6 +336,8 @@ impl Ring {
             abandoned: c.abandoned.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
             redelivered: c.redelivered.load(Relaxed),
+            released: c.released.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
         };
         for i in 0..self.raw.geometry().members {
             let m = self.raw.member(i);
@@ -440,15 +447,28 @@ impl Ring {
                 State::Empty | State::Ready => {}
             }
         }
+        self.retire(owner);
+        self.notify(&c.items);
+        self.notify(&c.space);
+    }
+
+    /// Moves the counters of member `owner` (leaving, or dead and being reaped) to the
+    /// queue-wide ones. Its tasks got and not marked done are released: `join` no longer
+    /// waits for them.
+    fn retire(&self, owner: u16) {
         let m = self.raw.member(u32::from(owner - 1));
+        let c = self.raw.control();
+        let got = m.got.swap(0, SeqCst);
+        let done = m.done.swap(0, SeqCst);
+        m.taking.store(0, SeqCst);
         c.counters
             .retired_put
             .fetch_add(m.put.swap(0, Relaxed), Relaxed);
-        c.counters
-            .retired_got
-            .fetch_add(m.got.swap(0, Relaxed), Relaxed);
-        self.notify(&c.items);
-        self.notify(&c.space);
+        c.counters.retired_got.fetch_add(got, Relaxed);
+        if c.counters.joinable.load(Relaxed) != 0 && got > done {
+            c.counters.released.fetch_add(got - done, Relaxed);
+        }
+        self.notify(&c.joined);
     }
 
     // ---- waiting --------------------------------------------------------------------------
@@ -586,6 +606,15 @@ impl Ring {
 
     /// Puts one message.
     pub(crate) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+        let len = bytes.len() as u64;
+        if self.too_large(len) {
+            return Err(Fail::TooLarge(len));
+        }
+        self.put_unchecked(bytes, wait)
+    }
+
+    /// Puts one message, whatever its size.
+    pub(super) fn put_unchecked(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
         if bytes.len() <= self.raw.payload_size() {
             let pos = self.claim(wait)?;
             fault::point(fault::AFTER_CLAIM);
@@ -721,8 +750,29 @@ impl Ring {
         }
     }
 
+    /// Whether a message of `len` bytes exceeds the queue's maximum message size.
+    pub(super) fn too_large(&self, len: u64) -> bool {
+        let max = self.raw.geometry().max_message;
+        max != 0 && len > max
+    }
+
     /// Gets one message into `out` (cleared first).
     pub(crate) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), Fail> {
+        let c = self.raw.control();
+        if c.counters.joinable.load(Relaxed) == 0 {
+            return self.get_one(out, wait);
+        }
+        // A joinable queue: from before the slot is taken until `got` counts the message, this
+        // get is counted as taking (see `unfinished`).
+        let taking = &self.raw.member(u32::from(self.me - 1)).taking;
+        taking.fetch_add(1, SeqCst);
+        let r = self.get_one(out, wait);
+        taking.fetch_sub(1, SeqCst);
+        self.notify(&c.joined);
+        r
+    }
+
+    fn get_one(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), Fail> {
         loop {
             out.clear();
             let pos = self.take(wait)?;
@@ -731,6 +781,10 @@ impl Ring {
             let delivered = match slot.kind.load(Relaxed) {
                 KIND_INLINE => {
                     let len = slot.len.load(Relaxed) as usize;
+                    if self.too_large(len as u64) {
+                        self.free(pos);
+                        return Err(self.rejected(len as u64));
+                    }
                     let ok = len <= self.raw.payload_size();
                     if ok {
                         self.raw.read_payload(pos, 0, len, out);
@@ -738,7 +792,14 @@ impl Ring {
                     self.free(pos);
                     ok
                 }
-                KIND_LARGE => self.get_large(pos, out),
+                KIND_LARGE => {
+                    let (_, _, len) = self.large_ref(pos);
+                    if self.too_large(len) {
+                        self.reject_large(pos);
+                        return Err(self.rejected(len));
+                    }
+                    self.get_large(pos, out)
+                }
                 _ => {
                     self.free(pos);
                     false
@@ -748,7 +809,7 @@ impl Ring {
                 self.raw
                     .member(u32::from(self.me - 1))
                     .got
-                    .fetch_add(1, Relaxed);
+                    .fetch_add(1, SeqCst);
                 return Ok(());
             }
             // Nothing to deliver at that position (a large message whose writer died or gave
@@ -756,53 +817,100 @@ impl Ring {
         }
     }
 
+    /// Counts a message refused for its size.
+    fn rejected(&self, len: u64) -> Fail {
+        self.raw.control().counters.rejected.fetch_add(1, Relaxed);
+        Fail::TooLarge(len)
+    }
+
     // ---- JoinableQueue ---------------------------------------------------------------------
 
-    /// Counts one more unfinished task.
-    pub(crate) fn task_added(&self) {
-        self.raw.control().unfinished.0.fetch_add(1, SeqCst);
+    /// Makes this queue count tasks: set by its creator before anyone else has it.
+    pub(crate) fn set_joinable(&self) {
+        self.raw.control().counters.joinable.store(1, SeqCst);
     }
 
-    /// Counts one task done; `false` if none was unfinished.
+    /// Marks one task done: one of ours (got by this process and not yet marked done), or
+    /// else one of another live member's. `false` if no live member holds one.
     pub(crate) fn task_done(&self) -> bool {
-        let c = self.raw.control();
-        let mut n = c.unfinished.0.load(Relaxed);
+        let me = self.me;
+        let found = self.mark_done(me)
+            || (1..=self.raw.geometry().members as u16)
+                .filter(|&o| o != me && self.raw.member(u32::from(o - 1)).state.load(Acquire) != 0)
+                .any(|o| self.alive(o) && self.mark_done(o));
+        if found {
+            self.notify(&self.raw.control().joined);
+        }
+        found
+    }
+
+    /// Counts one task of member `owner` done, if it holds one.
+    fn mark_done(&self, owner: u16) -> bool {
+        let m = self.raw.member(u32::from(owner - 1));
+        let mut d = m.done.load(SeqCst);
         loop {
-            if n == 0 {
+            if d >= m.got.load(SeqCst) {
                 return false;
             }
-            match c
-                .unfinished
-                .0
-                .compare_exchange_weak(n, n - 1, SeqCst, Relaxed)
-            {
-                Ok(_) => break,
-                Err(now) => n = now,
+            match m.done.compare_exchange_weak(d, d + 1, SeqCst, SeqCst) {
+                Ok(_) => return true,
+                Err(now) => d = now,
             }
         }
-        if n == 1 {
-            c.joined.seq.fetch_add(1, SeqCst);
-            futex::wake(&c.joined.seq, u32::MAX);
-        }
-        true
     }
 
-    /// Tasks not yet done.
+    /// Moves the head past slots skipped after their producer died, so that they no longer
+    /// count as messages for `join`.
+    fn skip_abandoned(&self) {
+        let c = self.raw.control();
+        let cap = self.slots();
+        loop {
+            let h = c.head.0.load(Acquire);
+            let s = Stamp(self.raw.slot(h).stamp.load(Acquire));
+            if s != Stamp::new(h + cap, State::Empty, 0)
+                || c.head
+                    .0
+                    .compare_exchange(h, h + 1, Release, Relaxed)
+                    .is_err()
+            {
+                return;
+            }
+        }
+    }
+
+    /// Tasks not yet done: messages in the queue, gets in progress, and messages got and not
+    /// marked done, by the members alive (or not yet found dead).
+    ///
+    /// The reads are ordered against a consumer's (`taking` up, slot taken, head moved, `got`
+    /// up, `taking` down, all sequentially consistent): whoever sees the head moved past a
+    /// message then sees the consumer taking it, or its `got` counted.
     pub(crate) fn unfinished(&self) -> u64 {
-        self.raw.control().unfinished.0.load(SeqCst)
+        self.skip_abandoned();
+        let mut n = self.len();
+        for i in 0..self.raw.geometry().members {
+            let m = self.raw.member(i);
+            if m.state.load(SeqCst) == 0 {
+                continue;
+            }
+            let taking = m.taking.load(SeqCst);
+            let got = m.got.load(SeqCst);
+            let done = m.done.load(SeqCst);
+            n = n
+                .saturating_add(taking)
+                .saturating_add(got.saturating_sub(done));
+        }
+        n
     }
 
     /// Waits until no task is unfinished; `false` at the deadline.
     pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
-        let c = self.raw.control();
-        let w: &WaitWord = &c.joined;
+        let w: &WaitWord = &self.raw.control().joined;
         loop {
-            if c.unfinished.0.load(SeqCst) == 0 {
+            if self.unfinished() == 0 {
                 return true;
             }
-            let unchanged = || c.unfinished.0.load(SeqCst) != 0;
-            if !self.sleep(w, deadline, unchanged) {
-                return c.unfinished.0.load(SeqCst) == 0;
+            if !self.sleep(w, deadline, || self.unfinished() != 0) {
+                return self.unfinished() == 0;
             }
         }
     }

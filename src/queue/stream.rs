@@ -256,6 +256,30 @@ impl Ring {
         Ok(())
     }
 
+    /// Refuses the large message whose slot (at `pos`, held by us) refers to the stream: ends
+    /// it in its lane (its producer stops writing) and frees the slot.
+    pub(super) fn reject_large(&self, pos: u64) {
+        let c = self.raw.control();
+        let (lane, seq, _) = self.large_ref(pos);
+        let st = &c.stream[lane];
+        let seq = seq & SEQ_MASK;
+        loop {
+            let t = Token(st.token.load(Acquire));
+            if !t.is_active() || t.seq() != seq || t.reader() != 0 {
+                break;
+            }
+            if st
+                .token
+                .compare_exchange(t.0, t.next().0, AcqRel, Relaxed)
+                .is_ok()
+            {
+                self.notify(&c.stream_wait);
+                break;
+            }
+        }
+        self.free(pos);
+    }
+
     /// Reads the large message whose slot (at `pos`, held by us) refers to the stream.
     /// Frees the slot. `false` if the message is gone.
     pub(super) fn get_large(&self, pos: u64, out: &mut Vec<u8>) -> bool {
@@ -281,6 +305,7 @@ impl Ring {
         }
         self.free(pos);
         let size = self.raw.lane_size();
+        // At most 64 MiB ahead of the bytes that come (a length is only a claim of the peer).
         out.reserve(len.min(1 << 26) as usize);
         let mut done = 0u64;
         let mut backoff = Backoff::new();
