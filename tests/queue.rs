@@ -139,17 +139,31 @@ fn a_message_larger_than_the_stream_area_streams_to_a_reader() {
 }
 
 #[test]
-fn one_thread_puts_four_large_messages_before_getting_them() {
+fn one_thread_puts_many_large_messages_before_getting_them() {
+    // Four lanes stream; the others spill to the segment's file. None waits for a reader.
     let q = BytesQueue::new().unwrap();
-    for i in 0..4u8 {
-        q.put_timeout(vec![i; 100_000], Duration::from_secs(5))
+    for i in 0..40u8 {
+        q.put(pattern(usize::from(i), 100_000 + usize::from(i)))
             .unwrap();
     }
-    // A fifth would wait for a reader.
-    assert!(q.put_nowait(vec![4u8; 100_000]).unwrap_err().is_full());
-    for i in 0..4u8 {
-        assert!(q.get_nowait().unwrap() == vec![i; 100_000]);
+    q.put_nowait(vec![77u8; 300_000]).unwrap();
+    for i in 0..40u8 {
+        assert!(q.get_nowait().unwrap() == pattern(usize::from(i), 100_000 + usize::from(i)));
     }
+    assert!(q.get_nowait().unwrap() == vec![77u8; 300_000]);
+    let s = q.stats();
+    assert_eq!((s.put, s.got, s.abandoned), (41, 41, 0));
+}
+
+#[test]
+fn one_thread_puts_a_message_larger_than_the_stream_area_then_gets_it() {
+    let q = Queue::options().stream_size(4096).create_bytes().unwrap();
+    let big = pattern(3, 5 << 20);
+    q.put(&big).unwrap();
+    q.put_nowait(&big[..1 << 20]).unwrap();
+    assert!(q.get_nowait().unwrap() == big);
+    assert!(q.get_nowait().unwrap()[..] == big[..1 << 20]);
+    assert!(q.empty());
 }
 
 #[test]
@@ -202,21 +216,16 @@ fn a_blocked_put_resumes_when_a_child_takes_a_message() {
 }
 
 #[test]
-fn a_large_put_without_a_reader_is_taken_back() {
+fn a_large_put_without_a_reader_completes() {
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
     let big = vec![5u8; 100_000];
-    match q.put_nowait(big.clone()) {
-        Err(PutError::Full(v)) => assert!(v == big),
-        other => panic!("{other:?}"),
-    }
-    match q.put_timeout(&big[..], Duration::from_millis(20)) {
-        Err(PutError::Timeout(_)) => {}
-        other => panic!("{other:?}"),
-    }
-    // The queue carries on; the taken-back messages are skipped.
+    q.put_nowait(big.clone()).unwrap();
+    q.put_timeout(&big[..], Duration::from_millis(20)).unwrap();
     q.put(b"after").unwrap();
+    assert!(q.get_timeout(LONG).unwrap() == big);
+    assert!(q.get_timeout(LONG).unwrap() == big);
     assert_eq!(q.get_timeout(LONG).unwrap(), b"after");
-    assert_eq!(q.stats().abandoned, 2);
+    assert_eq!(q.stats().abandoned, 0);
 }
 
 #[test]

@@ -5,7 +5,9 @@
 
 use std::time::{Duration, Instant};
 
-use multiproc::queue::{__die_at, BytesQueue, GetError, JoinableQueue, PutError, Queue};
+use multiproc::queue::{
+    __die_at, __die_at_any, BytesQueue, GetError, JoinableQueue, PutError, Queue,
+};
 use multiproc::{JoinError, Process};
 
 multiproc::test_support!();
@@ -17,6 +19,8 @@ const AFTER_TOKEN: u32 = 3;
 const MID_STREAM_WRITE: u32 = 4;
 const MID_STREAM_READ: u32 = 5;
 const BEFORE_HEAD: u32 = 6;
+const SPILLED: u32 = 7;
+const SPILL_READ: u32 = 8;
 
 fn die_putting((q, point, len): (BytesQueue, u32, usize)) {
     __die_at(point);
@@ -28,6 +32,22 @@ fn die_getting((q, point): (BytesQueue, u32)) {
     __die_at(point);
     let _ = q.get_timeout(LONG);
     unreachable!("the get should have killed this process");
+}
+
+/// Dies having copied out part of a streamed message, or all of a spilled one: which path the
+/// producer takes depends on whether the consumer attached to its lane in time.
+fn die_reading_large(q: BytesQueue) {
+    __die_at_any(&[MID_STREAM_READ, SPILL_READ]);
+    let _ = q.get_timeout(LONG);
+    unreachable!("the get should have killed this process");
+}
+
+/// Waits on the (empty) queue long enough for a liveness check, which reaps the dead.
+fn reap(q: &BytesQueue) {
+    assert!(matches!(
+        q.get_timeout(Duration::from_millis(200)),
+        Err(GetError::Timeout)
+    ));
 }
 
 fn killed(p: Process<()>) {
@@ -99,10 +119,11 @@ fn a_producer_killed_mid_stream_is_skipped() {
 #[test]
 fn a_consumer_killed_mid_stream_is_counted_as_dropped() {
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
-    let reader = Process::start(die_getting, (q.clone(), MID_STREAM_READ)).unwrap();
+    let reader = Process::start(die_reading_large, q.clone()).unwrap();
     // Blocks until the reader is found dead, then returns: the message was delivered to it.
     q.put(vec![4u8; 100_000]).unwrap();
     killed(reader);
+    reap(&q);
     let s = q.stats();
     assert_eq!(s.dropped, 1);
     q.put(b"after").unwrap();
@@ -253,17 +274,11 @@ fn a_task_lost_with_its_consumer_mid_stream_is_not_waited_for() {
         .stream_size(4096)
         .create_joinable()
         .unwrap();
-    let reader = Process::start(die_getting_task_bytes, (q.clone(), MID_STREAM_READ)).unwrap();
+    let reader = Process::start(die_reading_large, q.to_bytes_queue()).unwrap();
     q.put(vec![4u8; 100_000]).unwrap();
     killed(reader);
     assert!(q.join_timeout(LONG));
     assert_eq!(q.stats().dropped, 1);
-}
-
-fn die_getting_task_bytes((q, point): (JoinableQueue<Vec<u8>>, u32)) {
-    __die_at(point);
-    let _ = q.get_timeout(LONG);
-    unreachable!("the get should have killed this process");
 }
 
 fn put_large_message(q: BytesQueue) -> bool {
@@ -284,4 +299,66 @@ fn a_put_above_the_maximum_size_hands_the_value_back() {
     let p = Process::start(put_large_message, q.to_bytes_queue()).unwrap();
     assert!(p.join().unwrap());
     assert!(q.empty());
+}
+
+fn fill_lanes(q: &BytesQueue) {
+    // Four large messages unread hold the four stream lanes: the next one spills.
+    for i in 0..4u8 {
+        q.put(vec![i; 50_000]).unwrap();
+    }
+}
+
+fn drain_lanes(q: &BytesQueue) {
+    for i in 0..4u8 {
+        assert!(q.get_timeout(LONG).unwrap() == vec![i; 50_000]);
+    }
+}
+
+#[test]
+fn a_producer_killed_after_spilling_before_publishing_is_skipped() {
+    let q = BytesQueue::new().unwrap();
+    fill_lanes(&q);
+    killed(Process::start(die_putting, (q.clone(), SPILLED, 70_000)).unwrap());
+    q.put(vec![8u8; 70_000]).unwrap();
+    drain_lanes(&q);
+    assert!(q.get_timeout(LONG).unwrap() == vec![8u8; 70_000]);
+    assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
+    assert_eq!(q.stats().abandoned, 1);
+}
+
+#[test]
+fn a_producer_killed_after_spilling_a_stuck_stream_still_delivers_it() {
+    // The message is complete in the file, its slot published: the lane is let go by the
+    // reaper and the consumer reads the message from the file.
+    let q = Queue::options().stream_size(4096).create_bytes().unwrap();
+    killed(Process::start(die_putting, (q.clone(), SPILLED, 100_000)).unwrap());
+    assert!(q.get_timeout(LONG).unwrap() == vec![1u8; 100_000]);
+    q.put(vec![2u8; 100_000]).unwrap();
+    assert!(q.get_timeout(LONG).unwrap() == vec![2u8; 100_000]);
+    assert_eq!(q.stats().abandoned, 0);
+}
+
+#[test]
+fn a_consumer_killed_after_copying_a_spilled_message_out_is_counted_as_dropped() {
+    let q = BytesQueue::new().unwrap();
+    fill_lanes(&q);
+    q.put(vec![9u8; 70_000]).unwrap();
+    drain_lanes(&q);
+    q.put(b"next").unwrap();
+    killed(Process::start(die_getting, (q.clone(), SPILL_READ)).unwrap());
+    assert_eq!(q.get_timeout(LONG).unwrap(), b"next");
+    reap(&q);
+    let s = q.stats();
+    assert_eq!((s.dropped, s.redelivered), (1, 0));
+}
+
+#[test]
+fn a_consumer_killed_holding_a_spilled_message_leaves_it_to_another() {
+    let q = BytesQueue::new().unwrap();
+    fill_lanes(&q);
+    q.put(vec![9u8; 70_000]).unwrap();
+    drain_lanes(&q);
+    killed(Process::start(die_getting, (q.clone(), AFTER_TAKE)).unwrap());
+    assert!(q.get_timeout(LONG).unwrap() == vec![9u8; 70_000]);
+    assert_eq!(q.stats().redelivered, 1);
 }

@@ -17,7 +17,7 @@ use super::{GetError, Handle, PutError, QueueError, QueueOptions, QueueStats, un
 /// ```
 /// let q = multiproc::queue::BytesQueue::new().unwrap();
 /// q.put(b"hello").unwrap();
-/// q.put(vec![7u8; 100_000]).unwrap(); // streamed: larger than a slot, smaller than the stream area
+/// q.put(vec![7u8; 100_000]).unwrap(); // larger than a slot: streamed, or spilled (no reader yet)
 /// assert_eq!(q.get().unwrap(), b"hello");
 /// assert_eq!(q.get().unwrap(), vec![7u8; 100_000]);
 /// ```

@@ -8,7 +8,8 @@
 //! they were put. Messages of any size can be put: small ones (up to the slot payload, about 1
 //! KiB by default) are copied into a slot; larger ones keep their place in the order with a
 //! slot and stream through one of four lanes of a separate area of the segment while the
-//! consumer copies them out.
+//! consumer copies them out, or, when no lane is free or no consumer comes to read, spill to
+//! the segment's file beyond its mapped part, so that no `put` ever needs a reader.
 //!
 //! A queue is a value that travels: as an argument of [`Process::start`](crate::Process), or
 //! inside a message on a [`Connection`](crate::Connection). Every handle is `Clone + Send +
@@ -48,6 +49,8 @@
 //!              tasks done, gets in progress (joinable queues)}
 //! ...          Ring: slots × slot size {stamp: u64, len: u32, kind: u32, payload}
 //! ...          Stream area: 4 lanes, each carrying the bytes of one large message in flight
+//! (64 KiB-aligned, unmapped) Spilled messages, each in an extent of the file of its own,
+//!              reached with pread/pwrite and freed with fallocate(PUNCH_HOLE) once read
 //! ```
 //!
 //! A receiver reads the header with `pread` before mapping anything, and maps the segment only
@@ -75,7 +78,12 @@
 //! token (`idle(n)`, or `active(n, writer, reader)`): a producer takes a free lane, publishes
 //! its slot, and streams the bytes; the consumer that takes the slot attaches to the lane's
 //! token as reader, frees the slot, and copies the bytes out as they come; it ends the message
-//! (`idle(n + 1)`).
+//! (`idle(n + 1)`). Each large message also has an extent of the file reserved (address space
+//! only): when every lane is taken its producer writes the bytes there before it publishes
+//! the slot, and when its lane is full and no reader has attached, it writes them there, then
+//! a mark after them, and lets the lane go (if a reader attached meanwhile, it streams after
+//! all). The file only grows (it is sealed against shrinking, so no mapping can fault), and
+//! the memory of a spilled message is freed once it is read.
 //!
 //! # Crash model
 //!
@@ -94,7 +102,10 @@
 //! - a **large message it was reading** (its bytes partly copied out) is lost; the producer's
 //!   `put` returns as if delivered. Counted in [`QueueStats::dropped`].
 //! - a large message it was **writing** is skipped by its reader (or by the next consumer).
-//!   Counted in [`QueueStats::abandoned`].
+//!   Counted in [`QueueStats::abandoned`]; its spilled bytes, if any, are freed. One it had
+//!   spilled whole (the mark written) is delivered, though its `put` never returned.
+//! - a **spilled message it had copied out** is lost, freed, and counted in
+//!   [`QueueStats::dropped`].
 //!
 //! So every `put` that returned `Ok` is delivered exactly once, or counted as dropped; the only
 //! other loss is a consumer killed between the moment its `get` freed the slot and the moment
@@ -133,12 +144,11 @@
 //!   model](#crash-model)); in Python it can hang every other producer.
 //! - `close` marks this handle closed: its later `put`s and `get`s fail with `Closed`. There is
 //!   no `join_thread` or `cancel_join_thread`: there is no thread.
-//! - Large messages (above the slot payload, 1072 bytes by default) pass through the four
-//!   lanes of the stream area: a large `put` waits while four large messages are unread, and
-//!   one larger than its lane (a quarter of the stream area, 256 KiB by default) waits for a
-//!   consumer to read it. So a single thread that puts five large messages before getting one
-//!   blocks in the fifth `put`; `put_nowait` and `put_timeout` return the value instead.
-//!   Python's feeder thread buffers without limit.
+//! - Large messages (above the slot payload, 1072 bytes by default) stream through the four
+//!   lanes of the stream area when a consumer reads them as they come, and otherwise spill to
+//!   memory of the segment's file: like Python's feeder thread, a `put` never waits for a
+//!   reader, only for a free slot (`maxsize`). The memory they take is bounded by `maxsize`
+//!   times the largest message ([`QueueOptions::max_message_size`] bounds that).
 //! - [`JoinableQueue::task_done`] marks done a task that was got (by this process, or else by
 //!   another live one); Python also accepts it for a task still in the queue. Tasks of a
 //!   consumer that dies are released instead of blocking `join` forever.
@@ -175,11 +185,20 @@ use ring::{AttachFail, Fail, Ring, Wait};
 /// Test support (debug builds only): the next queue operation of this process that reaches
 /// the named point kills the process with `SIGKILL` there. Points: 1 a producer's slot claimed,
 /// 2 a consumer's slot taken, 3 the stream taken by a large put, 4 a large put's first piece
-/// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved.
+/// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved,
+/// 7 a large message spilled to the file (not yet published, or its lane not yet let go),
+/// 8 a spilled message copied out (its memory and slot not yet freed).
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub fn __die_at(point: u32) {
-    ring::fault::die_at(point);
+    ring::fault::die_at(1 << point);
+}
+
+/// Test support (debug builds only): as [`__die_at`], at whichever of `points` comes first.
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub fn __die_at_any(points: &[u32]) {
+    ring::fault::die_at(points.iter().fold(0, |m, p| m | 1 << p));
 }
 
 const DEFAULT_SLOTS: u64 = 1024;
@@ -249,7 +268,8 @@ impl QueueOptions {
     }
 
     /// The size of the area large messages stream through, split into four lanes (default 1
-    /// MiB; 4 KiB to 1 GiB, a multiple of 256 bytes).
+    /// MiB; 4 KiB to 1 GiB, a multiple of 256 bytes). Messages that find no lane free, or no
+    /// reader while their lane is full, spill to the segment's file instead.
     pub fn stream_size(&mut self, bytes: usize) -> &mut Self {
         self.stream_size = bytes as u64;
         self
@@ -613,14 +633,14 @@ impl<T: Serialize + DeserializeOwned> Queue<T> {
 
     /// Puts `value`, waiting while the queue is full.
     ///
-    /// A large value (encoded above the slot payload) also waits while four large messages
-    /// are unread, and, if it is larger than a stream lane, until a consumer reads it (see the
-    /// [module documentation](self#differences-from-python-multiprocessing)).
+    /// A large value (encoded above the slot payload) streams to a consumer, or spills to the
+    /// segment's file when none reads it (see the [module documentation](self#slots)).
     ///
     /// # Errors
     ///
     /// [`PutError::Closed`] after [`close`](Self::close); [`PutError::Encode`] when the value
-    /// cannot be encoded. Either way the value comes back.
+    /// cannot be encoded; [`PutError::TooLarge`] above the maximum message size. The value
+    /// comes back.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_with(value, Wait::Forever)
     }
@@ -727,8 +747,8 @@ mod tests {
             .create_bytes()
             .unwrap();
         let mut model: VecDeque<Vec<u8>> = VecDeque::new();
-        // Messages above 48 bytes go through the stream lanes, four unread at most.
-        let large = |m: &Vec<u8>| m.len() > 48;
+        // Messages above 48 bytes go through the stream lanes or spill to the file: any number
+        // of them can be unread.
         let mut x = 0x9e37_79b9_7f4a_7c15u64;
         let mut rand = move || {
             x ^= x << 13;
@@ -739,14 +759,13 @@ mod tests {
         for step in 0..20_000u64 {
             match rand() % 4 {
                 0 | 1 => {
-                    // Up to a lane's size, so that a put never needs a reader.
                     let len = match rand() % 8 {
                         0 => (rand() % 1024) as usize,
+                        1 => (rand() % 10_000) as usize,
                         _ => (rand() % 60) as usize,
                     };
                     let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ step) as u8).collect();
-                    let full = model.len() == 5
-                        || (large(&msg) && model.iter().filter(|m| large(m)).count() == 4);
+                    let full = model.len() == 5;
                     match q.put_nowait(msg.clone()) {
                         Ok(()) => {
                             assert!(!full, "step {step}: put on a full queue");
@@ -832,5 +851,26 @@ mod tests {
         drop(other);
         assert_eq!(q.unfinished_tasks(), 0);
         assert_eq!(q.stats().released, 1);
+    }
+
+    /// The bytes of spilled messages are freed once they are got.
+    #[test]
+    fn spilled_messages_give_their_memory_back() {
+        let q = Queue::options()
+            .stream_size(4096)
+            .maxsize(64)
+            .create_bytes()
+            .unwrap();
+        let blocks = || rustix::fs::fstat(q.handle.ring.fd()).unwrap().st_blocks;
+        let before = blocks();
+        for i in 0..40u8 {
+            q.put(vec![i; 200_000]).unwrap();
+        }
+        // 8 MB spilled, in 512-byte blocks.
+        assert!(blocks() >= before + 15_000, "{} -> {}", before, blocks());
+        for i in 0..40u8 {
+            assert!(q.get_nowait().unwrap() == vec![i; 200_000]);
+        }
+        assert!(blocks() <= before + 8, "{} -> {}", before, blocks());
     }
 }

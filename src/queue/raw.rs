@@ -23,6 +23,8 @@ pub(crate) const LANES: usize = 4;
 /// Bytes of a slot before its payload.
 pub(crate) const SLOT_HEAD: usize = size_of::<SlotHead>();
 const LINE: usize = 64;
+/// Alignment of spilled messages in the segment's file.
+pub(crate) const SPILL_ALIGN: u64 = 64 * 1024;
 
 /// Describes a queue segment; written once by its creator, checked by everyone who attaches.
 #[repr(C)]
@@ -118,6 +120,9 @@ pub(crate) struct Control {
     pub(crate) stream: [StreamCtl; LANES],
     /// Slots handed back by the reaper to be delivered again, not yet taken.
     pub(crate) orphans: Padded,
+    /// The file offset where the next spilled large message goes (see [`Raw::spill_base`]);
+    /// only grows.
+    pub(crate) spill_end: Padded,
     /// Counters.
     pub(crate) counters: Counters,
     /// `JoinableQueue::join` sleeps here.
@@ -266,7 +271,7 @@ impl Raw {
         let off = offsets(&g).filter(|_| g.is_valid()).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid queue geometry")
         })?;
-        let fd = memfd::memfd("multiproc-queue", off.total as u64)?;
+        let fd = memfd::memfd_growable("multiproc-queue", off.total as u64)?;
         let map = Mapping::new(&fd, off.total)?;
         let header = Header {
             magic: MAGIC,
@@ -287,6 +292,10 @@ impl Raw {
             geometry: g,
             off,
         };
+        raw.control()
+            .spill_end
+            .0
+            .store(raw.spill_base(), std::sync::atomic::Ordering::Relaxed);
         for i in 1..g.slots {
             raw.slot(i)
                 .stamp
@@ -298,7 +307,7 @@ impl Raw {
     /// Checks the segment behind `fd` (sealed, a queue header of this version with valid sizes,
     /// exactly the size the header says), then maps it, without pre-faulting.
     pub(crate) fn attach(fd: &OwnedFd) -> Result<Raw, BadSegment> {
-        if !memfd::is_sealed(fd) {
+        if !memfd::is_sealed_against_shrinking(fd) {
             return Err(BadSegment::NotAQueue);
         }
         let mut raw = [0u8; LINE];
@@ -326,8 +335,9 @@ impl Raw {
             return Err(BadSegment::NotAQueue);
         }
         let off = offsets(&g).ok_or(BadSegment::NotAQueue)?;
+        // The file may be larger: spilled messages live beyond the mapped part.
         if h.total != off.total as u64
-            || memfd::size_of(fd).map_err(BadSegment::Os)? != off.total as u64
+            || memfd::size_of(fd).map_err(BadSegment::Os)? < off.total as u64
         {
             return Err(BadSegment::NotAQueue);
         }
@@ -421,6 +431,29 @@ impl Raw {
             let dst = out.as_mut_ptr().add(out.len());
             ptr::copy_nonoverlapping(self.slot_ptr(pos).add(SLOT_HEAD + offset), dst, len);
             out.set_len(out.len() + len);
+        }
+    }
+
+    /// The file offset where spilled large messages begin: past the mapped part, aligned to
+    /// 64 KiB (a multiple of every page size), so that each spilled message's pages can be
+    /// freed on their own.
+    pub(crate) fn spill_base(&self) -> u64 {
+        (self.off.total as u64).next_multiple_of(SPILL_ALIGN)
+    }
+
+    /// Word `i` (8 bytes, from the start) of the payload of the slot of `pos`, as an atomic:
+    /// for the reference a large message's slot holds, which its producer may complete after
+    /// publishing it.
+    pub(crate) fn payload_word(&self, pos: u64, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 8 <= self.payload_size());
+        // SAFETY: within the slot's payload (asserted), 8-byte aligned (slots are 64-byte
+        // aligned and `SLOT_HEAD` is 16); an atomic is valid whatever bytes are there, and
+        // every access to these words while they hold a large message's reference is atomic.
+        unsafe {
+            &*self
+                .slot_ptr(pos)
+                .add(SLOT_HEAD + i * 8)
+                .cast::<AtomicU64>()
         }
     }
 

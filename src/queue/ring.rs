@@ -73,6 +73,8 @@ pub(crate) fn empty_stamp(i: u64) -> u64 {
 /// What a slot's payload holds.
 pub(super) const KIND_INLINE: u32 = 0;
 pub(super) const KIND_LARGE: u32 = 1;
+/// A spilled large message its reader has copied out (it is about to free it).
+pub(super) const KIND_CONSUMED: u32 = 2;
 
 /// Polls before the first yield (with 1, 2, 4, 8, then 16 pause instructions between polls):
 /// about a microsecond, enough for a peer on another CPU that is about to answer.
@@ -407,6 +409,11 @@ impl Ring {
             }
             match s.state() {
                 State::Writing => {
+                    if slot.kind.load(Acquire) == KIND_LARGE {
+                        // It may have spilled part of its bytes (extents are never reused, so
+                        // freeing a stale one again is harmless).
+                        self.punch_extent_of(i);
+                    }
                     let skip = Stamp::new(s.pos() + cap, State::Empty, 0);
                     if slot
                         .stamp
@@ -416,10 +423,22 @@ impl Ring {
                         c.counters.abandoned.fetch_add(1, Relaxed);
                     }
                 }
+                State::Reading if slot.kind.load(Acquire) == KIND_CONSUMED => {
+                    // A spilled message the dead reader had copied out: lost with it.
+                    self.punch_extent_of(i);
+                    let free = Stamp::new(s.pos() + cap, State::Empty, 0);
+                    if slot
+                        .stamp
+                        .compare_exchange(s.0, free.0, AcqRel, Relaxed)
+                        .is_ok()
+                    {
+                        c.counters.dropped.fetch_add(1, Relaxed);
+                    }
+                }
                 State::Reading => {
                     let streamed = slot.kind.load(Relaxed) == KIND_LARGE && {
-                        let (lane, seq, _) = self.large_ref(i);
-                        dropped_seq[lane] == Some(seq)
+                        let r = self.large_ref(i);
+                        r.lane.is_some_and(|lane| dropped_seq[lane] == Some(r.seq))
                     };
                     if streamed {
                         // Its bytes were partly read by the dead reader: lost (counted above).
@@ -450,6 +469,23 @@ impl Ring {
         self.retire(owner);
         self.notify(&c.items);
         self.notify(&c.space);
+    }
+
+    /// Frees the spilled bytes of the large message in the slot of `pos`, if any.
+    fn punch_extent_of(&self, pos: u64) {
+        let len = self.large_ref(pos).len;
+        if let Some(off) = self.extent(pos, len) {
+            self.punch(off, len);
+        }
+    }
+
+    /// Gives up the slot of `pos`, claimed by us and not published: consumers skip it.
+    pub(super) fn unclaim(&self, pos: u64) {
+        let slot = self.raw.slot(pos);
+        slot.stamp
+            .store(Stamp::new(pos + self.slots(), State::Empty, 0).0, Release);
+        self.raw.control().counters.abandoned.fetch_add(1, Relaxed);
+        self.notify(&self.raw.control().items);
     }
 
     /// Moves the counters of member `owner` (leaving, or dead and being reaped) to the
@@ -793,7 +829,7 @@ impl Ring {
                     ok
                 }
                 KIND_LARGE => {
-                    let (_, _, len) = self.large_ref(pos);
+                    let len = self.large_ref(pos).len;
                     if self.too_large(len) {
                         self.reject_large(pos);
                         return Err(self.rejected(len));
