@@ -21,6 +21,7 @@ const MID_STREAM_READ: u32 = 5;
 const BEFORE_HEAD: u32 = 6;
 const SPILLED: u32 = 7;
 const SPILL_READ: u32 = 8;
+const SIDE_LOCKED: u32 = 9;
 
 fn die_putting((q, point, len): (BytesQueue, u32, usize)) {
     __die_at(point);
@@ -361,4 +362,22 @@ fn a_consumer_killed_holding_a_spilled_message_leaves_it_to_another() {
     killed(Process::start(die_getting, (q.clone(), AFTER_TAKE)).unwrap());
     assert!(q.get_timeout(LONG).unwrap() == vec![9u8; 70_000]);
     assert_eq!(q.stats().redelivered, 1);
+}
+
+fn die_sending_a_queue(q: Queue<Queue<u8>>) {
+    __die_at(SIDE_LOCKED);
+    let _ = q.put(Queue::new().unwrap());
+    unreachable!("the put should have killed this process");
+}
+
+#[test]
+fn a_producer_killed_holding_the_descriptor_channel_does_not_block_it() {
+    let q: Queue<Queue<u8>> = Queue::new().unwrap();
+    killed(Process::start(die_sending_a_queue, q.clone()).unwrap());
+    // The kernel released its lock: the channel carries on.
+    let inner = Queue::new().unwrap();
+    inner.put(5).unwrap();
+    q.put_timeout(inner, LONG).unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap().get_timeout(LONG).unwrap(), 5);
+    assert!(q.empty());
 }

@@ -59,6 +59,10 @@ impl BytesQueue {
             Err(Fail::WouldBlock) => Err(PutError::Full(v)),
             Err(Fail::TimedOut) => Err(PutError::Timeout(v)),
             Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(v, n)),
+            Err(Fail::Descriptors) => Err(PutError::Encode(
+                v,
+                crate::CodecError::Encode("cannot pass descriptors".into()),
+            )),
         }
     }
 

@@ -154,7 +154,7 @@ impl Duplex {
             match self.tx().put(msg, Wait::Within(CHECK)) {
                 Ok(()) => return Ok(()),
                 Err(Fail::TooLarge(len)) => return Err(DuplexError::TooLarge { len }),
-                Err(Fail::WouldBlock | Fail::TimedOut) => {
+                Err(Fail::WouldBlock | Fail::TimedOut | Fail::Descriptors) => {
                     if self.peer_gone() {
                         return Err(DuplexError::Disconnected);
                     }
@@ -196,7 +196,7 @@ impl Duplex {
             match self.rx().get(out, wait) {
                 Ok(()) => return Ok(()),
                 Err(Fail::TooLarge(len)) => return Err(DuplexError::TooLarge { len }),
-                Err(Fail::WouldBlock | Fail::TimedOut) => {
+                Err(Fail::WouldBlock | Fail::TimedOut | Fail::Descriptors) => {
                     if self.peer_gone() {
                         // What was sent before the end went away is still delivered.
                         return match self.rx().get(out, Wait::No) {
@@ -324,7 +324,7 @@ impl<'de> Deserialize<'de> for Duplex {
             )));
         }
         let attach = |fd: Fd| {
-            Ring::attach(fd.0).map(Arc::new).map_err(|e| {
+            Ring::attach(fd.0, None).map(Arc::new).map_err(|e| {
                 let e = match e {
                     AttachFail::Os(e) => QueueError::Os(e),
                     AttachFail::Bad(_) => QueueError::NotAQueue,

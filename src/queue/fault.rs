@@ -9,6 +9,7 @@ pub(crate) const MID_STREAM_READ: u32 = 5;
 pub(crate) const BEFORE_HEAD: u32 = 6;
 pub(crate) const SPILLED: u32 = 7;
 pub(crate) const SPILL_READ: u32 = 8;
+pub(crate) const SIDE_LOCKED: u32 = 9;
 
 #[cfg(debug_assertions)]
 static AT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -162,6 +162,7 @@ mod fault;
 mod joinable;
 mod raw;
 mod ring;
+mod side;
 mod stream;
 
 pub use bytes::BytesQueue;
@@ -172,6 +173,7 @@ pub use joinable::{JoinableQueue, SimpleQueue};
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -179,6 +181,7 @@ use std::time::{Duration, Instant};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+use crate::CodecError;
 use raw::Geometry;
 use ring::{AttachFail, Fail, Ring, Wait};
 
@@ -187,7 +190,8 @@ use ring::{AttachFail, Fail, Ring, Wait};
 /// 2 a consumer's slot taken, 3 the stream taken by a large put, 4 a large put's first piece
 /// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved,
 /// 7 a large message spilled to the file (not yet published, or its lane not yet let go),
-/// 8 a spilled message copied out (its memory and slot not yet freed).
+/// 8 a spilled message copied out (its memory and slot not yet freed), 9 the side channel of
+/// descriptors locked.
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub fn __die_at(point: u32) {
@@ -306,7 +310,8 @@ impl QueueOptions {
         self
     }
 
-    fn ring(&self) -> Result<Arc<Ring>, QueueError> {
+    /// The segment, with a side channel for descriptors in messages (typed queues) or not.
+    fn ring(&self, side: bool) -> Result<Arc<Ring>, QueueError> {
         let maxsize = if self.maxsize == 0 {
             DEFAULT_SLOTS
         } else {
@@ -328,7 +333,7 @@ impl QueueOptions {
                 "slot size, stream size or handle count out of range",
             ));
         }
-        Ring::create(g).map(Arc::new).map_err(QueueError::Os)
+        Ring::create(g, side).map(Arc::new).map_err(QueueError::Os)
     }
 
     /// Creates the queue.
@@ -339,7 +344,7 @@ impl QueueOptions {
     /// the system cannot create the segment.
     pub fn create<T>(&self) -> Result<Queue<T>, QueueError> {
         Ok(Queue {
-            handle: Handle::new(self.ring()?),
+            handle: Handle::new(self.ring(true)?),
             _t: PhantomData,
         })
     }
@@ -362,7 +367,7 @@ impl QueueOptions {
     /// As for [`create`](Self::create).
     pub fn create_bytes(&self) -> Result<BytesQueue, QueueError> {
         Ok(BytesQueue {
-            handle: Handle::new(self.ring()?),
+            handle: Handle::new(self.ring(false)?),
         })
     }
 }
@@ -394,17 +399,62 @@ impl Handle {
             Err(Fail::WouldBlock) => Err(PutError::Full(value)),
             Err(Fail::TimedOut) => Err(PutError::Timeout(value)),
             Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(value, n)),
+            Err(Fail::Descriptors) => Err(PutError::Encode(
+                value,
+                CodecError::Encode("cannot pass descriptors through this queue".into()),
+            )),
+        }
+    }
+
+    /// Puts a message whose value carries descriptors.
+    fn put_fds<B>(
+        &self,
+        value: B,
+        bytes: &mut Vec<u8>,
+        fds: &[OwnedFd],
+        wait: Wait,
+    ) -> Result<(), PutError<B>> {
+        if self.is_closed() {
+            return Err(PutError::Closed(value));
+        }
+        if !self.ring.has_side() {
+            return Err(PutError::Encode(
+                value,
+                CodecError::Encode("this queue cannot carry descriptors".into()),
+            ));
+        }
+        match self.ring.put_with_fds(bytes, fds, wait) {
+            Ok(()) => Ok(()),
+            Err(Fail::WouldBlock) => Err(PutError::Full(value)),
+            Err(Fail::TimedOut) => Err(PutError::Timeout(value)),
+            Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(value, n)),
+            Err(Fail::Descriptors) => Err(PutError::Encode(
+                value,
+                CodecError::Encode("the system refused to pass the descriptors".into()),
+            )),
         }
     }
 
     fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), GetError> {
+        self.get_fds(out, None, wait)
+    }
+
+    fn get_fds(
+        &self,
+        out: &mut Vec<u8>,
+        fds: Option<&mut Vec<OwnedFd>>,
+        wait: Wait,
+    ) -> Result<(), GetError> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
-        self.ring.get(out, wait).map_err(|e| match e {
+        self.ring.get_msg(out, fds, wait).map_err(|e| match e {
             Fail::WouldBlock => GetError::Empty,
             Fail::TimedOut => GetError::Timeout,
             Fail::TooLarge(len) => GetError::TooLarge { len },
+            Fail::Descriptors => GetError::Decode(CodecError::Decode(
+                "the message's descriptors were lost with a process killed holding them".into(),
+            )),
         })
     }
 
@@ -422,12 +472,37 @@ impl Handle {
     }
 
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::codec::serialize_fd(self.ring.fd(), s)
+        let side = self.ring.side_fds().map(|(tx, rx)| (FdRef(tx), FdRef(rx)));
+        (FdRef(self.ring.fd()), side).serialize(s)
     }
 
     fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let fd = crate::codec::deserialize_fd(d)?;
-        Ring::attach(fd)
+        d.deserialize_tuple(2, HandleVisitor)
+    }
+}
+
+/// Reads a handle: the segment's descriptor, then its side channel's, if any. A descriptor
+/// that is not a queue segment is reported as such, whatever follows it.
+struct HandleVisitor;
+
+impl<'de> serde::de::Visitor<'de> for HandleVisitor {
+    type Value = Handle;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a queue")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Handle, A::Error> {
+        let fd: FdOwned = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::custom("a queue without its segment"))?;
+        let side = seq.next_element::<Option<(FdOwned, FdOwned)>>();
+        let (side, rest) = match side {
+            Ok(s) => (s.flatten(), Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        let side = side.map(|(tx, rx)| side::Side::from_fds(tx.0, rx.0));
+        let handle = Ring::attach(fd.0, side)
             .map(|r| Handle::new(Arc::new(r)))
             .map_err(|e| {
                 let e = match e {
@@ -437,8 +512,27 @@ impl Handle {
                     AttachFail::Bad(_) => QueueError::NotAQueue,
                     AttachFail::TableFull => QueueError::TableFull,
                 };
-                D::Error::custom(crate::codec::reason(e.to_string()))
-            })
+                A::Error::custom(crate::codec::reason(e.to_string()))
+            })?;
+        rest.map(|()| handle)
+    }
+}
+
+/// A descriptor to serialize as an index into the message's descriptor list.
+struct FdRef<'a>(BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::codec::serialize_fd(self.0, s)
+    }
+}
+
+/// A descriptor received by index.
+struct FdOwned(OwnedFd);
+
+impl<'de> Deserialize<'de> for FdOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::codec::deserialize_fd(d).map(FdOwned)
     }
 }
 
@@ -616,18 +710,18 @@ impl<T> Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_with(&self, value: T, wait: Wait) -> Result<(), PutError<T>> {
-        with_buf(|buf| {
-            if let Err(e) = crate::codec::encode_plain_into(&value, buf) {
-                return Err(PutError::Encode(value, e));
-            }
-            self.handle.put(value, buf, wait)
+        with_buf(|buf| match crate::codec::encode_into(&value, buf) {
+            Err(e) => Err(PutError::Encode(value, e)),
+            Ok(fds) if fds.is_empty() => self.handle.put(value, buf, wait),
+            Ok(fds) => self.handle.put_fds(value, buf, &fds, wait),
         })
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
         with_buf(|buf| {
-            self.handle.get(buf, wait)?;
-            crate::codec::decode(buf, Vec::new()).map_err(GetError::Decode)
+            let mut fds = Vec::new();
+            self.handle.get_fds(buf, Some(&mut fds), wait)?;
+            crate::codec::decode(buf, fds).map_err(GetError::Decode)
         })
     }
 
@@ -801,8 +895,8 @@ mod tests {
             .create_bytes()
             .unwrap();
         let ring = &q.handle.ring;
-        ring.put_unchecked(&[1; 150], Wait::No).unwrap();
-        ring.put_unchecked(&[2; 1000], Wait::No).unwrap();
+        ring.put_unchecked(&[1; 150], 0, Wait::No).unwrap();
+        ring.put_unchecked(&[2; 1000], 0, Wait::No).unwrap();
         q.put([3u8; 100]).unwrap();
         assert!(matches!(q.put([4u8; 101]), Err(PutError::TooLarge(_, 101))));
         assert!(matches!(
@@ -819,7 +913,7 @@ mod tests {
         assert_eq!((s.put, s.got, s.rejected), (3, 1, 2));
         // The lane of the refused large message is free again.
         for i in 0..4u8 {
-            ring.put_unchecked(&[i; 1000], Wait::No).unwrap();
+            ring.put_unchecked(&[i; 1000], 0, Wait::No).unwrap();
         }
     }
 
@@ -842,7 +936,7 @@ mod tests {
         // A handle dropped with a task held releases it.
         let fd = q.handle.ring.fd().try_clone_to_owned().unwrap();
         let other: Queue<u8> = Queue {
-            handle: Handle::new(Arc::new(Ring::attach(fd).unwrap())),
+            handle: Handle::new(Arc::new(Ring::attach(fd, None).unwrap())),
             _t: PhantomData,
         };
         q.put(3).unwrap();

@@ -123,6 +123,8 @@ pub(crate) struct Control {
     /// The file offset where the next spilled large message goes (see [`Raw::spill_base`]);
     /// only grows.
     pub(crate) spill_end: Padded,
+    /// The number the next message with descriptors gets in the side channel.
+    pub(crate) fd_seq: Padded,
     /// Counters.
     pub(crate) counters: Counters,
     /// `JoinableQueue::join` sleeps here.

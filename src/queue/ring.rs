@@ -16,6 +16,7 @@ use std::time::{Duration, Instant};
 
 pub(super) use super::fault;
 use super::raw::{BadSegment, Geometry, Raw, WaitWord};
+use super::side::{KIND_FDS, Side};
 use super::stream::WRITER_DEAD;
 use crate::sys::{futex, ofd};
 
@@ -94,6 +95,9 @@ pub(crate) enum Fail {
     WouldBlock,
     /// Still full or empty at the deadline.
     TimedOut,
+    /// The message's descriptors cannot travel (a queue without a side channel, or the system
+    /// refused them).
+    Descriptors,
     /// The message (of this many bytes) is larger than the queue's maximum message size: a
     /// put refuses it, a get consumes and refuses it.
     TooLarge(u64),
@@ -240,6 +244,8 @@ pub(crate) struct Ring {
     /// Set for a direction of a duplex channel: its one producer publishes its CPU, and the
     /// consumer waits accordingly.
     pub(super) cpu_aware: std::sync::atomic::AtomicBool,
+    /// The channel descriptors in messages travel through (none for duplex directions).
+    pub(super) side: Option<Side>,
 }
 
 impl Drop for Ring {
@@ -254,10 +260,12 @@ impl Drop for Ring {
 }
 
 impl Ring {
-    /// Creates a segment of geometry `g` and joins it.
-    pub(crate) fn create(g: Geometry) -> std::io::Result<Ring> {
+    /// Creates a segment of geometry `g` (with a side channel for descriptors, or not) and
+    /// joins it.
+    pub(crate) fn create(g: Geometry, side: bool) -> std::io::Result<Ring> {
         let (fd, raw) = Raw::create(g, empty_stamp)?;
-        Ring::register(fd, raw).map_err(|e| match e {
+        let side = if side { Some(Side::new()?) } else { None };
+        Ring::register(fd, raw, side).map_err(|e| match e {
             AttachFail::Os(e) => e,
             AttachFail::TableFull | AttachFail::Bad(_) => {
                 std::io::Error::other("cannot join a new queue")
@@ -266,14 +274,14 @@ impl Ring {
     }
 
     /// Checks the segment behind `fd` and joins it.
-    pub(crate) fn attach(fd: OwnedFd) -> Result<Ring, AttachFail> {
+    pub(crate) fn attach(fd: OwnedFd, side: Option<Side>) -> Result<Ring, AttachFail> {
         let raw = Raw::attach(&fd).map_err(AttachFail::Bad)?;
-        Ring::register(fd, raw)
+        Ring::register(fd, raw, side)
     }
 
     /// Takes an entry of the process table: a free one, or one whose process died (reaping
     /// it first).
-    fn register(fd: OwnedFd, raw: Raw) -> Result<Ring, AttachFail> {
+    fn register(fd: OwnedFd, raw: Raw, side: Option<Side>) -> Result<Ring, AttachFail> {
         let lockfd = ofd::reopen(fd.as_fd()).map_err(AttachFail::Os)?;
         let pid = u64::from(std::process::id());
         for i in 0..raw.geometry().members {
@@ -293,6 +301,7 @@ impl Ring {
                 me: i as u16 + 1,
                 reaping: Mutex::new(()),
                 cpu_aware: std::sync::atomic::AtomicBool::new(false),
+                side,
             };
             // Whoever held this entry before is gone; clear what it may have left behind
             // (cheap: one pass over the stamps).
@@ -310,6 +319,11 @@ impl Ring {
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// The two ends of the side channel, if this queue has one.
+    pub(crate) fn side_fds(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
+        self.side.as_ref().map(|s| (s.tx.as_fd(), s.rx.as_fd()))
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
@@ -409,7 +423,7 @@ impl Ring {
             }
             match s.state() {
                 State::Writing => {
-                    if slot.kind.load(Acquire) == KIND_LARGE {
+                    if slot.kind.load(Acquire) & !KIND_FDS == KIND_LARGE {
                         // It may have spilled part of its bytes (extents are never reused, so
                         // freeing a stale one again is harmless).
                         self.punch_extent_of(i);
@@ -423,7 +437,7 @@ impl Ring {
                         c.counters.abandoned.fetch_add(1, Relaxed);
                     }
                 }
-                State::Reading if slot.kind.load(Acquire) == KIND_CONSUMED => {
+                State::Reading if slot.kind.load(Acquire) & !KIND_FDS == KIND_CONSUMED => {
                     // A spilled message the dead reader had copied out: lost with it.
                     self.punch_extent_of(i);
                     let free = Stamp::new(s.pos() + cap, State::Empty, 0);
@@ -436,7 +450,7 @@ impl Ring {
                     }
                 }
                 State::Reading => {
-                    let streamed = slot.kind.load(Relaxed) == KIND_LARGE && {
+                    let streamed = slot.kind.load(Relaxed) & !KIND_FDS == KIND_LARGE && {
                         let r = self.large_ref(i);
                         r.lane.is_some_and(|lane| dropped_seq[lane] == Some(r.seq))
                     };
@@ -646,22 +660,22 @@ impl Ring {
         if self.too_large(len) {
             return Err(Fail::TooLarge(len));
         }
-        self.put_unchecked(bytes, wait)
+        self.put_unchecked(bytes, 0, wait)
     }
 
-    /// Puts one message, whatever its size.
-    pub(super) fn put_unchecked(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+    /// Puts one message, whatever its size, its slot's kind marked with `flags`.
+    pub(super) fn put_unchecked(&self, bytes: &[u8], flags: u32, wait: Wait) -> Result<(), Fail> {
         if bytes.len() <= self.raw.payload_size() {
             let pos = self.claim(wait)?;
             fault::point(fault::AFTER_CLAIM);
             let slot = self.raw.slot(pos);
-            slot.kind.store(KIND_INLINE, Relaxed);
+            slot.kind.store(KIND_INLINE | flags, Relaxed);
             slot.len.store(bytes.len() as u32, Relaxed);
             self.raw.write_payload(pos, 0, bytes);
             self.publish(pos);
             Ok(())
         } else {
-            self.put_large(bytes, wait)
+            self.put_large(bytes, flags, wait)
         }
     }
 
@@ -792,29 +806,47 @@ impl Ring {
         max != 0 && len > max
     }
 
-    /// Gets one message into `out` (cleared first).
+    /// Gets one message into `out` (cleared first); the descriptors it carries, if any, are
+    /// closed.
     pub(crate) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), Fail> {
+        self.get_msg(out, None, wait)
+    }
+
+    /// Gets one message into `out` (cleared first), and the descriptors it carries into `fds`
+    /// (closed if `None`).
+    pub(crate) fn get_msg(
+        &self,
+        out: &mut Vec<u8>,
+        fds: Option<&mut Vec<OwnedFd>>,
+        wait: Wait,
+    ) -> Result<(), Fail> {
         let c = self.raw.control();
         if c.counters.joinable.load(Relaxed) == 0 {
-            return self.get_one(out, wait);
+            return self.get_one(out, fds, wait);
         }
         // A joinable queue: from before the slot is taken until `got` counts the message, this
         // get is counted as taking (see `unfinished`).
         let taking = &self.raw.member(u32::from(self.me - 1)).taking;
         taking.fetch_add(1, SeqCst);
-        let r = self.get_one(out, wait);
+        let r = self.get_one(out, fds, wait);
         taking.fetch_sub(1, SeqCst);
         self.notify(&c.joined);
         r
     }
 
-    fn get_one(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), Fail> {
+    fn get_one(
+        &self,
+        out: &mut Vec<u8>,
+        fds: Option<&mut Vec<OwnedFd>>,
+        wait: Wait,
+    ) -> Result<(), Fail> {
         loop {
             out.clear();
             let pos = self.take(wait)?;
             fault::point(fault::AFTER_TAKE);
             let slot = self.raw.slot(pos);
-            let delivered = match slot.kind.load(Relaxed) {
+            let kind = slot.kind.load(Relaxed);
+            let delivered = match kind & !KIND_FDS {
                 KIND_INLINE => {
                     let len = slot.len.load(Relaxed) as usize;
                     if self.too_large(len as u64) {
@@ -846,6 +878,9 @@ impl Ring {
                     .member(u32::from(self.me - 1))
                     .got
                     .fetch_add(1, SeqCst);
+                if kind & KIND_FDS != 0 {
+                    return self.attach_fds(out, fds);
+                }
                 return Ok(());
             }
             // Nothing to deliver at that position (a large message whose writer died or gave

@@ -144,7 +144,7 @@ impl Ring {
         }
     }
 
-    fn write_large_ref(&self, pos: u64, r: LargeRef, extent: u64) {
+    fn write_large_ref(&self, pos: u64, r: LargeRef, extent: u64, flags: u32) {
         let lane = r.lane.map_or(NO_LANE, |l| l as u32);
         let slot = self.raw.slot(pos);
         self.raw
@@ -153,7 +153,7 @@ impl Ring {
         self.raw.payload_word(pos, 1).store(r.len, Relaxed);
         self.raw.payload_word(pos, 2).store(extent, Relaxed);
         slot.len.store(24, Relaxed);
-        slot.kind.store(KIND_LARGE, Release);
+        slot.kind.store(KIND_LARGE | flags, Release);
     }
 
     /// Reserves an extent of the file for a spilled message of `len` bytes: address space
@@ -198,7 +198,7 @@ impl Ring {
 
     /// Puts a large message by spilling it at once (no stream lane is free). `None` if the
     /// system refused: the caller waits for a lane instead.
-    fn put_spilled(&self, bytes: &[u8], wait: Wait) -> Option<Result<(), Fail>> {
+    fn put_spilled(&self, bytes: &[u8], flags: u32, wait: Wait) -> Option<Result<(), Fail>> {
         let len = bytes.len() as u64;
         let pos = match self.claim(wait) {
             Ok(pos) => pos,
@@ -210,7 +210,7 @@ impl Ring {
             seq: 0,
             len,
         };
-        self.write_large_ref(pos, r, off);
+        self.write_large_ref(pos, r, off, flags);
         if self.extent(pos, len).is_none() || !self.spill(off, bytes) {
             self.unclaim(pos);
             return None;
@@ -220,7 +220,7 @@ impl Ring {
         Some(Ok(()))
     }
 
-    pub(super) fn put_large(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+    pub(super) fn put_large(&self, bytes: &[u8], flags: u32, wait: Wait) -> Result<(), Fail> {
         let c = self.raw.control();
         let deadline = wait.deadline();
         let len = bytes.len() as u64;
@@ -247,7 +247,7 @@ impl Ring {
                 }
             }
             if spill {
-                match self.put_spilled(bytes, wait) {
+                match self.put_spilled(bytes, flags, wait) {
                     Some(r) => return r,
                     None => spill = false,
                 }
@@ -299,7 +299,7 @@ impl Ring {
             len,
         };
         let extent = self.reserve_extent(len);
-        self.write_large_ref(pos, r, extent);
+        self.write_large_ref(pos, r, extent, flags);
         self.publish(pos);
         // 3. The bytes, through the stream area.
         let size = self.raw.lane_size();
