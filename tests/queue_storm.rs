@@ -11,12 +11,21 @@ use std::time::{Duration, Instant};
 
 use multiproc::Process;
 use multiproc::queue::{GetError, JoinableQueue, Queue};
-use multiproc::shm::{Array, RawArray, RawValue};
+use multiproc::shm::{Array, RawArray, RawValue, Value};
 
 multiproc::test_support!();
 
-/// `(id, padding)`: the padding's length and bytes follow from the id.
-type Msg = (u32, Vec<u8>);
+/// `(id, padding, a queue holding the id's low byte, for one id in 61)`: the padding's length
+/// and bytes follow from the id. The inner queues travel through the side channel.
+type Msg = (u32, Vec<u8>, Option<Queue<u8>>);
+
+fn inner_queue(id: u32) -> Option<Queue<u8>> {
+    (id % 61 == 0).then(|| {
+        let q = Queue::new().unwrap();
+        q.put(id as u8).unwrap();
+        q
+    })
+}
 
 /// Ids per producer incarnation.
 const IDS: u32 = 4000;
@@ -35,14 +44,18 @@ fn padding(id: u32) -> Vec<u8> {
 fn producer((q, progress, inc): (JoinableQueue<Msg>, RawArray<u64>, u32)) {
     for k in 0..IDS {
         let id = inc * IDS + k;
-        q.put((id, padding(id))).unwrap();
+        q.put((id, padding(id), inner_queue(id))).unwrap();
         // Acknowledged: recorded only after `put` returned.
         progress.set(inc as usize, u64::from(k) + 1).unwrap();
     }
 }
 
-fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad): Msg) {
-    if pad != padding(id) || id as usize >= seen.len() {
+fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad, inner): Msg) {
+    let inner_ok = match inner {
+        Some(q) => id % 61 == 0 && q.get_nowait().ok() == Some(id as u8),
+        None => id % 61 != 0,
+    };
+    if pad != padding(id) || id as usize >= seen.len() || !inner_ok {
         torn.store(1);
         return;
     }
@@ -50,11 +63,18 @@ fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad): Msg) {
     g[id as usize] = g[id as usize].saturating_add(1);
 }
 
-fn consumer((q, seen, torn): (JoinableQueue<Msg>, Array<u8>, RawValue<u32>)) {
+type ConsumerArgs = (JoinableQueue<Msg>, Array<u8>, RawValue<u32>, Value<u32>);
+
+fn consumer((q, seen, torn, lost): ConsumerArgs) {
     loop {
         match q.get_timeout(Duration::from_secs(60)) {
             Ok(m) => {
                 record(&seen, &torn, m);
+                q.task_done().unwrap();
+            }
+            // Its inner queue was lost with a consumer killed holding it in the side channel.
+            Err(GetError::Decode(_)) => {
+                *lost.lock().unwrap_or_else(|e| e.into_inner()) += 1;
                 q.task_done().unwrap();
             }
             Err(e) => panic!("{e}"),
@@ -116,6 +136,7 @@ struct World {
     seen: Array<u8>,
     progress: RawArray<u64>,
     torn: RawValue<u32>,
+    lost: Value<u32>,
     next_inc: u32,
 }
 
@@ -129,7 +150,12 @@ impl World {
             }
             Role::Consumer => Process::start(
                 consumer,
-                (self.q.clone(), self.seen.clone(), self.torn.clone()),
+                (
+                    self.q.clone(),
+                    self.seen.clone(),
+                    self.torn.clone(),
+                    self.lost.clone(),
+                ),
             )
             .unwrap(),
         }
@@ -176,11 +202,13 @@ fn storm(kills_wanted: usize, limit: Duration) {
         let seen = Array::<u8>::new(IDS as usize * incarnations).unwrap();
         let progress = RawArray::<u64>::new(incarnations).unwrap();
         let torn = RawValue::new(0u32).unwrap();
+        let lost = Value::new(0u32).unwrap();
         let mut w = World {
             q: q.clone(),
             seen: seen.clone(),
             progress: progress.clone(),
             torn: torn.clone(),
+            lost: lost.clone(),
             next_inc: 0,
         };
         let mut procs: Vec<(Role, Process<()>)> = Vec::new();
@@ -228,6 +256,10 @@ fn storm(kills_wanted: usize, limit: Duration) {
                     q.task_done().unwrap();
                 }
                 Err(GetError::Timeout) => break,
+                Err(GetError::Decode(_)) => {
+                    *lost.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    q.task_done().unwrap();
+                }
                 Err(e) => panic!("{e}"),
             }
         }
@@ -249,10 +281,12 @@ fn storm(kills_wanted: usize, limit: Duration) {
         let s = q.stats();
         assert!(acked > 1000, "too few messages went through: {acked}");
         assert!(
-            missing <= s.dropped + consumer_kills,
-            "{missing} acknowledged messages lost; {} dropped by dead readers, {consumer_kills} \
+            missing <= s.dropped + consumer_kills + u64::from(lost.load()),
+            "{missing} acknowledged messages lost; {} dropped by dead readers, {} inner queues \
+             lost, {consumer_kills} \
              consumers killed (seed {seed}, {s:?})",
-            s.dropped
+            s.dropped,
+            lost.load()
         );
         assert!(q.empty());
         assert!(q.join_timeout(Duration::from_secs(10)), "join waits: {s:?}");
