@@ -20,7 +20,7 @@ multiproc::test_support!();
 type Msg = (u32, Vec<u8>, Option<Queue<u8>>);
 
 fn inner_queue(id: u32) -> Option<Queue<u8>> {
-    (id % 61 == 0).then(|| {
+    id.is_multiple_of(61).then(|| {
         let q = Queue::new().unwrap();
         q.put(id as u8).unwrap();
         q
@@ -52,8 +52,8 @@ fn producer((q, progress, inc): (JoinableQueue<Msg>, RawArray<u64>, u32)) {
 
 fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad, inner): Msg) {
     let inner_ok = match inner {
-        Some(q) => id % 61 == 0 && q.get_nowait().ok() == Some(id as u8),
-        None => id % 61 != 0,
+        Some(q) => id.is_multiple_of(61) && q.get_nowait().ok() == Some(id as u8),
+        None => !id.is_multiple_of(61),
     };
     if pad != padding(id) || id as usize >= seen.len() || !inner_ok {
         torn.store(1);

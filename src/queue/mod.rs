@@ -160,15 +160,19 @@ mod duplex;
 mod error;
 mod fault;
 mod joinable;
+mod options;
 mod raw;
 mod ring;
 mod side;
 mod stream;
+mod tasks;
+mod wait;
 
 pub use bytes::BytesQueue;
 pub use duplex::{Duplex, DuplexError, duplex};
 pub use error::{GetError, PutError, QueueError, TaskDoneError};
 pub use joinable::{JoinableQueue, SimpleQueue};
+pub use options::QueueOptions;
 
 use std::cell::RefCell;
 use std::fmt;
@@ -182,7 +186,6 @@ use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::CodecError;
-use raw::Geometry;
 use ring::{AttachFail, Fail, Ring, Wait};
 
 /// Test support (debug builds only): the next queue operation of this process that reaches
@@ -232,144 +235,6 @@ pub struct QueueStats {
     /// Messages a consumer refused because they declared more bytes than the maximum message
     /// size ([`GetError::TooLarge`]).
     pub rejected: u64,
-}
-
-/// Sizes of a new queue: `Queue::options().maxsize(100).create()`.
-#[derive(Debug, Clone)]
-pub struct QueueOptions {
-    maxsize: u64,
-    slot_size: u64,
-    stream_size: u64,
-    members: u32,
-    max_message: u64,
-}
-
-impl Default for QueueOptions {
-    fn default() -> Self {
-        QueueOptions {
-            maxsize: 0,
-            slot_size: DEFAULT_SLOT_SIZE,
-            stream_size: DEFAULT_STREAM,
-            members: DEFAULT_MEMBERS,
-            max_message: 0,
-        }
-    }
-}
-
-impl QueueOptions {
-    /// The most messages the queue holds (Python's `maxsize`); 0 (the default) means 1024.
-    pub fn maxsize(&mut self, n: usize) -> &mut Self {
-        self.maxsize = n as u64;
-        self
-    }
-
-    /// The largest message copied into a slot, in bytes (default 1072); larger ones go
-    /// through the stream area. Rounded up so that a slot is a multiple of 64 bytes.
-    pub fn inline_size(&mut self, bytes: usize) -> &mut Self {
-        let slot = (bytes as u64).saturating_add(raw::SLOT_HEAD as u64);
-        self.slot_size = slot.div_ceil(64).saturating_mul(64);
-        self
-    }
-
-    /// The size of the area large messages stream through, split into four lanes (default 1
-    /// MiB; 4 KiB to 1 GiB, a multiple of 256 bytes). Messages that find no lane free, or no
-    /// reader while their lane is full, spill to the segment's file instead.
-    pub fn stream_size(&mut self, bytes: usize) -> &mut Self {
-        self.stream_size = bytes as u64;
-        self
-    }
-
-    /// How many handles (one per process, or per received copy) may use the queue at once
-    /// (default 128, at most 4096).
-    pub fn max_handles(&mut self, n: u32) -> &mut Self {
-        self.members = n;
-        self
-    }
-
-    /// The largest message the queue carries, in bytes (encoded; at least 1; default: no
-    /// limit).
-    ///
-    /// A larger `put` fails with [`PutError::TooLarge`], handing the value back. A consumer
-    /// refuses a message that declares more (one put by a process that does not keep to the
-    /// limit) before reading or reserving anything for it: [`GetError::TooLarge`], counted
-    /// in [`QueueStats::rejected`]. So the limit also bounds what a hostile peer can make a
-    /// consumer allocate. Handles received elsewhere keep the limit their creator set.
-    ///
-    /// ```
-    /// use multiproc::queue::{PutError, Queue};
-    ///
-    /// let q = Queue::options().max_message_size(100).create_bytes().unwrap();
-    /// q.put(vec![1u8; 100]).unwrap();
-    /// let err = q.put(vec![2u8; 101]).unwrap_err();
-    /// assert!(matches!(err, PutError::TooLarge(_, 101)));
-    /// assert_eq!(err.into_inner().len(), 101);
-    /// assert_eq!(q.get().unwrap().len(), 100);
-    /// ```
-    pub fn max_message_size(&mut self, bytes: usize) -> &mut Self {
-        self.max_message = (bytes as u64).max(1);
-        self
-    }
-
-    /// The segment, with a side channel for descriptors in messages (typed queues) or not.
-    fn ring(&self, side: bool) -> Result<Arc<Ring>, QueueError> {
-        let maxsize = if self.maxsize == 0 {
-            DEFAULT_SLOTS
-        } else {
-            self.maxsize
-        };
-        if maxsize > raw::limits::MAX_SLOTS {
-            return Err(QueueError::InvalidArgument("maxsize above 16777216"));
-        }
-        let g = Geometry {
-            members: self.members,
-            slots: maxsize.next_power_of_two().max(2),
-            slot_size: self.slot_size,
-            stream_size: self.stream_size,
-            maxsize,
-            max_message: self.max_message,
-        };
-        if !g.is_valid() {
-            return Err(QueueError::InvalidArgument(
-                "slot size, stream size or handle count out of range",
-            ));
-        }
-        Ring::create(g, side).map(Arc::new).map_err(QueueError::Os)
-    }
-
-    /// Creates the queue.
-    ///
-    /// # Errors
-    ///
-    /// [`QueueError::InvalidArgument`] when an option is out of range; [`QueueError::Os`] when
-    /// the system cannot create the segment.
-    pub fn create<T>(&self) -> Result<Queue<T>, QueueError> {
-        Ok(Queue {
-            handle: Handle::new(self.ring(true)?),
-            _t: PhantomData,
-        })
-    }
-
-    /// Creates a [`JoinableQueue`].
-    ///
-    /// # Errors
-    ///
-    /// As for [`create`](Self::create).
-    pub fn create_joinable<T>(&self) -> Result<JoinableQueue<T>, QueueError> {
-        let q = self.create()?;
-        q.handle.ring.set_joinable();
-        Ok(JoinableQueue(q))
-    }
-
-    /// Creates a queue of raw bytes.
-    ///
-    /// # Errors
-    ///
-    /// As for [`create`](Self::create).
-    pub fn create_bytes(&self) -> Result<BytesQueue, QueueError> {
-        Ok(BytesQueue {
-            handle: Handle::new(self.ring(false)?),
-        })
-    }
 }
 
 /// A handle: the attachment (shared by clones) and this handle's closed flag.
@@ -826,145 +691,4 @@ const _: () = {
 };
 
 #[cfg(test)]
-mod tests {
-    use std::collections::VecDeque;
-
-    use super::*;
-
-    /// Random puts and gets (inline and streamed, blocking and not) against a `VecDeque`.
-    #[test]
-    fn one_thread_matches_a_vecdeque() {
-        let q = Queue::options()
-            .maxsize(5)
-            .inline_size(48)
-            .stream_size(4096)
-            .create_bytes()
-            .unwrap();
-        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
-        // Messages above 48 bytes go through the stream lanes or spill to the file: any number
-        // of them can be unread.
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for step in 0..20_000u64 {
-            match rand() % 4 {
-                0 | 1 => {
-                    let len = match rand() % 8 {
-                        0 => (rand() % 1024) as usize,
-                        1 => (rand() % 10_000) as usize,
-                        _ => (rand() % 60) as usize,
-                    };
-                    let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ step) as u8).collect();
-                    let full = model.len() == 5;
-                    match q.put_nowait(msg.clone()) {
-                        Ok(()) => {
-                            assert!(!full, "step {step}: put on a full queue");
-                            model.push_back(msg);
-                        }
-                        Err(PutError::Full(back)) => {
-                            assert!(full, "step {step}: refused with {} queued", model.len());
-                            assert_eq!(back, msg);
-                        }
-                        Err(e) => panic!("step {step}: {e}"),
-                    }
-                }
-                _ => match q.get_nowait() {
-                    Ok(got) => assert_eq!(Some(got), model.pop_front(), "step {step}"),
-                    Err(GetError::Empty) => assert!(model.is_empty(), "step {step}"),
-                    Err(e) => panic!("step {step}: {e}"),
-                },
-            }
-            assert_eq!(q.qsize(), model.len(), "step {step}");
-        }
-        let s = q.stats();
-        assert_eq!((s.abandoned, s.dropped, s.redelivered), (0, 0, 0));
-    }
-
-    /// A consumer refuses a message above the maximum size that a producer put without
-    /// checking it (as a process ignoring the limit would), inline or streamed, and carries on.
-    #[test]
-    fn a_consumer_refuses_a_message_above_the_maximum() {
-        let q = Queue::options()
-            .inline_size(200)
-            .stream_size(4096)
-            .max_message_size(100)
-            .create_bytes()
-            .unwrap();
-        let ring = &q.handle.ring;
-        ring.put_unchecked(&[1; 150], 0, Wait::No).unwrap();
-        ring.put_unchecked(&[2; 1000], 0, Wait::No).unwrap();
-        q.put([3u8; 100]).unwrap();
-        assert!(matches!(q.put([4u8; 101]), Err(PutError::TooLarge(_, 101))));
-        assert!(matches!(
-            q.get_nowait(),
-            Err(GetError::TooLarge { len: 150 })
-        ));
-        assert!(matches!(
-            q.get_nowait(),
-            Err(GetError::TooLarge { len: 1000 })
-        ));
-        assert_eq!(q.get_nowait().unwrap(), [3u8; 100]);
-        assert!(q.empty());
-        let s = q.stats();
-        assert_eq!((s.put, s.got, s.rejected), (3, 1, 2));
-        // The lane of the refused large message is free again.
-        for i in 0..4u8 {
-            ring.put_unchecked(&[i; 1000], 0, Wait::No).unwrap();
-        }
-    }
-
-    #[test]
-    fn join_counts_queued_taken_and_held_tasks() {
-        let q = JoinableQueue::new().unwrap();
-        assert!(q.task_done().is_err());
-        q.put(1u8).unwrap();
-        q.put(2u8).unwrap();
-        assert_eq!(q.unfinished_tasks(), 2);
-        assert_eq!(q.get().unwrap(), 1);
-        assert_eq!(q.unfinished_tasks(), 2);
-        assert!(!q.join_timeout(Duration::from_millis(1)));
-        q.task_done().unwrap();
-        assert_eq!(q.unfinished_tasks(), 1);
-        assert_eq!(q.get().unwrap(), 2);
-        q.task_done().unwrap();
-        assert!(q.join_timeout(Duration::from_secs(10)));
-        assert!(q.task_done().is_err());
-        // A handle dropped with a task held releases it.
-        let fd = q.handle.ring.fd().try_clone_to_owned().unwrap();
-        let other: Queue<u8> = Queue {
-            handle: Handle::new(Arc::new(Ring::attach(fd, None).unwrap())),
-            _t: PhantomData,
-        };
-        q.put(3).unwrap();
-        assert_eq!(other.get().unwrap(), 3);
-        assert_eq!(q.unfinished_tasks(), 1);
-        drop(other);
-        assert_eq!(q.unfinished_tasks(), 0);
-        assert_eq!(q.stats().released, 1);
-    }
-
-    /// The bytes of spilled messages are freed once they are got.
-    #[test]
-    fn spilled_messages_give_their_memory_back() {
-        let q = Queue::options()
-            .stream_size(4096)
-            .maxsize(64)
-            .create_bytes()
-            .unwrap();
-        let blocks = || rustix::fs::fstat(q.handle.ring.fd()).unwrap().st_blocks;
-        let before = blocks();
-        for i in 0..40u8 {
-            q.put(vec![i; 200_000]).unwrap();
-        }
-        // 8 MB spilled, in 512-byte blocks.
-        assert!(blocks() >= before + 15_000, "{} -> {}", before, blocks());
-        for i in 0..40u8 {
-            assert!(q.get_nowait().unwrap() == vec![i; 200_000]);
-        }
-        assert!(blocks() <= before + 8, "{} -> {}", before, blocks());
-    }
-}
+mod tests;

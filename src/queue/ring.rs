@@ -11,14 +11,14 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
 pub(super) use super::fault;
-use super::raw::{BadSegment, Geometry, Raw, WaitWord};
+use super::raw::{BadSegment, Geometry, Raw};
 use super::side::{KIND_FDS, Side};
 use super::stream::WRITER_DEAD;
-use crate::sys::{futex, ofd};
+pub(super) use super::wait::{Backoff, Peer};
+use crate::sys::ofd;
 
 const POS_BITS: u32 = 46;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
@@ -76,17 +76,6 @@ pub(super) const KIND_INLINE: u32 = 0;
 pub(super) const KIND_LARGE: u32 = 1;
 /// A spilled large message its reader has copied out (it is about to free it).
 pub(super) const KIND_CONSUMED: u32 = 2;
-
-/// Polls before the first yield (with 1, 2, 4, 8, then 16 pause instructions between polls):
-/// about a microsecond, enough for a peer on another CPU that is about to answer.
-const SPINS: u32 = 8;
-/// Then this many rounds of a yield (which lets a peer on the same CPU run) followed by a
-/// longer spin (which catches a peer on another CPU), before sleeping.
-const YIELDS: u32 = 6;
-/// Pause instructions in each of those longer spins.
-const LONG_SPIN: u32 = 128;
-/// The longest a waiter sleeps before it re-checks the liveness of the processes it waits on.
-const SWEEP: Duration = Duration::from_millis(50);
 
 /// Why a put or get did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -160,72 +149,6 @@ pub(crate) struct Totals {
     pub(crate) redelivered: u64,
     pub(crate) released: u64,
     pub(crate) rejected: u64,
-}
-
-/// Spins, then yields, then says it is time to sleep.
-pub(super) struct Backoff {
-    step: u32,
-    peer: Peer,
-}
-
-/// Where the process we wait for runs, when we know.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Peer {
-    /// Unknown (many producers or consumers): spin briefly, then alternate yields and spins.
-    Unknown,
-    /// On another CPU: spin longer before sleeping.
-    Elsewhere,
-    /// On our CPU: yield at once (spinning would only delay it).
-    Here,
-}
-
-/// Rounds of 16 pauses a waiter spins when it knows its peer runs on another CPU (a few tens
-/// of microseconds), before it sleeps.
-const FAR_SPINS: u32 = 300;
-
-impl Backoff {
-    pub(super) fn new() -> Self {
-        Backoff::with_peer(Peer::Unknown)
-    }
-
-    pub(super) fn with_peer(peer: Peer) -> Self {
-        Backoff { step: 0, peer }
-    }
-
-    /// `true` once spinning and yielding are over: the caller should sleep.
-    pub(super) fn snooze(&mut self) -> bool {
-        let n = self.step;
-        match self.peer {
-            Peer::Here if n < YIELDS => std::thread::yield_now(),
-            Peer::Elsewhere if n < FAR_SPINS => {
-                if n % 64 == 63 {
-                    // In case the peer moved to our CPU since it said where it was.
-                    std::thread::yield_now();
-                } else {
-                    for _ in 0..16 {
-                        std::hint::spin_loop();
-                    }
-                }
-            }
-            Peer::Unknown if n < SPINS => {
-                for _ in 0..(1u32 << n.min(4)) {
-                    std::hint::spin_loop();
-                }
-            }
-            Peer::Unknown if n < SPINS + 2 * YIELDS => {
-                if (n - SPINS).is_multiple_of(2) {
-                    std::thread::yield_now();
-                } else {
-                    for _ in 0..LONG_SPIN {
-                        std::hint::spin_loop();
-                    }
-                }
-            }
-            _ => return true,
-        }
-        self.step += 1;
-        false
-    }
 }
 
 /// This process's attachment to a queue segment: the mapping, the segment's descriptor, and
@@ -519,54 +442,6 @@ impl Ring {
             c.counters.released.fetch_add(got - done, Relaxed);
         }
         self.notify(&c.joined);
-    }
-
-    // ---- waiting --------------------------------------------------------------------------
-
-    /// Wakes the sleepers of `w`, if any. Called after the change they wait for is visible.
-    /// Wakes everyone sleeping for messages (they re-check whatever they wait for).
-    pub(super) fn wake_consumers(&self) {
-        let w = &self.raw.control().items;
-        w.seq.fetch_add(1, SeqCst);
-        futex::wake(&w.seq, u32::MAX);
-    }
-
-    pub(super) fn notify(&self, w: &WaitWord) {
-        fence(SeqCst);
-        if w.waiters.load(Relaxed) > 0 {
-            w.seq.fetch_add(1, Release);
-            futex::wake(&w.seq, u32::MAX);
-        }
-    }
-
-    /// Sleeps on `w` while `unchanged()` holds, until `deadline` or for at most [`SWEEP`].
-    /// Returns `false` once the deadline has passed.
-    pub(super) fn sleep(
-        &self,
-        w: &WaitWord,
-        deadline: Option<Instant>,
-        unchanged: impl Fn() -> bool,
-    ) -> bool {
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            return false;
-        }
-        let wake = now + SWEEP;
-        let until = deadline.map_or(wake, |d| d.min(wake));
-        w.waiters.fetch_add(1, SeqCst);
-        fence(SeqCst);
-        let seq = w.seq.load(SeqCst);
-        let timed_out = if unchanged() {
-            !futex::wait(&w.seq, seq, Some(until))
-        } else {
-            false
-        };
-        w.waiters.fetch_sub(1, SeqCst);
-        if timed_out && until == wake {
-            // The periodic re-check: a process we wait for may have died.
-            self.sweep();
-        }
-        deadline.is_none_or(|d| Instant::now() < d)
     }
 
     // ---- producers ------------------------------------------------------------------------
@@ -894,45 +769,9 @@ impl Ring {
         Fail::TooLarge(len)
     }
 
-    // ---- JoinableQueue ---------------------------------------------------------------------
-
-    /// Makes this queue count tasks: set by its creator before anyone else has it.
-    pub(crate) fn set_joinable(&self) {
-        self.raw.control().counters.joinable.store(1, SeqCst);
-    }
-
-    /// Marks one task done: one of ours (got by this process and not yet marked done), or
-    /// else one of another live member's. `false` if no live member holds one.
-    pub(crate) fn task_done(&self) -> bool {
-        let me = self.me;
-        let found = self.mark_done(me)
-            || (1..=self.raw.geometry().members as u16)
-                .filter(|&o| o != me && self.raw.member(u32::from(o - 1)).state.load(Acquire) != 0)
-                .any(|o| self.alive(o) && self.mark_done(o));
-        if found {
-            self.notify(&self.raw.control().joined);
-        }
-        found
-    }
-
-    /// Counts one task of member `owner` done, if it holds one.
-    fn mark_done(&self, owner: u16) -> bool {
-        let m = self.raw.member(u32::from(owner - 1));
-        let mut d = m.done.load(SeqCst);
-        loop {
-            if d >= m.got.load(SeqCst) {
-                return false;
-            }
-            match m.done.compare_exchange_weak(d, d + 1, SeqCst, SeqCst) {
-                Ok(_) => return true,
-                Err(now) => d = now,
-            }
-        }
-    }
-
     /// Moves the head past slots skipped after their producer died, so that they no longer
     /// count as messages for `join`.
-    fn skip_abandoned(&self) {
+    pub(super) fn skip_abandoned(&self) {
         let c = self.raw.control();
         let cap = self.slots();
         loop {
@@ -945,43 +784,6 @@ impl Ring {
                     .is_err()
             {
                 return;
-            }
-        }
-    }
-
-    /// Tasks not yet done: messages in the queue, gets in progress, and messages got and not
-    /// marked done, by the members alive (or not yet found dead).
-    ///
-    /// The reads are ordered against a consumer's (`taking` up, slot taken, head moved, `got`
-    /// up, `taking` down, all sequentially consistent): whoever sees the head moved past a
-    /// message then sees the consumer taking it, or its `got` counted.
-    pub(crate) fn unfinished(&self) -> u64 {
-        self.skip_abandoned();
-        let mut n = self.len();
-        for i in 0..self.raw.geometry().members {
-            let m = self.raw.member(i);
-            if m.state.load(SeqCst) == 0 {
-                continue;
-            }
-            let taking = m.taking.load(SeqCst);
-            let got = m.got.load(SeqCst);
-            let done = m.done.load(SeqCst);
-            n = n
-                .saturating_add(taking)
-                .saturating_add(got.saturating_sub(done));
-        }
-        n
-    }
-
-    /// Waits until no task is unfinished; `false` at the deadline.
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
-        let w: &WaitWord = &self.raw.control().joined;
-        loop {
-            if self.unfinished() == 0 {
-                return true;
-            }
-            if !self.sleep(w, deadline, || self.unfinished() != 0) {
-                return self.unfinished() == 0;
             }
         }
     }
