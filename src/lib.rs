@@ -291,9 +291,7 @@
 //! # What it does not do (yet)
 //!
 //! - `Pool`, and the Redis backend. The manager does not serve Python's own manager clients
-//!   yet, and its lists take integer indices only (no slices). A queue cannot travel inside
-//!   another queue's message (descriptors do not pass through shared memory; a `Connection`
-//!   carries it).
+//!   yet, and its lists take integer indices only (no slices).
 //! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).

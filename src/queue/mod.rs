@@ -11,9 +11,10 @@
 //! consumer copies them out, or, when no lane is free or no consumer comes to read, spill to
 //! the segment's file beyond its mapped part, so that no `put` ever needs a reader.
 //!
-//! A queue is a value that travels: as an argument of [`Process::start`](crate::Process), or
-//! inside a message on a [`Connection`](crate::Connection). Every handle is `Clone + Send +
-//! Sync`.
+//! A queue is a value that travels: as an argument of [`Process::start`](crate::Process),
+//! inside a message on a [`Connection`](crate::Connection), or inside a message of another
+//! queue (values that carry descriptors go through the queue's side channel of Unix datagram
+//! sockets, see below). Every handle is `Clone + Send + Sync`.
 //!
 //! # Examples
 //!
@@ -125,6 +126,21 @@
 //! such check, or when producers come round the ring to its slot. A process created
 //! with `fork` that inherited a queue handle shares its parent's liveness lock: the parent
 //! counts as alive until both have exited.
+//!
+//! A [`JoinableQueue`] whose producer died while streaming a large message that it had
+//! already published keeps counting that message until a consumer takes it (and skips it).
+//!
+//! # Descriptors in messages
+//!
+//! A typed queue carries, beside its segment, a connected pair of Unix datagram sockets. The
+//! descriptors of a value (a queue, a connection, ...) go there as `SCM_RIGHTS`, under a
+//! number that the message carries at its end; the consumer takes them out by number. While
+//! in the channel they belong to the kernel: the sender may exit. A consumer killed while it
+//! holds another message's descriptors (in the few instructions where it sends them back to
+//! the end of the channel) loses them: that message's `get` fails with
+//! [`GetError::Decode`]. A producer killed between sending its descriptors and publishing its
+//! message leaves them in the channel until the queue is gone. [`BytesQueue`] and [`Duplex`]
+//! have no side channel.
 //!
 //! # Trust
 //!
@@ -440,9 +456,20 @@ fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 ///
 /// Values travel as serde values, encoded with the crate's codec (postcard); a
 /// `Queue<Object>` carries Python-like data and prints it as Python does. Objects that carry a
-/// descriptor (a [`Connection`](crate::Connection), another queue, ...) cannot travel through
-/// a queue: `put` fails with [`PutError::Encode`]. See the [module documentation](self) for
-/// the layout, the crash model and the differences from Python.
+/// descriptor (a [`Connection`](crate::Connection), another queue, ...) travel too, their
+/// descriptors through the queue's side channel: a `Queue<Queue<u32>>` works, and the sender
+/// may exit before the message is got. See the [module documentation](self) for the layout,
+/// the crash model and the differences from Python.
+///
+/// ```
+/// use multiproc::queue::Queue;
+///
+/// let outer: Queue<Queue<u32>> = Queue::new().unwrap();
+/// let inner = Queue::new().unwrap();
+/// inner.put(7).unwrap();
+/// outer.put(inner).unwrap();
+/// assert_eq!(outer.get().unwrap().get().unwrap(), 7);
+/// ```
 ///
 /// `Clone` gives another handle to the same queue (with its own [`close`](Self::close) flag);
 /// serializing it (as a process argument, or on a connection) sends the queue.
