@@ -528,7 +528,9 @@ impl Ring {
             return false;
         }
         out.resize(len as usize, 0);
-        memfd::read_exact_at(&self.fd, out, off).unwrap_or(false)
+        // The mark again: had the extent been freed meanwhile (by a reaper that found a stale
+        // reference to it), the bytes read may be holes.
+        memfd::read_exact_at(&self.fd, out, off).unwrap_or(false) && self.spilled(off, len)
     }
 
     /// Reads the spilled message of `len` bytes whose slot (at `pos`, held by us) refers to,
