@@ -22,6 +22,8 @@ const BEFORE_HEAD: u32 = 6;
 const SPILLED: u32 = 7;
 const SPILL_READ: u32 = 8;
 const SIDE_LOCKED: u32 = 9;
+const SIDE_SENT: u32 = 10;
+const SIDE_PASSING: u32 = 11;
 
 fn die_putting((q, point, len): (BytesQueue, u32, usize)) {
     __die_at(point);
@@ -364,8 +366,8 @@ fn a_consumer_killed_holding_a_spilled_message_leaves_it_to_another() {
     assert_eq!(q.stats().redelivered, 1);
 }
 
-fn die_sending_a_queue(q: Queue<Queue<u8>>) {
-    __die_at(SIDE_LOCKED);
+fn die_sending_a_queue((q, point): (Queue<Queue<u8>>, u32)) {
+    __die_at(point);
     let _ = q.put(Queue::new().unwrap());
     unreachable!("the put should have killed this process");
 }
@@ -373,11 +375,39 @@ fn die_sending_a_queue(q: Queue<Queue<u8>>) {
 #[test]
 fn a_producer_killed_holding_the_descriptor_channel_does_not_block_it() {
     let q: Queue<Queue<u8>> = Queue::new().unwrap();
-    killed(Process::start(die_sending_a_queue, q.clone()).unwrap());
+    killed(Process::start(die_sending_a_queue, (q.clone(), SIDE_LOCKED)).unwrap());
     // The kernel released its lock: the channel carries on.
     let inner = Queue::new().unwrap();
     inner.put(5).unwrap();
     q.put_timeout(inner, LONG).unwrap();
     assert_eq!(q.get_timeout(LONG).unwrap().get_timeout(LONG).unwrap(), 5);
+    assert!(q.empty());
+}
+
+fn die_getting_a_queue((q, point): (Queue<Queue<u8>>, u32)) {
+    __die_at(point);
+    let _ = q.get_timeout(LONG);
+    unreachable!("the get should have killed this process");
+}
+
+#[test]
+fn descriptors_left_by_a_dead_producer_are_passed_over() {
+    let q: Queue<Queue<u8>> = Queue::new().unwrap();
+    // Its descriptors are in the channel, its message never put.
+    killed(Process::start(die_sending_a_queue, (q.clone(), SIDE_SENT)).unwrap());
+    assert!(q.empty());
+    for i in 0..3 {
+        let inner = Queue::new().unwrap();
+        inner.put(i).unwrap();
+        q.put(inner).unwrap();
+        assert_eq!(q.get_timeout(LONG).unwrap().get_timeout(LONG).unwrap(), i);
+    }
+    // A consumer killed while it holds the stray datagram (sending it back) loses only that.
+    let inner = Queue::new().unwrap();
+    inner.put(9).unwrap();
+    q.put(inner).unwrap();
+    killed(Process::start(die_getting_a_queue, (q.clone(), SIDE_PASSING)).unwrap());
+    // Its message is delivered again, with its descriptors.
+    assert_eq!(q.get_timeout(LONG).unwrap().get_timeout(LONG).unwrap(), 9);
     assert!(q.empty());
 }

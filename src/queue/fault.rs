@@ -10,6 +10,8 @@ pub(crate) const BEFORE_HEAD: u32 = 6;
 pub(crate) const SPILLED: u32 = 7;
 pub(crate) const SPILL_READ: u32 = 8;
 pub(crate) const SIDE_LOCKED: u32 = 9;
+pub(crate) const SIDE_SENT: u32 = 10;
+pub(crate) const SIDE_PASSING: u32 = 11;
 
 #[cfg(debug_assertions)]
 static AT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);

@@ -210,7 +210,8 @@ use ring::{AttachFail, Fail, Ring, Wait};
 /// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved,
 /// 7 a large message spilled to the file (not yet published, or its lane not yet let go),
 /// 8 a spilled message copied out (its memory and slot not yet freed), 9 the side channel of
-/// descriptors locked.
+/// descriptors locked, 10 a message's descriptors sent (the message not yet put), 11 another
+/// message's descriptors taken out of the side channel (not yet sent back).
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub fn __die_at(point: u32) {

@@ -712,7 +712,7 @@ impl Ring {
     fn get_one(
         &self,
         out: &mut Vec<u8>,
-        fds: Option<&mut Vec<OwnedFd>>,
+        mut fds: Option<&mut Vec<OwnedFd>>,
         wait: Wait,
     ) -> Result<(), Fail> {
         loop {
@@ -721,6 +721,10 @@ impl Ring {
             fault::point(fault::AFTER_TAKE);
             let slot = self.raw.slot(pos);
             let kind = slot.kind.load(Relaxed);
+            // The descriptors of a small message are taken while its slot is still ours, so
+            // that a death meanwhile hands the message back (a large one's slot is freed
+            // early: they are taken once its bytes are in).
+            let mut attached = None;
             let delivered = match kind & !KIND_FDS {
                 KIND_INLINE => {
                     let len = slot.len.load(Relaxed) as usize;
@@ -731,6 +735,9 @@ impl Ring {
                     let ok = len <= self.raw.payload_size();
                     if ok {
                         self.raw.read_payload(pos, 0, len, out);
+                        if kind & KIND_FDS != 0 {
+                            attached = Some(self.attach_fds(out, fds.as_deref_mut()));
+                        }
                     }
                     self.free(pos);
                     ok
@@ -753,10 +760,11 @@ impl Ring {
                     .member(u32::from(self.me - 1))
                     .got
                     .fetch_add(1, SeqCst);
-                if kind & KIND_FDS != 0 {
-                    return self.attach_fds(out, fds);
-                }
-                return Ok(());
+                return match attached {
+                    Some(r) => r,
+                    None if kind & KIND_FDS != 0 => self.attach_fds(out, fds),
+                    None => Ok(()),
+                };
             }
             // Nothing to deliver at that position (a large message whose writer died or gave
             // up, or a corrupt slot): take the next one.

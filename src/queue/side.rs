@@ -16,11 +16,14 @@
 //! time: a mutex in the process and an open-file-description lock on a byte of the segment's
 //! file across processes, which the kernel releases when its holder dies.
 //!
-//! Crashes: a consumer killed while it holds another message's datagram loses those
-//! descriptors, and that message's `get` fails with a decode error naming the loss; a producer
-//! killed between sending its datagram and publishing its message leaves the datagram in the
-//! channel, where it stays (passed over by takers) until the queue is gone. Either way nothing
-//! else stalls, and every descriptor is closed by the kernel when the last handle goes.
+//! The consumer of a small message takes its descriptors while it still holds the message's
+//! slot: killed meanwhile, the message is delivered again, and its descriptors with it unless
+//! the dead one had received them already (that `get` then fails with a decode error naming
+//! the loss). A consumer killed while it holds another message's datagram loses those
+//! descriptors, with the same error for that message; a producer killed between sending its
+//! datagram and publishing its message leaves the datagram in the channel, where it stays
+//! (passed over by takers) until the queue is gone. Either way nothing else stalls, and every
+//! descriptor is closed by the kernel when the last handle goes.
 
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
@@ -102,6 +105,7 @@ impl Ring {
             .0
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         self.send_fds(id, fds, wait)?;
+        fault::point(fault::SIDE_SENT);
         bytes.extend_from_slice(&id.to_le_bytes());
         let r = self.put_unchecked(bytes, KIND_FDS, wait);
         bytes.truncate(bytes.len() - 8);
@@ -153,6 +157,7 @@ impl Ring {
                 if got == id {
                     return Some(fds);
                 }
+                fault::point(fault::SIDE_PASSING);
                 let back: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
                 // There is room: this one was just taken out, and nobody sends meanwhile.
                 let _ = socket::send_datagram(side.tx.as_fd(), &buf, &back);
