@@ -65,10 +65,10 @@ impl QueueOptions {
     /// The largest message the queue carries, in bytes (encoded; at least 1; default: no
     /// limit).
     ///
-    /// A larger `put` fails with [`PutError::TooLarge`], handing the value back. A consumer
+    /// A larger `put` fails with [`PutError::TooLarge`](super::PutError::TooLarge), handing the value back. A consumer
     /// refuses a message that declares more (one put by a process that does not keep to the
-    /// limit) before reading or reserving anything for it: [`GetError::TooLarge`], counted
-    /// in [`QueueStats::rejected`]. So the limit also bounds what a hostile peer can make a
+    /// limit) before reading or reserving anything for it: [`GetError::TooLarge`](super::GetError::TooLarge), counted
+    /// in [`QueueStats::rejected`](super::QueueStats::rejected). So the limit also bounds what a hostile peer can make a
     /// consumer allocate. Handles received elsewhere keep the limit their creator set.
     ///
     /// ```
