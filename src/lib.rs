@@ -263,7 +263,8 @@
 //!   kernel with their last user, so nothing is left in `/dev/shm` after a crash.
 //! - **Queues have no feeder thread, and a bound.** `put` copies into shared memory and
 //!   reports its errors itself (Python's feeder thread drops an unpicklable object silently);
-//!   the default capacity is 1024 messages and at most four large messages are unread at once.
+//!   the default capacity is 1024 messages (large ones included: they spill to memory of the
+//!   queue's segment when no consumer reads them as they come).
 //!   A producer or consumer killed with `SIGKILL` does not break the queue: a dead producer's
 //!   half-written message is skipped, a message a dead consumer had not returned is delivered
 //!   again; Python's queue hangs every producer when one dies holding its pipe's lock.
@@ -290,9 +291,7 @@
 //! # What it does not do (yet)
 //!
 //! - `Pool`, and the Redis backend. The manager does not serve Python's own manager clients
-//!   yet, and its lists take integer indices only (no slices). A queue cannot travel inside
-//!   another queue's message (descriptors do not pass through shared memory; a `Connection`
-//!   carries it).
+//!   yet, and its lists take integer indices only (no slices).
 //! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).

@@ -1,20 +1,31 @@
 //! A storm of `SIGKILL`s on the producers and consumers of one queue: afterwards every
 //! acknowledged put was delivered once (or counted as dropped by a dead reader, or lost by a
 //! consumer killed between its `get` and its record), nothing is torn or duplicated, and no
-//! shared-memory file, descriptor or zombie is left.
+//! shared-memory file, descriptor or zombie is left. The queue is a `JoinableQueue` with a
+//! maximum message size: `join` returns once the survivors have marked their tasks done, the
+//! dead consumers' tasks released.
 //!
 //! Alone in its binary, so that no other test opens descriptors or starts children meanwhile.
 
 use std::time::{Duration, Instant};
 
 use multiproc::Process;
-use multiproc::queue::{GetError, Queue};
-use multiproc::shm::{Array, RawArray, RawValue};
+use multiproc::queue::{GetError, JoinableQueue, Queue};
+use multiproc::shm::{Array, RawArray, RawValue, Value};
 
 multiproc::test_support!();
 
-/// `(id, padding)`: the padding's length and bytes follow from the id.
-type Msg = (u32, Vec<u8>);
+/// `(id, padding, a queue holding the id's low byte, for one id in 61)`: the padding's length
+/// and bytes follow from the id. The inner queues travel through the side channel.
+type Msg = (u32, Vec<u8>, Option<Queue<u8>>);
+
+fn inner_queue(id: u32) -> Option<Queue<u8>> {
+    id.is_multiple_of(61).then(|| {
+        let q = Queue::new().unwrap();
+        q.put(id as u8).unwrap();
+        q
+    })
+}
 
 /// Ids per producer incarnation.
 const IDS: u32 = 4000;
@@ -30,17 +41,21 @@ fn padding(id: u32) -> Vec<u8> {
         .collect()
 }
 
-fn producer((q, progress, inc): (Queue<Msg>, RawArray<u64>, u32)) {
+fn producer((q, progress, inc): (JoinableQueue<Msg>, RawArray<u64>, u32)) {
     for k in 0..IDS {
         let id = inc * IDS + k;
-        q.put((id, padding(id))).unwrap();
+        q.put((id, padding(id), inner_queue(id))).unwrap();
         // Acknowledged: recorded only after `put` returned.
         progress.set(inc as usize, u64::from(k) + 1).unwrap();
     }
 }
 
-fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad): Msg) {
-    if pad != padding(id) || id as usize >= seen.len() {
+fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad, inner): Msg) {
+    let inner_ok = match inner {
+        Some(q) => id.is_multiple_of(61) && q.get_nowait().ok() == Some(id as u8),
+        None => !id.is_multiple_of(61),
+    };
+    if pad != padding(id) || id as usize >= seen.len() || !inner_ok {
         torn.store(1);
         return;
     }
@@ -48,10 +63,20 @@ fn record(seen: &Array<u8>, torn: &RawValue<u32>, (id, pad): Msg) {
     g[id as usize] = g[id as usize].saturating_add(1);
 }
 
-fn consumer((q, seen, torn): (Queue<Msg>, Array<u8>, RawValue<u32>)) {
+type ConsumerArgs = (JoinableQueue<Msg>, Array<u8>, RawValue<u32>, Value<u32>);
+
+fn consumer((q, seen, torn, lost): ConsumerArgs) {
     loop {
         match q.get_timeout(Duration::from_secs(60)) {
-            Ok(m) => record(&seen, &torn, m),
+            Ok(m) => {
+                record(&seen, &torn, m);
+                q.task_done().unwrap();
+            }
+            // Its inner queue was lost with a consumer killed holding it in the side channel.
+            Err(GetError::Decode(_)) => {
+                *lost.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                q.task_done().unwrap();
+            }
             Err(e) => panic!("{e}"),
         }
     }
@@ -107,10 +132,11 @@ enum Role {
 
 /// What a new producer or consumer gets.
 struct World {
-    q: Queue<Msg>,
+    q: JoinableQueue<Msg>,
     seen: Array<u8>,
     progress: RawArray<u64>,
     torn: RawValue<u32>,
+    lost: Value<u32>,
     next_inc: u32,
 }
 
@@ -124,7 +150,12 @@ impl World {
             }
             Role::Consumer => Process::start(
                 consumer,
-                (self.q.clone(), self.seen.clone(), self.torn.clone()),
+                (
+                    self.q.clone(),
+                    self.seen.clone(),
+                    self.torn.clone(),
+                    self.lost.clone(),
+                ),
             )
             .unwrap(),
         }
@@ -162,19 +193,22 @@ fn storm(kills_wanted: usize, limit: Duration) {
         | 1;
     let mut rng = Rng(seed);
     {
-        let q: Queue<Msg> = Queue::options()
+        let q: JoinableQueue<Msg> = Queue::options()
             .maxsize(32)
             .stream_size(16 * 1024)
-            .create()
+            .max_message_size(64 * 1024)
+            .create_joinable()
             .unwrap();
         let seen = Array::<u8>::new(IDS as usize * incarnations).unwrap();
         let progress = RawArray::<u64>::new(incarnations).unwrap();
         let torn = RawValue::new(0u32).unwrap();
+        let lost = Value::new(0u32).unwrap();
         let mut w = World {
             q: q.clone(),
             seen: seen.clone(),
             progress: progress.clone(),
             torn: torn.clone(),
+            lost: lost.clone(),
             next_inc: 0,
         };
         let mut procs: Vec<(Role, Process<()>)> = Vec::new();
@@ -217,8 +251,15 @@ fn storm(kills_wanted: usize, limit: Duration) {
         // Drain what is left: the dead are reaped on the way.
         loop {
             match q.get_timeout(Duration::from_millis(500)) {
-                Ok(m) => record(&seen, &torn, m),
+                Ok(m) => {
+                    record(&seen, &torn, m);
+                    q.task_done().unwrap();
+                }
                 Err(GetError::Timeout) => break,
+                Err(GetError::Decode(_)) => {
+                    *lost.lock().unwrap_or_else(|e| e.into_inner()) += 1;
+                    q.task_done().unwrap();
+                }
                 Err(e) => panic!("{e}"),
             }
         }
@@ -240,12 +281,17 @@ fn storm(kills_wanted: usize, limit: Duration) {
         let s = q.stats();
         assert!(acked > 1000, "too few messages went through: {acked}");
         assert!(
-            missing <= s.dropped + consumer_kills,
-            "{missing} acknowledged messages lost; {} dropped by dead readers, {consumer_kills} \
+            missing <= s.dropped + consumer_kills + u64::from(lost.load()),
+            "{missing} acknowledged messages lost; {} dropped by dead readers, {} inner queues \
+             lost, {consumer_kills} \
              consumers killed (seed {seed}, {s:?})",
-            s.dropped
+            s.dropped,
+            lost.load()
         );
         assert!(q.empty());
+        assert!(q.join_timeout(Duration::from_secs(10)), "join waits: {s:?}");
+        assert_eq!(q.unfinished_tasks(), 0);
+        assert_eq!(q.stats().rejected, 0);
     }
     assert_eq!(children(), Vec::<String>::new(), "children left");
     assert_eq!(dev_shm(), shm_before, "files left in /dev/shm");

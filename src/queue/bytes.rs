@@ -17,7 +17,7 @@ use super::{GetError, Handle, PutError, QueueError, QueueOptions, QueueStats, un
 /// ```
 /// let q = multiproc::queue::BytesQueue::new().unwrap();
 /// q.put(b"hello").unwrap();
-/// q.put(vec![7u8; 100_000]).unwrap(); // streamed: larger than a slot, smaller than the stream area
+/// q.put(vec![7u8; 100_000]).unwrap(); // larger than a slot: streamed, or spilled (no reader yet)
 /// assert_eq!(q.get().unwrap(), b"hello");
 /// assert_eq!(q.get().unwrap(), vec![7u8; 100_000]);
 /// ```
@@ -58,6 +58,11 @@ impl BytesQueue {
             Ok(()) => Ok(()),
             Err(Fail::WouldBlock) => Err(PutError::Full(v)),
             Err(Fail::TimedOut) => Err(PutError::Timeout(v)),
+            Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(v, n)),
+            Err(Fail::Descriptors) => Err(PutError::Encode(
+                v,
+                crate::CodecError::Encode("cannot pass descriptors".into()),
+            )),
         }
     }
 

@@ -34,6 +34,13 @@ pub enum DuplexError {
     /// A message arrived but does not decode as the requested type (it is consumed).
     #[error("cannot decode message: {0}")]
     Decode(#[source] CodecError),
+    /// The message (of `len` bytes) is larger than the channel carries (a segment made by
+    /// another program may set a maximum message size); nothing was sent, or it was consumed.
+    #[error("message of {len} bytes too large for the channel")]
+    TooLarge {
+        /// The message's length.
+        len: u64,
+    },
 }
 
 /// One end of a two-way channel through shared memory, made by [`duplex`]: the fast
@@ -146,7 +153,8 @@ impl Duplex {
         loop {
             match self.tx().put(msg, Wait::Within(CHECK)) {
                 Ok(()) => return Ok(()),
-                Err(Fail::WouldBlock | Fail::TimedOut) => {
+                Err(Fail::TooLarge(len)) => return Err(DuplexError::TooLarge { len }),
+                Err(Fail::WouldBlock | Fail::TimedOut | Fail::Descriptors) => {
                     if self.peer_gone() {
                         return Err(DuplexError::Disconnected);
                     }
@@ -187,7 +195,8 @@ impl Duplex {
             };
             match self.rx().get(out, wait) {
                 Ok(()) => return Ok(()),
-                Err(Fail::WouldBlock | Fail::TimedOut) => {
+                Err(Fail::TooLarge(len)) => return Err(DuplexError::TooLarge { len }),
+                Err(Fail::WouldBlock | Fail::TimedOut | Fail::Descriptors) => {
                     if self.peer_gone() {
                         // What was sent before the end went away is still delivered.
                         return match self.rx().get(out, Wait::No) {
@@ -315,7 +324,7 @@ impl<'de> Deserialize<'de> for Duplex {
             )));
         }
         let attach = |fd: Fd| {
-            Ring::attach(fd.0).map(Arc::new).map_err(|e| {
+            Ring::attach(fd.0, None).map(Arc::new).map_err(|e| {
                 let e = match e {
                     AttachFail::Os(e) => QueueError::Os(e),
                     AttachFail::Bad(_) => QueueError::NotAQueue,

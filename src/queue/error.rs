@@ -18,6 +18,9 @@ pub enum PutError<T> {
     Closed(T),
     /// The value could not be encoded; nothing was put.
     Encode(T, CodecError),
+    /// The message (of this many bytes, encoded) is larger than the queue's maximum message
+    /// size ([`QueueOptions::max_message_size`](super::QueueOptions::max_message_size)).
+    TooLarge(T, u64),
 }
 
 impl<T> PutError<T> {
@@ -25,7 +28,7 @@ impl<T> PutError<T> {
     pub fn into_inner(self) -> T {
         match self {
             PutError::Full(v) | PutError::Timeout(v) | PutError::Closed(v) => v,
-            PutError::Encode(v, _) => v,
+            PutError::Encode(v, _) | PutError::TooLarge(v, _) => v,
         }
     }
 
@@ -42,6 +45,7 @@ impl<T> fmt::Debug for PutError<T> {
             PutError::Timeout(_) => f.write_str("Timeout(..)"),
             PutError::Closed(_) => f.write_str("Closed(..)"),
             PutError::Encode(_, e) => write!(f, "Encode(.., {e:?})"),
+            PutError::TooLarge(_, n) => write!(f, "TooLarge(.., {n})"),
         }
     }
 }
@@ -53,6 +57,12 @@ impl<T> fmt::Display for PutError<T> {
             PutError::Timeout(_) => f.write_str("timed out putting on a full queue"),
             PutError::Closed(_) => f.write_str("putting on a closed queue"),
             PutError::Encode(_, e) => write!(f, "cannot put: {e}"),
+            PutError::TooLarge(_, n) => {
+                write!(
+                    f,
+                    "message of {n} bytes above the queue's maximum message size"
+                )
+            }
         }
     }
 }
@@ -87,6 +97,13 @@ pub enum GetError {
     /// A message was taken but does not decode as the queue's type (it is consumed).
     #[error("cannot decode a message from the queue: {0}")]
     Decode(#[source] CodecError),
+    /// A message declared more bytes than the queue's maximum message size: it was consumed
+    /// without being read, and counted in [`QueueStats::rejected`](super::QueueStats::rejected).
+    #[error("refused a message of {len} bytes, above the queue's maximum message size")]
+    TooLarge {
+        /// The length the message declared.
+        len: u64,
+    },
 }
 
 /// `task_done` was called more times than items were put (Python: `ValueError: task_done()

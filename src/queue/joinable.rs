@@ -6,7 +6,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{GetError, PutError, Queue, QueueError, QueueStats, TaskDoneError};
+use super::{GetError, PutError, Queue, QueueError, QueueOptions, QueueStats, TaskDoneError};
 
 /// A queue with only `put`, `get`, `empty` and `close`, like Python's
 /// `multiprocessing.SimpleQueue`.
@@ -90,8 +90,17 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 ///
 /// It dereferences to its [`Queue`] for everything but `put`.
 ///
-/// A task whose consumer dies before calling `task_done` stays unfinished: use
-/// [`join_timeout`](Self::join_timeout) where a consumer may die.
+/// # Tasks and crashes
+///
+/// A task is a message in the queue, or one a process got and has not yet marked done: the
+/// queue counts per process what it got and what it marked done, so nothing has to be
+/// undone when a process dies. [`task_done`](Self::task_done) marks done a task this process
+/// got, or, if it holds none, one another live process holds (Python lets any process call
+/// it). When a process that holds tasks dies (or drops its last handle) they are *released*:
+/// `join` stops waiting for them, and [`QueueStats::released`] counts them. A message a dead
+/// consumer had taken but not yet returned is delivered again (see the [crash
+/// model](super#crash-model)), so it is a task again. So `join` never waits for the dead,
+/// longer than the detection delay (about 50 ms).
 ///
 /// # Examples
 ///
@@ -120,7 +129,7 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 /// p.join().unwrap();
 /// assert!(q.task_done().is_err());
 /// ```
-pub struct JoinableQueue<T>(Queue<T>);
+pub struct JoinableQueue<T>(pub(super) Queue<T>);
 
 impl<T> Clone for JoinableQueue<T> {
     fn clone(&self) -> Self {
@@ -145,11 +154,13 @@ impl<T> std::ops::Deref for JoinableQueue<T> {
 }
 
 impl<T> JoinableQueue<T> {
-    /// Counts one task done (Python: `task_done()`).
+    /// Marks one task done (Python: `task_done()`): one this process got, or else one another
+    /// live process got and has not marked done.
     ///
     /// # Errors
     ///
-    /// [`TaskDoneError`] when no task is unfinished (called more times than items were put).
+    /// [`TaskDoneError`] when no live process holds a task got and not marked done (called
+    /// more times than items were got).
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
         if self.0.handle.ring.task_done() {
             Ok(())
@@ -168,7 +179,8 @@ impl<T> JoinableQueue<T> {
         self.0.handle.ring.join(Instant::now().checked_add(timeout))
     }
 
-    /// Tasks put and not yet done.
+    /// Tasks put and not yet done: messages in the queue, and messages got by live processes
+    /// and not marked done.
     pub fn unfinished_tasks(&self) -> u64 {
         self.0.handle.ring.unfinished()
     }
@@ -186,7 +198,7 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// When the system cannot create the segment.
     pub fn new() -> Result<Self, QueueError> {
-        Queue::new().map(JoinableQueue)
+        QueueOptions::default().create_joinable()
     }
 
     /// A queue of at most `maxsize` messages (0 means 1024).
@@ -195,53 +207,43 @@ impl<T: Serialize + DeserializeOwned> JoinableQueue<T> {
     ///
     /// As for [`Queue::with_maxsize`].
     pub fn with_maxsize(maxsize: usize) -> Result<Self, QueueError> {
-        Queue::with_maxsize(maxsize).map(JoinableQueue)
+        QueueOptions::default().maxsize(maxsize).create_joinable()
     }
 
-    fn counted(&self, put: impl FnOnce() -> Result<(), PutError<T>>) -> Result<(), PutError<T>> {
-        let ring = &self.0.handle.ring;
-        ring.task_added();
-        let r = put();
-        if r.is_err() {
-            ring.task_done();
-        }
-        r
-    }
-
-    /// Puts `value` and counts a task, waiting while the queue is full.
+    /// Puts `value` (a task), waiting while the queue is full.
     ///
     /// # Errors
     ///
     /// As for [`Queue::put`]; no task is counted then.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
-        self.counted(|| self.0.put(value))
+        self.0.put(value)
     }
 
-    /// Puts `value` and counts a task, if there is room now.
+    /// Puts `value` (a task), if there is room now.
     ///
     /// # Errors
     ///
     /// As for [`Queue::put_nowait`]; no task is counted then.
     pub fn put_nowait(&self, value: T) -> Result<(), PutError<T>> {
-        self.counted(|| self.0.put_nowait(value))
+        self.0.put_nowait(value)
     }
 
-    /// Puts `value` and counts a task, waiting at most `timeout` for room.
+    /// Puts `value` (a task), waiting at most `timeout` for room.
     ///
     /// # Errors
     ///
     /// As for [`Queue::put_timeout`]; no task is counted then.
     pub fn put_timeout(&self, value: T, timeout: Duration) -> Result<(), PutError<T>> {
-        self.counted(|| self.0.put_timeout(value, timeout))
+        self.0.put_timeout(value, timeout)
     }
 
-    /// Puts `value` and counts a task, waiting at most until `deadline` for room.
+    /// Puts `value` (a task), waiting at most until `deadline` for room.
     ///
     /// # Errors
     ///
     /// As for [`Queue::put_deadline`]; no task is counted then.
     pub fn put_deadline(&self, value: T, deadline: Instant) -> Result<(), PutError<T>> {
-        self.counted(|| self.0.put_deadline(value, deadline))
+        self.0.put_deadline(value, deadline)
     }
 }
 
@@ -253,6 +255,8 @@ impl<T> Serialize for JoinableQueue<T> {
 
 impl<'de, T> Deserialize<'de> for JoinableQueue<T> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Queue::deserialize(d).map(JoinableQueue)
+        let q = Queue::deserialize(d)?;
+        q.handle.ring.set_joinable();
+        Ok(JoinableQueue(q))
     }
 }

@@ -8,11 +8,13 @@
 //! they were put. Messages of any size can be put: small ones (up to the slot payload, about 1
 //! KiB by default) are copied into a slot; larger ones keep their place in the order with a
 //! slot and stream through one of four lanes of a separate area of the segment while the
-//! consumer copies them out.
+//! consumer copies them out, or, when no lane is free or no consumer comes to read, spill to
+//! the segment's file beyond its mapped part, so that no `put` ever needs a reader.
 //!
-//! A queue is a value that travels: as an argument of [`Process::start`](crate::Process), or
-//! inside a message on a [`Connection`](crate::Connection). Every handle is `Clone + Send +
-//! Sync`.
+//! A queue is a value that travels: as an argument of [`Process::start`](crate::Process),
+//! inside a message on a [`Connection`](crate::Connection), or inside a message of another
+//! queue (values that carry descriptors go through the queue's side channel of Unix datagram
+//! sockets, see below). Every handle is `Clone + Send + Sync`.
 //!
 //! # Examples
 //!
@@ -40,13 +42,16 @@
 //!
 //! ```text
 //! offset 0     Header (64 B): magic "MPROCQUE", layout version, table entries, slots,
-//!              slot size, stream size, maxsize, total size
+//!              slot size, stream size, maxsize, total size, maximum message size
 //! 64           Control, one 64-byte line each: tail | head | items futex | space futex |
 //!              stream futex | 4 × stream lane {token, written, read} | orphans |
-//!              counters | unfinished tasks | join futex | duplex end table
-//! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count}
+//!              counters (and the joinable flag) | join futex | duplex end table
+//! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count,
+//!              tasks done, gets in progress (joinable queues)}
 //! ...          Ring: slots × slot size {stamp: u64, len: u32, kind: u32, payload}
 //! ...          Stream area: 4 lanes, each carrying the bytes of one large message in flight
+//! (64 KiB-aligned, unmapped) Spilled messages, each in an extent of the file of its own,
+//!              reached with pread/pwrite and freed with fallocate(PUNCH_HOLE) once read
 //! ```
 //!
 //! A receiver reads the header with `pread` before mapping anything, and maps the segment only
@@ -74,7 +79,12 @@
 //! token (`idle(n)`, or `active(n, writer, reader)`): a producer takes a free lane, publishes
 //! its slot, and streams the bytes; the consumer that takes the slot attaches to the lane's
 //! token as reader, frees the slot, and copies the bytes out as they come; it ends the message
-//! (`idle(n + 1)`).
+//! (`idle(n + 1)`). Each large message also has an extent of the file reserved (address space
+//! only): when every lane is taken its producer writes the bytes there before it publishes
+//! the slot, and when its lane is full and no reader has attached, it writes them there, then
+//! a mark after them, and lets the lane go (if a reader attached meanwhile, it streams after
+//! all). The file only grows (it is sealed against shrinking, so no mapping can fault), and
+//! the memory of a spilled message is freed once it is read.
 //!
 //! # Crash model
 //!
@@ -93,11 +103,20 @@
 //! - a **large message it was reading** (its bytes partly copied out) is lost; the producer's
 //!   `put` returns as if delivered. Counted in [`QueueStats::dropped`].
 //! - a large message it was **writing** is skipped by its reader (or by the next consumer).
-//!   Counted in [`QueueStats::abandoned`].
+//!   Counted in [`QueueStats::abandoned`]; its spilled bytes, if any, are freed. One it had
+//!   spilled whole (the mark written) is delivered, though its `put` never returned.
+//! - a **spilled message it had copied out** is lost, freed, and counted in
+//!   [`QueueStats::dropped`].
 //!
 //! So every `put` that returned `Ok` is delivered exactly once, or counted as dropped; the only
 //! other loss is a consumer killed between the moment its `get` freed the slot and the moment
 //! its caller did something with the value. No torn message is ever delivered.
+//!
+//! A [`JoinableQueue`] keeps no count of its own that a death could leave wrong: its
+//! unfinished tasks are the messages in the ring, plus, per live process-table entry, the
+//! `get`s in progress and the messages got and not marked done. An entry that is reaped (or
+//! left) takes its tasks with it: they are released, counted in [`QueueStats::released`],
+//! and `join` stops waiting for them.
 //!
 //! Waiters spin for about a microsecond, then alternate yields (for a peer on the same CPU)
 //! with longer spins (for a peer on another CPU), then sleep on a futex; asleep, they wake
@@ -107,6 +126,21 @@
 //! such check, or when producers come round the ring to its slot. A process created
 //! with `fork` that inherited a queue handle shares its parent's liveness lock: the parent
 //! counts as alive until both have exited.
+//!
+//! A [`JoinableQueue`] whose producer died while streaming a large message that it had
+//! already published keeps counting that message until a consumer takes it (and skips it).
+//!
+//! # Descriptors in messages
+//!
+//! A typed queue carries, beside its segment, a connected pair of Unix datagram sockets. The
+//! descriptors of a value (a queue, a connection, ...) go there as `SCM_RIGHTS`, under a
+//! number that the message carries at its end; the consumer takes them out by number. While
+//! in the channel they belong to the kernel: the sender may exit. A consumer killed while it
+//! holds another message's descriptors (in the few instructions where it sends them back to
+//! the end of the channel) loses them: that message's `get` fails with
+//! [`GetError::Decode`]. A producer killed between sending its descriptors and publishing its
+//! message leaves them in the channel until the queue is gone. [`BytesQueue`] and [`Duplex`]
+//! have no side channel.
 //!
 //! # Trust
 //!
@@ -126,30 +160,40 @@
 //!   model](#crash-model)); in Python it can hang every other producer.
 //! - `close` marks this handle closed: its later `put`s and `get`s fail with `Closed`. There is
 //!   no `join_thread` or `cancel_join_thread`: there is no thread.
-//! - Large messages (above the slot payload, 1072 bytes by default) pass through the four
-//!   lanes of the stream area: a large `put` waits while four large messages are unread, and
-//!   one larger than its lane (a quarter of the stream area, 256 KiB by default) waits for a
-//!   consumer to read it. So a single thread that puts five large messages before getting one
-//!   blocks in the fifth `put`; `put_nowait` and `put_timeout` return the value instead.
-//!   Python's feeder thread buffers without limit.
+//! - Large messages (above the slot payload, 1072 bytes by default) stream through the four
+//!   lanes of the stream area when a consumer reads them as they come, and otherwise spill to
+//!   memory of the segment's file: like Python's feeder thread, a `put` never waits for a
+//!   reader, only for a free slot (`maxsize`). The memory they take is bounded by `maxsize`
+//!   times the largest message ([`QueueOptions::max_message_size`] bounds that).
+//! - [`JoinableQueue::task_done`] marks done a task that was got (by this process, or else by
+//!   another live one); Python also accepts it for a task still in the queue. Tasks of a
+//!   consumer that dies are released instead of blocking `join` forever.
+//! - An optional maximum message size ([`QueueOptions::max_message_size`]) is checked by
+//!   producers and consumers alike.
 
 mod bytes;
 mod duplex;
 mod error;
 mod fault;
 mod joinable;
+mod options;
 mod raw;
 mod ring;
+mod side;
 mod stream;
+mod tasks;
+mod wait;
 
 pub use bytes::BytesQueue;
 pub use duplex::{Duplex, DuplexError, duplex};
 pub use error::{GetError, PutError, QueueError, TaskDoneError};
 pub use joinable::{JoinableQueue, SimpleQueue};
+pub use options::QueueOptions;
 
 use std::cell::RefCell;
 use std::fmt;
 use std::marker::PhantomData;
+use std::os::fd::{BorrowedFd, OwnedFd};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -157,17 +201,28 @@ use std::time::{Duration, Instant};
 use serde::de::{DeserializeOwned, Error as _};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use raw::Geometry;
+use crate::CodecError;
 use ring::{AttachFail, Fail, Ring, Wait};
 
 /// Test support (debug builds only): the next queue operation of this process that reaches
 /// the named point kills the process with `SIGKILL` there. Points: 1 a producer's slot claimed,
 /// 2 a consumer's slot taken, 3 the stream taken by a large put, 4 a large put's first piece
-/// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved.
+/// written, 5 a large get's first piece read, 6 a consumer's slot taken, the head not yet moved,
+/// 7 a large message spilled to the file (not yet published, or its lane not yet let go),
+/// 8 a spilled message copied out (its memory and slot not yet freed), 9 the side channel of
+/// descriptors locked, 10 a message's descriptors sent (the message not yet put), 11 another
+/// message's descriptors taken out of the side channel (not yet sent back).
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub fn __die_at(point: u32) {
-    ring::fault::die_at(point);
+    ring::fault::die_at(1 << point);
+}
+
+/// Test support (debug builds only): as [`__die_at`], at whichever of `points` comes first.
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub fn __die_at_any(points: &[u32]) {
+    ring::fault::die_at(points.iter().fold(0, |m, p| m | 1 << p));
 }
 
 const DEFAULT_SLOTS: u64 = 1024;
@@ -191,104 +246,12 @@ pub struct QueueStats {
     pub dropped: u64,
     /// Messages whose consumer died before the message reached its caller: delivered again.
     pub redelivered: u64,
-}
-
-/// Sizes of a new queue: `Queue::options().maxsize(100).create()`.
-#[derive(Debug, Clone)]
-pub struct QueueOptions {
-    maxsize: u64,
-    slot_size: u64,
-    stream_size: u64,
-    members: u32,
-}
-
-impl Default for QueueOptions {
-    fn default() -> Self {
-        QueueOptions {
-            maxsize: 0,
-            slot_size: DEFAULT_SLOT_SIZE,
-            stream_size: DEFAULT_STREAM,
-            members: DEFAULT_MEMBERS,
-        }
-    }
-}
-
-impl QueueOptions {
-    /// The most messages the queue holds (Python's `maxsize`); 0 (the default) means 1024.
-    pub fn maxsize(&mut self, n: usize) -> &mut Self {
-        self.maxsize = n as u64;
-        self
-    }
-
-    /// The largest message copied into a slot, in bytes (default 1072); larger ones go
-    /// through the stream area. Rounded up so that a slot is a multiple of 64 bytes.
-    pub fn inline_size(&mut self, bytes: usize) -> &mut Self {
-        let slot = (bytes as u64).saturating_add(raw::SLOT_HEAD as u64);
-        self.slot_size = slot.div_ceil(64).saturating_mul(64);
-        self
-    }
-
-    /// The size of the area large messages stream through, split into four lanes (default 1
-    /// MiB; 4 KiB to 1 GiB, a multiple of 256 bytes).
-    pub fn stream_size(&mut self, bytes: usize) -> &mut Self {
-        self.stream_size = bytes as u64;
-        self
-    }
-
-    /// How many handles (one per process, or per received copy) may use the queue at once
-    /// (default 128, at most 4096).
-    pub fn max_handles(&mut self, n: u32) -> &mut Self {
-        self.members = n;
-        self
-    }
-
-    fn ring(&self) -> Result<Arc<Ring>, QueueError> {
-        let maxsize = if self.maxsize == 0 {
-            DEFAULT_SLOTS
-        } else {
-            self.maxsize
-        };
-        if maxsize > raw::limits::MAX_SLOTS {
-            return Err(QueueError::InvalidArgument("maxsize above 16777216"));
-        }
-        let g = Geometry {
-            members: self.members,
-            slots: maxsize.next_power_of_two().max(2),
-            slot_size: self.slot_size,
-            stream_size: self.stream_size,
-            maxsize,
-        };
-        if !g.is_valid() {
-            return Err(QueueError::InvalidArgument(
-                "slot size, stream size or handle count out of range",
-            ));
-        }
-        Ring::create(g).map(Arc::new).map_err(QueueError::Os)
-    }
-
-    /// Creates the queue.
-    ///
-    /// # Errors
-    ///
-    /// [`QueueError::InvalidArgument`] when an option is out of range; [`QueueError::Os`] when
-    /// the system cannot create the segment.
-    pub fn create<T>(&self) -> Result<Queue<T>, QueueError> {
-        Ok(Queue {
-            handle: Handle::new(self.ring()?),
-            _t: PhantomData,
-        })
-    }
-
-    /// Creates a queue of raw bytes.
-    ///
-    /// # Errors
-    ///
-    /// As for [`create`](Self::create).
-    pub fn create_bytes(&self) -> Result<BytesQueue, QueueError> {
-        Ok(BytesQueue {
-            handle: Handle::new(self.ring()?),
-        })
-    }
+    /// [`JoinableQueue`] tasks got by a process that died (or let go of the queue) without
+    /// marking them done: [`join`](JoinableQueue::join) no longer waits for them.
+    pub released: u64,
+    /// Messages a consumer refused because they declared more bytes than the maximum message
+    /// size ([`GetError::TooLarge`]).
+    pub rejected: u64,
 }
 
 /// A handle: the attachment (shared by clones) and this handle's closed flag.
@@ -317,16 +280,63 @@ impl Handle {
             Ok(()) => Ok(()),
             Err(Fail::WouldBlock) => Err(PutError::Full(value)),
             Err(Fail::TimedOut) => Err(PutError::Timeout(value)),
+            Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(value, n)),
+            Err(Fail::Descriptors) => Err(PutError::Encode(
+                value,
+                CodecError::Encode("cannot pass descriptors through this queue".into()),
+            )),
+        }
+    }
+
+    /// Puts a message whose value carries descriptors.
+    fn put_fds<B>(
+        &self,
+        value: B,
+        bytes: &mut Vec<u8>,
+        fds: &[OwnedFd],
+        wait: Wait,
+    ) -> Result<(), PutError<B>> {
+        if self.is_closed() {
+            return Err(PutError::Closed(value));
+        }
+        if !self.ring.has_side() {
+            return Err(PutError::Encode(
+                value,
+                CodecError::Encode("this queue cannot carry descriptors".into()),
+            ));
+        }
+        match self.ring.put_with_fds(bytes, fds, wait) {
+            Ok(()) => Ok(()),
+            Err(Fail::WouldBlock) => Err(PutError::Full(value)),
+            Err(Fail::TimedOut) => Err(PutError::Timeout(value)),
+            Err(Fail::TooLarge(n)) => Err(PutError::TooLarge(value, n)),
+            Err(Fail::Descriptors) => Err(PutError::Encode(
+                value,
+                CodecError::Encode("the system refused to pass the descriptors".into()),
+            )),
         }
     }
 
     fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), GetError> {
+        self.get_fds(out, None, wait)
+    }
+
+    fn get_fds(
+        &self,
+        out: &mut Vec<u8>,
+        fds: Option<&mut Vec<OwnedFd>>,
+        wait: Wait,
+    ) -> Result<(), GetError> {
         if self.is_closed() {
             return Err(GetError::Closed);
         }
-        self.ring.get(out, wait).map_err(|e| match e {
+        self.ring.get_msg(out, fds, wait).map_err(|e| match e {
             Fail::WouldBlock => GetError::Empty,
             Fail::TimedOut => GetError::Timeout,
+            Fail::TooLarge(len) => GetError::TooLarge { len },
+            Fail::Descriptors => GetError::Decode(CodecError::Decode(
+                "the message's descriptors were lost with a process killed holding them".into(),
+            )),
         })
     }
 
@@ -338,16 +348,43 @@ impl Handle {
             abandoned: t.abandoned,
             dropped: t.dropped,
             redelivered: t.redelivered,
+            released: t.released,
+            rejected: t.rejected,
         }
     }
 
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        crate::codec::serialize_fd(self.ring.fd(), s)
+        let side = self.ring.side_fds().map(|(tx, rx)| (FdRef(tx), FdRef(rx)));
+        (FdRef(self.ring.fd()), side).serialize(s)
     }
 
     fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let fd = crate::codec::deserialize_fd(d)?;
-        Ring::attach(fd)
+        d.deserialize_tuple(2, HandleVisitor)
+    }
+}
+
+/// Reads a handle: the segment's descriptor, then its side channel's, if any. A descriptor
+/// that is not a queue segment is reported as such, whatever follows it.
+struct HandleVisitor;
+
+impl<'de> serde::de::Visitor<'de> for HandleVisitor {
+    type Value = Handle;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("a queue")
+    }
+
+    fn visit_seq<A: serde::de::SeqAccess<'de>>(self, mut seq: A) -> Result<Handle, A::Error> {
+        let fd: FdOwned = seq
+            .next_element()?
+            .ok_or_else(|| A::Error::custom("a queue without its segment"))?;
+        let side = seq.next_element::<Option<(FdOwned, FdOwned)>>();
+        let (side, rest) = match side {
+            Ok(s) => (s.flatten(), Ok(())),
+            Err(e) => (None, Err(e)),
+        };
+        let side = side.map(|(tx, rx)| side::Side::from_fds(tx.0, rx.0));
+        let handle = Ring::attach(fd.0, side)
             .map(|r| Handle::new(Arc::new(r)))
             .map_err(|e| {
                 let e = match e {
@@ -357,8 +394,27 @@ impl Handle {
                     AttachFail::Bad(_) => QueueError::NotAQueue,
                     AttachFail::TableFull => QueueError::TableFull,
                 };
-                D::Error::custom(crate::codec::reason(e.to_string()))
-            })
+                A::Error::custom(crate::codec::reason(e.to_string()))
+            })?;
+        rest.map(|()| handle)
+    }
+}
+
+/// A descriptor to serialize as an index into the message's descriptor list.
+struct FdRef<'a>(BorrowedFd<'a>);
+
+impl Serialize for FdRef<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        crate::codec::serialize_fd(self.0, s)
+    }
+}
+
+/// A descriptor received by index.
+struct FdOwned(OwnedFd);
+
+impl<'de> Deserialize<'de> for FdOwned {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        crate::codec::deserialize_fd(d).map(FdOwned)
     }
 }
 
@@ -401,9 +457,20 @@ fn with_buf<R>(f: impl FnOnce(&mut Vec<u8>) -> R) -> R {
 ///
 /// Values travel as serde values, encoded with the crate's codec (postcard); a
 /// `Queue<Object>` carries Python-like data and prints it as Python does. Objects that carry a
-/// descriptor (a [`Connection`](crate::Connection), another queue, ...) cannot travel through
-/// a queue: `put` fails with [`PutError::Encode`]. See the [module documentation](self) for
-/// the layout, the crash model and the differences from Python.
+/// descriptor (a [`Connection`](crate::Connection), another queue, ...) travel too, their
+/// descriptors through the queue's side channel: a `Queue<Queue<u32>>` works, and the sender
+/// may exit before the message is got. See the [module documentation](self) for the layout,
+/// the crash model and the differences from Python.
+///
+/// ```
+/// use multiproc::queue::Queue;
+///
+/// let outer: Queue<Queue<u32>> = Queue::new().unwrap();
+/// let inner = Queue::new().unwrap();
+/// inner.put(7).unwrap();
+/// outer.put(inner).unwrap();
+/// assert_eq!(outer.get().unwrap().get().unwrap(), 7);
+/// ```
 ///
 /// `Clone` gives another handle to the same queue (with its own [`close`](Self::close) flag);
 /// serializing it (as a process argument, or on a connection) sends the queue.
@@ -536,31 +603,31 @@ impl<T> Queue<T> {
 
 impl<T: Serialize + DeserializeOwned> Queue<T> {
     fn put_with(&self, value: T, wait: Wait) -> Result<(), PutError<T>> {
-        with_buf(|buf| {
-            if let Err(e) = crate::codec::encode_plain_into(&value, buf) {
-                return Err(PutError::Encode(value, e));
-            }
-            self.handle.put(value, buf, wait)
+        with_buf(|buf| match crate::codec::encode_into(&value, buf) {
+            Err(e) => Err(PutError::Encode(value, e)),
+            Ok(fds) if fds.is_empty() => self.handle.put(value, buf, wait),
+            Ok(fds) => self.handle.put_fds(value, buf, &fds, wait),
         })
     }
 
     fn get_with(&self, wait: Wait) -> Result<T, GetError> {
         with_buf(|buf| {
-            self.handle.get(buf, wait)?;
-            crate::codec::decode(buf, Vec::new()).map_err(GetError::Decode)
+            let mut fds = Vec::new();
+            self.handle.get_fds(buf, Some(&mut fds), wait)?;
+            crate::codec::decode(buf, fds).map_err(GetError::Decode)
         })
     }
 
     /// Puts `value`, waiting while the queue is full.
     ///
-    /// A large value (encoded above the slot payload) also waits while four large messages
-    /// are unread, and, if it is larger than a stream lane, until a consumer reads it (see the
-    /// [module documentation](self#differences-from-python-multiprocessing)).
+    /// A large value (encoded above the slot payload) streams to a consumer, or spills to the
+    /// segment's file when none reads it (see the [module documentation](self#slots)).
     ///
     /// # Errors
     ///
     /// [`PutError::Closed`] after [`close`](Self::close); [`PutError::Encode`] when the value
-    /// cannot be encoded. Either way the value comes back.
+    /// cannot be encoded; [`PutError::TooLarge`] above the maximum message size. The value
+    /// comes back.
     pub fn put(&self, value: T) -> Result<(), PutError<T>> {
         self.put_with(value, Wait::Forever)
     }
@@ -652,62 +719,4 @@ const _: () = {
 };
 
 #[cfg(test)]
-mod tests {
-    use std::collections::VecDeque;
-
-    use super::*;
-
-    /// Random puts and gets (inline and streamed, blocking and not) against a `VecDeque`.
-    #[test]
-    fn one_thread_matches_a_vecdeque() {
-        let q = Queue::options()
-            .maxsize(5)
-            .inline_size(48)
-            .stream_size(4096)
-            .create_bytes()
-            .unwrap();
-        let mut model: VecDeque<Vec<u8>> = VecDeque::new();
-        // Messages above 48 bytes go through the stream lanes, four unread at most.
-        let large = |m: &Vec<u8>| m.len() > 48;
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let mut rand = move || {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            x
-        };
-        for step in 0..20_000u64 {
-            match rand() % 4 {
-                0 | 1 => {
-                    // Up to a lane's size, so that a put never needs a reader.
-                    let len = match rand() % 8 {
-                        0 => (rand() % 1024) as usize,
-                        _ => (rand() % 60) as usize,
-                    };
-                    let msg: Vec<u8> = (0..len).map(|i| (i as u64 ^ step) as u8).collect();
-                    let full = model.len() == 5
-                        || (large(&msg) && model.iter().filter(|m| large(m)).count() == 4);
-                    match q.put_nowait(msg.clone()) {
-                        Ok(()) => {
-                            assert!(!full, "step {step}: put on a full queue");
-                            model.push_back(msg);
-                        }
-                        Err(PutError::Full(back)) => {
-                            assert!(full, "step {step}: refused with {} queued", model.len());
-                            assert_eq!(back, msg);
-                        }
-                        Err(e) => panic!("step {step}: {e}"),
-                    }
-                }
-                _ => match q.get_nowait() {
-                    Ok(got) => assert_eq!(Some(got), model.pop_front(), "step {step}"),
-                    Err(GetError::Empty) => assert!(model.is_empty(), "step {step}"),
-                    Err(e) => panic!("step {step}: {e}"),
-                },
-            }
-            assert_eq!(q.qsize(), model.len(), "step {step}");
-        }
-        let s = q.stats();
-        assert_eq!((s.abandoned, s.dropped, s.redelivered), (0, 0, 0));
-    }
-}
+mod tests;

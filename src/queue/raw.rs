@@ -17,12 +17,14 @@ use crate::sys::memfd::{self, Mapping};
 /// The magic bytes at offset 0 of a queue segment.
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCQUE";
 /// The version of this layout; bumped whenever it changes shape.
-pub(crate) const VERSION: u32 = 1;
+pub(crate) const VERSION: u32 = 2;
 /// Independent stream lanes: this many large messages can be in flight (unread) at once.
 pub(crate) const LANES: usize = 4;
 /// Bytes of a slot before its payload.
 pub(crate) const SLOT_HEAD: usize = size_of::<SlotHead>();
 const LINE: usize = 64;
+/// Alignment of spilled messages in the segment's file.
+pub(crate) const SPILL_ALIGN: u64 = 64 * 1024;
 
 /// Describes a queue segment; written once by its creator, checked by everyone who attaches.
 #[repr(C)]
@@ -44,8 +46,8 @@ pub(crate) struct Header {
     pub(crate) maxsize: u64,
     /// Total size of the segment.
     pub(crate) total: u64,
-    /// Zero.
-    pub(crate) reserved: u64,
+    /// The largest message in bytes the queue carries (0: no limit), as its creator set it.
+    pub(crate) max_message: u64,
 }
 
 const _: () = assert!(size_of::<Header>() == LINE);
@@ -91,6 +93,13 @@ pub(crate) struct Counters {
     pub(crate) retired_put: AtomicU64,
     /// `get` counts of members that left or died.
     pub(crate) retired_got: AtomicU64,
+    /// `JoinableQueue`: tasks got and not marked done by members that left or died.
+    pub(crate) released: AtomicU64,
+    /// Messages a consumer refused because they declared more than the maximum message size.
+    pub(crate) rejected: AtomicU64,
+    /// 1 when the queue was created as a `JoinableQueue` (consumers then count the messages
+    /// they are taking, for `join`).
+    pub(crate) joinable: AtomicU64,
 }
 
 /// The control block, after the header.
@@ -111,10 +120,13 @@ pub(crate) struct Control {
     pub(crate) stream: [StreamCtl; LANES],
     /// Slots handed back by the reaper to be delivered again, not yet taken.
     pub(crate) orphans: Padded,
+    /// The file offset where the next spilled large message goes (see [`Raw::spill_base`]);
+    /// only grows.
+    pub(crate) spill_end: Padded,
+    /// The number the next message with descriptors gets in the side channel.
+    pub(crate) fd_seq: Padded,
     /// Counters.
     pub(crate) counters: Counters,
-    /// `JoinableQueue`: items put and not yet marked done.
-    pub(crate) unfinished: Padded,
     /// `JoinableQueue::join` sleeps here.
     pub(crate) joined: WaitWord,
     /// The ends of a duplex channel whose first direction this queue is.
@@ -146,7 +158,14 @@ pub(crate) struct Member {
     pub(crate) put: AtomicU64,
     /// Messages this member got.
     pub(crate) got: AtomicU64,
+    /// `JoinableQueue`: tasks this member marked done (its own, or another member's).
+    pub(crate) done: AtomicU64,
+    /// `JoinableQueue`: `get`s of this member in progress (from before the slot is taken to
+    /// after `got` counts the message).
+    pub(crate) taking: AtomicU64,
 }
+
+const _: () = assert!(size_of::<Member>() == LINE && size_of::<Counters>() == LINE);
 
 /// The fixed part of a slot, before its payload.
 #[repr(C)]
@@ -167,6 +186,8 @@ pub(crate) struct Geometry {
     pub(crate) slot_size: u64,
     pub(crate) stream_size: u64,
     pub(crate) maxsize: u64,
+    /// The largest message in bytes (0: no limit).
+    pub(crate) max_message: u64,
 }
 
 /// Offsets of the parts of a segment of `g`, and its total size.
@@ -252,7 +273,7 @@ impl Raw {
         let off = offsets(&g).filter(|_| g.is_valid()).ok_or_else(|| {
             std::io::Error::new(std::io::ErrorKind::InvalidInput, "invalid queue geometry")
         })?;
-        let fd = memfd::memfd("multiproc-queue", off.total as u64)?;
+        let fd = memfd::memfd_growable("multiproc-queue", off.total as u64)?;
         let map = Mapping::new(&fd, off.total)?;
         let header = Header {
             magic: MAGIC,
@@ -263,7 +284,7 @@ impl Raw {
             stream_size: g.stream_size,
             maxsize: g.maxsize,
             total: off.total as u64,
-            reserved: 0,
+            max_message: g.max_message,
         };
         // SAFETY: the mapping is at least 64 bytes, page-aligned, and nobody else has the
         // segment yet.
@@ -273,6 +294,10 @@ impl Raw {
             geometry: g,
             off,
         };
+        raw.control()
+            .spill_end
+            .0
+            .store(raw.spill_base(), std::sync::atomic::Ordering::Relaxed);
         for i in 1..g.slots {
             raw.slot(i)
                 .stamp
@@ -284,7 +309,7 @@ impl Raw {
     /// Checks the segment behind `fd` (sealed, a queue header of this version with valid sizes,
     /// exactly the size the header says), then maps it, without pre-faulting.
     pub(crate) fn attach(fd: &OwnedFd) -> Result<Raw, BadSegment> {
-        if !memfd::is_sealed(fd) {
+        if !memfd::is_sealed_against_shrinking(fd) {
             return Err(BadSegment::NotAQueue);
         }
         let mut raw = [0u8; LINE];
@@ -306,13 +331,15 @@ impl Raw {
             slot_size: h.slot_size,
             stream_size: h.stream_size,
             maxsize: h.maxsize,
+            max_message: h.max_message,
         };
         if !g.is_valid() {
             return Err(BadSegment::NotAQueue);
         }
         let off = offsets(&g).ok_or(BadSegment::NotAQueue)?;
+        // The file may be larger: spilled messages live beyond the mapped part.
         if h.total != off.total as u64
-            || memfd::size_of(fd).map_err(BadSegment::Os)? != off.total as u64
+            || memfd::size_of(fd).map_err(BadSegment::Os)? < off.total as u64
         {
             return Err(BadSegment::NotAQueue);
         }
@@ -406,6 +433,29 @@ impl Raw {
             let dst = out.as_mut_ptr().add(out.len());
             ptr::copy_nonoverlapping(self.slot_ptr(pos).add(SLOT_HEAD + offset), dst, len);
             out.set_len(out.len() + len);
+        }
+    }
+
+    /// The file offset where spilled large messages begin: past the mapped part, aligned to
+    /// 64 KiB (a multiple of every page size), so that each spilled message's pages can be
+    /// freed on their own.
+    pub(crate) fn spill_base(&self) -> u64 {
+        (self.off.total as u64).next_multiple_of(SPILL_ALIGN)
+    }
+
+    /// Word `i` (8 bytes, from the start) of the payload of the slot of `pos`, as an atomic:
+    /// for the reference a large message's slot holds, which its producer may complete after
+    /// publishing it.
+    pub(crate) fn payload_word(&self, pos: u64, i: usize) -> &AtomicU64 {
+        assert!((i + 1) * 8 <= self.payload_size());
+        // SAFETY: within the slot's payload (asserted), 8-byte aligned (slots are 64-byte
+        // aligned and `SLOT_HEAD` is 16); an atomic is valid whatever bytes are there, and
+        // every access to these words while they hold a large message's reference is atomic.
+        unsafe {
+            &*self
+                .slot_ptr(pos)
+                .add(SLOT_HEAD + i * 8)
+                .cast::<AtomicU64>()
         }
     }
 

@@ -11,13 +11,14 @@
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::Mutex;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release, SeqCst};
-use std::sync::atomic::fence;
 use std::time::{Duration, Instant};
 
 pub(super) use super::fault;
-use super::raw::{BadSegment, Geometry, Raw, WaitWord};
+use super::raw::{BadSegment, Geometry, Raw};
+use super::side::{KIND_FDS, Side};
 use super::stream::WRITER_DEAD;
-use crate::sys::{futex, ofd};
+pub(super) use super::wait::{Backoff, Peer};
+use crate::sys::ofd;
 
 const POS_BITS: u32 = 46;
 const POS_MASK: u64 = (1 << POS_BITS) - 1;
@@ -73,17 +74,8 @@ pub(crate) fn empty_stamp(i: u64) -> u64 {
 /// What a slot's payload holds.
 pub(super) const KIND_INLINE: u32 = 0;
 pub(super) const KIND_LARGE: u32 = 1;
-
-/// Polls before the first yield (with 1, 2, 4, 8, then 16 pause instructions between polls):
-/// about a microsecond, enough for a peer on another CPU that is about to answer.
-const SPINS: u32 = 8;
-/// Then this many rounds of a yield (which lets a peer on the same CPU run) followed by a
-/// longer spin (which catches a peer on another CPU), before sleeping.
-const YIELDS: u32 = 6;
-/// Pause instructions in each of those longer spins.
-const LONG_SPIN: u32 = 128;
-/// The longest a waiter sleeps before it re-checks the liveness of the processes it waits on.
-const SWEEP: Duration = Duration::from_millis(50);
+/// A spilled large message its reader has copied out (it is about to free it).
+pub(super) const KIND_CONSUMED: u32 = 2;
 
 /// Why a put or get did not happen.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -92,6 +84,12 @@ pub(crate) enum Fail {
     WouldBlock,
     /// Still full or empty at the deadline.
     TimedOut,
+    /// The message's descriptors cannot travel (a queue without a side channel, or the system
+    /// refused them).
+    Descriptors,
+    /// The message (of this many bytes) is larger than the queue's maximum message size: a
+    /// put refuses it, a get consumes and refuses it.
+    TooLarge(u64),
 }
 
 /// How long an operation may wait.
@@ -149,72 +147,8 @@ pub(crate) struct Totals {
     pub(crate) abandoned: u64,
     pub(crate) dropped: u64,
     pub(crate) redelivered: u64,
-}
-
-/// Spins, then yields, then says it is time to sleep.
-pub(super) struct Backoff {
-    step: u32,
-    peer: Peer,
-}
-
-/// Where the process we wait for runs, when we know.
-#[derive(Clone, Copy, PartialEq, Eq)]
-pub(super) enum Peer {
-    /// Unknown (many producers or consumers): spin briefly, then alternate yields and spins.
-    Unknown,
-    /// On another CPU: spin longer before sleeping.
-    Elsewhere,
-    /// On our CPU: yield at once (spinning would only delay it).
-    Here,
-}
-
-/// Rounds of 16 pauses a waiter spins when it knows its peer runs on another CPU (a few tens
-/// of microseconds), before it sleeps.
-const FAR_SPINS: u32 = 300;
-
-impl Backoff {
-    pub(super) fn new() -> Self {
-        Backoff::with_peer(Peer::Unknown)
-    }
-
-    pub(super) fn with_peer(peer: Peer) -> Self {
-        Backoff { step: 0, peer }
-    }
-
-    /// `true` once spinning and yielding are over: the caller should sleep.
-    pub(super) fn snooze(&mut self) -> bool {
-        let n = self.step;
-        match self.peer {
-            Peer::Here if n < YIELDS => std::thread::yield_now(),
-            Peer::Elsewhere if n < FAR_SPINS => {
-                if n % 64 == 63 {
-                    // In case the peer moved to our CPU since it said where it was.
-                    std::thread::yield_now();
-                } else {
-                    for _ in 0..16 {
-                        std::hint::spin_loop();
-                    }
-                }
-            }
-            Peer::Unknown if n < SPINS => {
-                for _ in 0..(1u32 << n.min(4)) {
-                    std::hint::spin_loop();
-                }
-            }
-            Peer::Unknown if n < SPINS + 2 * YIELDS => {
-                if (n - SPINS).is_multiple_of(2) {
-                    std::thread::yield_now();
-                } else {
-                    for _ in 0..LONG_SPIN {
-                        std::hint::spin_loop();
-                    }
-                }
-            }
-            _ => return true,
-        }
-        self.step += 1;
-        false
-    }
+    pub(crate) released: u64,
+    pub(crate) rejected: u64,
 }
 
 /// This process's attachment to a queue segment: the mapping, the segment's descriptor, and
@@ -233,24 +167,30 @@ pub(crate) struct Ring {
     /// Set for a direction of a duplex channel: its one producer publishes its CPU, and the
     /// consumer waits accordingly.
     pub(super) cpu_aware: std::sync::atomic::AtomicBool,
+    /// The channel descriptors in messages travel through (none for duplex directions).
+    pub(super) side: Option<Side>,
 }
 
 impl Drop for Ring {
     fn drop(&mut self) {
-        let m = self.raw.member(u32::from(self.me - 1));
-        let c = &self.raw.control().counters;
-        c.retired_put.fetch_add(m.put.swap(0, Relaxed), Relaxed);
-        c.retired_got.fetch_add(m.got.swap(0, Relaxed), Relaxed);
-        m.state.store(0, Release);
+        self.retire(self.me);
+        self.raw
+            .member(u32::from(self.me - 1))
+            .state
+            .store(0, Release);
         // Closing `lockfd` (after this) releases the liveness lock.
     }
 }
 
 impl Ring {
-    /// Creates a segment of geometry `g` and joins it.
-    pub(crate) fn create(g: Geometry) -> std::io::Result<Ring> {
+    /// Creates a segment of geometry `g` (with a side channel for descriptors, or not) and
+    /// joins it.
+    pub(crate) fn create(g: Geometry, side: bool) -> std::io::Result<Ring> {
         let (fd, raw) = Raw::create(g, empty_stamp)?;
-        Ring::register(fd, raw).map_err(|e| match e {
+        // Without sockets (a sandbox may forbid them) the queue still works: values that carry
+        // descriptors are then an encode error at `put`.
+        let side = if side { Side::new().ok() } else { None };
+        Ring::register(fd, raw, side).map_err(|e| match e {
             AttachFail::Os(e) => e,
             AttachFail::TableFull | AttachFail::Bad(_) => {
                 std::io::Error::other("cannot join a new queue")
@@ -259,14 +199,14 @@ impl Ring {
     }
 
     /// Checks the segment behind `fd` and joins it.
-    pub(crate) fn attach(fd: OwnedFd) -> Result<Ring, AttachFail> {
+    pub(crate) fn attach(fd: OwnedFd, side: Option<Side>) -> Result<Ring, AttachFail> {
         let raw = Raw::attach(&fd).map_err(AttachFail::Bad)?;
-        Ring::register(fd, raw)
+        Ring::register(fd, raw, side)
     }
 
     /// Takes an entry of the process table: a free one, or one whose process died (reaping
     /// it first).
-    fn register(fd: OwnedFd, raw: Raw) -> Result<Ring, AttachFail> {
+    fn register(fd: OwnedFd, raw: Raw, side: Option<Side>) -> Result<Ring, AttachFail> {
         let lockfd = ofd::reopen(fd.as_fd()).map_err(AttachFail::Os)?;
         let pid = u64::from(std::process::id());
         for i in 0..raw.geometry().members {
@@ -286,6 +226,7 @@ impl Ring {
                 me: i as u16 + 1,
                 reaping: Mutex::new(()),
                 cpu_aware: std::sync::atomic::AtomicBool::new(false),
+                side,
             };
             // Whoever held this entry before is gone; clear what it may have left behind
             // (cheap: one pass over the stamps).
@@ -303,6 +244,11 @@ impl Ring {
 
     pub(crate) fn fd(&self) -> BorrowedFd<'_> {
         self.fd.as_fd()
+    }
+
+    /// The two ends of the side channel, if this queue has one.
+    pub(crate) fn side_fds(&self) -> Option<(BorrowedFd<'_>, BorrowedFd<'_>)> {
+        self.side.as_ref().map(|s| (s.tx.as_fd(), s.rx.as_fd()))
     }
 
     pub(crate) fn geometry(&self) -> &Geometry {
@@ -331,6 +277,8 @@ impl Ring {
             abandoned: c.abandoned.load(Relaxed),
             dropped: c.dropped.load(Relaxed),
             redelivered: c.redelivered.load(Relaxed),
+            released: c.released.load(Relaxed),
+            rejected: c.rejected.load(Relaxed),
         };
         for i in 0..self.raw.geometry().members {
             let m = self.raw.member(i);
@@ -400,6 +348,11 @@ impl Ring {
             }
             match s.state() {
                 State::Writing => {
+                    if slot.kind.load(Acquire) & !KIND_FDS == KIND_LARGE {
+                        // It may have spilled part of its bytes (extents are never reused, so
+                        // freeing a stale one again is harmless).
+                        self.punch_extent_of(i);
+                    }
                     let skip = Stamp::new(s.pos() + cap, State::Empty, 0);
                     if slot
                         .stamp
@@ -409,10 +362,22 @@ impl Ring {
                         c.counters.abandoned.fetch_add(1, Relaxed);
                     }
                 }
+                State::Reading if slot.kind.load(Acquire) & !KIND_FDS == KIND_CONSUMED => {
+                    // A spilled message the dead reader had copied out: lost with it.
+                    self.punch_extent_of(i);
+                    let free = Stamp::new(s.pos() + cap, State::Empty, 0);
+                    if slot
+                        .stamp
+                        .compare_exchange(s.0, free.0, AcqRel, Relaxed)
+                        .is_ok()
+                    {
+                        c.counters.dropped.fetch_add(1, Relaxed);
+                    }
+                }
                 State::Reading => {
-                    let streamed = slot.kind.load(Relaxed) == KIND_LARGE && {
-                        let (lane, seq, _) = self.large_ref(i);
-                        dropped_seq[lane] == Some(seq)
+                    let streamed = slot.kind.load(Relaxed) & !KIND_FDS == KIND_LARGE && {
+                        let r = self.large_ref(i);
+                        r.lane.is_some_and(|lane| dropped_seq[lane] == Some(r.seq))
                     };
                     if streamed {
                         // Its bytes were partly read by the dead reader: lost (counted above).
@@ -440,63 +405,45 @@ impl Ring {
                 State::Empty | State::Ready => {}
             }
         }
-        let m = self.raw.member(u32::from(owner - 1));
-        c.counters
-            .retired_put
-            .fetch_add(m.put.swap(0, Relaxed), Relaxed);
-        c.counters
-            .retired_got
-            .fetch_add(m.got.swap(0, Relaxed), Relaxed);
+        self.retire(owner);
         self.notify(&c.items);
         self.notify(&c.space);
     }
 
-    // ---- waiting --------------------------------------------------------------------------
-
-    /// Wakes the sleepers of `w`, if any. Called after the change they wait for is visible.
-    /// Wakes everyone sleeping for messages (they re-check whatever they wait for).
-    pub(super) fn wake_consumers(&self) {
-        let w = &self.raw.control().items;
-        w.seq.fetch_add(1, SeqCst);
-        futex::wake(&w.seq, u32::MAX);
-    }
-
-    pub(super) fn notify(&self, w: &WaitWord) {
-        fence(SeqCst);
-        if w.waiters.load(Relaxed) > 0 {
-            w.seq.fetch_add(1, Release);
-            futex::wake(&w.seq, u32::MAX);
+    /// Frees the spilled bytes of the large message in the slot of `pos`, if any.
+    fn punch_extent_of(&self, pos: u64) {
+        let len = self.large_ref(pos).len;
+        if let Some(off) = self.extent(pos, len) {
+            self.punch(off, len);
         }
     }
 
-    /// Sleeps on `w` while `unchanged()` holds, until `deadline` or for at most [`SWEEP`].
-    /// Returns `false` once the deadline has passed.
-    pub(super) fn sleep(
-        &self,
-        w: &WaitWord,
-        deadline: Option<Instant>,
-        unchanged: impl Fn() -> bool,
-    ) -> bool {
-        let now = Instant::now();
-        if deadline.is_some_and(|d| d <= now) {
-            return false;
+    /// Gives up the slot of `pos`, claimed by us and not published: consumers skip it.
+    pub(super) fn unclaim(&self, pos: u64) {
+        let slot = self.raw.slot(pos);
+        slot.stamp
+            .store(Stamp::new(pos + self.slots(), State::Empty, 0).0, Release);
+        self.raw.control().counters.abandoned.fetch_add(1, Relaxed);
+        self.notify(&self.raw.control().items);
+    }
+
+    /// Moves the counters of member `owner` (leaving, or dead and being reaped) to the
+    /// queue-wide ones. Its tasks got and not marked done are released: `join` no longer
+    /// waits for them.
+    fn retire(&self, owner: u16) {
+        let m = self.raw.member(u32::from(owner - 1));
+        let c = self.raw.control();
+        let got = m.got.swap(0, SeqCst);
+        let done = m.done.swap(0, SeqCst);
+        m.taking.store(0, SeqCst);
+        c.counters
+            .retired_put
+            .fetch_add(m.put.swap(0, Relaxed), Relaxed);
+        c.counters.retired_got.fetch_add(got, Relaxed);
+        if c.counters.joinable.load(Relaxed) != 0 && got > done {
+            c.counters.released.fetch_add(got - done, Relaxed);
         }
-        let wake = now + SWEEP;
-        let until = deadline.map_or(wake, |d| d.min(wake));
-        w.waiters.fetch_add(1, SeqCst);
-        fence(SeqCst);
-        let seq = w.seq.load(SeqCst);
-        let timed_out = if unchanged() {
-            !futex::wait(&w.seq, seq, Some(until))
-        } else {
-            false
-        };
-        w.waiters.fetch_sub(1, SeqCst);
-        if timed_out && until == wake {
-            // The periodic re-check: a process we wait for may have died.
-            self.sweep();
-        }
-        deadline.is_none_or(|d| Instant::now() < d)
+        self.notify(&c.joined);
     }
 
     // ---- producers ------------------------------------------------------------------------
@@ -586,17 +533,26 @@ impl Ring {
 
     /// Puts one message.
     pub(crate) fn put(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+        let len = bytes.len() as u64;
+        if self.too_large(len) {
+            return Err(Fail::TooLarge(len));
+        }
+        self.put_unchecked(bytes, 0, wait)
+    }
+
+    /// Puts one message, whatever its size, its slot's kind marked with `flags`.
+    pub(super) fn put_unchecked(&self, bytes: &[u8], flags: u32, wait: Wait) -> Result<(), Fail> {
         if bytes.len() <= self.raw.payload_size() {
             let pos = self.claim(wait)?;
             fault::point(fault::AFTER_CLAIM);
             let slot = self.raw.slot(pos);
-            slot.kind.store(KIND_INLINE, Relaxed);
+            slot.kind.store(KIND_INLINE | flags, Relaxed);
             slot.len.store(bytes.len() as u32, Relaxed);
             self.raw.write_payload(pos, 0, bytes);
             self.publish(pos);
             Ok(())
         } else {
-            self.put_large(bytes, wait)
+            self.put_large(bytes, flags, wait)
         }
     }
 
@@ -721,24 +677,81 @@ impl Ring {
         }
     }
 
-    /// Gets one message into `out` (cleared first).
+    /// Whether a message of `len` bytes exceeds the queue's maximum message size.
+    pub(super) fn too_large(&self, len: u64) -> bool {
+        let max = self.raw.geometry().max_message;
+        max != 0 && len > max
+    }
+
+    /// Gets one message into `out` (cleared first); the descriptors it carries, if any, are
+    /// closed.
     pub(crate) fn get(&self, out: &mut Vec<u8>, wait: Wait) -> Result<(), Fail> {
+        self.get_msg(out, None, wait)
+    }
+
+    /// Gets one message into `out` (cleared first), and the descriptors it carries into `fds`
+    /// (closed if `None`).
+    pub(crate) fn get_msg(
+        &self,
+        out: &mut Vec<u8>,
+        fds: Option<&mut Vec<OwnedFd>>,
+        wait: Wait,
+    ) -> Result<(), Fail> {
+        let c = self.raw.control();
+        if c.counters.joinable.load(Relaxed) == 0 {
+            return self.get_one(out, fds, wait);
+        }
+        // A joinable queue: from before the slot is taken until `got` counts the message, this
+        // get is counted as taking (see `unfinished`).
+        let taking = &self.raw.member(u32::from(self.me - 1)).taking;
+        taking.fetch_add(1, SeqCst);
+        let r = self.get_one(out, fds, wait);
+        taking.fetch_sub(1, SeqCst);
+        self.notify(&c.joined);
+        r
+    }
+
+    fn get_one(
+        &self,
+        out: &mut Vec<u8>,
+        mut fds: Option<&mut Vec<OwnedFd>>,
+        wait: Wait,
+    ) -> Result<(), Fail> {
         loop {
             out.clear();
             let pos = self.take(wait)?;
             fault::point(fault::AFTER_TAKE);
             let slot = self.raw.slot(pos);
-            let delivered = match slot.kind.load(Relaxed) {
+            let kind = slot.kind.load(Relaxed);
+            // The descriptors of a small message are taken while its slot is still ours, so
+            // that a death meanwhile hands the message back (a large one's slot is freed
+            // early: they are taken once its bytes are in).
+            let mut attached = None;
+            let delivered = match kind & !KIND_FDS {
                 KIND_INLINE => {
                     let len = slot.len.load(Relaxed) as usize;
+                    if self.too_large(len as u64) {
+                        self.free(pos);
+                        return Err(self.rejected(len as u64));
+                    }
                     let ok = len <= self.raw.payload_size();
                     if ok {
                         self.raw.read_payload(pos, 0, len, out);
+                        if kind & KIND_FDS != 0 {
+                            attached = Some(self.attach_fds(out, fds.as_deref_mut()));
+                        }
                     }
                     self.free(pos);
                     ok
                 }
-                KIND_LARGE => self.get_large(pos, out),
+                KIND_LARGE => {
+                    let len = self.large_ref(pos).len;
+                    if self.too_large(len) {
+                        self.reject_large(pos);
+                        return Err(self.rejected(len));
+                    }
+                    self.get_large(pos, out)
+                }
                 _ => {
                     self.free(pos);
                     false
@@ -748,61 +761,39 @@ impl Ring {
                 self.raw
                     .member(u32::from(self.me - 1))
                     .got
-                    .fetch_add(1, Relaxed);
-                return Ok(());
+                    .fetch_add(1, SeqCst);
+                return match attached {
+                    Some(r) => r,
+                    None if kind & KIND_FDS != 0 => self.attach_fds(out, fds),
+                    None => Ok(()),
+                };
             }
             // Nothing to deliver at that position (a large message whose writer died or gave
             // up, or a corrupt slot): take the next one.
         }
     }
 
-    // ---- JoinableQueue ---------------------------------------------------------------------
-
-    /// Counts one more unfinished task.
-    pub(crate) fn task_added(&self) {
-        self.raw.control().unfinished.0.fetch_add(1, SeqCst);
+    /// Counts a message refused for its size.
+    fn rejected(&self, len: u64) -> Fail {
+        self.raw.control().counters.rejected.fetch_add(1, Relaxed);
+        Fail::TooLarge(len)
     }
 
-    /// Counts one task done; `false` if none was unfinished.
-    pub(crate) fn task_done(&self) -> bool {
+    /// Moves the head past slots skipped after their producer died, so that they no longer
+    /// count as messages for `join`.
+    pub(super) fn skip_abandoned(&self) {
         let c = self.raw.control();
-        let mut n = c.unfinished.0.load(Relaxed);
+        let cap = self.slots();
         loop {
-            if n == 0 {
-                return false;
-            }
-            match c
-                .unfinished
-                .0
-                .compare_exchange_weak(n, n - 1, SeqCst, Relaxed)
+            let h = c.head.0.load(Acquire);
+            let s = Stamp(self.raw.slot(h).stamp.load(Acquire));
+            if s != Stamp::new(h + cap, State::Empty, 0)
+                || c.head
+                    .0
+                    .compare_exchange(h, h + 1, Release, Relaxed)
+                    .is_err()
             {
-                Ok(_) => break,
-                Err(now) => n = now,
-            }
-        }
-        if n == 1 {
-            c.joined.seq.fetch_add(1, SeqCst);
-            futex::wake(&c.joined.seq, u32::MAX);
-        }
-        true
-    }
-
-    /// Tasks not yet done.
-    pub(crate) fn unfinished(&self) -> u64 {
-        self.raw.control().unfinished.0.load(SeqCst)
-    }
-
-    /// Waits until no task is unfinished; `false` at the deadline.
-    pub(crate) fn join(&self, deadline: Option<Instant>) -> bool {
-        let c = self.raw.control();
-        let w: &WaitWord = &c.joined;
-        loop {
-            if c.unfinished.0.load(SeqCst) == 0 {
-                return true;
-            }
-            let unchanged = || c.unfinished.0.load(SeqCst) != 0;
-            if !self.sleep(w, deadline, unchanged) {
-                return c.unfinished.0.load(SeqCst) == 0;
+                return;
             }
         }
     }

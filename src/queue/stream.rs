@@ -1,15 +1,27 @@
-//! Large messages: the stream lanes and their tokens.
+//! Large messages: the stream lanes and their tokens, and spilling to the segment's file.
 //!
 //! A message larger than a slot's payload keeps its place in the queue's order with a slot that
-//! refers to a stream lane (the lane, the message's number in it, its length); its bytes go
-//! through that lane, while the consumer that took the slot copies them out. Each lane carries
-//! one message at a time, so as many large messages as there are lanes can be in flight.
+//! refers to it (its lane and number there, its length, and an extent of the segment's file
+//! reserved for it). Its bytes go one of two ways:
+//!
+//! - **streamed** through a stream lane, while the consumer that took the slot copies them
+//!   out. Each lane carries one message at a time. This is the fast path: no system call, the
+//!   bytes pass through memory that stays in the caches.
+//! - **spilled** to its extent of the file, beyond the mapped part (`pwrite`), when no lane is
+//!   free, or when the lane is full and no consumer has come to read it. The consumer reads
+//!   them with `pread` and frees their memory (`fallocate(PUNCH_HOLE)`). A spilled message
+//!   needs no reader to complete its `put`: any number of large messages can be unread.
+//!
+//! The extent ends with a mark, written after the bytes: a consumer that finds the lane gone
+//! (its token moved on) reads the message from the extent if the mark is there, and counts it
+//! abandoned otherwise. Nothing of the slot is written after it is published.
 
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
-use super::raw::LANES;
-use super::ring::{Backoff, Fail, KIND_LARGE, Ring, Wait, fault};
+use super::raw::{LANES, SPILL_ALIGN};
+use super::ring::{Backoff, Fail, KIND_CONSUMED, KIND_LARGE, Ring, Wait, fault};
+use crate::sys::memfd;
 
 const SEQ_MASK: u32 = (1 << 31) - 1;
 /// The writer field of a stream token whose writer died mid-message.
@@ -58,8 +70,32 @@ impl Token {
 }
 
 /// Bytes streamed between two publications of the written position: small enough for the
-/// reader to copy while the writer fills the next chunk.
-const CHUNK: u64 = 256 * 1024;
+/// reader to copy one while the writer fills the next (four per lane by default).
+const CHUNK: u64 = 64 * 1024;
+
+/// How long a producer whose lane is full waits for a reader to attach before it spills the
+/// message: about the time the message takes to stream at 4 GB/s (between 20 µs and 5 ms), so
+/// that a consumer busy with the previous message, or briefly descheduled, still gets the fast
+/// path, while a `put` nobody reads is not held up for long.
+fn spill_grace(len: u64) -> Duration {
+    Duration::from_nanos((len / 4).clamp(20_000, 5_000_000))
+}
+
+/// The lane field of a large message's reference when it was spilled at once.
+const NO_LANE: u32 = u32::MAX;
+/// The mark after a spilled message's bytes, once they are all written.
+const SPILL_MARK: u64 = u64::from_le_bytes(*b"SPILLED!");
+
+/// What a large message's slot refers to (payload words 0 and 1; word 2 is its extent).
+#[derive(Clone, Copy, Debug)]
+pub(super) struct LargeRef {
+    /// Its stream lane (`None`: spilled when put).
+    pub(super) lane: Option<usize>,
+    /// Its number in the lane.
+    pub(super) seq: u32,
+    /// Its length in bytes.
+    pub(super) len: u64,
+}
 
 impl Ring {
     /// Undoes the stream tokens of dead member `owner`: a message it was reading is lost
@@ -102,24 +138,103 @@ impl Ring {
         dropped
     }
 
-    /// The stream lane, message number and length a large message's slot refers to.
-    pub(super) fn large_ref(&self, pos: u64) -> (usize, u32, u64) {
-        let mut b = Vec::with_capacity(16);
-        self.raw.read_payload(pos, 0, 16, &mut b);
-        let word = u64::from_le_bytes(b[..8].try_into().unwrap_or_default());
-        let len = u64::from_le_bytes(b[8..16].try_into().unwrap_or_default());
+    /// What the large message in the slot of `pos` refers to.
+    pub(super) fn large_ref(&self, pos: u64) -> LargeRef {
+        let word = self.raw.payload_word(pos, 0).load(Acquire);
+        let len = self.raw.payload_word(pos, 1).load(Acquire);
+        let lane = (word >> 32) as u32;
         // A lane number out of range (written by someone else than this crate) is clamped: the
         // message number then does not match and the message is skipped.
-        let lane = ((word >> 32) as usize).min(LANES - 1);
-        (lane, word as u32, len)
+        LargeRef {
+            lane: (lane != NO_LANE).then(|| (lane as usize).min(LANES - 1)),
+            seq: word as u32,
+            len,
+        }
     }
 
-    pub(super) fn put_large(&self, bytes: &[u8], wait: Wait) -> Result<(), Fail> {
+    fn write_large_ref(&self, pos: u64, r: LargeRef, extent: u64, flags: u32) {
+        let lane = r.lane.map_or(NO_LANE, |l| l as u32);
+        let slot = self.raw.slot(pos);
+        self.raw
+            .payload_word(pos, 0)
+            .store(u64::from(lane) << 32 | u64::from(r.seq), Relaxed);
+        self.raw.payload_word(pos, 1).store(r.len, Relaxed);
+        self.raw.payload_word(pos, 2).store(extent, Relaxed);
+        slot.len.store(24, Relaxed);
+        slot.kind.store(KIND_LARGE | flags, Release);
+    }
+
+    /// Reserves an extent of the file for a spilled message of `len` bytes: address space
+    /// only, which costs nothing until written.
+    fn reserve_extent(&self, len: u64) -> u64 {
+        let size = len.saturating_add(8).next_multiple_of(SPILL_ALIGN);
+        self.raw.control().spill_end.0.fetch_add(size, Relaxed)
+    }
+
+    /// The extent of the large message in the slot of `pos`, if it is a valid one.
+    pub(super) fn extent(&self, pos: u64, len: u64) -> Option<u64> {
+        let off = self.raw.payload_word(pos, 2).load(Acquire);
+        let end = off.checked_add(len)?.checked_add(8)?;
+        (off >= self.raw.spill_base() && off.is_multiple_of(SPILL_ALIGN) && end <= i64::MAX as u64)
+            .then_some(off)
+    }
+
+    /// Frees the memory of the extent `off` of a message of `len` bytes.
+    pub(super) fn punch(&self, off: u64, len: u64) {
+        let size = len.saturating_add(8).next_multiple_of(SPILL_ALIGN);
+        let _ = memfd::punch_hole(&self.fd, off, size);
+    }
+
+    /// Writes a message's bytes and then the mark to its extent; `false` if the system
+    /// refused (out of memory, or a file sealed against growing).
+    fn spill(&self, off: u64, bytes: &[u8]) -> bool {
+        let len = bytes.len() as u64;
+        let ok = memfd::write_all_at(&self.fd, bytes, off).is_ok()
+            && memfd::write_all_at(&self.fd, &SPILL_MARK.to_le_bytes(), off + len).is_ok();
+        if !ok {
+            self.punch(off, len);
+        }
+        ok
+    }
+
+    /// Whether the extent at `off` holds a complete message of `len` bytes.
+    fn spilled(&self, off: u64, len: u64) -> bool {
+        let mut mark = [0u8; 8];
+        memfd::read_exact_at(&self.fd, &mut mark, off + len).unwrap_or(false)
+            && u64::from_le_bytes(mark) == SPILL_MARK
+    }
+
+    /// Puts a large message by spilling it at once (no stream lane is free). `None` if the
+    /// system refused: the caller waits for a lane instead.
+    fn put_spilled(&self, bytes: &[u8], flags: u32, wait: Wait) -> Option<Result<(), Fail>> {
+        let len = bytes.len() as u64;
+        let pos = match self.claim(wait) {
+            Ok(pos) => pos,
+            Err(e) => return Some(Err(e)),
+        };
+        let off = self.reserve_extent(len);
+        let r = LargeRef {
+            lane: None,
+            seq: 0,
+            len,
+        };
+        self.write_large_ref(pos, r, off, flags);
+        if self.extent(pos, len).is_none() || !self.spill(off, bytes) {
+            self.unclaim(pos);
+            return None;
+        }
+        fault::point(fault::SPILLED);
+        self.publish(pos);
+        Some(Ok(()))
+    }
+
+    pub(super) fn put_large(&self, bytes: &[u8], flags: u32, wait: Wait) -> Result<(), Fail> {
         let c = self.raw.control();
         let deadline = wait.deadline();
         let len = bytes.len() as u64;
-        // 1. A free stream lane.
+        // 1. A free stream lane, or else a spill.
         let mut backoff = Backoff::new();
+        let mut spill = true;
         let (lane, seq) = 'found: loop {
             let mut seen = [0u64; LANES];
             for (lane, st) in c.stream.iter().enumerate() {
@@ -137,6 +252,12 @@ impl Ring {
                         .is_ok()
                 {
                     break 'found (lane, t.seq());
+                }
+            }
+            if spill {
+                match self.put_spilled(bytes, flags, wait) {
+                    Some(r) => return r,
+                    None => spill = false,
                 }
             }
             if matches!(wait, Wait::No) {
@@ -180,17 +301,20 @@ impl Ring {
                 return Err(e);
             }
         };
-        let slot = self.raw.slot(pos);
-        slot.kind.store(KIND_LARGE, Relaxed);
-        slot.len.store(16, Relaxed);
-        let word = (lane as u64) << 32 | u64::from(seq);
-        self.raw.write_payload(pos, 0, &word.to_le_bytes());
-        self.raw.write_payload(pos, 8, &len.to_le_bytes());
+        let r = LargeRef {
+            lane: Some(lane),
+            seq,
+            len,
+        };
+        let extent = self.reserve_extent(len);
+        self.write_large_ref(pos, r, extent, flags);
         self.publish(pos);
         // 3. The bytes, through the stream area.
         let size = self.raw.lane_size();
         let mut done = 0u64;
         let mut backoff = Backoff::new();
+        // Since when the lane has been full with no reader attached.
+        let mut stuck: Option<Instant> = None;
         while done < len {
             let t = Token(st.token.load(Acquire));
             if !t.is_active() || t.seq() != seq & SEQ_MASK {
@@ -211,7 +335,29 @@ impl Ring {
                 continue;
             }
             if backoff.snooze() {
-                if t.reader() == 0 && deadline.is_some_and(|d| Instant::now() >= d) {
+                let now = Instant::now();
+                let stuck_since = *stuck.get_or_insert(now);
+                let spill_at = stuck_since + spill_grace(len);
+                let late = deadline.is_some_and(|d| now >= d);
+                if t.reader() == 0 && spill && (now >= spill_at || late) {
+                    // Nobody came to read it: spill it, and let the lane go. If a reader
+                    // attaches meanwhile, it streams after all.
+                    spill = false;
+                    if self.extent(pos, len) == Some(extent) && self.spill(extent, bytes) {
+                        fault::point(fault::SPILLED);
+                        if st
+                            .token
+                            .compare_exchange(t.0, t.next().0, AcqRel, Relaxed)
+                            .is_ok()
+                        {
+                            self.notify(&c.stream_wait);
+                            return Ok(());
+                        }
+                        self.punch(extent, len);
+                    }
+                    continue;
+                }
+                if t.reader() == 0 && late {
                     // No reader came in time: take the message back. Its slot is skipped.
                     if st
                         .token
@@ -233,7 +379,13 @@ impl Ring {
                 }
                 let unchanged = || st.token.load(Acquire) == t.0 && st.read.load(Acquire) == read;
                 // Once a reader is attached the message is committed: no deadline applies.
-                let until = if t.reader() == 0 { deadline } else { None };
+                let until = if t.reader() != 0 {
+                    None
+                } else if spill {
+                    Some(deadline.map_or(spill_at, |d| d.min(spill_at)))
+                } else {
+                    deadline
+                };
                 self.sleep(&c.stream_wait, until, unchanged);
             }
         }
@@ -256,19 +408,53 @@ impl Ring {
         Ok(())
     }
 
-    /// Reads the large message whose slot (at `pos`, held by us) refers to the stream.
-    /// Frees the slot. `false` if the message is gone.
-    pub(super) fn get_large(&self, pos: u64, out: &mut Vec<u8>) -> bool {
+    /// Refuses the large message whose slot (at `pos`, held by us) refers to the stream: ends
+    /// it in its lane (its producer stops writing) and frees the slot.
+    pub(super) fn reject_large(&self, pos: u64) {
         let c = self.raw.control();
-        let (lane, seq, len) = self.large_ref(pos);
+        let r = self.large_ref(pos);
+        if let Some(off) = self.extent(pos, r.len) {
+            self.punch(off, r.len);
+        }
+        let Some(lane) = r.lane else {
+            self.free(pos);
+            return;
+        };
         let st = &c.stream[lane];
-        let seq = seq & SEQ_MASK;
+        let seq = r.seq & SEQ_MASK;
         loop {
             let t = Token(st.token.load(Acquire));
             if !t.is_active() || t.seq() != seq || t.reader() != 0 {
-                self.free(pos);
-                c.counters.abandoned.fetch_add(1, Relaxed);
-                return false;
+                break;
+            }
+            if st
+                .token
+                .compare_exchange(t.0, t.next().0, AcqRel, Relaxed)
+                .is_ok()
+            {
+                self.notify(&c.stream_wait);
+                break;
+            }
+        }
+        self.free(pos);
+    }
+
+    /// Reads the large message whose slot (at `pos`, held by us) refers to, from its stream
+    /// lane or its extent. Frees the slot. `false` if the message is gone.
+    pub(super) fn get_large(&self, pos: u64, out: &mut Vec<u8>) -> bool {
+        let c = self.raw.control();
+        let r = self.large_ref(pos);
+        let len = r.len;
+        let Some(lane) = r.lane else {
+            return self.get_spilled(pos, len, out);
+        };
+        let st = &c.stream[lane];
+        let seq = r.seq & SEQ_MASK;
+        loop {
+            let t = Token(st.token.load(Acquire));
+            if !t.is_active() || t.seq() != seq || t.reader() != 0 {
+                // Its producer let the lane go: spilled, or abandoned.
+                return self.get_spilled(pos, len, out);
             }
             let mine = Token::active(seq, t.writer(), self.me);
             if st
@@ -279,8 +465,10 @@ impl Ring {
                 break;
             }
         }
+        let extent = self.extent(pos, len);
         self.free(pos);
         let size = self.raw.lane_size();
+        // At most 64 MiB ahead of the bytes that come (a length is only a claim of the peer).
         out.reserve(len.min(1 << 26) as usize);
         let mut done = 0u64;
         let mut backoff = Backoff::new();
@@ -303,15 +491,22 @@ impl Ring {
             }
             let w = t.writer();
             if w == WRITER_DEAD || (w == 0 && st.written.load(Acquire) < len) {
-                // The writer died half-way (or left without finishing): the message is torn.
+                // The writer died half-way (or left without finishing): the message is torn,
+                // unless the writer had spilled it whole just before.
                 if st
                     .token
                     .compare_exchange(t.0, t.next().0, AcqRel, Relaxed)
                     .is_ok()
                 {
-                    c.counters.abandoned.fetch_add(1, Relaxed);
                     self.notify(&c.stream_wait);
-                    return false;
+                    let whole = extent.is_some_and(|off| self.read_spilled(off, len, out));
+                    if let Some(off) = extent {
+                        self.punch(off, len);
+                    }
+                    if !whole {
+                        c.counters.abandoned.fetch_add(1, Relaxed);
+                    }
+                    return whole;
                 }
                 continue;
             }
@@ -340,5 +535,42 @@ impl Ring {
         }
         self.notify(&c.stream_wait);
         true
+    }
+
+    /// Reads the message of `len` bytes spilled at `off` into `out`, if it is complete.
+    fn read_spilled(&self, off: u64, len: u64, out: &mut Vec<u8>) -> bool {
+        if !self.spilled(off, len) {
+            return false;
+        }
+        out.clear();
+        // The length is a claim of the producer: refuse what cannot be allocated.
+        if usize::try_from(len).map_or(true, |n| out.try_reserve_exact(n).is_err()) {
+            return false;
+        }
+        out.resize(len as usize, 0);
+        // The mark again: had the extent been freed meanwhile (by a reaper that found a stale
+        // reference to it), the bytes read may be holes.
+        memfd::read_exact_at(&self.fd, out, off).unwrap_or(false) && self.spilled(off, len)
+    }
+
+    /// Reads the spilled message of `len` bytes whose slot (at `pos`, held by us) refers to,
+    /// frees its memory and the slot. `false` (and counted abandoned) if it is not complete.
+    fn get_spilled(&self, pos: u64, len: u64, out: &mut Vec<u8>) -> bool {
+        let c = self.raw.control();
+        let extent = self.extent(pos, len);
+        let complete = extent.is_some_and(|off| self.read_spilled(off, len, out));
+        if complete {
+            // Copied out: from here, a reaper frees it instead of delivering it again.
+            self.raw.slot(pos).kind.store(KIND_CONSUMED, Release);
+            fault::point(fault::SPILL_READ);
+        } else {
+            out.clear();
+            c.counters.abandoned.fetch_add(1, Relaxed);
+        }
+        if let Some(off) = extent {
+            self.punch(off, len);
+        }
+        self.free(pos);
+        complete
     }
 }

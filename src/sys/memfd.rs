@@ -28,6 +28,38 @@ pub(crate) fn memfd(name: &str, size: u64) -> io::Result<OwnedFd> {
     Ok(fd)
 }
 
+/// Creates an anonymous segment of `size` bytes (zero-filled) that may grow but never shrink:
+/// a mapping of its first `size` bytes can never fault with `SIGBUS`, and bytes beyond them
+/// are reached with [`read_exact_at`] and [`write_all_at`] only.
+pub(crate) fn memfd_growable(name: &str, size: u64) -> io::Result<OwnedFd> {
+    let fd = rustix::fs::memfd_create(name, MemfdFlags::CLOEXEC | MemfdFlags::ALLOW_SEALING)?;
+    rustix::fs::ftruncate(&fd, size)?;
+    rustix::fs::fcntl_add_seals(&fd, SealFlags::SHRINK | SealFlags::SEAL)?;
+    Ok(fd)
+}
+
+/// Whether `fd` is sealed against shrinking, and against any further seal (a segment made by
+/// [`memfd`] or [`memfd_growable`]).
+pub(crate) fn is_sealed_against_shrinking(fd: impl AsFd) -> bool {
+    rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::SEAL))
+}
+
+/// Frees the memory of `len` bytes at `offset` of `fd`, which read as zeros afterwards; the
+/// file keeps its size (`fallocate(FALLOC_FL_PUNCH_HOLE | FALLOC_FL_KEEP_SIZE)`).
+///
+/// # References
+/// - [`fallocate(2)`](https://man7.org/linux/man-pages/man2/fallocate.2.html)
+pub(crate) fn punch_hole(fd: impl AsFd, offset: u64, len: u64) -> io::Result<()> {
+    use rustix::fs::FallocateFlags;
+    rustix::fs::fallocate(
+        fd,
+        FallocateFlags::PUNCH_HOLE | FallocateFlags::KEEP_SIZE,
+        offset,
+        len,
+    )?;
+    Ok(())
+}
+
 /// Whether `fd` is sealed against shrinking and growing (a segment made by [`memfd`]).
 pub(crate) fn is_sealed(fd: impl AsFd) -> bool {
     rustix::fs::fcntl_get_seals(fd).is_ok_and(|s| s.contains(SealFlags::SHRINK | SealFlags::GROW))

@@ -73,6 +73,13 @@ pub(crate) fn try_lock(fd: impl AsFd, byte: u64) -> io::Result<bool> {
     }
 }
 
+/// Takes the write lock on `byte` through the description `fd`, waiting while another
+/// description holds it (the kernel releases it when its holder dies).
+pub(crate) fn lock(fd: impl AsFd, byte: u64) -> io::Result<()> {
+    let mut l = flock(libc::F_WRLCK, byte);
+    fcntl(fd.as_fd(), libc::F_OFD_SETLKW, &mut l)
+}
+
 /// Releases the lock on `byte` held through `fd` (nothing if none is held).
 pub(crate) fn unlock(fd: impl AsFd, byte: u64) -> io::Result<()> {
     let mut l = flock(libc::F_UNLCK, byte);

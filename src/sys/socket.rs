@@ -1,4 +1,4 @@
-//! Unix stream sockets that carry descriptors.
+//! Unix sockets that carry descriptors (streams, and the datagram pairs of queues).
 //!
 //! Descriptors ride as `SCM_RIGHTS` ancillary data on the first byte of a message; the receiver
 //! must read that byte with [`recv_with_fds`] to get them. Every received descriptor is created
@@ -30,6 +30,58 @@ pub(crate) fn socketpair() -> io::Result<(OwnedFd, OwnedFd)> {
         SocketFlags::CLOEXEC,
         None,
     )?)
+}
+
+/// A connected pair of Unix datagram sockets (`SOCK_DGRAM`), both `FD_CLOEXEC`, each with a
+/// send buffer of `sndbuf` bytes as far as the system allows (`net.core.wmem_max`). A datagram
+/// sent on one arrives at the other.
+pub(crate) fn datagram_pair(sndbuf: usize) -> io::Result<(OwnedFd, OwnedFd)> {
+    let (a, b) = rustix::net::socketpair(
+        AddressFamily::UNIX,
+        SocketType::DGRAM,
+        SocketFlags::CLOEXEC,
+        None,
+    )?;
+    for s in [&a, &b] {
+        // The system's default buffer only costs capacity.
+        let _ = rustix::net::sockopt::set_socket_send_buffer_size(s, sndbuf);
+    }
+    Ok((a, b))
+}
+
+/// Sends one datagram of `bytes` with `fds` attached, without waiting: `Ok(false)` when the
+/// socket's buffer is full.
+pub(crate) fn send_datagram(
+    sock: BorrowedFd<'_>,
+    bytes: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<bool> {
+    if fds.len() > MAX_FDS {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            format!("a message can carry at most {MAX_FDS} descriptors"),
+        ));
+    }
+    let mut space = vec![MaybeUninit::<u8>::uninit(); rustix::cmsg_space!(ScmRights(MAX_FDS))];
+    loop {
+        let mut control = SendAncillaryBuffer::new(&mut space);
+        if !fds.is_empty() {
+            let pushed = control.push(SendAncillaryMessage::ScmRights(fds));
+            debug_assert!(pushed, "cmsg buffer sized for MAX_FDS");
+        }
+        let iov = [IoSlice::new(bytes)];
+        match rustix::net::sendmsg(
+            sock,
+            &iov,
+            &mut control,
+            SendFlags::NOSIGNAL | SendFlags::DONTWAIT,
+        ) {
+            Ok(_) => return Ok(true),
+            Err(Errno::INTR) => continue,
+            Err(Errno::AGAIN) => return Ok(false),
+            Err(e) => return Err(e.into()),
+        }
+    }
 }
 
 /// Sends every byte of `bufs` (in order) with `fds` attached to the first byte.
