@@ -1,6 +1,8 @@
 //! Queues across real processes: many producers and consumers, every size, timeouts, close,
 //! handles that travel, the counters.
 
+mod common;
+
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -30,6 +32,7 @@ fn consume(q: Queue<Msg>) -> Vec<(u32, u32)> {
 
 #[test]
 fn four_producers_four_consumers_exactly_once_in_order() {
+    let _leaks = common::leak_check();
     const P: u32 = 4;
     const C: usize = 4;
     const N: u32 = 100_000;
@@ -105,6 +108,7 @@ fn put_sizes((q, tag): (BytesQueue, u8)) {
 
 #[test]
 fn messages_of_every_size_from_two_producers_do_not_interleave() {
+    let _leaks = common::leak_check();
     let q = BytesQueue::new().unwrap();
     let a = Process::start(put_sizes, (q.clone(), 1)).unwrap();
     let b = Process::start(put_sizes, (q.clone(), 2)).unwrap();
@@ -128,6 +132,7 @@ fn messages_of_every_size_from_two_producers_do_not_interleave() {
 
 #[test]
 fn a_message_larger_than_the_stream_area_streams_to_a_reader() {
+    let _leaks = common::leak_check();
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
     let big = pattern(9, 3 << 20);
     let reader = {
@@ -140,6 +145,7 @@ fn a_message_larger_than_the_stream_area_streams_to_a_reader() {
 
 #[test]
 fn one_thread_puts_many_large_messages_before_getting_them() {
+    let _leaks = common::leak_check();
     // Four lanes stream; the others spill to the segment's file. None waits for a reader.
     let q = BytesQueue::new().unwrap();
     for i in 0..40u8 {
@@ -157,6 +163,7 @@ fn one_thread_puts_many_large_messages_before_getting_them() {
 
 #[test]
 fn one_thread_puts_a_message_larger_than_the_stream_area_then_gets_it() {
+    let _leaks = common::leak_check();
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
     let big = pattern(3, 5 << 20);
     q.put(&big).unwrap();
@@ -168,6 +175,7 @@ fn one_thread_puts_a_message_larger_than_the_stream_area_then_gets_it() {
 
 #[test]
 fn get_times_out_on_an_empty_queue() {
+    let _leaks = common::leak_check();
     let q: Queue<u8> = Queue::new().unwrap();
     assert!(matches!(q.get_nowait(), Err(GetError::Empty)));
     let start = Instant::now();
@@ -180,6 +188,7 @@ fn get_times_out_on_an_empty_queue() {
 
 #[test]
 fn put_on_a_full_queue_hands_the_value_back() {
+    let _leaks = common::leak_check();
     let q: Queue<String> = Queue::with_maxsize(3).unwrap();
     assert_eq!(q.maxsize(), 3);
     for s in ["a", "b", "c"] {
@@ -207,6 +216,7 @@ fn get_one(q: Queue<u64>) -> u64 {
 
 #[test]
 fn a_blocked_put_resumes_when_a_child_takes_a_message() {
+    let _leaks = common::leak_check();
     let q: Queue<u64> = Queue::with_maxsize(1).unwrap();
     q.put(1).unwrap();
     let child = Process::start(get_one, q.clone()).unwrap();
@@ -217,6 +227,7 @@ fn a_blocked_put_resumes_when_a_child_takes_a_message() {
 
 #[test]
 fn a_large_put_without_a_reader_completes() {
+    let _leaks = common::leak_check();
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
     let big = vec![5u8; 100_000];
     q.put_nowait(big.clone()).unwrap();
@@ -230,6 +241,7 @@ fn a_large_put_without_a_reader_completes() {
 
 #[test]
 fn close_stops_this_handle_only() {
+    let _leaks = common::leak_check();
     let q: Queue<u8> = Queue::new().unwrap();
     let other = q.clone();
     q.put(1).unwrap();
@@ -244,6 +256,7 @@ fn close_stops_this_handle_only() {
 
 #[test]
 fn an_unencodable_value_is_an_error_at_put() {
+    let _leaks = common::leak_check();
     struct Refuses;
     impl serde::Serialize for Refuses {
         fn serialize<S: serde::Serializer>(&self, _: S) -> Result<S::Ok, S::Error> {
@@ -283,6 +296,7 @@ fn send_a_queue(outer: Queue<(String, Queue<u32>)>) {
 
 #[test]
 fn a_queue_travels_inside_another_queues_message() {
+    let _leaks = common::leak_check();
     let outer: Queue<(String, Queue<u32>)> = Queue::new().unwrap();
     // The sender has exited when the message is got: the descriptors waited in the kernel.
     Process::start(send_a_queue, outer.clone())
@@ -330,6 +344,7 @@ fn answer_through((q, n): (Queue<Connection>, u32)) {
 
 #[test]
 fn a_connection_travels_through_a_queue() {
+    let _leaks = common::leak_check();
     let q: Queue<Connection> = Queue::new().unwrap();
     let p = Process::start(answer_through, (q.clone(), 21)).unwrap();
     let (mut mine, theirs) = pipe(true).unwrap();
@@ -340,6 +355,7 @@ fn a_connection_travels_through_a_queue() {
 
 #[test]
 fn a_message_of_another_type_is_a_decode_error() {
+    let _leaks = common::leak_check();
     let q: Queue<String> = Queue::new().unwrap();
     q.to_bytes_queue().put([0xffu8, 0xff]).unwrap();
     assert!(matches!(q.get(), Err(GetError::Decode(_))));
@@ -352,6 +368,7 @@ fn put_through_conn(mut conn: Connection) {
 
 #[test]
 fn a_queue_travels_through_a_connection() {
+    let _leaks = common::leak_check();
     let (mut parent, child) = pipe(true).unwrap();
     let p = Process::start(put_through_conn, child).unwrap();
     let q: Queue<String> = Queue::new().unwrap();
@@ -362,6 +379,7 @@ fn a_queue_travels_through_a_connection() {
 
 #[test]
 fn a_received_non_queue_is_an_error() {
+    let _leaks = common::leak_check();
     let (mut a, mut b) = pipe(true).unwrap();
     let v = multiproc::Value::new(1u64).unwrap();
     a.send(&v).unwrap();
@@ -371,6 +389,7 @@ fn a_received_non_queue_is_an_error() {
 
 #[test]
 fn threads_share_a_queue() {
+    let _leaks = common::leak_check();
     let q: Queue<u32> = Queue::with_maxsize(8).unwrap();
     let producers: Vec<_> = (0..4)
         .map(|t| {
@@ -401,6 +420,7 @@ fn simple_child(q: SimpleQueue<String>) {
 
 #[test]
 fn simple_queue_across_processes() {
+    let _leaks = common::leak_check();
     let q = SimpleQueue::new().unwrap();
     q.put("hi".to_string()).unwrap();
     let p = Process::start(simple_child, q.clone()).unwrap();
@@ -418,6 +438,7 @@ fn work((q, n): (JoinableQueue<u32>, u32)) {
 
 #[test]
 fn joinable_queue_joins_after_the_last_task_done() {
+    let _leaks = common::leak_check();
     let q = JoinableQueue::new().unwrap();
     for i in 0..100 {
         q.put(i).unwrap();
@@ -437,6 +458,7 @@ fn joinable_queue_joins_after_the_last_task_done() {
 
 #[test]
 fn task_done_too_many_times_is_an_error() {
+    let _leaks = common::leak_check();
     let q = JoinableQueue::new().unwrap();
     q.put(1u8).unwrap();
     assert_eq!(q.get().unwrap(), 1);
@@ -454,6 +476,7 @@ fn task_done_too_many_times_is_an_error() {
 
 #[test]
 fn the_queue_example_survives_a_killed_consumer() {
+    let _leaks = common::leak_check();
     // Through cargo, so that the example is rebuilt if it is older than the library.
     let out = std::process::Command::new(env!("CARGO"))
         .args(["run", "--quiet", "--example", "queue"])
@@ -508,6 +531,7 @@ fn get_mixed(q: Queue<Mixed>) -> Vec<(u32, u32)> {
 
 #[test]
 fn mixed_sizes_three_producers_three_consumers() {
+    let _leaks = common::leak_check();
     const P: u32 = 3;
     const N: u32 = 400;
     let q: Queue<Mixed> = Queue::with_maxsize(16).unwrap();
@@ -546,6 +570,7 @@ fn put_pid(q: Queue<u32>) {
 
 #[test]
 fn a_forked_child_puts_on_a_queue() {
+    let _leaks = common::leak_check();
     let q: Queue<u32> = Queue::new().unwrap();
     let p = multiproc::Builder::new()
         .method(multiproc::StartMethod::Fork)

@@ -3,6 +3,8 @@
 //! consumer never returned, counts what a dead consumer lost, and carries on.
 #![cfg(debug_assertions)]
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use multiproc::queue::{
@@ -62,6 +64,7 @@ fn killed(p: Process<()>) {
 
 #[test]
 fn a_producer_killed_after_claiming_its_slot_is_skipped() {
+    let _leaks = common::leak_check();
     let q = BytesQueue::new().unwrap();
     killed(Process::start(die_putting, (q.clone(), AFTER_CLAIM, 10)).unwrap());
     // Its slot is at the head, claimed by the dead producer.
@@ -75,6 +78,7 @@ fn a_producer_killed_after_claiming_its_slot_is_skipped() {
 
 #[test]
 fn a_consumer_killed_after_taking_a_message_leaves_it_to_another() {
+    let _leaks = common::leak_check();
     let q = BytesQueue::new().unwrap();
     q.put(b"kept").unwrap();
     q.put(b"second").unwrap();
@@ -91,6 +95,7 @@ fn a_consumer_killed_after_taking_a_message_leaves_it_to_another() {
 
 #[test]
 fn a_producer_killed_holding_the_stream_does_not_block_the_next_large_put() {
+    let _leaks = common::leak_check();
     let q = BytesQueue::new().unwrap();
     killed(Process::start(die_putting, (q.clone(), AFTER_TOKEN, 50_000)).unwrap());
     // Four large messages unread need every stream lane, the dead producer's too.
@@ -104,6 +109,7 @@ fn a_producer_killed_holding_the_stream_does_not_block_the_next_large_put() {
 
 #[test]
 fn a_producer_killed_mid_stream_is_skipped() {
+    let _leaks = common::leak_check();
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
     killed(Process::start(die_putting, (q.clone(), MID_STREAM_WRITE, 100_000)).unwrap());
     q.put(b"next").unwrap();
@@ -121,6 +127,7 @@ fn a_producer_killed_mid_stream_is_skipped() {
 
 #[test]
 fn a_consumer_killed_mid_stream_is_counted_as_dropped() {
+    let _leaks = common::leak_check();
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
     let reader = Process::start(die_reading_large, q.clone()).unwrap();
     // Blocks until the reader is found dead, then returns: the message was delivered to it.
@@ -140,6 +147,7 @@ fn die_getting_typed((q, point): (Queue<u64>, u32)) {
 
 #[test]
 fn a_dead_consumers_process_table_entry_is_reused() {
+    let _leaks = common::leak_check();
     let q = Queue::options().max_handles(2).create::<u64>().unwrap();
     for _ in 0..5 {
         q.put(7).unwrap();
@@ -159,6 +167,7 @@ fn attach_and_leave(q: Queue<u64>) -> usize {
 
 #[test]
 fn a_consumer_killed_before_moving_the_head_is_reaped_by_a_newcomer() {
+    let _leaks = common::leak_check();
     // Two handles at most: the next process to attach takes the dead consumer's entry and
     // reaps it while the head still points at the dead consumer's slot.
     let q = Queue::options().max_handles(2).create::<u64>().unwrap();
@@ -189,6 +198,7 @@ fn hold_a_task(q: JoinableQueue<u32>) {
 
 #[test]
 fn a_consumer_killed_before_task_done_does_not_block_join() {
+    let _leaks = common::leak_check();
     let q = JoinableQueue::new().unwrap();
     q.put(1).unwrap();
     q.put(2).unwrap();
@@ -220,6 +230,7 @@ fn die_getting_task((q, point): (JoinableQueue<u32>, u32)) {
 
 #[test]
 fn a_task_whose_consumer_died_taking_it_is_delivered_again_and_joined() {
+    let _leaks = common::leak_check();
     for point in [AFTER_TAKE, BEFORE_HEAD] {
         let q = JoinableQueue::new().unwrap();
         q.put(7).unwrap();
@@ -243,6 +254,7 @@ fn die_putting_task((q, point, len): (JoinableQueue<Vec<u8>>, u32, usize)) {
 
 #[test]
 fn a_task_whose_producer_died_putting_it_is_not_waited_for() {
+    let _leaks = common::leak_check();
     for (point, len) in [
         (AFTER_CLAIM, 10),
         (AFTER_TOKEN, 50_000),
@@ -273,6 +285,7 @@ fn a_task_whose_producer_died_putting_it_is_not_waited_for() {
 
 #[test]
 fn a_task_lost_with_its_consumer_mid_stream_is_not_waited_for() {
+    let _leaks = common::leak_check();
     let q = Queue::options()
         .stream_size(4096)
         .create_joinable()
@@ -290,6 +303,7 @@ fn put_large_message(q: BytesQueue) -> bool {
 
 #[test]
 fn a_put_above_the_maximum_size_hands_the_value_back() {
+    let _leaks = common::leak_check();
     let q = Queue::options()
         .max_message_size(4096)
         .create::<Vec<u8>>()
@@ -319,6 +333,7 @@ fn drain_lanes(q: &BytesQueue) {
 
 #[test]
 fn a_producer_killed_after_spilling_before_publishing_is_skipped() {
+    let _leaks = common::leak_check();
     let q = BytesQueue::new().unwrap();
     fill_lanes(&q);
     killed(Process::start(die_putting, (q.clone(), SPILLED, 70_000)).unwrap());
@@ -331,6 +346,7 @@ fn a_producer_killed_after_spilling_before_publishing_is_skipped() {
 
 #[test]
 fn a_producer_killed_after_spilling_a_stuck_stream_still_delivers_it() {
+    let _leaks = common::leak_check();
     // The message is complete in the file, its slot published: the lane is let go by the
     // reaper and the consumer reads the message from the file.
     let q = Queue::options().stream_size(4096).create_bytes().unwrap();
@@ -343,6 +359,7 @@ fn a_producer_killed_after_spilling_a_stuck_stream_still_delivers_it() {
 
 #[test]
 fn a_consumer_killed_after_copying_a_spilled_message_out_is_counted_as_dropped() {
+    let _leaks = common::leak_check();
     let q = BytesQueue::new().unwrap();
     fill_lanes(&q);
     q.put(vec![9u8; 70_000]).unwrap();
@@ -357,6 +374,7 @@ fn a_consumer_killed_after_copying_a_spilled_message_out_is_counted_as_dropped()
 
 #[test]
 fn a_consumer_killed_holding_a_spilled_message_leaves_it_to_another() {
+    let _leaks = common::leak_check();
     let q = BytesQueue::new().unwrap();
     fill_lanes(&q);
     q.put(vec![9u8; 70_000]).unwrap();
@@ -374,6 +392,7 @@ fn die_sending_a_queue((q, point): (Queue<Queue<u8>>, u32)) {
 
 #[test]
 fn a_producer_killed_holding_the_descriptor_channel_does_not_block_it() {
+    let _leaks = common::leak_check();
     let q: Queue<Queue<u8>> = Queue::new().unwrap();
     killed(Process::start(die_sending_a_queue, (q.clone(), SIDE_LOCKED)).unwrap());
     // The kernel released its lock: the channel carries on.
@@ -392,6 +411,7 @@ fn die_getting_a_queue((q, point): (Queue<Queue<u8>>, u32)) {
 
 #[test]
 fn descriptors_left_by_a_dead_producer_are_passed_over() {
+    let _leaks = common::leak_check();
     let q: Queue<Queue<u8>> = Queue::new().unwrap();
     // Its descriptors are in the channel, its message never put.
     killed(Process::start(die_sending_a_queue, (q.clone(), SIDE_SENT)).unwrap());

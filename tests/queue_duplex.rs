@@ -1,6 +1,8 @@
 //! The shared-memory duplex channel between real processes: round trips, large messages, a
 //! peer that leaves or is killed.
 
+mod common;
+
 use std::time::{Duration, Instant};
 
 use multiproc::queue::{Duplex, DuplexError, duplex};
@@ -21,6 +23,7 @@ fn echo(end: Duplex) -> u64 {
 
 #[test]
 fn round_trips_with_a_child_then_it_sees_the_end() {
+    let _leaks = common::leak_check();
     let (mine, theirs) = duplex().unwrap();
     let child = Process::start(echo, theirs).unwrap();
     for i in 0..10_000u64 {
@@ -39,6 +42,7 @@ fn send_and_leave(end: Duplex) {
 
 #[test]
 fn what_was_sent_arrives_before_the_disconnection() {
+    let _leaks = common::leak_check();
     let (mine, theirs) = duplex().unwrap();
     let child = Process::start(send_and_leave, theirs).unwrap();
     assert_eq!(mine.recv_bytes().unwrap(), b"one");
@@ -59,6 +63,7 @@ fn hang(end: Duplex) {
 
 #[test]
 fn a_killed_peer_is_a_disconnection() {
+    let _leaks = common::leak_check();
     let (mine, theirs) = duplex().unwrap();
     let child = Process::start(hang, theirs).unwrap();
     assert_eq!(mine.recv_timeout::<String>(LONG).unwrap(), "ready");
@@ -72,6 +77,7 @@ fn a_killed_peer_is_a_disconnection() {
 
 #[test]
 fn recv_times_out_while_the_peer_lives() {
+    let _leaks = common::leak_check();
     let (a, _b) = duplex().unwrap();
     let start = Instant::now();
     assert!(matches!(
@@ -88,6 +94,7 @@ fn relay(mut conn: Connection) {
 
 #[test]
 fn an_end_travels_through_a_connection() {
+    let _leaks = common::leak_check();
     let (mut parent, child_conn) = pipe(true).unwrap();
     let p = Process::start(relay, child_conn).unwrap();
     let (mine, theirs) = duplex().unwrap();

@@ -5,7 +5,9 @@
 //! maximum message size: `join` returns once the survivors have marked their tasks done, the
 //! dead consumers' tasks released.
 //!
-//! Alone in its binary, so that no other test opens descriptors or starts children meanwhile.
+//! What is left is checked by `common::leak_check` when the test ends.
+
+mod common;
 
 use std::time::{Duration, Instant};
 
@@ -82,49 +84,6 @@ fn consumer((q, seen, torn, lost): ConsumerArgs) {
     }
 }
 
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 ^= self.0 << 13;
-        self.0 ^= self.0 >> 7;
-        self.0 ^= self.0 << 17;
-        self.0
-    }
-}
-
-fn fds() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/proc/self/fd")
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    v.sort();
-    v
-}
-
-fn dev_shm() -> Vec<String> {
-    let mut v: Vec<String> = std::fs::read_dir("/dev/shm")
-        .map(|d| {
-            d.map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    v.sort();
-    v
-}
-
-/// Pids of this process's children (any thread's).
-fn children() -> Vec<String> {
-    let mut out = Vec::new();
-    for t in std::fs::read_dir("/proc/self/task").unwrap() {
-        let p = t.unwrap().path().join("children");
-        if let Ok(s) = std::fs::read_to_string(p) {
-            out.extend(s.split_whitespace().map(str::to_owned));
-        }
-    }
-    out
-}
-
 enum Role {
     Producer,
     Consumer,
@@ -164,6 +123,7 @@ impl World {
 
 #[test]
 fn kill_storm_loses_nothing_acknowledged() {
+    let _leaks = common::leak_check();
     storm(240, Duration::from_secs(300));
 }
 
@@ -171,6 +131,7 @@ fn kill_storm_loses_nothing_acknowledged() {
 #[test]
 #[ignore = "long: 3000 kills"]
 fn long_kill_storm_loses_nothing_acknowledged() {
+    let _leaks = common::leak_check();
     storm(3000, Duration::from_secs(1800));
 }
 
@@ -184,14 +145,12 @@ fn storm(kills_wanted: usize, limit: Duration) {
         eprintln!("kill storm: watchdog fired");
         std::process::abort();
     });
-    let fds_before = fds();
-    let shm_before = dev_shm();
     let seed = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_nanos() as u64
         | 1;
-    let mut rng = Rng(seed);
+    let mut rng = common::Rng(seed);
     {
         let q: JoinableQueue<Msg> = Queue::options()
             .maxsize(32)
@@ -225,8 +184,8 @@ fn storm(kills_wanted: usize, limit: Duration) {
         let mut kills = 0usize;
         let storm = Instant::now();
         while kills < kills_wanted && (w.next_inc as usize) < incarnations {
-            std::thread::sleep(Duration::from_micros(rng.next() % 4000));
-            let i = (rng.next() % procs.len() as u64) as usize;
+            std::thread::sleep(Duration::from_micros(rng.below(4000)));
+            let i = rng.below(procs.len() as u64) as usize;
             let (role, p) = &procs[i];
             p.kill().unwrap();
             kills += 1;
@@ -293,7 +252,5 @@ fn storm(kills_wanted: usize, limit: Duration) {
         assert_eq!(q.unfinished_tasks(), 0);
         assert_eq!(q.stats().rejected, 0);
     }
-    assert_eq!(children(), Vec::<String>::new(), "children left");
-    assert_eq!(dev_shm(), shm_before, "files left in /dev/shm");
-    assert_eq!(fds(), fds_before, "descriptors left open");
+    // No child, descriptor or /dev/shm file left: checked by `common::leak_check`.
 }
