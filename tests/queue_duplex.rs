@@ -34,6 +34,27 @@ fn round_trips_with_a_child_then_it_sees_the_end() {
     assert_eq!(child.join().unwrap(), 10_000);
 }
 
+/// A forked child gets its end as a spawned one does: the parent's copy of the argument is
+/// not the child's, and dropping it in the parent closes nothing of the child's.
+#[test]
+fn round_trips_with_a_forked_child() {
+    let _leaks = common::leak_check();
+    for daemon in [false, true] {
+        let (mine, theirs) = duplex().unwrap();
+        let child = Process::builder()
+            .method(multiproc::StartMethod::Fork)
+            .daemon(daemon)
+            .start(echo, theirs)
+            .unwrap();
+        for i in 0..1000u64 {
+            mine.send(&i).unwrap();
+            assert_eq!(mine.recv_timeout::<u64>(LONG).unwrap(), 2 * i);
+        }
+        drop(mine);
+        assert_eq!(child.join().unwrap(), 1000);
+    }
+}
+
 fn send_and_leave(end: Duplex) {
     end.send_bytes(b"one").unwrap();
     end.send_bytes(&vec![9u8; 3 << 20]).unwrap();

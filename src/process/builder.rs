@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use serde::Serialize;
 use serde::de::DeserializeOwned;
 
-use super::child::{ChildEntry, Outcome, install_panic_hook, run_child, run_target};
+use super::child::{ChildEntry, Outcome, install_panic_hook, run_child};
 use super::handle::{Inner, Process, Stage};
 use super::threads::{REAPER, SPAWNER, UNREAPED, reap_unreaped, spawner};
 use super::{
@@ -280,13 +280,17 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
     child_end: OwnedFd,
 ) -> Result<(os::Child, OwnedFd), StartError> {
     let parent = current().0.clone();
+    // The arguments cross encoded, and the child decodes them, as a spawned child does: a
+    // handle that names its process (a queue's or a duplex channel's place in its segment)
+    // must be made anew in the child, and the parent's copy dropped as the parent's (a copy
+    // by memory would leave the child on the parent's place, and closed by the parent).
+    let mut payload = Vec::new();
+    let fds = codec::encode_into(&args, &mut payload).map_err(StartError::Encode)?;
+    drop(args);
+    let entry = ChildEntry::of(target);
     let child = if b.daemon && !FORKED.load(Ordering::Relaxed) {
         // The parent-death signal is tied to the thread that forks: fork from the long-lived
-        // spawner thread. The arguments cross to it encoded, and the child decodes them.
-        let mut payload = Vec::new();
-        let fds = codec::encode_into(&args, &mut payload).map_err(StartError::Encode)?;
-        drop(args);
-        let entry = ChildEntry::of(target);
+        // spawner thread.
         spawner()
             .map_err(StartError::Os)?
             .run(Box::new(move || {
@@ -297,8 +301,10 @@ fn fork<A: Serialize + DeserializeOwned, R: Serialize + DeserializeOwned>(
             }))
             .map_err(StartError::Os)?
     } else {
-        let pid = fork_child(b.daemon, me, parent, child_end, || run_target(target, args))
-            .map_err(StartError::Os)?;
+        let pid = fork_child(b.daemon, me, parent, child_end, move || {
+            entry.run(&payload, fds)
+        })
+        .map_err(StartError::Os)?;
         os::forked_child(pid)
             .inspect_err(|_| os::kill_and_reap_pid(pid))
             .map_err(StartError::Os)?

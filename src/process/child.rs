@@ -152,7 +152,7 @@ fn invoke<A: DeserializeOwned, R: Serialize>(
     run_target(f, args)
 }
 
-pub(super) fn run_target<A, R: Serialize>(f: fn(A) -> R, args: A) -> Outcome {
+fn run_target<A, R: Serialize>(f: fn(A) -> R, args: A) -> Outcome {
     match catch_unwind(AssertUnwindSafe(|| f(args))) {
         Ok(value) => {
             let mut bytes = Vec::new();
