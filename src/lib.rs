@@ -223,6 +223,10 @@
 //! assert_eq!(l.to_string(), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
 //! ```
 //!
+//! Types of your own are served beside the built-in ones ([`manager::Managed`], registered
+//! with `Manager::options().register`), and a server bounds what its clients may store
+//! (`max_object_size`, `max_memory`).
+//!
 //! # Differences from Python multiprocessing
 //!
 //! - **Targets are functions, not closures.** A target is a non-capturing `fn(A) -> R`; its
@@ -283,8 +287,8 @@
 //!   unpickles requests (code execution for anyone with the authkey), keeps a thread per
 //!   client, keeps a dead client's objects and locks forever, and loses updates in
 //!   `d[k] += 1`. Here requests are plain data, one thread serves all clients, a dead client's
-//!   references and locks are released at once, and `update_with` changes a value in one step.
-//!   See [`manager`].
+//!   references and locks are released at once, `update_with` changes a value in one step, and
+//!   the memory clients may fill is bounded (`MemoryError` past it). See [`manager`].
 //! - **Linux first.** The crate uses `memfd`, `pidfd`, `SCM_RIGHTS` and futexes; other systems
 //!   are not supported yet.
 //!

@@ -215,7 +215,7 @@ impl Connection {
     /// fails with [`RecvError::Decode`] otherwise; a message of another type whose bytes also
     /// read as a `T` is not detected, and gives a wrong value. To send several kinds of
     /// message on one connection, make them the variants of one enum, so that each message
-    /// names its kind. [`Codec::Pickle`] is self-describing: a value of another kind is an
+    /// names its kind. `Codec::Pickle` (feature `python`) is self-describing: a value of another kind is an
     /// error there.
     ///
     /// # Errors
