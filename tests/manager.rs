@@ -469,3 +469,29 @@ fn locks_exclude_across_more_threads_than_pooled_connections() {
     assert_eq!(d.get_item("plain").unwrap(), obj!(THREADS / 2 * ROUNDS));
     assert_eq!(d.get_item("reentrant").unwrap(), obj!(THREADS / 2 * ROUNDS));
 }
+
+/// A server on a Unix path may go without an authkey; an empty key reaches it.
+#[test]
+fn an_empty_authkey_reaches_a_server_bound_without_one() {
+    let _leaks = common::leak_check();
+    let path = std::env::temp_dir().join(format!("multiproc-nokey-{}.sock", std::process::id()));
+    let server = multiproc::manager::Server::bind(
+        format!("unix:{}", path.display())
+            .parse::<multiproc::Address>()
+            .unwrap(),
+        None,
+    )
+    .unwrap();
+    server.publish("d", "dict", vec![]).unwrap();
+    let address = server.address().clone();
+    let stopper = server.stopper();
+    let serving = std::thread::spawn(move || server.serve_forever());
+    let manager = Manager::connect(address, b"").unwrap();
+    let d = DictProxy::try_from(manager.get("d").unwrap()).unwrap();
+    d.set("k", 1).unwrap();
+    assert_eq!(d.get_item("k").unwrap(), obj!(1));
+    drop((d, manager));
+    stopper.stop();
+    serving.join().unwrap().unwrap();
+    let _ = std::fs::remove_file(&path);
+}

@@ -157,9 +157,12 @@ impl Link {
 
     /// A new connection, in the session.
     fn open(&self) -> Result<Connection, ManagerError> {
-        let mut conn = Client::new()
-            .authkey(&self.authkey)
-            .connect(&self.address)?;
+        let mut client = Client::new();
+        // An empty key: a server bound without one (a Unix path), no handshake.
+        if !self.authkey.is_empty() {
+            client.authkey(&self.authkey);
+        }
+        let mut conn = client.connect(&self.address)?;
         conn.set_max_frame(DEFAULT_MAX_REQUEST);
         let join = vec![Object::Bytes(self.session.to_vec())];
         match Self::exchange(&mut conn, None, "session", join, Dict::new())? {
@@ -579,7 +582,8 @@ pub struct Manager {
 
 impl Manager {
     /// Connects to a manager that runs elsewhere (`multiproc serve`, or another program's
-    /// server) at `address` with `authkey`.
+    /// server) at `address` with `authkey`. An empty `authkey` connects without the handshake,
+    /// to a server bound without one (only a Unix path may be).
     ///
     /// # Errors
     ///
