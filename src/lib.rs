@@ -305,6 +305,7 @@ mod descriptor;
 mod error;
 pub mod manager;
 pub mod object;
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shm;
