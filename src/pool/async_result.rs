@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 use serde::de::DeserializeOwned;
 
 use super::error::TaskError;
-use super::job::{Feed, Job, next_chunk};
+use super::job::{Feed, Job, Sink, next_chunk};
 use super::supervisor::{Refill, Shared};
 
 /// What an [`AsyncResult`] waits on.
@@ -90,6 +90,21 @@ impl<R: DeserializeOwned + Send + 'static> Refill for Source<R> {
                 None => return None,
             }
         }
+    }
+
+    fn abandon(&self, error: &TaskError) {
+        // Whatever is not yet encoded will not be: the call ends with one failed task after
+        // the last one sent.
+        let _feed = self.feed.lock().unwrap_or_else(|e| e.into_inner());
+        let mut st = self.job.lock();
+        if st.input_done {
+            return;
+        }
+        let next = st.submitted;
+        st.opened(next, 1);
+        st.input_done = true;
+        drop(st);
+        self.job.fail(next, 1, &error.for_task(next));
     }
 }
 

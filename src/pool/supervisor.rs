@@ -40,6 +40,9 @@ pub(super) struct Config {
 pub(super) trait Refill: Send + Sync {
     /// The next chunk; `None` when the source is exhausted.
     fn next(&self) -> Option<Chunk>;
+    /// The pool will not read the source any more: its call ends with `error` for the next
+    /// task.
+    fn abandon(&self, error: &TaskError);
 }
 
 /// A worker slot as the rest of the pool sees it.
@@ -167,7 +170,7 @@ impl Shared {
         s.closed = true;
         s.terminated = true;
         s.live_jobs = 0;
-        s.refills.clear();
+        let refills = std::mem::take(&mut s.refills);
         let queued: Vec<Chunk> = s.queue.drain(..).collect();
         for slot in &s.slots {
             if let Some(fd) = &slot.pidfd {
@@ -179,6 +182,9 @@ impl Shared {
         for c in queued {
             let first = c.first;
             c.fail(&TaskError::Terminated { task: first });
+        }
+        for r in refills {
+            r.abandon(&TaskError::Terminated { task: 0 });
         }
     }
 
@@ -258,17 +264,17 @@ impl Shared {
             return;
         }
         s.broken = Some(reason.clone());
-        s.refills.clear();
+        let refills = std::mem::take(&mut s.refills);
         s.live_jobs = 0;
         let queued: Vec<Chunk> = s.queue.drain(..).collect();
         drop(s);
         self.work.notify_all();
+        let error = TaskError::NoWorkers { task: 0, reason };
         for c in queued {
-            let task = c.first;
-            c.fail(&TaskError::NoWorkers {
-                task,
-                reason: reason.clone(),
-            });
+            c.fail(&error);
+        }
+        for r in refills {
+            r.abandon(&error);
         }
     }
 }
