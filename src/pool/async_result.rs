@@ -44,8 +44,10 @@ impl<R: DeserializeOwned + Send + 'static> Pending<Vec<R>> for All<R> {
     fn take(&self) -> Result<Vec<R>, TaskError> {
         let mut st = self.0.lock();
         let mut out = Vec::with_capacity(st.submitted as usize);
-        while let Some(r) = st.pop() {
-            out.push(r?);
+        while let Some(batch) = st.pop_batch() {
+            for r in batch {
+                out.push(r.map_err(|e| *e)?);
+            }
         }
         Ok(out)
     }
@@ -65,8 +67,8 @@ impl<R: DeserializeOwned + Send + 'static> Pending<R> for One<R> {
 
     fn take(&self) -> Result<R, TaskError> {
         let mut st = self.0.0.lock();
-        match st.pop() {
-            Some(r) => r,
+        match st.pop_batch().and_then(|b| b.into_iter().next()) {
+            Some(r) => r.map_err(|e| *e),
             None => Err(TaskError::Closed),
         }
     }

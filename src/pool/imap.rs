@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::Pool;
 use super::error::TaskError;
-use super::job::{Feed, Job, next_chunk};
+use super::job::{Feed, Job, Stored, next_chunk};
 
 /// The results of [`Pool::imap`] (in input order) or [`Pool::imap_unordered`] (as they
 /// complete), one per input item, each a `Result` of its own: a failed task is yielded in its
@@ -51,6 +51,10 @@ pub struct IMap<'p, R> {
     job: Arc<Job<R>>,
     feed: Option<Box<dyn Feed + 'p>>,
     total: Option<u64>,
+    /// Results taken from the job and not yet yielded (taken a batch at a time, under one
+    /// lock).
+    ready: std::vec::IntoIter<Stored<R>>,
+    yielded: u64,
 }
 
 impl<R> fmt::Debug for IMap<'_, R> {
@@ -79,6 +83,8 @@ impl<'p, R: DeserializeOwned + Send + 'static> IMap<'p, R> {
             job,
             feed,
             total,
+            ready: Vec::new().into_iter(),
+            yielded: 0,
         }
     }
 }
@@ -91,7 +97,7 @@ impl<R> IMap<'_, R> {
 
     /// How many results this iterator has yielded.
     pub fn taken(&self) -> u64 {
-        self.job.lock().taken
+        self.yielded
     }
 
     /// How many results are still to come, when the input's length is known (from its
@@ -99,9 +105,9 @@ impl<R> IMap<'_, R> {
     pub fn left(&self) -> Option<u64> {
         let st = self.job.lock();
         if st.input_done {
-            return Some(st.submitted - st.taken);
+            return Some(st.submitted - self.yielded);
         }
-        self.total.map(|t| t.saturating_sub(st.taken))
+        self.total.map(|t| t.saturating_sub(self.yielded))
     }
 
     /// The number of tasks, when known.
@@ -125,17 +131,31 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for IMap<'_, R> {
     type Item = Result<R, TaskError>;
 
     fn next(&mut self) -> Option<Self::Item> {
+        if let Some(r) = self.ready.next() {
+            self.yielded += 1;
+            return Some(r.map_err(|e| *e));
+        }
+        let batch = self.next_batch()?;
+        self.ready = batch.into_iter();
+        self.next()
+    }
+
+    fn size_hint(&self) -> (usize, Option<usize>) {
+        match self.left().and_then(|n| usize::try_from(n).ok()) {
+            Some(n) => (n, Some(n)),
+            None => (0, None),
+        }
+    }
+}
+
+impl<R: DeserializeOwned + Send + 'static> IMap<'_, R> {
+    /// The next chunk's results, reading the input as the window opens; `None` at the end.
+    fn next_batch(&mut self) -> Option<Vec<Stored<R>>> {
         loop {
-            let st = self.job.lock();
-            let mut st = st;
-            if let Some(r) = st.pop() {
-                return Some(r);
-            }
-            if st.finished() {
-                drop(st);
-                self.close_feed();
-                return None;
-            }
+            let mut st = self.job.lock();
+            let batch = st.pop_batch();
+            // Fill the window before handing out what arrived, so that the workers stay busy
+            // while the caller works through it.
             let room = st.open < self.pool.window;
             if let (true, Some(feed)) = (room, self.feed.as_mut()) {
                 drop(st);
@@ -149,17 +169,36 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for IMap<'_, R> {
                     Some(None) => {}
                     None => self.close_feed(),
                 }
-                continue;
+                match batch {
+                    Some(b) => return Some(b),
+                    None => continue,
+                }
+            }
+            if batch.is_some() {
+                return batch;
+            }
+            if st.finished() {
+                drop(st);
+                self.close_feed();
+                return None;
             }
             drop(self.job.wait(st, None));
         }
     }
 
-    fn size_hint(&self) -> (usize, Option<usize>) {
-        match self.left().and_then(|n| usize::try_from(n).ok()) {
-            Some(n) => (n, Some(n)),
-            None => (0, None),
+    /// Every remaining result in order, or the first error (for `map`).
+    pub(super) fn collect_ok(mut self) -> Result<Vec<R>, TaskError> {
+        let mut out = Vec::with_capacity(self.size_hint().0);
+        for r in self.ready.by_ref() {
+            out.push(r.map_err(|e| *e)?);
         }
+        while let Some(batch) = self.next_batch() {
+            self.yielded += batch.len() as u64;
+            for r in batch {
+                out.push(r.map_err(|e| *e)?);
+            }
+        }
+        Ok(out)
     }
 }
 

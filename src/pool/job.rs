@@ -142,20 +142,23 @@ pub(super) enum Order {
     Completion,
 }
 
-type Stored<R> = Result<R, Box<TaskError>>;
+/// A result as a job keeps it (the error boxed: results are moved around in bulk).
+pub(super) type Stored<R> = Result<R, Box<TaskError>>;
+
+/// An open chunk of an input-order job, and its results once they arrive.
+struct Record<R> {
+    first: u64,
+    results: Option<Vec<Stored<R>>>,
+}
 
 /// A job's results, and what the chunking rule and the window need.
 pub(super) struct State<R> {
     order: Order,
-    /// Input order: the index of `slots[0]`.
-    base: u64,
-    /// Input order: results from `base` on (`None`: not arrived).
-    slots: VecDeque<Option<Stored<R>>>,
-    /// Input order: where each open chunk ends, in input order.
-    ends: VecDeque<u64>,
-    /// Completion order: finished chunks' results not yet taken, each with its index.
-    batches: VecDeque<VecDeque<(u64, Stored<R>)>>,
-    /// Chunks encoded and not yet wholly taken.
+    /// Input order: the open chunks, in input order.
+    records: VecDeque<Record<R>>,
+    /// Completion order: finished chunks' results not yet taken.
+    batches: VecDeque<Vec<Stored<R>>>,
+    /// Chunks encoded and not yet taken.
     pub(super) open: usize,
     /// Tasks encoded so far.
     pub(super) submitted: u64,
@@ -181,9 +184,7 @@ impl<R> Job<R> {
         Arc::new(Job {
             state: Mutex::new(State {
                 order,
-                base: 0,
-                slots: VecDeque::new(),
-                ends: VecDeque::new(),
+                records: VecDeque::new(),
                 batches: VecDeque::new(),
                 open: 0,
                 submitted: 0,
@@ -229,22 +230,13 @@ impl<R> Job<R> {
         st.errors += results.iter().filter(|r| r.is_err()).count() as u64;
         match st.order {
             Order::Input => {
-                let Some(at) = first.checked_sub(st.base) else {
-                    return;
-                };
-                let at = at as usize;
-                let need = at + results.len();
-                if st.slots.len() < need {
-                    st.slots.resize_with(need, || None);
-                }
-                for (slot, r) in st.slots.range_mut(at..need).zip(results) {
-                    *slot = Some(r);
+                let at = st.records.partition_point(|r| r.first < first);
+                match st.records.get_mut(at) {
+                    Some(rec) if rec.first == first => rec.results = Some(results),
+                    _ => return,
                 }
             }
-            Order::Completion => {
-                let batch = (first..).zip(results).collect();
-                st.batches.push_back(batch);
-            }
+            Order::Completion => st.batches.push_back(results),
         }
         drop(st);
         self.arrived.notify_all();
@@ -293,37 +285,25 @@ impl<R> State<R> {
         self.open += 1;
         self.submitted = self.submitted.max(first + u64::from(n));
         if self.order == Order::Input {
-            self.ends.push_back(first + u64::from(n));
+            self.records.push_back(Record {
+                first,
+                results: None,
+            });
         }
     }
 
-    /// The next result to hand out, if it has arrived.
-    pub(super) fn pop(&mut self) -> Option<Result<R, TaskError>> {
-        let r = match self.order {
+    /// The next chunk's results to hand out, if they have arrived.
+    pub(super) fn pop_batch(&mut self) -> Option<Vec<Stored<R>>> {
+        let batch = match self.order {
             Order::Input => {
-                if !matches!(self.slots.front(), Some(Some(_))) {
-                    return None;
-                }
-                let r = self.slots.pop_front().flatten()?;
-                self.base += 1;
-                if self.ends.front() == Some(&self.base) {
-                    self.ends.pop_front();
-                    self.open -= 1;
-                }
-                r
+                self.records.front()?.results.as_ref()?;
+                self.records.pop_front()?.results?
             }
-            Order::Completion => {
-                let batch = self.batches.front_mut()?;
-                let (_, r) = batch.pop_front()?;
-                if batch.is_empty() {
-                    self.batches.pop_front();
-                    self.open -= 1;
-                }
-                r
-            }
+            Order::Completion => self.batches.pop_front()?,
         };
-        self.taken += 1;
-        Some(r.map_err(|e| *e))
+        self.open -= 1;
+        self.taken += batch.len() as u64;
+        Some(batch)
     }
 
     /// Whether every task has been handed out.

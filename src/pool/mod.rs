@@ -218,12 +218,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>>,
     {
-        let it = self.imap(f, items);
-        let mut out = Vec::with_capacity(it.size_hint().0);
-        for r in it {
-            out.push(r?);
-        }
-        Ok(out)
+        self.imap(f, items).collect_ok()
     }
 
     /// Runs `f` on every item and returns every task's result, in input order.
@@ -385,10 +380,11 @@ impl Pool {
 
 /// Fills a job of one task with a refusal.
 fn closed<R: DeserializeOwned + Send + 'static>(job: &Arc<Job<R>>, e: &TaskError) {
-    job.fail(0, 1, e);
     let mut st = job.lock();
     st.opened(0, 1);
     st.input_done = true;
+    drop(st);
+    job.fail(0, 1, e);
 }
 
 impl Drop for Pool {
