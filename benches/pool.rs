@@ -130,7 +130,10 @@ fn side_by_side(quick: bool) {
         "map of 1000 x 1 ms: {:.3} s ({:.2}x the ideal 0.5 s), Python {}",
         ours_ms,
         ours_ms / 0.5,
-        py_ms.map_or("-".to_owned(), |t| format!("{t:.3} s ({:.2}x ideal)", t / 0.5))
+        py_ms.map_or("-".to_owned(), |t| format!(
+            "{t:.3} s ({:.2}x ideal)",
+            t / 0.5
+        ))
     );
     for (label, ours) in [("fork", ours_fork), ("spawn", ours_spawn)] {
         let py = get(&format!("start_first_result_{label}_s"));

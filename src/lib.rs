@@ -223,6 +223,29 @@
 //! assert_eq!(l.to_string(), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
 //! ```
 //!
+//! ## A pool of workers
+//!
+//! A [`Pool`](pool::Pool) runs a function on many inputs in worker processes, in chunks sized
+//! by measurement; `imap` streams, and a worker that dies fails only the tasks it held:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::pool::Pool;
+//!
+//! fn collatz_steps(mut n: u64) -> u32 {
+//!     let mut steps = 0;
+//!     while n > 1 {
+//!         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+//!         steps += 1;
+//!     }
+//!     steps
+//! }
+//!
+//! let pool = Pool::new(2).unwrap();
+//! let steps = pool.map(collatz_steps, 1..=10_000u64).unwrap();
+//! assert_eq!(steps[26], 111); // 27 takes 111 steps
+//! ```
+//!
 //! # Differences from Python multiprocessing
 //!
 //! - **Targets are functions, not closures.** A target is a non-capturing `fn(A) -> R`; its
@@ -284,12 +307,17 @@
 //!   `d[k] += 1`. Here requests are plain data, one thread serves all clients, a dead client's
 //!   references and locks are released at once, and `update_with` changes a value in one step.
 //!   See [`manager`].
+//! - **A pool survives its workers.** A pool worker killed by a signal or that exits fails
+//!   the tasks it held, with the signal or exit code, and is replaced; Python's `Pool` hangs,
+//!   and `ProcessPoolExecutor` breaks for good. Chunk sizes adapt to the measured task time
+//!   (Python's `chunksize` must be tuned by hand), `imap` reads its input lazily, and an
+//!   initializer that keeps failing is an error, not an endless respawn. See [`pool`].
 //! - **Linux first.** The crate uses `memfd`, `pidfd`, `SCM_RIGHTS` and futexes; other systems
 //!   are not supported yet.
 //!
 //! # What it does not do (yet)
 //!
-//! - `Pool`, and the Redis backend. The manager does not serve Python's own manager clients
+//! - The Redis backend. The manager does not serve Python's own manager clients
 //!   yet, and its lists take integer indices only (no slices). A queue cannot travel inside
 //!   another queue's message (descriptors do not pass through shared memory; a `Connection`
 //!   carries it).

@@ -73,7 +73,11 @@ fn an_endless_input_streams_through_the_window() {
     let input = (0u64..).inspect(move |_| {
         counter.fetch_add(1, Ordering::Relaxed);
     });
-    let first: Vec<u64> = pool.imap(square, input).take(10).map(Result::unwrap).collect();
+    let first: Vec<u64> = pool
+        .imap(square, input)
+        .take(10)
+        .map(Result::unwrap)
+        .collect();
     assert_eq!(first, (0..10).map(square).collect::<Vec<_>>());
     // Ten taken, and at most a window of four chunks of one read ahead.
     let n = pulled.load(Ordering::Relaxed);

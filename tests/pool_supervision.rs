@@ -249,7 +249,10 @@ fn replacements_whose_initializer_fails_are_given_up() {
     std::fs::write(&m, b"").unwrap();
     // The worker dies; its replacements fail three times; then no worker is left.
     let r = pool.map_results(victim, [5u64, 1, 2]);
-    assert!(matches!(r[0], Err(TaskError::WorkerDied { task: 0, .. })), "{r:?}");
+    assert!(
+        matches!(r[0], Err(TaskError::WorkerDied { task: 0, .. })),
+        "{r:?}"
+    );
     match &r[1] {
         Err(TaskError::NoWorkers { task: 1, reason }) => {
             assert!(reason.contains("the marker is there"), "{reason}")
@@ -296,5 +299,8 @@ fn workers_die_with_a_sigkilled_parent() {
     assert!(!workers.iter().any(|&p| is_gone(p)));
     parent.kill().unwrap();
     assert!(parent.join().is_err());
-    assert!(wait_gone(&workers), "workers {workers:?} outlived their parent");
+    assert!(
+        wait_gone(&workers),
+        "workers {workers:?} outlived their parent"
+    );
 }

@@ -200,7 +200,10 @@ impl fmt::Display for TaskError {
                 write!(f, "task {task}: the pool was terminated before it finished")
             }
             TaskError::NoWorkers { task, reason } => {
-                write!(f, "task {task}: the pool has no worker that can run: {reason}")
+                write!(
+                    f,
+                    "task {task}: the pool has no worker that can run: {reason}"
+                )
             }
             TaskError::Closed => f.write_str("the pool is closed"),
         }
@@ -271,7 +274,10 @@ mod tests {
             "exited with code 3",
             "exit codes are named"
         );
-        assert_eq!(WorkerExit::Signal(64).to_string(), "was killed by signal 64");
+        assert_eq!(
+            WorkerExit::Signal(64).to_string(),
+            "was killed by signal 64"
+        );
         assert_eq!(TaskError::Closed.task(), None);
     }
 }

@@ -39,7 +39,8 @@ pub(super) struct Chunk {
 
 impl Chunk {
     pub(super) fn fail(self, error: &TaskError) {
-        self.job.fail(self.first, self.n, &error.for_task(self.first));
+        self.job
+            .fail(self.first, self.n, &error.for_task(self.first));
     }
 }
 

@@ -236,10 +236,10 @@ impl Shared {
         view.pid = w.map(|w| w.pid);
         view.pidfd = w.and_then(|w| crate::sys::dup(w.proc.sentinel()).ok());
         // A kill that `terminate` sent before this worker was registered would have missed it.
-        if s.terminated {
-            if let Some(w) = w {
-                let _ = w.proc.kill();
-            }
+        if s.terminated
+            && let Some(w) = w
+        {
+            let _ = w.proc.kill();
         }
     }
 
@@ -399,8 +399,8 @@ fn run_chunk(
     }
     let limit = timeout.map(|t| t.saturating_mul(chunk.n));
     let deadline = limit.and_then(|t| Instant::now().checked_add(t));
-    let ready = socket::poll_in(&[w.conn.as_fd(), w.proc.sentinel()], deadline)
-        .map_err(|_| Lost::Died)?;
+    let ready =
+        socket::poll_in(&[w.conn.as_fd(), w.proc.sentinel()], deadline).map_err(|_| Lost::Died)?;
     if !ready[0] && !ready[1] {
         return Err(Lost::TimedOut(timeout.unwrap_or_default()));
     }
@@ -478,8 +478,8 @@ pub(super) fn run_slot(shared: Arc<Shared>, slot: usize) {
                     Lost::TimedOut(timeout) => TaskError::TimedOut { task, pid, timeout },
                     Lost::Died => TaskError::WorkerDied { task, pid, exit },
                 };
-                let retry = chunk.tries < config.retries
-                    && !matches!(error, TaskError::Terminated { .. });
+                let retry =
+                    chunk.tries < config.retries && !matches!(error, TaskError::Terminated { .. });
                 if retry {
                     chunk.tries += 1;
                     let mut s = shared.lock();

@@ -214,11 +214,11 @@ pub(super) fn worker_main(boot: Boot) {
     // Ctrl-C reaches the whole process group; the parent decides what happens to workers.
     crate::sys::process::ignore_sigint();
     let Boot { mut conn, init } = boot;
-    if let Some(init) = init {
-        if let Err(msg) = init.entry.run_received(&init.data.0, owned(init.fds)) {
-            let _ = conn.send(&FromWorker::InitFailed(msg));
-            return;
-        }
+    if let Some(init) = init
+        && let Err(msg) = init.entry.run_received(&init.data.0, owned(init.fds))
+    {
+        let _ = conn.send(&FromWorker::InitFailed(msg));
+        return;
     }
     if conn.send(&FromWorker::Ready).is_err() {
         return;
