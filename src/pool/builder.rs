@@ -166,7 +166,9 @@ impl Builder {
         self
     }
 
-    /// Starts the workers and waits until each has run its initializer.
+    /// Starts the workers. With an [initializer](Builder::initializer), returns once every
+    /// worker has run it; without, once the first worker is ready (the others start
+    /// meanwhile, and take work as they come).
     ///
     /// # Errors
     ///

@@ -71,6 +71,8 @@ pub(super) struct Sched {
     pub(super) slots: Vec<SlotView>,
     /// Slots still starting their first worker.
     starting: usize,
+    /// Slots whose first worker is ready.
+    ready: usize,
     /// The first start-up failure.
     start_error: Option<PoolError>,
 }
@@ -96,6 +98,7 @@ impl Shared {
                 live_jobs: 0,
                 slots: (0..n).map(|_| SlotView::default()).collect(),
                 starting: n,
+                ready: 0,
                 start_error: None,
             }),
             work: Condvar::new(),
@@ -146,15 +149,23 @@ impl Shared {
         self.work.notify_all();
     }
 
-    /// Waits until every slot has its first worker ready, or one failed to start.
+    /// Waits until the pool can run work. With an initializer, that is when every slot has
+    /// its first worker ready (an error when one failed, so that a failing initializer is
+    /// the pool's error); without, when one slot has (the others catch up while it works),
+    /// or an error when every first worker failed.
     pub(super) fn await_start(&self) -> Result<(), PoolError> {
+        let all = self.config.init.is_some();
         let mut s = self.lock();
-        while s.starting > 0 && s.start_error.is_none() {
+        loop {
+            let failed = s.start_error.is_some();
+            if s.starting == 0 || (all && failed) || (!all && s.ready > 0) {
+                break;
+            }
             s = self.work.wait(s).unwrap_or_else(|e| e.into_inner());
         }
         match s.start_error.take() {
-            Some(e) => Err(e),
-            None => Ok(()),
+            Some(e) if all || s.ready == 0 => Err(e),
+            _ => Ok(()),
         }
     }
 
@@ -247,8 +258,11 @@ impl Shared {
     fn started(&self, r: Result<(), PoolError>) {
         let mut s = self.lock();
         s.starting = s.starting.saturating_sub(1);
-        if let Err(e) = r {
-            s.start_error.get_or_insert(e);
+        match r {
+            Ok(()) => s.ready += 1,
+            Err(e) => {
+                s.start_error.get_or_insert(e);
+            }
         }
         drop(s);
         self.work.notify_all();
@@ -438,14 +452,14 @@ pub(super) fn run_slot(shared: Arc<Shared>, slot: usize) {
                     w
                 }
                 Err(e) => {
+                    let reason = e.to_string();
                     if first {
+                        first = false;
                         shared.started(Err(e));
-                        shared.slot_gone(slot, "the pool did not start".into());
-                        return;
                     }
                     failures += 1;
                     if failures >= MAX_START_FAILURES || shared.lock().terminated {
-                        shared.slot_gone(slot, e.to_string());
+                        shared.slot_gone(slot, reason);
                         return;
                     }
                     continue;
