@@ -47,9 +47,20 @@ fn pid(_: u64) -> u32 {
     std::process::id()
 }
 
+/// A pool of `n` workers, once all `n` have started (`build` returns once one is ready).
+fn full_pool(n: usize) -> Pool {
+    let pool = Pool::new(n).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while pool.worker_pids().len() < n {
+        assert!(Instant::now() < deadline, "workers did not start");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    pool
+}
+
 #[test]
 fn a_killed_worker_fails_exactly_its_task_and_is_replaced() {
-    let pool = Pool::new(2).unwrap();
+    let pool = full_pool(2);
     let before = pool.worker_pids();
     let results = pool.map_results(victim, 0..20u64);
     for (i, r) in results.iter().enumerate() {
@@ -265,7 +276,7 @@ fn replacements_whose_initializer_fails_are_given_up() {
 
 /// In a child: starts a pool, reports its workers' pids, waits to be killed.
 fn pool_parent(mut report: Connection) {
-    let pool = Pool::new(2).unwrap();
+    let pool = full_pool(2);
     report.send(&pool.worker_pids()).unwrap();
     std::thread::sleep(Duration::from_secs(120));
 }

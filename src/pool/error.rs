@@ -235,9 +235,13 @@ pub enum PoolError {
 }
 
 /// What a worker reports about a task that gave no value: the part of a [`TaskError`] the
-/// worker knows.
+/// worker knows. One pointer wide, so that a chunk's `Vec<Result<R, Fault>>` stays small and
+/// converts in place.
 #[derive(Debug, Serialize, Deserialize)]
-pub(super) enum Fault {
+pub(super) struct Fault(Box<FaultKind>);
+
+#[derive(Debug, Serialize, Deserialize)]
+enum FaultKind {
     /// The task panicked.
     Panicked(PanicInfo),
     /// The result could not be encoded.
@@ -245,10 +249,18 @@ pub(super) enum Fault {
 }
 
 impl Fault {
+    pub(super) fn panicked(info: PanicInfo) -> Fault {
+        Fault(Box::new(FaultKind::Panicked(info)))
+    }
+
+    pub(super) fn codec(message: String) -> Fault {
+        Fault(Box::new(FaultKind::Codec(message)))
+    }
+
     pub(super) fn into_error(self, task: u64) -> TaskError {
-        match self {
-            Fault::Panicked(info) => TaskError::Panicked { task, info },
-            Fault::Codec(message) => TaskError::Codec { task, message },
+        match *self.0 {
+            FaultKind::Panicked(info) => TaskError::Panicked { task, info },
+            FaultKind::Codec(message) => TaskError::Codec { task, message },
         }
     }
 }

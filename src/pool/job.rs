@@ -256,9 +256,11 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Job<R> {
             }
         });
         let results = match decoded {
-            Ok(v) => (first..)
-                .zip(v)
-                .map(|(i, r)| r.map_err(|f| Box::new(f.into_error(i))))
+            // (`enumerate`, not `zip`: the conversion then reuses the vector's memory.)
+            Ok(v) => v
+                .into_iter()
+                .enumerate()
+                .map(|(k, r)| r.map_err(|f| Box::new(f.into_error(first + k as u64))))
                 .collect(),
             Err(message) => (first..first + u64::from(n))
                 .map(|task| {

@@ -418,13 +418,34 @@ fn run_chunk(
     if !ready[0] && !ready[1] {
         return Err(Lost::TimedOut(timeout.unwrap_or_default()));
     }
-    // A worker that ended may still have answered before it did.
+    // An answer written before the worker ended is readable now; without one, the worker is
+    // gone (a process it forked may still hold its end of the socket open: do not wait).
+    if !ready[0] {
+        return Err(Lost::Died);
+    }
     match w.conn.recv::<FromWorker>() {
         Ok(FromWorker::Done { result, nanos }) => Ok((
             result.map(|(ByteBuf(b), fds)| (b, fds.into_iter().map(OwnedFd::from).collect())),
             nanos,
         )),
         _ => Err(Lost::Died),
+    }
+}
+
+/// Hands a chunk's answer to its job. Decoding runs the result type's `Deserialize`; should
+/// it panic, the chunk's tasks fail instead of the slot (and the caller waiting on them).
+fn deliver(chunk: &Chunk, batch: super::worker::Batch, nanos: u64) {
+    let run =
+        std::panic::AssertUnwindSafe(|| chunk.job.complete(chunk.first, chunk.n, batch, nanos));
+    if std::panic::catch_unwind(run).is_err() {
+        chunk.job.fail(
+            chunk.first,
+            chunk.n,
+            &TaskError::Codec {
+                task: chunk.first,
+                message: "decoding the results panicked".into(),
+            },
+        );
     }
 }
 
@@ -473,7 +494,7 @@ pub(super) fn run_slot(shared: Arc<Shared>, slot: usize) {
         };
         match run_chunk(&mut w, &chunk, config.timeout) {
             Ok((batch, nanos)) => {
-                chunk.job.complete(chunk.first, chunk.n, batch, nanos);
+                deliver(&chunk, batch, nanos);
                 w.chunks += 1;
                 if config.max_tasks.is_some_and(|m| w.chunks >= m) {
                     shared.set_worker(slot, None);

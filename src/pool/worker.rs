@@ -143,7 +143,7 @@ impl Invoke for Runner {
             .into_iter()
             .map(|a| {
                 catch_unwind(AssertUnwindSafe(|| f(a)))
-                    .map_err(|p| Fault::Panicked(crate::process::panic_info(&*p)))
+                    .map_err(|p| Fault::panicked(crate::process::panic_info(&*p)))
             })
             .collect();
         encode_results(out)
@@ -165,7 +165,7 @@ fn encode_results<R: Serialize>(mut out: Vec<Result<R, Fault>>) -> Batch {
         if let Ok(v) = r {
             scratch.clear();
             if let Err(e) = codec::encode_into(v, &mut scratch) {
-                *r = Err(Fault::Codec(format!("cannot encode the result: {e}")));
+                *r = Err(Fault::codec(format!("cannot encode the result: {e}")));
             }
         }
     }
@@ -253,10 +253,13 @@ mod tests {
         let mut args = Vec::new();
         let fds = codec::encode_into(&vec![1u32, 3, 5], &mut args).unwrap();
         let (bytes, fds) = TaskEntry::of(double).run(&args, fds).unwrap();
-        let out: Vec<Result<u32, Fault>> = codec::decode(&bytes, fds).unwrap();
+        let mut out: Vec<Result<u32, Fault>> = codec::decode(&bytes, fds).unwrap();
         assert!(matches!(out[0], Ok(2)));
-        assert!(matches!(&out[1], Err(Fault::Panicked(p)) if p.message() == "no threes"));
         assert!(matches!(out[2], Ok(10)));
+        let e = out.remove(1).unwrap_err().into_error(1);
+        assert!(
+            matches!(&e, super::super::TaskError::Panicked { task: 1, info } if info.message() == "no threes")
+        );
     }
 
     #[test]
