@@ -182,3 +182,40 @@ fn zero_processes_is_an_error() {
         Err(multiproc::pool::PoolError::NoProcesses)
     ));
 }
+
+#[test]
+fn forked_workers_run_tasks_too() {
+    let pool = Pool::builder()
+        .processes(2)
+        .method(multiproc::StartMethod::Fork)
+        .build()
+        .unwrap();
+    assert_eq!(
+        pool.map(square, 0..1000u64).unwrap(),
+        (0..1000u64).map(square).collect::<Vec<_>>()
+    );
+    assert!(matches!(
+        pool.apply(picky, 1),
+        Err(TaskError::Panicked { task: 0, .. })
+    ));
+}
+
+fn read_all(fd: multiproc::Descriptor) -> String {
+    use std::io::Read;
+    let mut s = String::new();
+    fd.into_file().read_to_string(&mut s).unwrap();
+    s
+}
+
+#[test]
+fn descriptors_travel_with_tasks() {
+    let path = std::env::temp_dir().join(format!("multiproc-pool-fd-{}", std::process::id()));
+    std::fs::write(&path, "through the pool").unwrap();
+    let pool = Pool::new(2).unwrap();
+    let files: Vec<multiproc::Descriptor> = (0..3)
+        .map(|_| std::fs::File::open(&path).unwrap().into())
+        .collect();
+    let got = pool.map(read_all, files).unwrap();
+    assert_eq!(got, ["through the pool"; 3]);
+    let _ = std::fs::remove_file(&path);
+}
