@@ -155,7 +155,9 @@ impl Pool {
         self.shared.config.processes
     }
 
-    /// The process ids of the current workers (a replaced worker's successor has a new one).
+    /// The process ids of the current workers: those started so far (right after
+    /// [`build`](Builder::build), the others may still be starting), and a replaced worker's
+    /// successor under its new pid.
     pub fn worker_pids(&self) -> Vec<u32> {
         self.shared.pids()
     }
