@@ -35,6 +35,10 @@ fn map_of_100k_items_equals_a_sequential_loop() {
     assert_eq!(pool.map(square, &v).unwrap(), want[..1000]);
     let r = pool.map_async(square, v.clone());
     assert_eq!(r.get().unwrap(), want[..1000]);
+    // Nothing in, nothing out.
+    assert_eq!(pool.map(square, Vec::<u64>::new()).unwrap(), []);
+    assert_eq!(pool.map_async(square, Vec::<u64>::new()).get().unwrap(), []);
+    assert_eq!(pool.imap_unordered(square, 0..0u64).count(), 0);
 }
 
 #[test]

@@ -271,6 +271,11 @@ fn replacements_whose_initializer_fails_are_given_up() {
         other => panic!("{other:?}"),
     }
     assert!(pool.worker_pids().is_empty());
+    // Later calls fail at once rather than wait for workers that will not come.
+    assert!(matches!(
+        pool.map_async(victim, vec![1u64]).get(),
+        Err(TaskError::NoWorkers { .. })
+    ));
     let _ = std::fs::remove_file(&m);
 }
 

@@ -116,6 +116,9 @@ impl Shared {
         if s.closed || s.terminated {
             return Err(TaskError::Closed);
         }
+        if let Some(e) = refusal(&s, 0) {
+            return Err(e);
+        }
         s.live_jobs += 1;
         Ok(())
     }
