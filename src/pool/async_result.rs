@@ -45,9 +45,7 @@ impl<R: DeserializeOwned + Send + 'static> Pending<Vec<R>> for All<R> {
         let mut st = self.0.lock();
         let mut out = Vec::with_capacity(st.submitted as usize);
         while let Some(batch) = st.pop_batch() {
-            for r in batch {
-                out.push(r.map_err(|e| *e)?);
-            }
+            batch.append_to(&mut out)?;
         }
         Ok(out)
     }
@@ -68,7 +66,7 @@ impl<R: DeserializeOwned + Send + 'static> Pending<R> for One<R> {
     fn take(&self) -> Result<R, TaskError> {
         let mut st = self.0.0.lock();
         match st.pop_batch().and_then(|b| b.into_iter().next()) {
-            Some(r) => r.map_err(|e| *e),
+            Some(r) => r,
             None => Err(TaskError::Closed),
         }
     }

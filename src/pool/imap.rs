@@ -8,7 +8,7 @@ use serde::de::DeserializeOwned;
 
 use super::Pool;
 use super::error::TaskError;
-use super::job::{Feed, Job, Stored, next_chunk};
+use super::job::{Feed, Job, Results, ResultsIter, next_chunk};
 
 /// The results of [`Pool::imap`] (in input order) or [`Pool::imap_unordered`] (as they
 /// complete), one per input item, each a `Result` of its own: a failed task is yielded in its
@@ -53,7 +53,7 @@ pub struct IMap<'p, R> {
     total: Option<u64>,
     /// Results taken from the job and not yet yielded (taken a batch at a time, under one
     /// lock).
-    ready: std::vec::IntoIter<Stored<R>>,
+    ready: ResultsIter<R>,
     yielded: u64,
 }
 
@@ -83,7 +83,7 @@ impl<'p, R: DeserializeOwned + Send + 'static> IMap<'p, R> {
             job,
             feed,
             total,
-            ready: Vec::new().into_iter(),
+            ready: ResultsIter::Ok(Vec::new().into_iter()),
             yielded: 0,
         }
     }
@@ -133,7 +133,7 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for IMap<'_, R> {
     fn next(&mut self) -> Option<Self::Item> {
         if let Some(r) = self.ready.next() {
             self.yielded += 1;
-            return Some(r.map_err(|e| *e));
+            return Some(r);
         }
         let batch = self.next_batch()?;
         self.ready = batch.into_iter();
@@ -150,7 +150,7 @@ impl<R: DeserializeOwned + Send + 'static> Iterator for IMap<'_, R> {
 
 impl<R: DeserializeOwned + Send + 'static> IMap<'_, R> {
     /// The next chunk's results, reading the input as the window opens; `None` at the end.
-    fn next_batch(&mut self) -> Option<Vec<Stored<R>>> {
+    fn next_batch(&mut self) -> Option<Results<R>> {
         loop {
             let mut st = self.job.lock();
             let batch = st.pop_batch();
@@ -190,14 +190,12 @@ impl<R: DeserializeOwned + Send + 'static> IMap<'_, R> {
     pub(super) fn collect_ok(mut self) -> Result<Vec<R>, TaskError> {
         let mut out = Vec::with_capacity(self.size_hint().0);
         for r in self.ready.by_ref() {
-            out.push(r.map_err(|e| *e)?);
+            out.push(r?);
         }
         while let Some(batch) = self.next_batch() {
-            self.yielded += batch.len() as u64;
-            for r in batch {
-                out.push(r.map_err(|e| *e)?);
-            }
+            batch.append_to(&mut out)?;
         }
+        self.yielded = out.len() as u64;
         Ok(out)
     }
 }

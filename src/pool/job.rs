@@ -146,10 +146,79 @@ pub(super) enum Order {
 /// A result as a job keeps it (the error boxed: results are moved around in bulk).
 pub(super) type Stored<R> = Result<R, Box<TaskError>>;
 
+/// A chunk's results.
+pub(super) enum Results<R> {
+    /// Every task succeeded (the common case, kept as plain values: no per-task tag).
+    Ok(Vec<R>),
+    /// Some failed.
+    Mixed(Vec<Stored<R>>),
+}
+
+impl<R> Results<R> {
+    fn len(&self) -> usize {
+        match self {
+            Results::Ok(v) => v.len(),
+            Results::Mixed(v) => v.len(),
+        }
+    }
+
+    fn errors(&self) -> usize {
+        match self {
+            Results::Ok(_) => 0,
+            Results::Mixed(v) => v.iter().filter(|r| r.is_err()).count(),
+        }
+    }
+
+    /// The results one by one.
+    pub(super) fn into_iter(self) -> ResultsIter<R> {
+        match self {
+            Results::Ok(v) => ResultsIter::Ok(v.into_iter()),
+            Results::Mixed(v) => ResultsIter::Mixed(v.into_iter()),
+        }
+    }
+
+    /// Appends the values to `out`, or returns the first error.
+    pub(super) fn append_to(self, out: &mut Vec<R>) -> Result<(), TaskError> {
+        match self {
+            Results::Ok(mut v) => out.append(&mut v),
+            Results::Mixed(v) => {
+                for r in v {
+                    out.push(r.map_err(|e| *e)?);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// [`Results`], one by one.
+pub(super) enum ResultsIter<R> {
+    Ok(std::vec::IntoIter<R>),
+    Mixed(std::vec::IntoIter<Stored<R>>),
+}
+
+impl<R> Iterator for ResultsIter<R> {
+    type Item = Result<R, TaskError>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        match self {
+            ResultsIter::Ok(it) => it.next().map(Ok),
+            ResultsIter::Mixed(it) => it.next().map(|r| r.map_err(|e| *e)),
+        }
+    }
+}
+
+/// What a worker sends back for a chunk: the values alone when every task succeeded.
+#[derive(serde::Deserialize)]
+pub(super) enum WireResults<R> {
+    Ok(Vec<R>),
+    Mixed(Vec<Result<R, Fault>>),
+}
+
 /// An open chunk of an input-order job, and its results once they arrive.
 struct Record<R> {
     first: u64,
-    results: Option<Vec<Stored<R>>>,
+    results: Option<Results<R>>,
 }
 
 /// A job's results, and what the chunking rule and the window need.
@@ -158,7 +227,7 @@ pub(super) struct State<R> {
     /// Input order: the open chunks, in input order.
     records: VecDeque<Record<R>>,
     /// Completion order: finished chunks' results not yet taken.
-    batches: VecDeque<Vec<Stored<R>>>,
+    batches: VecDeque<Results<R>>,
     /// Chunks encoded and not yet taken.
     pub(super) open: usize,
     /// Tasks encoded so far.
@@ -221,14 +290,14 @@ impl<R> Job<R> {
         }
     }
 
-    fn store(&self, first: u64, results: Vec<Stored<R>>, nanos: Option<u64>) {
+    fn store(&self, first: u64, results: Results<R>, nanos: Option<u64>) {
         let mut st = self.lock();
         let n = results.len() as u32;
         if let Some(nanos) = nanos {
             st.estimate.record(n, nanos);
         }
         st.completed += u64::from(n);
-        st.errors += results.iter().filter(|r| r.is_err()).count() as u64;
+        st.errors += results.errors() as u64;
         match st.order {
             Order::Input => {
                 let at = st.records.partition_point(|r| r.first < first);
@@ -247,29 +316,36 @@ impl<R> Job<R> {
 impl<R: DeserializeOwned + Send + 'static> Sink for Job<R> {
     fn complete(&self, first: u64, n: u32, batch: Batch, nanos: u64) {
         let decoded = batch.and_then(|(bytes, fds): (Vec<u8>, Vec<OwnedFd>)| {
-            let v: Vec<Result<R, Fault>> = codec::decode(&bytes, fds)
+            let w: WireResults<R> = codec::decode(&bytes, fds)
                 .map_err(|e| format!("cannot decode the results: {e}"))?;
-            if v.len() == n as usize {
-                Ok(v)
+            let r = match w {
+                WireResults::Ok(v) => Results::Ok(v),
+                // (`enumerate`, not `zip`: the conversion then reuses the vector's memory.)
+                WireResults::Mixed(v) => Results::Mixed(
+                    v.into_iter()
+                        .enumerate()
+                        .map(|(k, r)| r.map_err(|f| Box::new(f.into_error(first + k as u64))))
+                        .collect(),
+                ),
+            };
+            if r.len() == n as usize {
+                Ok(r)
             } else {
-                Err(format!("{} results for {n} tasks", v.len()))
+                Err(format!("{} results for {n} tasks", r.len()))
             }
         });
         let results = match decoded {
-            // (`enumerate`, not `zip`: the conversion then reuses the vector's memory.)
-            Ok(v) => v
-                .into_iter()
-                .enumerate()
-                .map(|(k, r)| r.map_err(|f| Box::new(f.into_error(first + k as u64))))
-                .collect(),
-            Err(message) => (first..first + u64::from(n))
-                .map(|task| {
-                    Err(Box::new(TaskError::Codec {
-                        task,
-                        message: message.clone(),
-                    }))
-                })
-                .collect(),
+            Ok(r) => r,
+            Err(message) => Results::Mixed(
+                (first..first + u64::from(n))
+                    .map(|task| {
+                        Err(Box::new(TaskError::Codec {
+                            task,
+                            message: message.clone(),
+                        }))
+                    })
+                    .collect(),
+            ),
         };
         self.store(first, results, Some(nanos));
     }
@@ -278,7 +354,7 @@ impl<R: DeserializeOwned + Send + 'static> Sink for Job<R> {
         let results = (first..first + u64::from(n))
             .map(|i| Err(Box::new(error.for_task(i))))
             .collect();
-        self.store(first, results, None);
+        self.store(first, Results::Mixed(results), None);
     }
 }
 
@@ -296,7 +372,7 @@ impl<R> State<R> {
     }
 
     /// The next chunk's results to hand out, if they have arrived.
-    pub(super) fn pop_batch(&mut self) -> Option<Vec<Stored<R>>> {
+    pub(super) fn pop_batch(&mut self) -> Option<Results<R>> {
         let batch = match self.order {
             Order::Input => {
                 self.records.front()?.results.as_ref()?;

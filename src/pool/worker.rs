@@ -154,10 +154,26 @@ impl Invoke for Runner {
     }
 }
 
+/// What a worker sends back for a chunk (read as [`WireResults`](super::job::WireResults)):
+/// the values alone when every task succeeded.
+#[derive(Serialize)]
+enum WireOut<'a, R> {
+    Ok(&'a [R]),
+    Mixed(&'a [Result<R, Fault>]),
+}
+
 /// Encodes a chunk's results; a result that does not encode becomes that task's [`Fault`].
 fn encode_results<R: Serialize>(mut out: Vec<Result<R, Fault>>) -> Batch {
     let mut buf = Vec::new();
-    if let Ok(fds) = codec::encode_into(&out, &mut buf) {
+    if out.iter().all(Result::is_ok) {
+        let values: Vec<R> = out.into_iter().filter_map(Result::ok).collect();
+        if let Ok(fds) = codec::encode_into(&WireOut::Ok(&values), &mut buf) {
+            return Ok((buf, fds));
+        }
+        out = values.into_iter().map(Ok).collect();
+    }
+    buf.clear();
+    if let Ok(fds) = codec::encode_into(&WireOut::Mixed(&out), &mut buf) {
         return Ok((buf, fds));
     }
     let mut scratch = Vec::new();
@@ -170,7 +186,7 @@ fn encode_results<R: Serialize>(mut out: Vec<Result<R, Fault>>) -> Batch {
         }
     }
     buf.clear();
-    codec::encode_into(&out, &mut buf)
+    codec::encode_into(&WireOut::Mixed(&out), &mut buf)
         .map(|fds| (buf, fds))
         .map_err(|e| format!("cannot encode the results: {e}"))
 }
@@ -253,13 +269,28 @@ mod tests {
         let mut args = Vec::new();
         let fds = codec::encode_into(&vec![1u32, 3, 5], &mut args).unwrap();
         let (bytes, fds) = TaskEntry::of(double).run(&args, fds).unwrap();
-        let mut out: Vec<Result<u32, Fault>> = codec::decode(&bytes, fds).unwrap();
+        let super::super::job::WireResults::Mixed(mut out) =
+            codec::decode::<super::super::job::WireResults<u32>>(&bytes, fds).unwrap()
+        else {
+            panic!("a panic makes a mixed chunk")
+        };
         assert!(matches!(out[0], Ok(2)));
         assert!(matches!(out[2], Ok(10)));
         let e = out.remove(1).unwrap_err().into_error(1);
         assert!(
             matches!(&e, super::super::TaskError::Panicked { task: 1, info } if info.message() == "no threes")
         );
+    }
+
+    #[test]
+    fn a_chunk_without_failures_carries_the_values_alone() {
+        let mut args = Vec::new();
+        let fds = codec::encode_into(&vec![1u32, 5], &mut args).unwrap();
+        let (bytes, fds) = TaskEntry::of(double).run(&args, fds).unwrap();
+        // Variant 0, two values, no per-task tag.
+        assert_eq!(bytes, [0, 2, 2, 10]);
+        let back = codec::decode::<super::super::job::WireResults<u32>>(&bytes, fds).unwrap();
+        assert!(matches!(back, super::super::job::WireResults::Ok(v) if v == [2, 10]));
     }
 
     #[test]
