@@ -139,14 +139,25 @@ impl Invoke for Runner {
     ) -> Batch {
         let items: Vec<A> =
             codec::decode(args, fds).map_err(|e| format!("cannot decode the arguments: {e}"))?;
-        let out: Vec<Result<R, Fault>> = items
-            .into_iter()
-            .map(|a| {
-                catch_unwind(AssertUnwindSafe(|| f(a)))
-                    .map_err(|p| Fault::panicked(crate::process::panic_info(&*p)))
-            })
-            .collect();
-        encode_results(out)
+        let run = |a: A| {
+            catch_unwind(AssertUnwindSafe(|| f(a)))
+                .map_err(|p| Fault::panicked(crate::process::panic_info(&*p)))
+        };
+        // Plain values while every task succeeds; results with faults from the first failure.
+        let mut values = Vec::with_capacity(items.len());
+        let mut items = items.into_iter();
+        for a in items.by_ref() {
+            match run(a) {
+                Ok(v) => values.push(v),
+                Err(fault) => {
+                    let mut out: Vec<Result<R, Fault>> = values.into_iter().map(Ok).collect();
+                    out.push(Err(fault));
+                    out.extend(items.map(run));
+                    return encode_mixed(out);
+                }
+            }
+        }
+        encode_values(values)
     }
 
     fn mismatch() -> Batch {
@@ -162,17 +173,18 @@ enum WireOut<'a, R> {
     Mixed(&'a [Result<R, Fault>]),
 }
 
-/// Encodes a chunk's results; a result that does not encode becomes that task's [`Fault`].
-fn encode_results<R: Serialize>(mut out: Vec<Result<R, Fault>>) -> Batch {
+/// Encodes the results of a chunk whose tasks all succeeded.
+fn encode_values<R: Serialize>(values: Vec<R>) -> Batch {
     let mut buf = Vec::new();
-    if out.iter().all(Result::is_ok) {
-        let values: Vec<R> = out.into_iter().filter_map(Result::ok).collect();
-        if let Ok(fds) = codec::encode_into(&WireOut::Ok(&values), &mut buf) {
-            return Ok((buf, fds));
-        }
-        out = values.into_iter().map(Ok).collect();
+    match codec::encode_into(&WireOut::Ok(&values), &mut buf) {
+        Ok(fds) => Ok((buf, fds)),
+        Err(_) => encode_mixed(values.into_iter().map(Ok).collect()),
     }
-    buf.clear();
+}
+
+/// Encodes a chunk's results; a result that does not encode becomes that task's [`Fault`].
+fn encode_mixed<R: Serialize>(mut out: Vec<Result<R, Fault>>) -> Batch {
+    let mut buf = Vec::new();
     if let Ok(fds) = codec::encode_into(&WireOut::Mixed(&out), &mut buf) {
         return Ok((buf, fds));
     }
@@ -291,6 +303,40 @@ mod tests {
         assert_eq!(bytes, [0, 2, 2, 10]);
         let back = codec::decode::<super::super::job::WireResults<u32>>(&bytes, fds).unwrap();
         assert!(matches!(back, super::super::job::WireResults::Ok(v) if v == [2, 10]));
+    }
+
+    /// A result that refuses to be encoded when odd.
+    struct Even(u32);
+
+    impl Serialize for Even {
+        fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            if self.0 % 2 == 1 {
+                return Err(serde::ser::Error::custom("odd"));
+            }
+            s.serialize_u32(self.0)
+        }
+    }
+
+    fn even(x: u32) -> Even {
+        Even(x)
+    }
+
+    #[test]
+    fn a_result_that_does_not_encode_is_its_tasks_fault() {
+        let mut args = Vec::new();
+        let fds = codec::encode_into(&vec![1u32, 2], &mut args).unwrap();
+        let (bytes, fds) = TaskEntry::of(even).run(&args, fds).unwrap();
+        let super::super::job::WireResults::Mixed(mut out) =
+            codec::decode::<super::super::job::WireResults<u32>>(&bytes, fds).unwrap()
+        else {
+            panic!("an encoding failure makes a mixed chunk")
+        };
+        assert!(matches!(out[1], Ok(2)));
+        let e = out.remove(0).unwrap_err().into_error(0);
+        assert!(
+            matches!(&e, super::super::TaskError::Codec { message, .. } if message.contains("odd")),
+            "{e}"
+        );
     }
 
     #[test]
