@@ -345,7 +345,11 @@ impl Worker {
 
 /// Starts a worker and waits for it to be ready.
 fn spawn_worker(config: &Config) -> Result<Worker, PoolError> {
-    let (mine, theirs) = pipe(true).map_err(PoolError::Os)?;
+    let (mut mine, mut theirs) = pipe(true).map_err(PoolError::Os)?;
+    // Both ends are this program: a chunk's size is bounded by the chunking rule and the
+    // caller's data, not by a frame limit meant for strangers.
+    mine.set_max_frame(u64::MAX);
+    theirs.set_max_frame(u64::MAX);
     let init = match &config.init {
         Some(i) => Some(i.try_clone().map_err(PoolError::Os)?),
         None => None,
