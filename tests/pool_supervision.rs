@@ -105,7 +105,7 @@ fn a_task_over_its_timeout_is_killed_with_its_worker() {
     let pool = Pool::builder()
         .processes(2)
         .chunksize(1)
-        .timeout(Duration::from_millis(300))
+        .timeout(Duration::from_secs(2))
         .build()
         .unwrap();
     let results = pool.map_results(nap, [1u64, 60_000, 2, 3]);
