@@ -320,3 +320,31 @@ fn workers_die_with_a_sigkilled_parent() {
         "workers {workers:?} outlived their parent"
     );
 }
+
+/// Hangs once the marker file exists.
+fn hangs_after(marker: PathBuf) {
+    if marker.exists() {
+        std::thread::sleep(Duration::from_secs(60));
+    }
+}
+
+#[test]
+fn terminate_kills_a_replacement_stuck_in_its_initializer() {
+    let m = marker("stuck");
+    let pool = Pool::builder()
+        .processes(1)
+        .initializer(hangs_after, m.clone())
+        .build()
+        .unwrap();
+    std::fs::write(&m, b"").unwrap();
+    let r = pool.apply(victim, 5);
+    assert!(matches!(r, Err(TaskError::WorkerDied { .. })), "{r:?}");
+    // The replacement now sleeps in its initializer.
+    let started = Instant::now();
+    pool.terminate();
+    assert!(
+        started.elapsed() < Duration::from_secs(30),
+        "terminate waited"
+    );
+    let _ = std::fs::remove_file(&m);
+}

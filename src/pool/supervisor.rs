@@ -343,8 +343,10 @@ impl Worker {
     }
 }
 
-/// Starts a worker and waits for it to be ready.
-fn spawn_worker(config: &Config) -> Result<Worker, PoolError> {
+/// Starts a worker for `slot` and waits for it to be ready. The slot shows the worker from
+/// the start, so that `terminate` can kill one stuck in its initializer.
+fn spawn_worker(shared: &Shared, slot: usize) -> Result<Worker, PoolError> {
+    let config = &shared.config;
     let (mut mine, mut theirs) = pipe(true).map_err(PoolError::Os)?;
     // Both ends are this program: a chunk's size is bounded by the chunking rule and the
     // caller's data, not by a frame limit meant for strangers.
@@ -366,6 +368,7 @@ fn spawn_worker(config: &Config) -> Result<Worker, PoolError> {
         conn: mine,
         chunks: 0,
     };
+    shared.set_worker(slot, Some(&w));
     let deadline = Instant::now() + READY_TIMEOUT;
     let ready = socket::poll_in(&[w.conn.as_fd(), w.proc.sentinel()], Some(deadline))
         .map_err(PoolError::Os)?;
@@ -374,6 +377,9 @@ fn spawn_worker(config: &Config) -> Result<Worker, PoolError> {
     } else {
         None
     };
+    if !matches!(msg, Some(FromWorker::Ready)) {
+        shared.set_worker(slot, None);
+    }
     match msg {
         Some(FromWorker::Ready) => Ok(w),
         Some(FromWorker::InitFailed(why)) => {
@@ -469,10 +475,9 @@ pub(super) fn run_slot(shared: Arc<Shared>, slot: usize) {
                 shared.set_worker(slot, None);
                 return;
             }
-            None => match spawn_worker(config) {
+            None => match spawn_worker(&shared, slot) {
                 Ok(w) => {
                     failures = 0;
-                    shared.set_worker(slot, Some(&w));
                     if first {
                         first = false;
                         shared.started(Ok(()));
