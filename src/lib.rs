@@ -227,6 +227,29 @@
 //! with `Manager::options().register`), and a server bounds what its clients may store
 //! (`max_object_size`, `max_memory`).
 //!
+//! ## A pool of workers
+//!
+//! A [`Pool`](pool::Pool) runs a function on many inputs in worker processes, in chunks sized
+//! by measurement; `imap` streams, and a worker that dies fails only the tasks it held:
+//!
+//! ```
+//! # multiproc::init();
+//! use multiproc::pool::Pool;
+//!
+//! fn collatz_steps(mut n: u64) -> u32 {
+//!     let mut steps = 0;
+//!     while n > 1 {
+//!         n = if n % 2 == 0 { n / 2 } else { 3 * n + 1 };
+//!         steps += 1;
+//!     }
+//!     steps
+//! }
+//!
+//! let pool = Pool::new(2).unwrap();
+//! let steps = pool.map(collatz_steps, 1..=10_000u64).unwrap();
+//! assert_eq!(steps[26], 111); // 27 takes 111 steps
+//! ```
+//!
 //! # Differences from Python multiprocessing
 //!
 //! - **Targets are functions, not closures.** A target is a non-capturing `fn(A) -> R`; its
@@ -289,13 +312,18 @@
 //!   `d[k] += 1`. Here requests are plain data, one thread serves all clients, a dead client's
 //!   references and locks are released at once, `update_with` changes a value in one step, and
 //!   the memory clients may fill is bounded (`MemoryError` past it). See [`manager`].
+//! - **A pool survives its workers.** A pool worker killed by a signal or that exits fails
+//!   the tasks it held, with the signal or exit code, and is replaced; Python's `Pool` hangs,
+//!   and `ProcessPoolExecutor` breaks for good. Chunk sizes adapt to the measured task time
+//!   (Python's `chunksize` must be tuned by hand), `imap` reads its input lazily, and an
+//!   initializer that keeps failing is an error, not an endless respawn. See [`pool`].
 //! - **Linux first.** The crate uses `memfd`, `pidfd`, `SCM_RIGHTS` and futexes; other systems
 //!   are not supported yet.
 //!
 //! # What it does not do (yet)
 //!
-//! - `Pool`, and the Redis backend. The manager does not serve Python's own manager clients
-//!   yet, and its lists take integer indices only (no slices).
+//! - The Redis backend. The manager does not serve Python's own manager clients yet, and its
+//!   lists take integer indices only (no slices).
 //! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).
@@ -308,6 +336,7 @@ mod descriptor;
 mod error;
 pub mod manager;
 pub mod object;
+pub mod pool;
 pub mod process;
 pub mod queue;
 pub mod shm;

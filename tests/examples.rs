@@ -56,3 +56,13 @@ fn remote_manager_serves_two_client_processes() {
         "jobs done: 20\nsum of squares: 2470\ncounted by the clients: 20\n"
     );
 }
+
+#[test]
+fn pool_finishes_its_job_despite_a_killed_worker() {
+    let out = run_example("pool");
+    assert!(out.contains("killed worker "), "{out}");
+    assert!(
+        out.ends_with("primes below 2000000: 148933 (40 ranges)\n"),
+        "{out}"
+    );
+}

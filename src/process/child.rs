@@ -179,6 +179,12 @@ fn print_unreported(what: &str, backtrace: Option<&str>) {
 
 /// The report of a panic with this payload, at the location the panic hook recorded.
 fn panic_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
+    Outcome::Panicked(panic_info(payload))
+}
+
+/// A caught panic's message, with the location (and backtrace) the panic hook recorded when it
+/// happened on a target's thread.
+pub(crate) fn panic_info(payload: &(dyn std::any::Any + Send)) -> PanicInfo {
     let message = if let Some(s) = payload.downcast_ref::<&str>() {
         (*s).to_owned()
     } else if let Some(s) = payload.downcast_ref::<String>() {
@@ -191,7 +197,7 @@ fn panic_outcome(payload: &(dyn std::any::Any + Send)) -> Outcome {
         .unwrap_or_else(|e| e.into_inner())
         .take()
         .unwrap_or_default();
-    Outcome::Panicked(PanicInfo::new(message, location, backtrace))
+    PanicInfo::new(message, location, backtrace)
 }
 
 std::thread_local! {

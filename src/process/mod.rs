@@ -67,6 +67,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 pub use builder::Builder;
+pub(crate) use child::panic_info;
 pub use error::{JoinError, JoinTimeoutError, PanicInfo, StartError};
 pub use handle::Process;
 

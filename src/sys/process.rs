@@ -296,6 +296,15 @@ pub(crate) fn ignore_sigpipe() {
     }
 }
 
+/// Ignores `SIGINT` (Ctrl-C): for pool workers, which their parent stops.
+pub(crate) fn ignore_sigint() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler and touches no
+    // memory; other threads see only the new disposition.
+    unsafe {
+        libc::signal(libc::SIGINT, libc::SIG_IGN);
+    }
+}
+
 /// The current process id.
 pub(crate) fn getpid() -> u32 {
     rustix::process::getpid().as_raw_nonzero().get() as u32
