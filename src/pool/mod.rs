@@ -300,11 +300,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>, IntoIter: 'p>,
     {
-        IMap::new(
-            self,
-            Job::new(Order::Input),
-            Box::new(Items::new(f, items.into_iter())),
-        )
+        self.imap_in(Order::Input, f, items)
     }
 
     /// As [`imap`](Pool::imap), but yields each result as soon as it arrives, whatever its
@@ -330,9 +326,18 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>, IntoIter: 'p>,
     {
+        self.imap_in(Order::Completion, f, items)
+    }
+
+    fn imap_in<'p, A, R, I>(&'p self, order: Order, f: fn(A) -> R, items: I) -> IMap<'p, R>
+    where
+        A: Serialize + DeserializeOwned + 'p,
+        R: Serialize + DeserializeOwned + Send + 'static,
+        I: IntoIterator<Item: Borrow<A>, IntoIter: 'p>,
+    {
         IMap::new(
             self,
-            Job::new(Order::Completion),
+            Job::new(order),
             Box::new(Items::new(f, items.into_iter())),
         )
     }
