@@ -304,6 +304,7 @@ pub(crate) const BUILTIN: &[&str] = &[
     "list",
     "Namespace",
     "Value",
+    "Array",
     "Queue",
     "JoinableQueue",
     "Lock",

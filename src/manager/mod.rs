@@ -92,6 +92,7 @@
 //!   processes you would give the key. The sender should keep its proxy until the receiver
 //!   has its own (the receiver takes its own reference when it decodes the proxy).
 
+mod array;
 mod client;
 mod custom;
 mod dict;
@@ -118,8 +119,8 @@ pub use client::{Manager, ManagerError, Proxy};
 pub use custom::{Caller, Factory, Managed};
 pub use exception::{Exception, ExceptionKind};
 pub use proxies::{
-    Acquired, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy, LockProxy,
-    NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
+    Acquired, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,
+    LockProxy, NamespaceProxy, QueueProxy, SemaphoreProxy, ValueProxy,
 };
 pub use standalone::{Server, Stopper};
 pub use start::ManagerOptions;
@@ -190,6 +191,7 @@ pub(crate) fn create(typeid: &str, mut call: Call) -> Result<Box<dyn Referent>, 
             let (typecode, value) = call.two()?;
             Box::new(namespace::Value::new(typecode, value))
         }
+        "Array" => Box::new(array::Array::create(call)?),
         "Queue" => Box::new(queue::Queue::create(call, false)?),
         "JoinableQueue" => Box::new(queue::Queue::create(call, true)?),
         "Lock" | "RLock" => {

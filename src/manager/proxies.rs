@@ -110,6 +110,54 @@ typed_proxy!(
 );
 typed_proxy!(NamespaceProxy, ["Namespace"], "named attributes.");
 typed_proxy!(ValueProxy, ["Value"], "one value, with atomic updates.");
+typed_proxy!(
+    ArrayProxy,
+    ["Array"],
+    "numbers of one C type (Python's `array.array`), each checked on the way in."
+);
+
+impl ArrayProxy {
+    /// `len(a)`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn len(&self) -> Result<usize, ManagerError> {
+        let n = self.0.call("__len__", vec![])?;
+        n.as_i64()
+            .and_then(|n| usize::try_from(n).ok())
+            .ok_or_else(|| ManagerError::Protocol(format!("{n} is not a length")))
+    }
+
+    /// `len(a) == 0`.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError`] when the manager cannot be reached.
+    pub fn is_empty(&self) -> Result<bool, ManagerError> {
+        Ok(self.len()? == 0)
+    }
+
+    /// `a[i]` (negative `i` counts from the end).
+    ///
+    /// # Errors
+    ///
+    /// `IndexError` out of range.
+    pub fn get(&self, i: i64) -> Result<Object, ManagerError> {
+        self.0.call("__getitem__", vec![i.into()])
+    }
+
+    /// `a[i] = x`: `x` must fit the array's type (`TypeError`, `OverflowError`).
+    ///
+    /// # Errors
+    ///
+    /// `IndexError` out of range, `TypeError`/`OverflowError` for a value that does not fit.
+    pub fn set(&self, i: i64, x: impl Into<Object>) -> Result<(), ManagerError> {
+        self.0
+            .call("__setitem__", vec![i.into(), x.into()])
+            .map(drop)
+    }
+}
 
 impl DictProxy {
     /// `d[key] = value`.
@@ -836,5 +884,33 @@ impl Manager {
     ) -> Result<ValueProxy, ManagerError> {
         self.create("Value", vec![typecode.into(), value.into()])
             .map(ValueProxy)
+    }
+
+    /// A new managed `Array` (Python's `manager.Array(typecode, sequence)`: an `array.array`
+    /// on the server). `typecode` is one of `b B u h H i I l L q Q f d`, and every item must
+    /// fit it, as in Python.
+    ///
+    /// # Errors
+    ///
+    /// `ValueError` for an unknown type code, `TypeError`/`OverflowError` for an item that
+    /// does not fit.
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// let manager = multiproc::manager::Manager::start_thread()?;
+    /// let a = manager.array("i", vec![1, 2, 3])?;
+    /// a.set(-1, 30)?;
+    /// assert_eq!(a.to_string(), "array('i', [1, 2, 30])");
+    /// assert!(a.set(0, 1i64 << 40).is_err()); // OverflowError, as Python's
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn array(
+        &self,
+        typecode: &str,
+        items: impl Into<Object>,
+    ) -> Result<ArrayProxy, ManagerError> {
+        self.create("Array", vec![typecode.into(), items.into()])
+            .map(ArrayProxy)
     }
 }
