@@ -45,7 +45,7 @@
 //! | typeid | methods (Python's) | beyond Python |
 //! |---|---|---|
 //! | `dict` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __iter__ get keys values items pop popitem setdefault update clear copy` | `update_with`, `compare_and_set` |
-//! | `list` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __add__ __mul__ __rmul__ __imul__ __reversed__ append count extend index insert pop remove reverse sort clear copy` (integer indices) | |
+//! | `list` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __add__ __mul__ __rmul__ __imul__ __reversed__ append count extend index insert pop remove reverse sort clear copy`, indices and slices | |
 //! | `Namespace` | `__getattribute__ __setattr__ __delattr__` | |
 //! | `Value` | `get set` | `update_with`, `compare_and_set` |
 //! | `Queue`, `JoinableQueue` | `put put_nowait get get_nowait qsize empty full task_done join` | |
@@ -78,7 +78,6 @@
 //!   client: its references are released when the last of them closes.
 //! - **Iterators are snapshots.** `__iter__` of a dict returns an iterator over the keys at the
 //!   time of the call; Python's raises if the dict changes size meanwhile.
-//! - **Slices** (`l[2:5]`) are not supported yet; indices are integers.
 //! - **Proxies and the authkey.** A proxy sent to another process carries the manager's
 //!   address and authkey, as Python's does when it spawns a child; send proxies only to
 //!   processes you would give the key. The sender should keep its proxy until the receiver
@@ -95,6 +94,7 @@ mod proxies;
 mod queue;
 mod referent;
 mod server;
+mod slice;
 mod standalone;
 mod sync;
 mod table;

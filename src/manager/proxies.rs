@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{Manager, ManagerError, Proxy, len_of};
 use super::exception::ExceptionKind;
-use crate::object::{Dict, Object};
+use crate::object::{Dict, Object, Slice};
 
 /// A time-out in seconds, as Python's `timeout=` takes it.
 fn secs(d: Duration) -> Object {
@@ -260,6 +260,75 @@ impl ListProxy {
         self.0
             .call("__setitem__", vec![i.into(), x.into()])
             .map(drop)
+    }
+
+    /// `l[s]`: the items a slice selects, with Python's semantics (negative bounds count
+    /// from the end; a negative step walks backwards).
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::Manager;
+    /// use multiproc::object::Slice;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let l = m.list((0..10).collect::<Vec<i64>>()).unwrap();
+    /// assert_eq!(multiproc::object::Object::List(l.slice(Slice::range(2..5)).unwrap()).to_string(), "[2, 3, 4]");
+    /// assert_eq!(l.slice(Slice::new(None, None, -3)).unwrap().len(), 4);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ValueError` for a step of zero.
+    pub fn slice(&self, s: Slice) -> Result<Vec<Object>, ManagerError> {
+        match self.0.call("__getitem__", vec![s.into()])? {
+            Object::List(v) => Ok(v),
+            other => Err(ManagerError::Protocol(format!("{other} is not a list"))),
+        }
+    }
+
+    /// `l[s] = items`: a simple slice (no step, or 1) takes any number of items in place of
+    /// those it selects; an extended slice takes exactly as many.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::Manager;
+    /// use multiproc::object::Slice;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let l = m.list(vec![0, 1, 2, 3]).unwrap();
+    /// l.set_slice(Slice::range(1..3), vec!["a", "b", "c"]).unwrap();
+    /// assert_eq!(l.to_string(), "[0, 'a', 'b', 'c', 3]");
+    /// assert!(l.set_slice(Slice::new(None, None, 2), vec![1]).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ValueError` when an extended slice gets another number of items; `TypeError` when
+    /// `items` is not iterable.
+    pub fn set_slice(&self, s: Slice, items: impl Into<Object>) -> Result<(), ManagerError> {
+        self.0
+            .call("__setitem__", vec![s.into(), items.into()])
+            .map(drop)
+    }
+
+    /// `del l[s]`.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::Manager;
+    /// use multiproc::object::Slice;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let l = m.list(vec![0, 1, 2, 3, 4]).unwrap();
+    /// l.del_slice(Slice::new(None, None, 2)).unwrap();
+    /// assert_eq!(l.to_string(), "[1, 3]");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ValueError` for a step of zero.
+    pub fn del_slice(&self, s: Slice) -> Result<(), ManagerError> {
+        self.0.call("__delitem__", vec![s.into()]).map(drop)
     }
 
     /// `l.reverse()`.
