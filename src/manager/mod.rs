@@ -88,6 +88,7 @@ mod dict;
 mod exception;
 mod list;
 mod namespace;
+mod nested;
 mod ops;
 mod protocol;
 mod proxies;

@@ -67,6 +67,13 @@ macro_rules! typed_proxy {
                 p.0
             }
         }
+
+        impl From<&$name> for Object {
+            /// A reference to the object, to store in a managed dict or list.
+            fn from(p: &$name) -> Object {
+                Object::from(&p.0)
+            }
+        }
     };
 }
 
@@ -134,6 +141,27 @@ impl DictProxy {
     /// `KeyError` when the key is missing.
     pub fn get_item(&self, key: impl Into<Object>) -> Result<Object, ManagerError> {
         self.0.call("__getitem__", vec![key.into()])
+    }
+
+    /// `d[key]` when it holds a proxy (a nested object): a working proxy of it.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::{DictProxy, Manager};
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let d = m.dict().unwrap();
+    /// d.set("inner", &m.dict().unwrap()).unwrap();
+    /// let inner = DictProxy::try_from(d.get_proxy("inner").unwrap()).unwrap();
+    /// inner.set("k", 1).unwrap();
+    /// assert_eq!(inner.to_string(), "{'k': 1}");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `KeyError` when absent; [`ManagerError::Protocol`] when the value is not a proxy.
+    pub fn get_proxy(&self, key: impl Into<Object>) -> Result<Proxy, ManagerError> {
+        self.0.resolve(&self.get_item(key)?)
     }
 
     /// `d.get(key)`: the value, or `None` when the key is missing.
@@ -260,6 +288,15 @@ impl ListProxy {
         self.0
             .call("__setitem__", vec![i.into(), x.into()])
             .map(drop)
+    }
+
+    /// `l[i]` when it holds a proxy (a nested object): a working proxy of it.
+    ///
+    /// # Errors
+    ///
+    /// `IndexError` out of range; [`ManagerError::Protocol`] when the item is not a proxy.
+    pub fn get_proxy(&self, i: i64) -> Result<Proxy, ManagerError> {
+        self.0.resolve(&self.get(i)?)
     }
 
     /// `l[s]`: the items a slice selects, with Python's semantics (negative bounds count
