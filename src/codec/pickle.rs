@@ -238,6 +238,33 @@ pub(crate) fn dump_for(object: &Object, out: &mut Vec<u8>, address: &Object) {
     out.push(op::STOP);
 }
 
+/// The `TUPLE2` opcode, for callers that build a pickle piece by piece.
+pub(crate) const TUPLE2: u8 = op::TUPLE2;
+
+/// A whole pickle of the opcodes in `body` (one value): protocol header, body, `STOP`.
+pub(crate) fn wrap(body: &[u8], out: &mut Vec<u8>) {
+    out.extend([op::PROTO, PROTOCOL]);
+    out.extend_from_slice(body);
+    out.push(op::STOP);
+}
+
+/// Writes a `str`.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_len(
+        out,
+        s.len(),
+        op::SHORT_BINUNICODE,
+        op::BINUNICODE,
+        op::BINUNICODE8,
+    );
+    out.extend(s.as_bytes());
+}
+
+/// Writes the opcodes of `o` (no header), proxies as [`dump_for`] writes them.
+pub(crate) fn write_value(out: &mut Vec<u8>, o: &Object, address: &Object) {
+    write_object(o, out, address);
+}
+
 /// Writes the global `module.name` (protocol 4's `STACK_GLOBAL`).
 pub(crate) fn write_global(out: &mut Vec<u8>, module: &str, name: &str) {
     for s in [module, name] {

@@ -92,6 +92,8 @@ mod nested;
 mod ops;
 mod protocol;
 mod proxies;
+#[cfg(feature = "python")]
+mod python;
 mod queue;
 mod referent;
 mod server;

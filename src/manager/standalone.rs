@@ -107,6 +107,12 @@ impl Server {
         self.max_request = bytes;
     }
 
+    /// Also accepts the HMAC-MD5 handshake of Python 3.11 and older clients (off by default:
+    /// MD5 is weak, and Python 3.12+ speaks HMAC-SHA256).
+    pub fn allow_legacy_md5(&mut self, allow: bool) {
+        self.listener.set_legacy_md5(allow);
+    }
+
     /// The address clients connect to (with the port chosen, for TCP port 0).
     pub fn address(&self) -> &Address {
         self.listener.address()

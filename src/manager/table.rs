@@ -147,6 +147,17 @@ impl Table {
         Ok(info)
     }
 
+    /// The type and methods of object `id`, if it lives.
+    pub fn info(&self, id: ObjectId) -> Option<ProxyInfo> {
+        let t = lock(&self.inner);
+        let e = t.objects.get(&id)?;
+        Some(ProxyInfo {
+            id,
+            typeid: e.typeid,
+            exposed: e.exposed,
+        })
+    }
+
     /// Drops one reference of `holder` to `id`, freeing the object when it was the last.
     pub fn decref(&self, holder: Holder, id: ObjectId) -> Result<(), Exception> {
         let freed = {

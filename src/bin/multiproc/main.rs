@@ -53,6 +53,10 @@ enum Command {
         /// The largest request a client may send, in bytes.
         #[arg(long, value_name = "BYTES", default_value_t = 64 << 20)]
         max_request: u64,
+        /// Also accept the HMAC-MD5 handshake of Python 3.11 and older clients (Python's own
+        /// `SyncManager(address, authkey).connect()` clients are served too).
+        #[arg(long)]
+        allow_legacy_md5: bool,
     },
 }
 
@@ -71,6 +75,7 @@ fn serve(
     authkey_file: Option<&std::path::Path>,
     objects: &[(String, String)],
     max_request: u64,
+    allow_legacy_md5: bool,
 ) -> Result<(), String> {
     use std::io::Write;
     let authkey = match authkey_file {
@@ -90,6 +95,7 @@ fn serve(
     let mut server =
         multiproc::manager::Server::bind(listen, authkey.as_deref()).map_err(|e| e.to_string())?;
     server.set_max_request(max_request);
+    server.allow_legacy_md5(allow_legacy_md5);
     for (name, typeid) in objects {
         server
             .publish(name, typeid, vec![])
@@ -116,7 +122,14 @@ fn main() -> ExitCode {
             authkey_file,
             object,
             max_request,
-        } => match serve(listen, authkey_file.as_deref(), &object, max_request) {
+            allow_legacy_md5,
+        } => match serve(
+            listen,
+            authkey_file.as_deref(),
+            &object,
+            max_request,
+            allow_legacy_md5,
+        ) {
             Ok(()) => ExitCode::SUCCESS,
             Err(e) => {
                 eprintln!("multiproc serve: {e}");

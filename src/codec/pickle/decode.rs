@@ -46,6 +46,8 @@ enum Global {
     CodecsEncode,
     /// `builtins.slice`, read as an [`Object::Slice`].
     Slice,
+    /// `builtins.range`, read as the list of its ints (bounded by the budget).
+    Range,
     /// `multiprocessing.managers.Token`, created by `NEWOBJ` (no state yet).
     TokenNew,
     /// A `Token` with its state `(typeid, address, id)` (after `BUILD`), read as an
@@ -102,6 +104,7 @@ impl Global {
     fn lookup(module: &str, name: &str) -> Option<Global> {
         match (module, name) {
             ("builtins" | "__builtin__", "slice") => Some(Global::Slice),
+            ("builtins", "range") | ("__builtin__", "xrange") => Some(Global::Range),
             ("multiprocessing.managers", "Token") => Some(Global::TokenNew),
             ("multiprocessing.managers", "RebuildProxy") => Some(Global::RebuildProxy),
             ("multiprocessing.managers", class) => PROXY_CLASSES
@@ -867,6 +870,24 @@ impl<'a> Decoder<'a> {
                     Object::Dict(_),
                 ],
             ) if func.starts_with(CLASS_MARK) => Ok(std::mem::take(token)),
+            (Global::Range, [Object::Int(start), Object::Int(stop), Object::Int(step)])
+                if *step != 0 =>
+            {
+                let (start, stop, step) = (*start as i128, *stop as i128, *step as i128);
+                let n = if step > 0 {
+                    (stop - start + step - 1).div_euclid(step)
+                } else {
+                    (start - stop - step - 1).div_euclid(-step)
+                }
+                .max(0);
+                let n = usize::try_from(n).unwrap_or(usize::MAX);
+                self.charge(n.saturating_mul(size_of::<Object>()))?;
+                Ok(Object::List(
+                    (0..n as i128)
+                        .map(|i| Object::Int((start + i * step) as i64))
+                        .collect(),
+                ))
+            }
             (Global::TokenNew, _) => self.invalid(at, "a Token without its state (BUILD)"),
             (Global::Bytes | Global::ByteArray, []) => Ok(Object::Bytes(Vec::new())),
             (Global::Bytes | Global::ByteArray, [Object::Bytes(b)]) => {

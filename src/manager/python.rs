@@ -1,0 +1,315 @@
+//! Python's own manager clients: `multiprocessing.managers.SyncManager(address, authkey)
+//! .connect()` and `BaseManager.register('get_queue')` clients, served unchanged.
+//!
+//! A connection whose first request is a pickle (protocol byte `0x80`) speaks Python's
+//! protocol from then on: requests are pickled `(ident, method, args, kwds)` and replies are
+//! pickled `('#RETURN', value)`, `('#ERROR', exception)`, `('#PROXY', (exposed, token))` or
+//! `('#TRACEBACK', text)`. Object ids are Python's hexadecimal strings. Nothing in a request is
+//! run: the only names a request may carry are `builtins.slice` and those a pickled proxy is
+//! made of (`RebuildProxy`, `AutoProxy`, `Token` and the builtin proxy classes), read as data
+//! ([`codec::pickle`](crate::codec::pickle)); any other name is answered with a
+//! `#TRACEBACK` naming it, and the connection goes on.
+//!
+//! Python's client opens a new connection for every `create`, `incref` and `decref`, so the
+//! references of Python clients belong to one holder for all of them, not to a connection:
+//! they are dropped by the client's `decref`s (its proxies' finalizers), as in Python, and
+//! the objects of a Python client that dies without them stay until the server stops (Python
+//! keeps them too). Locks, conditions and waiting calls belong to the connection that made
+//! the call (Python's: one connection per client thread).
+//!
+//! # What is served, next to Python's `SyncManager`
+//!
+//! | Python | here |
+//! |---|---|
+//! | `dict`, `list` (with slices and nested proxies), `Namespace`, `Value` | yes; `Value`'s typecode is kept for its repr, never checked (as Python) |
+//! | `Queue`, `JoinableQueue` (`AutoProxy`) | yes, without 3.13's `shutdown` |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier` | yes (`Condition.wait_for` runs on the client, as in Python) |
+//! | `Array` | no: refused with a `#TRACEBACK` |
+//! | `Pool`, `sort(key=…)`, a `Barrier` action, classes registered with a callable | no: the server never runs Python code; the error says so |
+//! | iterators (`iter(d)`, `#PROXY`) | yes (a snapshot of the keys) |
+//! | `str(proxy)`, `#GETVALUE` (`proxy._getvalue()`) | yes, Python's reprs |
+//! | `_number_of_objects()`, `_debug_info()` | yes |
+//! | `register('get_queue')` + `connect()` (the remote-manager recipe) | the names published with `multiproc serve --object NAME=TYPE` |
+//! | `shutdown()` | only for the server of a [`Manager`](super::Manager); a stand-alone server refuses |
+//! | the `xmlrpclib` serializer | no |
+//! | protocol 0–5 requests, both handshakes (3.11's HMAC-MD5 only with `--allow-legacy-md5`) | yes |
+
+use super::exception::{Exception, ExceptionKind};
+use super::protocol::{Reply, Request};
+use super::referent::{Call, Holder};
+use super::server::Shared;
+use super::table::ObjectId;
+use crate::codec::pickle;
+use crate::connection::Address;
+use crate::object::Object;
+
+/// Whether a request frame is a pickle (Python's client), not postcard (a Rust client, whose
+/// frames start with an option tag, 0 or 1).
+pub(crate) fn is_pickle(frame: &[u8]) -> bool {
+    frame.first() == Some(&0x80)
+}
+
+/// What Python's client sees of the server's address, in its tokens: `(host, port)`, a path,
+/// or an abstract name as bytes with its leading NUL.
+pub(crate) fn address_object(a: &Address) -> Object {
+    match a {
+        Address::Tcp(s) => Object::Tuple(vec![s.ip().to_string().into(), s.port().into()]),
+        Address::Unix(p) => Object::Str(p.to_string_lossy().into_owned()),
+        Address::Abstract(name) => {
+            let mut b = vec![0];
+            b.extend_from_slice(name);
+            Object::Bytes(b)
+        }
+    }
+}
+
+/// Python's ident for an object id: lower-case hex.
+fn ident(id: ObjectId) -> Object {
+    Object::Str(format!("{id:x}"))
+}
+
+fn parse_ident(o: &Object) -> Result<ObjectId, String> {
+    match o {
+        Object::Str(s) => u64::from_str_radix(s, 16).map_err(|_| format!("bad ident {s:?}")),
+        Object::Int(i) if *i >= 0 => Ok(*i as u64),
+        other => Err(format!("an ident is a str, not {}", other.type_name())),
+    }
+}
+
+/// Reads a pickled request; the error is the text of a `#TRACEBACK`.
+pub(crate) fn decode(frame: &[u8]) -> Result<Request, String> {
+    let o = pickle::loads(frame).map_err(|e| format!("the request cannot be read: {e}"))?;
+    let Object::Tuple(parts) = o else {
+        return Err(format!("a request is a 4-tuple, not {}", o.type_name()));
+    };
+    let Ok([id, method, args, kwargs]) = <[Object; 4]>::try_from(parts) else {
+        return Err("a request is a 4-tuple (ident, method, args, kwds)".into());
+    };
+    let id = match id {
+        Object::None => None,
+        other => Some(parse_ident(&other)?),
+    };
+    let (Object::Str(method), Object::Tuple(args) | Object::List(args), Object::Dict(kwargs)) =
+        (method, args, kwargs)
+    else {
+        return Err("a request is (ident, str, tuple, dict)".into());
+    };
+    Ok(Request {
+        id,
+        method,
+        args,
+        kwargs,
+    })
+}
+
+/// A `#TRACEBACK` reply frame: Python's client raises `RemoteError` with this text.
+fn traceback(kind: &str, msg: &str, out: &mut Vec<u8>) {
+    let text = format!(
+        "Traceback (most recent call last):\n  (in the multiproc manager server)\n{kind}: {msg}\n"
+    );
+    let reply = Object::Tuple(vec!["#TRACEBACK".into(), text.into()]);
+    pickle::dump_into(&reply, out);
+}
+
+/// The text of a `#TRACEBACK` for a request that could not be read.
+pub(crate) fn refused(why: &str, out: &mut Vec<u8>) {
+    traceback("ValueError", why, out);
+}
+
+fn exposed_tuple(exposed: &[&str]) -> Object {
+    Object::Tuple(exposed.iter().map(|&m| Object::from(m)).collect())
+}
+
+/// Writes the pickle of `reply`, a method's answer, as Python's server sends it.
+pub(crate) fn encode(reply: &Reply, address: &Object, out: &mut Vec<u8>) {
+    let mut body = Vec::new();
+    match reply {
+        Reply::Return(v) => {
+            let o = Object::Tuple(vec!["#RETURN".into(), v.clone()]);
+            pickle::dump_for(&o, out, address);
+            return;
+        }
+        Reply::Error(e) => {
+            let (module, name) = e.kind().python_name();
+            pickle::write_str(&mut body, "#ERROR");
+            pickle::write_call(&mut body, module, name, e.args());
+        }
+        Reply::Proxy {
+            id,
+            typeid,
+            exposed,
+        } => {
+            pickle::write_str(&mut body, "#PROXY");
+            let names: Vec<&str> = exposed.iter().map(String::as_str).collect();
+            pickle::write_value(&mut body, &exposed_tuple(&names), address);
+            pickle::write_token(&mut body, typeid, address, *id);
+            body.push(pickle::TUPLE2);
+        }
+    }
+    body.push(pickle::TUPLE2);
+    pickle::wrap(&body, out);
+}
+
+/// The methods every object answers besides its exposed ones, as Python's `fallback_mapping`.
+const FALLBACKS: &[&str] = &["__str__", "__repr__", "#GETVALUE"];
+
+/// What the server does with one request of a Python client.
+pub(crate) enum Step {
+    /// The reply is written: nothing to run.
+    Done,
+    /// Run this method call on the table and send its reply, with the references of Python's
+    /// clients held by [`Holder::Python`].
+    Call(Request),
+}
+
+/// Answers a control request of a Python client (`ident` None), or checks that a method call
+/// names an object and an exposed method (Python answers both with a `#TRACEBACK`).
+pub(crate) fn step(shared: &Shared, req: Request, address: &Object, out: &mut Vec<u8>) -> Step {
+    let Some(id) = req.id else {
+        control(shared, req, address, out);
+        return Step::Done;
+    };
+    match shared.table.info(id) {
+        None => traceback(
+            "KeyError",
+            &format!("'{id:x}' (no such object on this manager)"),
+            out,
+        ),
+        Some(info)
+            if !info.exposed.contains(&req.method.as_str())
+                && !FALLBACKS.contains(&req.method.as_str()) =>
+        {
+            traceback(
+                "AttributeError",
+                &format!(
+                    "method {:?} of {:?} object is not in exposed={}",
+                    req.method,
+                    info.typeid,
+                    exposed_tuple(info.exposed)
+                ),
+                out,
+            );
+        }
+        Some(_) => return Step::Call(req),
+    }
+    Step::Done
+}
+
+fn ok(v: Object, address: &Object, out: &mut Vec<u8>) {
+    encode(&Reply::Return(v), address, out);
+}
+
+fn exception_traceback(e: &Exception, out: &mut Vec<u8>) {
+    traceback(e.kind().python_name().1, &e.to_string(), out);
+}
+
+/// Python's control requests, answered as Python's server answers them.
+fn control(shared: &Shared, req: Request, address: &Object, out: &mut Vec<u8>) {
+    let Request {
+        method,
+        mut args,
+        kwargs,
+        ..
+    } = req;
+    let table = &shared.table;
+    let one_ident = |args: &[Object]| -> Result<ObjectId, String> {
+        match args {
+            [one] => parse_ident(one),
+            _ => Err("expected one ident".into()),
+        }
+    };
+    match method.as_str() {
+        "dummy" | "accept_connection" => ok(Object::None, address, out),
+        "create" => {
+            if args.is_empty() {
+                return traceback("TypeError", "create() needs a typeid", out);
+            }
+            let typeid = match args.remove(0) {
+                Object::Str(s) => s,
+                other => {
+                    return traceback(
+                        "TypeError",
+                        &format!("a typeid is a str, not {}", other.type_name()),
+                        out,
+                    );
+                }
+            };
+            // A name the server publishes: Python's `register('get_queue', callable=...)`,
+            // whose callable returns the same object to every client.
+            let named = shared
+                .names
+                .read()
+                .ok()
+                .and_then(|n| n.get(&typeid).copied());
+            let info = match named {
+                Some(id) => table.incref(Holder::Python, id),
+                None if typeid == "Array" || typeid == "Pool" => Err(Exception::msg(
+                    ExceptionKind::TypeError,
+                    format!(
+                        "{typeid:?} is not served by this manager: it would run Python code on \
+                         the server, which never runs code from its clients"
+                    ),
+                )),
+                None => {
+                    let call = Call {
+                        who: Holder::Python,
+                        method: typeid.clone(),
+                        args,
+                        kwargs,
+                    };
+                    super::create(&typeid, call).map(|r| table.insert(Holder::Python, r))
+                }
+            };
+            match info {
+                Ok(info) => ok(
+                    Object::Tuple(vec![ident(info.id), exposed_tuple(info.exposed)]),
+                    address,
+                    out,
+                ),
+                Err(e) => exception_traceback(&e, out),
+            }
+        }
+        "incref" | "decref" => {
+            let id = match one_ident(&args) {
+                Ok(id) => id,
+                Err(e) => return traceback("TypeError", &e, out),
+            };
+            let r = if method == "incref" {
+                table.incref(Holder::Python, id).map(drop)
+            } else {
+                table.decref(Holder::Python, id)
+            };
+            match r {
+                Ok(()) => ok(Object::None, address, out),
+                Err(e) => exception_traceback(&e, out),
+            }
+        }
+        "get_methods" => match args.as_slice() {
+            [Object::Proxy(token)] => match table.info(token.id) {
+                Some(info) => ok(exposed_tuple(info.exposed), address, out),
+                None => traceback("KeyError", &format!("'{:x}'", token.id), out),
+            },
+            _ => traceback("TypeError", "get_methods() takes a Token", out),
+        },
+        "number_of_objects" => ok(Object::from(table.len()), address, out),
+        "debug_info" => ok(
+            Object::Str(format!("{} objects on this manager", table.len())),
+            address,
+            out,
+        ),
+        "shutdown" if shared.clients_may_stop => {
+            ok(Object::None, address, out);
+            shared.stop();
+        }
+        "shutdown" => traceback(
+            "RuntimeError",
+            "this manager is stopped by its operator, not by its clients",
+            out,
+        ),
+        other => traceback(
+            "ValueError",
+            &format!("{other:?} unrecognized (a control request this manager does not serve)"),
+            out,
+        ),
+    }
+}
