@@ -226,13 +226,24 @@ pub fn dumps(object: &Object) -> Vec<u8> {
 /// assert_eq!(&frame[4..], b"\x80\x04N.");
 /// ```
 pub fn dump_into(object: &Object, out: &mut Vec<u8>) {
-    dump_for(object, out, &Object::None);
+    let to = ProxyTarget {
+        address: &Object::None,
+        exposed: &|_| None,
+    };
+    dump_for(object, out, &to);
+}
+
+/// How [`dump_for`] writes proxy references: the manager's address, and the exposed methods
+/// of an object by id (for the `AutoProxy` of a typeid without a proxy class of its own).
+pub(crate) struct ProxyTarget<'a> {
+    pub address: &'a Object,
+    pub exposed: &'a dyn Fn(u64) -> Option<&'static [&'static str]>,
 }
 
 /// Appends the pickle of `object` to `out`, writing a proxy reference ([`Object::Proxy`]) as
 /// Python pickles a proxy of a manager at `address` (`('127.0.0.1', 5000)` or a path):
 /// `RebuildProxy(ListProxy, Token('list', address, '2a'), 'pickle', {})`.
-pub(crate) fn dump_for(object: &Object, out: &mut Vec<u8>, address: &Object) {
+pub(crate) fn dump_for(object: &Object, out: &mut Vec<u8>, address: &ProxyTarget<'_>) {
     out.extend([op::PROTO, PROTOCOL]);
     write_object(object, out, address);
     out.push(op::STOP);
@@ -261,7 +272,7 @@ pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
 }
 
 /// Writes the opcodes of `o` (no header), proxies as [`dump_for`] writes them.
-pub(crate) fn write_value(out: &mut Vec<u8>, o: &Object, address: &Object) {
+pub(crate) fn write_value(out: &mut Vec<u8>, o: &Object, address: &ProxyTarget<'_>) {
     write_object(o, out, address);
 }
 
@@ -289,14 +300,25 @@ pub(crate) fn write_token(out: &mut Vec<u8>, typeid: &str, address: &Object, id:
         address.clone(),
         Object::Str(format!("{id:x}")),
     ]);
-    write_object(&state, out, &Object::None);
+    write_value(
+        out,
+        &state,
+        &ProxyTarget {
+            address: &Object::None,
+            exposed: &|_| None,
+        },
+    );
     out.push(op::BUILD);
 }
 
 /// Writes a call `module.name(*args)` (`REDUCE`), as Python pickles an exception or a slice.
 pub(crate) fn write_call(out: &mut Vec<u8>, module: &str, name: &str, args: &[Object]) {
     write_global(out, module, name);
-    write_object(&Object::Tuple(args.to_vec()), out, &Object::None);
+    let to = ProxyTarget {
+        address: &Object::None,
+        exposed: &|_| None,
+    };
+    write_object(&Object::Tuple(args.to_vec()), out, &to);
     out.push(op::REDUCE);
 }
 
@@ -518,7 +540,7 @@ fn write_batched<'a>(
     items: impl ExactSizeIterator<Item = &'a Object>,
     single: Option<u8>,
     many: u8,
-    address: &Object,
+    address: &ProxyTarget<'_>,
 ) {
     let n = items.len();
     if let (1, Some(single)) = (n, single) {
@@ -538,7 +560,7 @@ fn write_batched<'a>(
     }
 }
 
-fn write_object(o: &Object, out: &mut Vec<u8>, address: &Object) {
+fn write_object(o: &Object, out: &mut Vec<u8>, address: &ProxyTarget<'_>) {
     match o {
         Object::Slice(s) => {
             write_call(
@@ -556,9 +578,21 @@ fn write_object(o: &Object, out: &mut Vec<u8>, address: &Object) {
                 "multiprocessing.managers",
                 p.python_class().unwrap_or("AutoProxy"),
             );
-            write_token(out, &p.typeid, address, p.id);
-            write_object(&"pickle".into(), out, address);
+            write_token(out, &p.typeid, address.address, p.id);
+            write_str(out, "pickle");
             out.push(op::EMPTY_DICT);
+            // An AutoProxy built without its methods would ask for them on a connection
+            // without the authkey handshake, as Python's own does; Python pickles them along.
+            if p.python_class().is_none()
+                && let Some(exposed) = (address.exposed)(p.id)
+            {
+                write_str(out, "exposed");
+                out.push(op::MARK);
+                for m in exposed {
+                    write_str(out, m);
+                }
+                out.extend([op::TUPLE, op::SETITEM]);
+            }
             out.push(op::TUPLE);
             out.push(op::REDUCE);
         }

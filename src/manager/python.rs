@@ -38,7 +38,7 @@ use super::exception::{Exception, ExceptionKind};
 use super::protocol::{Reply, Request};
 use super::referent::{Call, Holder};
 use super::server::Shared;
-use super::table::ObjectId;
+use super::table::{ObjectId, Table};
 use crate::codec::pickle;
 use crate::connection::Address;
 use crate::object::Object;
@@ -121,7 +121,12 @@ fn exposed_tuple(exposed: &[&str]) -> Object {
 }
 
 /// Writes the pickle of `reply`, a method's answer, as Python's server sends it.
-pub(crate) fn encode(reply: &Reply, address: &Object, out: &mut Vec<u8>) {
+pub(crate) fn encode(reply: &Reply, table: &Table, address: &Object, out: &mut Vec<u8>) {
+    let exposed = |id| table.info(id).map(|i| i.exposed);
+    let address = &pickle::ProxyTarget {
+        address,
+        exposed: &exposed,
+    };
     let mut body = Vec::new();
     match reply {
         Reply::Return(v) => {
@@ -142,7 +147,7 @@ pub(crate) fn encode(reply: &Reply, address: &Object, out: &mut Vec<u8>) {
             pickle::write_str(&mut body, "#PROXY");
             let names: Vec<&str> = exposed.iter().map(String::as_str).collect();
             pickle::write_value(&mut body, &exposed_tuple(&names), address);
-            pickle::write_token(&mut body, typeid, address, *id);
+            pickle::write_token(&mut body, typeid, address.address, *id);
             body.push(pickle::TUPLE2);
         }
     }
@@ -196,7 +201,13 @@ pub(crate) fn step(shared: &Shared, req: Request, address: &Object, out: &mut Ve
 }
 
 fn ok(v: Object, address: &Object, out: &mut Vec<u8>) {
-    encode(&Reply::Return(v), address, out);
+    // Control replies hold no proxies.
+    let to = pickle::ProxyTarget {
+        address,
+        exposed: &|_| None,
+    };
+    let o = Object::Tuple(vec!["#RETURN".into(), v]);
+    pickle::dump_for(&o, out, &to);
 }
 
 fn exception_traceback(e: &Exception, out: &mut Vec<u8>) {
@@ -251,13 +262,15 @@ fn control(shared: &Shared, req: Request, address: &Object, out: &mut Vec<u8>) {
                     ),
                 )),
                 None => {
+                    let nested = super::nested::has_proxy(args.iter().chain(kwargs.values()));
                     let call = Call {
                         who: Holder::Python,
                         method: typeid.clone(),
                         args,
                         kwargs,
                     };
-                    super::create(&typeid, call).map(|r| table.insert(Holder::Python, r))
+                    super::create(&typeid, call)
+                        .map(|r| table.insert_holding(Holder::Python, r, nested))
                 }
             };
             match info {

@@ -120,12 +120,14 @@ struct Client {
 }
 
 impl Client {
-    fn queue_reply(&mut self, reply: &Reply) {
+    fn queue_reply(&mut self, reply: &Reply, shared: &Shared) {
+        #[cfg(not(feature = "python"))]
+        let _ = shared;
         match &self.python {
             #[cfg(feature = "python")]
             Some(address) => {
                 let mut payload = Vec::new();
-                super::python::encode(reply, address, &mut payload);
+                super::python::encode(reply, &shared.table, address, &mut payload);
                 queue_frame(&mut self.outbox, &payload);
             }
             _ => queue_reply(&mut self.outbox, reply),
@@ -185,7 +187,7 @@ fn join_session(sessions: &mut Sessions, c: &mut Client, req: Request) -> Reply 
 /// waiting; a `shutdown` stops the server.
 fn apply(c: &mut Client, h: &Handled, shared: &Shared) {
     match &h.reply {
-        Some(r) => c.queue_reply(r),
+        Some(r) => c.queue_reply(r, shared),
         None => c.waiting = true,
     }
     if h.next == Next::Shutdown {
@@ -572,10 +574,13 @@ impl Loop<'_> {
                         continue;
                     }
                     Err(e) => {
-                        c.queue_reply(&Reply::Error(super::Exception::msg(
-                            super::ExceptionKind::ValueError,
-                            format!("not a manager request: {e}"),
-                        )));
+                        c.queue_reply(
+                            &Reply::Error(super::Exception::msg(
+                                super::ExceptionKind::ValueError,
+                                format!("not a manager request: {e}"),
+                            )),
+                            self.shared,
+                        );
                         continue;
                     }
                 };
@@ -591,15 +596,18 @@ impl Loop<'_> {
                     }
                 }
                 if req.id.is_none() && req.method == "shutdown" && !self.shared.clients_may_stop {
-                    c.queue_reply(&Reply::Error(super::Exception::msg(
-                        super::ExceptionKind::RuntimeError,
-                        "this manager is stopped by its operator, not by its clients",
-                    )));
+                    c.queue_reply(
+                        &Reply::Error(super::Exception::msg(
+                            super::ExceptionKind::RuntimeError,
+                            "this manager is stopped by its operator, not by its clients",
+                        )),
+                        self.shared,
+                    );
                     continue;
                 }
                 if req.id.is_none() && req.method == "session" {
                     let r = join_session(&mut self.sessions, c, req);
-                    c.queue_reply(&r);
+                    c.queue_reply(&r, self.shared);
                     continue;
                 }
                 let holder = match (&c.python, c.session) {
@@ -669,7 +677,7 @@ impl Loop<'_> {
                     continue;
                 };
                 if let Some(c) = self.clients.get_mut(&token) {
-                    c.queue_reply(&reply);
+                    c.queue_reply(&reply, self.shared);
                     c.waiting = false;
                     tokens.push(token);
                 }

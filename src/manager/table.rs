@@ -147,6 +147,23 @@ impl Table {
         Ok(info)
     }
 
+    /// Registers `referent` for `holder`, as [`insert`](Self::insert); when `nested` (its
+    /// constructor was given proxies of other objects) it holds a reference to each.
+    pub fn insert_holding(
+        &self,
+        holder: Holder,
+        referent: Box<dyn Referent>,
+        nested: bool,
+    ) -> ProxyInfo {
+        let present = nested.then(|| nested::proxies_in([&referent.value()]));
+        let info = self.insert(holder, referent);
+        if let Some(present) = present {
+            let freed = Self::hold_contents(&mut lock(&self.inner), info.id, present);
+            debug_assert!(freed.is_empty(), "a new object only adds references");
+        }
+        info
+    }
+
     /// The type and methods of object `id`, if it lives.
     pub fn info(&self, id: ObjectId) -> Option<ProxyInfo> {
         let t = lock(&self.inner);
