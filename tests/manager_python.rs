@@ -311,6 +311,10 @@ try:
 except Exception as e:
     print(type(e).__name__, 'never runs code' in str(e))
 try:
+    m.Array('i', [1])
+except Exception as e:
+    print(type(e).__name__, "'Array' is not served" in str(e))
+try:
     d.no_such_method = None
     d._callmethod('no_such_method')
 except RemoteError as e:
@@ -337,7 +341,7 @@ fn hostile_requests_are_refused_and_the_server_goes_on() {
         let out = client(&py, HOSTILE, serve.port, &[marker.to_str().unwrap()]);
         assert_eq!(
             out,
-            "AuthenticationError\nRemoteError True True\n{'k': 1} False\nRemoteError True\n\
+            "AuthenticationError\nRemoteError True True\n{'k': 1} False\nRemoteError True\nRemoteError True\n\
              RemoteError True\nRemoteError True\nRemoteError True\n#TRACEBACK\nTrue\n",
             "Python {}",
             py.version

@@ -12,7 +12,11 @@
 //! to pickle plain data (`builtins.set`, `builtins.frozenset`, `builtins.bytearray`,
 //! `builtins.bytes`, `_codecs.encode`), builds the value those calls would build, and rejects
 //! every other name with [`PickleError::Forbidden`]. Objects of classes (instances, `datetime`,
-//! `OrderedDict`, `complex`, …) are rejected the same way.
+//! `OrderedDict`, `complex`, …) are rejected the same way. What Python's manager clients send
+//! is read as data too: `builtins.slice` as an [`Object::Slice`], `builtins.range` as the list
+//! of its ints, and a pickled proxy (`multiprocessing.managers.RebuildProxy` of a proxy class
+//! and a `Token`) as an [`Object::Proxy`]; [`dumps`] writes those two the way Python pickles
+//! them.
 //!
 //! Hostile input gives an error, never a panic, a stack overflow or an unbounded allocation,
 //! in debug and release builds alike:

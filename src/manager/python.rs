@@ -17,22 +17,8 @@
 //! keeps them too). Locks, conditions and waiting calls belong to the connection that made
 //! the call (Python's: one connection per client thread).
 //!
-//! # What is served, next to Python's `SyncManager`
-//!
-//! | Python | here |
-//! |---|---|
-//! | `dict`, `list` (with slices and nested proxies), `Namespace`, `Value` | yes; `Value`'s typecode is kept for its repr, never checked (as Python) |
-//! | `Queue`, `JoinableQueue` (`AutoProxy`) | yes, without 3.13's `shutdown` |
-//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier` | yes (`Condition.wait_for` runs on the client, as in Python) |
-//! | `Array` | no: refused with a `#TRACEBACK` |
-//! | `Pool`, `sort(key=…)`, a `Barrier` action, classes registered with a callable | no: the server never runs Python code; the error says so |
-//! | iterators (`iter(d)`, `#PROXY`) | yes (a snapshot of the keys) |
-//! | `str(proxy)`, `#GETVALUE` (`proxy._getvalue()`) | yes, Python's reprs |
-//! | `_number_of_objects()`, `_debug_info()` | yes |
-//! | `register('get_queue')` + `connect()` (the remote-manager recipe) | the names published with `multiproc serve --object NAME=TYPE` |
-//! | `shutdown()` | only for the server of a [`Manager`](super::Manager); a stand-alone server refuses |
-//! | the `xmlrpclib` serializer | no |
-//! | protocol 0–5 requests, both handshakes (3.11's HMAC-MD5 only with `--allow-legacy-md5`) | yes |
+//! What is served, next to Python's `SyncManager`: see the table in the [manager's
+//! documentation](super).
 
 use super::exception::{Exception, ExceptionKind};
 use super::protocol::{Reply, Request};
@@ -254,12 +240,14 @@ fn control(shared: &Shared, req: Request, address: &Object, out: &mut Vec<u8>) {
                 .and_then(|n| n.get(&typeid).copied());
             let info = match named {
                 Some(id) => table.incref(Holder::Python, id),
-                None if typeid == "Array" || typeid == "Pool" => Err(Exception::msg(
+                None if typeid == "Pool" => Err(Exception::msg(
                     ExceptionKind::TypeError,
-                    format!(
-                        "{typeid:?} is not served by this manager: it would run Python code on \
-                         the server, which never runs code from its clients"
-                    ),
+                    "'Pool' is not served by this manager: a pool runs Python code on the server, \
+                     and this server never runs code from its clients",
+                )),
+                None if typeid == "Array" => Err(Exception::msg(
+                    ExceptionKind::TypeError,
+                    "'Array' is not served by this manager; use a 'list'",
                 )),
                 None => {
                     let nested = super::nested::has_proxy(args.iter().chain(kwargs.values()));

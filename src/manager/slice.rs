@@ -92,7 +92,8 @@ mod tests {
     #[test]
     fn reads_as_python_does() {
         let l = list(10);
-        let cases: &[(Option<i64>, Option<i64>, Option<i64>, &str)] = &[
+        type Case = (Option<i64>, Option<i64>, Option<i64>, &'static str);
+        let cases: &[Case] = &[
             (Some(2), Some(5), None, "[2, 3, 4]"),
             (None, None, Some(-1), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]"),
             (Some(-3), None, None, "[7, 8, 9]"),

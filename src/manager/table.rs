@@ -165,6 +165,7 @@ impl Table {
     }
 
     /// The type and methods of object `id`, if it lives.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
     pub fn info(&self, id: ObjectId) -> Option<ProxyInfo> {
         let t = lock(&self.inner);
         let e = t.objects.get(&id)?;
