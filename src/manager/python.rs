@@ -314,3 +314,78 @@ fn control(shared: &Shared, req: Request, address: &Object, out: &mut Vec<u8>) {
         ),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::testing::Rng;
+
+    /// Requests as CPython 3.11 pickles them: create a dict, `d['x'] = <ListProxy>`,
+    /// `l[2:5]`, `get_methods(token)`.
+    const REQUESTS: &[&[u8]] = &[
+        b"\x80\x04\x95\x1b\x00\x00\x00\x00\x00\x00\x00(N\x8c\x06create\x94\x8c\x04dict\x94\x85\x94}\x94t\x94.",
+        b"\x80\x04\x95\x99\x00\x00\x00\x00\x00\x00\x00(\x8c\x011\x94\x8c\x0b__setitem__\x94\x8c\x01x\x94\x8c\x18multiprocessing.managers\x94\x8c\x0cRebuildProxy\x94\x93\x94(h\x03\x8c\tListProxy\x94\x93\x94h\x03\x8c\x05Token\x94\x93\x94)\x81\x94\x8c\x04list\x94\x8c\t127.0.0.1\x94M\x88\x13\x86\x94\x8c\x022a\x94\x87\x94b\x8c\x06pickle\x94}\x94t\x94R\x94\x86\x94}\x94t\x94.",
+        b"\x80\x04\x955\x00\x00\x00\x00\x00\x00\x00(\x8c\x011\x94\x8c\x0b__getitem__\x94\x8c\x08builtins\x94\x8c\x05slice\x94\x93\x94K\x02K\x05N\x87\x94R\x94\x85\x94}\x94t\x94.",
+        b"\x80\x04\x95_\x00\x00\x00\x00\x00\x00\x00(N\x8c\x0bget_methods\x94\x8c\x18multiprocessing.managers\x94\x8c\x05Token\x94\x93\x94)\x81\x94\x8c\x04list\x94\x8c\t127.0.0.1\x94M\x88\x13\x86\x94\x8c\x022a\x94\x87\x94b\x85\x94}\x94t\x94.",
+    ];
+
+    #[test]
+    fn pythons_requests_are_served_and_mangled_ones_refused() {
+        let shared = Shared::new().unwrap();
+        let address = Object::Tuple(vec!["127.0.0.1".into(), 5000.into()]);
+        let mut out = Vec::new();
+        let req = decode(REQUESTS[0]).unwrap();
+        assert!(matches!(step(&shared, req, &address, &mut out), Step::Done));
+        let reply = pickle::loads(&out).unwrap();
+        assert_eq!(reply.to_string()[..13], *"('#RETURN', (");
+        assert_eq!(shared.table.len(), 1);
+        let mut rng = Rng(0x5eed);
+        for _ in 0..4000 {
+            let mut data = REQUESTS[(rng.next() % 4) as usize].to_vec();
+            for _ in 0..(rng.next() % 6 + 1) {
+                let at = (rng.next() as usize) % data.len();
+                match rng.next() % 3 {
+                    0 => data[at] = rng.next() as u8,
+                    1 => data.truncate(at.max(1)),
+                    _ => data.insert(at, rng.next() as u8),
+                }
+            }
+            out.clear();
+            match decode(&data) {
+                Ok(req) => {
+                    if let Step::Call(req) = step(&shared, req, &address, &mut out) {
+                        let call = Call {
+                            who: Holder::Client(1),
+                            method: req.method,
+                            args: req.args,
+                            kwargs: req.kwargs,
+                        };
+                        let (answer, _) =
+                            shared.table.call(req.id.unwrap_or(0), call, Holder::Python);
+                        let reply = match answer {
+                            Ok(super::super::table::Answer::Value(v)) => Reply::Return(v),
+                            Ok(_) => continue,
+                            Err(e) => Reply::Error(e),
+                        };
+                        encode(&reply, &shared.table, &address, &mut out);
+                    }
+                }
+                Err(why) => refused(&why, &mut out),
+            }
+            // Every reply is one whole pickle; those this decoder refuses name an exception
+            // class (which Python's client loads).
+            assert!(
+                out.starts_with(&[0x80, 4]) && out.ends_with(b"."),
+                "{out:?}"
+            );
+            if let Err(e) = pickle::loads(&out) {
+                assert!(
+                    matches!(&e, pickle::PickleError::Forbidden { what, .. } if what.contains("Error") || what.contains("Empty") || what.contains("Full") || what.contains("StopIteration")),
+                    "{e}"
+                );
+            }
+        }
+        let _ = shared.table.release(Holder::Python);
+        let _ = shared.table.release(Holder::Client(1));
+    }
+}
