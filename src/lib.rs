@@ -289,8 +289,7 @@
 //!
 //! # What it does not do (yet)
 //!
-//! - `Pool`, and the Redis backend. A Rust client cannot use a Python manager server yet
-//!   (Python's clients of a multiproc manager are served). A queue cannot travel inside
+//! - `Pool`, and the Redis backend. A queue cannot travel inside
 //!   another queue's message (descriptors do not pass through shared memory; a `Connection`
 //!   carries it).
 //! - `forkserver` start method.

@@ -354,3 +354,75 @@ fn hostile_requests_are_refused_and_the_server_goes_on() {
     d.set("ok", 1).unwrap();
     assert_eq!(d.to_string(), "{'ok': 1}");
 }
+
+/// A Rust client of Python's own `SyncManager` server: the same proxy types, Python's
+/// exceptions typed, and every reference it took given back.
+#[test]
+fn a_rust_client_uses_pythons_own_manager() {
+    use multiproc::manager::{DictProxy, ExceptionKind, ListProxy, ManagerError};
+    use multiproc::obj;
+    use multiproc::object::Slice;
+    for py in pythons() {
+        let (server, port) = python_server(&py);
+        let _server = KillOnDrop(server);
+        let address: multiproc::Address = format!("127.0.0.1:{port}").parse().unwrap();
+        let m = Manager::connect_python(address, KEY).unwrap();
+        let base = m.number_of_objects().unwrap();
+        let d = m.dict().unwrap();
+        d.set(1, "1").unwrap();
+        d.set("2", 2).unwrap();
+        d.set(0.25, obj!(None)).unwrap();
+        assert_eq!(
+            d.to_string(),
+            "{1: '1', '2': 2, 0.25: None}",
+            "{}",
+            py.version
+        );
+        match d.get_item("zz") {
+            Err(ManagerError::Raised(e)) => assert_eq!(e.kind(), ExceptionKind::KeyError),
+            other => panic!("{other:?}"),
+        }
+        let l = m.list((0..10).collect::<Vec<i64>>()).unwrap();
+        l.reverse().unwrap();
+        assert_eq!(l.to_string(), "[9, 8, 7, 6, 5, 4, 3, 2, 1, 0]");
+        assert_eq!(obj!(l.slice(Slice::range(2..5)).unwrap()), obj!([7, 6, 5]));
+        match l.get(100) {
+            Err(ManagerError::Raised(e)) => assert_eq!(e.kind(), ExceptionKind::IndexError),
+            other => panic!("{other:?}"),
+        }
+        // A proxy stored in Python's dict reads back as a working proxy.
+        d.set("l", &l).unwrap();
+        let again = ListProxy::try_from(d.get_proxy("l").unwrap()).unwrap();
+        again.append(-1).unwrap();
+        assert_eq!(l.len().unwrap(), 11);
+        let ns = m.namespace(multiproc::object::Dict::new()).unwrap();
+        ns.set("x", 1).unwrap();
+        assert_eq!(ns.get("x").unwrap(), obj!(1));
+        assert_eq!(ns.to_string(), "Namespace(x=1)");
+        let v = m.value("i", 7).unwrap();
+        v.set(8).unwrap();
+        assert_eq!(v.get().unwrap(), obj!(8));
+        let q = m.queue(0).unwrap();
+        q.put("job").unwrap();
+        assert_eq!(q.get().unwrap(), obj!("job"));
+        assert_eq!(q.get_nowait().unwrap(), None, "queue.Empty, typed");
+        let copy = DictProxy::try_from(m.create("dict", vec![obj!({"a": 1})]).unwrap()).unwrap();
+        assert_eq!(copy.get_item("a").unwrap(), obj!(1));
+        drop((d, l, again, ns, v, q, copy));
+        assert_eq!(
+            m.number_of_objects().unwrap(),
+            base,
+            "Python {}: every reference given back",
+            py.version
+        );
+    }
+}
+
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}

@@ -114,13 +114,21 @@ pub enum PickleError {
 pub struct Limits {
     pub(crate) max_depth: usize,
     max_bytes: Option<usize>,
+    /// Also read the exceptions a Python manager server replies with (`KeyError('k')` …),
+    /// as [`EXCEPTION_MARK`] tuples: for the manager's client only.
+    pub(crate) exceptions: bool,
 }
+
+/// How an exception of a Python manager's reply is read when [`Limits::exceptions`] is set:
+/// `(EXCEPTION_MARK, 'module.Name', args)`.
+pub(crate) const EXCEPTION_MARK: &str = "\0exception";
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_depth: MAX_DEPTH,
             max_bytes: None,
+            exceptions: false,
         }
     }
 }

@@ -60,13 +60,16 @@ struct Link {
     /// The process that made the link: a child made by `fork` has copies of the parent's
     /// connections, which it must never use (two processes on one stream corrupt it).
     pid: u32,
+    /// The server is Python's own manager: pickled requests, no sessions, and control
+    /// requests on connections of their own.
+    python: bool,
 }
 
 /// Idle connections kept for later calls; more are closed when returned.
 const MAX_IDLE: usize = 64;
 
 impl Link {
-    fn connect(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
+    fn connect(address: &Address, authkey: &[u8], python: bool) -> Result<Arc<Link>, ManagerError> {
         let mut session = [0u8; 16];
         crate::sys::net::random(&mut session).map_err(|e| ManagerError::Start(e.to_string()))?;
         let link = Link {
@@ -75,6 +78,7 @@ impl Link {
             session,
             idle: Mutex::new(Vec::new()),
             pid: std::process::id(),
+            python,
         };
         let conn = link.open()?;
         link.put_back(conn);
@@ -83,16 +87,35 @@ impl Link {
 
     /// A new connection, in the session.
     fn open(&self) -> Result<Connection, ManagerError> {
-        let mut conn = Client::new()
-            .authkey(&self.authkey)
-            .connect(&self.address)?;
-        conn.set_max_frame(DEFAULT_MAX_REQUEST);
-        let join = vec![Object::Bytes(self.session.to_vec())];
-        match Self::exchange(&mut conn, None, "session", join, Dict::new())? {
+        let mut conn = self.raw()?;
+        let (method, args) = if self.python {
+            // Python's server serves one request per connection, except on this one.
+            ("accept_connection", vec![Object::from("multiproc")])
+        } else {
+            ("session", vec![Object::Bytes(self.session.to_vec())])
+        };
+        match Self::exchange(
+            &mut conn,
+            self.python.then_some(&self.address),
+            None,
+            method,
+            args,
+            Dict::new(),
+        )? {
             Reply::Return(_) => Ok(conn),
             Reply::Error(e) => Err(ManagerError::Raised(e)),
             Reply::Proxy { .. } => Err(ManagerError::Protocol("a proxy for a session".into())),
         }
+    }
+
+    /// A new connection, authenticated, in no session.
+    fn raw(&self) -> Result<Connection, ManagerError> {
+        let mut client = Client::new();
+        // Python's 3.11 servers speak only the HMAC-MD5 handshake.
+        client.authkey(&self.authkey).allow_legacy_md5(self.python);
+        let mut conn = client.connect(&self.address)?;
+        conn.set_max_frame(DEFAULT_MAX_REQUEST);
+        Ok(conn)
     }
 
     /// The link a call must go through: this one, or, in a child made by `fork` that
@@ -101,7 +124,7 @@ impl Link {
         if self.pid == std::process::id() {
             Ok(Arc::clone(self))
         } else {
-            Link::shared(&self.address, &self.authkey)
+            Link::shared(&self.address, &self.authkey, self.python)
         }
     }
 
@@ -128,11 +151,28 @@ impl Link {
     /// One request and its reply on `conn`.
     fn exchange(
         conn: &mut Connection,
+        python: Option<&Address>,
         id: Option<ObjectId>,
         method: &str,
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Reply, ManagerError> {
+        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
+        #[cfg(feature = "python")]
+        if let Some(address) = python {
+            let typeid = match (method, args.first()) {
+                ("create", Some(Object::Str(t))) => Some(t.clone()),
+                _ => None,
+            };
+            let mut bytes = Vec::new();
+            super::python::encode_request(address, id, method, args, kwargs, &mut bytes);
+            conn.send_bytes(&bytes).map_err(|e| lost(&e))?;
+            let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
+            return super::python::read_reply(&bytes, method, typeid.as_deref())
+                .map_err(ManagerError::Protocol);
+        }
+        #[cfg(not(feature = "python"))]
+        let _ = python;
         let req = Request {
             id,
             method: method.into(),
@@ -141,7 +181,6 @@ impl Link {
         };
         let mut bytes = Vec::new();
         codec::encode_plain_into(&req, &mut bytes)?;
-        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
         conn.send_bytes(&bytes).map_err(|e| lost(&e))?;
         let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
         Ok(codec::decode::<Reply>(&bytes, Vec::new())?)
@@ -157,6 +196,13 @@ impl Link {
 
     fn pipeline_here(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
         const GROUP: usize = 256;
+        if self.python {
+            // Python's server answers one request at a time anyway.
+            return requests
+                .into_iter()
+                .map(|r| self.request_here(r.id, &r.method, r.args, r.kwargs))
+                .collect();
+        }
         let mut conn = self.take()?;
         let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
         let mut replies = Vec::with_capacity(requests.len());
@@ -179,18 +225,20 @@ impl Link {
     }
 
     /// The link of this process to `address`, made on first use.
-    fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
+    fn shared(address: &Address, authkey: &[u8], python: bool) -> Result<Arc<Link>, ManagerError> {
         static LINKS: Mutex<Vec<std::sync::Weak<Link>>> = Mutex::new(Vec::new());
         let mut links = LINKS.lock().unwrap_or_else(PoisonError::into_inner);
         links.retain(|l| l.strong_count() > 0);
-        let found = links
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .find(|l| l.address == *address && l.authkey == authkey && l.pid == std::process::id());
+        let found = links.iter().filter_map(std::sync::Weak::upgrade).find(|l| {
+            l.address == *address
+                && l.authkey == authkey
+                && l.pid == std::process::id()
+                && l.python == python
+        });
         if let Some(l) = found {
             return Ok(l);
         }
-        let l = Link::connect(address, authkey)?;
+        let l = Link::connect(address, authkey, python)?;
         links.push(Arc::downgrade(&l));
         Ok(l)
     }
@@ -214,8 +262,20 @@ impl Link {
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Reply, ManagerError> {
+        if self.python && id.is_none() {
+            // Python's server closes a connection after its one control request.
+            let mut conn = self.raw()?;
+            return Self::exchange(&mut conn, Some(&self.address), id, method, args, kwargs);
+        }
         let mut conn = self.take()?;
-        let reply = Self::exchange(&mut conn, id, method, args, kwargs)?;
+        let reply = Self::exchange(
+            &mut conn,
+            self.python.then_some(&self.address),
+            id,
+            method,
+            args,
+            kwargs,
+        )?;
         // A connection that failed is dropped (the `?` above); this one goes back.
         self.put_back(conn);
         Ok(reply)
@@ -328,7 +388,15 @@ impl Proxy {
         };
         let link = self.link.current()?;
         let reply = link.request(None, "incref", vec![Object::from(r.id)], Dict::new())?;
-        Proxy::from_reply(link, reply)
+        match reply {
+            // Python's server answers an incref with None.
+            Reply::Return(_) if link.python => Ok(Proxy {
+                link,
+                id: r.id,
+                typeid: r.typeid.clone(),
+            }),
+            reply => Proxy::from_reply(link, reply),
+        }
     }
 
     /// The object's id on its manager.
@@ -407,6 +475,7 @@ struct ProxyWire {
     authkey: Vec<u8>,
     id: ObjectId,
     typeid: String,
+    python: bool,
 }
 
 impl Serialize for Proxy {
@@ -416,6 +485,7 @@ impl Serialize for Proxy {
             authkey: self.link.authkey.clone(),
             id: self.id,
             typeid: self.typeid.clone(),
+            python: self.link.python,
         }
         .serialize(s)
     }
@@ -426,7 +496,7 @@ impl<'de> Deserialize<'de> for Proxy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = ProxyWire::deserialize(d)?;
         let address: Address = w.address.parse().map_err(D::Error::custom)?;
-        let link = Link::shared(&address, &w.authkey).map_err(D::Error::custom)?;
+        let link = Link::shared(&address, &w.authkey, w.python).map_err(D::Error::custom)?;
         let reply = link
             .request(None, "incref", vec![Object::from(w.id)], Dict::new())
             .map_err(D::Error::custom)?;
@@ -554,7 +624,7 @@ impl Manager {
             ));
         }
         Ok(Manager {
-            link: Link::shared(&address, &authkey)?,
+            link: Link::shared(&address, &authkey, false)?,
             serving: Serving::Child(Some(child)),
         })
     }
@@ -572,7 +642,7 @@ impl Manager {
         let running = Running::spawn(listener, DEFAULT_MAX_REQUEST)
             .map_err(|e| ManagerError::Start(e.to_string()))?;
         Ok(Manager {
-            link: Link::shared(&address, &authkey)?,
+            link: Link::shared(&address, &authkey, false)?,
             serving: Serving::Thread(running),
         })
     }
@@ -587,7 +657,34 @@ impl Manager {
         address: impl Into<Address>,
         authkey: impl AsRef<[u8]>,
     ) -> Result<Manager, ManagerError> {
-        let link = Link::shared(&address.into(), authkey.as_ref())?;
+        let link = Link::shared(&address.into(), authkey.as_ref(), false)?;
+        link.value(None, "dummy", vec![])?;
+        Ok(Manager {
+            link,
+            serving: Serving::Remote,
+        })
+    }
+
+    /// Connects to Python's own manager server (`SyncManager(address, authkey)
+    /// .get_server().serve_forever()`, or a `BaseManager`'s) at `address`, speaking its
+    /// pickled protocol: the same proxy types use its dict, list, Namespace, Value and Queue,
+    /// Python's exceptions arrive typed ([`ExceptionKind`](super::ExceptionKind)), and every
+    /// proxy decrefs its object when dropped. Each `create`, `incref` and `decref` opens a
+    /// connection of its own, as Python's client does; the handshake of Python 3.11 (HMAC-MD5)
+    /// is accepted.
+    ///
+    /// What Python's server cannot do is refused by it: [`Manager::pipeline`] sends the calls
+    /// one by one, and the methods beyond Python's (`update_with`, …) raise.
+    ///
+    /// # Errors
+    ///
+    /// [`ManagerError::Connect`] when it cannot be reached or refuses the key.
+    #[cfg(feature = "python")]
+    pub fn connect_python(
+        address: impl Into<Address>,
+        authkey: impl AsRef<[u8]>,
+    ) -> Result<Manager, ManagerError> {
+        let link = Link::shared(&address.into(), authkey.as_ref(), true)?;
         link.value(None, "dummy", vec![])?;
         Ok(Manager {
             link,

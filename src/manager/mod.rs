@@ -96,6 +96,11 @@
 //! | the `xmlrpclib` serializer | no |
 //! | protocol 0–5 requests, both handshakes (3.11's HMAC-MD5 only with `--allow-legacy-md5`) | yes |
 //!
+//! The other way round, [`Manager::connect_python`] uses Python's own manager server
+//! (`SyncManager(address, authkey).get_server().serve_forever()`) from Rust with the same
+//! proxy types: its `dict`, `list` (slices, nested proxies), `Namespace`, `Value` and `Queue`,
+//! Python's exceptions typed, each proxy's reference given back when it is dropped.
+//!
 //! # Differences from Python's managers
 //!
 //! - **Nothing from the wire runs.** Python's server unpickles requests, so anyone with the

@@ -315,6 +315,120 @@ fn control(shared: &Shared, req: Request, address: &Object, out: &mut Vec<u8>) {
     }
 }
 
+// ---- the client side: a Rust client of Python's own manager server ----
+
+/// The pickle of a request to a Python manager server at `address`: `(ident, method, args,
+/// kwds)`, a proxy reference in it as Python pickles a proxy of that server.
+pub(crate) fn encode_request(
+    address: &Address,
+    id: Option<ObjectId>,
+    method: &str,
+    args: Vec<Object>,
+    kwargs: crate::object::Dict,
+    out: &mut Vec<u8>,
+) {
+    let ident = id.map_or(Object::None, ident);
+    // The client names objects by id; Python's server by its hex ident.
+    let mut args = args;
+    if id.is_none()
+        && matches!(method, "incref" | "decref")
+        && let [Object::Int(i)] = args.as_slice()
+        && *i >= 0
+    {
+        args = vec![Object::Str(format!("{i:x}"))];
+    }
+    let req = Object::Tuple(vec![
+        ident,
+        method.into(),
+        Object::Tuple(args),
+        Object::Dict(kwargs),
+    ]);
+    let to = pickle::ProxyTarget {
+        address: &address_object(address),
+        exposed: &|_| None,
+    };
+    pickle::dump_for(&req, out, &to);
+}
+
+fn kind_of(name: &str) -> ExceptionKind {
+    match name.rsplit('.').next().unwrap_or(name) {
+        "KeyError" => ExceptionKind::KeyError,
+        "IndexError" => ExceptionKind::IndexError,
+        "ValueError" => ExceptionKind::ValueError,
+        "TypeError" => ExceptionKind::TypeError,
+        "AttributeError" => ExceptionKind::AttributeError,
+        "StopIteration" => ExceptionKind::StopIteration,
+        "MemoryError" => ExceptionKind::MemoryError,
+        "OverflowError" => ExceptionKind::OverflowError,
+        "Empty" => ExceptionKind::Empty,
+        "Full" => ExceptionKind::Full,
+        "BrokenBarrierError" => ExceptionKind::BrokenBarrierError,
+        _ => ExceptionKind::RuntimeError,
+    }
+}
+
+/// Reads the reply of a Python manager server to `method` (a `create` of `typeid` gives a
+/// proxy); the error says why the reply is not one.
+pub(crate) fn read_reply(
+    bytes: &[u8],
+    method: &str,
+    typeid: Option<&str>,
+) -> Result<Reply, String> {
+    let mut limits = pickle::Limits::new();
+    limits.exceptions = true;
+    let o = pickle::loads_with(bytes, &limits).map_err(|e| e.to_string())?;
+    let Object::Tuple(parts) = o else {
+        return Err(format!("a reply is a 2-tuple, not {}", o.type_name()));
+    };
+    let Ok([Object::Str(kind), payload]) = <[Object; 2]>::try_from(parts) else {
+        return Err("a reply is (kind, payload)".into());
+    };
+    let names = |o: &Object| -> Vec<String> {
+        o.as_slice()
+            .map(|v| {
+                v.iter()
+                    .filter_map(|m| m.as_str().map(str::to_owned))
+                    .collect()
+            })
+            .unwrap_or_default()
+    };
+    Ok(match (kind.as_str(), payload) {
+        ("#RETURN", Object::Tuple(v)) if method == "create" && v.len() == 2 => Reply::Proxy {
+            id: parse_ident(&v[0])?,
+            typeid: typeid.unwrap_or_default().to_owned(),
+            exposed: names(&v[1]),
+        },
+        ("#RETURN", v) => Reply::Return(v),
+        ("#PROXY", Object::Tuple(v)) => match v.as_slice() {
+            [exposed, Object::Proxy(token)] => Reply::Proxy {
+                id: token.id,
+                typeid: token.typeid.clone(),
+                exposed: names(exposed),
+            },
+            _ => return Err("a #PROXY reply is (exposed, token)".into()),
+        },
+        ("#ERROR", Object::Tuple(v))
+            if v.len() == 3 && v[0].as_str() == Some(pickle::EXCEPTION_MARK) =>
+        {
+            let name = v[1].as_str().unwrap_or_default();
+            let args = v[2].as_slice().map(<[Object]>::to_vec).unwrap_or_default();
+            Reply::Error(Exception::new(kind_of(name), args))
+        }
+        ("#TRACEBACK" | "#UNSERIALIZABLE" | "#ERROR", v) => {
+            let text = match v {
+                Object::Str(s) => s,
+                other => other.to_string(),
+            };
+            // Python's client raises RemoteError with the server's traceback; its last line
+            // names the exception.
+            let last = text.trim_end().lines().last().unwrap_or_default();
+            let name = last.split(':').next().unwrap_or_default();
+            Reply::Error(Exception::msg(kind_of(name), text))
+        }
+        (other, _) => return Err(format!("unknown reply kind {other:?}")),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -59,7 +59,29 @@ enum Global {
     /// A proxy class of `multiprocessing.managers` (`AutoProxy`, `ListProxy`, …), only as the
     /// first argument of `RebuildProxy`.
     ProxyClass(&'static str),
+    /// One of the exceptions a manager server replies with (only when the limits allow them).
+    Exception(&'static str),
 }
+
+/// The exceptions a Python manager server replies with, as `module.Name`.
+const EXCEPTIONS: &[&str] = &[
+    "builtins.KeyError",
+    "builtins.IndexError",
+    "builtins.ValueError",
+    "builtins.TypeError",
+    "builtins.AttributeError",
+    "builtins.StopIteration",
+    "builtins.MemoryError",
+    "builtins.OverflowError",
+    "builtins.RuntimeError",
+    "builtins.AssertionError",
+    "builtins.NotImplementedError",
+    "_queue.Empty",
+    "queue.Empty",
+    "queue.Full",
+    "threading.BrokenBarrierError",
+    "multiprocessing.managers.RemoteError",
+];
 
 /// The proxy classes a pickled proxy may name (`RebuildProxy`'s first argument).
 const PROXY_CLASSES: &[&str] = &[
@@ -298,6 +320,8 @@ pub(super) struct Decoder<'a> {
     /// References to each slot not yet resolved.
     uses: Vec<usize>,
     max_depth: usize,
+    /// Whether exceptions are read ([`Limits::exceptions`]).
+    exceptions: bool,
     /// Bytes still allowed.
     budget: usize,
     /// Bytes charged so far.
@@ -317,6 +341,7 @@ impl<'a> Decoder<'a> {
             slots: Vec::new(),
             uses: Vec::new(),
             max_depth: limits.max_depth,
+            exceptions: limits.exceptions,
             budget: limits.budget(input.len()),
             charged: 0,
         }
@@ -736,8 +761,21 @@ impl<'a> Decoder<'a> {
     }
 
     fn global(&self, at: usize, module: &str, name: &str) -> Res<Val> {
+        let exception = || {
+            let module = if module == "exceptions" || module == "__builtin__" {
+                "builtins"
+            } else {
+                module
+            };
+            EXCEPTIONS
+                .iter()
+                .find(|e| e.split_once('.') == Some((module, name)))
+        };
         match Global::lookup(module, name) {
             Some(g) => Ok(Val::Global(g)),
+            None if self.exceptions && exception().is_some() => {
+                Ok(Val::Global(Global::Exception(exception().expect("found"))))
+            }
             None => Err(PickleError::Forbidden {
                 offset: at,
                 what: format!("global {}", clipped(&format_args!("{module}.{name}"), 100)),
@@ -888,6 +926,11 @@ impl<'a> Decoder<'a> {
                         .collect(),
                 ))
             }
+            (Global::Exception(name), args) => Ok(Object::Tuple(vec![
+                super::EXCEPTION_MARK.into(),
+                (*name).into(),
+                Object::Tuple(args.iter_mut().map(std::mem::take).collect()),
+            ])),
             (Global::TokenNew, _) => self.invalid(at, "a Token without its state (BUILD)"),
             (Global::Bytes | Global::ByteArray, []) => Ok(Object::Bytes(Vec::new())),
             (Global::Bytes | Global::ByteArray, [Object::Bytes(b)]) => {
