@@ -16,9 +16,19 @@ const KEY: &[u8] = b"manager-python-test-key";
 
 /// A `multiproc serve` of its own, stopped when dropped.
 struct Serve {
-    child: Child,
+    _child: KillOnDrop,
     port: u16,
     _dir: TempDir,
+}
+
+/// A child process, killed (and reaped) when dropped, also when a test fails.
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 struct TempDir(std::path::PathBuf);
@@ -60,7 +70,7 @@ impl Serve {
             .and_then(|p| p.parse().ok())
             .unwrap_or_else(|| panic!("no address in {line:?}"));
         Serve {
-            child,
+            _child: KillOnDrop(child),
             port,
             _dir: TempDir(dir),
         }
@@ -68,13 +78,6 @@ impl Serve {
 
     fn address(&self) -> multiproc::Address {
         format!("127.0.0.1:{}", self.port).parse().unwrap()
-    }
-}
-
-impl Drop for Serve {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
     }
 }
 
@@ -169,7 +172,7 @@ fn pythons() -> Vec<Python> {
     all
 }
 
-fn python_server(py: &Python) -> (Child, u16) {
+fn python_server(py: &Python) -> (KillOnDrop, u16) {
     let mut child = Command::new(&py.path)
         .args(["-c", PYTHON_SERVER, std::str::from_utf8(KEY).unwrap()])
         .stdout(Stdio::piped())
@@ -179,7 +182,7 @@ fn python_server(py: &Python) -> (Child, u16) {
     BufReader::new(child.stdout.take().unwrap())
         .read_line(&mut line)
         .unwrap();
-    (child, line.trim().parse().expect("a port"))
+    (KillOnDrop(child), line.trim().parse().expect("a port"))
 }
 
 /// Runs `script` with `python`, arguments `port` and the key (and `extra`); its stdout.
@@ -208,10 +211,9 @@ fn client(py: &Python, script: &str, port: u16, extra: &[&str]) -> String {
 fn every_typeid_answers_as_pythons_own_server_does() {
     let serve = Serve::start();
     for py in pythons() {
-        let (mut theirs_server, port) = python_server(&py);
+        let (theirs_server, port) = python_server(&py);
         let theirs = client(&py, CLIENT, port, &[]);
-        let _ = theirs_server.kill();
-        let _ = theirs_server.wait();
+        drop(theirs_server);
         let ours = client(&py, CLIENT, serve.port, &[]);
         for (i, (o, t)) in ours.lines().zip(theirs.lines()).enumerate() {
             assert_eq!(o, t, "Python {}, line {}", py.version, i + 1);
@@ -363,8 +365,7 @@ fn a_rust_client_uses_pythons_own_manager() {
     use multiproc::obj;
     use multiproc::object::Slice;
     for py in pythons() {
-        let (server, port) = python_server(&py);
-        let _server = KillOnDrop(server);
+        let (_server, port) = python_server(&py);
         let address: multiproc::Address = format!("127.0.0.1:{port}").parse().unwrap();
         let m = Manager::connect_python(address, KEY).unwrap();
         let base = m.number_of_objects().unwrap();
@@ -415,14 +416,5 @@ fn a_rust_client_uses_pythons_own_manager() {
             "Python {}: every reference given back",
             py.version
         );
-    }
-}
-
-struct KillOnDrop(Child);
-
-impl Drop for KillOnDrop {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
     }
 }
