@@ -400,6 +400,13 @@ impl Proxy {
     }
 
     /// The object's id on its manager.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// let m = multiproc::manager::Manager::start_thread().unwrap();
+    /// let (a, b) = (m.dict().unwrap(), m.dict().unwrap());
+    /// assert_ne!(a.as_proxy().id(), b.as_proxy().id());
+    /// ```
     pub fn id(&self) -> u64 {
         self.id
     }
@@ -675,6 +682,20 @@ impl Manager {
     ///
     /// What Python's server cannot do is refused by it: [`Manager::pipeline`] sends the calls
     /// one by one, and the methods beyond Python's (`update_with`, …) raise.
+    ///
+    /// ```no_run
+    /// use multiproc::manager::{ExceptionKind, Manager, ManagerError};
+    ///
+    /// // Python: SyncManager(address=('127.0.0.1', 50000), authkey=b'key').get_server().serve_forever()
+    /// let m = Manager::connect_python("127.0.0.1:50000".parse::<multiproc::Address>()?, b"key")?;
+    /// let d = m.dict()?;
+    /// d.set("seen", 1)?;
+    /// match d.get_item("missing") {
+    ///     Err(ManagerError::Raised(e)) => assert_eq!(e.kind(), ExceptionKind::KeyError),
+    ///     other => panic!("{other:?}"),
+    /// }
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
     ///
     /// # Errors
     ///

@@ -292,6 +292,19 @@ impl ListProxy {
 
     /// `l[i]` when it holds a proxy (a nested object): a working proxy of it.
     ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::{Manager, QueueProxy};
+    /// use multiproc::object::Object;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let q = m.queue(0).unwrap();
+    /// let l = m.list(vec![Object::from(&q)]).unwrap();
+    /// let again = QueueProxy::try_from(l.get_proxy(0).unwrap()).unwrap();
+    /// again.put("job").unwrap();
+    /// assert_eq!(q.qsize().unwrap(), 1);
+    /// ```
+    ///
     /// # Errors
     ///
     /// `IndexError` out of range; [`ManagerError::Protocol`] when the item is not a proxy.

@@ -146,6 +146,11 @@ impl Slice {
 }
 
 /// Why a [`Slice`] selects nothing it could name.
+///
+/// ```
+/// use multiproc::object::{Slice, SliceError};
+/// assert_eq!(Slice::new(None, None, 0).indices(3), Err(SliceError::ZeroStep));
+/// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum SliceError {
