@@ -277,9 +277,32 @@ fn the_remote_manager_recipe_shares_a_queue_with_rust_clients() {
     for py in pythons() {
         client(&py, RECIPE, serve.port, &["put"]);
         assert_eq!(q.get().unwrap(), multiproc::obj!("from python"));
+        // A Python getter waits on the server (parked, not blocking it) until Rust puts.
+        let getter = Command::new(&py.path)
+            .args([
+                "-c",
+                RECIPE,
+                &serve.port.to_string(),
+                std::str::from_utf8(KEY).unwrap(),
+            ])
+            .arg("get")
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let getter = KillOnDrop(getter);
+        assert_eq!(
+            rust.number_of_objects().unwrap(),
+            1,
+            "the server serves meanwhile"
+        );
         q.put(format!("from rust to {}", py.version)).unwrap();
-        let got = client(&py, RECIPE, serve.port, &["get"]);
+        let mut got = String::new();
+        let mut getter = getter;
+        BufReader::new(getter.0.stdout.take().unwrap())
+            .read_line(&mut got)
+            .unwrap();
         assert_eq!(got.trim(), format!("from rust to {}", py.version));
+        assert!(getter.0.wait().unwrap().success());
     }
     assert_eq!(q.qsize().unwrap(), 0);
 }
