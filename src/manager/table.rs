@@ -412,6 +412,18 @@ impl Table {
         if guard.referent.cost(&call) > max_cost {
             return Err(call);
         }
+        // A change to an object that holds proxies is followed by a scan of all it holds.
+        if !nested::reads_only(&call.method) && lock(&self.inner).containers.contains(&id) {
+            let scan = Call {
+                who: call.who,
+                method: "#GETVALUE".into(),
+                args: Vec::new(),
+                kwargs: crate::object::Dict::new(),
+            };
+            if guard.referent.cost(&scan) > max_cost {
+                return Err(call);
+            }
+        }
         Ok(self.call_locked(id, guard, call, owner))
     }
 
