@@ -55,7 +55,8 @@ impl Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_multiproc"))
             .args(["serve", "--listen", "127.0.0.1:0", "--authkey-file"])
             .arg(&key)
-            .args(["--object", "get_queue=Queue", "--allow-legacy-md5"])
+            .args(["--object", "get_queue=Queue", "--object", "get_lock=Lock"])
+            .arg("--allow-legacy-md5")
             .stdout(Stdio::piped())
             .spawn()
             .expect("multiproc serve starts");
@@ -439,5 +440,59 @@ fn a_rust_client_uses_pythons_own_manager() {
             "Python {}: every reference given back",
             py.version
         );
+    }
+}
+
+/// A Python client killed (SIGKILL) while it holds a lock: the lock goes to the next
+/// acquirer, which is told its holder died; Python's own server keeps it held forever.
+const HOLDER: &str = r#"
+import sys, time
+from multiprocessing.managers import BaseManager, AcquirerProxy
+port, key = int(sys.argv[1]), sys.argv[2].encode()
+class M(BaseManager): pass
+M.register('get_lock', proxytype=AcquirerProxy)
+m = M(address=('127.0.0.1', port), authkey=key); m.connect()
+lock = m.get_lock()
+lock.acquire()
+print('held', flush=True)
+time.sleep(600)
+"#;
+
+#[test]
+fn a_killed_python_client_leaves_its_lock_to_the_next() {
+    use multiproc::manager::{Acquired, LockProxy};
+    let serve = Serve::start();
+    let rust = Manager::connect(serve.address(), KEY).unwrap();
+    let lock = LockProxy::try_from(rust.get("get_lock").unwrap()).unwrap();
+    for py in pythons() {
+        let mut holder = Command::new(&py.path)
+            .args([
+                "-c",
+                HOLDER,
+                &serve.port.to_string(),
+                std::str::from_utf8(KEY).unwrap(),
+            ])
+            .stdout(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(holder.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(line.trim(), "held");
+        let mut holder = KillOnDrop(holder);
+        assert!(
+            !lock.try_acquire().unwrap(),
+            "Python {} holds it",
+            py.version
+        );
+        holder.0.kill().unwrap();
+        holder.0.wait().unwrap();
+        // A generous watchdog, not a timing claim: the hand-over follows the disconnect.
+        let got = lock
+            .acquire_robust(Some(std::time::Duration::from_secs(30)))
+            .unwrap();
+        assert_eq!(got, Acquired::OwnerDied, "Python {}", py.version);
+        lock.release().unwrap();
     }
 }
