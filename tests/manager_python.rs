@@ -293,8 +293,8 @@ fn the_remote_manager_recipe_shares_a_queue_with_rust_clients() {
         let getter = KillOnDrop(getter);
         assert_eq!(
             rust.number_of_objects().unwrap(),
-            1,
-            "the server serves meanwhile"
+            2,
+            "the server serves meanwhile (its published queue and lock)"
         );
         q.put(format!("from rust to {}", py.version)).unwrap();
         let mut got = String::new();

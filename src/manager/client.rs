@@ -7,6 +7,10 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod nested;
+#[cfg(feature = "python")]
+mod python;
+
 use super::exception::Exception;
 use super::protocol::{Reply, Request};
 use super::server::{DEFAULT_MAX_REQUEST, Running, Shared};
@@ -360,57 +364,6 @@ impl Proxy {
         }
     }
 
-    /// A working proxy of the object a proxy reference names ([`Object::Proxy`], read back
-    /// from a managed dict or list that holds it), on this proxy's manager; it takes a
-    /// reference of its own.
-    ///
-    /// ```
-    /// # multiproc::init();
-    /// use multiproc::manager::{ListProxy, Manager};
-    ///
-    /// let m = Manager::start_thread().unwrap();
-    /// let d = m.dict().unwrap();
-    /// d.set("x", &m.list(vec![1]).unwrap()).unwrap();
-    /// let inner = d.as_proxy().resolve(&d.get_item("x").unwrap()).unwrap();
-    /// let inner = ListProxy::try_from(inner).unwrap();
-    /// inner.append(2).unwrap();
-    /// assert_eq!(d.to_string(), format!("{{'x': <ListProxy object, typeid 'list' at {:#x}>}}", inner.as_proxy().id()));
-    /// assert_eq!(inner.to_string(), "[1, 2]");
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError::Protocol`] when `o` is not a proxy reference; `KeyError` when the
-    /// object is gone.
-    pub fn resolve(&self, o: &Object) -> Result<Proxy, ManagerError> {
-        let Object::Proxy(r) = o else {
-            return Err(ManagerError::Protocol(format!("{o} is not a proxy")));
-        };
-        let link = self.link.current()?;
-        let reply = link.request(None, "incref", vec![Object::from(r.id)], Dict::new())?;
-        match reply {
-            // Python's server answers an incref with None.
-            Reply::Return(_) if link.python => Ok(Proxy {
-                link,
-                id: r.id,
-                typeid: r.typeid.clone(),
-            }),
-            reply => Proxy::from_reply(link, reply),
-        }
-    }
-
-    /// The object's id on its manager.
-    ///
-    /// ```
-    /// # multiproc::init();
-    /// let m = multiproc::manager::Manager::start_thread().unwrap();
-    /// let (a, b) = (m.dict().unwrap(), m.dict().unwrap());
-    /// assert_ne!(a.as_proxy().id(), b.as_proxy().id());
-    /// ```
-    pub fn id(&self) -> u64 {
-        self.id
-    }
-
     /// A copy of the whole object (Python's `proxy._getvalue()`).
     ///
     /// # Errors
@@ -464,14 +417,6 @@ impl fmt::Display for Proxy {
             Ok(other) => write!(f, "{other}"),
             Err(e) => write!(f, "<{} proxy: {e}>", self.typeid),
         }
-    }
-}
-
-impl From<&Proxy> for Object {
-    /// A reference to the proxy's object, to store in a managed dict or list (Python's
-    /// `d['x'] = proxy`): the container then keeps the object alive.
-    fn from(p: &Proxy) -> Object {
-        crate::object::ProxyRef::new(p.typeid.clone(), p.id).into()
     }
 }
 
@@ -665,47 +610,6 @@ impl Manager {
         authkey: impl AsRef<[u8]>,
     ) -> Result<Manager, ManagerError> {
         let link = Link::shared(&address.into(), authkey.as_ref(), false)?;
-        link.value(None, "dummy", vec![])?;
-        Ok(Manager {
-            link,
-            serving: Serving::Remote,
-        })
-    }
-
-    /// Connects to Python's own manager server (`SyncManager(address, authkey)
-    /// .get_server().serve_forever()`, or a `BaseManager`'s) at `address`, speaking its
-    /// pickled protocol: the same proxy types use its dict, list, Namespace, Value and Queue,
-    /// Python's exceptions arrive typed ([`ExceptionKind`](super::ExceptionKind)), and every
-    /// proxy decrefs its object when dropped. Each `create`, `incref` and `decref` opens a
-    /// connection of its own, as Python's client does; the handshake of Python 3.11 (HMAC-MD5)
-    /// is accepted.
-    ///
-    /// What Python's server cannot do is refused by it: [`Manager::pipeline`] sends the calls
-    /// one by one, and the methods beyond Python's (`update_with`, …) raise.
-    ///
-    /// ```no_run
-    /// use multiproc::manager::{ExceptionKind, Manager, ManagerError};
-    ///
-    /// // Python: SyncManager(address=('127.0.0.1', 50000), authkey=b'key').get_server().serve_forever()
-    /// let m = Manager::connect_python("127.0.0.1:50000".parse::<multiproc::Address>()?, b"key")?;
-    /// let d = m.dict()?;
-    /// d.set("seen", 1)?;
-    /// match d.get_item("missing") {
-    ///     Err(ManagerError::Raised(e)) => assert_eq!(e.kind(), ExceptionKind::KeyError),
-    ///     other => panic!("{other:?}"),
-    /// }
-    /// # Ok::<(), Box<dyn std::error::Error>>(())
-    /// ```
-    ///
-    /// # Errors
-    ///
-    /// [`ManagerError::Connect`] when it cannot be reached or refuses the key.
-    #[cfg(feature = "python")]
-    pub fn connect_python(
-        address: impl Into<Address>,
-        authkey: impl AsRef<[u8]>,
-    ) -> Result<Manager, ManagerError> {
-        let link = Link::shared(&address.into(), authkey.as_ref(), true)?;
         link.value(None, "dummy", vec![])?;
         Ok(Manager {
             link,
