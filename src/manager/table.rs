@@ -58,6 +58,8 @@ struct Slot {
     referent: Box<dyn Referent>,
     /// In arrival order: the first is resumed first.
     parked: Vec<Parked>,
+    /// It was given proxies of others to hold: a change is followed by a scan.
+    holds_proxies: bool,
 }
 
 struct Entry {
@@ -108,6 +110,15 @@ fn lock<T: ?Sized>(m: &Mutex<T>) -> MutexGuard<'_, T> {
 impl Table {
     /// Registers `referent` with one reference held by `holder`.
     pub fn insert(&self, holder: Holder, referent: Box<dyn Referent>) -> ProxyInfo {
+        self.insert_with(holder, referent, false)
+    }
+
+    fn insert_with(
+        &self,
+        holder: Holder,
+        referent: Box<dyn Referent>,
+        holds_proxies: bool,
+    ) -> ProxyInfo {
         let mut t = lock(&self.inner);
         t.next_id += 1;
         let id = t.next_id;
@@ -119,6 +130,7 @@ impl Table {
         let slot = Slot {
             referent,
             parked: Vec::new(),
+            holds_proxies,
         };
         t.objects.insert(
             id,
@@ -156,7 +168,7 @@ impl Table {
         nested: bool,
     ) -> ProxyInfo {
         let present = nested.then(|| nested::proxies_in([&referent.value()]));
-        let info = self.insert(holder, referent);
+        let info = self.insert_with(holder, referent, nested);
         if let Some(present) = present {
             let freed = Self::hold_contents(&mut lock(&self.inner), info.id, present);
             debug_assert!(freed.is_empty(), "a new object only adds references");
@@ -413,7 +425,7 @@ impl Table {
             return Err(call);
         }
         // A change to an object that holds proxies is followed by a scan of all it holds.
-        if !nested::reads_only(&call.method) && lock(&self.inner).containers.contains(&id) {
+        if guard.holds_proxies && !nested::reads_only(&call.method) {
             let scan = Call {
                 who: call.who,
                 method: "#GETVALUE".into(),
@@ -438,8 +450,8 @@ impl Table {
         let carries = nested::has_proxy(call.args.iter().chain(call.kwargs.values()));
         let changes = !nested::reads_only(&call.method);
         let outcome = s.referent.dispatch(call);
-        let rescan =
-            outcome.is_ok() && (carries || (changes && lock(&self.inner).containers.contains(&id)));
+        let rescan = outcome.is_ok() && (carries || (changes && s.holds_proxies));
+        s.holds_proxies |= carries;
         let returned = match &outcome {
             Ok(Outcome::Value(v)) if rescan => nested::proxies_in([v]),
             _ => HashMap::new(),
