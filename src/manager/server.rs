@@ -481,9 +481,6 @@ impl Loop<'_> {
         let Some(Phase::Ready { sock, inbuf }) = &mut c.phase else {
             return true;
         };
-        // A read that returned less than it asked for emptied the socket: the poller (level
-        // triggered) says when more arrives, so no read is spent on finding it empty.
-        let mut drained = false;
         loop {
             if throttled(c.outbox.len() - c.sent, c.inbox.len()) {
                 return true;
@@ -532,25 +529,22 @@ impl Loop<'_> {
                 // An idle client keeps no buffer.
                 *inbuf = Vec::new();
             }
-            if drained {
-                return true;
-            }
             // Read more. A large frame under way is read straight into its buffer; anything
             // else goes through the loop's scratch buffer, so that a client holds only the
             // bytes it has sent and not yet had cut into requests.
-            let (got, asked) = if want > READ_STEP {
+            let got = if want > READ_STEP {
                 let room = want.min(READ_STEP * 16);
                 inbuf.reserve(room);
-                (recv_append(sock.as_fd(), inbuf, room), room)
+                recv_append(sock.as_fd(), inbuf, room)
             } else {
                 self.scratch.clear();
                 let r = recv_append(sock.as_fd(), &mut self.scratch, READ_STEP);
                 inbuf.extend_from_slice(&self.scratch);
-                (r, READ_STEP)
+                r
             };
             match got {
                 Ok(Some(0)) => return false,
-                Ok(Some(n)) => drained = n < asked,
+                Ok(Some(_)) => {}
                 Ok(None) => return true,
                 Err(_) => return false,
             }
