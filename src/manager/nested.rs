@@ -35,9 +35,16 @@ pub(crate) fn proxies_in<'a>(
     found
 }
 
-/// Whether `o` holds a proxy reference anywhere (cheap for values without containers).
+/// Whether `objects` hold a proxy reference anywhere (no allocation for scalars).
 pub(crate) fn has_proxy<'a>(objects: impl IntoIterator<Item = &'a Object>) -> bool {
-    let mut todo: Vec<&Object> = objects.into_iter().collect();
+    let mut todo: Vec<&Object> = Vec::new();
+    for o in objects {
+        match o {
+            Object::Proxy(_) => return true,
+            Object::List(_) | Object::Tuple(_) | Object::Dict(_) => todo.push(o),
+            _ => {}
+        }
+    }
     while let Some(o) = todo.pop() {
         match o {
             Object::Proxy(_) => return true,
