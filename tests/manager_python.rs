@@ -55,7 +55,7 @@ impl Serve {
         let mut child = Command::new(env!("CARGO_BIN_EXE_multiproc"))
             .args(["serve", "--listen", "127.0.0.1:0", "--authkey-file"])
             .arg(&key)
-            .args(["--object", "get_queue=Queue", "--object", "get_lock=Lock"])
+            .args(["--object", "get_queue=queue", "--object", "get_lock=Lock"])
             .arg("--allow-legacy-md5")
             .stdout(Stdio::piped())
             .spawn()

@@ -46,8 +46,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         authkey_file: Option<std::path::PathBuf>,
         /// Publish an object under a name, e.g. `--object jobs=Queue --object state=dict`
-        /// (types: dict, list, Namespace, Queue, JoinableQueue, Lock, RLock, Semaphore,
-        /// BoundedSemaphore, Event, Condition).
+        /// (types, in any case: dict, list, Namespace, Queue, JoinableQueue, Lock, RLock,
+        /// Semaphore, BoundedSemaphore, Event, Condition). Python's manager clients reach NAME
+        /// with `register('NAME')`.
         #[arg(long, value_name = "NAME=TYPE", value_parser = parse_object)]
         object: Vec<(String, String)>,
         /// The largest request a client may send, in bytes.
@@ -60,9 +61,30 @@ enum Command {
     },
 }
 
+/// The typeids `--object` knows, in their registry spelling (`queue` is taken for `Queue`).
+const TYPEIDS: &[&str] = &[
+    "dict",
+    "list",
+    "Namespace",
+    "Value",
+    "Queue",
+    "JoinableQueue",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Condition",
+    "Barrier",
+];
+
 fn parse_object(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((name, typeid)) if !name.is_empty() && !typeid.is_empty() => {
+            let typeid = TYPEIDS
+                .iter()
+                .find(|t| t.eq_ignore_ascii_case(typeid))
+                .map_or(typeid, |t| t);
             Ok((name.to_owned(), typeid.to_owned()))
         }
         _ => Err(format!("expected NAME=TYPE, got {s:?}")),
