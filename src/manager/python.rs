@@ -5,8 +5,8 @@
 //! protocol from then on: requests are pickled `(ident, method, args, kwds)` and replies are
 //! pickled `('#RETURN', value)`, `('#ERROR', exception)`, `('#PROXY', (exposed, token))` or
 //! `('#TRACEBACK', text)`. Object ids are Python's hexadecimal strings. Nothing in a request is
-//! run: the only names a request may carry are `builtins.slice` and those a pickled proxy is
-//! made of (`RebuildProxy`, `AutoProxy`, `Token` and the builtin proxy classes), read as data
+//! run: the only names a request may carry are `builtins.slice`, `builtins.range` and those a
+//! pickled proxy is made of (`RebuildProxy`, `AutoProxy`, `Token` and the builtin proxy classes), read as data
 //! ([`codec::pickle`](crate::codec::pickle)); any other name is answered with a
 //! `#TRACEBACK` naming it, and the connection goes on.
 //!
@@ -18,7 +18,8 @@
 //! the call (Python's: one connection per client thread).
 //!
 //! What is served, next to Python's `SyncManager`: see the table in the [manager's
-//! documentation](super).
+//! documentation](super). The second half of this file is the other direction: a Rust client
+//! ([`Manager::connect_python`](super::Manager::connect_python)) of Python's own server.
 
 use super::exception::{Exception, ExceptionKind};
 use super::protocol::{Reply, Request};
