@@ -322,8 +322,7 @@
 //!
 //! # What it does not do (yet)
 //!
-//! - The Redis backend. The manager does not serve Python's own manager clients yet, and its
-//!   lists take integer indices only (no slices).
+//! - The Redis backend.
 //! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).

@@ -495,3 +495,59 @@ fn an_empty_authkey_reaches_a_server_bound_without_one() {
     serving.join().unwrap().unwrap();
     let _ = std::fs::remove_file(&path);
 }
+
+fn add_one(d: DictProxy) {
+    d.update_with("n", "add", 1).unwrap();
+}
+
+/// A child forked while another thread connects to a manager (and holds the process's
+/// registry of connections for a moment) must not wait for a lock nobody will release.
+#[test]
+fn forks_while_other_threads_connect_never_hang() {
+    let _leaks = common::leak_check();
+    let server = multiproc::manager::Server::bind(
+        "127.0.0.1:0".parse::<multiproc::Address>().unwrap(),
+        Some(b"k"),
+    )
+    .unwrap();
+    server.publish("d", "dict", vec![]).unwrap();
+    let address = server.address().clone();
+    let stopper = server.stopper();
+    let serving = std::thread::spawn(move || server.serve_forever());
+    let manager = Manager::connect(address.clone(), b"k").unwrap();
+    let d = DictProxy::try_from(manager.get("d").unwrap()).unwrap();
+    let other_server = multiproc::manager::Server::bind(
+        "127.0.0.1:0".parse::<multiproc::Address>().unwrap(),
+        Some(b"k"),
+    )
+    .unwrap();
+    let other_address = other_server.address().clone();
+    let other_stopper = other_server.stopper();
+    let other_serving = std::thread::spawn(move || other_server.serve_forever());
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            // Each connection makes a new link (the last one is gone), and registers it.
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let other = Manager::connect(other_address.clone(), b"k").unwrap();
+                drop(other);
+            }
+        });
+        for _ in 0..30 {
+            let child = Process::builder()
+                .method(multiproc::StartMethod::Fork)
+                .start(add_one, d.clone())
+                .unwrap();
+            if let Err(e) = child.join_timeout(Duration::from_secs(60)) {
+                panic!("a forked child: {e}");
+            }
+        }
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    });
+    assert_eq!(d.get_item("n").unwrap(), obj!(30));
+    drop((d, manager));
+    for (stopper, serving) in [(stopper, serving), (other_stopper, other_serving)] {
+        stopper.stop();
+        serving.join().unwrap().unwrap();
+    }
+}

@@ -232,8 +232,8 @@ import collections, datetime, os, pickle, sys
 class Point:
     def __init__(self): self.x = 1
 VALUES = [
-    collections.OrderedDict(a=1), datetime.date(2020, 1, 1), 1j, range(3), Exception('x'),
-    os.system, Point(), [1, Point], {'k': collections.deque([1])}, slice(1, 2), Ellipsis,
+    collections.OrderedDict(a=1), datetime.date(2020, 1, 1), 1j, Exception('x'),
+    os.system, Point(), [1, Point], {'k': collections.deque([1])}, Ellipsis,
     NotImplemented, type(None),
 ]
 for v in VALUES:
@@ -244,6 +244,34 @@ for v in VALUES:
             continue
         sys.stdout.write('%d %s %s\n' % (proto, data.hex(), type(v).__name__))
 "#;
+
+/// `range` and `slice` (what a manager request for `l[1:2]` or `m.list(range(3))` carries)
+/// are read as data, in every protocol.
+const PY_RANGE_SLICE: &str = r#"
+import pickle, sys
+for v in [range(3), range(10, 0, -3), slice(1, 2), slice(None, None, -1)]:
+    for proto in range(pickle.HIGHEST_PROTOCOL + 1):
+        sys.stdout.write('%d %s %r\n' % (proto, pickle.dumps(v, proto).hex(), v))
+"#;
+
+#[test]
+fn ranges_and_slices_are_read_as_data() {
+    for python in pyenv::interpreters() {
+        let out = String::from_utf8(pyenv::run(&python, PY_RANGE_SLICE, b"")).unwrap();
+        for line in out.lines() {
+            let (proto, rest) = line.split_once(' ').unwrap();
+            let (hex, repr) = rest.split_once(' ').unwrap();
+            let got = pickle::loads(&unhex(hex)).unwrap().to_string();
+            let want = match repr {
+                "range(0, 3)" => "[0, 1, 2]",
+                "range(10, 0, -3)" => "[10, 7, 4, 1]",
+                other => other,
+            };
+            assert_eq!(got, want, "Python {} protocol {proto}", python.version);
+        }
+        assert!(out.lines().count() >= 16);
+    }
+}
 
 #[test]
 fn python_objects_that_are_not_plain_data_are_refused() {

@@ -12,7 +12,11 @@
 //! to pickle plain data (`builtins.set`, `builtins.frozenset`, `builtins.bytearray`,
 //! `builtins.bytes`, `_codecs.encode`), builds the value those calls would build, and rejects
 //! every other name with [`PickleError::Forbidden`]. Objects of classes (instances, `datetime`,
-//! `OrderedDict`, `complex`, …) are rejected the same way.
+//! `OrderedDict`, `complex`, …) are rejected the same way. What Python's manager clients send
+//! is read as data too: `builtins.slice` as an [`Object::Slice`], `builtins.range` as the list
+//! of its ints, and a pickled proxy (`multiprocessing.managers.RebuildProxy` of a proxy class
+//! and a `Token`) as an [`Object::Proxy`]; [`dumps`] writes those two the way Python pickles
+//! them.
 //!
 //! Hostile input gives an error, never a panic, a stack overflow or an unbounded allocation,
 //! in debug and release builds alike:
@@ -110,13 +114,21 @@ pub enum PickleError {
 pub struct Limits {
     pub(crate) max_depth: usize,
     max_bytes: Option<usize>,
+    /// Also read the exceptions a Python manager server replies with (`KeyError('k')` …),
+    /// as [`EXCEPTION_MARK`] tuples: for the manager's client only.
+    pub(crate) exceptions: bool,
 }
+
+/// How an exception of a Python manager's reply is read when [`Limits::exceptions`] is set:
+/// `(EXCEPTION_MARK, 'module.Name', args)`.
+pub(crate) const EXCEPTION_MARK: &str = "\0exception";
 
 impl Default for Limits {
     fn default() -> Self {
         Limits {
             max_depth: MAX_DEPTH,
             max_bytes: None,
+            exceptions: false,
         }
     }
 }
@@ -226,9 +238,100 @@ pub fn dumps(object: &Object) -> Vec<u8> {
 /// assert_eq!(&frame[4..], b"\x80\x04N.");
 /// ```
 pub fn dump_into(object: &Object, out: &mut Vec<u8>) {
+    let to = ProxyTarget {
+        address: &Object::None,
+        exposed: &|_| None,
+    };
+    dump_for(object, out, &to);
+}
+
+/// How [`dump_for`] writes proxy references: the manager's address, and the exposed methods
+/// of an object by id (for the `AutoProxy` of a typeid without a proxy class of its own).
+pub(crate) struct ProxyTarget<'a> {
+    pub address: &'a Object,
+    pub exposed: &'a dyn Fn(u64) -> Option<&'static [&'static str]>,
+}
+
+/// Appends the pickle of `object` to `out`, writing a proxy reference ([`Object::Proxy`]) as
+/// Python pickles a proxy of a manager at `address` (`('127.0.0.1', 5000)` or a path):
+/// `RebuildProxy(ListProxy, Token('list', address, '2a'), 'pickle', {})`.
+pub(crate) fn dump_for(object: &Object, out: &mut Vec<u8>, address: &ProxyTarget<'_>) {
     out.extend([op::PROTO, PROTOCOL]);
-    write_object(object, out);
+    write_object(object, out, address);
     out.push(op::STOP);
+}
+
+/// The `TUPLE2` opcode, for callers that build a pickle piece by piece.
+pub(crate) const TUPLE2: u8 = op::TUPLE2;
+
+/// A whole pickle of the opcodes in `body` (one value): protocol header, body, `STOP`.
+pub(crate) fn wrap(body: &[u8], out: &mut Vec<u8>) {
+    out.extend([op::PROTO, PROTOCOL]);
+    out.extend_from_slice(body);
+    out.push(op::STOP);
+}
+
+/// Writes a `str`.
+pub(crate) fn write_str(out: &mut Vec<u8>, s: &str) {
+    write_len(
+        out,
+        s.len(),
+        op::SHORT_BINUNICODE,
+        op::BINUNICODE,
+        op::BINUNICODE8,
+    );
+    out.extend(s.as_bytes());
+}
+
+/// Writes the opcodes of `o` (no header), proxies as [`dump_for`] writes them.
+pub(crate) fn write_value(out: &mut Vec<u8>, o: &Object, address: &ProxyTarget<'_>) {
+    write_object(o, out, address);
+}
+
+/// Writes the global `module.name` (protocol 4's `STACK_GLOBAL`).
+pub(crate) fn write_global(out: &mut Vec<u8>, module: &str, name: &str) {
+    for s in [module, name] {
+        write_len(
+            out,
+            s.len(),
+            op::SHORT_BINUNICODE,
+            op::BINUNICODE,
+            op::BINUNICODE8,
+        );
+        out.extend(s.as_bytes());
+    }
+    out.push(op::STACK_GLOBAL);
+}
+
+/// Writes Python's `multiprocessing.managers.Token(typeid, address, id)`.
+pub(crate) fn write_token(out: &mut Vec<u8>, typeid: &str, address: &Object, id: u64) {
+    write_global(out, "multiprocessing.managers", "Token");
+    out.extend([op::EMPTY_TUPLE, op::NEWOBJ]);
+    let state = Object::Tuple(vec![
+        typeid.into(),
+        address.clone(),
+        Object::Str(format!("{id:x}")),
+    ]);
+    write_value(
+        out,
+        &state,
+        &ProxyTarget {
+            address: &Object::None,
+            exposed: &|_| None,
+        },
+    );
+    out.push(op::BUILD);
+}
+
+/// Writes a call `module.name(*args)` (`REDUCE`), as Python pickles an exception or a slice.
+pub(crate) fn write_call(out: &mut Vec<u8>, module: &str, name: &str, args: &[Object]) {
+    write_global(out, module, name);
+    let to = ProxyTarget {
+        address: &Object::None,
+        exposed: &|_| None,
+    };
+    write_object(&Object::Tuple(args.to_vec()), out, &to);
+    out.push(op::REDUCE);
 }
 
 /// Pickles any serializable value, converted as [`to_object`] does (for an [`Object`],
@@ -305,7 +408,9 @@ pub fn loads(bytes: &[u8]) -> Result<Object, PickleError> {
 /// assert!(o.is_none());
 /// ```
 pub fn loads_with(bytes: &[u8], limits: &Limits) -> Result<Object, PickleError> {
-    decode::Decoder::new(bytes, limits).run()
+    let o = decode::Decoder::new(bytes, limits).run()?;
+    decode::no_stray_class(&o)?;
+    Ok(o)
 }
 
 /// Reads a pickle into any deserializable type, converted as
@@ -447,11 +552,12 @@ fn write_batched<'a>(
     items: impl ExactSizeIterator<Item = &'a Object>,
     single: Option<u8>,
     many: u8,
+    address: &ProxyTarget<'_>,
 ) {
     let n = items.len();
     if let (1, Some(single)) = (n, single) {
         for item in items {
-            write_object(item, out);
+            write_object(item, out, address);
         }
         out.push(single);
         return;
@@ -460,14 +566,48 @@ fn write_batched<'a>(
     while items.peek().is_some() {
         out.push(op::MARK);
         for item in items.by_ref().take(BATCH) {
-            write_object(item, out);
+            write_object(item, out, address);
         }
         out.push(many);
     }
 }
 
-fn write_object(o: &Object, out: &mut Vec<u8>) {
+fn write_object(o: &Object, out: &mut Vec<u8>, address: &ProxyTarget<'_>) {
     match o {
+        Object::Slice(s) => {
+            write_call(
+                out,
+                "builtins",
+                "slice",
+                &[s.start.clone(), s.stop.clone(), s.step.clone()],
+            );
+        }
+        Object::Proxy(p) => {
+            write_global(out, "multiprocessing.managers", "RebuildProxy");
+            out.push(op::MARK);
+            write_global(
+                out,
+                "multiprocessing.managers",
+                p.python_class().unwrap_or("AutoProxy"),
+            );
+            write_token(out, &p.typeid, address.address, p.id);
+            write_str(out, "pickle");
+            out.push(op::EMPTY_DICT);
+            // An AutoProxy built without its methods would ask for them on a connection
+            // without the authkey handshake, as Python's own does; Python pickles them along.
+            if p.python_class().is_none()
+                && let Some(exposed) = (address.exposed)(p.id)
+            {
+                write_str(out, "exposed");
+                out.push(op::MARK);
+                for m in exposed {
+                    write_str(out, m);
+                }
+                out.extend([op::TUPLE, op::SETITEM]);
+            }
+            out.push(op::TUPLE);
+            out.push(op::REDUCE);
+        }
         Object::None => out.push(op::NONE),
         Object::Bool(true) => out.push(op::NEWTRUE),
         Object::Bool(false) => out.push(op::NEWFALSE),
@@ -502,20 +642,20 @@ fn write_object(o: &Object, out: &mut Vec<u8>) {
         }
         Object::List(items) => {
             out.push(op::EMPTY_LIST);
-            write_batched(out, items.iter(), Some(op::APPEND), op::APPENDS);
+            write_batched(out, items.iter(), Some(op::APPEND), op::APPENDS, address);
         }
         Object::Tuple(items) => match items.len() {
             0 => out.push(op::EMPTY_TUPLE),
             n @ 1..=3 => {
                 for item in items {
-                    write_object(item, out);
+                    write_object(item, out, address);
                 }
                 out.push([op::TUPLE1, op::TUPLE2, op::TUPLE3][n - 1]);
             }
             _ => {
                 out.push(op::MARK);
                 for item in items {
-                    write_object(item, out);
+                    write_object(item, out, address);
                 }
                 out.push(op::TUPLE);
             }
@@ -524,8 +664,8 @@ fn write_object(o: &Object, out: &mut Vec<u8>) {
             out.push(op::EMPTY_DICT);
             if d.len() == 1 {
                 for (k, v) in d.iter() {
-                    write_object(k, out);
-                    write_object(v, out);
+                    write_object(k, out, address);
+                    write_object(v, out, address);
                 }
                 out.push(op::SETITEM);
                 return;
@@ -534,20 +674,20 @@ fn write_object(o: &Object, out: &mut Vec<u8>) {
             while entries.peek().is_some() {
                 out.push(op::MARK);
                 for (k, v) in entries.by_ref().take(BATCH) {
-                    write_object(k, out);
-                    write_object(v, out);
+                    write_object(k, out, address);
+                    write_object(v, out, address);
                 }
                 out.push(op::SETITEMS);
             }
         }
         Object::Set(s) => {
             out.push(op::EMPTY_SET);
-            write_batched(out, s.iter(), None, op::ADDITEMS);
+            write_batched(out, s.iter(), None, op::ADDITEMS, address);
         }
         Object::FrozenSet(s) => {
             out.push(op::MARK);
             for item in s.iter() {
-                write_object(item, out);
+                write_object(item, out, address);
             }
             out.push(op::FROZENSET);
         }

@@ -248,6 +248,12 @@ impl Listener {
         }
     }
 
+    /// Accepts (or refuses) Python 3.11's HMAC-MD5 handshake from now on, as
+    /// [`ListenerOptions::allow_legacy_md5`].
+    pub(crate) fn set_legacy_md5(&mut self, allow: bool) {
+        self.opts.legacy_md5 = allow;
+    }
+
     /// The address listened on (with the real port when port 0 was asked for).
     pub fn address(&self) -> &Address {
         &self.address

@@ -9,6 +9,10 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod nested;
+#[cfg(feature = "python")]
+mod python;
+
 use super::exception::Exception;
 use super::protocol::{Reply, Request};
 use super::server::{DEFAULT_MAX_REQUEST, Running};
@@ -67,10 +71,33 @@ pub(super) struct Link {
     /// The process that made the link: a child made by `fork` has copies of the parent's
     /// connections, which it must never use (two processes on one stream corrupt it).
     pid: u32,
+    /// The server is Python's own manager: pickled requests, no sessions, and control
+    /// requests on connections of their own.
+    python: bool,
 }
 
 /// The links of this process, by address: a proxy that arrives uses the link to its manager.
 static LINKS: Mutex<Vec<std::sync::Weak<Link>>> = Mutex::new(Vec::new());
+
+/// The registry of links, or `None` if it stays locked. A child made by `fork` while another
+/// thread of its parent held the lock has a copy of it that nobody will ever unlock; the
+/// lock is only held for a lookup or an insertion, so a short wait tells the two apart, and
+/// such a child goes on with links of its own, unregistered.
+fn links() -> Option<std::sync::MutexGuard<'static, Vec<std::sync::Weak<Link>>>> {
+    let start = std::time::Instant::now();
+    loop {
+        match LINKS.try_lock() {
+            Ok(g) => return Some(g),
+            Err(std::sync::TryLockError::Poisoned(p)) => return Some(p.into_inner()),
+            Err(std::sync::TryLockError::WouldBlock)
+                if start.elapsed() < Duration::from_millis(50) =>
+            {
+                std::thread::yield_now();
+            }
+            Err(std::sync::TryLockError::WouldBlock) => return None,
+        }
+    }
+}
 
 /// Idle connections kept for later calls; more are closed when returned.
 const MAX_IDLE: usize = 64;
@@ -115,7 +142,7 @@ impl Holding {
 }
 
 impl Link {
-    fn connect(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
+    fn connect(address: &Address, authkey: &[u8], python: bool) -> Result<Arc<Link>, ManagerError> {
         let mut session = [0u8; 16];
         crate::sys::net::random(&mut session).map_err(|e| ManagerError::Start(e.to_string()))?;
         let link = Link {
@@ -125,6 +152,7 @@ impl Link {
             idle: Mutex::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
             pid: std::process::id(),
+            python,
         };
         let conn = link.open()?;
         link.put_back(conn);
@@ -148,28 +176,49 @@ impl Link {
             idle: Mutex::new(vec![conn]),
             held: Mutex::new(HashMap::new()),
             pid: std::process::id(),
+            python: false,
         });
-        let mut links = LINKS.lock().unwrap_or_else(PoisonError::into_inner);
-        links.retain(|l| l.strong_count() > 0);
-        links.push(Arc::downgrade(&link));
+        if let Some(mut links) = links() {
+            links.retain(|l| l.strong_count() > 0);
+            links.push(Arc::downgrade(&link));
+        }
         link
     }
 
     /// A new connection, in the session.
     fn open(&self) -> Result<Connection, ManagerError> {
-        let mut client = Client::new();
-        // An empty key: a server bound without one (a Unix path), no handshake.
-        if !self.authkey.is_empty() {
-            client.authkey(&self.authkey);
-        }
-        let mut conn = client.connect(&self.address)?;
-        conn.set_max_frame(DEFAULT_MAX_REQUEST);
-        let join = vec![Object::Bytes(self.session.to_vec())];
-        match Self::exchange(&mut conn, None, "session", join, Dict::new())? {
+        let mut conn = self.raw()?;
+        let (method, args) = if self.python {
+            // Python's server serves one request per connection, except on this one.
+            ("accept_connection", vec![Object::from("multiproc")])
+        } else {
+            ("session", vec![Object::Bytes(self.session.to_vec())])
+        };
+        match Self::exchange(
+            &mut conn,
+            self.python.then_some(&self.address),
+            None,
+            method,
+            args,
+            Dict::new(),
+        )? {
             Reply::Return(_) => Ok(conn),
             Reply::Error(e) => Err(ManagerError::Raised(e)),
             Reply::Proxy { .. } => Err(ManagerError::Protocol("a proxy for a session".into())),
         }
+    }
+
+    /// A new connection, authenticated, in no session.
+    fn raw(&self) -> Result<Connection, ManagerError> {
+        let mut client = Client::new();
+        // An empty key: a server bound without one (a Unix path), no handshake.
+        if !self.authkey.is_empty() {
+            // Python's 3.11 servers speak only the HMAC-MD5 handshake.
+            client.authkey(&self.authkey).allow_legacy_md5(self.python);
+        }
+        let mut conn = client.connect(&self.address)?;
+        conn.set_max_frame(DEFAULT_MAX_REQUEST);
+        Ok(conn)
     }
 
     /// The link a call must go through: this one, or, in a child made by `fork` that
@@ -178,7 +227,7 @@ impl Link {
         if self.pid == std::process::id() {
             Ok(Arc::clone(self))
         } else {
-            Link::shared(&self.address, &self.authkey)
+            Link::shared(&self.address, &self.authkey, self.python)
         }
     }
 
@@ -205,11 +254,28 @@ impl Link {
     /// One request and its reply on `conn`.
     fn exchange(
         conn: &mut Connection,
+        python: Option<&Address>,
         id: Option<ObjectId>,
         method: &str,
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Reply, ManagerError> {
+        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
+        #[cfg(feature = "python")]
+        if let Some(address) = python {
+            let typeid = match (method, args.first()) {
+                ("create", Some(Object::Str(t))) => Some(t.clone()),
+                _ => None,
+            };
+            let mut bytes = Vec::new();
+            super::python::encode_request(address, id, method, args, kwargs, &mut bytes);
+            conn.send_bytes(&bytes).map_err(|e| lost(&e))?;
+            let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
+            return super::python::read_reply(&bytes, method, typeid.as_deref())
+                .map_err(ManagerError::Protocol);
+        }
+        #[cfg(not(feature = "python"))]
+        let _ = python;
         let req = Request {
             id,
             method: method.into(),
@@ -218,7 +284,6 @@ impl Link {
         };
         let mut bytes = Vec::new();
         codec::encode_plain_into(&req, &mut bytes)?;
-        let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
         conn.send_bytes(&bytes).map_err(|e| lost(&e))?;
         let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
         Ok(codec::decode::<Reply>(&bytes, Vec::new())?)
@@ -234,6 +299,13 @@ impl Link {
 
     fn pipeline_here(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
         const GROUP: usize = 256;
+        if self.python {
+            // Python's server answers one request at a time anyway.
+            return requests
+                .into_iter()
+                .map(|r| self.request_here(r.id, &r.method, r.args, r.kwargs, Holding::Unchanged))
+                .collect();
+        }
         let mut conn = self.take()?;
         let lost = |e: &dyn fmt::Display| ManagerError::Disconnected(e.to_string());
         let mut replies = Vec::with_capacity(requests.len());
@@ -260,18 +332,32 @@ impl Link {
     }
 
     /// The link of this process to `address`, made on first use.
-    pub(super) fn shared(address: &Address, authkey: &[u8]) -> Result<Arc<Link>, ManagerError> {
-        let mut links = LINKS.lock().unwrap_or_else(PoisonError::into_inner);
-        links.retain(|l| l.strong_count() > 0);
-        let found = links
-            .iter()
-            .filter_map(std::sync::Weak::upgrade)
-            .find(|l| l.address == *address && l.authkey == authkey && l.pid == std::process::id());
-        if let Some(l) = found {
+    pub(super) fn shared(
+        address: &Address,
+        authkey: &[u8],
+        python: bool,
+    ) -> Result<Arc<Link>, ManagerError> {
+        let find = |links: &mut Vec<std::sync::Weak<Link>>| {
+            links.retain(|l| l.strong_count() > 0);
+            links.iter().filter_map(std::sync::Weak::upgrade).find(|l| {
+                l.address == *address
+                    && l.authkey == authkey
+                    && l.pid == std::process::id()
+                    && l.python == python
+            })
+        };
+        if let Some(l) = links().as_mut().and_then(|links| find(links)) {
             return Ok(l);
         }
-        let l = Link::connect(address, authkey)?;
-        links.push(Arc::downgrade(&l));
+        // Connected outside the registry's lock: it is never held for long.
+        let l = Link::connect(address, authkey, python)?;
+        if let Some(mut links) = links() {
+            // Another thread may have made one meanwhile: all use the first.
+            if let Some(first) = find(&mut links) {
+                return Ok(first);
+            }
+            links.push(Arc::downgrade(&l));
+        }
         Ok(l)
     }
 
@@ -307,6 +393,11 @@ impl Link {
         kwargs: Dict,
         holding: Holding,
     ) -> Result<Reply, ManagerError> {
+        if self.python && id.is_none() {
+            // Python's server closes a connection after its one control request.
+            let mut conn = self.raw()?;
+            return Self::exchange(&mut conn, Some(&self.address), id, method, args, kwargs);
+        }
         let me = std::thread::current().id();
         let (own, count) = {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
@@ -319,7 +410,14 @@ impl Link {
             Some(c) => c,
             None => self.take()?,
         };
-        let reply = match Self::exchange(&mut conn, id, method, args, kwargs) {
+        let reply = match Self::exchange(
+            &mut conn,
+            self.python.then_some(&self.address),
+            id,
+            method,
+            args,
+            kwargs,
+        ) {
             Ok(r) => r,
             Err(e) => {
                 // The connection is dropped; the server releases what was held through it.
@@ -493,6 +591,7 @@ struct ProxyWire {
     authkey: Vec<u8>,
     id: ObjectId,
     typeid: String,
+    python: bool,
 }
 
 impl Serialize for Proxy {
@@ -502,6 +601,7 @@ impl Serialize for Proxy {
             authkey: self.link.authkey.clone(),
             id: self.id,
             typeid: self.typeid.clone(),
+            python: self.link.python,
         }
         .serialize(s)
     }
@@ -512,7 +612,7 @@ impl<'de> Deserialize<'de> for Proxy {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let w = ProxyWire::deserialize(d)?;
         let address: Address = w.address.parse().map_err(D::Error::custom)?;
-        let link = Link::shared(&address, &w.authkey).map_err(D::Error::custom)?;
+        let link = Link::shared(&address, &w.authkey, w.python).map_err(D::Error::custom)?;
         let reply = link
             .request(None, "incref", vec![Object::from(w.id)], Dict::new())
             .map_err(D::Error::custom)?;
@@ -592,7 +692,7 @@ impl Manager {
         address: impl Into<Address>,
         authkey: impl AsRef<[u8]>,
     ) -> Result<Manager, ManagerError> {
-        let link = Link::shared(&address.into(), authkey.as_ref())?;
+        let link = Link::shared(&address.into(), authkey.as_ref(), false)?;
         link.value(None, "dummy", vec![])?;
         Ok(Manager {
             link,

@@ -266,6 +266,9 @@ impl Referent for ManagedList {
             }
             "__getitem__" => {
                 let i = call.one()?;
+                if let Object::Slice(s) = &i {
+                    return Ok(super::slice::get(&self.items, s)?.into());
+                }
                 match self.position(&i)? {
                     Some(p) => self.items[p].clone(),
                     None => {
@@ -278,6 +281,10 @@ impl Referent for ManagedList {
             }
             "__setitem__" => {
                 let (i, value) = call.two()?;
+                if let Object::Slice(s) = &i {
+                    super::slice::set(&mut self.items, s, value)?;
+                    return Ok(Object::None.into());
+                }
                 let p = self
                     .position(&i)?
                     .ok_or_else(Self::assignment_out_of_range)?;
@@ -286,6 +293,10 @@ impl Referent for ManagedList {
             }
             "__delitem__" => {
                 let i = call.one()?;
+                if let Object::Slice(s) = &i {
+                    super::slice::delete(&mut self.items, s)?;
+                    return Ok(Object::None.into());
+                }
                 let p = self
                     .position(&i)?
                     .ok_or_else(Self::assignment_out_of_range)?;
@@ -406,6 +417,11 @@ impl Referent for ManagedList {
             "__mul__" | "__rmul__" | "__imul__" => {
                 let k = call.args.first().and_then(Object::as_i64).unwrap_or(0);
                 n.saturating_mul(k.max(1) as u64)
+            }
+            "__getitem__" | "__setitem__" | "__delitem__"
+                if matches!(call.args.first(), Some(Object::Slice(_))) =>
+            {
+                n.saturating_add(call.args.get(1).and_then(Object::len).unwrap_or(0) as u64)
             }
             "append" | "__len__" | "__getitem__" | "__setitem__" => 0,
             "extend" | "__add__" => n.saturating_add(arg_len()),

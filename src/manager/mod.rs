@@ -45,7 +45,7 @@
 //! | typeid | methods (Python's) | beyond Python |
 //! |---|---|---|
 //! | `dict` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __iter__ get keys values items pop popitem setdefault update clear copy` | `update_with`, `compare_and_set` |
-//! | `list` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __add__ __mul__ __rmul__ __imul__ __reversed__ append count extend index insert pop remove reverse sort clear copy` (integer indices) | |
+//! | `list` | `__getitem__ __setitem__ __delitem__ __contains__ __len__ __add__ __mul__ __rmul__ __imul__ __reversed__ append count extend index insert pop remove reverse sort clear copy`, indices and slices | |
 //! | `Namespace` | `__getattribute__ __setattr__ __delattr__` | |
 //! | `Value` | `get set` | `update_with`, `compare_and_set` |
 //! | `Queue`, `JoinableQueue` | `put put_nowait get get_nowait qsize empty full task_done join` | |
@@ -69,6 +69,41 @@
 //! client's permits stay taken, as in Python. Python's manager keeps a dead client's objects
 //! until it stops, and its locks stay held forever.
 //!
+//! # Python's own clients
+//!
+//! `multiproc serve` (and any [`Server`], with the `python` feature, which the `cli` feature
+//! enables) also serves Python's own manager clients, unchanged:
+//! `SyncManager(address, authkey).connect()` of CPython 3.11–3.13, and the remote-manager
+//! recipe (`QueueManager.register('get_queue'); m.connect(); m.get_queue().put(x)`) for the
+//! names it publishes (`--object get_queue=Queue`), shared with Rust clients. A connection
+//! whose first request is a pickle speaks Python's protocol. Nothing in a request runs: the
+//! only names a request may carry are `builtins.slice`, `builtins.range` and those a pickled
+//! proxy is made of (`RebuildProxy`, `AutoProxy`, `Token`, the builtin proxy classes), read
+//! as data; any other is refused with a `#TRACEBACK` that names it, and the connection goes
+//! on. Python's client takes references with explicit `incref`/`decref`, each on a new
+//! connection: its references belong to all Python clients together, so the objects of a
+//! Python client that dies are kept, as Python's server keeps them.
+//!
+//! | Python's `SyncManager` | served here |
+//! |---|---|
+//! | `dict`, `list` (with slices and nested proxies), `Namespace`, `Value` | yes; `Value`'s typecode is kept for its repr, never checked (as Python) |
+//! | `Queue`, `JoinableQueue` (`AutoProxy`) | yes, without 3.13's `shutdown` |
+//! | `Lock`, `RLock`, `Semaphore`, `BoundedSemaphore`, `Condition`, `Event`, `Barrier` | yes (`Condition.wait_for` runs on the client, as in Python) |
+//! | `Array` | yes: items checked by their type code with Python's exceptions; `_getvalue()` gives a list, not an `array.array` |
+//! | `Pool`, `sort(key=…)`, a `Barrier` action, classes registered with a callable | no: the server never runs Python code; the error says so |
+//! | iterators (`iter(d)`, `#PROXY`) | yes (a snapshot of the keys) |
+//! | `str(proxy)`, `#GETVALUE` (`proxy._getvalue()`) | yes, Python's reprs |
+//! | `_number_of_objects()`, `_debug_info()` | yes |
+//! | `register('get_queue')` + `connect()` (the remote-manager recipe) | the names published with `multiproc serve --object NAME=TYPE` |
+//! | `shutdown()` | only for the server of a [`Manager`]; a stand-alone server refuses |
+//! | the `xmlrpclib` serializer | no |
+//! | protocol 0–5 requests, both handshakes (3.11's HMAC-MD5 only with `--allow-legacy-md5`) | yes |
+//!
+//! The other way round, [`Manager::connect_python`] uses Python's own manager server
+//! (`SyncManager(address, authkey).get_server().serve_forever()`) from Rust with the same
+//! proxy types: its `dict`, `list` (slices, nested proxies), `Namespace`, `Value` and `Queue`,
+//! Python's exceptions typed, each proxy's reference given back when it is dropped.
+//!
 //! # Differences from Python's managers
 //!
 //! - **Nothing from the wire runs.** Python's server unpickles requests, so anyone with the
@@ -84,9 +119,13 @@
 //!   `create`, `incref` and `decref`, and one per thread for calls; here the proxies of a
 //!   process share a few connections (one per call in flight), which the server counts as one
 //!   client: its references are released when the last of them closes.
+//! - **Nested proxies are held.** A proxy stored in a managed dict or list (`d['x'] =
+//!   m.list()`, or `d.set("x", &list)` and [`DictProxy::get_proxy`] from Rust) keeps its
+//!   object alive while an entry names it, and the object is freed when the entry goes and no
+//!   proxy of it is left; Python's server keeps such objects until it stops, and
+//!   `_number_of_objects()` does not count them.
 //! - **Iterators are snapshots.** `__iter__` of a dict returns an iterator over the keys at the
 //!   time of the call; Python's raises if the dict changes size meanwhile.
-//! - **Slices** (`l[2:5]`) are not supported yet; indices are integers.
 //! - **Proxies and the authkey.** A proxy sent to another process carries the manager's
 //!   address and authkey, as Python's does when it spawns a child; send proxies only to
 //!   processes you would give the key. The sender should keep its proxy until the receiver
@@ -100,12 +139,16 @@ mod exception;
 mod limits;
 mod list;
 mod namespace;
+mod nested;
 mod ops;
 mod protocol;
 mod proxies;
+#[cfg(feature = "python")]
+mod python;
 mod queue;
 mod referent;
 mod server;
+mod slice;
 mod standalone;
 mod start;
 mod sync;

@@ -195,8 +195,13 @@ impl Session<'_> {
                         )));
                     }
                 };
+                let nested = super::nested::has_proxy(call.args.iter().chain(call.kwargs.values()));
                 let referent = self.table.create(&typeid, call)?;
-                Ok(Some(self.table.try_insert(self.holder, referent)?.into()))
+                Ok(Some(
+                    self.table
+                        .try_insert_holding(self.holder, referent, nested)?
+                        .into(),
+                ))
             }
             "incref" => Ok(Some(self.table.incref(self.holder, id_arg(call)?)?.into())),
             "decref" => {

@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use super::client::{Manager, ManagerError, Proxy, len_of};
 use super::exception::ExceptionKind;
-use crate::object::{Dict, Object};
+use crate::object::{Dict, Object, Slice};
 
 /// A time-out in seconds, as Python's `timeout=` takes it.
 fn secs(d: Duration) -> Object {
@@ -65,6 +65,13 @@ macro_rules! typed_proxy {
         impl From<$name> for Proxy {
             fn from(p: $name) -> Proxy {
                 p.0
+            }
+        }
+
+        impl From<&$name> for Object {
+            /// A reference to the object, to store in a managed dict or list.
+            fn from(p: &$name) -> Object {
+                Object::from(&p.0)
             }
         }
     };
@@ -182,6 +189,27 @@ impl DictProxy {
     /// `KeyError` when the key is missing.
     pub fn get_item(&self, key: impl Into<Object>) -> Result<Object, ManagerError> {
         self.0.call("__getitem__", vec![key.into()])
+    }
+
+    /// `d[key]` when it holds a proxy (a nested object): a working proxy of it.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::{DictProxy, Manager};
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let d = m.dict().unwrap();
+    /// d.set("inner", &m.dict().unwrap()).unwrap();
+    /// let inner = DictProxy::try_from(d.get_proxy("inner").unwrap()).unwrap();
+    /// inner.set("k", 1).unwrap();
+    /// assert_eq!(inner.to_string(), "{'k': 1}");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `KeyError` when absent; [`ManagerError::Protocol`] when the value is not a proxy.
+    pub fn get_proxy(&self, key: impl Into<Object>) -> Result<Proxy, ManagerError> {
+        self.0.resolve(&self.get_item(key)?)
     }
 
     /// `d.get(key)`: the value, or `None` when the key is missing.
@@ -311,6 +339,97 @@ impl ListProxy {
         self.0
             .call("__setitem__", vec![i.into(), x.into()])
             .map(drop)
+    }
+
+    /// `l[i]` when it holds a proxy (a nested object): a working proxy of it.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::{Manager, QueueProxy};
+    /// use multiproc::object::Object;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let q = m.queue(0).unwrap();
+    /// let l = m.list(vec![Object::from(&q)]).unwrap();
+    /// let again = QueueProxy::try_from(l.get_proxy(0).unwrap()).unwrap();
+    /// again.put("job").unwrap();
+    /// assert_eq!(q.qsize().unwrap(), 1);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `IndexError` out of range; [`ManagerError::Protocol`] when the item is not a proxy.
+    pub fn get_proxy(&self, i: i64) -> Result<Proxy, ManagerError> {
+        self.0.resolve(&self.get(i)?)
+    }
+
+    /// `l[s]`: the items a slice selects, with Python's semantics (negative bounds count
+    /// from the end; a negative step walks backwards).
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::Manager;
+    /// use multiproc::object::Slice;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let l = m.list((0..10).collect::<Vec<i64>>()).unwrap();
+    /// assert_eq!(multiproc::object::Object::List(l.slice(Slice::range(2..5)).unwrap()).to_string(), "[2, 3, 4]");
+    /// assert_eq!(l.slice(Slice::new(None, None, -3)).unwrap().len(), 4);
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ValueError` for a step of zero.
+    pub fn slice(&self, s: Slice) -> Result<Vec<Object>, ManagerError> {
+        match self.0.call("__getitem__", vec![s.into()])? {
+            Object::List(v) => Ok(v),
+            other => Err(ManagerError::Protocol(format!("{other} is not a list"))),
+        }
+    }
+
+    /// `l[s] = items`: a simple slice (no step, or 1) takes any number of items in place of
+    /// those it selects; an extended slice takes exactly as many.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::Manager;
+    /// use multiproc::object::Slice;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let l = m.list(vec![0, 1, 2, 3]).unwrap();
+    /// l.set_slice(Slice::range(1..3), vec!["a", "b", "c"]).unwrap();
+    /// assert_eq!(l.to_string(), "[0, 'a', 'b', 'c', 3]");
+    /// assert!(l.set_slice(Slice::new(None, None, 2), vec![1]).is_err());
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ValueError` when an extended slice gets another number of items; `TypeError` when
+    /// `items` is not iterable.
+    pub fn set_slice(&self, s: Slice, items: impl Into<Object>) -> Result<(), ManagerError> {
+        self.0
+            .call("__setitem__", vec![s.into(), items.into()])
+            .map(drop)
+    }
+
+    /// `del l[s]`.
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use multiproc::manager::Manager;
+    /// use multiproc::object::Slice;
+    ///
+    /// let m = Manager::start_thread().unwrap();
+    /// let l = m.list(vec![0, 1, 2, 3, 4]).unwrap();
+    /// l.del_slice(Slice::new(None, None, 2)).unwrap();
+    /// assert_eq!(l.to_string(), "[1, 3]");
+    /// ```
+    ///
+    /// # Errors
+    ///
+    /// `ValueError` for a step of zero.
+    pub fn del_slice(&self, s: Slice) -> Result<(), ManagerError> {
+        self.0.call("__delitem__", vec![s.into()]).map(drop)
     }
 
     /// `l.reverse()`.

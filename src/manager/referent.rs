@@ -36,6 +36,14 @@ pub(crate) enum Holder {
     /// A client's session: the connections of one client process, which hold its references
     /// together.
     Session(u64),
+    /// Python's own clients, which take and drop references by explicit `incref`/`decref`,
+    /// each on a connection of its own: their references outlive any one connection.
+    Python,
+    /// A managed object holding proxies of others (a dict with a list in it).
+    Object(u64),
+    /// References a container gave up, kept a moment for whoever took the proxy out of it
+    /// (`pop`, `Queue.get`) to take its own.
+    Handover,
 }
 
 /// The most bytes one call may create by copying what the object holds (a `list * n` of large

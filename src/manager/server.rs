@@ -129,6 +129,11 @@ struct Client {
     session: Option<Holder>,
     /// The token of that session.
     session_token: Vec<u8>,
+    /// For a client speaking Python's pickled protocol, the server's address as its tokens
+    /// name it.
+    python: Option<Arc<Object>>,
+    /// Whether a request was read (the first says which protocol the client speaks).
+    spoke: bool,
 }
 
 impl Client {
@@ -143,11 +148,23 @@ impl Client {
             interest: Interest::Read,
             session: None,
             session_token: Vec::new(),
+            python: None,
+            spoke: false,
         }
     }
 
-    fn queue_reply(&mut self, reply: &Reply) {
-        queue_reply(&mut self.outbox, reply);
+    fn queue_reply(&mut self, reply: &Reply, shared: &Shared) {
+        #[cfg(not(feature = "python"))]
+        let _ = shared;
+        match &self.python {
+            #[cfg(feature = "python")]
+            Some(address) => {
+                let mut payload = Vec::new();
+                super::python::encode(reply, &shared.table, address, &mut payload);
+                queue_frame(&mut self.outbox, &payload);
+            }
+            _ => queue_reply(&mut self.outbox, reply),
+        }
     }
 
     /// A client that does not read its replies, or has sent more requests than it waits for,
@@ -210,7 +227,7 @@ impl Sessions {
 /// waiting; a `shutdown` stops the server.
 fn apply(c: &mut Client, h: &Handled, shared: &Shared) {
     match &h.reply {
-        Some(r) => c.queue_reply(r),
+        Some(r) => c.queue_reply(r, shared),
         None => c.waiting = true,
     }
     if h.next == Next::Shutdown {
@@ -241,14 +258,19 @@ fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
             payload.clear();
             codec::encode_plain_into(&why, payload).expect("a str always encodes");
         }
-        let mut h = [0u8; 12];
-        outbox.extend_from_slice(header(payload.len(), &mut h));
-        outbox.extend_from_slice(payload);
+        queue_frame(outbox, payload);
         if payload.capacity() > READ_STEP {
             // A large reply's buffer is not kept.
             *payload = Vec::new();
         }
     });
+}
+
+/// Appends a frame holding `payload` to `outbox`.
+fn queue_frame(outbox: &mut Vec<u8>, payload: &[u8]) {
+    let mut h = [0u8; 12];
+    outbox.extend_from_slice(header(payload.len(), &mut h));
+    outbox.extend_from_slice(payload);
 }
 
 /// The loop's own state.
@@ -265,6 +287,9 @@ struct Loop<'a> {
     /// Clients whose turn ended with requests left, served again after the others.
     pending: VecDeque<u64>,
     max_request: u64,
+    /// The server's address as Python's tokens name it.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    py_address: Arc<Object>,
 }
 
 /// Serves clients of `listener` until [`Shared::stop`] or a client's `shutdown`.
@@ -295,6 +320,7 @@ pub(crate) fn run_with(
         pending: VecDeque::new(),
         max_request,
         workers,
+        py_address: Arc::new(python_address(listener)),
     };
     if let Some((sock, session)) = first {
         l.adopt(sock, session)?;
@@ -332,6 +358,16 @@ pub(crate) fn run_with(
     }
     l.workers.stop();
     Ok(())
+}
+
+#[cfg(feature = "python")]
+fn python_address(listener: &Listener) -> Object {
+    super::python::address_object(listener.address())
+}
+
+#[cfg(not(feature = "python"))]
+fn python_address(_: &Listener) -> Object {
+    Object::None
 }
 
 /// Calls that touch more items than this run on a worker thread (about a millisecond of work):
@@ -555,10 +591,23 @@ impl Loop<'_> {
                             // Enough read ahead: the rest waits here, and in the socket.
                             break;
                         }
-                        let req = codec::decode::<Request>(&inbuf[at + h..end], Vec::new());
+                        let frame = &inbuf[at + h..end];
+                        // The first request says which protocol the client speaks: Python's
+                        // pickles start with their protocol byte, postcard never does.
+                        #[cfg(feature = "python")]
+                        if !c.spoke && super::python::is_pickle(frame) {
+                            c.python = Some(Arc::clone(&self.py_address));
+                        }
+                        c.spoke = true;
+                        let req = match &c.python {
+                            #[cfg(feature = "python")]
+                            Some(_) => super::python::decode(frame),
+                            _ => codec::decode::<Request>(frame, Vec::new())
+                                .map_err(|e| e.to_string()),
+                        };
                         // A frame that is not a request is answered in its turn, and the client
                         // may go on: the frame boundary is intact.
-                        c.inbox.push_back(req.map_err(|e| e.to_string()));
+                        c.inbox.push_back(req);
                         at = end;
                     }
                     Ok(None) => break,
@@ -613,29 +662,59 @@ impl Loop<'_> {
                 let Some(req) = c.inbox.pop_front() else {
                     break;
                 };
-                let req = match req {
+                #[allow(unused_mut)]
+                let mut req = match req {
                     Ok(req) => req,
+                    #[cfg(feature = "python")]
+                    Err(e) if c.python.is_some() => {
+                        let mut payload = Vec::new();
+                        super::python::refused(&e, &mut payload);
+                        queue_frame(&mut c.outbox, &payload);
+                        continue;
+                    }
                     Err(e) => {
-                        c.queue_reply(&Reply::Error(super::Exception::msg(
-                            super::ExceptionKind::ValueError,
-                            format!("not a manager request: {e}"),
-                        )));
+                        c.queue_reply(
+                            &Reply::Error(super::Exception::msg(
+                                super::ExceptionKind::ValueError,
+                                format!("not a manager request: {e}"),
+                            )),
+                            self.shared,
+                        );
                         continue;
                     }
                 };
+                #[cfg(feature = "python")]
+                if let Some(address) = &c.python {
+                    let mut payload = Vec::new();
+                    match super::python::step(self.shared, req, address, &mut payload) {
+                        super::python::Step::Done => {
+                            queue_frame(&mut c.outbox, &payload);
+                            continue;
+                        }
+                        super::python::Step::Call(r) => req = r,
+                    }
+                }
                 if req.id.is_none() && req.method == "shutdown" && !self.shared.clients_may_stop {
-                    c.queue_reply(&Reply::Error(super::Exception::msg(
-                        super::ExceptionKind::RuntimeError,
-                        "this manager is stopped by its operator, not by its clients",
-                    )));
+                    c.queue_reply(
+                        &Reply::Error(super::Exception::msg(
+                            super::ExceptionKind::RuntimeError,
+                            "this manager is stopped by its operator, not by its clients",
+                        )),
+                        self.shared,
+                    );
                     continue;
                 }
                 if req.id.is_none() && req.method == "session" {
                     let r = join_session(&mut self.sessions, c, req);
-                    c.queue_reply(&r);
+                    c.queue_reply(&r, self.shared);
                     continue;
                 }
-                let holder = c.session.unwrap_or(Holder::Client(token));
+                let holder = match (&c.python, c.session) {
+                    // Python's clients take references on short-lived connections.
+                    (Some(_), _) => Holder::Python,
+                    (None, Some(s)) => s,
+                    (None, None) => Holder::Client(token),
+                };
                 let who = Holder::Client(token);
                 let session = Session {
                     table: &self.shared.table,
@@ -705,7 +784,7 @@ impl Loop<'_> {
                     continue;
                 };
                 if let Some(c) = self.clients.get_mut(&token) {
-                    c.queue_reply(&reply);
+                    c.queue_reply(&reply, self.shared);
                     c.waiting = false;
                     tokens.push(token);
                 }

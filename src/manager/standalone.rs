@@ -144,6 +144,20 @@ impl Server {
         self.shared.table.set_limits(limits);
     }
 
+    /// Also accepts the HMAC-MD5 handshake of Python 3.11 and older clients (off by default:
+    /// MD5 is weak, and Python 3.12+ speaks HMAC-SHA256).
+    ///
+    /// ```
+    /// use multiproc::manager::Server;
+    ///
+    /// let mut server = Server::bind("127.0.0.1:0".parse::<multiproc::Address>()?, Some(b"key"))?;
+    /// server.allow_legacy_md5(true);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    pub fn allow_legacy_md5(&mut self, allow: bool) {
+        self.listener.set_legacy_md5(allow);
+    }
+
     /// The address clients connect to (with the port chosen, for TCP port 0).
     pub fn address(&self) -> &Address {
         self.listener.address()

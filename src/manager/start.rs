@@ -190,7 +190,7 @@ impl ManagerOptions {
         let running = Running::spawn_with(listener, table, DEFAULT_MAX_REQUEST)
             .map_err(|e| ManagerError::Start(e.to_string()))?;
         Ok(Manager {
-            link: Link::shared(&address, &authkey)?,
+            link: Link::shared(&address, &authkey, false)?,
             serving: Serving::Thread(running),
         })
     }

@@ -14,6 +14,7 @@ use std::time::Instant;
 use super::custom::Types;
 use super::exception::{Exception, ExceptionKind};
 use super::limits::{self, Limits};
+use super::nested;
 pub(crate) use super::referent::Holder;
 use super::referent::{Call, CallResult, Outcome, Referent};
 use crate::object::Object;
@@ -70,6 +71,8 @@ struct Slot {
     measured: usize,
     /// Taken out of the table: its bytes are no longer counted.
     freed: bool,
+    /// It was given proxies of others to hold: a change is followed by a scan.
+    holds_proxies: bool,
 }
 
 struct Entry {
@@ -90,6 +93,10 @@ struct Inner {
     touched: HashMap<Holder, HashSet<ObjectId>>,
     /// The objects with waiting calls.
     waiting: HashSet<ObjectId>,
+    /// The objects that were given proxies of others to hold (see `nested`).
+    containers: HashSet<ObjectId>,
+    /// References containers gave up, released at their deadline.
+    handover: Vec<(ObjectId, Instant)>,
     next_id: ObjectId,
 }
 
@@ -177,7 +184,7 @@ impl Table {
     /// server's own objects).
     pub fn insert(&self, holder: Holder, referent: Box<dyn Referent>) -> ProxyInfo {
         let bytes = referent.measure(usize::MAX).unwrap_or(MAX_GROWTH);
-        self.insert_sized(holder, referent, bytes)
+        self.insert_sized(holder, referent, bytes, false)
     }
 
     /// Registers `referent` for `holder` if it fits the limits; `MemoryError` otherwise.
@@ -185,6 +192,17 @@ impl Table {
         &self,
         holder: Holder,
         referent: Box<dyn Referent>,
+    ) -> Result<ProxyInfo, Exception> {
+        self.try_insert_holding(holder, referent, false)
+    }
+
+    /// As [`try_insert`](Self::try_insert); when `nested` (its constructor was given proxies
+    /// of other objects) the new object holds a reference to each.
+    pub fn try_insert_holding(
+        &self,
+        holder: Holder,
+        referent: Box<dyn Referent>,
+        nested: bool,
     ) -> Result<ProxyInfo, Exception> {
         let limit = self.limits();
         let room = limit.total.saturating_sub(self.bytes());
@@ -195,10 +213,22 @@ impl Table {
                 limits::server_full(limit.total)
             });
         };
-        Ok(self.insert_sized(holder, referent, bytes))
+        let present = nested.then(|| nested::proxies_in([&referent.value()]));
+        let info = self.insert_sized(holder, referent, bytes, nested);
+        if let Some(present) = present {
+            let freed = Self::hold_contents(&mut lock(&self.inner), info.id, present);
+            debug_assert!(freed.is_empty(), "a new object only adds references");
+        }
+        Ok(info)
     }
 
-    fn insert_sized(&self, holder: Holder, referent: Box<dyn Referent>, bytes: usize) -> ProxyInfo {
+    fn insert_sized(
+        &self,
+        holder: Holder,
+        referent: Box<dyn Referent>,
+        bytes: usize,
+        holds_proxies: bool,
+    ) -> ProxyInfo {
         self.total.fetch_add(bytes, Ordering::Relaxed);
         let mut t = lock(&self.inner);
         t.next_id += 1;
@@ -214,6 +244,7 @@ impl Table {
             bytes,
             measured: bytes,
             freed: false,
+            holds_proxies,
         };
         t.objects.insert(
             id,
@@ -242,6 +273,18 @@ impl Table {
         Ok(info)
     }
 
+    /// The type and methods of object `id`, if it lives.
+    #[cfg_attr(not(feature = "python"), allow(dead_code))]
+    pub fn info(&self, id: ObjectId) -> Option<ProxyInfo> {
+        let t = lock(&self.inner);
+        let e = t.objects.get(&id)?;
+        Some(ProxyInfo {
+            id,
+            typeid: e.typeid,
+            exposed: e.exposed,
+        })
+    }
+
     /// Drops one reference of `holder` to `id`, freeing the object when it was the last.
     pub fn decref(&self, holder: Holder, id: ObjectId) -> Result<(), Exception> {
         let freed = {
@@ -264,16 +307,39 @@ impl Table {
         };
         // Dropped outside the table's lock: a large object takes time to free.
         if let Some(e) = freed {
+            self.release_contents(id);
             self.forget(e);
         }
         Ok(())
+    }
+
+    /// Drops the references a freed container `id` held to the objects stored in it.
+    fn release_contents(&self, id: ObjectId) {
+        if lock(&self.inner).containers.remove(&id) {
+            let _ = self.release(Holder::Object(id));
+        }
     }
 
     /// Drops every reference `holder` has and gives back what it held (a client disconnected
     /// or died): its waiting calls are cancelled, its locks released. Returns how many objects
     /// were freed, and the calls of others that could complete because of it.
     pub fn release(&self, holder: Holder) -> (usize, Woken) {
-        let (touched, freed) = {
+        // Freed containers release what they held in turn, without recursion.
+        let mut todo = vec![holder];
+        let mut count = 0;
+        let mut woken = Woken::new();
+        while let Some(h) = todo.pop() {
+            let (n, w, containers) = self.release_one(h);
+            count += n;
+            woken.extend(w);
+            todo.extend(containers.into_iter().map(Holder::Object));
+        }
+        (count, woken)
+    }
+
+    /// [`release`](Self::release) of one holder; also returns the freed containers.
+    fn release_one(&self, holder: Holder) -> (usize, Woken, Vec<ObjectId>) {
+        let (touched, freed, containers) = {
             let mut t = lock(&self.inner);
             let touched: Vec<Arc<Mutex<Slot>>> = t
                 .touched
@@ -283,14 +349,19 @@ impl Table {
                 .filter_map(|id| Some(Arc::clone(&t.objects.get(&id)?.slot)))
                 .collect();
             let ids = t.held.remove(&holder).unwrap_or_default();
+            let mut containers = Vec::new();
             let freed: Vec<_> = ids
                 .into_iter()
                 .filter_map(|id| {
                     t.objects.get_mut(&id)?.refs.remove(&holder);
-                    Self::free_if_unheld(&mut t, id)
+                    let e = Self::free_if_unheld(&mut t, id)?;
+                    if t.containers.remove(&id) {
+                        containers.push(id);
+                    }
+                    Some(e)
                 })
                 .collect();
-            (touched, freed)
+            (touched, freed, containers)
         };
         let mut woken = Woken::new();
         for slot in touched {
@@ -308,7 +379,7 @@ impl Table {
         for e in freed {
             self.forget(e);
         }
-        (n, woken)
+        (n, woken, containers)
     }
 
     /// Uncounts an entry taken out of the table, and frees it (unless a call holds it still:
@@ -317,6 +388,78 @@ impl Table {
         let mut s = lock(&e.slot);
         s.freed = true;
         self.total.fetch_sub(s.bytes, Ordering::Relaxed);
+    }
+
+    /// Sets the references container `id` holds to the objects `present` in it (by count).
+    /// Returns the objects nobody holds any more, to be freed (and whether each held others).
+    fn hold_contents(
+        t: &mut Inner,
+        id: ObjectId,
+        present: HashMap<ObjectId, usize>,
+    ) -> Vec<(ObjectId, Entry, bool)> {
+        let holder = Holder::Object(id);
+        t.containers.insert(id);
+        let mut children: HashSet<ObjectId> = t.held.get(&holder).cloned().unwrap_or_default();
+        children.extend(present.keys());
+        let mut gone = Vec::new();
+        for child in children {
+            // A container naming itself needs no reference: it lives while it is reachable.
+            if child == id {
+                continue;
+            }
+            let want = present.get(&child).copied().unwrap_or(0);
+            let Some(entry) = t.objects.get_mut(&child) else {
+                continue;
+            };
+            if want == 0 {
+                entry.refs.remove(&holder);
+                if entry.refs.is_empty() {
+                    gone.push(child);
+                }
+            } else {
+                entry.refs.insert(holder, want);
+            }
+            let held = t.held.entry(holder).or_default();
+            if want == 0 {
+                held.remove(&child);
+            } else {
+                held.insert(child);
+            }
+        }
+        let mut freed = Vec::new();
+        for child in gone {
+            if let Some(e) = Self::free_if_unheld(t, child) {
+                freed.push((child, e, t.containers.remove(&child)));
+            }
+        }
+        freed
+    }
+
+    /// Keeps the objects named by proxies a reply hands out for [`nested::HANDOVER`], so that
+    /// the taker (`pop`, `Queue.get`) finds them when it takes its own reference.
+    fn hand_over(t: &mut Inner, ids: HashMap<ObjectId, usize>) {
+        let deadline = Instant::now() + nested::HANDOVER;
+        for (child, n) in ids {
+            let Some(entry) = t.objects.get_mut(&child) else {
+                continue;
+            };
+            *entry.refs.entry(Holder::Handover).or_default() += n;
+            t.held.entry(Holder::Handover).or_default().insert(child);
+            t.handover.extend(std::iter::repeat_n((child, deadline), n));
+        }
+    }
+
+    /// Drops the references containers gave up whose deadline passed at `now`.
+    fn end_handovers(&self, now: Instant) {
+        let due: Vec<ObjectId> = {
+            let mut t = lock(&self.inner);
+            let (due, kept): (Vec<_>, Vec<_>) = t.handover.drain(..).partition(|(_, d)| *d <= now);
+            t.handover = kept;
+            due.into_iter().map(|(id, _)| id).collect()
+        };
+        for id in due {
+            let _ = self.decref(Holder::Handover, id);
+        }
     }
 
     fn free_if_unheld(t: &mut Inner, id: ObjectId) -> Option<Entry> {
@@ -395,6 +538,18 @@ impl Table {
         if large && self.measures(&guard, self.growth(&guard, &call)) {
             return Err(call);
         }
+        // A change to an object that holds proxies is followed by a scan of all it holds.
+        if guard.holds_proxies && !nested::reads_only(&call.method) {
+            let scan = Call {
+                who: call.who,
+                method: "#GETVALUE".into(),
+                args: Vec::new(),
+                kwargs: crate::object::Dict::new(),
+            };
+            if guard.referent.cost(&scan) > max_cost {
+                return Err(call);
+            }
+        }
         Ok(self.call_locked(id, guard, call, owner))
     }
 
@@ -413,6 +568,8 @@ impl Table {
         if let Err(e) = self.make_room(&mut s, growth) {
             return (Err(e), Woken::new());
         }
+        let carries = nested::has_proxy(call.args.iter().chain(call.kwargs.values()));
+        let changes = !nested::reads_only(&call.method);
         let outcome = s.referent.dispatch(call);
         if !s.freed {
             s.bytes = s.bytes.saturating_add(growth);
@@ -421,6 +578,12 @@ impl Table {
                 self.remeasure(&mut s);
             }
         }
+        let rescan = outcome.is_ok() && (carries || (changes && s.holds_proxies));
+        s.holds_proxies |= carries;
+        let returned = match &outcome {
+            Ok(Outcome::Value(v)) if rescan => nested::proxies_in([v]),
+            _ => HashMap::new(),
+        };
         if let Ok(Outcome::Wait { ticket, timeout }) = &outcome {
             let deadline = timeout.and_then(|t| Instant::now().checked_add(t));
             s.parked.push(Parked {
@@ -433,10 +596,24 @@ impl Table {
         let mut woken = Woken::new();
         self.resume_parked(&mut s, &mut woken);
         let waiting = !s.parked.is_empty();
+        // What the container holds once the calls this one completed took their share.
+        let present = rescan.then(|| nested::proxies_in([&s.referent.value()]));
         drop(s);
+        let mut returned = returned;
+        if carries {
+            // A waiting taker may have been handed what this call brought.
+            for (_, r) in &woken {
+                if let Ok(Answer::Value(v)) = r {
+                    for (child, n) in nested::proxies_in([v]) {
+                        *returned.entry(child).or_default() += n;
+                    }
+                }
+            }
+        }
+        let mut freed = Vec::new();
         // Most calls neither wait nor leave state for their caller, on an object nobody
-        // waits on: the table has nothing to note.
-        if remembers || waiting || was_waiting {
+        // waits on, nor hand proxies around: the table has nothing to note.
+        if remembers || waiting || was_waiting || !returned.is_empty() || present.is_some() {
             let mut t = lock(&self.inner);
             if remembers {
                 t.touched.entry(who).or_default().insert(id);
@@ -445,6 +622,17 @@ impl Table {
                 t.waiting.insert(id);
             } else {
                 t.waiting.remove(&id);
+            }
+            Self::hand_over(&mut t, returned);
+            if let Some(present) = present {
+                freed = Self::hold_contents(&mut t, id, present);
+            }
+        }
+        // Freed outside the table's lock, with what they held in turn.
+        for (child, e, container) in freed {
+            self.forget(e);
+            if container {
+                let _ = self.release(Holder::Object(child));
             }
         }
         (self.answer(owner, outcome), woken)
@@ -525,6 +713,7 @@ impl Table {
 
     /// Answers the waiting calls whose deadline has passed at `now`.
     pub fn expire(&self, now: Instant) -> Woken {
+        self.end_handovers(now);
         let slots = self.waiting_slots();
         let mut woken = Woken::new();
         for slot in slots {
@@ -569,9 +758,11 @@ impl Table {
 
     /// The earliest deadline of a waiting call, for the server's poll time-out.
     pub fn next_deadline(&self) -> Option<Instant> {
+        let handover = lock(&self.inner).handover.iter().map(|(_, d)| *d).min();
         self.waiting_slots()
             .iter()
             .filter_map(|slot| lock(slot).parked.iter().filter_map(|p| p.deadline).min())
+            .chain(handover)
             .min()
     }
 }

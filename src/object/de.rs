@@ -183,6 +183,8 @@ impl<'de> de::Deserializer<'de> for ObjectDeserializer {
             Object::Set(s) | Object::FrozenSet(s) => {
                 visitor.visit_seq(seq_of(s.into_iter().collect()))
             }
+            Object::Slice(s) => visitor.visit_seq(seq_of(vec![s.start, s.stop, s.step])),
+            Object::Proxy(p) => visitor.visit_seq(seq_of(vec![p.typeid.into(), p.id.into()])),
             Object::Dict(d) => visitor.visit_map(Map {
                 entries: d.into_iter().collect::<Vec<_>>().into_iter(),
                 value: None,

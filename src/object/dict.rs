@@ -173,6 +173,8 @@ pub(crate) fn unhashable_kind(o: &Object) -> Option<&'static str> {
         Object::List(_) => Some("list"),
         Object::Dict(_) => Some("dict"),
         Object::Set(_) => Some("set"),
+        Object::Slice(_) => Some("slice"),
+        Object::Proxy(_) => Some("proxy"),
         Object::Tuple(items) => items.iter().find_map(unhashable_kind),
         _ => None,
     }
@@ -196,6 +198,12 @@ pub(crate) fn py_eq(a: &Object, b: &Object, nan_eq: bool) -> bool {
         (O::Set(x) | O::FrozenSet(x), O::Set(y) | O::FrozenSet(y)) => {
             x.len() == y.len() && x.iter().all(|k| y.contains(k))
         }
+        (O::Slice(x), O::Slice(y)) => {
+            py_eq(&x.start, &y.start, nan_eq)
+                && py_eq(&x.stop, &y.stop, nan_eq)
+                && py_eq(&x.step, &y.step, nan_eq)
+        }
+        (O::Proxy(x), O::Proxy(y)) => x == y,
         _ => match (num(a), num(b)) {
             (Some(x), Some(y)) => num_eq(&x, &y, nan_eq),
             _ => false,

@@ -65,6 +65,7 @@ mod printable;
 pub(crate) mod repr;
 mod ser;
 mod serde_impl;
+mod special;
 
 use std::borrow::Cow;
 use std::fmt;
@@ -74,6 +75,7 @@ pub use de::from_object;
 pub use dict::{Dict, DictIntoIter, Set, SetIntoIter, Unhashable};
 pub use parse::ParseObjectError;
 pub use ser::{SerdeError, to_object};
+pub use special::{ProxyRef, Slice, SliceError};
 
 pub(crate) use dict::unhashable_kind;
 
@@ -133,6 +135,11 @@ pub enum Object {
     Set(Set),
     /// A `frozenset`: like a set, but hashable (it can be a dict key or a set element).
     FrozenSet(Set),
+    /// A `slice`, as `l[2:5]` sends it to a manager (unhashable, as in Python 3.11).
+    Slice(Box<Slice>),
+    /// A reference to an object held by a manager: a proxy stored inside a managed dict or
+    /// list (unhashable here).
+    Proxy(Box<ProxyRef>),
 }
 
 impl Object {
@@ -166,6 +173,8 @@ impl Object {
             Object::Dict(_) => "dict",
             Object::Set(_) => "set",
             Object::FrozenSet(_) => "frozenset",
+            Object::Slice(_) => "slice",
+            Object::Proxy(_) => "proxy",
         }
     }
 
@@ -428,6 +437,12 @@ impl Object {
             (O::Set(a), O::Set(b)) | (O::FrozenSet(a), O::FrozenSet(b)) => {
                 a.len() == b.len() && a.iter().zip(b.iter()).all(|(x, y)| x.identical(y))
             }
+            (O::Slice(a), O::Slice(b)) => {
+                a.start.identical(&b.start)
+                    && a.stop.identical(&b.stop)
+                    && a.step.identical(&b.step)
+            }
+            (O::Proxy(a), O::Proxy(b)) => a == b,
             _ => false,
         }
     }

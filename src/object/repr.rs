@@ -289,6 +289,8 @@ impl fmt::Display for Object {
                 }
                 f.write_char(')')
             }
+            Object::Slice(s) => fmt::Display::fmt(s, f),
+            Object::Proxy(p) => fmt::Display::fmt(p, f),
         }
     }
 }

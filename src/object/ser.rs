@@ -107,6 +107,16 @@ fn untag(variant: &str, inner: Object) -> Result<Object, SerdeError> {
         ("Set", inner) => Object::Set(into_set(inner)?),
         ("FrozenSet", inner) => Object::FrozenSet(into_set(inner)?),
         ("BigInt", Object::Bytes(b)) => Object::BigInt(BigInt::from_signed_bytes_le(&b)),
+        ("Slice", Object::List(v)) => match <[Object; 3]>::try_from(v) {
+            Ok([start, stop, step]) => super::Slice::of(start, stop, step).into(),
+            Err(_) => return Err(SerdeError("a slice has three parts".into())),
+        },
+        ("Proxy", Object::Tuple(v) | Object::List(v)) => match v.as_slice() {
+            [Object::Str(t), id] if id.as_i64().is_some_and(|i| i >= 0) => {
+                super::ProxyRef::new(t.clone(), id.as_i64().unwrap_or(0) as u64).into()
+            }
+            _ => return Err(SerdeError("a proxy reference is (typeid, id)".into())),
+        },
         (_, inner) => inner,
     })
 }

@@ -17,7 +17,7 @@ use serde::de::{self, DeserializeSeed, EnumAccess, MapAccess, SeqAccess, Variant
 use serde::ser::{SerializeMap, SerializeSeq};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::{BigInt, Dict, MAX_DEPTH, Object, Set};
+use super::{BigInt, Dict, MAX_DEPTH, Object, ProxyRef, Set, Slice};
 
 /// The enum name of the tagged form; [`to_object`](super::to_object) and
 /// [`from_object`](super::from_object) recognise it.
@@ -61,6 +61,8 @@ pub(crate) const VARIANTS: &[&str] = &[
     "Dict",
     "Set",
     "FrozenSet",
+    "Slice",
+    "Proxy",
 ];
 
 /// Serializes its slice with `serialize_bytes`.
@@ -153,6 +155,8 @@ impl Serialize for Object {
                 Object::List(v) | Object::Tuple(v) => AsSeq(v.iter()).serialize(s),
                 Object::Dict(d) => d.serialize(s),
                 Object::Set(v) | Object::FrozenSet(v) => v.serialize(s),
+                Object::Slice(v) => AsSeq([&v.start, &v.stop, &v.step].into_iter()).serialize(s),
+                Object::Proxy(p) => (&p.typeid, p.id).serialize(s),
             };
         }
         s.serialize_newtype_struct(PASS_NEWTYPE, &Whole(self))
@@ -184,6 +188,15 @@ impl Object {
             Object::Dict(d) => s.serialize_newtype_variant(MARKER, 9, VARIANTS[9], d),
             Object::Set(v) => s.serialize_newtype_variant(MARKER, 10, VARIANTS[10], v),
             Object::FrozenSet(v) => s.serialize_newtype_variant(MARKER, 11, VARIANTS[11], v),
+            Object::Slice(v) => s.serialize_newtype_variant(
+                MARKER,
+                12,
+                VARIANTS[12],
+                &AsSeq([&v.start, &v.stop, &v.step].into_iter()),
+            ),
+            Object::Proxy(p) => {
+                s.serialize_newtype_variant(MARKER, 13, VARIANTS[13], &(&p.typeid, p.id))
+            }
         }
     }
 }
@@ -337,12 +350,14 @@ enum Kind {
     Dict,
     Set,
     FrozenSet,
+    Slice,
+    Proxy,
     /// The whole object, handed over by `from_object` ([`PASS_VARIANT`]).
     Passed,
 }
 
 impl Kind {
-    const ALL: [Kind; 12] = [
+    const ALL: [Kind; 14] = [
         Kind::None,
         Kind::Bool,
         Kind::Int,
@@ -355,6 +370,8 @@ impl Kind {
         Kind::Dict,
         Kind::Set,
         Kind::FrozenSet,
+        Kind::Slice,
+        Kind::Proxy,
     ];
 }
 
@@ -413,6 +430,10 @@ impl<'de> Visitor<'de> for TaggedVisitor {
             Kind::Dict => Object::Dict(v.newtype_variant_seed(DictVisitor)?),
             Kind::Set => Object::Set(v.newtype_variant_seed(SetVisitor)?),
             Kind::FrozenSet => Object::FrozenSet(v.newtype_variant_seed(SetVisitor)?),
+            Kind::Slice => match <[Object; 3]>::try_from(v.newtype_variant_seed(SeqVisitor)?) {
+                Ok([start, stop, step]) => Slice::of(start, stop, step).into(),
+                Err(_) => return Err(de::Error::custom("a slice has three parts")),
+            },
             kind => scalar::<A>(kind, v)?,
         })
     }
@@ -434,11 +455,15 @@ fn scalar<'de, A: EnumAccess<'de>>(kind: Kind, v: A::Variant) -> Result<Object, 
         Kind::Float => Object::Float(v.newtype_variant()?),
         Kind::Str => Object::Str(v.newtype_variant()?),
         Kind::Bytes => Object::Bytes(v.newtype_variant_seed(BytesVisitor)?),
+        Kind::Proxy => {
+            let (typeid, id): (String, u64) = v.newtype_variant()?;
+            ProxyRef::new(typeid, id).into()
+        }
         Kind::Passed => {
             v.unit_variant()?;
             take_passed().ok_or_else(|| de::Error::custom("unknown object kind"))?
         }
-        Kind::List | Kind::Tuple | Kind::Dict | Kind::Set | Kind::FrozenSet => {
+        Kind::List | Kind::Tuple | Kind::Dict | Kind::Set | Kind::FrozenSet | Kind::Slice => {
             return Err(de::Error::custom("a container is not a scalar"));
         }
     })

@@ -33,8 +33,9 @@ enum Command {
         #[arg(long, value_name = "FILE")]
         authkey_file: Option<std::path::PathBuf>,
         /// Publish an object under a name, e.g. `--object jobs=Queue --object state=dict`
-        /// (types: dict, list, Namespace, Queue, JoinableQueue, Lock, RLock, Semaphore,
-        /// BoundedSemaphore, Event, Condition).
+        /// (types, in any case: dict, list, Namespace, Queue, JoinableQueue, Lock, RLock,
+        /// Semaphore, BoundedSemaphore, Event, Condition). Python's manager clients reach NAME
+        /// with `register('NAME')`.
         #[arg(long, value_name = "NAME=TYPE", value_parser = parse_object)]
         object: Vec<(String, String)>,
         /// The largest request a client may send, in bytes.
@@ -48,12 +49,37 @@ enum Command {
         /// past it raises MemoryError.
         #[arg(long, value_name = "BYTES")]
         max_memory: Option<usize>,
+        /// Also accept the HMAC-MD5 handshake of Python 3.11 and older clients (Python's own
+        /// `SyncManager(address, authkey).connect()` clients are served too).
+        #[arg(long)]
+        allow_legacy_md5: bool,
     },
 }
+
+/// The typeids `--object` knows, in their registry spelling (`queue` is taken for `Queue`).
+const TYPEIDS: &[&str] = &[
+    "dict",
+    "list",
+    "Namespace",
+    "Value",
+    "Queue",
+    "JoinableQueue",
+    "Lock",
+    "RLock",
+    "Semaphore",
+    "BoundedSemaphore",
+    "Event",
+    "Condition",
+    "Barrier",
+];
 
 fn parse_object(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((name, typeid)) if !name.is_empty() && !typeid.is_empty() => {
+            let typeid = TYPEIDS
+                .iter()
+                .find(|t| t.eq_ignore_ascii_case(typeid))
+                .map_or(typeid, |t| t);
             Ok((name.to_owned(), typeid.to_owned()))
         }
         _ => Err(format!("expected NAME=TYPE, got {s:?}")),
@@ -65,6 +91,8 @@ struct Bounds {
     request: u64,
     object: usize,
     memory: Option<usize>,
+    /// Also accept Python 3.11's HMAC-MD5 handshake.
+    legacy_md5: bool,
 }
 
 /// `multiproc serve`: binds, publishes, says where, serves until a termination signal.
@@ -96,6 +124,7 @@ fn serve(
     if let Some(m) = bounds.memory {
         server.set_max_memory(m);
     }
+    server.allow_legacy_md5(bounds.legacy_md5);
     for (name, typeid) in objects {
         server
             .publish(name, typeid, vec![])
@@ -127,6 +156,7 @@ fn main() -> ExitCode {
             max_request,
             max_object_size,
             max_memory,
+            allow_legacy_md5,
         } => match serve(
             listen,
             authkey_file.as_deref(),
@@ -135,6 +165,7 @@ fn main() -> ExitCode {
                 request: max_request,
                 object: max_object_size,
                 memory: max_memory,
+                legacy_md5: allow_legacy_md5,
             },
         ) {
             Ok(()) => ExitCode::SUCCESS,

@@ -29,10 +29,13 @@ use std::mem::size_of;
 
 use super::{Limits, PickleError};
 
+mod manager;
 mod opcodes;
 mod resolve;
 use crate::object::repr::clipped;
 use crate::object::{Dict, Object, Set};
+pub(super) use manager::no_stray_class;
+use manager::{CLASS_MARK, EXCEPTIONS, PROXY_CLASSES};
 
 type Res<T> = Result<T, PickleError>;
 
@@ -44,11 +47,36 @@ enum Global {
     ByteArray,
     Bytes,
     CodecsEncode,
+    /// `builtins.slice`, read as an [`Object::Slice`].
+    Slice,
+    /// `builtins.range`, read as the list of its ints (bounded by the budget).
+    Range,
+    /// `multiprocessing.managers.Token`, created by `NEWOBJ` (no state yet).
+    TokenNew,
+    /// A `Token` with its state `(typeid, address, id)` (after `BUILD`), read as an
+    /// [`Object::Proxy`].
+    Token,
+    /// `multiprocessing.managers.RebuildProxy(func, token, serializer, kwds)`: read as the
+    /// token's [`Object::Proxy`], never called.
+    RebuildProxy,
+    /// A proxy class of `multiprocessing.managers` (`AutoProxy`, `ListProxy`, …), only as the
+    /// first argument of `RebuildProxy`.
+    ProxyClass(&'static str),
+    /// One of the exceptions a manager server replies with (only when the limits allow them).
+    Exception(&'static str),
 }
 
 impl Global {
     fn lookup(module: &str, name: &str) -> Option<Global> {
         match (module, name) {
+            ("builtins" | "__builtin__", "slice") => Some(Global::Slice),
+            ("builtins", "range") | ("__builtin__", "xrange") => Some(Global::Range),
+            ("multiprocessing.managers", "Token") => Some(Global::TokenNew),
+            ("multiprocessing.managers", "RebuildProxy") => Some(Global::RebuildProxy),
+            ("multiprocessing.managers", class) => PROXY_CLASSES
+                .iter()
+                .find(|c| **c == class)
+                .map(|c| Global::ProxyClass(c)),
             ("builtins" | "__builtin__", "set") => Some(Global::Set),
             ("builtins" | "__builtin__", "frozenset") => Some(Global::FrozenSet),
             ("builtins" | "__builtin__", "bytearray") => Some(Global::ByteArray),
@@ -236,6 +264,8 @@ pub(super) struct Decoder<'a> {
     /// References to each slot not yet resolved.
     uses: Vec<usize>,
     max_depth: usize,
+    /// Whether exceptions are read ([`Limits::exceptions`]).
+    exceptions: bool,
     /// Bytes still allowed.
     budget: usize,
     /// Bytes charged so far.
@@ -255,6 +285,7 @@ impl<'a> Decoder<'a> {
             slots: Vec::new(),
             uses: Vec::new(),
             max_depth: limits.max_depth,
+            exceptions: limits.exceptions,
             budget: limits.budget(input.len()),
             charged: 0,
         }
@@ -447,6 +478,7 @@ impl<'a> Decoder<'a> {
     fn settle(&mut self, v: Val) -> Res<Result<Object, Val>> {
         Ok(match v {
             Val::Obj(o) => Ok(o),
+            Val::Global(Global::ProxyClass(c)) => Ok(Object::Str(format!("{CLASS_MARK}{c}"))),
             Val::Empty(kind) => Ok(Self::empty(kind)),
             Val::Cont(c) if c.is_finished() => Ok(self.finish(c.kind, c.items)?),
             Val::Call(c) => {
@@ -673,8 +705,21 @@ impl<'a> Decoder<'a> {
     }
 
     fn global(&self, at: usize, module: &str, name: &str) -> Res<Val> {
+        let exception = || {
+            let module = if module == "exceptions" || module == "__builtin__" {
+                "builtins"
+            } else {
+                module
+            };
+            EXCEPTIONS
+                .iter()
+                .find(|e| e.split_once('.') == Some((module, name)))
+        };
         match Global::lookup(module, name) {
             Some(g) => Ok(Val::Global(g)),
+            None if self.exceptions && exception().is_some() => {
+                Ok(Val::Global(Global::Exception(exception().expect("found"))))
+            }
             None => Err(PickleError::Forbidden {
                 offset: at,
                 what: format!("global {}", clipped(&format_args!("{module}.{name}"), 100)),
@@ -708,6 +753,9 @@ impl<'a> Decoder<'a> {
                 .map(Object::Bytes)
                 .map_or_else(|| d.invalid(at, "latin-1 text out of range"), Ok)
         };
+        if let Some(r) = self.manager_call(at, global, &mut args) {
+            return r;
+        }
         match (global, args.as_mut_slice()) {
             (Global::Set, []) => Ok(Object::Set(Set::new())),
             (Global::FrozenSet, []) => Ok(Object::FrozenSet(Set::new())),

@@ -351,3 +351,55 @@ fn huge_integers_cost_linear_time_and_short_errors() {
     let err = loads(&p).unwrap_err().to_string();
     assert!(err.len() < 300, "{}", err.len());
 }
+
+#[test]
+fn slices_and_pickled_proxies_are_read_as_data() {
+    use crate::object::{ProxyRef, Slice};
+    // Python 3.11: pickle.dumps((None, '__getitem__', (slice(2, 5),), {}), 4)
+    let req = b"\x80\x04\x955\x00\x00\x00\x00\x00\x00\x00(N\x8c\x0b__getitem__\x94\x8c\x08builtins\x94\x8c\x05slice\x94\x93\x94K\x02K\x05N\x87\x94R\x94\x85\x94}\x94t\x94.";
+    let o = loads(req).unwrap();
+    assert_eq!(
+        o.to_string(),
+        "(None, '__getitem__', (slice(2, 5, None),), {})"
+    );
+    // d['x'] = <a ListProxy>: RebuildProxy(ListProxy, Token('list', ('127.0.0.1', 5000), '2a'), 'pickle', {})
+    let req = b"\x80\x04\x95\x99\x00\x00\x00\x00\x00\x00\x00(\x8c\x011\x94\x8c\x0b__setitem__\x94\x8c\x01x\x94\x8c\x18multiprocessing.managers\x94\x8c\x0cRebuildProxy\x94\x93\x94(h\x03\x8c\tListProxy\x94\x93\x94h\x03\x8c\x05Token\x94\x93\x94)\x81\x94\x8c\x04list\x94\x8c\t127.0.0.1\x94M\x88\x13\x86\x94\x8c\x022a\x94\x87\x94b\x8c\x06pickle\x94}\x94t\x94R\x94\x86\x94}\x94t\x94.";
+    let o = loads(req).unwrap();
+    let args = o.as_slice().unwrap()[2].as_slice().unwrap();
+    assert_eq!(args[1], Object::from(ProxyRef::new("list", 0x2a)));
+    // Protocol 2, an AutoProxy with its exposed methods.
+    let p = b"\x80\x02cmultiprocessing.managers\nRebuildProxy\nq\x00(cmultiprocessing.managers\nAutoProxy\nq\x01cmultiprocessing.managers\nToken\nq\x02)\x81q\x03X\x05\x00\x00\x00Queueq\x04X\x06\x00\x00\x00/tmp/sq\x05X\x02\x00\x00\x00ffq\x06\x87q\x07bX\x06\x00\x00\x00pickleq\x08}q\tX\x07\x00\x00\x00exposedq\nX\x03\x00\x00\x00getq\x0bX\x03\x00\x00\x00putq\x0c\x86q\rstq\x0eRq\x0f.";
+    assert_eq!(
+        loads(p).unwrap(),
+        Object::from(ProxyRef::new("Queue", 0xff))
+    );
+    // A bare Token (get_methods' argument).
+    let req = b"\x80\x04\x95_\x00\x00\x00\x00\x00\x00\x00(N\x8c\x0bget_methods\x94\x8c\x18multiprocessing.managers\x94\x8c\x05Token\x94\x93\x94)\x81\x94\x8c\x04list\x94\x8c\t127.0.0.1\x94M\x88\x13\x86\x94\x8c\x022a\x94\x87\x94b\x85\x94}\x94t\x94.";
+    let o = loads(req).unwrap();
+    assert_eq!(
+        o.to_string(),
+        "(None, 'get_methods', (<ListProxy object, typeid 'list' at 0x2a>,), {})"
+    );
+    // Our own pickles of both read back.
+    let s = Object::from(Slice::new(None, 3, -1));
+    assert_eq!(loads(&dumps(&s)).unwrap(), s);
+    let r = Object::from(ProxyRef::new("dict", 7));
+    assert_eq!(loads(&dumps(&r)).unwrap(), r);
+}
+
+#[test]
+fn other_objects_and_states_stay_forbidden() {
+    // An instance of another class, and BUILD on something that is not a Token.
+    for p in [
+        &b"\x80\x04\x8c\x08builtins\x8c\x06object\x93)\x81."[..],
+        b"\x80\x04\x8c\x18multiprocessing.managers\x8c\x05Token\x93)\x81}b.",
+        b"\x80\x04\x8c\x18multiprocessing.managers\x8c\x0cRebuildProxy\x93.",
+        b"\x80\x04\x8c\x18multiprocessing.managers\x8c\x0bBaseManager\x93.",
+        b"\x80\x04\x8c\x18multiprocessing.managers\x8c\x09ListProxy\x93.",
+        b"\x80\x04]N\x85b.",
+    ] {
+        assert!(loads(p).is_err(), "{p:?}");
+    }
+    // A Token without its state.
+    assert!(loads(b"\x80\x04\x8c\x18multiprocessing.managers\x8c\x05Token\x93)\x81.").is_err());
+}

@@ -272,8 +272,9 @@ impl Decoder<'_> {
                     })))?;
                 }
                 op::PERSID | op::BINPERSID => return self.forbidden(at, "a persistent id"),
-                op::BUILD => return self.forbidden(at, "BUILD (object state)"),
-                op::INST | op::OBJ | op::NEWOBJ | op::NEWOBJ_EX => {
+                op::BUILD => self.build_token(at)?,
+                op::NEWOBJ => self.new_token(at)?,
+                op::INST | op::OBJ | op::NEWOBJ_EX => {
                     return self.forbidden(at, "an object instance");
                 }
                 op::EXT1 | op::EXT2 | op::EXT4 => {

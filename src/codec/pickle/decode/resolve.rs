@@ -4,7 +4,7 @@
 
 use std::mem::size_of;
 
-use super::{Container, Decoder, Global, Hole, Kind, Res, Slot, Val, heap_size};
+use super::{CLASS_MARK, Container, Decoder, Global, Hole, Kind, Res, Slot, Val, heap_size};
 use crate::codec::pickle::PickleError;
 use crate::object::Object;
 
@@ -138,6 +138,9 @@ impl Decoder<'_> {
                             }
                             Slot::Taken => return self.late("memo reference used up"),
                         }
+                    }
+                    Val::Global(Global::ProxyClass(c)) => {
+                        result = Some((Object::Str(format!("{CLASS_MARK}{c}")), 0));
                     }
                     Val::Global(g) => {
                         return Err(PickleError::Forbidden {
