@@ -225,7 +225,8 @@
 //!
 //! Types of your own are served beside the built-in ones ([`manager::Managed`], registered
 //! with `Manager::options().register`), and a server bounds what its clients may store
-//! (`max_object_size`, `max_memory`).
+//! (`max_object_size`, `max_memory`). Python's own manager clients are served too, and
+//! `Manager::connect_python` reaches a Python manager server (see [`manager`]).
 //!
 //! ## A pool of workers
 //!
