@@ -290,6 +290,36 @@ def shm_create_attach_unlink(batch):
     return time.perf_counter() - t
 
 
+def trivial(x):
+    return x + 1
+
+
+def one_ms(x):
+    end = time.perf_counter() + 0.001
+    while time.perf_counter() < end:
+        x = (x * 6364136223846793005 + 1) & 0xFFFFFFFFFFFFFFFF
+    return x
+
+
+def pool_map(f, batch):
+    with FORK.Pool(2) as p:
+        p.map(f, [0])
+        t = time.perf_counter()
+        out = p.map(f, range(batch))
+        elapsed = time.perf_counter() - t
+    assert len(out) == batch
+    return elapsed
+
+
+def pool_start(batch):
+    ctx = mp.get_context("spawn")
+    t = time.perf_counter()
+    for i in range(batch):
+        with ctx.Pool(2) as p:
+            assert p.apply(trivial, (i,)) == i + 1
+    return time.perf_counter() - t
+
+
 SCENARIOS = {
     "pipe_round_trip": pipe_round_trip,
     "pipe_round_trip_64b": pipe_round_trip_64b,
@@ -309,6 +339,9 @@ SCENARIOS = {
     "process_fork": lambda n: process_start_join("fork", n),
     "process_spawn": lambda n: process_start_join("spawn", n),
     "shm_create_attach_unlink": shm_create_attach_unlink,
+    "pool_map_trivial": lambda n: pool_map(trivial, n),
+    "pool_map_1ms": lambda n: pool_map(one_ms, n),
+    "pool_start": pool_start,
 }
 
 

@@ -12,6 +12,7 @@
 
 mod channels;
 mod manager;
+mod pool;
 mod queues;
 mod shm;
 
@@ -238,9 +239,24 @@ pub fn all() -> Vec<Scenario> {
             shm::shm_cycle,
         )
         .floor("shm_syscalls"),
-        // Pool map (trivial and 1 ms tasks, beside procspawn's pool) and a Redis-backed proxy
-        // call (beside the raw `redis` crate) go here once `multiproc::pool` and the Redis
-        // backend exist.
+        Scenario::new(
+            "pool_map_trivial",
+            "Pool map, trivial tasks",
+            pool::map_trivial,
+        ),
+        Scenario::new(
+            "pool_map_1ms",
+            "Pool map, 1 ms tasks, 2 workers",
+            pool::map_1ms,
+        ),
+        Scenario::new(
+            "pool_start",
+            "Pool start + first result, spawn",
+            pool::start,
+        )
+        .floor("raw_fork_exec"),
+        // A Redis-backed proxy call (beside the raw `redis` crate) goes here once the Redis
+        // backend exists.
     ];
     let floors = vec![
         Scenario::floor_row(
