@@ -278,9 +278,6 @@ impl Referent for Array {
 
 #[cfg(test)]
 mod tests {
-    use std::io::Write;
-    use std::process::{Command, Stdio};
-
     use super::*;
 
     const PYTHON: &str = r#"
@@ -373,26 +370,7 @@ for line in sys.stdin:
                 cases.push((code.clone(), v));
             }
         }
-        let mut python = Command::new("python3")
-            .args(["-c", PYTHON])
-            .stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped())
-            .spawn()
-            .expect("python3 runs");
-        python
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(script.as_bytes())
-            .unwrap();
-        let out = python.wait_with_output().unwrap();
-        assert!(
-            out.status.success(),
-            "{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-        let theirs = String::from_utf8(out.stdout).unwrap();
+        let theirs = crate::testing::python_output(PYTHON, &script);
         assert_eq!(theirs.lines().count(), cases.len());
         for ((code, v), want) in cases.iter().zip(theirs.lines()) {
             let value: Object = v

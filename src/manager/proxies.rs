@@ -130,10 +130,7 @@ impl ArrayProxy {
     ///
     /// [`ManagerError`] when the manager cannot be reached.
     pub fn len(&self) -> Result<usize, ManagerError> {
-        let n = self.0.call("__len__", vec![])?;
-        n.as_i64()
-            .and_then(|n| usize::try_from(n).ok())
-            .ok_or_else(|| ManagerError::Protocol(format!("{n} is not a length")))
+        super::client::len_of(self.0.call("__len__", vec![])?)
     }
 
     /// `len(a) == 0`.

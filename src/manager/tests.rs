@@ -1,9 +1,6 @@
 //! The managed objects against Python's own: the same calls run on a real `dict`/`list` in
 //! `python3` and here must give the same values and raise the same exceptions.
 
-use std::io::Write;
-use std::process::{Command, Stdio};
-
 use super::referent::{Call, Holder, Outcome, Referent};
 use super::{ExceptionKind, create};
 use crate::object::{Dict, Object};
@@ -176,26 +173,7 @@ fn literal(text: &str) -> Object {
 
 #[test]
 fn dict_and_list_methods_behave_as_pythons() {
-    let mut python = Command::new("python3")
-        .args(["-c", PYTHON])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("python3 runs");
-    python
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(SCRIPT.as_bytes())
-        .unwrap();
-    let out = python.wait_with_output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let theirs = String::from_utf8(out.stdout).unwrap();
+    let theirs = crate::testing::python_output(PYTHON, SCRIPT);
 
     let mut objs: Vec<(&str, Box<dyn Referent>)> = Vec::new();
     for (line, want) in SCRIPT.lines().zip(theirs.lines()) {
