@@ -298,8 +298,13 @@ fn panicked(typeid: &str, method: &str, panic: &(dyn std::any::Any + Send)) -> E
     )
 }
 
-/// The typeids of the built-in types, which a registered type may not take.
-pub(crate) const BUILTIN: &[&str] = &[
+/// The typeids of the built-in types, as [`Manager::create`](super::Manager::create) and
+/// `multiproc serve --object NAME=TYPE` take them; a registered type may not take one.
+///
+/// ```
+/// assert!(multiproc::manager::BUILTIN_TYPEIDS.contains(&"Queue"));
+/// ```
+pub const BUILTIN_TYPEIDS: &[&str] = &[
     "dict",
     "list",
     "Namespace",
@@ -329,7 +334,7 @@ pub(crate) struct Types {
 impl Types {
     /// Registers `factory` under `typeid`.
     pub fn register(&mut self, typeid: &'static str, factory: Factory) -> Result<(), String> {
-        if BUILTIN.contains(&typeid) {
+        if BUILTIN_TYPEIDS.contains(&typeid) {
             return Err(format!("{typeid:?} is a built-in type of the manager"));
         }
         if typeid.is_empty() || typeid.starts_with('#') {

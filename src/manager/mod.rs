@@ -159,7 +159,7 @@ mod tests;
 mod tests_wait;
 
 pub use client::{Manager, ManagerError, Proxy};
-pub use custom::{Caller, Factory, Managed};
+pub use custom::{BUILTIN_TYPEIDS, Caller, Factory, Managed};
 pub use exception::{Exception, ExceptionKind};
 pub use proxies::{
     Acquired, ArrayProxy, BarrierProxy, ConditionProxy, DictProxy, EventProxy, ListProxy,

@@ -56,27 +56,11 @@ enum Command {
     },
 }
 
-/// The typeids `--object` knows, in their registry spelling (`queue` is taken for `Queue`).
-const TYPEIDS: &[&str] = &[
-    "dict",
-    "list",
-    "Namespace",
-    "Value",
-    "Queue",
-    "JoinableQueue",
-    "Lock",
-    "RLock",
-    "Semaphore",
-    "BoundedSemaphore",
-    "Event",
-    "Condition",
-    "Barrier",
-];
-
 fn parse_object(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((name, typeid)) if !name.is_empty() && !typeid.is_empty() => {
-            let typeid = TYPEIDS
+            // The registry's spelling (`queue` is taken for `Queue`).
+            let typeid = multiproc::manager::BUILTIN_TYPEIDS
                 .iter()
                 .find(|t| t.eq_ignore_ascii_case(typeid))
                 .map_or(typeid, |t| t);
