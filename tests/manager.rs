@@ -551,3 +551,42 @@ fn forks_while_other_threads_connect_never_hang() {
         serving.join().unwrap().unwrap();
     }
 }
+
+/// Containers that hold each other (`a.append(b); b.append(a)`) are freed once no client and
+/// no reachable container holds any of them, with what hangs off them; while a client's dict
+/// still names one, all of them live.
+#[test]
+fn a_cycle_of_containers_is_freed_when_nobody_reaches_it() {
+    let _leaks = common::leak_check();
+    let manager = Manager::start_thread().unwrap();
+    let d = manager.dict().unwrap();
+    let before = manager.number_of_objects().unwrap();
+    let settle = |want: usize| {
+        let start = std::time::Instant::now();
+        while manager.number_of_objects().unwrap() != want {
+            assert!(
+                start.elapsed() < Duration::from_secs(30),
+                "{} objects, {want} expected",
+                manager.number_of_objects().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    };
+    for kept in [false, true] {
+        let a = manager.list(obj!([])).unwrap();
+        let b = manager.list(obj!([])).unwrap();
+        let c = manager.list(obj!([1, 2, 3])).unwrap();
+        a.append(&b).unwrap();
+        b.append(&a).unwrap();
+        b.append(&c).unwrap();
+        if kept {
+            d.set("a", &a).unwrap();
+        }
+        drop((a, b, c));
+        if kept {
+            settle(before + 3);
+            d.delete("a").unwrap();
+        }
+        settle(before);
+    }
+}

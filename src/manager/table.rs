@@ -303,14 +303,65 @@ impl Table {
                     h.remove(&id);
                 }
             }
-            Self::free_if_unheld(&mut t, id)
+            match Self::free_if_unheld(&mut t, id) {
+                Some(e) => Ok(e),
+                None => Err(Self::take_unreachable(&mut t, id)),
+            }
         };
         // Dropped outside the table's lock: a large object takes time to free.
-        if let Some(e) = freed {
-            self.release_contents(id);
-            self.forget(e);
+        match freed {
+            Ok(e) => {
+                self.release_contents(id);
+                self.forget(e);
+            }
+            Err(cycle) => self.free_taken(cycle),
         }
         Ok(())
+    }
+
+    /// The objects reachable from `id` going up to the containers that hold it, when every
+    /// one of them is held by containers only: a cycle of containers no client can reach any
+    /// more (`a.append(b); b.append(a)`, both proxies dropped). Taken out of the table, each
+    /// with whether it was a container; nothing when any is held otherwise.
+    fn take_unreachable(t: &mut Inner, id: ObjectId) -> Vec<(ObjectId, Entry, bool)> {
+        let mut seen = HashSet::from([id]);
+        let mut stack = vec![id];
+        while let Some(x) = stack.pop() {
+            let Some(e) = t.objects.get(&x) else {
+                continue;
+            };
+            for h in e.refs.keys() {
+                match h {
+                    Holder::Object(c) => {
+                        if seen.insert(*c) {
+                            stack.push(*c);
+                        }
+                    }
+                    _ => return Vec::new(),
+                }
+            }
+        }
+        let mut taken = Vec::new();
+        for x in seen {
+            if let Some(e) = t.objects.get_mut(&x) {
+                e.refs.clear();
+            }
+            if let Some(e) = Self::free_if_unheld(t, x) {
+                taken.push((x, e, t.containers.remove(&x)));
+            }
+        }
+        taken
+    }
+
+    /// Frees what [`take_unreachable`](Self::take_unreachable) took, and the references its
+    /// containers held to objects outside it.
+    fn free_taken(&self, taken: Vec<(ObjectId, Entry, bool)>) {
+        for (x, e, container) in taken {
+            self.forget(e);
+            if container {
+                let _ = self.release(Holder::Object(x));
+            }
+        }
     }
 
     /// Drops the references a freed container `id` held to the objects stored in it.
@@ -339,7 +390,7 @@ impl Table {
 
     /// [`release`](Self::release) of one holder; also returns the freed containers.
     fn release_one(&self, holder: Holder) -> (usize, Woken, Vec<ObjectId>) {
-        let (touched, freed, containers) = {
+        let (touched, freed, containers, cycles) = {
             let mut t = lock(&self.inner);
             let touched: Vec<Arc<Mutex<Slot>>> = t
                 .touched
@@ -350,19 +401,24 @@ impl Table {
                 .collect();
             let ids = t.held.remove(&holder).unwrap_or_default();
             let mut containers = Vec::new();
+            let mut cycles = Vec::new();
             let freed: Vec<_> = ids
                 .into_iter()
                 .filter_map(|id| {
                     t.objects.get_mut(&id)?.refs.remove(&holder);
-                    let e = Self::free_if_unheld(&mut t, id)?;
+                    let Some(e) = Self::free_if_unheld(&mut t, id) else {
+                        cycles.extend(Self::take_unreachable(&mut t, id));
+                        return None;
+                    };
                     if t.containers.remove(&id) {
                         containers.push(id);
                     }
                     Some(e)
                 })
                 .collect();
-            (touched, freed, containers)
+            (touched, freed, containers, cycles)
         };
+        self.free_taken(cycles);
         let mut woken = Woken::new();
         for slot in touched {
             let mut s = lock(&slot);
@@ -402,6 +458,7 @@ impl Table {
         let mut children: HashSet<ObjectId> = t.held.get(&holder).cloned().unwrap_or_default();
         children.extend(present.keys());
         let mut gone = Vec::new();
+        let mut dropped = Vec::new();
         for child in children {
             // A container naming itself needs no reference: it lives while it is reachable.
             if child == id {
@@ -415,6 +472,8 @@ impl Table {
                 entry.refs.remove(&holder);
                 if entry.refs.is_empty() {
                     gone.push(child);
+                } else {
+                    dropped.push(child);
                 }
             } else {
                 entry.refs.insert(holder, want);
@@ -431,6 +490,10 @@ impl Table {
             if let Some(e) = Self::free_if_unheld(t, child) {
                 freed.push((child, e, t.containers.remove(&child)));
             }
+        }
+        // A child still held, but only by a cycle of containers nobody reaches any more.
+        for child in dropped {
+            freed.extend(Self::take_unreachable(t, child));
         }
         freed
     }
