@@ -290,16 +290,8 @@ pub(crate) fn write_value(out: &mut Vec<u8>, o: &Object, address: &ProxyTarget<'
 
 /// Writes the global `module.name` (protocol 4's `STACK_GLOBAL`).
 pub(crate) fn write_global(out: &mut Vec<u8>, module: &str, name: &str) {
-    for s in [module, name] {
-        write_len(
-            out,
-            s.len(),
-            op::SHORT_BINUNICODE,
-            op::BINUNICODE,
-            op::BINUNICODE8,
-        );
-        out.extend(s.as_bytes());
-    }
+    write_str(out, module);
+    write_str(out, name);
     out.push(op::STACK_GLOBAL);
 }
 
@@ -620,16 +612,7 @@ fn write_object(o: &Object, out: &mut Vec<u8>, address: &ProxyTarget<'_>) {
             out.push(op::BINFLOAT);
             out.extend(x.to_be_bytes());
         }
-        Object::Str(s) => {
-            write_len(
-                out,
-                s.len(),
-                op::SHORT_BINUNICODE,
-                op::BINUNICODE,
-                op::BINUNICODE8,
-            );
-            out.extend(s.as_bytes());
-        }
+        Object::Str(s) => write_str(out, s),
         Object::Bytes(b) => {
             write_len(
                 out,
