@@ -339,6 +339,8 @@ pub mod object;
 pub mod pool;
 pub mod process;
 pub mod queue;
+#[cfg(feature = "redis")]
+pub mod redis;
 pub mod shm;
 pub mod sync;
 pub(crate) mod sys;

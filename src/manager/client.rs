@@ -477,16 +477,61 @@ fn into_value(reply: Reply) -> Result<Object, ManagerError> {
 /// Proxies travel to child processes as arguments and through connections: the receiving
 /// process connects to the manager (with the authkey, which travels inside the proxy) and takes
 /// a reference of its own. Keep the sender's proxy until the receiver has its own, as in Python.
+///
+/// With the `redis` feature, a proxy from [`Redis`](crate::redis::Redis) has its object in
+/// Redis instead: the same methods, with the same answers and exceptions.
 pub struct Proxy {
-    link: Arc<Link>,
-    id: ObjectId,
+    backend: Backend,
     typeid: String,
 }
 
+/// Where a proxy's object lives.
+enum Backend {
+    /// On a manager's server, under its id there.
+    Manager { link: Arc<Link>, id: ObjectId },
+    /// In Redis, under its name.
+    #[cfg(feature = "redis")]
+    Redis(Arc<crate::redis::RedisObject>),
+}
+
 impl Proxy {
+    fn manager(link: Arc<Link>, id: ObjectId, typeid: String) -> Proxy {
+        Proxy {
+            backend: Backend::Manager { link, id },
+            typeid,
+        }
+    }
+
+    /// A proxy of the object `o` held in Redis.
+    #[cfg(feature = "redis")]
+    pub(crate) fn from_redis(o: Arc<crate::redis::RedisObject>) -> Proxy {
+        Proxy {
+            typeid: o.typeid().to_owned(),
+            backend: Backend::Redis(o),
+        }
+    }
+
+    /// The Redis object of a proxy from [`Redis`](crate::redis::Redis).
+    #[cfg(feature = "redis")]
+    pub(crate) fn redis_object(&self) -> Option<&crate::redis::RedisObject> {
+        match &self.backend {
+            Backend::Redis(o) => Some(o),
+            Backend::Manager { .. } => None,
+        }
+    }
+
+    /// The link and id of a proxy of a manager's object.
+    fn on_manager(&self) -> Option<(&Arc<Link>, ObjectId)> {
+        match &self.backend {
+            Backend::Manager { link, id } => Some((link, *id)),
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => None,
+        }
+    }
+
     fn from_reply(link: Arc<Link>, reply: Reply) -> Result<Proxy, ManagerError> {
         match reply {
-            Reply::Proxy { id, typeid, .. } => Ok(Proxy { link, id, typeid }),
+            Reply::Proxy { id, typeid, .. } => Ok(Proxy::manager(link, id, typeid)),
             Reply::Error(e) => Err(ManagerError::Raised(e)),
             Reply::Return(v) => Err(ManagerError::Protocol(format!(
                 "the value {v} where a proxy was expected"
@@ -521,11 +566,14 @@ impl Proxy {
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Object, ManagerError> {
-        let holding = Holding::of(&self.typeid, method);
-        into_value(
-            self.link
-                .request_holding(Some(self.id), method, args, kwargs, holding)?,
-        )
+        match &self.backend {
+            Backend::Manager { link, id } => {
+                let holding = Holding::of(&self.typeid, method);
+                into_value(link.request_holding(Some(*id), method, args, kwargs, holding)?)
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(o) => o.call_kw(method, args, kwargs),
+        }
     }
 
     /// A copy of the whole object (Python's `proxy._getvalue()`).
@@ -539,37 +587,52 @@ impl Proxy {
 }
 
 impl Clone for Proxy {
-    /// Another reference to the same object (the server counts it).
+    /// Another reference to the same object (the server counts it; a Redis object is
+    /// shared by the clones, which act as one consumer and one lock holder).
     fn clone(&self) -> Self {
-        // If the server cannot be reached the copy is still a proxy, whose calls fail as the
-        // original's do.
-        let _ = self
-            .link
-            .request(None, "incref", vec![Object::from(self.id)], Dict::new());
-        Proxy {
-            link: Arc::clone(&self.link),
-            id: self.id,
-            typeid: self.typeid.clone(),
+        match &self.backend {
+            Backend::Manager { link, id } => {
+                // If the server cannot be reached the copy is still a proxy, whose calls fail
+                // as the original's do.
+                let _ = link.request(None, "incref", vec![Object::from(*id)], Dict::new());
+                Proxy::manager(Arc::clone(link), *id, self.typeid.clone())
+            }
+            #[cfg(feature = "redis")]
+            Backend::Redis(o) => Proxy::from_redis(Arc::clone(o)),
         }
     }
 }
 
 impl Drop for Proxy {
     fn drop(&mut self) {
-        // A server that is gone has freed the object already.
-        let _ = self
-            .link
-            .request(None, "decref", vec![Object::from(self.id)], Dict::new());
+        match &self.backend {
+            Backend::Manager { link, id } => {
+                // A server that is gone has freed the object already.
+                let _ = link.request(None, "decref", vec![Object::from(*id)], Dict::new());
+            }
+            // Named objects in Redis stay when their proxies go.
+            #[cfg(feature = "redis")]
+            Backend::Redis(_) => {}
+        }
     }
 }
 
 impl fmt::Debug for Proxy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Proxy")
-            .field("typeid", &self.typeid)
-            .field("id", &self.id)
-            .field("address", &self.link.address)
-            .finish()
+        match &self.backend {
+            Backend::Manager { link, id } => f
+                .debug_struct("Proxy")
+                .field("typeid", &self.typeid)
+                .field("id", id)
+                .field("address", &link.address)
+                .finish(),
+            #[cfg(feature = "redis")]
+            Backend::Redis(o) => f
+                .debug_struct("Proxy")
+                .field("typeid", &self.typeid)
+                .field("redis", o)
+                .finish(),
+        }
     }
 }
 
@@ -594,23 +657,41 @@ struct ProxyWire {
     python: bool,
 }
 
+/// A proxy on the wire: of a manager's object, or of one in Redis.
+#[derive(Serialize, Deserialize)]
+enum Wire {
+    Manager(ProxyWire),
+    #[cfg(feature = "redis")]
+    Redis(crate::redis::Wire),
+}
+
 impl Serialize for Proxy {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        ProxyWire {
-            address: self.link.address.to_string(),
-            authkey: self.link.authkey.clone(),
-            id: self.id,
-            typeid: self.typeid.clone(),
-            python: self.link.python,
+        match &self.backend {
+            Backend::Manager { link, id } => Wire::Manager(ProxyWire {
+                address: link.address.to_string(),
+                authkey: link.authkey.clone(),
+                id: *id,
+                typeid: self.typeid.clone(),
+                python: link.python,
+            }),
+            #[cfg(feature = "redis")]
+            Backend::Redis(o) => Wire::Redis(o.wire()),
         }
         .serialize(s)
     }
 }
 
 impl<'de> Deserialize<'de> for Proxy {
-    /// Connects to the manager (once per process) and takes a reference of its own.
+    /// Connects to the manager (once per process) and takes a reference of its own; a proxy
+    /// of a Redis object connects to Redis (once per process) and opens it by name.
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        let w = ProxyWire::deserialize(d)?;
+        #[cfg_attr(not(feature = "redis"), allow(clippy::infallible_destructuring_match))]
+        let w = match Wire::deserialize(d)? {
+            Wire::Manager(w) => w,
+            #[cfg(feature = "redis")]
+            Wire::Redis(w) => return w.open().map(Proxy::from_redis).map_err(D::Error::custom),
+        };
         let address: Address = w.address.parse().map_err(D::Error::custom)?;
         let link = Link::shared(&address, &w.authkey, w.python).map_err(D::Error::custom)?;
         let reply = link
@@ -620,11 +701,7 @@ impl<'de> Deserialize<'de> for Proxy {
             Reply::Error(e) => Err(D::Error::custom(format!(
                 "the manager's object is gone: {e}"
             ))),
-            _ => Ok(Proxy {
-                link,
-                id: w.id,
-                typeid: w.typeid,
-            }),
+            _ => Ok(Proxy::manager(link, w.id, w.typeid)),
         }
     }
 }
@@ -765,13 +842,16 @@ impl Manager {
     ) -> Result<Vec<Result<Object, Exception>>, ManagerError> {
         let mut requests = Vec::new();
         for (proxy, method, args) in calls {
-            if !Arc::ptr_eq(&proxy.link, &self.link) {
+            let Some((_, id)) = proxy
+                .on_manager()
+                .filter(|(link, _)| Arc::ptr_eq(link, &self.link))
+            else {
                 return Err(ManagerError::Protocol(
                     "a proxy of another manager in a pipeline".into(),
                 ));
-            }
+            };
             requests.push(Request {
-                id: Some(proxy.id),
+                id: Some(id),
                 method: method.into(),
                 args,
                 kwargs: Dict::new(),

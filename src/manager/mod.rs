@@ -170,7 +170,12 @@ pub use start::ManagerOptions;
 
 use crate::object::Dict;
 pub use referent::Call;
-use referent::Referent;
+// For the Redis backend, which keeps the manager's semantics.
+#[cfg(feature = "redis")]
+pub(crate) use ops::{apply, reply_of};
+pub(crate) use referent::Referent;
+#[cfg(feature = "redis")]
+pub(crate) use referent::{Outcome, check_hashable, iterate, truthy};
 
 /// For the fuzz target: decodes `data` as a sequence of requests and runs each, from two
 /// clients in turn, against a fresh server table; then expires every waiting call and

@@ -30,15 +30,16 @@ impl Proxy {
         let Object::Proxy(r) = o else {
             return Err(ManagerError::Protocol(format!("{o} is not a proxy")));
         };
-        let link = self.link.current()?;
+        let Some((link, _)) = self.on_manager() else {
+            return Err(ManagerError::Protocol(
+                "proxies stored in objects are resolved on a manager, not in Redis".into(),
+            ));
+        };
+        let link = link.current()?;
         let reply = link.request(None, "incref", vec![Object::from(r.id)], Dict::new())?;
         match reply {
             // Python's server answers an incref with None.
-            Reply::Return(_) if link.python => Ok(Proxy {
-                link,
-                id: r.id,
-                typeid: r.typeid.clone(),
-            }),
+            Reply::Return(_) if link.python => Ok(Proxy::manager(link, r.id, r.typeid.clone())),
             reply => Proxy::from_reply(link, reply),
         }
     }
@@ -52,7 +53,7 @@ impl Proxy {
     /// assert_ne!(a.as_proxy().id(), b.as_proxy().id());
     /// ```
     pub fn id(&self) -> u64 {
-        self.id
+        self.on_manager().map_or(0, |(_, id)| id)
     }
 }
 
@@ -60,6 +61,6 @@ impl From<&Proxy> for Object {
     /// A reference to the proxy's object, to store in a managed dict or list (Python's
     /// `d['x'] = proxy`): the container then keeps the object alive.
     fn from(p: &Proxy) -> Object {
-        crate::object::ProxyRef::new(p.typeid.clone(), p.id).into()
+        crate::object::ProxyRef::new(p.typeid.clone(), p.id()).into()
     }
 }

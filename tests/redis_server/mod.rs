@@ -1,0 +1,93 @@
+//! A `redis-server` of a test's own: on a Unix socket in a fresh directory, with no TCP port
+//! and nothing written to disk; killed and waited for when dropped.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::common::KillOnDrop;
+
+pub struct RedisServer {
+    child: Option<KillOnDrop>,
+    dir: PathBuf,
+    socket: PathBuf,
+    /// The URL the client connects to.
+    pub url: String,
+}
+
+impl RedisServer {
+    pub fn start() -> RedisServer {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static N: AtomicU32 = AtomicU32::new(0);
+        let n = N.fetch_add(1, Ordering::Relaxed);
+        let dir = std::env::temp_dir().join(format!("multiproc-redis-{}-{n}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let socket = dir.join("r.sock");
+        let url = format!("redis+unix://{}", socket.display());
+        let mut s = RedisServer {
+            child: None,
+            dir,
+            socket,
+            url,
+        };
+        s.restart();
+        s
+    }
+
+    /// Starts the server (again, after [`stop`](Self::stop)) on the same socket, and waits
+    /// until it answers PING.
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let child = Command::new("redis-server")
+            .args(["--port", "0", "--unixsocket"])
+            .arg(&self.socket)
+            .args([
+                "--unixsocketperm",
+                "700",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .arg("--dir")
+            .arg(&self.dir)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (apt-get install -y redis-server)");
+        self.child = Some(KillOnDrop(child));
+        let start = Instant::now();
+        while !self.answers() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "redis-server did not start"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    fn answers(&self) -> bool {
+        let Ok(mut s) = UnixStream::connect(&self.socket) else {
+            return false;
+        };
+        let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
+        let mut buf = [0u8; 7];
+        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+    }
+
+    /// Kills the server (its data is gone: nothing is saved).
+    pub fn stop(&mut self) {
+        drop(self.child.take());
+        let _ = std::fs::remove_file(&self.socket);
+    }
+}
+
+impl Drop for RedisServer {
+    fn drop(&mut self) {
+        self.stop();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
