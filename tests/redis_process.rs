@@ -223,3 +223,32 @@ fn pipelines_batch_calls_in_order() {
     assert_eq!(d.len().unwrap(), 3000);
     assert_eq!(l.get(0).unwrap(), Object::from("x"));
 }
+
+#[test]
+fn the_redis_queue_example_shares_work_between_programs() {
+    let _leaks = common::leak_check();
+    let server = RedisServer::start();
+    // Through cargo, so that the example is rebuilt if it is older than the library.
+    let out = std::process::Command::new(env!("CARGO"))
+        .args([
+            "run",
+            "--quiet",
+            "--features",
+            "redis",
+            "--example",
+            "redis_queue",
+        ])
+        .arg(&server.url)
+        .current_dir(env!("CARGO_MANIFEST_DIR"))
+        .output()
+        .expect("run the example");
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "jobs done: 20\nsum of squares: 2470\ncounted by the clients: 20\n"
+    );
+}

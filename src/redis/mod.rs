@@ -2,11 +2,24 @@
 //! machines share dicts, lists, queues and locks by name, with the code they would write for
 //! a [`Manager`](crate::manager::Manager) but for the connect line (feature `redis`).
 //!
-//! ```no_run
+//! ```
 //! use multiproc::manager::{ExceptionKind, ManagerError};
 //! use multiproc::redis::Redis;
+//! # // A server of this example's own, on a Unix socket, saving nothing.
+//! # let dir = std::env::temp_dir().join(format!("multiproc-doc-redis-{}", std::process::id()));
+//! # std::fs::create_dir_all(&dir).unwrap();
+//! # let sock = dir.join("r.sock");
+//! # let mut server = std::process::Command::new("redis-server")
+//! #     .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+//! #     .arg(&sock).arg("--dir").arg(&dir)
+//! #     .stdout(std::process::Stdio::null()).spawn().expect("redis-server");
+//! # while std::os::unix::net::UnixStream::connect(&sock).is_err() {
+//! #     std::thread::sleep(std::time::Duration::from_millis(5));
+//! # }
+//! # let url = format!("redis+unix://{}", sock.display());
 //!
-//! let m = Redis::connect("redis://127.0.0.1:6379/")?;
+//! // url: "redis://127.0.0.1:6379/", "redis+unix:///run/redis.sock", …
+//! let m = Redis::connect(&url)?;
 //! let d = m.dict("jobs")?; // a DictProxy, as `Manager::dict` gives
 //! d.set(1, "one")?;
 //! d.set(1.0, "uno")?; // the same key, as in Python
@@ -18,6 +31,10 @@
 //! let q = m.queue("work", 0)?; // a QueueProxy
 //! q.put("job")?;
 //! assert_eq!(q.get()?.to_string(), "'job'");
+//! # drop((d, q, m));
+//! # server.kill().unwrap();
+//! # server.wait().unwrap();
+//! # std::fs::remove_dir_all(&dir).unwrap();
 //! # Ok::<(), ManagerError>(())
 //! ```
 //!
@@ -26,7 +43,7 @@
 //! Every key of the object `name` starts with `{mp:<namespace>:<name>}`: the braces make it
 //! the hash tag, so an object lives on one Redis Cluster slot and its scripts may touch all of
 //! its keys. Each multi-step operation is one Lua script, atomic on the server. Values are
-//! the crate's postcard encoding of [`Object`](crate::Object), read back with the codec's
+//! the crate's postcard encoding of [`Object`], read back with the codec's
 //! bounds (whoever else writes the keys cannot make a reader allocate without limit).
 //!
 //! | type | Redis keys | notes |

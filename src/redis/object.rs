@@ -263,8 +263,7 @@ impl RedisObject {
                 break Err(e);
             }
         };
-        let mut unwait = scripts::call(S::Unwait, &[waiters, &wake]);
-        let _ = self.query::<Value>(unwait.arg(0));
+        let _ = self.query::<Value>(&scripts::call(S::Unwait, &[waiters, &wake]));
         result
     }
 }
