@@ -18,7 +18,7 @@ use crate::object::{Dict, Object};
 /// Bounded retries of an optimistic read-modify-write under contention.
 const CAS_TRIES: usize = 10_000;
 
-pub(super) fn keys(o: &RedisObject) -> [String; 4] {
+pub(super) fn keys(o: &RedisObject) -> [&str; 4] {
     [o.key("keys"), o.key("values"), o.key("order"), o.key("seq")]
 }
 
@@ -31,10 +31,9 @@ pub(super) fn plan<'a>(
     o: &'a RedisObject,
     method: &str,
     mut args: Vec<Object>,
-    kwargs: Dict,
+    kwargs: &Dict,
 ) -> Plan<'a> {
-    let ks = keys(o);
-    let k: Vec<&str> = ks.iter().map(String::as_str).collect();
+    let k = keys(o);
     let native = kwargs.is_empty()
         && match (method, args.len()) {
             ("__setitem__" | "setdefault" | "compare_and_set" | "update_with", _) => true,
@@ -157,9 +156,7 @@ pub(super) fn plan<'a>(
                 return Plan::raise(e);
             }
             let cas = method == "compare_and_set";
-            let ks = ks.clone();
             Plan::Steps(Box::new(move || {
-                let k: Vec<&str> = ks.iter().map(String::as_str).collect();
                 let [key, a, b]: [Object; 3] = args.try_into().unwrap_or_default();
                 let get = |c: &mut redis::Connection| {
                     redis::cmd("HGET")
@@ -236,7 +233,7 @@ pub(super) fn plan_small<'a>(
     o: &'a RedisObject,
     method: &str,
     args: Vec<Object>,
-    kwargs: Dict,
+    kwargs: &Dict,
 ) -> Plan<'a> {
     if !kwargs.is_empty() {
         return Plan::raise(Exception::type_error(format!(
@@ -361,10 +358,10 @@ fn value<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>) -> Plan<'a> {
             let cas = method == "compare_and_set";
             Plan::Steps(Box::new(move || {
                 let get = |c: &mut redis::Connection| {
-                    redis::cmd("GET").arg(&key).query::<Option<Vec<u8>>>(c)
+                    redis::cmd("GET").arg(key).query::<Option<Vec<u8>>>(c)
                 };
                 let set = |old: &Option<Vec<u8>>, new: &[u8]| {
-                    let mut cmd = scripts::call(S::StrCas, &[&key]);
+                    let mut cmd = scripts::call(S::StrCas, &[key]);
                     cmd.arg(if old.is_some() { "1" } else { "0" });
                     cmd.arg(old.as_deref().unwrap_or_default()).arg(new);
                     Ok(cmd)

@@ -38,13 +38,13 @@ pub(super) fn dict<'a>(
     o: &'a RedisObject,
     method: &str,
     args: Vec<Object>,
-    kwargs: Dict,
+    kwargs: &Dict,
 ) -> Plan<'a> {
-    let method = method.to_owned();
+    let (method, kwargs) = (method.to_owned(), kwargs.clone());
     Plan::Steps(Box::new(move || {
         let keys = super::dict::keys(o);
         let load = |c: &mut Connection| -> RedisResult<Result<Object, ManagerError>> {
-            let flat: Vec<Value> = scripts::call(S::DictItems, &as_strs(&keys)).query(c)?;
+            let flat: Vec<Value> = scripts::call(S::DictItems, &keys).query(c)?;
             Ok(dict_of(flat).map(Object::Dict))
         };
         let store = |new: &Object, p: &mut Pipeline| -> Result<(), ManagerError> {
@@ -55,7 +55,7 @@ pub(super) fn dict<'a>(
             if d.is_empty() {
                 return Ok(());
             }
-            let mut cmd = scripts::call(S::DictSet, &as_strs(&keys));
+            let mut cmd = scripts::call(S::DictSet, &keys);
             for (k, v) in d.iter() {
                 let canon = encode::key(k).map_err(ManagerError::Raised)?;
                 cmd.arg(canon).arg(encode::value(k)?).arg(encode::value(v)?);
@@ -72,13 +72,13 @@ pub(super) fn list<'a>(
     o: &'a RedisObject,
     method: &str,
     args: Vec<Object>,
-    kwargs: Dict,
+    kwargs: &Dict,
 ) -> Plan<'a> {
-    let method = method.to_owned();
+    let (method, kwargs) = (method.to_owned(), kwargs.clone());
     Plan::Steps(Box::new(move || {
         let key = o.key("items");
         let load = |c: &mut Connection| -> RedisResult<Result<Object, ManagerError>> {
-            let items: Vec<Vec<u8>> = redis::cmd("LRANGE").arg(&key).arg(0).arg(-1).query(c)?;
+            let items: Vec<Vec<u8>> = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query(c)?;
             Ok(items
                 .iter()
                 .map(|b| encode::object(b))
@@ -86,14 +86,14 @@ pub(super) fn list<'a>(
                 .map(Object::List))
         };
         let store = |new: &Object, p: &mut Pipeline| -> Result<(), ManagerError> {
-            p.cmd("DEL").arg(&key).ignore();
+            p.cmd("DEL").arg(key).ignore();
             if let Object::List(items) = new {
                 for chunk in items.chunks(1024) {
                     let encoded = chunk
                         .iter()
                         .map(encode::value)
                         .collect::<Result<Vec<_>, _>>()?;
-                    p.cmd("RPUSH").arg(&key).arg(encoded).ignore();
+                    p.cmd("RPUSH").arg(key).arg(encoded).ignore();
                 }
             }
             Ok(())
@@ -109,10 +109,6 @@ pub(super) fn list<'a>(
             store,
         )
     }))
-}
-
-fn as_strs(keys: &[String]) -> Vec<&str> {
-    keys.iter().map(String::as_str).collect()
 }
 
 /// The dict of a `DictItems` reply (key, value, key, value, …).
@@ -134,7 +130,7 @@ fn dict_of(flat: Vec<Value>) -> Result<Dict, ManagerError> {
 #[allow(clippy::too_many_arguments)]
 fn run(
     o: &RedisObject,
-    keys: &[String],
+    keys: &[&str],
     typeid: &str,
     method: &str,
     args: Vec<Object>,

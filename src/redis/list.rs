@@ -36,7 +36,7 @@ pub(super) fn plan<'a>(
     o: &'a RedisObject,
     method: &str,
     mut args: Vec<Object>,
-    kwargs: Dict,
+    kwargs: &Dict,
 ) -> Plan<'a> {
     let key = o.key("items");
     let i = args.first().and_then(index);
@@ -56,7 +56,7 @@ pub(super) fn plan<'a>(
         "append" => {
             let mut cmd = redis::cmd("RPUSH");
             match encode_arg(&args[0]) {
-                Ok(b) => cmd.arg(&key).arg(b),
+                Ok(b) => cmd.arg(key).arg(b),
                 Err(e) => return Plan::Done(Err(e)),
             };
             Plan::one(cmd, |_| Ok(Object::None))
@@ -72,20 +72,20 @@ pub(super) fn plan<'a>(
             let encoded: Result<Vec<Vec<u8>>, _> = items.iter().map(encode_arg).collect();
             let mut cmd = redis::cmd("RPUSH");
             match encoded {
-                Ok(b) => cmd.arg(&key).arg(b),
+                Ok(b) => cmd.arg(key).arg(b),
                 Err(e) => return Plan::Done(Err(e)),
             };
             Plan::one(cmd, |_| Ok(Object::None))
         }
         "__getitem__" => {
             let mut cmd = redis::cmd("LINDEX");
-            cmd.arg(&key).arg(i);
+            cmd.arg(key).arg(i);
             Plan::one(cmd, |v| {
                 stored(v)?.ok_or_else(|| index_error("list index out of range"))
             })
         }
         "__setitem__" => {
-            let mut cmd = scripts::call(S::ListSet, &[&key]);
+            let mut cmd = scripts::call(S::ListSet, &[key]);
             match encode_arg(&args[1]) {
                 Ok(b) => cmd.arg(i).arg(b),
                 Err(e) => return Plan::Done(Err(e)),
@@ -96,7 +96,7 @@ pub(super) fn plan<'a>(
             })
         }
         "__delitem__" => {
-            let mut cmd = scripts::call(S::ListDel, &[&key]);
+            let mut cmd = scripts::call(S::ListDel, &[key]);
             cmd.arg(i).arg(tombstone());
             Plan::one(cmd, |v| match int(&v)? {
                 0 => Err(index_error("list assignment index out of range")),
@@ -104,7 +104,7 @@ pub(super) fn plan<'a>(
             })
         }
         "insert" => {
-            let mut cmd = scripts::call(S::ListInsert, &[&key]);
+            let mut cmd = scripts::call(S::ListInsert, &[key]);
             match encode_arg(&args[1]) {
                 Ok(b) => cmd.arg(i).arg(b).arg(tombstone()),
                 Err(e) => return Plan::Done(Err(e)),
@@ -112,7 +112,7 @@ pub(super) fn plan<'a>(
             Plan::one(cmd, |_| Ok(Object::None))
         }
         "pop" => {
-            let mut cmd = scripts::call(S::ListPop, &[&key]);
+            let mut cmd = scripts::call(S::ListPop, &[key]);
             cmd.arg(i.unwrap_or(-1)).arg(tombstone());
             Plan::one(cmd, |v| {
                 let redis::Value::Array(parts) = v else {
@@ -128,13 +128,13 @@ pub(super) fn plan<'a>(
         }
         "__len__" => {
             let mut cmd = redis::cmd("LLEN");
-            cmd.arg(&key);
+            cmd.arg(key);
             Plan::one(cmd, |v| Ok(Object::from(int(&v)?)))
         }
         _ => {
             // "clear"
             let mut cmd = redis::cmd("DEL");
-            cmd.arg(&key);
+            cmd.arg(key);
             Plan::one(cmd, |_| Ok(Object::None))
         }
     }

@@ -593,10 +593,11 @@ impl Redis {
         &self,
         calls: impl IntoIterator<Item = (&'a Proxy, &'a str, Vec<Object>)>,
     ) -> Result<Vec<Result<Object, Exception>>, ManagerError> {
-        const GROUP: usize = 1024;
+        const GROUP: usize = 8192;
         let mut out = Vec::new();
         let mut cmds = Vec::new();
         let mut finishes = Vec::new();
+        let no_kwargs = crate::object::Dict::new();
         let flush = |cmds: &mut Vec<redis::Cmd>,
                      finishes: &mut Vec<object::Finish>,
                      out: &mut Vec<Result<Object, Exception>>|
@@ -620,7 +621,7 @@ impl Redis {
                     "a proxy of another backend in a Redis pipeline".into(),
                 ));
             };
-            match o.plan(method, args, crate::object::Dict::new()) {
+            match o.plan(method, args, &no_kwargs) {
                 Plan::One(cmd, finish) => {
                     cmds.push(cmd);
                     finishes.push(finish);

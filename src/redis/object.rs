@@ -63,6 +63,8 @@ pub(crate) struct RedisObject {
     pub(super) limit: i64,
     /// A `Value`'s type code, kept for its `repr`.
     pub(super) typecode: Object,
+    /// The keys of [`PARTS`], in its order.
+    keys: Vec<String>,
     /// This handle's name: its queue consumer id, its lock token.
     pub(super) me: String,
     pub(super) local: Mutex<Local>,
@@ -96,6 +98,28 @@ impl Wire {
         RedisObject::open(shared, &self.typeid, &self.name, &[])
     }
 }
+
+/// The fixed parts of the objects' key names, made once per handle.
+const PARTS: &[&str] = &[
+    "meta",
+    "keys",
+    "values",
+    "order",
+    "seq",
+    "items",
+    "attrs",
+    "value",
+    "room",
+    "unfinished",
+    "joiners",
+    "consumers",
+    "owner",
+    "held",
+    "fence",
+    "waiters",
+    "count",
+    "flag",
+];
 
 /// A random name, 128 bits in hex.
 pub(super) fn token() -> String {
@@ -154,6 +178,7 @@ impl RedisObject {
             shared,
             typeid: typeid.to_owned(),
             name: name.to_owned(),
+            keys: PARTS.iter().map(|p| format!("{prefix}:{p}")).collect(),
             prefix,
             limit,
             typecode,
@@ -162,8 +187,14 @@ impl RedisObject {
         }))
     }
 
-    /// The object's key `part` (`{mp:ns:name}:part`).
-    pub(super) fn key(&self, part: &str) -> String {
+    /// The object's key `part` (`{mp:ns:name}:part`), one of [`PARTS`].
+    pub(super) fn key(&self, part: &'static str) -> &str {
+        let i = PARTS.iter().position(|&p| p == part).unwrap_or_default();
+        &self.keys[i]
+    }
+
+    /// The object's key `part` made of a name (`inflight:<consumer>`).
+    pub(super) fn key_of(&self, part: &str) -> String {
         format!("{}:{part}", self.prefix)
     }
 
@@ -200,7 +231,7 @@ impl RedisObject {
         args: Vec<Object>,
         kwargs: Dict,
     ) -> Result<Object, ManagerError> {
-        match self.plan(method, args, kwargs) {
+        match self.plan(method, args, &kwargs) {
             Plan::One(cmd, finish) => finish(self.shared.pool.run(|c| cmd.query(c))?),
             Plan::Steps(run) => run(),
             Plan::Done(r) => r,
@@ -208,7 +239,7 @@ impl RedisObject {
     }
 
     /// How `method` runs.
-    pub(super) fn plan(&self, method: &str, args: Vec<Object>, kwargs: Dict) -> Plan<'_> {
+    pub(super) fn plan(&self, method: &str, args: Vec<Object>, kwargs: &Dict) -> Plan<'_> {
         match self.typeid.as_str() {
             "dict" => super::dict::plan(self, method, args, kwargs),
             "list" => super::list::plan(self, method, args, kwargs),
@@ -241,7 +272,7 @@ impl RedisObject {
             return attempt("");
         }
         let deadline = limit.map(|l| Instant::now() + l);
-        let wake = self.key(&format!("wake:{}", token()));
+        let wake = self.key_of(&format!("wake:{}", token()));
         let result = loop {
             match attempt(&wake) {
                 Ok(Some(v)) => break Ok(Some(v)),

@@ -47,7 +47,7 @@ pub(super) fn plan<'a>(
     o: &'a RedisObject,
     method: &str,
     mut args: Vec<Object>,
-    kwargs: Dict,
+    kwargs: &Dict,
 ) -> Plan<'a> {
     let items = o.key("items");
     match method {
@@ -62,7 +62,7 @@ pub(super) fn plan<'a>(
             let limit = if method == "put_nowait" {
                 Ok(Some(Duration::ZERO))
             } else {
-                wait_limit(args, &kwargs, ["block", "timeout"], false)
+                wait_limit(args, kwargs, ["block", "timeout"], false)
             };
             let limit = match limit {
                 Ok(l) => l,
@@ -70,7 +70,7 @@ pub(super) fn plan<'a>(
             };
             let put = move |wake: &str| {
                 let mut cmd =
-                    scripts::call(S::QueuePut, &[&items, &o.key("room"), &o.key("unfinished")]);
+                    scripts::call(S::QueuePut, &[items, o.key("room"), o.key("unfinished")]);
                 cmd.arg(item.as_slice()).arg(o.limit);
                 cmd.arg(if joinable(o) { "1" } else { "0" }).arg(wake);
                 cmd
@@ -80,7 +80,7 @@ pub(super) fn plan<'a>(
                 return Plan::one(put(""), |_| Ok(Object::None));
             }
             Plan::Steps(Box::new(move || {
-                let done = o.wait_until(limit, &o.key("room"), |wake| {
+                let done = o.wait_until(limit, o.key("room"), |wake| {
                     Ok((o.query::<i64>(&put(wake))? == 1).then_some(()))
                 })?;
                 match done {
@@ -96,7 +96,7 @@ pub(super) fn plan<'a>(
             let limit = if method == "get_nowait" {
                 Ok(Some(Duration::ZERO))
             } else {
-                wait_limit(args, &kwargs, ["block", "timeout"], false)
+                wait_limit(args, kwargs, ["block", "timeout"], false)
             };
             match limit {
                 Ok(limit) => Plan::Steps(Box::new(move || get(o, limit))),
@@ -122,7 +122,7 @@ pub(super) fn plan<'a>(
             }
             let cmd = scripts::call(
                 S::QueueTaskDone,
-                &[&o.key("unfinished"), &o.key("joiners"), &inflight(o)],
+                &[o.key("unfinished"), o.key("joiners"), &inflight(o)],
             );
             Plan::one(cmd, |v| match int(&v)? {
                 0 => Err(ManagerError::Raised(Exception::msg(
@@ -134,8 +134,8 @@ pub(super) fn plan<'a>(
         }
         "join" if joinable(o) => Plan::Steps(Box::new(move || {
             let joiners = o.key("joiners");
-            o.wait_until(None, &joiners, |wake| {
-                let mut cmd = scripts::call(S::JoinCheck, &[&o.key("unfinished"), &joiners]);
+            o.wait_until(None, joiners, |wake| {
+                let mut cmd = scripts::call(S::JoinCheck, &[o.key("unfinished"), joiners]);
                 cmd.arg(wake);
                 Ok((o.query::<i64>(&cmd)? == 1).then_some(()))
             })?;
@@ -146,14 +146,14 @@ pub(super) fn plan<'a>(
 }
 
 fn inflight(o: &RedisObject) -> String {
-    o.key(&format!("inflight:{}", o.me))
+    o.key_of(&format!("inflight:{}", o.me))
 }
 
 /// One `get`: takes an item (giving back the items of dead consumers first), or waits on the
 /// server (`BLMOVE`) in slices of at most the lease, taking again after each, until `limit`.
 fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError> {
     let (items, consumers, mine) = (o.key("items"), o.key("consumers"), inflight(o));
-    let (lease, room) = (o.key(&format!("lease:{}", o.me)), o.key("room"));
+    let (lease, room) = (o.key_of(&format!("lease:{}", o.me)), o.key("room"));
     {
         let mut local = o.local();
         if !local.consumer {
@@ -162,7 +162,7 @@ fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError>
         }
     }
     let take = |ack: bool| -> Result<Option<Object>, ManagerError> {
-        let mut cmd = scripts::call(S::QueueTake, &[&items, &consumers, &mine, &lease, &room]);
+        let mut cmd = scripts::call(S::QueueTake, &[items, consumers, &mine, &lease, room]);
         cmd.arg(&o.me).arg(&o.prefix).arg(lease_ms(o));
         cmd.arg(if ack { "1" } else { "0" });
         stored(o.query::<Value>(&cmd)?)
@@ -182,7 +182,7 @@ fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError>
         let slice = left.map_or(o.shared.lease, |l| l.min(o.shared.lease));
         let mut blmove = redis::cmd("BLMOVE");
         blmove
-            .arg(&items)
+            .arg(items)
             .arg(&mine)
             .arg("LEFT")
             .arg("RIGHT")
@@ -193,7 +193,7 @@ fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError>
             .blocking(slice, |c| blmove.query::<Value>(c))?;
         if let Some(v) = stored(got)? {
             if o.limit > 0 {
-                let _ = o.query::<Value>(&scripts::call(S::QueueRecoverAndWake, &[&room]));
+                let _ = o.query::<Value>(&scripts::call(S::QueueRecoverAndWake, &[room]));
             }
             return Ok(v);
         }
@@ -207,11 +207,11 @@ fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError>
 /// A consumer that goes away cleanly: its item in hand is done (`Queue`) or, not yet marked
 /// done, goes back to the front (`JoinableQueue`); its lease and name go.
 pub(super) fn leave(o: &RedisObject) {
-    let lease = o.key(&format!("lease:{}", o.me));
+    let lease = o.key_of(&format!("lease:{}", o.me));
     o.shared.forget(&lease);
     let mut cmd = scripts::call(
         S::QueueLeave,
-        &[&o.key("items"), &o.key("consumers"), &inflight(o), &lease],
+        &[o.key("items"), o.key("consumers"), &inflight(o), &lease],
     );
     cmd.arg(&o.me).arg(if joinable(o) { "1" } else { "0" });
     let _ = o.query::<Value>(&cmd);

@@ -17,7 +17,7 @@ use super::scripts::{self, S};
 use crate::manager::{Exception, ExceptionKind, ManagerError};
 use crate::object::{Dict, Object};
 
-fn lock_keys(o: &RedisObject) -> [String; 5] {
+fn lock_keys(o: &RedisObject) -> [&str; 5] {
     [
         o.key("owner"),
         o.key("held"),
@@ -27,16 +27,12 @@ fn lock_keys(o: &RedisObject) -> [String; 5] {
     ]
 }
 
-fn strs(keys: &[String]) -> Vec<&str> {
-    keys.iter().map(String::as_str).collect()
-}
-
 /// The methods of the synchronisation types.
 pub(super) fn plan<'a>(
     o: &'a RedisObject,
     method: &str,
     args: Vec<Object>,
-    kwargs: Dict,
+    kwargs: &Dict,
 ) -> Plan<'a> {
     match o.typeid.as_str() {
         "Lock" | "RLock" => lock(o, method, args, kwargs),
@@ -46,20 +42,19 @@ pub(super) fn plan<'a>(
     }
 }
 
-fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) -> Plan<'a> {
+fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) -> Plan<'a> {
     let keys = lock_keys(o);
     match method {
         "acquire" | "acquire_robust" => {
-            let limit = match wait_limit(args, &kwargs, ["blocking", "timeout"], true) {
+            let limit = match wait_limit(args, kwargs, ["blocking", "timeout"], true) {
                 Ok(l) => l,
                 Err(e) => return Plan::raise(e),
             };
             let robust = method == "acquire_robust";
             Plan::Steps(Box::new(move || {
-                let k = strs(&keys);
                 let lease = u64::try_from(o.shared.lease.as_millis()).unwrap_or(u64::MAX);
-                let got = o.wait_until(limit, &keys[3], |wake| {
-                    let mut cmd = scripts::call(S::LockAcquire, &k);
+                let got = o.wait_until(limit, keys[3], |wake| {
+                    let mut cmd = scripts::call(S::LockAcquire, &keys);
                     cmd.arg(&o.me).arg(lease.max(1)).arg(wake);
                     cmd.arg(if o.typeid == "RLock" { "1" } else { "0" });
                     match o.query::<Value>(&cmd)? {
@@ -80,7 +75,7 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) -
                 local.fence = fence;
                 if local.holding == 1 {
                     o.shared.renew(
-                        keys[0].clone(),
+                        keys[0].to_owned(),
                         Renew::Lock {
                             token: o.me.clone(),
                         },
@@ -98,7 +93,7 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) -
                 return Plan::raise(e);
             }
             Plan::Steps(Box::new(move || {
-                let mut cmd = scripts::call(S::LockRelease, &strs(&keys));
+                let mut cmd = scripts::call(S::LockRelease, &keys);
                 cmd.arg(&o.me);
                 if o.query::<i64>(&cmd)? == 0 {
                     let msg = if o.typeid == "RLock" {
@@ -114,14 +109,14 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) -
                 let mut local = o.local();
                 local.holding = local.holding.saturating_sub(1);
                 if local.holding == 0 {
-                    o.shared.forget(&keys[0]);
+                    o.shared.forget(keys[0]);
                 }
                 Ok(Object::None)
             }))
         }
         "locked" => {
             let mut cmd = redis::cmd("EXISTS");
-            cmd.arg(&keys[0]);
+            cmd.arg(keys[0]);
             Plan::one(cmd, |v| Ok(Object::Bool(int(&v)? == 1)))
         }
         "fencing_token" => Plan::Done(Ok(Object::Int(o.local().fence))),
@@ -133,23 +128,23 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) -
 /// acquirer is told its owner died.
 pub(super) fn abandon(o: &RedisObject) {
     let keys = lock_keys(o);
-    o.shared.forget(&keys[0]);
-    let mut cmd = scripts::call(S::LockAbandon, &strs(&keys));
+    o.shared.forget(keys[0]);
+    let mut cmd = scripts::call(S::LockAbandon, &keys);
     cmd.arg(&o.me);
     let _ = o.query::<Value>(&cmd);
 }
 
-fn semaphore<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) -> Plan<'a> {
+fn semaphore<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) -> Plan<'a> {
     let (value, waiters) = (o.key("value"), o.key("waiters"));
     match method {
         "acquire" => {
-            let limit = match wait_limit(args, &kwargs, ["blocking", "timeout"], true) {
+            let limit = match wait_limit(args, kwargs, ["blocking", "timeout"], true) {
                 Ok(l) => l,
                 Err(e) => return Plan::raise(e),
             };
             Plan::Steps(Box::new(move || {
-                let got = o.wait_until(limit, &waiters, |wake| {
-                    let mut cmd = scripts::call(S::SemAcquire, &[&value, &waiters]);
+                let got = o.wait_until(limit, waiters, |wake| {
+                    let mut cmd = scripts::call(S::SemAcquire, &[value, waiters]);
                     cmd.arg(wake);
                     Ok((o.query::<i64>(&cmd)? == 1).then_some(()))
                 })?;
@@ -167,7 +162,7 @@ fn semaphore<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Di
                     ));
                 }
             };
-            let mut cmd = scripts::call(S::SemRelease, &[&value, &waiters]);
+            let mut cmd = scripts::call(S::SemRelease, &[value, waiters]);
             cmd.arg(n).arg(o.limit);
             Plan::one(cmd, |v| match int(&v)? {
                 0 => Err(ManagerError::Raised(Exception::msg(
@@ -186,10 +181,10 @@ fn semaphore<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Di
     }
 }
 
-fn event<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) -> Plan<'a> {
+fn event<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) -> Plan<'a> {
     let (flag, waiters) = (o.key("flag"), o.key("waiters"));
     match method {
-        "set" => Plan::one(scripts::call(S::EventSet, &[&flag, &waiters]), |_| {
+        "set" => Plan::one(scripts::call(S::EventSet, &[flag, waiters]), |_| {
             Ok(Object::None)
         }),
         "clear" => {
@@ -221,8 +216,8 @@ fn event<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: Dict) 
                 Err(e) => return Plan::raise(e),
             };
             Plan::Steps(Box::new(move || {
-                let got = o.wait_until(limit, &waiters, |wake| {
-                    let mut cmd = scripts::call(S::EventWait, &[&flag, &waiters]);
+                let got = o.wait_until(limit, waiters, |wake| {
+                    let mut cmd = scripts::call(S::EventWait, &[flag, waiters]);
                     cmd.arg(wake);
                     Ok((o.query::<i64>(&cmd)? == 1).then_some(()))
                 })?;
