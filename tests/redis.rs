@@ -24,6 +24,7 @@ trait Home {
     fn namespace(&self, name: &str) -> NamespaceProxy;
     fn value(&self, name: &str, typecode: &str, v: Object) -> ValueProxy;
     fn queue(&self, name: &str, maxsize: usize) -> QueueProxy;
+    fn joinable_queue(&self, name: &str) -> QueueProxy;
     fn lock(&self, name: &str, reentrant: bool) -> LockProxy;
     fn semaphore(&self, name: &str, n: u32, bounded: bool) -> SemaphoreProxy;
     fn event(&self, name: &str) -> EventProxy;
@@ -44,6 +45,9 @@ impl Home for Manager {
     }
     fn queue(&self, _: &str, maxsize: usize) -> QueueProxy {
         Manager::queue(self, maxsize).unwrap()
+    }
+    fn joinable_queue(&self, _: &str) -> QueueProxy {
+        Manager::joinable_queue(self, 0).unwrap()
     }
     fn lock(&self, _: &str, reentrant: bool) -> LockProxy {
         if reentrant {
@@ -75,6 +79,9 @@ impl Home for Redis {
     }
     fn queue(&self, name: &str, maxsize: usize) -> QueueProxy {
         Redis::queue(self, name, maxsize).unwrap()
+    }
+    fn joinable_queue(&self, name: &str) -> QueueProxy {
+        Redis::joinable_queue(self, name, 0).unwrap()
     }
     fn lock(&self, name: &str, reentrant: bool) -> LockProxy {
         if reentrant {
@@ -379,5 +386,44 @@ fn locks_events_and_semaphores() {
         assert!(s.acquire_timeout(Duration::from_secs(1)).unwrap());
         s.release(2).unwrap();
         assert_eq!(raised(s.release(1)).0, ExceptionKind::ValueError);
+    });
+}
+
+#[test]
+fn joinable_queue_counts_unfinished_tasks() {
+    on_both(|h| {
+        let q = h.joinable_queue("jq");
+        // Nothing unfinished: join returns at once.
+        q.join().unwrap();
+        q.put("a").unwrap();
+        q.put("b").unwrap();
+        let (q2, done) = (
+            q.clone(),
+            std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false)),
+        );
+        let done2 = std::sync::Arc::clone(&done);
+        let joiner = std::thread::spawn(move || {
+            q2.join().unwrap();
+            done2.store(true, std::sync::atomic::Ordering::SeqCst);
+        });
+        assert_eq!(q.get().unwrap(), obj!("a"));
+        assert_eq!(q.get().unwrap(), obj!("b"));
+        q.task_done().unwrap();
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(
+            !done.load(std::sync::atomic::Ordering::SeqCst),
+            "one task unfinished"
+        );
+        q.task_done().unwrap();
+        joiner.join().unwrap();
+        assert!(done.load(std::sync::atomic::Ordering::SeqCst));
+        assert_eq!(raised(q.task_done()).0, ExceptionKind::ValueError);
+        // A plain Queue counts its tasks too, as Python's queue.Queue.
+        let plain = h.queue("plain", 0);
+        assert_eq!(raised(plain.task_done()).0, ExceptionKind::ValueError);
+        plain.put(1).unwrap();
+        assert_eq!(plain.get().unwrap(), obj!(1));
+        plain.task_done().unwrap();
+        plain.join().unwrap();
     });
 }

@@ -252,3 +252,17 @@ fn the_redis_queue_example_shares_work_between_programs() {
         "jobs done: 20\nsum of squares: 2470\ncounted by the clients: 20\n"
     );
 }
+
+#[test]
+fn the_password_comes_with_the_url() {
+    let _leaks = common::leak_check();
+    let server = RedisServer::start_with(&["--requirepass", "s3cret"]);
+    let good = Redis::connect(&format!("{}?pass=s3cret", server.url)).unwrap();
+    let d = good.dict("d").unwrap();
+    d.set(1, "one").unwrap();
+    assert_eq!(d.get_item(1.0).unwrap(), obj!("one"));
+    for url in [format!("{}?pass=wrong", server.url), server.url.clone()] {
+        let err = Redis::connect(&url).unwrap_err();
+        assert!(matches!(err, ManagerError::Connect(_)), "{url}: {err:?}");
+    }
+}

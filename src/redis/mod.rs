@@ -68,9 +68,9 @@
 //! proxy in one process) keeps a lease key alive from a heartbeat thread; one killed with an
 //! item in hand stops renewing it, and once the lease ran out ([`RedisOptions::lease`]) the
 //! next `get` anywhere gives that item back to the front of the queue. Delivery is at least
-//! once. An item in hand is done when its consumer asks for the next or drops its proxy, or,
-//! for a `JoinableQueue`, calls `task_done`, whose `unfinished` counter lets `join` wait on
-//! any machine. Lists with leases were chosen over Streams with consumer groups because a
+//! once. An item in hand is done when its consumer calls `task_done` (whose `unfinished`
+//! counter lets `join` wait on any machine), or, for a `Queue`, asks for the next or drops
+//! its proxy. Lists with leases were chosen over Streams with consumer groups because a
 //! stream claims entries by idle time, which cannot tell a slow consumer from a dead one; a
 //! lease renewed by a live process can.
 //!

@@ -78,15 +78,20 @@ impl Pool {
         }
     }
 
+    /// The error of a connection that could not be made (unreachable, or the password
+    /// refused).
     fn unreachable(&self, e: &RedisError) -> ManagerError {
-        if e.kind() == ErrorKind::Io || e.is_connection_refusal() || e.is_timeout() {
-            ManagerError::Connect(ConnectError::Io {
-                address: self.address.clone(),
-                source: std::io::Error::other(e.to_string()),
-            })
+        let kind = if e.kind() == ErrorKind::AuthenticationFailed {
+            std::io::ErrorKind::PermissionDenied
+        } else if e.is_timeout() {
+            std::io::ErrorKind::TimedOut
         } else {
-            self.failed(e)
-        }
+            std::io::ErrorKind::Other
+        };
+        ManagerError::Connect(ConnectError::Io {
+            address: self.address.clone(),
+            source: std::io::Error::new(kind, e.to_string()),
+        })
     }
 
     /// The error of a call that failed with `e`.

@@ -10,11 +10,11 @@
 //! moves its in-flight items back to the front of the queue, where another consumer takes
 //! them: delivery is at least once.
 //!
-//! An item in hand is done when its consumer asks for the next one, or goes away cleanly (its
-//! proxy dropped); for a `JoinableQueue`, when it calls `task_done`. The `unfinished`
-//! counter of a `JoinableQueue` is changed only by `put` (+1) and `task_done` (-1), so an
-//! item given back after a crash stays counted until someone finishes it, and `join` waits
-//! for it, on any machine.
+//! An item in hand is done when its consumer calls `task_done`; for a `Queue` also when it
+//! asks for the next one or goes away cleanly (its proxy dropped). The `unfinished` counter
+//! (both types have `task_done` and `join`, as Python's `queue.Queue` does) is changed only
+//! by `put` (+1) and `task_done` (-1), so an item given back after a crash stays counted
+//! until someone finishes it, and `join` waits for it, on any machine.
 //!
 //! Why lists and leases rather than Streams with consumer groups (`XREADGROUP`,
 //! `XAUTOCLAIM`): a stream keeps acknowledged entries until trimmed and claims by idle
@@ -71,8 +71,7 @@ pub(super) fn plan<'a>(
             let put = move |wake: &str| {
                 let mut cmd =
                     scripts::call(S::QueuePut, &[items, o.key("room"), o.key("unfinished")]);
-                cmd.arg(item.as_slice()).arg(o.limit);
-                cmd.arg(if joinable(o) { "1" } else { "0" }).arg(wake);
+                cmd.arg(item.as_slice()).arg(o.limit).arg(wake);
                 cmd
             };
             if o.limit <= 0 {
@@ -116,7 +115,7 @@ pub(super) fn plan<'a>(
                 })
             })
         }
-        "task_done" if joinable(o) => {
+        "task_done" => {
             if let Err(e) = arity(method, &args, 0, 0) {
                 return Plan::raise(e);
             }
@@ -132,7 +131,7 @@ pub(super) fn plan<'a>(
                 _ => Ok(Object::None),
             })
         }
-        "join" if joinable(o) => Plan::Steps(Box::new(move || {
+        "join" => Plan::Steps(Box::new(move || {
             let joiners = o.key("joiners");
             o.wait_until(None, joiners, |wake| {
                 let mut cmd = scripts::call(S::JoinCheck, &[o.key("unfinished"), joiners]);

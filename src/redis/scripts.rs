@@ -247,17 +247,17 @@ else
 end
 return {2, v}"
         }
-        // queue KEYS: items, room waiters, unfinished. ARGV: item, maxsize, joinable, wake
-        // list ('' for no wait). Answers 1 when put, 0 when full.
+        // queue KEYS: items, room waiters, unfinished. ARGV: item, maxsize, wake list (''
+        // for no wait). Answers 1 when put, 0 when full.
         S::QueuePut => {
             r"
 local max = tonumber(ARGV[2])
 if max > 0 and redis.call('LLEN', KEYS[1]) >= max then
-  if ARGV[4] ~= '' then redis.call('SADD', KEYS[2], ARGV[4]) end
+  if ARGV[3] ~= '' then redis.call('SADD', KEYS[2], ARGV[3]) end
   return 0
 end
 redis.call('RPUSH', KEYS[1], ARGV[1])
-if ARGV[3] == '1' then redis.call('INCR', KEYS[3]) end
+redis.call('INCR', KEYS[3])
 return 1"
         }
         // KEYS: items, consumers, my in-flight list, my lease, room waiters.

@@ -12,6 +12,8 @@ use super::common::KillOnDrop;
 
 pub struct RedisServer {
     child: Option<KillOnDrop>,
+    /// More arguments for the server (`--requirepass`).
+    extra: Vec<String>,
     dir: PathBuf,
     socket: PathBuf,
     /// The URL the client connects to.
@@ -20,6 +22,10 @@ pub struct RedisServer {
 
 impl RedisServer {
     pub fn start() -> RedisServer {
+        RedisServer::start_with(&[])
+    }
+
+    pub fn start_with(extra: &[&str]) -> RedisServer {
         use std::sync::atomic::{AtomicU32, Ordering};
         static N: AtomicU32 = AtomicU32::new(0);
         let n = N.fetch_add(1, Ordering::Relaxed);
@@ -29,6 +35,7 @@ impl RedisServer {
         let url = format!("redis+unix://{}", socket.display());
         let mut s = RedisServer {
             child: None,
+            extra: extra.iter().map(|a| a.to_string()).collect(),
             dir,
             socket,
             url,
@@ -54,6 +61,7 @@ impl RedisServer {
             ])
             .arg("--dir")
             .arg(&self.dir)
+            .args(&self.extra)
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -75,7 +83,10 @@ impl RedisServer {
         };
         let _ = s.set_read_timeout(Some(Duration::from_secs(1)));
         let mut buf = [0u8; 7];
-        s.write_all(b"PING\r\n").is_ok() && s.read_exact(&mut buf).is_ok() && &buf == b"+PONG\r\n"
+        // A server with a password answers NOAUTH: it is up all the same.
+        s.write_all(b"PING\r\n").is_ok()
+            && s.read_exact(&mut buf).is_ok()
+            && (&buf == b"+PONG\r\n" || buf.starts_with(b"-NOAUTH"))
     }
 
     /// Kills the server (its data is gone: nothing is saved).
