@@ -88,8 +88,9 @@
 //! The proxies of a process share a small pool of connections per server and options. A
 //! connection that broke (the server restarted) is replaced, and a call that failed on it
 //! runs once more on the new one; connecting is tried three times. Auth and database come
-//! from the URL (`redis://user:password@host:6379/2`, `redis+unix:///path/r.sock`); TLS
-//! (`rediss://`) is not compiled in.
+//! from the URL (`redis://user:password@host:6379/2`, `redis+unix:///path/r.sock?pass=…`);
+//! TLS (`rediss://host/`, and `rediss://host/#insecure` to skip checking the certificate) with
+//! the feature `redis-tls`, through the system's OpenSSL.
 //!
 //! # Differences from the manager
 //!

@@ -12,6 +12,8 @@ use super::common::KillOnDrop;
 
 pub struct RedisServer {
     child: Option<KillOnDrop>,
+    /// The directory of a TLS server's certificate.
+    certs: Option<PathBuf>,
     /// More arguments for the server (`--requirepass`).
     extra: Vec<String>,
     dir: PathBuf,
@@ -35,12 +37,56 @@ impl RedisServer {
         let url = format!("redis+unix://{}", socket.display());
         let mut s = RedisServer {
             child: None,
+            certs: None,
             extra: extra.iter().map(|a| a.to_string()).collect(),
             dir,
             socket,
             url,
         };
         s.restart();
+        s
+    }
+
+    /// A server that also takes TLS on a free loopback port, with a certificate made for the
+    /// test; [`url`](Self::url) is its `rediss://` URL (`#insecure`: the test's certificate
+    /// is signed by nobody).
+    pub fn start_tls() -> RedisServer {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let dir =
+            std::env::temp_dir().join(format!("multiproc-redis-tls-{}-{port}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+        let made = Command::new("openssl")
+            .args([
+                "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            ])
+            .args(["-subj", "/CN=localhost", "-keyout"])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .expect("openssl makes a certificate");
+        assert!(made.success());
+        let (cert, key) = (cert.display().to_string(), key.display().to_string());
+        let port = port.to_string();
+        let mut s = RedisServer::start_with(&[
+            "--tls-port",
+            &port,
+            "--tls-cert-file",
+            &cert,
+            "--tls-key-file",
+            &key,
+            "--tls-auth-clients",
+            "no",
+        ]);
+        s.url = format!("rediss://127.0.0.1:{port}/#insecure");
+        s.certs = Some(dir);
         s
     }
 
@@ -100,5 +146,8 @@ impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
         let _ = std::fs::remove_dir_all(&self.dir);
+        if let Some(certs) = &self.certs {
+            let _ = std::fs::remove_dir_all(certs);
+        }
     }
 }
