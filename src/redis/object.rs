@@ -44,8 +44,9 @@ impl Plan<'_> {
 /// a lock.
 #[derive(Default)]
 pub(super) struct Local {
-    /// This handle consumes from the queue (its lease is renewed, its in-flight list named).
-    pub(super) consumer: bool,
+    /// The queue consumers of this handle, one per thread that called `get` (each with its
+    /// lease renewed and its own in-flight list).
+    pub(super) consumers: Vec<(std::thread::ThreadId, String)>,
     /// Acquires of the lock not yet released.
     pub(super) holding: u32,
     /// The fencing token of the current hold.
@@ -428,13 +429,14 @@ impl fmt::Debug for RedisObject {
 }
 
 impl Drop for RedisObject {
-    /// A queue consumer leaves (its message in hand counts as done for a `Queue`, goes back
-    /// for a `JoinableQueue` if not marked done); a lock still held is freed and the next
-    /// acquirer told its owner went away, as the manager does for a client that goes away.
+    /// Queue consumers leave (the items they hold count as done); a lock still held is freed
+    /// and the next acquirer told its owner went away, as the manager does for a client that
+    /// goes away.
     fn drop(&mut self) {
         let local = std::mem::take(&mut *self.local());
-        if local.consumer {
-            super::queue::leave(self);
+        if !local.consumers.is_empty() {
+            let ids: Vec<String> = local.consumers.into_iter().map(|(_, id)| id).collect();
+            super::queue::leave(self, &ids);
         }
         if local.holding > 0 {
             super::sync::abandon(self);

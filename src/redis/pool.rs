@@ -166,6 +166,24 @@ impl Pool {
         }
     }
 
+    /// Runs `f` on an idle connection if there is one, never connecting nor waiting for a
+    /// server that is away (for what a handle does as it is dropped); its result is dropped.
+    pub(super) fn if_connected<T>(&self, f: impl FnOnce(&mut Connection) -> redis::RedisResult<T>) {
+        let conn = {
+            let mut idle = self.idle.lock().unwrap_or_else(PoisonError::into_inner);
+            if self.pid == std::process::id() {
+                idle.pop()
+            } else {
+                None
+            }
+        };
+        if let Some(mut c) = conn
+            && f(&mut c).is_ok()
+        {
+            self.give_back(c);
+        }
+    }
+
     /// As [`run`](Self::run), for a command that blocks on the server for up to `block`: the
     /// connection waits that much longer for the reply, and serves nothing else meanwhile.
     pub(super) fn blocking<T>(

@@ -3,15 +3,15 @@
 //! Items wait in the LIST `items`. A `get` moves the first one, in one step, into the
 //! consumer's own in-flight LIST (`LMOVE`, or `BLMOVE` when it waits), so an item is always
 //! in exactly one list: it cannot be lost between the queue and the consumer. Each consumer
-//! (a proxy handle in one process) names itself in the set `consumers` and keeps a lease key
+//! (a thread of a proxy handle in one process) names itself in the set `consumers` and keeps a lease key
 //! alive (a TTL of [`RedisOptions::lease`](super::RedisOptions::lease), renewed by a
 //! heartbeat thread at a third of it). A consumer killed with items in hand stops renewing;
 //! once its lease has expired, the next `get` of anyone (or the next slice of a waiting `get`)
 //! moves its in-flight items back to the front of the queue, where another consumer takes
 //! them: delivery is at least once.
 //!
-//! An item in hand is done when its consumer calls `task_done`; for a `Queue` also when it
-//! asks for the next one or goes away cleanly (its proxy dropped). The `unfinished` counter
+//! An item in hand is done when its consumer calls `task_done` or goes away cleanly (its
+//! proxy dropped); for a `Queue` also when it asks for the next one. The `unfinished` counter
 //! (both types have `task_done` and `join`, as Python's `queue.Queue` does) is changed only
 //! by `put` (+1) and `task_done` (-1), so an item given back after a crash stays counted
 //! until someone finishes it, and `join` waits for it, on any machine.
@@ -119,9 +119,18 @@ pub(super) fn plan<'a>(
             if let Err(e) = arity(method, &args, 0, 0) {
                 return Plan::raise(e);
             }
+            // The calling thread's item in hand, if it took one.
+            let me = std::thread::current().id();
+            let id = o
+                .local()
+                .consumers
+                .iter()
+                .find(|(t, _)| *t == me)
+                .map(|(_, id)| id.clone());
+            let mine = id.map_or_else(|| o.key_of("inflight:"), |id| inflight(o, &id));
             let cmd = scripts::call(
                 S::QueueTaskDone,
-                &[o.key("unfinished"), o.key("joiners"), &inflight(o)],
+                &[o.key("unfinished"), o.key("joiners"), &mine],
             );
             Plan::one(cmd, |v| match int(&v)? {
                 0 => Err(ManagerError::Raised(Exception::msg(
@@ -144,25 +153,34 @@ pub(super) fn plan<'a>(
     }
 }
 
-fn inflight(o: &RedisObject) -> String {
-    o.key_of(&format!("inflight:{}", o.me))
+fn inflight(o: &RedisObject, consumer: &str) -> String {
+    o.key_of(&format!("inflight:{consumer}"))
+}
+
+/// The consumer the calling thread is: each thread of a handle holds its own item in hand,
+/// so that one thread's next `get` does not count another's item as done.
+fn consumer(o: &RedisObject) -> String {
+    let me = std::thread::current().id();
+    let mut local = o.local();
+    if let Some((_, id)) = local.consumers.iter().find(|(t, _)| *t == me) {
+        return id.clone();
+    }
+    let id = format!("{}-{}", o.me, local.consumers.len());
+    o.shared
+        .renew(o.key_of(&format!("lease:{id}")), Renew::Lease);
+    local.consumers.push((me, id.clone()));
+    id
 }
 
 /// One `get`: takes an item (giving back the items of dead consumers first), or waits on the
 /// server (`BLMOVE`) in slices of at most the lease, taking again after each, until `limit`.
 fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError> {
-    let (items, consumers, mine) = (o.key("items"), o.key("consumers"), inflight(o));
-    let (lease, room) = (o.key_of(&format!("lease:{}", o.me)), o.key("room"));
-    {
-        let mut local = o.local();
-        if !local.consumer {
-            local.consumer = true;
-            o.shared.renew(lease.clone(), Renew::Lease);
-        }
-    }
+    let id = consumer(o);
+    let (items, consumers, room) = (o.key("items"), o.key("consumers"), o.key("room"));
+    let (mine, lease) = (inflight(o, &id), o.key_of(&format!("lease:{id}")));
     let take = |ack: bool| -> Result<Option<Object>, ManagerError> {
         let mut cmd = scripts::call(S::QueueTake, &[items, consumers, &mine, &lease, room]);
-        cmd.arg(&o.me).arg(&o.prefix).arg(lease_ms(o));
+        cmd.arg(&id).arg(&o.prefix).arg(lease_ms(o));
         cmd.arg(if ack { "1" } else { "0" });
         stored(o.query::<Value>(&cmd)?)
     };
@@ -203,15 +221,21 @@ fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError>
     }
 }
 
-/// A consumer that goes away cleanly: its item in hand is done (`Queue`) or, not yet marked
-/// done, goes back to the front (`JoinableQueue`); its lease and name go.
-pub(super) fn leave(o: &RedisObject) {
-    let lease = o.key_of(&format!("lease:{}", o.me));
-    o.shared.forget(&lease);
-    let mut cmd = scripts::call(
-        S::QueueLeave,
-        &[o.key("items"), o.key("consumers"), &inflight(o), &lease],
-    );
-    cmd.arg(&o.me).arg(if joinable(o) { "1" } else { "0" });
-    let _ = o.query::<Value>(&cmd);
+/// The consumers of a handle that goes away cleanly: the items they hold count as done (as
+/// in Python, an item got and never marked done is the program's affair), their leases and
+/// names go. Only over a connection already open: a server that cannot be reached now lets
+/// the leases run out instead.
+pub(super) fn leave(o: &RedisObject, ids: &[String]) {
+    let mut p = redis::pipe();
+    for id in ids {
+        let lease = o.key_of(&format!("lease:{id}"));
+        o.shared.forget(&lease);
+        let mut cmd = scripts::call(
+            S::QueueLeave,
+            &[o.key("consumers"), &inflight(o, id), &lease],
+        );
+        cmd.arg(id);
+        p.add_command(cmd).ignore();
+    }
+    o.shared.pool.if_connected(|c| p.exec(c));
 }

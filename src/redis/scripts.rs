@@ -295,15 +295,12 @@ redis.call('LPOP', KEYS[3])
 if redis.call('DECR', KEYS[1]) <= 0 then wake(KEYS[2]) end
 return 1"
         }
-        // A consumer that goes away cleanly. KEYS: items, consumers, my in-flight list, my
-        // lease. ARGV: me, give back ('1': items not yet done go back to the front).
+        // A consumer that goes away cleanly. KEYS: consumers, its in-flight list, its lease.
+        // ARGV: the consumer.
         S::QueueLeave => {
             r"
-if ARGV[2] == '1' then
-  while redis.call('LMOVE', KEYS[3], KEYS[1], 'RIGHT', 'LEFT') do end
-end
-redis.call('DEL', KEYS[3], KEYS[4])
-redis.call('SREM', KEYS[2], ARGV[1])
+redis.call('DEL', KEYS[2], KEYS[3])
+redis.call('SREM', KEYS[1], ARGV[1])
 return 1"
         }
         // KEYS: unfinished, join waiters. ARGV: wake list.

@@ -125,13 +125,14 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) 
 }
 
 /// A holder that goes away without releasing: the lock is freed at once, and the next
-/// acquirer is told its owner died.
+/// acquirer is told its owner died. Only over a connection already open: a server that
+/// cannot be reached now lets the lease run out instead.
 pub(super) fn abandon(o: &RedisObject) {
     let keys = lock_keys(o);
     o.shared.forget(keys[0]);
     let mut cmd = scripts::call(S::LockAbandon, &keys);
     cmd.arg(&o.me);
-    let _ = o.query::<Value>(&cmd);
+    o.shared.pool.if_connected(|c| cmd.query::<Value>(c));
 }
 
 fn semaphore<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) -> Plan<'a> {
