@@ -6,63 +6,19 @@
 //!
 //! `cargo bench --features redis --bench redis`
 
-use std::process::{Child, Command, Stdio};
-use std::time::Duration;
-
 use criterion::{Criterion, Throughput, criterion_group};
 
 use multiproc::obj;
 use multiproc::redis::Redis;
 
-/// A `redis-server` of the bench's own.
-struct Server {
-    child: Child,
-    dir: std::path::PathBuf,
-    url: String,
-}
-
-impl Server {
-    fn start() -> Server {
-        let dir =
-            std::env::temp_dir().join(format!("multiproc-bench-redis-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let socket = dir.join("r.sock");
-        let child = Command::new("redis-server")
-            .args([
-                "--port",
-                "0",
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-                "--unixsocket",
-            ])
-            .arg(&socket)
-            .arg("--dir")
-            .arg(&dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .expect("redis-server is installed");
-        while std::os::unix::net::UnixStream::connect(&socket).is_err() {
-            std::thread::sleep(Duration::from_millis(5));
-        }
-        let url = format!("redis+unix://{}", socket.display());
-        Server { child, dir, url }
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
+#[path = "../tests/redis_server/mod.rs"]
+mod redis_server;
+use redis_server::RedisServer;
 
 const BATCH: i64 = 10_000;
 
 fn calls(c: &mut Criterion) {
-    let server = Server::start();
+    let server = RedisServer::start();
     let m = Redis::connect(&server.url).unwrap();
     let mut raw = redis::Client::open(server.url.as_str())
         .unwrap()

@@ -310,6 +310,9 @@ fn heartbeat(shared: &Weak<Shared>, every: Duration) {
     }
 }
 
+/// The manager's built-in types that have no Redis form.
+const NOT_ON_REDIS: &[&str] = &["Array", "Condition", "Barrier", "Iterator"];
+
 /// A connection to a Redis server that holds named objects, with the manager's proxy types.
 ///
 /// Every constructor opens the object of that name, creating it if it does not exist yet;
@@ -360,9 +363,9 @@ impl Redis {
         RedisOptions::default()
     }
 
-    /// Opens the object `name` of the manager's type `typeid` (`"dict"`, `"list"`,
-    /// `"Namespace"`, `"Value"`, `"Queue"`, `"JoinableQueue"`, `"Lock"`, `"RLock"`,
-    /// `"Semaphore"`, `"BoundedSemaphore"`, `"Event"`), as an untyped proxy.
+    /// Opens the object `name` of the manager's type `typeid` (one of
+    /// [`BUILTIN_TYPEIDS`](crate::manager::BUILTIN_TYPEIDS) but `Array`, `Condition`,
+    /// `Barrier` and `Iterator`), as an untyped proxy.
     ///
     /// # Errors
     ///
@@ -377,22 +380,14 @@ impl Redis {
         name: &str,
         init: &[(&str, Vec<u8>)],
     ) -> Result<Proxy, ManagerError> {
-        const TYPES: &[&str] = &[
-            "dict",
-            "list",
-            "Namespace",
-            "Value",
-            "Queue",
-            "JoinableQueue",
-            "Lock",
-            "RLock",
-            "Semaphore",
-            "BoundedSemaphore",
-            "Event",
-        ];
-        if !TYPES.contains(&typeid) {
+        if NOT_ON_REDIS.contains(&typeid) {
             return Err(ManagerError::Raised(Exception::type_error(format!(
-                "no Redis type is registered as {typeid:?}"
+                "a {typeid} is not available on Redis"
+            ))));
+        }
+        if !crate::manager::BUILTIN_TYPEIDS.contains(&typeid) {
+            return Err(ManagerError::Raised(Exception::type_error(format!(
+                "no managed type is registered as {typeid:?}"
             ))));
         }
         let o = RedisObject::open(Arc::clone(&self.shared), typeid, name, init)?;

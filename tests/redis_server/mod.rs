@@ -1,14 +1,22 @@
-//! A `redis-server` of a test's own: on a Unix socket in a fresh directory, with no TCP port
-//! and nothing written to disk; killed and waited for when dropped.
+//! A `redis-server` of a test's (or the bench's) own: on a Unix socket in a fresh directory,
+//! with no TCP port and nothing written to disk; killed and waited for when dropped.
 #![allow(dead_code)]
 
 use std::io::{Read, Write};
 use std::os::unix::net::UnixStream;
 use std::path::PathBuf;
-use std::process::{Command, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::common::KillOnDrop;
+/// The server's process, killed and waited for when dropped (also when a test fails).
+struct KillOnDrop(Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
 
 pub struct RedisServer {
     child: Option<KillOnDrop>,
