@@ -590,22 +590,21 @@ impl Redis {
         calls: impl IntoIterator<Item = (&'a Proxy, &'a str, Vec<Object>)>,
     ) -> Result<Vec<Result<Object, Exception>>, ManagerError> {
         const GROUP: usize = 8192;
-        let mut out = Vec::new();
-        let mut cmds = Vec::new();
-        let mut finishes = Vec::new();
+        let calls = calls.into_iter();
+        let room = calls.size_hint().0.min(GROUP);
+        let mut out = Vec::with_capacity(calls.size_hint().0);
+        let mut pipe = redis::Pipeline::with_capacity(room);
+        let mut finishes: Vec<object::Finish> = Vec::with_capacity(room);
         let no_kwargs = crate::object::Dict::new();
-        let flush = |cmds: &mut Vec<redis::Cmd>,
+        let flush = |pipe: &mut redis::Pipeline,
                      finishes: &mut Vec<object::Finish>,
                      out: &mut Vec<Result<Object, Exception>>|
          -> Result<(), ManagerError> {
-            if cmds.is_empty() {
+            if finishes.is_empty() {
                 return Ok(());
             }
-            let mut p = redis::pipe();
-            for c in cmds.drain(..) {
-                p.add_command(c);
-            }
-            let replies: Vec<Value> = self.shared.pool.run(|c| p.query(c))?;
+            let replies: Vec<Value> = self.shared.pool.run(|c| pipe.query(c))?;
+            pipe.clear();
             for (finish, reply) in finishes.drain(..).zip(replies) {
                 out.push(raised(finish(reply))?);
             }
@@ -619,23 +618,23 @@ impl Redis {
             };
             match o.plan(method, args, &no_kwargs) {
                 Plan::One(cmd, finish) => {
-                    cmds.push(cmd);
+                    pipe.add_command(cmd);
                     finishes.push(finish);
-                    if cmds.len() >= GROUP {
-                        flush(&mut cmds, &mut finishes, &mut out)?;
+                    if finishes.len() >= GROUP {
+                        flush(&mut pipe, &mut finishes, &mut out)?;
                     }
                 }
                 Plan::Steps(run) => {
-                    flush(&mut cmds, &mut finishes, &mut out)?;
+                    flush(&mut pipe, &mut finishes, &mut out)?;
                     out.push(raised(run())?);
                 }
                 Plan::Done(r) => {
-                    flush(&mut cmds, &mut finishes, &mut out)?;
+                    flush(&mut pipe, &mut finishes, &mut out)?;
                     out.push(raised(r)?);
                 }
             }
         }
-        flush(&mut cmds, &mut finishes, &mut out)?;
+        flush(&mut pipe, &mut finishes, &mut out)?;
         Ok(out)
     }
 
