@@ -362,6 +362,10 @@ fn locks_events_and_semaphores() {
         let r = h.lock("r", true);
         r.acquire().unwrap();
         r.acquire().unwrap();
+        // Re-entrant for its holder only: another thread with the same proxy waits.
+        let r2 = r.clone();
+        let other = std::thread::spawn(move || r2.acquire_timeout(Duration::from_millis(50)));
+        assert!(!other.join().unwrap().unwrap());
         r.release().unwrap();
         r.release().unwrap();
         assert_eq!(raised(r.release()).0, ExceptionKind::RuntimeError);

@@ -97,7 +97,8 @@
 //! - **Named, and kept.** Objects live until [`Redis::delete`] or Redis forgets them; there
 //!   are no reference counts, and a proxy that is dropped leaves the object in place.
 //! - **Locks are leases.** A holder that dies keeps the lock until its lease runs out (the
-//!   manager frees it at once). A lock is released by the handle that acquired it.
+//!   manager frees it at once). A lock is released by the thread that acquired it (each
+//!   thread of a process has a token of its own, as each has its connection to a manager).
 //! - **Durability is Redis's.** Replication is asynchronous and AOF `everysec` may lose the
 //!   last second; queue data needs `maxmemory-policy noeviction`.
 //! - Nested proxies (a proxy stored in a dict) and iterators (`__iter__`) are not supported.

@@ -44,13 +44,30 @@ impl Plan<'_> {
 /// a lock.
 #[derive(Default)]
 pub(super) struct Local {
-    /// The queue consumers of this handle, one per thread that called `get` (each with its
-    /// lease renewed and its own in-flight list).
-    pub(super) consumers: Vec<(std::thread::ThreadId, String)>,
-    /// Acquires of the lock not yet released.
-    pub(super) holding: u32,
-    /// The fencing token of the current hold.
+    /// A name for each thread that used the handle: its queue consumer id and its lock
+    /// token, so that threads sharing a proxy are told apart as the manager tells them apart
+    /// (by connection).
+    pub(super) threads: Vec<(std::thread::ThreadId, String)>,
+    /// The names that consume from the queue (each with its lease renewed and its own
+    /// in-flight list).
+    pub(super) consumers: Vec<String>,
+    /// The names that hold the lock, with their acquires not yet released.
+    pub(super) holds: Vec<(String, u32)>,
+    /// The fencing token of the last acquire.
     pub(super) fence: i64,
+}
+
+impl Local {
+    /// The calling thread's name (`handle-n`), made on first use.
+    pub(super) fn thread_name(&mut self, handle: &str) -> String {
+        let me = std::thread::current().id();
+        if let Some((_, name)) = self.threads.iter().find(|(t, _)| *t == me) {
+            return name.clone();
+        }
+        let name = format!("{handle}-{}", self.threads.len());
+        self.threads.push((me, name.clone()));
+        name
+    }
 }
 
 /// A named object in Redis, behind a [`Proxy`](crate::manager::Proxy).
@@ -66,7 +83,7 @@ pub(crate) struct RedisObject {
     pub(super) typecode: Object,
     /// The keys of [`PARTS`], in its order.
     keys: Vec<String>,
-    /// This handle's name: its queue consumer id, its lock token.
+    /// This handle's name, which its threads' names start with.
     pub(super) me: String,
     pub(super) local: Mutex<Local>,
 }
@@ -435,11 +452,10 @@ impl Drop for RedisObject {
     fn drop(&mut self) {
         let local = std::mem::take(&mut *self.local());
         if !local.consumers.is_empty() {
-            let ids: Vec<String> = local.consumers.into_iter().map(|(_, id)| id).collect();
-            super::queue::leave(self, &ids);
+            super::queue::leave(self, &local.consumers);
         }
-        if local.holding > 0 {
-            super::sync::abandon(self);
+        for (token, _) in &local.holds {
+            super::sync::abandon(self, token);
         }
     }
 }

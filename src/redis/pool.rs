@@ -148,7 +148,12 @@ impl Pool {
                     reloaded = true;
                     scripts::load(&mut conn).map_err(|e| self.failed(&e))?;
                 }
-                Err(e) if reused && (e.is_io_error() || e.is_connection_dropped()) => {
+                // Not after a time-out: the server may have run the command.
+                Err(e)
+                    if reused
+                        && !e.is_timeout()
+                        && (e.is_io_error() || e.is_connection_dropped()) =>
+                {
                     self.idle
                         .lock()
                         .unwrap_or_else(PoisonError::into_inner)

@@ -120,14 +120,15 @@ pub(super) fn plan<'a>(
                 return Plan::raise(e);
             }
             // The calling thread's item in hand, if it took one.
-            let me = std::thread::current().id();
-            let id = o
-                .local()
-                .consumers
-                .iter()
-                .find(|(t, _)| *t == me)
-                .map(|(_, id)| id.clone());
-            let mine = id.map_or_else(|| o.key_of("inflight:"), |id| inflight(o, &id));
+            let mine = {
+                let mut local = o.local();
+                let name = local.thread_name(&o.me);
+                if local.consumers.contains(&name) {
+                    inflight(o, &name)
+                } else {
+                    o.key_of("inflight:")
+                }
+            };
             let cmd = scripts::call(
                 S::QueueTaskDone,
                 &[o.key("unfinished"), o.key("joiners"), &mine],
@@ -160,16 +161,14 @@ fn inflight(o: &RedisObject, consumer: &str) -> String {
 /// The consumer the calling thread is: each thread of a handle holds its own item in hand,
 /// so that one thread's next `get` does not count another's item as done.
 fn consumer(o: &RedisObject) -> String {
-    let me = std::thread::current().id();
     let mut local = o.local();
-    if let Some((_, id)) = local.consumers.iter().find(|(t, _)| *t == me) {
-        return id.clone();
+    let name = local.thread_name(&o.me);
+    if !local.consumers.contains(&name) {
+        o.shared
+            .renew(o.key_of(&format!("lease:{name}")), Renew::Lease);
+        local.consumers.push(name.clone());
     }
-    let id = format!("{}-{}", o.me, local.consumers.len());
-    o.shared
-        .renew(o.key_of(&format!("lease:{id}")), Renew::Lease);
-    local.consumers.push((me, id.clone()));
-    id
+    name
 }
 
 /// One `get`: takes an item (giving back the items of dead consumers first), or waits on the

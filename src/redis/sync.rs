@@ -52,10 +52,11 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) 
             };
             let robust = method == "acquire_robust";
             Plan::Steps(Box::new(move || {
+                let token = o.local().thread_name(&o.me);
                 let lease = u64::try_from(o.shared.lease.as_millis()).unwrap_or(u64::MAX);
                 let got = o.wait_until(limit, keys[3], |wake| {
                     let mut cmd = scripts::call(S::LockAcquire, &keys);
-                    cmd.arg(&o.me).arg(lease.max(1)).arg(wake);
+                    cmd.arg(&token).arg(lease.max(1)).arg(wake);
                     cmd.arg(if o.typeid == "RLock" { "1" } else { "0" });
                     match o.query::<Value>(&cmd)? {
                         Value::Array(v) if v.len() == 2 => Ok(Some((int(&v[0])?, int(&v[1])?))),
@@ -71,15 +72,13 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) 
                     });
                 };
                 let mut local = o.local();
-                local.holding += 1;
                 local.fence = fence;
-                if local.holding == 1 {
-                    o.shared.renew(
-                        keys[0].to_owned(),
-                        Renew::Lock {
-                            token: o.me.clone(),
-                        },
-                    );
+                match local.holds.iter_mut().find(|(t, _)| *t == token) {
+                    Some((_, n)) => *n += 1,
+                    None => {
+                        local.holds.push((token.clone(), 1));
+                        o.shared.renew(keys[0].to_owned(), Renew::Lock { token });
+                    }
                 }
                 Ok(if robust {
                     Object::Int(how)
@@ -93,8 +92,9 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) 
                 return Plan::raise(e);
             }
             Plan::Steps(Box::new(move || {
+                let token = o.local().thread_name(&o.me);
                 let mut cmd = scripts::call(S::LockRelease, &keys);
-                cmd.arg(&o.me);
+                cmd.arg(&token);
                 if o.query::<i64>(&cmd)? == 0 {
                     let msg = if o.typeid == "RLock" {
                         "cannot release un-acquired lock"
@@ -107,9 +107,12 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) 
                     )));
                 }
                 let mut local = o.local();
-                local.holding = local.holding.saturating_sub(1);
-                if local.holding == 0 {
-                    o.shared.forget(keys[0]);
+                if let Some(i) = local.holds.iter().position(|(t, _)| *t == token) {
+                    local.holds[i].1 -= 1;
+                    if local.holds[i].1 == 0 {
+                        local.holds.swap_remove(i);
+                        o.shared.forget(keys[0]);
+                    }
                 }
                 Ok(Object::None)
             }))
@@ -127,11 +130,11 @@ fn lock<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) 
 /// A holder that goes away without releasing: the lock is freed at once, and the next
 /// acquirer is told its owner died. Only over a connection already open: a server that
 /// cannot be reached now lets the lease run out instead.
-pub(super) fn abandon(o: &RedisObject) {
+pub(super) fn abandon(o: &RedisObject, token: &str) {
     let keys = lock_keys(o);
     o.shared.forget(keys[0]);
     let mut cmd = scripts::call(S::LockAbandon, &keys);
-    cmd.arg(&o.me);
+    cmd.arg(token);
     o.shared.pool.if_connected(|c| cmd.query::<Value>(c));
 }
 
