@@ -266,3 +266,32 @@ fn the_password_comes_with_the_url() {
         assert!(matches!(err, ManagerError::Connect(_)), "{url}: {err:?}");
     }
 }
+
+#[test]
+fn scripts_flushed_from_the_server_are_loaded_again() {
+    let _leaks = common::leak_check();
+    let server = RedisServer::start();
+    let m = Redis::connect(&server.url).unwrap();
+    let d = m.dict("d").unwrap();
+    d.set(1, 1).unwrap();
+    let flush = || {
+        let mut raw = redis::Client::open(server.url.as_str())
+            .unwrap()
+            .get_connection()
+            .unwrap();
+        redis::cmd("SCRIPT").arg("FLUSH").exec(&mut raw).unwrap();
+    };
+    flush();
+    // A call of one script is sent again once the scripts are back.
+    d.set(2, 2).unwrap();
+    flush();
+    // A pipeline is not (what ran before the script would run twice): it says so.
+    let calls = (3..6).map(|i: i64| (d.as_proxy(), "__setitem__", vec![i.into(), i.into()]));
+    match m.pipeline(calls) {
+        Err(ManagerError::Protocol(msg)) => assert!(msg.contains("SCRIPT FLUSH"), "{msg}"),
+        other => panic!("{other:?}"),
+    }
+    let calls = (3..6).map(|i: i64| (d.as_proxy(), "__setitem__", vec![i.into(), i.into()]));
+    assert!(m.pipeline(calls).unwrap().iter().all(Result::is_ok));
+    assert_eq!(d.len().unwrap(), 5);
+}

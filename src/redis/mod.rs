@@ -604,7 +604,7 @@ impl Redis {
             if finishes.is_empty() {
                 return Ok(());
             }
-            let replies: Vec<Value> = self.shared.pool.run(|c| pipe.query(c))?;
+            let replies: Vec<Value> = self.shared.pool.run_batch(|c| pipe.query(c))?;
             pipe.clear();
             for (finish, reply) in finishes.drain(..).zip(replies) {
                 out.push(raised(finish(reply))?);

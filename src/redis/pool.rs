@@ -134,7 +134,25 @@ impl Pool {
     /// `f` runs once more on a new connection; a script the server forgot is loaded again.
     pub(super) fn run<T>(
         &self,
+        f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, ManagerError> {
+        self.run_with(f, true)
+    }
+
+    /// As [`run`](Self::run), for a pipeline of commands: one that met a server that forgot
+    /// the scripts ran in part, so it is not sent again (the scripts are loaded again for
+    /// the next call) but answered with an error that says so.
+    pub(super) fn run_batch<T>(
+        &self,
+        f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+    ) -> Result<T, ManagerError> {
+        self.run_with(f, false)
+    }
+
+    fn run_with<T>(
+        &self,
         mut f: impl FnMut(&mut Connection) -> redis::RedisResult<T>,
+        again_without_scripts: bool,
     ) -> Result<T, ManagerError> {
         let (mut conn, mut reused) = self.take()?;
         let mut reloaded = false;
@@ -147,6 +165,14 @@ impl Pool {
                 Err(e) if e.kind() == ErrorKind::Server(ServerErrorKind::NoScript) && !reloaded => {
                     reloaded = true;
                     scripts::load(&mut conn).map_err(|e| self.failed(&e))?;
+                    if !again_without_scripts {
+                        self.give_back(conn);
+                        return Err(ManagerError::Protocol(format!(
+                            "redis at {} had forgotten the scripts (SCRIPT FLUSH): the \
+                             pipeline ran in part; they are loaded again",
+                            self.address
+                        )));
+                    }
                 }
                 // Not after a time-out: the server may have run the command.
                 Err(e)
