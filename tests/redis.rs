@@ -98,7 +98,8 @@ impl Home for Redis {
     }
 }
 
-/// Runs `check` against a manager on a thread, then against a fresh Redis.
+/// Runs `check` against a manager on a thread, then against a fresh Redis (and, with the
+/// feature `python`, one more storing pickles).
 fn on_both(check: fn(&dyn Home)) {
     let _leaks = common::leak_check();
     {
@@ -108,6 +109,13 @@ fn on_both(check: fn(&dyn Home)) {
     let server = RedisServer::start();
     let redis = Redis::connect(&server.url).unwrap();
     check(&redis);
+    // And with values pickled for Python readers.
+    #[cfg(feature = "python")]
+    {
+        let server = RedisServer::start();
+        let redis = Redis::options().pickle(true).connect(&server.url).unwrap();
+        check(&redis);
+    }
 }
 
 /// The exception `r` raised: its kind and Python's `str`.

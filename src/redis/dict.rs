@@ -34,6 +34,7 @@ pub(super) fn plan<'a>(
     kwargs: &Dict,
 ) -> Plan<'a> {
     let k = keys(o);
+    let c = o.codec();
     let native = kwargs.is_empty()
         && match (method, args.len()) {
             ("__setitem__" | "setdefault" | "compare_and_set" | "update_with", _) => true,
@@ -57,7 +58,7 @@ pub(super) fn plan<'a>(
                 return Plan::raise(e);
             }
             let mut cmd = scripts::call(S::DictSet, &k);
-            match (encode::value(&args[0]), encode::value(&args[1])) {
+            match (encode::value(c, &args[0]), encode::value(c, &args[1])) {
                 (Ok(kb), Ok(vb)) => cmd.arg(canon).arg(kb).arg(vb),
                 (Err(e), _) | (_, Err(e)) => return Plan::Done(Err(e)),
             };
@@ -72,7 +73,11 @@ pub(super) fn plan<'a>(
             }
             let mut cmd = scripts::call(S::DictSet, &k);
             for (key, value) in d.iter() {
-                match (encode::key(key), encode::value(key), encode::value(value)) {
+                match (
+                    encode::key(key),
+                    encode::value(c, key),
+                    encode::value(c, value),
+                ) {
                     (Ok(c), Ok(kb), Ok(vb)) => cmd.arg(c).arg(kb).arg(vb),
                     (Err(e), _, _) => return Plan::raise(e),
                     (_, Err(e), _) | (_, _, Err(e)) => return Plan::Done(Err(e)),
@@ -86,7 +91,7 @@ pub(super) fn plan<'a>(
             let strict = method == "__getitem__";
             let key = args.swap_remove(0);
             let default = args.pop().unwrap_or_default();
-            Plan::one(cmd, move |v| match stored(v)? {
+            Plan::one(cmd, move |v| match stored(c, v)? {
                 Some(x) => Ok(x),
                 None if strict => Err(ManagerError::Raised(missing(key))),
                 None => Ok(default),
@@ -104,32 +109,32 @@ pub(super) fn plan<'a>(
         "__contains__" => {
             let mut cmd = redis::cmd("HEXISTS");
             cmd.arg(k[1]).arg(canon);
-            Plan::one(cmd, |v| Ok(Object::Bool(int(&v)? == 1)))
+            Plan::one(cmd, move |v| Ok(Object::Bool(int(&v)? == 1)))
         }
         "__len__" => {
             let mut cmd = redis::cmd("HLEN");
             cmd.arg(k[1]);
-            Plan::one(cmd, |v| Ok(Object::from(int(&v)?)))
+            Plan::one(cmd, move |v| Ok(Object::from(int(&v)?)))
         }
         "pop" => {
             let mut cmd = scripts::call(S::DictPop, &k);
             cmd.arg(canon);
             let key = args.swap_remove(0);
             let default = args.pop();
-            Plan::one(cmd, move |v| match (stored(v)?, default) {
+            Plan::one(cmd, move |v| match (stored(c, v)?, default) {
                 (Some(x), _) | (None, Some(x)) => Ok(x),
                 (None, None) => Err(ManagerError::Raised(missing(key))),
             })
         }
-        "popitem" => Plan::one(scripts::call(S::DictPopItem, &k), |v| match v {
+        "popitem" => Plan::one(scripts::call(S::DictPopItem, &k), move |v| match v {
             Value::Nil => Err(ManagerError::Raised(Exception::msg(
                 ExceptionKind::KeyError,
                 "popitem(): dictionary is empty",
             ))),
             Value::Array(kv) if kv.len() == 2 => {
                 let mut kv = kv.into_iter();
-                let key = stored(kv.next().unwrap_or_default())?.unwrap_or_default();
-                let value = stored(kv.next().unwrap_or_default())?.unwrap_or_default();
+                let key = stored(c, kv.next().unwrap_or_default())?.unwrap_or_default();
+                let value = stored(c, kv.next().unwrap_or_default())?.unwrap_or_default();
                 Ok(Object::Tuple(vec![key, value]))
             }
             other => Err(unexpected(&other)),
@@ -140,11 +145,11 @@ pub(super) fn plan<'a>(
             }
             let default = args.get(1).cloned().unwrap_or_default();
             let mut cmd = scripts::call(S::DictSetDefault, &k);
-            match (encode::value(&args[0]), encode::value(&default)) {
+            match (encode::value(c, &args[0]), encode::value(c, &default)) {
                 (Ok(kb), Ok(vb)) => cmd.arg(canon).arg(kb).arg(vb),
                 (Err(e), _) | (_, Err(e)) => return Plan::Done(Err(e)),
             };
-            Plan::one(cmd, |v| Ok(stored(v)?.unwrap_or_default()))
+            Plan::one(cmd, move |v| Ok(stored(c, v)?.unwrap_or_default()))
         }
         "clear" => {
             let mut cmd = redis::cmd("DEL");
@@ -166,7 +171,7 @@ pub(super) fn plan<'a>(
                 };
                 let set = |old: &Option<Vec<u8>>, new: &[u8]| {
                     let mut cmd = scripts::call(S::DictCas, &k);
-                    cmd.arg(&canon).arg(encode::value(&key)?);
+                    cmd.arg(&canon).arg(encode::value(c, &key)?);
                     cmd.arg(if old.is_some() { "1" } else { "0" });
                     cmd.arg(old.as_deref().unwrap_or_default()).arg(new);
                     Ok(cmd)
@@ -210,14 +215,15 @@ fn read_modify_write(
     set: impl Fn(&Option<Vec<u8>>, &[u8]) -> Result<redis::Cmd, ManagerError>,
     change: impl Fn(Option<Object>) -> Result<(Option<Object>, Object), ManagerError>,
 ) -> Result<Object, ManagerError> {
+    let c = o.codec();
     for _ in 0..CAS_TRIES {
         let old = o.shared.pool.run(&get)?;
-        let current = old.as_deref().map(encode::object).transpose()?;
+        let current = old.as_deref().map(|b| encode::object(c, b)).transpose()?;
         let (new, answer) = change(current)?;
         let Some(new) = new else {
             return Ok(answer);
         };
-        let cmd = set(&old, &encode::value(&new)?)?;
+        let cmd = set(&old, &encode::value(c, &new)?)?;
         if o.query::<i64>(&cmd)? == 1 {
             return Ok(answer);
         }
@@ -255,6 +261,7 @@ fn attr_missing(name: &str) -> ManagerError {
 }
 
 fn namespace<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>) -> Plan<'a> {
+    let c = o.codec();
     let hash = o.key("attrs");
     let name = match (method, args.first()) {
         ("__getattribute__" | "__setattr__" | "__delattr__", Some(Object::Str(s))) => s.clone(),
@@ -270,11 +277,13 @@ fn namespace<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>) -> Plan<'a
         ("__getattribute__", 1) => {
             let mut cmd = redis::cmd("HGET");
             cmd.arg(hash).arg(&name);
-            Plan::one(cmd, move |v| stored(v)?.ok_or_else(|| attr_missing(&name)))
+            Plan::one(cmd, move |v| {
+                stored(c, v)?.ok_or_else(|| attr_missing(&name))
+            })
         }
         ("__setattr__", 2) => {
             let mut cmd = redis::cmd("HSET");
-            match encode::value(&args[1]) {
+            match encode::value(c, &args[1]) {
                 Ok(b) => cmd.arg(hash).arg(&name).arg(b),
                 Err(e) => return Plan::Done(Err(e)),
             };
@@ -298,7 +307,7 @@ fn namespace<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>) -> Plan<'a
                 attrs.sort();
                 let mut d = Dict::new();
                 for (k, b) in attrs {
-                    let _ = d.insert(k, encode::object(&b)?);
+                    let _ = d.insert(k, encode::object(c, &b)?);
                 }
                 let r = crate::manager::create("Namespace", with_kwargs(d))
                     .map_err(ManagerError::Raised)?;
@@ -327,16 +336,17 @@ pub(super) fn shown(method: &str, r: &dyn crate::manager::Referent) -> Object {
 }
 
 fn value<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>) -> Plan<'a> {
+    let c = o.codec();
     let key = o.key("value");
     match (method, args.len()) {
         ("get", 0) => {
             let mut cmd = redis::cmd("GET");
             cmd.arg(key);
-            Plan::one(cmd, |v| Ok(stored(v)?.unwrap_or_default()))
+            Plan::one(cmd, move |v| Ok(stored(c, v)?.unwrap_or_default()))
         }
         ("set", 1) => {
             let mut cmd = redis::cmd("SET");
-            match encode::value(&args[0]) {
+            match encode::value(c, &args[0]) {
                 Ok(b) => cmd.arg(key).arg(b),
                 Err(e) => return Plan::Done(Err(e)),
             };
@@ -348,7 +358,7 @@ fn value<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>) -> Plan<'a> {
             let method = method.to_owned();
             let typecode = o.typecode.clone();
             Plan::one(cmd, move |v| {
-                let value = stored(v)?.unwrap_or_default();
+                let value = stored(c, v)?.unwrap_or_default();
                 let call = crate::manager::Call::new("Value", vec![typecode, value]);
                 let r = crate::manager::create("Value", call).map_err(ManagerError::Raised)?;
                 Ok(shown(&method, r.as_ref()))

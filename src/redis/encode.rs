@@ -1,20 +1,45 @@
-//! How objects are stored: values in the crate's postcard encoding of [`Object`], dict keys
-//! in a canonical form in which equal keys (`1`, `1.0`, `True`) are the same bytes.
+//! How objects are stored: values (and a dict's keys as first inserted) in the crate's
+//! postcard encoding of [`Object`], or in Python's pickle for Python readers; dict keys also in
+//! a canonical form in which equal keys (`1`, `1.0`, `True`) are the same bytes.
+
+use serde::{Deserialize, Serialize};
 
 use crate::codec;
 use crate::manager::{Exception, ManagerError, check_hashable};
 use crate::object::{BigInt, Object};
 
+/// How values are stored.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) enum Encoding {
+    /// The crate's postcard encoding of [`Object`].
+    #[default]
+    Postcard,
+    /// Python's pickle (protocol 4), which `pickle.loads` reads.
+    #[cfg(feature = "python")]
+    Pickle,
+}
+
 /// The stored bytes of a value.
-pub(super) fn value(o: &Object) -> Result<Vec<u8>, ManagerError> {
-    let mut out = Vec::new();
-    codec::encode_plain_into(o, &mut out)?;
-    Ok(out)
+pub(super) fn value(c: Encoding, o: &Object) -> Result<Vec<u8>, ManagerError> {
+    match c {
+        Encoding::Postcard => {
+            let mut out = Vec::new();
+            codec::encode_plain_into(o, &mut out)?;
+            Ok(out)
+        }
+        #[cfg(feature = "python")]
+        Encoding::Pickle => Ok(codec::pickle::dumps(o)),
+    }
 }
 
 /// The value stored as `bytes` (written by any program: decoded with the codec's bounds).
-pub(super) fn object(bytes: &[u8]) -> Result<Object, ManagerError> {
-    Ok(codec::decode::<Object>(bytes, Vec::new())?)
+pub(super) fn object(c: Encoding, bytes: &[u8]) -> Result<Object, ManagerError> {
+    match c {
+        Encoding::Postcard => Ok(codec::decode::<Object>(bytes, Vec::new())?),
+        #[cfg(feature = "python")]
+        Encoding::Pickle => codec::pickle::loads(bytes)
+            .map_err(|e| ManagerError::Codec(codec::CodecError::Decode(e.to_string()))),
+    }
 }
 
 /// The canonical bytes of a dict key: equal keys by Python's `==` give equal bytes, and

@@ -7,7 +7,7 @@
 
 use redis::{Connection, Pipeline, RedisResult, Value};
 
-use super::encode;
+use super::encode::{self, Encoding};
 use super::object::{Plan, RedisObject, bytes};
 use super::scripts::{self, S};
 use crate::manager::{Call, Exception, ManagerError, Outcome, Referent};
@@ -42,10 +42,11 @@ pub(super) fn dict<'a>(
 ) -> Plan<'a> {
     let (method, kwargs) = (method.to_owned(), kwargs.clone());
     Plan::Steps(Box::new(move || {
+        let enc = o.codec();
         let keys = super::dict::keys(o);
         let load = |c: &mut Connection| -> RedisResult<Result<Object, ManagerError>> {
             let flat: Vec<Value> = scripts::call(S::DictItems, &keys).query(c)?;
-            Ok(dict_of(flat).map(Object::Dict))
+            Ok(dict_of(enc, flat).map(Object::Dict))
         };
         let store = |new: &Object, p: &mut Pipeline| -> Result<(), ManagerError> {
             p.cmd("DEL").arg(&keys).ignore();
@@ -58,7 +59,9 @@ pub(super) fn dict<'a>(
             let mut cmd = scripts::call(S::DictSet, &keys);
             for (k, v) in d.iter() {
                 let canon = encode::key(k).map_err(ManagerError::Raised)?;
-                cmd.arg(canon).arg(encode::value(k)?).arg(encode::value(v)?);
+                cmd.arg(canon)
+                    .arg(encode::value(enc, k)?)
+                    .arg(encode::value(enc, v)?);
             }
             p.add_command(cmd).ignore();
             Ok(())
@@ -76,12 +79,13 @@ pub(super) fn list<'a>(
 ) -> Plan<'a> {
     let (method, kwargs) = (method.to_owned(), kwargs.clone());
     Plan::Steps(Box::new(move || {
+        let enc = o.codec();
         let key = o.key("items");
         let load = |c: &mut Connection| -> RedisResult<Result<Object, ManagerError>> {
             let items: Vec<Vec<u8>> = redis::cmd("LRANGE").arg(key).arg(0).arg(-1).query(c)?;
             Ok(items
                 .iter()
-                .map(|b| encode::object(b))
+                .map(|b| encode::object(enc, b))
                 .collect::<Result<Vec<_>, _>>()
                 .map(Object::List))
         };
@@ -91,7 +95,7 @@ pub(super) fn list<'a>(
                 for chunk in items.chunks(1024) {
                     let encoded = chunk
                         .iter()
-                        .map(encode::value)
+                        .map(|x| encode::value(enc, x))
                         .collect::<Result<Vec<_>, _>>()?;
                     p.cmd("RPUSH").arg(key).arg(encoded).ignore();
                 }
@@ -112,14 +116,14 @@ pub(super) fn list<'a>(
 }
 
 /// The dict of a `DictItems` reply (key, value, key, value, …).
-fn dict_of(flat: Vec<Value>) -> Result<Dict, ManagerError> {
+fn dict_of(enc: Encoding, flat: Vec<Value>) -> Result<Dict, ManagerError> {
     let mut d = Dict::new();
     let mut it = flat.into_iter();
     while let (Some(k), Some(v)) = (it.next(), it.next()) {
         let (Some(k), Some(v)) = (bytes(k)?, bytes(v)?) else {
             return Err(ManagerError::Protocol("a dict entry half written".into()));
         };
-        d.insert(encode::object(&k)?, encode::object(&v)?)
+        d.insert(encode::object(enc, &k)?, encode::object(enc, &v)?)
             .map_err(|e| ManagerError::Protocol(e.to_string()))?;
     }
     Ok(d)
@@ -139,18 +143,19 @@ fn run(
     store: impl Fn(&Object, &mut Pipeline) -> Result<(), ManagerError>,
 ) -> Result<Object, ManagerError> {
     let read_only = READ_ONLY.contains(&method);
+    let enc = o.codec();
     o.shared.pool.run(|c| {
         loop {
             if !read_only {
                 redis::cmd("WATCH").arg(keys).exec(c)?;
             }
             let outcome = load(c)?.and_then(|before| {
-                let old = encode::value(&before)?;
+                let old = encode::value(enc, &before)?;
                 let mut r = crate::manager::create(typeid, Call::new(typeid, vec![before]))
                     .map_err(ManagerError::Raised)?;
                 let answer = call(r.as_mut(), method, args.clone(), kwargs.clone())?;
                 let after = r.value();
-                let changed = !read_only && encode::value(&after)? != old;
+                let changed = !read_only && encode::value(enc, &after)? != old;
                 Ok((answer, changed.then_some(after)))
             });
             let (answer, after) = match outcome {

@@ -51,7 +51,8 @@ pub(super) fn plan<'a>(
     if !native {
         return fallback::list(o, method, args, kwargs);
     }
-    let encode_arg = |x: &Object| encode::value(x);
+    let c = o.codec();
+    let encode_arg = |x: &Object| encode::value(c, x);
     match method {
         "append" => {
             let mut cmd = redis::cmd("RPUSH");
@@ -80,8 +81,8 @@ pub(super) fn plan<'a>(
         "__getitem__" => {
             let mut cmd = redis::cmd("LINDEX");
             cmd.arg(key).arg(i);
-            Plan::one(cmd, |v| {
-                stored(v)?.ok_or_else(|| index_error("list index out of range"))
+            Plan::one(cmd, move |v| {
+                stored(c, v)?.ok_or_else(|| index_error("list index out of range"))
             })
         }
         "__setitem__" => {
@@ -90,7 +91,7 @@ pub(super) fn plan<'a>(
                 Ok(b) => cmd.arg(i).arg(b),
                 Err(e) => return Plan::Done(Err(e)),
             };
-            Plan::one(cmd, |v| match int(&v)? {
+            Plan::one(cmd, move |v| match int(&v)? {
                 0 => Err(index_error("list assignment index out of range")),
                 _ => Ok(Object::None),
             })
@@ -98,7 +99,7 @@ pub(super) fn plan<'a>(
         "__delitem__" => {
             let mut cmd = scripts::call(S::ListDel, &[key]);
             cmd.arg(i).arg(tombstone());
-            Plan::one(cmd, |v| match int(&v)? {
+            Plan::one(cmd, move |v| match int(&v)? {
                 0 => Err(index_error("list assignment index out of range")),
                 _ => Ok(Object::None),
             })
@@ -114,7 +115,7 @@ pub(super) fn plan<'a>(
         "pop" => {
             let mut cmd = scripts::call(S::ListPop, &[key]);
             cmd.arg(i.unwrap_or(-1)).arg(tombstone());
-            Plan::one(cmd, |v| {
+            Plan::one(cmd, move |v| {
                 let redis::Value::Array(parts) = v else {
                     return Err(unexpected(&v));
                 };
@@ -122,14 +123,14 @@ pub(super) fn plan<'a>(
                 match parts.next().map(|s| int(&s)).transpose()? {
                     Some(0) => Err(index_error("pop from empty list")),
                     Some(1) => Err(index_error("pop index out of range")),
-                    _ => Ok(stored(parts.next().unwrap_or_default())?.unwrap_or_default()),
+                    _ => Ok(stored(c, parts.next().unwrap_or_default())?.unwrap_or_default()),
                 }
             })
         }
         "__len__" => {
             let mut cmd = redis::cmd("LLEN");
             cmd.arg(key);
-            Plan::one(cmd, |v| Ok(Object::from(int(&v)?)))
+            Plan::one(cmd, move |v| Ok(Object::from(int(&v)?)))
         }
         _ => {
             // "clear"

@@ -145,6 +145,7 @@ pub struct RedisOptions {
     namespace: String,
     lease: Duration,
     timeout: Duration,
+    encoding: encode::Encoding,
 }
 
 impl Default for RedisOptions {
@@ -153,6 +154,7 @@ impl Default for RedisOptions {
             namespace: "default".into(),
             lease: Duration::from_secs(5),
             timeout: Duration::from_secs(5),
+            encoding: encode::Encoding::Postcard,
         }
     }
 }
@@ -176,6 +178,29 @@ impl RedisOptions {
     /// time more); default 5 s.
     pub fn timeout(&mut self, timeout: Duration) -> &mut Self {
         self.timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// Stores values in Python's pickle (protocol 4) instead of the crate's postcard
+    /// encoding, so that Python programs read them with `pickle.loads` (and write them
+    /// with `pickle.dumps`): a list's items, a queue's items, a dict's values and keys (the
+    /// HASH `keys`, in the order of the ZSET `order`). Reading a pickle runs nothing: only
+    /// plain data is accepted, as [`codec::pickle`](crate::codec::pickle) does. Programs
+    /// sharing objects use the same encoding.
+    ///
+    /// ```no_run
+    /// let m = multiproc::redis::Redis::options().pickle(true).connect("redis://127.0.0.1/")?;
+    /// m.queue("jobs", 0)?.put("from Rust")?;
+    /// // Python: pickle.loads(r.lpop("{mp:default:jobs}:items")) == 'from Rust'
+    /// # Ok::<(), multiproc::manager::ManagerError>(())
+    /// ```
+    #[cfg(feature = "python")]
+    pub fn pickle(&mut self, yes: bool) -> &mut Self {
+        self.encoding = if yes {
+            encode::Encoding::Pickle
+        } else {
+            encode::Encoding::Postcard
+        };
         self
     }
 
@@ -214,6 +239,7 @@ pub(crate) struct Shared {
     url: String,
     namespace: String,
     lease: Duration,
+    encoding: encode::Encoding,
     leases: Mutex<Leases>,
     me: Weak<Shared>,
 }
@@ -230,6 +256,7 @@ impl Shared {
                 && s.namespace == options.namespace
                 && s.lease == options.lease
                 && s.pool.timeout == options.timeout
+                && s.encoding == options.encoding
         });
         if let Some(s) = found {
             return Ok(s);
@@ -240,6 +267,7 @@ impl Shared {
             url: url.to_owned(),
             namespace: options.namespace.clone(),
             lease: options.lease,
+            encoding: options.encoding,
             leases: Mutex::new(Leases::default()),
             me: me.clone(),
         });
@@ -439,10 +467,11 @@ impl Redis {
         typecode: &str,
         initial: impl Into<Object>,
     ) -> Result<ValueProxy, ManagerError> {
-        let code = encode::value(&Object::from(typecode))?;
+        let c = self.shared.encoding;
+        let code = encode::value(c, &Object::from(typecode))?;
         let p = self.open_with("Value", name, &[("typecode", code)])?;
         let key = format!("{{mp:{}:{name}}}:value", self.shared.namespace);
-        let bytes = encode::value(&initial.into())?;
+        let bytes = encode::value(c, &initial.into())?;
         self.shared.pool.run(|c| {
             redis::cmd("SET")
                 .arg(&key)

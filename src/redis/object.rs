@@ -8,8 +8,9 @@ use std::time::{Duration, Instant};
 use redis::Value;
 use serde::{Deserialize, Serialize};
 
+use super::Shared;
+use super::encode::{self, Encoding};
 use super::scripts::{self, S};
-use super::{Shared, encode};
 use crate::manager::{Exception, ExceptionKind, ManagerError};
 use crate::object::{Dict, Object};
 
@@ -96,6 +97,7 @@ pub(crate) struct Wire {
     pub(super) namespace: String,
     pub(super) lease_ms: u64,
     pub(super) timeout_ms: u64,
+    pub(super) encoding: Encoding,
     pub(super) name: String,
     pub(super) typeid: String,
 }
@@ -111,6 +113,7 @@ impl Wire {
             namespace: self.namespace,
             lease: Duration::from_millis(self.lease_ms),
             timeout: Duration::from_millis(self.timeout_ms),
+            encoding: self.encoding,
         };
         let shared = Shared::get(&self.url, &options)?;
         RedisObject::open(shared, &self.typeid, &self.name, &[])
@@ -188,8 +191,9 @@ impl RedisObject {
                 .unwrap_or(default)
         };
         let limit = number("limit", if typeid.contains("Semaphore") { -1 } else { 0 });
+        let c = shared.encoding;
         let typecode = match field("typecode") {
-            Some(b) => encode::object(b)?,
+            Some(b) => encode::object(c, b)?,
             None => Object::None,
         };
         Ok(Arc::new(RedisObject {
@@ -216,6 +220,11 @@ impl RedisObject {
         format!("{}:{part}", self.prefix)
     }
 
+    /// How the object's values are stored.
+    pub(super) fn codec(&self) -> Encoding {
+        self.shared.encoding
+    }
+
     pub(super) fn local(&self) -> std::sync::MutexGuard<'_, Local> {
         self.local.lock().unwrap_or_else(PoisonError::into_inner)
     }
@@ -227,6 +236,7 @@ impl RedisObject {
             namespace: self.shared.namespace.clone(),
             lease_ms: u64::try_from(self.shared.lease.as_millis()).unwrap_or(u64::MAX),
             timeout_ms: u64::try_from(self.shared.pool.timeout.as_millis()).unwrap_or(u64::MAX),
+            encoding: self.shared.encoding,
             name: self.name.clone(),
             typeid: self.typeid.clone(),
         }
@@ -427,8 +437,8 @@ pub(super) fn int(v: &Value) -> Result<i64, ManagerError> {
 }
 
 /// A reply's stored value, decoded (`None` for nil).
-pub(super) fn stored(v: Value) -> Result<Option<Object>, ManagerError> {
-    bytes(v)?.map(|b| encode::object(&b)).transpose()
+pub(super) fn stored(c: Encoding, v: Value) -> Result<Option<Object>, ManagerError> {
+    bytes(v)?.map(|b| encode::object(c, &b)).transpose()
 }
 
 pub(super) fn unexpected(v: &Value) -> ManagerError {

@@ -50,12 +50,13 @@ pub(super) fn plan<'a>(
     kwargs: &Dict,
 ) -> Plan<'a> {
     let items = o.key("items");
+    let c = o.codec();
     match method {
         "put" | "put_nowait" => {
             if args.is_empty() {
                 return Plan::raise(Exception::type_error("put() missing 1 required argument"));
             }
-            let item = match encode::value(&args.remove(0)) {
+            let item = match encode::value(c, &args.remove(0)) {
                 Ok(b) => b,
                 Err(e) => return Plan::Done(Err(e)),
             };
@@ -175,13 +176,14 @@ fn consumer(o: &RedisObject) -> String {
 /// server (`BLMOVE`) in slices of at most the lease, taking again after each, until `limit`.
 fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError> {
     let id = consumer(o);
+    let c = o.codec();
     let (items, consumers, room) = (o.key("items"), o.key("consumers"), o.key("room"));
     let (mine, lease) = (inflight(o, &id), o.key_of(&format!("lease:{id}")));
     let take = |ack: bool| -> Result<Option<Object>, ManagerError> {
         let mut cmd = scripts::call(S::QueueTake, &[items, consumers, &mine, &lease, room]);
         cmd.arg(&id).arg(&o.prefix).arg(lease_ms(o));
         cmd.arg(if ack { "1" } else { "0" });
-        stored(o.query::<Value>(&cmd)?)
+        stored(c, o.query::<Value>(&cmd)?)
     };
     if let Some(v) = take(!joinable(o))? {
         return Ok(v);
@@ -207,7 +209,7 @@ fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError>
             .shared
             .pool
             .blocking(slice, |c| blmove.query::<Value>(c))?;
-        if let Some(v) = stored(got)? {
+        if let Some(v) = stored(c, got)? {
             if o.limit > 0 {
                 let _ = o.query::<Value>(&scripts::call(S::QueueRecoverAndWake, &[room]));
             }
