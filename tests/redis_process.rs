@@ -143,6 +143,18 @@ fn a_restarted_server_gives_clear_errors_then_serves_again() {
     assert!(start.elapsed() < Duration::from_secs(10), "no hang");
     assert!(d.get_item("k").is_err());
     server.restart();
+    // A get waiting on the server when it goes away fails too, and soon.
+    let q = m.queue("waiting", 0).unwrap();
+    let waiter = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get_timeout(Duration::from_secs(60)))
+    };
+    std::thread::sleep(Duration::from_millis(100));
+    let start = Instant::now();
+    server.stop();
+    assert!(waiter.join().unwrap().is_err());
+    assert!(start.elapsed() < Duration::from_secs(20), "no hang");
+    server.restart();
     // Nothing was saved: the dict is empty again, and works.
     assert_eq!(d.get("k").unwrap(), None);
     d.set("k", 3).unwrap();
@@ -294,4 +306,41 @@ fn scripts_flushed_from_the_server_are_loaded_again() {
     let calls = (3..6).map(|i: i64| (d.as_proxy(), "__setitem__", vec![i.into(), i.into()]));
     assert!(m.pipeline(calls).unwrap().iter().all(Result::is_ok));
     assert_eq!(d.len().unwrap(), 5);
+}
+
+fn consume_until_idle((q, results): (QueueProxy, DictProxy)) {
+    let me = i64::from(std::process::id());
+    while let Some(n) = q.get_timeout(Duration::from_secs(2)).unwrap() {
+        // The work: a kill now leaves the message in hand.
+        std::thread::sleep(Duration::from_millis(3));
+        results.set(n, me).unwrap();
+    }
+}
+
+#[test]
+fn consumers_killed_at_random_lose_no_message() {
+    let _leaks = common::leak_check();
+    let server = RedisServer::start();
+    let m = connect(&server);
+    let (q, results) = (m.queue("storm", 0).unwrap(), m.dict("done").unwrap());
+    const N: i64 = 300;
+    for n in 0..N {
+        q.put(n).unwrap();
+    }
+    let mut rng = common::Rng::new(0x5eed_0013);
+    let start = || Process::start(consume_until_idle, (q.clone(), results.clone())).unwrap();
+    let mut consumers: Vec<_> = (0..3).map(|_| start()).collect();
+    for _ in 0..6 {
+        std::thread::sleep(Duration::from_millis(rng.below(80) + 20));
+        let victim = consumers.remove(rng.below(consumers.len() as u64) as usize);
+        victim.kill().unwrap();
+        assert!(victim.join().is_err(), "killed");
+        consumers.push(start());
+    }
+    for c in consumers {
+        c.join().unwrap();
+    }
+    // At least once: every message was handled (a killed consumer's by another).
+    assert_eq!(results.len().unwrap(), N as usize, "no message lost");
+    assert_eq!(q.qsize().unwrap(), 0);
 }
