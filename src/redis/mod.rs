@@ -43,8 +43,10 @@
 //! Every key of the object `name` starts with `{mp:<namespace>:<name>}`: the braces make it
 //! the hash tag, so an object lives on one Redis Cluster slot and its scripts may touch all of
 //! its keys. Each multi-step operation is one Lua script, atomic on the server. Values are
-//! the crate's postcard encoding of [`Object`], read back with the codec's
-//! bounds (whoever else writes the keys cannot make a reader allocate without limit).
+//! the crate's postcard encoding of [`Object`], or Python's pickle with
+//! [`RedisOptions::pickle`] (feature `python`) for Python programs that read or write the
+//! same keys; either is read back with the codec's bounds (whoever else writes the keys cannot
+//! make a reader allocate without limit, and a pickle runs nothing).
 //!
 //! | type | Redis keys | notes |
 //! |---|---|---|
