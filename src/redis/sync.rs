@@ -138,6 +138,26 @@ pub(super) fn abandon(o: &RedisObject, token: &str) {
     o.shared.pool.if_connected(|c| cmd.query::<Value>(c));
 }
 
+/// Waits, at most `limit`, until `script` over the keys `[state, waiters]` answers 1 (it
+/// registers the wake list it is given in `waiters` when it answers 0); `True` if it did in
+/// time.
+fn wait_for<'a>(
+    o: &'a RedisObject,
+    limit: Option<std::time::Duration>,
+    script: S,
+    state: &'a str,
+    waiters: &'a str,
+) -> Plan<'a> {
+    Plan::Steps(Box::new(move || {
+        let got = o.wait_until(limit, waiters, |wake| {
+            let mut cmd = scripts::call(script, &[state, waiters]);
+            cmd.arg(wake);
+            Ok((o.query::<i64>(&cmd)? == 1).then_some(()))
+        })?;
+        Ok(Object::Bool(got.is_some()))
+    }))
+}
+
 fn semaphore<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict) -> Plan<'a> {
     let (value, waiters) = (o.key("value"), o.key("waiters"));
     match method {
@@ -146,14 +166,7 @@ fn semaphore<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &D
                 Ok(l) => l,
                 Err(e) => return Plan::raise(e),
             };
-            Plan::Steps(Box::new(move || {
-                let got = o.wait_until(limit, waiters, |wake| {
-                    let mut cmd = scripts::call(S::SemAcquire, &[value, waiters]);
-                    cmd.arg(wake);
-                    Ok((o.query::<i64>(&cmd)? == 1).then_some(()))
-                })?;
-                Ok(Object::Bool(got.is_some()))
-            }))
+            wait_for(o, limit, S::SemAcquire, value, waiters)
         }
         "release" => {
             let n = match args.first() {
@@ -219,14 +232,7 @@ fn event<'a>(o: &'a RedisObject, method: &str, args: Vec<Object>, kwargs: &Dict)
                 Ok(l) => l,
                 Err(e) => return Plan::raise(e),
             };
-            Plan::Steps(Box::new(move || {
-                let got = o.wait_until(limit, waiters, |wake| {
-                    let mut cmd = scripts::call(S::EventWait, &[flag, waiters]);
-                    cmd.arg(wake);
-                    Ok((o.query::<i64>(&cmd)? == 1).then_some(()))
-                })?;
-                Ok(Object::Bool(got.is_some()))
-            }))
+            wait_for(o, limit, S::EventWait, flag, waiters)
         }
         _ => Plan::raise(no_method(&o.typeid, method)),
     }
