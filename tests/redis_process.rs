@@ -344,3 +344,36 @@ fn consumers_killed_at_random_lose_no_message() {
     assert_eq!(results.len().unwrap(), N as usize, "no message lost");
     assert_eq!(q.qsize().unwrap(), 0);
 }
+
+#[test]
+fn a_forked_consumer_is_a_consumer_of_its_own() {
+    let _leaks = common::leak_check();
+    let server = RedisServer::start();
+    let m = connect(&server);
+    let (q, seen, got) = (
+        m.queue("jobs", 0).unwrap(),
+        m.dict("seen").unwrap(),
+        m.event("got").unwrap(),
+    );
+    for item in ["parent's", "child's", "last"] {
+        q.put(item).unwrap();
+    }
+    // This thread is a consumer before the fork, with an item in hand.
+    assert_eq!(q.get().unwrap(), obj!("parent's"));
+    let child = Process::builder()
+        .method(multiproc::StartMethod::Fork)
+        .start(take_one_and_hang, (q.clone(), seen.clone(), got.clone()))
+        .unwrap();
+    assert!(got.wait(Some(Duration::from_secs(20))).unwrap());
+    assert_eq!(seen.get_item("held").unwrap(), obj!("child's"));
+    child.kill().unwrap();
+    assert!(child.join().is_err(), "killed");
+    // The child's item comes back: it was not in this process's hand, nor under its lease.
+    let mut rest = vec![
+        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
+        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
+    ];
+    rest.sort_by_key(|o| o.to_string());
+    assert_eq!(rest, vec![obj!("child's"), obj!("last")]);
+    assert_eq!(q.get_nowait().unwrap(), None);
+}

@@ -232,7 +232,9 @@ pub(crate) enum Renew {
 #[derive(Default)]
 struct Leases {
     keys: HashMap<String, Renew>,
-    beating: bool,
+    /// The process whose heartbeat thread renews them (a child made by `fork` has no such
+    /// thread, and starts its own).
+    beating: Option<u32>,
 }
 
 /// One server and set of options, shared by the handles and proxies of this process.
@@ -281,15 +283,15 @@ impl Shared {
     fn renew(&self, key: String, what: Renew) {
         let mut leases = self.leases.lock().unwrap_or_else(PoisonError::into_inner);
         leases.keys.insert(key, what);
-        if !leases.beating {
-            leases.beating = true;
+        if leases.beating != Some(std::process::id()) {
+            leases.beating = Some(std::process::id());
             let me = self.me.clone();
             let every = self.lease / 3;
             let started = std::thread::Builder::new()
                 .name("multiproc-redis-lease".into())
                 .spawn(move || heartbeat(&me, every));
             if started.is_err() {
-                leases.beating = false;
+                leases.beating = None;
             }
         }
     }
@@ -313,7 +315,7 @@ fn heartbeat(shared: &Weak<Shared>, every: Duration) {
         let keys: Vec<(String, Renew)> = {
             let mut leases = s.leases.lock().unwrap_or_else(PoisonError::into_inner);
             if leases.keys.is_empty() {
-                leases.beating = false;
+                leases.beating = None;
                 return;
             }
             leases

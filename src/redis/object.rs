@@ -48,7 +48,7 @@ pub(super) struct Local {
     /// A name for each thread that used the handle: its queue consumer id and its lock
     /// token, so that threads sharing a proxy are told apart as the manager tells them apart
     /// (by connection).
-    pub(super) threads: Vec<(std::thread::ThreadId, String)>,
+    pub(super) threads: Vec<((u32, std::thread::ThreadId), String)>,
     /// The names that consume from the queue (each with its lease renewed and its own
     /// in-flight list).
     pub(super) consumers: Vec<String>,
@@ -59,13 +59,14 @@ pub(super) struct Local {
 }
 
 impl Local {
-    /// The calling thread's name (`handle-n`), made on first use.
+    /// The calling thread's name (`handle-pid-n`), made on first use; the process is part of
+    /// it, so that a child made by `fork` (whose thread has its parent's id) is another one.
     pub(super) fn thread_name(&mut self, handle: &str) -> String {
-        let me = std::thread::current().id();
+        let me = (std::process::id(), std::thread::current().id());
         if let Some((_, name)) = self.threads.iter().find(|(t, _)| *t == me) {
             return name.clone();
         }
-        let name = format!("{handle}-{}", self.threads.len());
+        let name = format!("{handle}-{}-{}", me.0, self.threads.len());
         self.threads.push((me, name.clone()));
         name
     }
