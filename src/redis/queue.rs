@@ -211,7 +211,7 @@ fn get(o: &RedisObject, limit: Option<Duration>) -> Result<Object, ManagerError>
             .blocking(slice, |c| blmove.query::<Value>(c))?;
         if let Some(v) = stored(c, got)? {
             if o.limit > 0 {
-                let _ = o.query::<Value>(&scripts::call(S::QueueRecoverAndWake, &[room]));
+                let _ = o.query::<Value>(&scripts::call(S::QueueMadeRoom, &[room]));
             }
             return Ok(v);
         }

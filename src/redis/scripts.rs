@@ -43,7 +43,7 @@ pub(super) enum S {
     ListPop,
     QueuePut,
     QueueTake,
-    QueueRecoverAndWake,
+    QueueMadeRoom,
     QueueTaskDone,
     QueueLeave,
     JoinCheck,
@@ -74,7 +74,7 @@ const ALL: &[S] = &[
     S::ListPop,
     S::QueuePut,
     S::QueueTake,
-    S::QueueRecoverAndWake,
+    S::QueueMadeRoom,
     S::QueueTaskDone,
     S::QueueLeave,
     S::JoinCheck,
@@ -281,7 +281,7 @@ if v then wake(KEYS[5]) end
 return v"
         }
         // After a blocking move: the room it made is told.
-        S::QueueRecoverAndWake => {
+        S::QueueMadeRoom => {
             r"
 wake(KEYS[1])
 return 1"
