@@ -478,7 +478,7 @@ fn into_value(reply: Reply) -> Result<Object, ManagerError> {
 /// process connects to the manager (with the authkey, which travels inside the proxy) and takes
 /// a reference of its own. Keep the sender's proxy until the receiver has its own, as in Python.
 ///
-/// With the `redis` feature, a proxy from [`Redis`](crate::redis::Redis) has its object in
+/// With the `redis` feature, a proxy from `multiproc::redis::Redis` has its object in
 /// Redis instead: the same methods, with the same answers and exceptions.
 pub struct Proxy {
     backend: Backend,
