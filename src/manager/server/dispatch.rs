@@ -96,6 +96,17 @@ pub(super) fn apply(c: &mut Client, h: &Handled, shared: &Shared) {
     }
 }
 
+/// The first object a proxy among the arguments of `req` names that does not live.
+#[cfg(feature = "python")]
+fn missing_proxy(table: &crate::manager::table::Table, req: &Request) -> Option<u64> {
+    let args = || req.args.iter().chain(req.kwargs.values());
+    if !crate::manager::nested::has_proxy(args()) {
+        return None;
+    }
+    let ids = crate::manager::nested::proxies_in(args());
+    ids.into_keys().find(|id| table.info(*id).is_none())
+}
+
 /// Appends the frame of `reply` to `outbox`.
 pub(super) fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
     thread_local! {
@@ -279,6 +290,14 @@ impl Loop<'_> {
                             continue;
                         }
                         crate::manager::python::Step::Call(r) => req = r,
+                    }
+                    // Python's server looks up each proxy as it reads the request: one naming
+                    // no object fails it with a traceback, before the call.
+                    if let Some(id) = missing_proxy(&self.shared.table, &req) {
+                        let why = format!("'{id:x}' (no such object on this manager)");
+                        crate::manager::python::traceback("KeyError", &why, &mut payload);
+                        queue_frame(&mut c.outbox, &payload);
+                        continue;
                     }
                 }
                 if req.id.is_none() && req.method == "shutdown" && !self.shared.clients_may_stop {

@@ -1,0 +1,132 @@
+//! What a client holding the authkey, or anyone reaching the socket, may try against a
+//! manager server: proxies of objects that do not exist, crowds of connections that never
+//! finish their handshake, a first request in an old pickle protocol. Each is answered as
+//! Python's own server answers it, and costs the server only a bounded amount.
+
+mod common;
+
+mod pyenv;
+
+use multiproc::Object;
+use multiproc::manager::{ExceptionKind, Manager, ManagerError};
+use multiproc::object::{Dict, ProxyRef};
+
+/// The id of an object no server of a test makes (Python's `Token(…, 'ffffffffff')`).
+const NO_OBJECT: u64 = 0xff_ffff_ffff;
+
+fn is_key_error(r: Result<impl std::fmt::Debug, ManagerError>) -> bool {
+    matches!(r, Err(ManagerError::Raised(e)) if e.kind() == ExceptionKind::KeyError)
+}
+
+/// A container given a proxy of an object that does not exist refuses it with `KeyError`,
+/// and stays as it was: readable, copyable, with nothing stored.
+#[test]
+fn a_proxy_of_no_object_is_refused_and_the_container_unchanged() {
+    let _leaks = common::leak_check();
+    let manager = Manager::start_thread().unwrap();
+    let bad = || Object::from(ProxyRef::new("dict", NO_OBJECT));
+    let d = manager.dict().unwrap();
+    d.set("a", 1).unwrap();
+    let before = manager.number_of_objects().unwrap();
+    assert!(is_key_error(d.set("x", bad())));
+    // Deep inside a value, beside a live proxy.
+    let live = manager.list(Object::List(vec![])).unwrap();
+    let nested = Object::List(vec![Object::from(&live), Object::Tuple(vec![bad()])]);
+    assert!(is_key_error(d.set("y", nested)));
+    assert!(is_key_error(d.as_proxy().call(
+        "update",
+        vec![{
+            let mut u = Dict::new();
+            u.insert("z", bad()).unwrap();
+            Object::Dict(u)
+        }]
+    )));
+    assert_eq!(d.len().unwrap(), 1);
+    assert_eq!(d.copy().unwrap().len(), 1);
+    assert_eq!(d.get("x").unwrap(), None);
+    let l = manager.list(Object::List(vec![1.into()])).unwrap();
+    assert!(is_key_error(l.append(bad())));
+    assert!(is_key_error(l.set(0, bad())));
+    assert_eq!(l.len().unwrap(), 1);
+    // A new container made with one.
+    assert!(is_key_error(manager.list(Object::List(vec![bad()]))));
+    let mut attrs = Dict::new();
+    attrs.insert("a", bad()).unwrap();
+    assert!(is_key_error(manager.namespace(attrs)));
+    let q = manager.queue(0).unwrap();
+    assert!(is_key_error(q.put(bad())));
+    assert_eq!(q.qsize().unwrap(), 0);
+    assert_eq!(manager.number_of_objects().unwrap(), before + 3);
+    // A live proxy is still taken, and the object it names is held by the dict.
+    d.set("live", &live).unwrap();
+    let named = Object::from(&live);
+    drop(live);
+    assert_eq!(
+        manager.number_of_objects().unwrap(),
+        before + 3,
+        "held by the dict"
+    );
+    assert_eq!(d.get("live").unwrap(), Some(named));
+}
+
+/// The same through Python's own client, against Python's own server and against
+/// `multiproc serve`: every such request fails with a `RemoteError` naming `KeyError`, and
+/// the containers stay as they were.
+#[test]
+fn python_clients_get_pythons_answer_to_a_proxy_of_no_object() {
+    let _leaks = common::leak_check();
+    let Some(py) = pyenv::newest() else {
+        eprintln!("no python3: skipped");
+        return;
+    };
+    const SCRIPT: &str = r#"
+import sys
+from multiprocessing.managers import SyncManager, DictProxy, ListProxy, Token
+KEY = b'manager-attack-key'
+def attempt(f):
+    try:
+        f()
+        print('accepted')
+    except Exception as e:
+        lines = [x for x in str(e).splitlines() if x.strip() and not x.startswith('-')]
+        print('refused', type(e).__name__, lines[-1].split(':')[0] if lines else '')
+def run(m, address):
+    bad = ListProxy(Token('list', address, 'ffffffffff'), 'pickle', authkey=KEY, incref=False)
+    base = m._number_of_objects()
+    d = m.dict({'a': 1})
+    l = m.list([1])
+    q = m.Queue()
+    attempt(lambda: d.__setitem__('x', bad))
+    attempt(lambda: d.update({'y': (bad,)}))
+    attempt(lambda: l.append(bad))
+    attempt(lambda: l.extend([[1, bad]]))
+    attempt(lambda: q.put(bad))
+    attempt(lambda: m.list([bad]))
+    attempt(lambda: m.dict(a=bad))
+    print(d.copy(), d._getvalue(), d.get('x'), l._getvalue(), q.qsize())
+    print('objects', m._number_of_objects() - base)
+line = sys.stdin.readline().strip()
+if line:
+    host, port = line.rsplit(':', 1)
+    m = SyncManager((host, int(port)), authkey=KEY)
+    m.connect()
+    run(m, (host, int(port)))
+else:
+    with SyncManager(authkey=KEY) as m:
+        run(m, m.address)
+"#;
+    let theirs = String::from_utf8(pyenv::run(&py, SCRIPT, b"\n")).unwrap();
+    let serve = common::Serve::start(&[], b"manager-attack-key");
+    let input = format!("{}\n", serve.address);
+    let ours = String::from_utf8(pyenv::run(&py, SCRIPT, input.as_bytes())).unwrap();
+    serve.stop();
+    assert!(
+        theirs
+            .lines()
+            .take(7)
+            .all(|l| l == "refused RemoteError KeyError"),
+        "Python {}: {theirs}",
+        py.version
+    );
+    assert_eq!(ours, theirs, "Python {}", py.version);
+}
