@@ -116,7 +116,7 @@ else:
         run(m, m.address)
 "#;
     let theirs = String::from_utf8(pyenv::run(&py, SCRIPT, b"\n")).unwrap();
-    let serve = common::Serve::start(&[], b"manager-attack-key");
+    let serve = common::Serve::start(&[], KEY);
     let input = format!("{}\n", serve.address);
     let ours = String::from_utf8(pyenv::run(&py, SCRIPT, input.as_bytes())).unwrap();
     serve.stop();
@@ -129,4 +129,103 @@ else:
         py.version
     );
     assert_eq!(ours, theirs, "Python {}", py.version);
+}
+
+/// The resident memory of process `pid`, in bytes.
+fn rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let line = status.lines().find(|l| l.starts_with("VmRSS:")).unwrap();
+    let kb: u64 = line.split_whitespace().nth(1).unwrap().parse().unwrap();
+    kb * 1024
+}
+
+/// Opens `n` connections to `address`, each sending `first` (maybe nothing).
+fn crowd(address: &str, n: usize, first: &[u8]) -> Vec<std::net::TcpStream> {
+    use std::io::Write;
+    (0..n)
+        .map(|_| {
+            let mut s = std::net::TcpStream::connect(address).unwrap();
+            s.write_all(first).unwrap();
+            s
+        })
+        .collect()
+}
+
+/// Whether the server closed `s` (after the challenge it sent), without waiting.
+fn closed_by_server(s: &mut std::net::TcpStream) -> bool {
+    use std::io::Read;
+    s.set_nonblocking(true).unwrap();
+    let mut buf = [0u8; 4096];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return false,
+            Err(_) => return true,
+        }
+    }
+}
+
+const KEY: &[u8] = b"manager-attack-key";
+
+/// A real client connects and is served at once.
+fn a_client_gets_in(address: &str) {
+    let start = std::time::Instant::now();
+    let manager = Manager::connect(address.parse::<multiproc::Address>().unwrap(), KEY).unwrap();
+    let d = manager.dict().unwrap();
+    d.set("k", 1).unwrap();
+    assert_eq!(d.len().unwrap(), 1);
+    assert!(
+        start.elapsed() < std::time::Duration::from_secs(5),
+        "in {:?}",
+        start.elapsed()
+    );
+}
+
+/// 2,000 connections that each send one byte of a handshake and stop there cost the server a
+/// few hundred bytes each (their bytes, their socket), not a read buffer each: its memory
+/// grows by less than 4 MiB, and not after they close; a real client meanwhile gets in.
+#[test]
+fn half_sent_handshakes_cost_the_server_little() {
+    let _leaks = common::leak_check();
+    let serve = common::Serve::start(&[], KEY);
+    // A first client, so that the server's own buffers are there before the measure.
+    a_client_gets_in(&serve.address);
+    let before = rss(serve.pid());
+    let held = crowd(&serve.address, 2000, &[0]);
+    // Served after every connection made before it: all are accepted by then.
+    a_client_gets_in(&serve.address);
+    let during = rss(serve.pid());
+    drop(held);
+    a_client_gets_in(&serve.address);
+    let after = rss(serve.pid());
+    let bound = 4 << 20;
+    assert!(
+        during.saturating_sub(before) < bound && after.saturating_sub(before) < bound,
+        "RSS {before} -> {during} with 2,000 half-sent handshakes -> {after} after they closed"
+    );
+    serve.stop();
+}
+
+/// The server keeps at most 4096 handshakes under way: past it the oldest connections are
+/// closed, and a real client still gets in.
+#[test]
+fn handshakes_past_the_bound_close_the_oldest() {
+    let _leaks = common::leak_check();
+    let serve = common::Serve::start(&[], KEY);
+    let mut held = crowd(&serve.address, 4096 + 100, &[]);
+    a_client_gets_in(&serve.address);
+    let closed: Vec<bool> = held.iter_mut().map(closed_by_server).collect();
+    // The real client's own handshake took one more place.
+    let first_open = closed.iter().position(|c| !c).unwrap();
+    assert!(
+        (100..=101).contains(&first_open),
+        "{first_open} oldest closed"
+    );
+    assert!(
+        closed[first_open..].iter().all(|c| !c),
+        "the newer are served"
+    );
+    drop(held);
+    serve.stop();
 }

@@ -16,7 +16,7 @@
 //! This file holds the loop and its connections (accept, handshake, framing, writing,
 //! release); what is done with a client's requests is in [`dispatch`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -57,6 +57,12 @@ const TURN_REQUESTS: usize = 256;
 
 /// The most bytes of replies one client is given in a row while others may wait.
 const TURN_BYTES: usize = 256 << 10;
+
+/// The most handshakes under way at once. Past it the oldest is closed, so that connections
+/// that never authenticate cost at most this many times the little each holds (its socket and
+/// the bytes it sent, see `Reader::shrink`), while a real client that connects is taken at
+/// once and passes in a few round trips.
+const MAX_HANDSHAKES: usize = 4096;
 
 /// How much a read asks for at least.
 const READ_STEP: usize = 64 * 1024;
@@ -193,6 +199,8 @@ struct Loop<'a> {
     scratch: Vec<u8>,
     /// Clients whose turn ended with requests left, served again after the others.
     pending: VecDeque<u64>,
+    /// The clients whose handshake is under way, oldest first, with their deadlines.
+    handshakes: BTreeMap<u64, Option<Instant>>,
     max_request: u64,
     /// The server's address as Python's tokens name it.
     #[cfg_attr(not(feature = "python"), allow(dead_code))]
@@ -225,6 +233,7 @@ pub(crate) fn run_with(
         sessions: Sessions::default(),
         scratch: Vec::with_capacity(READ_STEP),
         pending: VecDeque::new(),
+        handshakes: BTreeMap::new(),
         max_request,
         workers,
         py_address: Arc::new(python_address(listener)),
@@ -279,11 +288,12 @@ fn python_address(_: &Listener) -> Object {
 
 impl Loop<'_> {
     fn next_deadline(&self) -> Option<Instant> {
-        let handshakes = self.clients.values().filter_map(|c| match &c.phase {
-            Some(Phase::Handshake(u)) => u.deadline(),
-            _ => None,
-        });
-        handshakes.chain(self.shared.table.next_deadline()).min()
+        // Handshakes all have the same time-out: the oldest with a deadline ends first.
+        let handshake = self.handshakes.values().find_map(|d| *d);
+        handshake
+            .into_iter()
+            .chain(self.shared.table.next_deadline())
+            .min()
     }
 
     fn accept(&mut self) {
@@ -299,6 +309,12 @@ impl Loop<'_> {
                     {
                         continue;
                     }
+                    if self.handshakes.len() >= MAX_HANDSHAKES
+                        && let Some((oldest, _)) = self.handshakes.pop_first()
+                    {
+                        self.drop_client(oldest);
+                    }
+                    self.handshakes.insert(token, pending.deadline());
                     let c = Client::new(Phase::Handshake(pending));
                     self.clients.insert(token, c);
                     // The client may have sent its answer with its connect.
@@ -343,6 +359,7 @@ impl Loop<'_> {
         c.phase = match c.phase.take() {
             Some(Phase::Handshake(pending)) => match pending.try_handshake() {
                 Ok(conn) => {
+                    self.handshakes.remove(&token);
                     let (sock, inbuf) = conn.into_stream();
                     Some(Phase::Ready { sock, inbuf })
                 }
@@ -488,13 +505,14 @@ impl Loop<'_> {
         }
     }
 
+    /// Closes the handshakes whose deadline passed at `now`.
     fn expire_handshakes(&mut self, now: Instant) {
         let late: Vec<u64> = self
-            .clients
+            .handshakes
             .iter()
-            .filter(|(_, c)| {
-                matches!(&c.phase, Some(Phase::Handshake(u)) if u.deadline().is_some_and(|d| d <= now))
-            })
+            // Oldest first, and so in the order of their deadlines.
+            .take_while(|(_, d)| d.is_none_or(|d| d <= now))
+            .filter(|(_, d)| d.is_some())
             .map(|(t, _)| *t)
             .collect();
         for t in late {
@@ -507,6 +525,7 @@ impl Loop<'_> {
         let Some(c) = self.clients.remove(&token) else {
             return;
         };
+        self.handshakes.remove(&token);
         let fd = match &c.phase {
             Some(Phase::Handshake(u)) => Some(u.as_fd()),
             Some(Phase::Ready { sock, .. }) => Some(sock.as_fd()),
