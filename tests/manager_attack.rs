@@ -229,3 +229,50 @@ fn handshakes_past_the_bound_close_the_oldest() {
     drop(held);
     serve.stop();
 }
+
+/// A Python client whose first request is a protocol 0 or 1 pickle (Python's server reads
+/// any protocol) is answered in Python's protocol, as Python's server answers it.
+#[test]
+fn a_first_request_in_pickle_protocol_0_or_1_is_read_as_python() {
+    let _leaks = common::leak_check();
+    let Some(py) = pyenv::newest() else {
+        eprintln!("no python3: skipped");
+        return;
+    };
+    const SCRIPT: &str = r#"
+import sys, pickle
+from multiprocessing.connection import Client
+from multiprocessing.managers import SyncManager
+KEY = b'manager-attack-key'
+def run(address):
+    for proto in (0, 1, 2):
+        c = Client(address, authkey=KEY)
+        c.send_bytes(pickle.dumps((None, 'dummy', (), {}), protocol=proto))
+        print(proto, pickle.loads(c.recv_bytes()))
+        c.close()
+        c = Client(address, authkey=KEY)
+        c.send_bytes(pickle.dumps((None, 'accept_connection', ('t',), {}), protocol=proto))
+        print(proto, pickle.loads(c.recv_bytes()))
+        c.send_bytes(pickle.dumps(('ffffffffff', '__len__', (), {}), protocol=proto))
+        kind, text = pickle.loads(c.recv_bytes())
+        print(proto, kind, text.strip().splitlines()[-1].split(':')[0])
+        c.close()
+line = sys.stdin.readline().strip()
+if line:
+    host, port = line.rsplit(':', 1)
+    run((host, int(port)))
+else:
+    with SyncManager(authkey=KEY) as m:
+        run(m.address)
+"#;
+    let theirs = String::from_utf8(pyenv::run(&py, SCRIPT, b"\n")).unwrap();
+    let serve = common::Serve::start(&[], KEY);
+    let input = format!("{}\n", serve.address);
+    let ours = String::from_utf8(pyenv::run(&py, SCRIPT, input.as_bytes())).unwrap();
+    serve.stop();
+    assert!(
+        theirs.starts_with("0 ('#RETURN', None)\n0 ('#RETURN', None)\n0 #TRACEBACK KeyError\n1"),
+        "{theirs}"
+    );
+    assert_eq!(ours, theirs, "Python {}", py.version);
+}

@@ -276,6 +276,15 @@ pub(crate) fn run_with(
     Ok(())
 }
 
+/// Whether the first request of a client is one of Python's pickles: protocol 2 and later
+/// start with their protocol byte (`0x80`); protocols 0 and 1 start with an opcode and end
+/// with `STOP` (`.`). A Rust request starts with its id's `Option` tag, 0 or 1, in postcard.
+#[cfg(feature = "python")]
+fn speaks_pickle(frame: &[u8]) -> bool {
+    super::python::is_pickle(frame)
+        || (!matches!(frame.first(), None | Some(0 | 1)) && frame.last() == Some(&b'.'))
+}
+
 #[cfg(feature = "python")]
 fn python_address(listener: &Listener) -> Object {
     super::python::address_object(listener.address())
@@ -418,10 +427,9 @@ impl Loop<'_> {
                             break;
                         }
                         let frame = &inbuf[at + h..end];
-                        // The first request says which protocol the client speaks: Python's
-                        // pickles start with their protocol byte, postcard never does.
+                        // The first request says which protocol the client speaks.
                         #[cfg(feature = "python")]
-                        if !c.spoke && super::python::is_pickle(frame) {
+                        if !c.spoke && speaks_pickle(frame) {
                             c.python = Some(Arc::clone(&self.py_address));
                         }
                         c.spoke = true;
