@@ -75,14 +75,8 @@ fn a_proxy_of_no_object_is_refused_and_the_container_unchanged() {
 #[test]
 fn python_clients_get_pythons_answer_to_a_proxy_of_no_object() {
     let _leaks = common::leak_check();
-    let Some(py) = pyenv::newest() else {
-        eprintln!("no python3: skipped");
-        return;
-    };
     const SCRIPT: &str = r#"
-import sys
-from multiprocessing.managers import SyncManager, DictProxy, ListProxy, Token
-KEY = b'manager-attack-key'
+from multiprocessing.managers import DictProxy, ListProxy, Token
 def attempt(f):
     try:
         f()
@@ -90,7 +84,9 @@ def attempt(f):
     except Exception as e:
         lines = [x for x in str(e).splitlines() if x.strip() and not x.startswith('-')]
         print('refused', type(e).__name__, lines[-1].split(':')[0] if lines else '')
-def run(m, address):
+def run(address):
+    m = SyncManager(address, authkey=KEY)
+    m.connect()
     bad = ListProxy(Token('list', address, 'ffffffffff'), 'pickle', authkey=KEY, incref=False)
     base = m._number_of_objects()
     d = m.dict({'a': 1})
@@ -105,30 +101,18 @@ def run(m, address):
     attempt(lambda: m.dict(a=bad))
     print(d.copy(), d._getvalue(), d.get('x'), l._getvalue(), q.qsize())
     print('objects', m._number_of_objects() - base)
-line = sys.stdin.readline().strip()
-if line:
-    host, port = line.rsplit(':', 1)
-    m = SyncManager((host, int(port)), authkey=KEY)
-    m.connect()
-    run(m, (host, int(port)))
-else:
-    with SyncManager(authkey=KEY) as m:
-        run(m, m.address)
 "#;
-    let theirs = String::from_utf8(pyenv::run(&py, SCRIPT, b"\n")).unwrap();
-    let serve = common::Serve::start(&[], KEY);
-    let input = format!("{}\n", serve.address);
-    let ours = String::from_utf8(pyenv::run(&py, SCRIPT, input.as_bytes())).unwrap();
-    serve.stop();
+    let Some((py, theirs, ours)) = against_both(SCRIPT) else {
+        return;
+    };
     assert!(
         theirs
             .lines()
             .take(7)
             .all(|l| l == "refused RemoteError KeyError"),
-        "Python {}: {theirs}",
-        py.version
+        "Python {py}: {theirs}"
     );
-    assert_eq!(ours, theirs, "Python {}", py.version);
+    assert_eq!(ours, theirs, "Python {py}");
 }
 
 /// The resident memory of process `pid`, in bytes.
@@ -235,15 +219,9 @@ fn handshakes_past_the_bound_close_the_oldest() {
 #[test]
 fn a_first_request_in_pickle_protocol_0_or_1_is_read_as_python() {
     let _leaks = common::leak_check();
-    let Some(py) = pyenv::newest() else {
-        eprintln!("no python3: skipped");
-        return;
-    };
     const SCRIPT: &str = r#"
-import sys, pickle
+import pickle
 from multiprocessing.connection import Client
-from multiprocessing.managers import SyncManager
-KEY = b'manager-attack-key'
 def run(address):
     for proto in (0, 1, 2):
         c = Client(address, authkey=KEY)
@@ -257,6 +235,22 @@ def run(address):
         kind, text = pickle.loads(c.recv_bytes())
         print(proto, kind, text.strip().splitlines()[-1].split(':')[0])
         c.close()
+"#;
+    let Some((py, theirs, ours)) = against_both(SCRIPT) else {
+        return;
+    };
+    assert!(
+        theirs.starts_with("0 ('#RETURN', None)\n0 ('#RETURN', None)\n0 #TRACEBACK KeyError\n1"),
+        "{theirs}"
+    );
+    assert_eq!(ours, theirs, "Python {py}");
+}
+
+/// Runs the Python `script` (which defines `run(address)`, with `sys`, `SyncManager` and
+/// `KEY` at hand) against Python's own manager server and against `multiproc serve`, with
+/// the newest interpreter found: its version and the two outputs; `None` without Python.
+fn against_both(script: &str) -> Option<(String, String, String)> {
+    const MAIN: &str = r#"
 line = sys.stdin.readline().strip()
 if line:
     host, port = line.rsplit(':', 1)
@@ -265,14 +259,18 @@ else:
     with SyncManager(authkey=KEY) as m:
         run(m.address)
 "#;
-    let theirs = String::from_utf8(pyenv::run(&py, SCRIPT, b"\n")).unwrap();
+    let Some(py) = pyenv::newest() else {
+        eprintln!("no python3: skipped");
+        return None;
+    };
+    let key = std::str::from_utf8(KEY).unwrap();
+    let script = format!(
+        "import sys\nfrom multiprocessing.managers import SyncManager\nKEY = b'{key}'\n{script}{MAIN}"
+    );
+    let theirs = String::from_utf8(pyenv::run(&py, &script, b"\n")).unwrap();
     let serve = common::Serve::start(&[], KEY);
     let input = format!("{}\n", serve.address);
-    let ours = String::from_utf8(pyenv::run(&py, SCRIPT, input.as_bytes())).unwrap();
+    let ours = String::from_utf8(pyenv::run(&py, &script, input.as_bytes())).unwrap();
     serve.stop();
-    assert!(
-        theirs.starts_with("0 ('#RETURN', None)\n0 ('#RETURN', None)\n0 #TRACEBACK KeyError\n1"),
-        "{theirs}"
-    );
-    assert_eq!(ours, theirs, "Python {}", py.version);
+    Some((py.version, theirs, ours))
 }
