@@ -639,8 +639,14 @@ impl Connection {
         deadline: Option<Instant>,
     ) -> Result<Vec<u8>, FrameError> {
         let mut v = Vec::new();
-        self.reader
-            .read_into(self.fd.as_fd(), self.transport, max, deadline, &mut v)?;
+        let r = self
+            .reader
+            .read_into(self.fd.as_fd(), self.transport, max, deadline, &mut v);
+        if r.is_err() {
+            // A handshake that waits for its peer holds what the peer has sent, no more.
+            self.reader.shrink();
+        }
+        r?;
         Ok(v)
     }
 }

@@ -66,8 +66,9 @@ impl Reader {
         want: usize,
         deadline: Option<std::time::Instant>,
     ) -> Result<usize, FrameError> {
-        if self.buf.is_empty() {
-            self.buf = vec![0; READ_BUF];
+        if self.buf.len() < READ_BUF {
+            // Empty, or shrunk to what it held (see `shrink`).
+            self.buf.resize(READ_BUF, 0);
         }
         if self.start > 0 && (self.end == self.buf.len() || self.buf.len() - self.start < want) {
             self.buf.copy_within(self.start..self.end, 0);
@@ -318,6 +319,17 @@ impl Reader {
             self.offset += n as u64;
         }
         Ok(Ok(len))
+    }
+
+    /// Gives the buffer's memory back but for the bytes it holds: a connection that waits
+    /// for its peer (a handshake under way) keeps a few bytes, not [`READ_BUF`]. The next read
+    /// makes it whole again.
+    pub(crate) fn shrink(&mut self) {
+        self.buf.copy_within(self.start..self.end, 0);
+        self.end -= self.start;
+        self.start = 0;
+        self.buf.truncate(self.end);
+        self.buf.shrink_to_fit();
     }
 
     fn consume(&mut self, n: usize) {

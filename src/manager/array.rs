@@ -4,7 +4,7 @@
 
 use super::exception::{Exception, ExceptionKind};
 use super::referent::{Call, CallResult, Referent, not_exposed};
-use crate::object::Object;
+use crate::object::{Object, Slice};
 
 /// The type codes, in the order Python's error message lists them.
 const CODES: &str = "bBuhHiIlLqQfd";
@@ -64,7 +64,12 @@ impl Array {
         let i = match i {
             Object::Bool(b) => i64::from(*b),
             Object::Int(i) => *i,
-            Object::BigInt(_) => i64::MAX,
+            Object::BigInt(_) => {
+                return Err(Exception::msg(
+                    ExceptionKind::IndexError,
+                    "cannot fit 'int' into an index-sized integer",
+                ));
+            }
             _ => return Err(Exception::type_error("array indices must be integers")),
         };
         let len = self.items.len() as i64;
@@ -74,6 +79,50 @@ impl Array {
         } else {
             Err(Exception::msg(ExceptionKind::IndexError, what.to_owned()))
         }
+    }
+}
+
+impl Array {
+    /// `a[s] = value`, where `value` is a list of items, the form an array takes
+    /// here (Python's clients send an `array.array` of the same type code): each item is
+    /// checked by type code first; a simple slice takes any number of items in place of the
+    /// ones it names (the array grows or shrinks, as `array.array` does), an extended one
+    /// exactly as many as it names, or none (which deletes them, as in CPython).
+    fn set_slice(&mut self, s: &Slice, value: Object) -> Result<(), Exception> {
+        // The items are checked first, as a Python client builds its array before it sends it;
+        // then the slice, then the kind of value, in CPython's order.
+        let new: Result<Vec<Object>, &str> = match value {
+            Object::List(v) => v
+                .into_iter()
+                .map(|x| item(self.code, x))
+                .collect::<Result<_, _>>()
+                .map(Ok)?,
+            other => Err(other.type_name()),
+        };
+        let len = self.items.len();
+        let (_, _, step) = s.indices(len).map_err(super::slice::exception)?;
+        let new = new.map_err(|kind| {
+            Exception::type_error(format!(
+                "can only assign array (not \"{kind}\") to array slice"
+            ))
+        })?;
+        if new.is_empty() {
+            // As CPython's array: no items in place of a slice, even an extended one, deletes it.
+            return super::slice::delete(&mut self.items, s);
+        }
+        if step != 1 {
+            let size = s.positions(len).map_err(super::slice::exception)?.len();
+            if size != new.len() {
+                return Err(Exception::msg(
+                    ExceptionKind::ValueError,
+                    format!(
+                        "attempt to assign array of size {} to extended slice of size {size}",
+                        new.len()
+                    ),
+                ));
+            }
+        }
+        super::slice::set(&mut self.items, s, Object::List(new))
     }
 }
 
@@ -236,11 +285,20 @@ impl Referent for Array {
             }
             "__getitem__" => {
                 let i = call.one()?;
+                // A slice is a list of the items (Python's is an `array.array`, which has no
+                // `Object` form).
+                if let Object::Slice(s) = &i {
+                    return Ok(super::slice::get(&self.items, s)?.into());
+                }
                 let at = self.index(&i, "array index out of range")?;
                 self.items[at].clone()
             }
             "__setitem__" => {
                 let (i, x) = call.two()?;
+                if let Object::Slice(s) = &i {
+                    self.set_slice(s, x)?;
+                    return Ok(Object::None.into());
+                }
                 let at = self.index(&i, "array assignment index out of range")?;
                 self.items[at] = item(self.code, x)?;
                 Object::None
@@ -390,6 +448,94 @@ for line in sys.stdin:
             // Python 3.13 lists the new code 'w' among the valid ones.
             let want = want.replace("u, w, h", "u, h");
             assert_eq!(ours(code, value), want, "array({code:?}, {v})");
+        }
+    }
+
+    const PYTHON_SLICES: &str = r#"
+import array, sys
+for line in sys.stdin:
+    code, init, sl, value = line.rstrip('\n').split('\t')
+    a = array.array(code, eval(init))
+    s = eval('slice(' + sl + ')')
+    out = []
+    try:
+        out.append(repr(a[s].tolist()))
+    except Exception as e:
+        out.append(type(e).__name__ + ': ' + str(e))
+    try:
+        v = eval(value)
+        a[s] = array.array(code, v) if isinstance(v, list) else v
+        out.append(repr(a.tolist()))
+    except Exception as e:
+        out.append(type(e).__name__ + ': ' + str(e))
+    print(' | '.join(out))
+"#;
+
+    /// What our array gives for the steps of the Python side above: the slice read, then
+    /// assigned (a list standing for Python's `array.array` of the same code).
+    fn ours_sliced(code: &str, init: Object, s: Slice, value: Object) -> String {
+        use super::super::referent::Outcome;
+        let err = |e: Exception| format!("{}: {e}", e.kind().python_name().1);
+        let mut a = Array::create(Call::new("Array", vec![code.into(), init])).unwrap();
+        let got = match a.call(Call::new("__getitem__", vec![s.clone().into()])) {
+            Ok(Outcome::Value(v)) => v.to_string(),
+            Ok(_) => panic!("not a value"),
+            Err(e) => err(e),
+        };
+        let set = match a.call(Call::new("__setitem__", vec![s.into(), value])) {
+            Ok(_) => Object::List(a.items.clone()).to_string(),
+            Err(e) => err(e),
+        };
+        format!("{got} | {set}")
+    }
+
+    #[test]
+    fn array_slices_read_and_assign_as_pythons() {
+        let slices = [
+            "None, None, -1",
+            "None, None, None",
+            "1, 3, None",
+            "None, None, 2",
+            "3, 1, None",
+            "None, None, 0",
+            "-2, None, None",
+            "-100, 100, None",
+            "4, 0, -2",
+            "'a', None, None",
+        ];
+        let numbers = ["[9, 8]", "[]", "[300]", "[1.5]", "5", "[7, 7, 7]", "(1, 2)"];
+        let chars = [
+            "['x', 'y']",
+            "[]",
+            "['xy']",
+            "[1]",
+            "'z'",
+            "['p', 'q', 'r']",
+        ];
+        let arrays = [
+            ("i", "[1, 2, 3, 4, 5]", &numbers[..]),
+            ("B", "[1, 2, 3, 4, 5]", &numbers[..]),
+            ("d", "[0.5, 1.5, 2.5, 3.5]", &numbers[..]),
+            ("u", "'abcde'", &chars[..]),
+        ];
+        let mut script = String::new();
+        let mut cases = Vec::new();
+        for (code, init, values) in arrays {
+            for sl in slices {
+                for v in values.iter() {
+                    script += &format!("{code}\t{init}\t{sl}\t{v}\n");
+                    cases.push((code, init, sl, *v));
+                }
+            }
+        }
+        let theirs = crate::testing::python_output(PYTHON_SLICES, &script);
+        assert_eq!(theirs.lines().count(), cases.len());
+        for ((code, init, sl, v), want) in cases.into_iter().zip(theirs.lines()) {
+            let parse = |t: &str| -> Object { t.parse().unwrap_or_else(|e| panic!("{t}: {e}")) };
+            let parts: Vec<Object> = sl.split(", ").map(parse).collect();
+            let s = Slice::of(parts[0].clone(), parts[1].clone(), parts[2].clone());
+            let ours = ours_sliced(code, parse(init), s, parse(v));
+            assert_eq!(ours, want, "array({code:?}, {init})[{sl}] = {v}");
         }
     }
 }

@@ -25,7 +25,8 @@ impl ManagedList {
     /// The position `i` (negative counts from the end) names, if it is inside the list.
     fn position(&self, i: &Object) -> Result<Option<usize>, Exception> {
         let i = match i {
-            Object::Bool(_) | Object::Int(_) | Object::BigInt(_) => int_arg(i, "list indices")?,
+            Object::Bool(_) | Object::Int(_) => int_arg(i, "list indices")?,
+            Object::BigInt(_) => return Err(index_too_large(ExceptionKind::IndexError)),
             other => {
                 return Err(Exception::type_error(format!(
                     "list indices must be integers or slices, not {}",
@@ -55,8 +56,7 @@ impl ManagedList {
             }
         };
         let n = match n {
-            Object::BigInt(b) if b.is_negative() => 0,
-            Object::BigInt(_) => usize::MAX,
+            Object::BigInt(_) => return Err(index_too_large(ExceptionKind::OverflowError)),
             n => usize::try_from(int_arg(n, "repeat count")?).unwrap_or(0),
         };
         let len = self.items.len();
@@ -85,7 +85,7 @@ impl ManagedList {
         let bound = |arg: Option<Object>, default: usize| -> Result<usize, Exception> {
             Ok(match arg {
                 None => default,
-                Some(a) => clamp(len, int_arg(&a, "slice indices")?),
+                Some(a) => clamp(len, slice_index(&a)?),
             })
         };
         let start = bound(args.next(), 0)?;
@@ -184,6 +184,40 @@ fn stable_sort<E>(
         width *= 2;
     }
     Ok(order)
+}
+
+/// Python's error for an `int` past the machine's index range, where it wants an index.
+fn index_too_large(kind: ExceptionKind) -> Exception {
+    Exception::msg(kind, "cannot fit 'int' into an index-sized integer")
+}
+
+/// An argument Python reads as a C `Py_ssize_t` (`insert`'s and `pop`'s index): an `int`
+/// past it is an `OverflowError`, anything else not an `int` a `TypeError`.
+fn ssize_arg(o: &Object) -> Result<i64, Exception> {
+    match o {
+        Object::Bool(_) | Object::Int(_) => int_arg(o, "indices"),
+        Object::BigInt(_) => Err(Exception::msg(
+            ExceptionKind::OverflowError,
+            "Python int too large to convert to C ssize_t",
+        )),
+        other => Err(Exception::type_error(format!(
+            "'{}' object cannot be interpreted as an integer",
+            other.type_name()
+        ))),
+    }
+}
+
+/// A slice bound (`index`'s start and stop): an `int` past the index range is clipped to
+/// it, as Python's `_PyEval_SliceIndex` does.
+fn slice_index(o: &Object) -> Result<i64, Exception> {
+    match o {
+        Object::Bool(_) | Object::Int(_) => int_arg(o, "slice indices"),
+        Object::BigInt(b) if b.is_negative() => Ok(i64::MIN),
+        Object::BigInt(_) => Ok(i64::MAX),
+        _ => Err(Exception::type_error(
+            "slice indices must be integers or have an __index__ method",
+        )),
+    }
 }
 
 /// The position of index `i` in a sequence of `len` items, if inside.
@@ -336,30 +370,22 @@ impl Referent for ManagedList {
             "index" => self.index(call)?,
             "insert" => {
                 let (i, x) = call.two()?;
-                let i = match &i {
-                    Object::Bool(_) | Object::Int(_) => int_arg(&i, "list indices")?,
-                    other => {
-                        return Err(Exception::type_error(format!(
-                            "'{}' object cannot be interpreted as an integer",
-                            other.type_name()
-                        )));
-                    }
-                };
-                let p = clamp(self.items.len(), i);
+                let p = clamp(self.items.len(), ssize_arg(&i)?);
                 self.items.insert(p, x);
                 Object::None
             }
             "pop" => {
                 let args = call.take(0, 1)?;
+                let i = args.first().map(ssize_arg).transpose()?;
                 if self.items.is_empty() {
                     return Err(Exception::msg(
                         ExceptionKind::IndexError,
                         "pop from empty list",
                     ));
                 }
-                let p = match args.first() {
+                let p = match i {
                     None => Some(self.items.len() - 1),
-                    Some(i) => resolve(self.items.len(), int_arg(i, "list indices")?),
+                    Some(i) => resolve(self.items.len(), i),
                 };
                 match p {
                     Some(p) => self.items.remove(p),

@@ -90,7 +90,7 @@ pub(crate) fn decode(frame: &[u8]) -> Result<Request, String> {
 }
 
 /// A `#TRACEBACK` reply frame: Python's client raises `RemoteError` with this text.
-fn traceback(kind: &str, msg: &str, out: &mut Vec<u8>) {
+pub(crate) fn traceback(kind: &str, msg: &str, out: &mut Vec<u8>) {
     let text = format!(
         "Traceback (most recent call last):\n  (in the multiproc manager server)\n{kind}: {msg}\n"
     );

@@ -44,6 +44,9 @@ pub(crate) enum Holder {
     /// References a container gave up, kept a moment for whoever took the proxy out of it
     /// (`pop`, `Queue.get`) to take its own.
     Handover,
+    /// Objects named by proxies a call brings to a container, held from the check that they
+    /// exist until the container holds them.
+    Arriving,
 }
 
 /// The most bytes one call may create by copying what the object holds (a `list * n` of large

@@ -12,21 +12,28 @@
 //! are decoded with bounded depth and size, and a client that stops reading its replies is
 //! served no further while its unread replies pass a bound. A client that goes away, cleanly or killed, is
 //! released at once: its references, its waiting calls and its locks.
+//!
+//! This file holds the loop and its connections (accept, handshake, framing, writing,
+//! release); what is done with a client's requests is in [`dispatch`].
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, PoisonError, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Instant;
 
-use super::protocol::{Handled, Next, Reply, Request, Session, replies};
+use super::protocol::{Request, replies};
 use super::table::{Holder, ObjectId, Table};
 use crate::codec;
-use crate::connection::frame::{header, parse_header};
+use crate::connection::frame::parse_header;
 use crate::connection::{Listener, TryHandshakeError, Unauthenticated};
 use crate::object::Object;
 use crate::sys::poller::{Interest, Poller, Ready, Waker, recv_append, send_nowait};
+
+mod dispatch;
+
+use dispatch::{Sessions, Workers};
 
 /// The largest request a client may send by default: 64 MiB.
 pub(crate) const DEFAULT_MAX_REQUEST: u64 = 64 << 20;
@@ -50,6 +57,12 @@ const TURN_REQUESTS: usize = 256;
 
 /// The most bytes of replies one client is given in a row while others may wait.
 const TURN_BYTES: usize = 256 << 10;
+
+/// The most handshakes under way at once. Past it the oldest is closed, so that connections
+/// that never authenticate cost at most this many times the little each holds (its socket and
+/// the bytes it sent, see `Reader::shrink`), while a real client that connects is taken at
+/// once and passes in a few round trips.
+const MAX_HANDSHAKES: usize = 4096;
 
 /// How much a read asks for at least.
 const READ_STEP: usize = 64 * 1024;
@@ -153,20 +166,6 @@ impl Client {
         }
     }
 
-    fn queue_reply(&mut self, reply: &Reply, shared: &Shared) {
-        #[cfg(not(feature = "python"))]
-        let _ = shared;
-        match &self.python {
-            #[cfg(feature = "python")]
-            Some(address) => {
-                let mut payload = Vec::new();
-                super::python::encode(reply, &shared.table, address, &mut payload);
-                queue_frame(&mut self.outbox, &payload);
-            }
-            _ => queue_reply(&mut self.outbox, reply),
-        }
-    }
-
     /// A client that does not read its replies, or has sent more requests than it waits for,
     /// is not read from until it catches up; its socket holds the rest.
     fn throttled(&self) -> bool {
@@ -182,95 +181,9 @@ impl Client {
     }
 }
 
-/// The sessions of a server: by token, their holder id and how many connections share them.
-#[derive(Default)]
-struct Sessions {
-    by_token: HashMap<Vec<u8>, (u64, usize)>,
-    next: u64,
-}
-
-/// The shortest session token a client may choose: 128 random bits.
-const MIN_SESSION_TOKEN: usize = 16;
-
-/// `session(token)`: the connection joins the session named by the client's secret `token`
-/// (created on first use), whose references all its connections share; they are released
-/// when the last of them closes. Only before the connection holds anything of its own.
-fn join_session(sessions: &mut Sessions, c: &mut Client, req: Request) -> Reply {
-    let error =
-        |msg: &str| Reply::Error(super::Exception::msg(super::ExceptionKind::ValueError, msg));
-    if c.session.is_some() {
-        return error("this connection is in a session already");
-    }
-    let token = match req.args.as_slice() {
-        [Object::Bytes(t)] if t.len() >= MIN_SESSION_TOKEN && t.len() <= 64 => t.clone(),
-        _ => return error("session takes one token of 16 to 64 random bytes"),
-    };
-    sessions.join(c, token);
-    Reply::Return(Object::None)
-}
-
-impl Sessions {
-    /// Puts connection `c` in the session of `token`.
-    fn join(&mut self, c: &mut Client, token: Vec<u8>) {
-        let Sessions { by_token, next } = self;
-        let entry = by_token.entry(token.clone()).or_insert_with(|| {
-            *next += 1;
-            (*next, 0)
-        });
-        entry.1 += 1;
-        c.session = Some(Holder::Session(entry.0));
-        c.session_token = token;
-    }
-}
-
-/// Takes what one request did for its client: the reply queued, or the client marked as
-/// waiting; a `shutdown` stops the server.
-fn apply(c: &mut Client, h: &Handled, shared: &Shared) {
-    match &h.reply {
-        Some(r) => c.queue_reply(r, shared),
-        None => c.waiting = true,
-    }
-    if h.next == Next::Shutdown {
-        shared.stop();
-    }
-}
-
 /// Whether a client with `unsent` bytes of replies and `queued` requests is not read from.
 fn throttled(unsent: usize, queued: usize) -> bool {
     unsent > MAX_OUTBOX / 2 || queued >= MAX_INBOX
-}
-
-/// Appends the frame of `reply` to `outbox`.
-fn queue_reply(outbox: &mut Vec<u8>, reply: &Reply) {
-    thread_local! {
-        /// Where replies are encoded: one buffer for all of them, not one each.
-        static PAYLOAD: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
-    }
-    PAYLOAD.with_borrow_mut(|payload| {
-        payload.clear();
-        if let Err(e) = codec::encode_plain_into(reply, payload) {
-            // A value the codec cannot encode (none of the manager's can fail; kept for the
-            // day a custom type's value does): the client gets the reason instead.
-            let why = Reply::Error(super::Exception::msg(
-                super::ExceptionKind::ValueError,
-                format!("the reply cannot be encoded: {e}"),
-            ));
-            payload.clear();
-            codec::encode_plain_into(&why, payload).expect("a str always encodes");
-        }
-        queue_frame(outbox, payload);
-        if payload.capacity() > READ_STEP {
-            // A large reply's buffer is not kept.
-            *payload = Vec::new();
-        }
-    });
-}
-
-/// Appends a frame holding `payload` to `outbox`.
-fn queue_frame(outbox: &mut Vec<u8>, payload: &[u8]) {
-    let mut h = [0u8; 12];
-    outbox.extend_from_slice(header(payload.len(), &mut h));
-    outbox.extend_from_slice(payload);
 }
 
 /// The loop's own state.
@@ -286,6 +199,8 @@ struct Loop<'a> {
     scratch: Vec<u8>,
     /// Clients whose turn ended with requests left, served again after the others.
     pending: VecDeque<u64>,
+    /// The clients whose handshake is under way, oldest first, with their deadlines.
+    handshakes: BTreeMap<u64, Option<Instant>>,
     max_request: u64,
     /// The server's address as Python's tokens name it.
     #[cfg_attr(not(feature = "python"), allow(dead_code))]
@@ -318,6 +233,7 @@ pub(crate) fn run_with(
         sessions: Sessions::default(),
         scratch: Vec::with_capacity(READ_STEP),
         pending: VecDeque::new(),
+        handshakes: BTreeMap::new(),
         max_request,
         workers,
         py_address: Arc::new(python_address(listener)),
@@ -360,6 +276,15 @@ pub(crate) fn run_with(
     Ok(())
 }
 
+/// Whether the first request of a client is one of Python's pickles: protocol 2 and later
+/// start with their protocol byte (`0x80`); protocols 0 and 1 start with an opcode and end
+/// with `STOP` (`.`). A Rust request starts with its id's `Option` tag, 0 or 1, in postcard.
+#[cfg(feature = "python")]
+fn speaks_pickle(frame: &[u8]) -> bool {
+    super::python::is_pickle(frame)
+        || (!matches!(frame.first(), None | Some(0 | 1)) && frame.last() == Some(&b'.'))
+}
+
 #[cfg(feature = "python")]
 fn python_address(listener: &Listener) -> Object {
     super::python::address_object(listener.address())
@@ -370,111 +295,14 @@ fn python_address(_: &Listener) -> Object {
     Object::None
 }
 
-/// Calls that touch more items than this run on a worker thread (about a millisecond of work):
-/// the loop, and every other client, go on meanwhile.
-const HEAVY_COST: u64 = 100_000;
-
-/// Worker threads for long calls.
-const WORKERS: usize = 2;
-
-/// A long call, for a worker.
-struct Job {
-    token: u64,
-    holder: Holder,
-    who: Holder,
-    req: Request,
-}
-
-/// The threads that run long calls, and what they finished.
-struct Workers {
-    jobs: Option<std::sync::mpsc::Sender<Job>>,
-    rx: Arc<std::sync::Mutex<std::sync::mpsc::Receiver<Job>>>,
-    shared: Arc<Shared>,
-    done: Arc<std::sync::Mutex<Vec<(u64, Handled)>>>,
-    threads: Vec<std::thread::JoinHandle<()>>,
-}
-
-/// A worker thread: runs the long calls it receives until the loop stops.
-fn work(
-    rx: &std::sync::Mutex<std::sync::mpsc::Receiver<Job>>,
-    done: &std::sync::Mutex<Vec<(u64, Handled)>>,
-    shared: &Shared,
-) {
-    loop {
-        let job = match rx.lock().unwrap_or_else(PoisonError::into_inner).recv() {
-            Ok(job) => job,
-            Err(_) => return,
-        };
-        let session = Session {
-            table: &shared.table,
-            names: &shared.names,
-            holder: job.holder,
-            who: job.who,
-        };
-        let handled = session.handle(job.req);
-        done.lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .push((job.token, handled));
-        let _ = shared.waker.wake();
-    }
-}
-
-impl Workers {
-    /// The workers of the loop serving `shared`; their threads start with the first long
-    /// call, so that a server that has none starts sooner.
-    fn start(shared: &Arc<Shared>) -> io::Result<Self> {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        Ok(Workers {
-            jobs: Some(tx),
-            rx: Arc::new(std::sync::Mutex::new(rx)),
-            shared: Arc::clone(shared),
-            done: Arc::new(std::sync::Mutex::new(Vec::new())),
-            threads: Vec::new(),
-        })
-    }
-
-    /// Hands `job` to a worker; back if no worker thread can be started (then the loop
-    /// runs it itself).
-    fn submit(&mut self, job: Job) -> Result<(), Job> {
-        while self.threads.len() < WORKERS {
-            let (rx, done) = (Arc::clone(&self.rx), Arc::clone(&self.done));
-            let shared = Arc::clone(&self.shared);
-            let spawned = std::thread::Builder::new()
-                .name(format!("multiproc-manager-{}", self.threads.len()))
-                .spawn(move || work(&rx, &done, &shared));
-            match spawned {
-                Ok(t) => self.threads.push(t),
-                Err(_) if self.threads.is_empty() => return Err(job),
-                Err(_) => break,
-            }
-        }
-        match &self.jobs {
-            // The workers live as long as the loop; a send can only fail once they stopped.
-            Some(tx) => tx.send(job).map_err(|e| e.0),
-            None => Err(job),
-        }
-    }
-
-    fn take_done(&self) -> Vec<(u64, Handled)> {
-        std::mem::take(&mut *self.done.lock().unwrap_or_else(PoisonError::into_inner))
-    }
-
-    /// Lets the workers finish the call in hand, and waits for them.
-    fn stop(&mut self) {
-        self.jobs = None;
-        for t in self.threads.drain(..) {
-            let _ = t.join();
-        }
-    }
-}
-
 impl Loop<'_> {
     fn next_deadline(&self) -> Option<Instant> {
-        let handshakes = self.clients.values().filter_map(|c| match &c.phase {
-            Some(Phase::Handshake(u)) => u.deadline(),
-            _ => None,
-        });
-        handshakes.chain(self.shared.table.next_deadline()).min()
+        // Handshakes all have the same time-out: the oldest with a deadline ends first.
+        let handshake = self.handshakes.values().find_map(|d| *d);
+        handshake
+            .into_iter()
+            .chain(self.shared.table.next_deadline())
+            .min()
     }
 
     fn accept(&mut self) {
@@ -490,6 +318,12 @@ impl Loop<'_> {
                     {
                         continue;
                     }
+                    if self.handshakes.len() >= MAX_HANDSHAKES
+                        && let Some((oldest, _)) = self.handshakes.pop_first()
+                    {
+                        self.drop_client(oldest);
+                    }
+                    self.handshakes.insert(token, pending.deadline());
                     let c = Client::new(Phase::Handshake(pending));
                     self.clients.insert(token, c);
                     // The client may have sent its answer with its connect.
@@ -534,6 +368,7 @@ impl Loop<'_> {
         c.phase = match c.phase.take() {
             Some(Phase::Handshake(pending)) => match pending.try_handshake() {
                 Ok(conn) => {
+                    self.handshakes.remove(&token);
                     let (sock, inbuf) = conn.into_stream();
                     Some(Phase::Ready { sock, inbuf })
                 }
@@ -592,10 +427,9 @@ impl Loop<'_> {
                             break;
                         }
                         let frame = &inbuf[at + h..end];
-                        // The first request says which protocol the client speaks: Python's
-                        // pickles start with their protocol byte, postcard never does.
+                        // The first request says which protocol the client speaks.
                         #[cfg(feature = "python")]
-                        if !c.spoke && super::python::is_pickle(frame) {
+                        if !c.spoke && speaks_pickle(frame) {
                             c.python = Some(Arc::clone(&self.py_address));
                         }
                         c.spoke = true;
@@ -641,161 +475,6 @@ impl Loop<'_> {
         }
     }
 
-    /// Runs the client's queued requests until one waits.
-    fn serve(&mut self, token: u64) {
-        let mut woken = Vec::new();
-        {
-            let Some(c) = self.clients.get_mut(&token) else {
-                return;
-            };
-            // A client whose replies pile up unread is served no further until it reads them.
-            let (start, mut served) = (c.outbox.len(), 0);
-            while !c.waiting && !c.busy && c.outbox.len() - c.sent <= MAX_OUTBOX / 2 {
-                if served == TURN_REQUESTS || c.outbox.len() - start > TURN_BYTES {
-                    // Its turn is over: the others are served before the rest.
-                    if !c.inbox.is_empty() {
-                        self.pending.push_back(token);
-                    }
-                    break;
-                }
-                served += 1;
-                let Some(req) = c.inbox.pop_front() else {
-                    break;
-                };
-                #[allow(unused_mut)]
-                let mut req = match req {
-                    Ok(req) => req,
-                    #[cfg(feature = "python")]
-                    Err(e) if c.python.is_some() => {
-                        let mut payload = Vec::new();
-                        super::python::refused(&e, &mut payload);
-                        queue_frame(&mut c.outbox, &payload);
-                        continue;
-                    }
-                    Err(e) => {
-                        c.queue_reply(
-                            &Reply::Error(super::Exception::msg(
-                                super::ExceptionKind::ValueError,
-                                format!("not a manager request: {e}"),
-                            )),
-                            self.shared,
-                        );
-                        continue;
-                    }
-                };
-                #[cfg(feature = "python")]
-                if let Some(address) = &c.python {
-                    let mut payload = Vec::new();
-                    match super::python::step(self.shared, req, address, &mut payload) {
-                        super::python::Step::Done => {
-                            queue_frame(&mut c.outbox, &payload);
-                            continue;
-                        }
-                        super::python::Step::Call(r) => req = r,
-                    }
-                }
-                if req.id.is_none() && req.method == "shutdown" && !self.shared.clients_may_stop {
-                    c.queue_reply(
-                        &Reply::Error(super::Exception::msg(
-                            super::ExceptionKind::RuntimeError,
-                            "this manager is stopped by its operator, not by its clients",
-                        )),
-                        self.shared,
-                    );
-                    continue;
-                }
-                if req.id.is_none() && req.method == "session" {
-                    let r = join_session(&mut self.sessions, c, req);
-                    c.queue_reply(&r, self.shared);
-                    continue;
-                }
-                let holder = match (&c.python, c.session) {
-                    // Python's clients take references on short-lived connections.
-                    (Some(_), _) => Holder::Python,
-                    (None, Some(s)) => s,
-                    (None, None) => Holder::Client(token),
-                };
-                let who = Holder::Client(token);
-                let session = Session {
-                    table: &self.shared.table,
-                    names: &self.shared.names,
-                    holder,
-                    who,
-                };
-                match session.try_handle(req, HEAVY_COST) {
-                    Ok(h) => {
-                        apply(c, &h, self.shared);
-                        woken.extend(h.woken);
-                    }
-                    // Long, or its object busy with a long call: a worker runs it, and this
-                    // client's next requests wait for it.
-                    Err(req) => {
-                        let job = Job {
-                            token,
-                            holder,
-                            who,
-                            req,
-                        };
-                        match self.workers.submit(job) {
-                            Ok(()) => c.busy = true,
-                            // No worker could start: served here, slow as it is.
-                            Err(job) => {
-                                let h = session.handle(job.req);
-                                apply(c, &h, self.shared);
-                                woken.extend(h.woken);
-                            }
-                        }
-                    }
-                }
-            }
-        }
-        self.deliver(woken);
-    }
-
-    /// Takes the answers of the calls the workers finished.
-    fn finish_jobs(&mut self) {
-        for (token, h) in self.workers.take_done() {
-            let mut woken = h.woken.clone();
-            match self.clients.get_mut(&token) {
-                Some(c) => {
-                    c.busy = false;
-                    apply(c, &h, self.shared);
-                    self.step(token);
-                }
-                None => {
-                    // The client went away while its call ran: a call that then began to wait
-                    // waits for nobody.
-                    if h.reply.is_none() {
-                        let (_, more) = self.shared.table.release(Holder::Client(token));
-                        woken.extend(replies(more));
-                    }
-                }
-            }
-            self.deliver(woken);
-        }
-    }
-
-    /// Sends the replies of calls that waited, and serves what their clients queued behind.
-    fn deliver(&mut self, mut woken: Vec<(Holder, Reply)>) {
-        while !woken.is_empty() {
-            let mut tokens = Vec::new();
-            for (holder, reply) in woken.drain(..) {
-                let Holder::Client(token) = holder else {
-                    continue;
-                };
-                if let Some(c) = self.clients.get_mut(&token) {
-                    c.queue_reply(&reply, self.shared);
-                    c.waiting = false;
-                    tokens.push(token);
-                }
-            }
-            for token in tokens {
-                // What it queued behind the call is served now (which may wake others again).
-                self.step(token);
-            }
-        }
-    }
-
     /// Writes what the socket takes of the client's outbox.
     fn flush(&mut self, token: u64) {
         let Some(c) = self.clients.get_mut(&token) else {
@@ -834,13 +513,14 @@ impl Loop<'_> {
         }
     }
 
+    /// Closes the handshakes whose deadline passed at `now`.
     fn expire_handshakes(&mut self, now: Instant) {
         let late: Vec<u64> = self
-            .clients
+            .handshakes
             .iter()
-            .filter(|(_, c)| {
-                matches!(&c.phase, Some(Phase::Handshake(u)) if u.deadline().is_some_and(|d| d <= now))
-            })
+            // Oldest first, and so in the order of their deadlines.
+            .take_while(|(_, d)| d.is_none_or(|d| d <= now))
+            .filter(|(_, d)| d.is_some())
             .map(|(t, _)| *t)
             .collect();
         for t in late {
@@ -853,6 +533,7 @@ impl Loop<'_> {
         let Some(c) = self.clients.remove(&token) else {
             return;
         };
+        self.handshakes.remove(&token);
         let fd = match &c.phase {
             Some(Phase::Handshake(u)) => Some(u.as_fd()),
             Some(Phase::Ready { sock, .. }) => Some(sock.as_fd()),
@@ -863,15 +544,8 @@ impl Loop<'_> {
         }
         let (_, mut woken) = self.shared.table.release(Holder::Client(token));
         // The last connection of a session takes the session's references with it.
-        if let Some(Holder::Session(id)) = c.session {
-            let by_token = &mut self.sessions.by_token;
-            if let Some(entry) = by_token.get_mut(&c.session_token) {
-                entry.1 -= 1;
-                if entry.1 == 0 {
-                    by_token.remove(&c.session_token);
-                    woken.extend(self.shared.table.release(Holder::Session(id)).1);
-                }
-            }
+        if let Some(session) = self.sessions.leave(&c) {
+            woken.extend(self.shared.table.release(session).1);
         }
         drop(c);
         self.deliver(replies(woken));
@@ -927,6 +601,7 @@ mod tests {
 
     use super::*;
     use crate::connection::{Address, Client, Connection};
+    use crate::manager::protocol::Reply;
     use crate::object::{Dict, Object};
 
     fn server() -> (Running, Address) {

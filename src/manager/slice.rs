@@ -5,7 +5,8 @@ use super::exception::{Exception, ExceptionKind};
 use super::referent::{MAX_ITEMS_PER_CALL, iterate};
 use crate::object::{Object, Slice, SliceError};
 
-fn exception(e: SliceError) -> Exception {
+/// Python's exception for a slice that cannot be applied.
+pub(crate) fn exception(e: SliceError) -> Exception {
     match e {
         SliceError::NotAnInteger => Exception::type_error(e.to_string()),
         _ => Exception::msg(ExceptionKind::ValueError, e.to_string()),

@@ -52,6 +52,11 @@ pub(crate) struct ProxyInfo {
     pub exposed: &'static [&'static str],
 }
 
+/// Objects held for a call that brings proxies of them (see [`Table::pin`]).
+#[derive(Default)]
+#[must_use]
+struct Pins(Vec<ObjectId>);
+
 /// A call that waits.
 struct Parked {
     ticket: u64,
@@ -214,12 +219,43 @@ impl Table {
             });
         };
         let present = nested.then(|| nested::proxies_in([&referent.value()]));
+        let pins = match &present {
+            Some(present) => self.pin(present)?,
+            None => Pins::default(),
+        };
         let info = self.insert_sized(holder, referent, bytes, nested);
         if let Some(present) = present {
             let freed = Self::hold_contents(&mut lock(&self.inner), info.id, present);
             debug_assert!(freed.is_empty(), "a new object only adds references");
         }
+        self.unpin(pins);
         Ok(info)
+    }
+
+    /// Checks that every object `ids` names lives, and holds it ([`Holder::Arriving`]) until
+    /// [`unpin`](Self::unpin): a container is never given a proxy of an object that does not
+    /// exist, or is freed before the container holds it. `KeyError` for the first that does
+    /// not live (as Python's server, which looks each proxy up as it reads the request).
+    fn pin(&self, ids: &HashMap<ObjectId, usize>) -> Result<Pins, Exception> {
+        let mut t = lock(&self.inner);
+        if let Some(id) = ids.keys().find(|id| !t.objects.contains_key(id)) {
+            return Err(unknown(*id));
+        }
+        for id in ids.keys() {
+            if let Some(entry) = t.objects.get_mut(id) {
+                *entry.refs.entry(Holder::Arriving).or_default() += 1;
+            }
+        }
+        let held = t.held.entry(Holder::Arriving).or_default();
+        held.extend(ids.keys());
+        Ok(Pins(ids.keys().copied().collect()))
+    }
+
+    /// Drops the holds [`pin`](Self::pin) took (freeing what nothing else holds).
+    fn unpin(&self, pins: Pins) {
+        for id in pins.0 {
+            let _ = self.decref(Holder::Arriving, id);
+        }
     }
 
     fn insert_sized(
@@ -632,6 +668,17 @@ impl Table {
             return (Err(e), Woken::new());
         }
         let carries = nested::has_proxy(call.args.iter().chain(call.kwargs.values()));
+        // The proxies it brings name live objects, held until the container holds them: or
+        // the call fails, the object unchanged.
+        let pins = match carries {
+            true => match self.pin(&nested::proxies_in(
+                call.args.iter().chain(call.kwargs.values()),
+            )) {
+                Ok(pins) => pins,
+                Err(e) => return (Err(e), Woken::new()),
+            },
+            false => Pins::default(),
+        };
         let changes = !nested::reads_only(&call.method);
         let outcome = s.referent.dispatch(call);
         if !s.freed {
@@ -698,6 +745,7 @@ impl Table {
                 let _ = self.release(Holder::Object(child));
             }
         }
+        self.unpin(pins);
         (self.answer(owner, outcome), woken)
     }
 

@@ -110,6 +110,31 @@ l	copy	()	{}
 l	clear	()	{}
 l	pop	()	{}
 l	__str__	()	{}
+l	create	([1, 2, 3],)	{}
+l	insert	(2**70, 9)	{}
+l	insert	(-2**70, 8)	{}
+l	pop	(2**70,)	{}
+l	pop	(-2**70,)	{}
+l	__getitem__	(2**70,)	{}
+l	__getitem__	(-2**70,)	{}
+l	__setitem__	(2**70, 0)	{}
+l	__delitem__	(2**70,)	{}
+l	index	(1, 2**70)	{}
+l	index	(1, -2**70)	{}
+l	index	(3, 0, 2**70)	{}
+l	index	(3, -2**70, -2**70)	{}
+l	index	(1, 1.0)	{}
+l	index	(1, None)	{}
+l	__mul__	(2**70,)	{}
+l	__rmul__	(-2**70,)	{}
+l	__imul__	(2**70,)	{}
+l	insert	(1.5, 0)	{}
+l	pop	('a',)	{}
+l	pop	(True,)	{}
+l	__repr__	()	{}
+l	create	([],)	{}
+l	pop	(2**70,)	{}
+l	pop	('a',)	{}
 ";
 
 /// What a call gave, printed the way the Python side prints it.
@@ -262,7 +287,7 @@ fn hostile_calls_are_exceptions_not_crashes() {
     let huge = Call::new("__mul__", vec![Object::from(1_000_000_000i64)]);
     let err = l.dispatch(huge).err().unwrap();
     assert_eq!(err.kind(), ExceptionKind::MemoryError);
-    let huge = Call::new("__imul__", vec![literal("2**70")]);
+    let huge = Call::new("__imul__", vec![Object::from(1i64 << 40)]);
     assert_eq!(
         l.dispatch(huge).err().unwrap().kind(),
         ExceptionKind::MemoryError
