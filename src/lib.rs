@@ -228,6 +228,14 @@
 //! (`max_object_size`, `max_memory`). Python's own manager clients are served too, and
 //! `Manager::connect_python` reaches a Python manager server (see [`manager`]).
 //!
+//! ## Beyond one machine: Redis
+//!
+//! With the feature `redis`, `multiproc::redis::Redis::connect(url)` hands out the same
+//! proxy types (`DictProxy`, `QueueProxy`, `LockProxy`, …) with their objects held by name in
+//! Redis or Valkey: a program moves from a manager to Redis by changing its connect line.
+//! Queues there survive a consumer killed with a message in hand, and locks are leases that a
+//! dead holder gives up (see the `redis` module).
+//!
 //! ## A pool of workers
 //!
 //! A [`Pool`](pool::Pool) runs a function on many inputs in worker processes, in chunks sized
@@ -323,7 +331,6 @@
 //!
 //! # What it does not do (yet)
 //!
-//! - The Redis backend.
 //! - `forkserver` start method.
 //! - Targets living in shared libraries loaded at run time (the spawn method finds targets by
 //!   their offset inside the executable).
