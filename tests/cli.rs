@@ -172,3 +172,27 @@ fn a_missing_interpreter_is_a_runtime_error() {
     assert_eq!(out.status.code(), Some(1));
     assert!(String::from_utf8_lossy(&out.stderr).contains("cannot run"));
 }
+
+/// A build without the Rust peers says so in its table, in the rows that have a peer, and
+/// names the feature that adds them; a build with them measures them.
+#[test]
+fn bench_names_the_peers_it_lacks_or_measures_them() {
+    let _leaks = common::leak_check();
+    let out = multiproc(&["bench", "--quick", "--no-python", "--only", "pool_start"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{text}");
+    let row = text
+        .lines()
+        .find(|l| l.starts_with("Pool start + first result"))
+        .unwrap();
+    if cfg!(feature = "bench-peers") {
+        assert!(row.contains("procspawn "), "{row}");
+    } else {
+        assert!(row.contains("not built"), "{row}");
+        assert!(text.contains("--features bench-peers` adds them"), "{text}");
+    }
+    assert!(
+        text.contains("not measured yet: a Redis-backed proxy call"),
+        "{text}"
+    );
+}

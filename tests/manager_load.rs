@@ -88,22 +88,6 @@ fn client((address, threads, secs): (String, u32, u64)) -> Tally {
     sum
 }
 
-/// The server's resident memory (KiB), threads and open descriptors.
-fn server_figures(pid: u32) -> (u64, u64, usize) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find_map(|l| l.strip_prefix(name))
-            .and_then(|v| v.split_whitespace().next()?.parse().ok())
-            .unwrap()
-    };
-    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
-        .unwrap()
-        .count();
-    (field("VmRSS:"), field("Threads:"), fds)
-}
-
 fn load(processes: u32, threads: u32, secs: u64, report: bool) {
     let server = common::Serve::start(&["state=dict", "jobs=Queue", "guard=Lock"], KEY);
     let address = server.address.clone();
@@ -121,7 +105,7 @@ fn load(processes: u32, threads: u32, secs: u64, report: bool) {
         // Sample the server while the clients are running.
         let during = sample.then(|| {
             std::thread::sleep(Duration::from_secs(secs / 2 + 1));
-            server_figures(pid)
+            common::process_figures(pid)
         });
         let mut total = [0u64; 5];
         for c in clients {
@@ -133,7 +117,7 @@ fn load(processes: u32, threads: u32, secs: u64, report: bool) {
     };
     // A first small round starts what the server starts once (its workers for long calls).
     let (warm_up, _) = run(1, 4, 1, false);
-    let before = server_figures(pid);
+    let before = common::process_figures(pid);
     let (mut total, during) = run(processes, threads, secs, true);
     let during = during.unwrap();
     for (t, x) in total.iter_mut().zip(warm_up) {
@@ -164,7 +148,7 @@ fn load(processes: u32, threads: u32, secs: u64, report: bool) {
     drop((state, jobs, manager));
     let start = Instant::now();
     let after = loop {
-        let after = server_figures(pid);
+        let after = common::process_figures(pid);
         if after.2 <= before.2 || start.elapsed() > Duration::from_secs(30) {
             break after;
         }

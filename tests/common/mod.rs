@@ -235,6 +235,15 @@ pub struct Serve {
 
 impl Serve {
     pub fn start(objects: &[&str], key: &[u8]) -> Serve {
+        Serve::launch(false, objects, key)
+    }
+
+    /// As [`Serve::start`], on a Unix socket in a directory of its own.
+    pub fn start_unix(objects: &[&str], key: &[u8]) -> Serve {
+        Serve::launch(true, objects, key)
+    }
+
+    fn launch(unix: bool, objects: &[&str], key: &[u8]) -> Serve {
         use std::io::BufRead;
         static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
         let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
@@ -243,7 +252,12 @@ impl Serve {
         let keyfile = dir.join("authkey");
         std::fs::write(&keyfile, key).unwrap();
         let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_multiproc"));
-        command.args(["serve", "--listen", "127.0.0.1:0", "--authkey-file"]);
+        let listen = if unix {
+            dir.join("sock").display().to_string()
+        } else {
+            "127.0.0.1:0".to_owned()
+        };
+        command.args(["serve", "--listen", &listen, "--authkey-file"]);
         command.arg(&keyfile);
         for o in objects {
             command.args(["--object", o]);
@@ -270,6 +284,11 @@ impl Serve {
         self.child.0.id()
     }
 
+    /// The server's resident memory (KiB), threads and open descriptors.
+    pub fn figures(&self) -> (u64, u64, usize) {
+        process_figures(self.pid())
+    }
+
     /// Stops it with SIGTERM; it must exit cleanly.
     pub fn stop(mut self) {
         rustix::process::kill_process(
@@ -288,4 +307,20 @@ impl Drop for Serve {
     fn drop(&mut self) {
         let _ = std::fs::remove_dir_all(&self.dir);
     }
+}
+
+/// A process's resident memory (KiB), threads and open descriptors.
+pub fn process_figures(pid: u32) -> (u64, u64, usize) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap()
+    };
+    let fds = std::fs::read_dir(format!("/proc/{pid}/fd"))
+        .unwrap()
+        .count();
+    (field("VmRSS:"), field("Threads:"), fds)
 }

@@ -27,13 +27,13 @@ Measure multiproc beside Python's multiprocessing, the Rust peer crates and the 
 floor, in one run.
 
 Every scenario (a Pipe round trip, 64 MiB through a Queue, a manager call over TCP, a
-process start, ...) is measured for multiproc, for Python's multiprocessing (a script shipped
-with this program, run by --python), for the Rust crates that have the operation (ipc-channel,
-interprocess, procspawn; in builds with the feature `bench-peers`), and against its floor: the
-same mechanism with no library in between (a raw socketpair round trip, a spin ping-pong on
-one shared cache line, a futex wake, memcpy, raw fork and posix_spawn, the system calls
-behind a named segment), measured in the same run. Pool and Redis scenarios are not there
-yet.
+process start, a Pool map, ...) is measured for multiproc, for Python's multiprocessing (a
+script shipped with this program, run by --python), for the Rust crates that have the
+operation (ipc-channel, interprocess, procspawn and its pool; in builds with the feature
+`bench-peers`, which the table of other builds names), and against its floor: the same
+mechanism with no library in between (a raw socketpair round trip, a spin ping-pong on one
+shared cache line, a futex wake, memcpy, raw fork and posix_spawn, the system calls behind a
+named segment), measured in the same run. A Redis row is not there yet.
 
 Latency scenarios run in three CPU placements: unpinned, both processes on one CPU, and one
 per CPU (sched_setaffinity). Each cell is the median of several samples (the spread is half
@@ -135,7 +135,10 @@ pub fn run(opts: &Options) -> Result<(), String> {
         },
     };
     if !peers::BUILT {
-        eprintln!("multiproc bench: without the Rust peers (build with `--features bench-peers`)");
+        eprintln!(
+            "multiproc bench: without the Rust peers (`{}` adds them)",
+            peers::HOW_TO_BUILD
+        );
     }
     let (rounds, target) = if opts.quick { (3, 0.01) } else { (15, 0.08) };
     let mut run = Run {

@@ -1,8 +1,41 @@
 //! The Rust crates people use for the same jobs, measured beside multiproc (feature
 //! `bench-peers`): ipc-channel (typed channel round trip, bulk bytes), interprocess (local
-//! socket round trip of 64 bytes, bulk bytes) and procspawn (process start + join).
+//! socket round trip of 64 bytes, bulk bytes) and procspawn (process start + join, and its
+//! pool).
+//!
+//! Which scenario has which peer is known in every build ([`PEERS`]), so that a build without
+//! the feature can say, in its table, which figures it lacks and how to get them.
 
 use super::scenarios::Scenario;
+
+/// Whether this build measures the peers.
+pub const BUILT: bool = cfg!(feature = "bench-peers");
+
+/// What to build to measure the peers, as the table and `--help` say it.
+pub const HOW_TO_BUILD: &str = "cargo build --release --features bench-peers";
+
+/// Each scenario that a Rust crate also does, and that crate.
+pub const PEERS: &[(&str, &str)] = &[
+    ("pipe_round_trip", "ipc-channel"),
+    ("pipe_round_trip", "interprocess"),
+    ("pipe_round_trip_64b", "interprocess"),
+    ("pipe_bulk_1mib", "ipc-channel"),
+    ("pipe_bulk_1mib", "interprocess"),
+    ("pipe_bulk_64mib", "ipc-channel"),
+    ("pipe_bulk_64mib", "interprocess"),
+    ("process_spawn", "procspawn"),
+    ("pool_map_trivial", "procspawn"),
+    ("pool_map_1ms", "procspawn"),
+    ("pool_start", "procspawn"),
+];
+
+/// The peers of the scenario `name`.
+pub fn of(name: &str) -> impl Iterator<Item = &'static str> {
+    PEERS
+        .iter()
+        .filter(move |(s, _)| *s == name)
+        .map(|(_, p)| *p)
+}
 
 /// Adds the peers to the scenarios they have; without the feature, none.
 #[cfg(not(feature = "bench-peers"))]
@@ -10,27 +43,32 @@ pub fn add(rows: Vec<Scenario>) -> Vec<Scenario> {
     rows
 }
 
-/// Whether this build measures the peers.
-pub const BUILT: bool = cfg!(feature = "bench-peers");
-
 #[cfg(feature = "bench-peers")]
 pub fn add(rows: Vec<Scenario>) -> Vec<Scenario> {
     rows.into_iter()
-        .map(|s| match s.name {
-            "pipe_round_trip" => s
-                .peer("ipc-channel", ipc::round_trip)
-                .peer("interprocess", local_socket::round_trip),
-            "pipe_round_trip_64b" => s.peer("interprocess", local_socket::round_trip),
-            "pipe_bulk_1mib" => s
-                .peer("ipc-channel", ipc::bulk_1mib)
-                .peer("interprocess", local_socket::bulk_1mib),
-            "pipe_bulk_64mib" => s
-                .peer("ipc-channel", ipc::bulk_64mib)
-                .peer("interprocess", local_socket::bulk_64mib),
-            "process_spawn" => s.peer("procspawn", spawn::start_join),
-            _ => s,
+        .map(|s| {
+            let name = s.name;
+            of(name).fold(s, |s, peer| s.peer(peer, measure(name, peer)))
         })
         .collect()
+}
+
+/// How `peer` does the scenario `name` (one of [`PEERS`]).
+#[cfg(feature = "bench-peers")]
+fn measure(name: &str, peer: &str) -> super::scenarios::Measure {
+    match (name, peer) {
+        ("pipe_round_trip", "ipc-channel") => ipc::round_trip,
+        ("pipe_round_trip" | "pipe_round_trip_64b", "interprocess") => local_socket::round_trip,
+        ("pipe_bulk_1mib", "ipc-channel") => ipc::bulk_1mib,
+        ("pipe_bulk_1mib", "interprocess") => local_socket::bulk_1mib,
+        ("pipe_bulk_64mib", "ipc-channel") => ipc::bulk_64mib,
+        ("pipe_bulk_64mib", "interprocess") => local_socket::bulk_64mib,
+        ("process_spawn", "procspawn") => spawn::start_join,
+        ("pool_map_trivial", "procspawn") => spawn::pool_map_trivial,
+        ("pool_map_1ms", "procspawn") => spawn::pool_map_1ms,
+        ("pool_start", "procspawn") => spawn::pool_start,
+        _ => unreachable!("PEERS names {peer} for {name} without a measure"),
+    }
 }
 
 #[cfg(feature = "bench-peers")]
@@ -252,8 +290,12 @@ mod local_socket {
 
 #[cfg(feature = "bench-peers")]
 mod spawn {
+    use std::collections::VecDeque;
+    use std::time::Instant;
+
     use crate::bench::placement::Placement;
-    use crate::bench::scenarios::timed;
+    use crate::bench::scenarios::pool::{one_ms, trivial};
+    use crate::bench::scenarios::{err, timed};
 
     /// `procspawn::spawn` of a function that returns its argument plus one, and `join`.
     pub fn start_join(_: Placement, batch: u64) -> Result<f64, String> {
@@ -265,5 +307,64 @@ mod spawn {
                 Err(e) => Err(format!("join: {e}")),
             }
         })
+    }
+
+    /// Tasks in flight at once: procspawn opens two channels per task, so a map of a million
+    /// tasks cannot submit them all before joining.
+    const WINDOW: usize = 256;
+
+    /// `f` on `0..batch` through a started `procspawn::Pool` of two processes, results joined
+    /// in order (procspawn has no `map`: each task is a `spawn` on the pool); each result is
+    /// checked when `exact` (the 1 ms task's result depends on the clock).
+    fn map(f: fn(u64) -> u64, exact: bool, batch: u64) -> Result<f64, String> {
+        let pool = procspawn::Pool::new(2).map_err(err("pool"))?;
+        pool.spawn(0, f).join().map_err(err("warm-up"))?;
+        let check = |i: u64, h: procspawn::JoinHandle<u64>| match h.join() {
+            Ok(r) if !exact || r == f(i) => Ok(()),
+            Ok(r) => Err(format!("task {i} returned {r}")),
+            Err(e) => Err(format!("join: {e}")),
+        };
+        let t = Instant::now();
+        let mut pending = VecDeque::with_capacity(WINDOW);
+        for i in 0..batch {
+            if pending.len() == WINDOW {
+                let (j, h) = pending.pop_front().expect("a full window");
+                check(j, h)?;
+            }
+            pending.push_back((i, pool.spawn(i, f)));
+        }
+        for (j, h) in pending {
+            check(j, h)?;
+        }
+        let elapsed = t.elapsed().as_secs_f64();
+        pool.kill();
+        Ok(elapsed)
+    }
+
+    /// procspawn's pool, trivial tasks.
+    pub fn pool_map_trivial(_: Placement, batch: u64) -> Result<f64, String> {
+        map(trivial, true, batch)
+    }
+
+    /// procspawn's pool, 1 ms tasks on two processes.
+    pub fn pool_map_1ms(_: Placement, batch: u64) -> Result<f64, String> {
+        map(one_ms, false, batch)
+    }
+
+    /// A `procspawn::Pool` of two processes started until its first result is back (ending
+    /// it is not timed).
+    pub fn pool_start(_: Placement, batch: u64) -> Result<f64, String> {
+        let mut total = 0.0;
+        for i in 0..batch {
+            let t = Instant::now();
+            let pool = procspawn::Pool::new(2).map_err(err("pool"))?;
+            let r = pool.spawn(i, trivial).join().map_err(err("join"))?;
+            total += t.elapsed().as_secs_f64();
+            if r != trivial(i) {
+                return Err(format!("{r} for {i}"));
+            }
+            pool.kill();
+        }
+        Ok(total)
     }
 }

@@ -142,6 +142,7 @@ pub fn table(run: &Run<'_>) {
         let cell = |s: &str| row.cells.iter().find(|c| c.system == s);
         let peer = match &f.peer {
             Some((name, m)) => format!("{name} {}", human(*m, bytes)),
+            None if !unbuilt_peers(row.scenario).is_empty() => "not built".to_owned(),
             None => "–".to_owned(),
         };
         let floor = f.floor.map_or("–".to_owned(), |m| human(m, bytes));
@@ -169,6 +170,17 @@ pub fn table(run: &Run<'_>) {
             figure(cell, row.scenario.bytes)
         );
     }
+    println!();
+    if !super::peers::BUILT {
+        println!(
+            "Rust peers ({}) are not in this build: `{}` adds them",
+            peer_names().join(", "),
+            super::peers::HOW_TO_BUILD
+        );
+    }
+    for (what, why) in super::scenarios::PLANNED {
+        println!("not measured yet: {what}: {why}");
+    }
     let (py, peers) = (
         run.python.as_deref().unwrap_or("not measured"),
         if super::peers::BUILT {
@@ -183,6 +195,26 @@ pub fn table(run: &Run<'_>) {
          vs py / vs peer: how many times faster multiproc is; ÷ floor: how many times its floor",
         run.rounds
     );
+}
+
+/// The peers of `scenario` that this build lacks (all of them without `bench-peers`).
+fn unbuilt_peers(scenario: &Scenario) -> Vec<&'static str> {
+    if super::peers::BUILT {
+        Vec::new()
+    } else {
+        super::peers::of(scenario.name).collect()
+    }
+}
+
+/// Every peer crate, once each.
+fn peer_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = Vec::new();
+    for (_, p) in super::peers::PEERS {
+        if !names.contains(p) {
+            names.push(p);
+        }
+    }
+    names
 }
 
 /// Prints the scenario names for `--only`.
@@ -248,6 +280,11 @@ pub fn json(run: &Run<'_>) -> String {
     );
     let _ = writeln!(out, "  \"python\": {},", opt_string(run.python.as_deref()));
     let _ = writeln!(out, "  \"peers\": {},", super::peers::BUILT);
+    let planned: Vec<String> = super::scenarios::PLANNED
+        .iter()
+        .map(|(what, why)| format!("{{\"what\": {}, \"why\": {}}}", string(what), string(why)))
+        .collect();
+    let _ = writeln!(out, "  \"not_measured_yet\": [{}],", planned.join(", "));
     let _ = writeln!(out, "  \"quick\": {},", run.quick);
     let _ = writeln!(out, "  \"rounds\": {},", run.rounds);
     let _ = writeln!(
@@ -264,7 +301,8 @@ pub fn json(run: &Run<'_>) -> String {
             out,
             "    {{\"scenario\": {}, \"what\": {}, \"placement\": {}, \"is_floor\": {}, \"floor\": {}, \
              \"bytes_per_op\": {}, \"floor_seconds\": {}, \"speedup_vs_python\": {}, \
-             \"speedup_vs_best_peer\": {}, \"times_floor\": {}, \"systems\": [",
+             \"speedup_vs_best_peer\": {}, \"times_floor\": {}, \"peers_not_built\": [{}], \
+             \"systems\": [",
             string(s.name),
             string(s.what),
             string(row.placement.name()),
@@ -275,6 +313,11 @@ pub fn json(run: &Run<'_>) -> String {
             opt_number(f.vs_python()),
             opt_number(f.vs_peer()),
             opt_number(f.above_floor()),
+            unbuilt_peers(s)
+                .iter()
+                .map(|p| string(p))
+                .collect::<Vec<_>>()
+                .join(", "),
         );
         for (j, c) in row.cells.iter().enumerate() {
             if j > 0 {

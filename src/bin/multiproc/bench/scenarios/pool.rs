@@ -8,12 +8,13 @@ use multiproc::pool::Pool;
 use super::err;
 use crate::bench::placement::Placement;
 
-fn trivial(x: u64) -> u64 {
+/// A trivial task (also run by the peers).
+pub fn trivial(x: u64) -> u64 {
     x.wrapping_add(1)
 }
 
-/// Keeps its CPU busy for 1 ms.
-fn one_ms(x: u64) -> u64 {
+/// Keeps its CPU busy for 1 ms (also run by the peers).
+pub fn one_ms(x: u64) -> u64 {
     let start = Instant::now();
     let mut n = x;
     while start.elapsed() < Duration::from_millis(1) {
