@@ -159,23 +159,26 @@ fn bulk(c: &mut Criterion) {
     });
     drop((src, dst));
 
-    let q = BytesQueue::new().unwrap();
-    let (mut ctl, theirs) = pipe(true).unwrap();
-    let p = Process::start(queue_source, (theirs, q.clone())).unwrap();
     let mut buf = Vec::new();
-    group.bench_function("queue", |b| {
-        b.iter_custom(|iters| {
-            ctl.send(&(SIZE, iters)).unwrap();
-            let t = Instant::now();
-            for _ in 0..iters {
-                q.get_into(&mut buf, None).unwrap();
-                assert_eq!(buf.len() as u64, SIZE);
-            }
-            t.elapsed()
-        })
-    });
-    drop(ctl);
-    p.join().unwrap();
+    for (label, direct) in [("queue", false), ("queue_direct_copy", true)] {
+        let q = Queue::options().direct_copy(direct).create_bytes().unwrap();
+        let (mut ctl, theirs) = pipe(true).unwrap();
+        let p = Process::start(queue_source, (theirs, q.clone())).unwrap();
+        group.bench_function(label, |b| {
+            b.iter_custom(|iters| {
+                ctl.send(&(SIZE, iters)).unwrap();
+                let t = Instant::now();
+                for _ in 0..iters {
+                    q.get_into(&mut buf, None).unwrap();
+                    assert_eq!(buf.len() as u64, SIZE);
+                }
+                t.elapsed()
+            })
+        });
+        drop(ctl);
+        p.join().unwrap();
+        assert_eq!(q.stats().direct > 0, direct);
+    }
 
     let (mut a, b) = pipe(true).unwrap();
     let p = Process::start(pipe_source, b).unwrap();

@@ -143,6 +143,53 @@ fn a_message_larger_than_the_stream_area_streams_to_a_reader() {
     assert!(reader.join().unwrap() == big);
 }
 
+fn put_one_large((q, i, n): (BytesQueue, usize, usize)) {
+    q.put(pattern(i, n)).unwrap();
+}
+
+fn get_one_large((q, i, n): (BytesQueue, usize, usize)) -> (bool, u64) {
+    let m = q.get_timeout(LONG).unwrap();
+    (m == pattern(i, n), q.stats().direct)
+}
+
+#[test]
+fn a_large_message_is_copied_straight_from_its_producers_memory() {
+    let _leaks = common::leak_check();
+    let q = Queue::options().direct_copy(true).create_bytes().unwrap();
+    // A child's memory, read by its parent: the kernel allows it whatever Yama's setting.
+    for (i, n) in [(1, 1 << 20), (2, (8 << 20) + 3)] {
+        let p = Process::start(put_one_large, (q.clone(), i, n)).unwrap();
+        assert!(q.get_timeout(LONG).unwrap() == pattern(i, n));
+        p.join().unwrap();
+        assert_eq!(q.stats().direct, i as u64);
+    }
+    // Just below the threshold: streamed.
+    let p = Process::start(put_one_large, (q.clone(), 3, (1 << 20) - 1)).unwrap();
+    assert!(q.get_timeout(LONG).unwrap() == pattern(3, (1 << 20) - 1));
+    p.join().unwrap();
+    assert_eq!(q.stats().direct, 2);
+    // The parent's memory, read by a child (directly where allowed, else streamed), and
+    // another thread's.
+    let reader = Process::start(get_one_large, (q.clone(), 4, 5 << 20)).unwrap();
+    q.put(pattern(4, 5 << 20)).unwrap();
+    assert!(reader.join().unwrap().0);
+    let reader = {
+        let q = q.clone();
+        std::thread::spawn(move || q.get_timeout(LONG).unwrap())
+    };
+    q.put(pattern(5, 2 << 20)).unwrap();
+    assert!(reader.join().unwrap() == pattern(5, 2 << 20));
+    let s = q.stats();
+    assert_eq!((s.put, s.got, s.abandoned, s.dropped), (5, 5, 0, 0));
+    assert!(s.direct >= 3, "{s:?}");
+    // Not asked for: streamed.
+    let q = BytesQueue::new().unwrap();
+    let p = Process::start(put_one_large, (q.clone(), 6, 4 << 20)).unwrap();
+    assert!(q.get_timeout(LONG).unwrap() == pattern(6, 4 << 20));
+    p.join().unwrap();
+    assert_eq!(q.stats().direct, 0);
+}
+
 #[test]
 fn one_thread_puts_many_large_messages_before_getting_them() {
     let _leaks = common::leak_check();

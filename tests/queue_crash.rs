@@ -8,7 +8,7 @@ mod common;
 use std::time::{Duration, Instant};
 
 use multiproc::queue::{
-    __die_at, __die_at_any, BytesQueue, GetError, JoinableQueue, PutError, Queue,
+    __die_at, __die_at_any, __stall_at, BytesQueue, GetError, JoinableQueue, PutError, Queue,
 };
 use multiproc::{JoinError, Process};
 
@@ -26,6 +26,11 @@ const SPILL_READ: u32 = 8;
 const SIDE_LOCKED: u32 = 9;
 const SIDE_SENT: u32 = 10;
 const SIDE_PASSING: u32 = 11;
+const DIRECT_READ: u32 = 12;
+const DIRECT_WAIT: u32 = 13;
+const DIRECT_STALL: u32 = 14;
+/// Large enough for its reader to copy it straight from its producer's memory.
+const DIRECT: usize = 4 << 20;
 
 fn die_putting((q, point, len): (BytesQueue, u32, usize)) {
     __die_at(point);
@@ -138,6 +143,70 @@ fn a_consumer_killed_mid_stream_is_counted_as_dropped() {
     assert_eq!(s.dropped, 1);
     q.put(b"after").unwrap();
     assert_eq!(q.get_timeout(LONG).unwrap(), b"after");
+}
+
+/// Says it is there, then dies having copied a large message straight from its producer.
+fn die_reading_direct((q, ready): (BytesQueue, Queue<u8>)) {
+    __die_at(DIRECT_READ);
+    ready.put(1).unwrap();
+    let _ = q.get_timeout(LONG);
+    unreachable!("the get should have killed this process");
+}
+
+fn get_len(q: BytesQueue) -> usize {
+    q.get_timeout(LONG).unwrap().len()
+}
+
+#[test]
+fn a_consumer_killed_copying_straight_from_the_producer_is_counted_as_dropped() {
+    let _leaks = common::leak_check();
+    let q = Queue::options().direct_copy(true).create_bytes().unwrap();
+    let ready = Queue::new().unwrap();
+    let reader = Process::start(die_reading_direct, (q.clone(), ready.clone())).unwrap();
+    ready.get_timeout(LONG).unwrap();
+    // Returns once the reader is found dead: the message was delivered to it.
+    q.put(vec![4u8; DIRECT]).unwrap();
+    killed(reader);
+    reap(&q);
+    let s = q.stats();
+    assert_eq!((s.dropped, s.direct, s.abandoned), (1, 0, 0));
+    // The lane, and direct copies, carry on.
+    let reader = Process::start(get_len, q.clone()).unwrap();
+    q.put(vec![5u8; DIRECT]).unwrap();
+    assert_eq!(reader.join().unwrap(), DIRECT);
+    assert!(q.stats().direct <= 1);
+    q.put(b"after").unwrap();
+    assert_eq!(q.get_timeout(LONG).unwrap(), b"after");
+}
+
+fn die_while_read_directly(q: BytesQueue) {
+    __die_at(DIRECT_WAIT);
+    q.put(vec![6u8; DIRECT]).unwrap();
+    unreachable!("the put should have killed this process");
+}
+
+/// Says it is there, then gets one message, pausing before each copy straight from a
+/// producer's memory (long enough for the producer to die meanwhile).
+fn stalled_get((q, ready): (BytesQueue, Queue<u8>)) -> (Vec<u8>, u64) {
+    __stall_at(DIRECT_STALL);
+    ready.put(1).unwrap();
+    let m = q.get_timeout(LONG).unwrap();
+    (m, q.stats().direct)
+}
+
+#[test]
+fn a_producer_killed_while_its_reader_copies_from_it_loses_the_message() {
+    let _leaks = common::leak_check();
+    let q = Queue::options().direct_copy(true).create_bytes().unwrap();
+    let ready = Queue::new().unwrap();
+    let reader = Process::start(stalled_get, (q.clone(), ready.clone())).unwrap();
+    ready.get_timeout(LONG).unwrap();
+    killed(Process::start(die_while_read_directly, q.clone()).unwrap());
+    q.put(b"after").unwrap();
+    // The reader discarded what it copied from the dead producer, and took the next message.
+    assert_eq!(reader.join().unwrap(), (b"after".to_vec(), 0));
+    let s = q.stats();
+    assert_eq!((s.abandoned, s.dropped, s.got), (1, 0, 1));
 }
 
 fn die_getting_typed((q, point): (Queue<u64>, u32)) {

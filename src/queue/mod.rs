@@ -44,10 +44,12 @@
 //! offset 0     Header (64 B): magic "MPROCQUE", layout version, table entries, slots,
 //!              slot size, stream size, maxsize, total size, maximum message size
 //! 64           Control, one 64-byte line each: tail | head | items futex | space futex |
-//!              stream futex | 4 × stream lane {token, written, read} | orphans |
-//!              counters (and the joinable flag) | join futex | duplex end table
+//!              stream futex | 4 × stream lane {token, written, read, the producer's
+//!              buffer address, pid, start time and pid namespace, direct flag} | orphans |
+//!              spill end | descriptor number | direct copies on |
+//!              counters (two lines, with the joinable flag) | join futex | duplex end table
 //! ...          Process table: entries × 64 B {state: pid << 1 | 1 or 0, put count, got count,
-//!              tasks done, gets in progress (joinable queues)}
+//!              tasks done, gets in progress (joinable queues), direct copies}
 //! ...          Ring: slots × slot size {stamp: u64, len: u32, kind: u32, payload}
 //! ...          Stream area: 4 lanes, each carrying the bytes of one large message in flight
 //! (64 KiB-aligned, unmapped) Spilled messages, each in an extent of the file of its own,
@@ -86,6 +88,19 @@
 //! all). The file only grows (it is sealed against shrinking, so no mapping can fault), and
 //! the memory of a spilled message is freed once it is read.
 //!
+//! With [`QueueOptions::direct_copy`], a message of 1 MiB or more is also *offered* for a
+//! direct copy: its producer writes the
+//! address of its bytes and its identity (pid, start time, pid namespace) in its lane. The
+//! reader that attaches checks that identity against the running process (through a pidfd,
+//! so that a reused pid cannot pass), sets the lane's direct flag, takes what was already
+//! streamed from the lane, and copies the rest straight from the producer's memory with
+//! `process_vm_readv`: one copy instead of two. The producer, seeing the flag, stops
+//! streaming and waits until the reader ends the message, so its bytes stay valid. The bytes
+//! are kept only if the producer is still running after the copy. When the kernel refuses the
+//! read (another user, an undumpable process, Yama's `ptrace_scope` letting only ancestors
+//! read their descendants, a sandbox), the reader clears the flag and the message streams as
+//! before; [`QueueStats::direct`] counts the direct copies.
+//!
 //! # Crash model
 //!
 //! Every process using a queue holds an entry of the process table, backed by a lock on one
@@ -107,6 +122,12 @@
 //!   spilled whole (the mark written) is delivered, though its `put` never returned.
 //! - a **spilled message it had copied out** is lost, freed, and counted in
 //!   [`QueueStats::dropped`].
+//! - a large message it was **copying straight from its producer** is lost, like one it was
+//!   reading from a lane: its producer finds the reader dead, and its `put` returns.
+//!   Counted in [`QueueStats::dropped`].
+//! - a producer that dies while its reader copies straight from its memory (its `put` has not
+//!   returned) loses the message: the reader discards what it copied. Counted in
+//!   [`QueueStats::abandoned`].
 //!
 //! So every `put` that returned `Ok` is delivered exactly once, or counted as dropped; the only
 //! other loss is a consumer killed between the moment its `get` freed the slot and the moment
@@ -211,11 +232,22 @@ use ring::{AttachFail, Fail, Ring, Wait};
 /// 7 a large message spilled to the file (not yet published, or its lane not yet let go),
 /// 8 a spilled message copied out (its memory and slot not yet freed), 9 the side channel of
 /// descriptors locked, 10 a message's descriptors sent (the message not yet put), 11 another
-/// message's descriptors taken out of the side channel (not yet sent back).
+/// message's descriptors taken out of the side channel (not yet sent back), 12 a large
+/// message copied straight from its producer's memory (not yet ended), 13 a producer waiting
+/// while its reader copies straight from its memory; 14 (for [`__stall_at`]) a reader about
+/// to copy straight from its producer's memory.
 #[cfg(debug_assertions)]
 #[doc(hidden)]
 pub fn __die_at(point: u32) {
     ring::fault::die_at(1 << point);
+}
+
+/// Test support (debug builds only): every queue operation of this process that reaches
+/// `point` (see [`__die_at`]) sleeps there for a third of a second.
+#[cfg(debug_assertions)]
+#[doc(hidden)]
+pub fn __stall_at(point: u32) {
+    ring::fault::stall_at(1 << point);
 }
 
 /// Test support (debug builds only): as [`__die_at`], at whichever of `points` comes first.
@@ -252,6 +284,9 @@ pub struct QueueStats {
     /// Messages a consumer refused because they declared more bytes than the maximum message
     /// size ([`GetError::TooLarge`]).
     pub rejected: u64,
+    /// Large messages (1 MiB or more) that their consumer copied straight from their
+    /// producer's memory: one copy instead of two ([`QueueOptions::direct_copy`]).
+    pub direct: u64,
 }
 
 /// A handle: the attachment (shared by clones) and this handle's closed flag.
@@ -350,6 +385,7 @@ impl Handle {
             redelivered: t.redelivered,
             released: t.released,
             rejected: t.rejected,
+            direct: t.direct,
         }
     }
 

@@ -17,7 +17,7 @@ use crate::sys::memfd::{self, Mapping};
 /// The magic bytes at offset 0 of a queue segment.
 pub(crate) const MAGIC: [u8; 8] = *b"MPROCQUE";
 /// The version of this layout; bumped whenever it changes shape.
-pub(crate) const VERSION: u32 = 2;
+pub(crate) const VERSION: u32 = 3;
 /// Independent stream lanes: this many large messages can be in flight (unread) at once.
 pub(crate) const LANES: usize = 4;
 /// Bytes of a slot before its payload.
@@ -77,7 +77,20 @@ pub(crate) struct StreamCtl {
     pub(crate) written: AtomicU64,
     /// Bytes of it read so far.
     pub(crate) read: AtomicU64,
+    /// The address of the message's bytes in its producer's memory, offered for the reader to
+    /// copy them from directly (0: not offered). Written with the next four before the
+    /// message's slot is published.
+    pub(crate) src_addr: AtomicU64,
+    /// The producer's pid, start time and pid namespace (see `sys::vm::Identity`).
+    pub(crate) src_pid: AtomicU64,
+    pub(crate) src_start: AtomicU64,
+    pub(crate) src_ns: AtomicU64,
+    /// 1 while the reader copies the rest of the message from the producer's memory: the
+    /// producer then waits for the reader to end the message.
+    pub(crate) direct: AtomicU64,
 }
+
+const _: () = assert!(size_of::<StreamCtl>() == LINE);
 
 /// Queue-wide counters (per-process ones live in the process table).
 #[repr(C, align(64))]
@@ -100,6 +113,8 @@ pub(crate) struct Counters {
     /// 1 when the queue was created as a `JoinableQueue` (consumers then count the messages
     /// they are taking, for `join`).
     pub(crate) joinable: AtomicU64,
+    /// Direct copies (see `Member::direct`) of members that left or died.
+    pub(crate) retired_direct: AtomicU64,
 }
 
 /// The control block, after the header.
@@ -125,6 +140,8 @@ pub(crate) struct Control {
     pub(crate) spill_end: Padded,
     /// The number the next message with descriptors gets in the side channel.
     pub(crate) fd_seq: Padded,
+    /// 1 when large messages are offered for direct copies (`QueueOptions::direct_copy`).
+    pub(crate) direct_copy: Padded,
     /// Counters.
     pub(crate) counters: Counters,
     /// `JoinableQueue::join` sleeps here.
@@ -163,9 +180,11 @@ pub(crate) struct Member {
     /// `JoinableQueue`: `get`s of this member in progress (from before the slot is taken to
     /// after `got` counts the message).
     pub(crate) taking: AtomicU64,
+    /// Large messages this member copied straight from their producer's memory.
+    pub(crate) direct: AtomicU64,
 }
 
-const _: () = assert!(size_of::<Member>() == LINE && size_of::<Counters>() == LINE);
+const _: () = assert!(size_of::<Member>() == LINE && size_of::<Counters>() == 2 * LINE);
 
 /// The fixed part of a slot, before its payload.
 #[repr(C)]

@@ -149,6 +149,7 @@ pub(crate) struct Totals {
     pub(crate) redelivered: u64,
     pub(crate) released: u64,
     pub(crate) rejected: u64,
+    pub(crate) direct: u64,
 }
 
 /// This process's attachment to a queue segment: the mapping, the segment's descriptor, and
@@ -169,6 +170,9 @@ pub(crate) struct Ring {
     pub(super) cpu_aware: std::sync::atomic::AtomicBool,
     /// The channel descriptors in messages travel through (none for duplex directions).
     pub(super) side: Option<Side>,
+    /// The last producer whose memory the kernel refused to let us read (see
+    /// `Ring::read_direct`): its large messages stream instead.
+    pub(super) refused: Mutex<Option<crate::sys::vm::Identity>>,
 }
 
 impl Drop for Ring {
@@ -227,6 +231,7 @@ impl Ring {
                 reaping: Mutex::new(()),
                 cpu_aware: std::sync::atomic::AtomicBool::new(false),
                 side,
+                refused: Mutex::new(None),
             };
             // Whoever held this entry before is gone; clear what it may have left behind
             // (cheap: one pass over the stamps).
@@ -279,11 +284,13 @@ impl Ring {
             redelivered: c.redelivered.load(Relaxed),
             released: c.released.load(Relaxed),
             rejected: c.rejected.load(Relaxed),
+            direct: c.retired_direct.load(Relaxed),
         };
         for i in 0..self.raw.geometry().members {
             let m = self.raw.member(i);
             t.put += m.put.load(Relaxed);
             t.got += m.got.load(Relaxed);
+            t.direct += m.direct.load(Relaxed);
         }
         t
     }
@@ -440,6 +447,9 @@ impl Ring {
             .retired_put
             .fetch_add(m.put.swap(0, Relaxed), Relaxed);
         c.counters.retired_got.fetch_add(got, Relaxed);
+        c.counters
+            .retired_direct
+            .fetch_add(m.direct.swap(0, Relaxed), Relaxed);
         if c.counters.joinable.load(Relaxed) != 0 && got > done {
             c.counters.released.fetch_add(got - done, Relaxed);
         }

@@ -19,9 +19,27 @@
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed, Release};
 use std::time::{Duration, Instant};
 
-use super::raw::{LANES, SPILL_ALIGN};
+use std::sync::atomic::Ordering::SeqCst;
+use std::sync::atomic::fence;
+
+use super::raw::{LANES, SPILL_ALIGN, StreamCtl};
 use super::ring::{Backoff, Fail, KIND_CONSUMED, KIND_LARGE, Ring, Wait, fault};
-use crate::sys::memfd;
+use crate::sys::{memfd, process, vm};
+
+/// Messages this large or larger are offered for their reader to copy straight from the
+/// producer's memory: below, the cost of checking the producer's identity is not repaid.
+const DIRECT_MIN: u64 = 1 << 20;
+
+/// How a direct copy went.
+enum Direct {
+    /// All of the message is in the output.
+    Done,
+    /// The producer ended before the copy was known to be good: the message is lost.
+    WriterDied,
+    /// Not possible (not offered, refused, or the producer is not the process it says): the
+    /// first this many bytes are in the output, the rest comes through the lane.
+    Refused(u64),
+}
 
 const SEQ_MASK: u32 = (1 << 31) - 1;
 /// The writer field of a stream token whose writer died mid-message.
@@ -286,6 +304,7 @@ impl Ring {
         let st = &c.stream[lane];
         st.written.store(0, Relaxed);
         st.read.store(0, Relaxed);
+        self.offer(st, bytes);
         fault::point(fault::AFTER_TOKEN);
         // 2. A slot in the ring, which keeps the message's place in the queue's order.
         let pos = match self.claim(wait) {
@@ -315,11 +334,30 @@ impl Ring {
         let mut backoff = Backoff::new();
         // Since when the lane has been full with no reader attached.
         let mut stuck: Option<Instant> = None;
-        while done < len {
+        loop {
             let t = Token(st.token.load(Acquire));
             if !t.is_active() || t.seq() != seq & SEQ_MASK {
-                // The reader died and was reaped: the message is lost and counted as dropped.
+                // The reader ended the message (it copied the rest from `bytes`), or it died
+                // and was reaped: the message is lost and counted as dropped.
                 return Ok(());
+            }
+            if st.direct.load(SeqCst) != 0 {
+                // The reader copies the rest straight from `bytes`, which must stay as they
+                // are until it ends the message, or dies.
+                fault::point(fault::DIRECT_WAIT);
+                if backoff.snooze() {
+                    if !self.alive(t.reader()) {
+                        self.try_reap(t.reader());
+                        continue;
+                    }
+                    let unchanged =
+                        || st.token.load(Acquire) == t.0 && st.direct.load(Acquire) != 0;
+                    self.sleep(&c.stream_wait, None, unchanged);
+                }
+                continue;
+            }
+            if done >= len {
+                break;
             }
             let read = st.read.load(Acquire);
             let free = size.saturating_sub(done.saturating_sub(read));
@@ -377,7 +415,11 @@ impl Ring {
                     self.try_reap(t.reader());
                     continue;
                 }
-                let unchanged = || st.token.load(Acquire) == t.0 && st.read.load(Acquire) == read;
+                let unchanged = || {
+                    st.token.load(Acquire) == t.0
+                        && st.read.load(Acquire) == read
+                        && st.direct.load(Acquire) == 0
+                };
                 // Once a reader is attached the message is committed: no deadline applies.
                 let until = if t.reader() != 0 {
                     None
@@ -471,6 +513,31 @@ impl Ring {
         // At most 64 MiB ahead of the bytes that come (a length is only a claim of the peer).
         out.reserve(len.min(1 << 26) as usize);
         let mut done = 0u64;
+        match self.read_direct(lane, len, out) {
+            Direct::Done => {
+                done = len;
+                self.raw
+                    .member(u32::from(self.me - 1))
+                    .direct
+                    .fetch_add(1, Relaxed);
+            }
+            Direct::WriterDied => {
+                self.end_message(st, seq);
+                if let Some(off) = extent {
+                    self.punch(off, len);
+                }
+                out.clear();
+                c.counters.abandoned.fetch_add(1, Relaxed);
+                return false;
+            }
+            Direct::Refused(n) => {
+                if n > 0 {
+                    done = n;
+                    st.read.store(done, Release);
+                    self.notify(&c.stream_wait);
+                }
+            }
+        }
         let mut backoff = Backoff::new();
         while done < len {
             let written = st.written.load(Acquire);
@@ -520,6 +587,12 @@ impl Ring {
                 self.sleep(&c.stream_wait, None, unchanged);
             }
         }
+        self.end_message(st, seq);
+        true
+    }
+
+    /// Ends message `seq` of lane `st` (we are its reader): the lane is free for the next one.
+    fn end_message(&self, st: &StreamCtl, seq: u32) {
         loop {
             let t = Token(st.token.load(Acquire));
             if !t.is_active() || t.seq() != seq {
@@ -533,8 +606,98 @@ impl Ring {
                 break;
             }
         }
+        self.notify(&self.raw.control().stream_wait);
+    }
+
+    /// Offers the bytes of the large message being put through lane `st` for its reader to
+    /// copy straight from this process's memory (see [`Ring::read_direct`]), if it is large
+    /// enough to be worth it.
+    fn offer(&self, st: &StreamCtl, bytes: &[u8]) {
+        st.direct.store(0, Relaxed);
+        let on = self.raw.control().direct_copy.0.load(Relaxed) != 0;
+        let me = if on && bytes.len() as u64 >= DIRECT_MIN {
+            vm::identity().ok()
+        } else {
+            None
+        };
+        let Some(me) = me else {
+            st.src_addr.store(0, Relaxed);
+            return;
+        };
+        st.src_pid.store(u64::from(me.pid), Relaxed);
+        st.src_start.store(me.start, Relaxed);
+        st.src_ns.store(me.ns, Relaxed);
+        st.src_addr.store(bytes.as_ptr() as u64, Relaxed);
+    }
+
+    /// Copies the large message of `len` bytes in lane `lane` (we are its reader, nothing of
+    /// it read yet) into `out`: what is already in the lane, then the rest straight from the
+    /// memory of its producer, which waits meanwhile (one copy instead of two).
+    ///
+    /// The producer is named by pid, and a pid can be reused once its process is gone: the
+    /// bytes are taken only from the process whose start time and pid namespace the producer
+    /// published, held by a pidfd from before the check until after the copy, and kept only
+    /// if that process is still running after the copy. Until then the producer cannot
+    /// return from its `put` (it waits for the reader to end the message), so the bytes stay
+    /// valid.
+    fn read_direct(&self, lane: usize, len: u64, out: &mut Vec<u8>) -> Direct {
+        let c = self.raw.control();
+        let st = &c.stream[lane];
+        let addr = st.src_addr.load(Relaxed);
+        if addr == 0 || len < DIRECT_MIN {
+            return Direct::Refused(0);
+        }
+        let Ok(pid) = u32::try_from(st.src_pid.load(Relaxed)) else {
+            return Direct::Refused(0);
+        };
+        let them = vm::Identity {
+            pid,
+            start: st.src_start.load(Relaxed),
+            ns: st.src_ns.load(Relaxed),
+        };
+        let refused = self
+            .refused
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            == Some(&them);
+        if refused || vm::identity().map_or(true, |me| me.ns != them.ns) {
+            return Direct::Refused(0);
+        }
+        let Ok(pidfd) = process::pidfd_open(pid) else {
+            return Direct::Refused(0);
+        };
+        if vm::start_time(pid).ok() != Some(them.start) {
+            return Direct::Refused(0);
+        }
+        st.direct.store(1, SeqCst);
+        fence(SeqCst);
+        // What the producer streamed before it saw the flag is in the lane (at most a lane's
+        // worth: it writes only where we have read); once it sees the flag it writes no more.
+        let w = st.written.load(Acquire).min(len).min(self.raw.lane_size());
+        self.raw.stream_read(lane, 0, w as usize, out);
         self.notify(&c.stream_wait);
-        true
+        if w == len {
+            return Direct::Done;
+        }
+        fault::point(fault::DIRECT_STALL);
+        let r = vm::read_remote(pid, addr.wrapping_add(w), (len - w) as usize, out);
+        fault::point(fault::DIRECT_READ);
+        if vm::has_exited(&pidfd) {
+            return Direct::WriterDied;
+        }
+        match r {
+            Ok(()) => Direct::Done,
+            Err(e) => {
+                if vm::is_refusal(&e) {
+                    *self.refused.lock().unwrap_or_else(|e| e.into_inner()) = Some(them);
+                }
+                out.truncate(w as usize);
+                st.direct.store(0, SeqCst);
+                self.notify(&c.stream_wait);
+                Direct::Refused(w)
+            }
+        }
     }
 
     /// Reads the message of `len` bytes spilled at `off` into `out`, if it is complete.

@@ -17,6 +17,7 @@
 //! | [`futex`] | waiting on and waking a shared 32-bit word |
 //! | [`cpu`] | the CPU the calling thread runs on |
 //! | [`ofd`] | liveness locks: open-file-description byte locks on a private description of a segment |
+//! | [`vm`] | `process_vm_readv` from another process, and a process's identity (pid, start time, pid namespace) that survives pid reuse |
 
 pub(crate) mod cpu;
 pub(crate) mod entry;
@@ -29,6 +30,7 @@ pub(crate) mod process;
 pub(crate) mod pthread;
 pub(crate) mod signal;
 pub(crate) mod socket;
+pub(crate) mod vm;
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
