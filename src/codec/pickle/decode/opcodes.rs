@@ -25,7 +25,7 @@ impl Decoder<'_> {
         }
     }
 
-    pub(in crate::codec::pickle) fn run(mut self) -> Res<Object> {
+    pub(in crate::codec::pickle) fn run(&mut self) -> Res<Object> {
         loop {
             let at = self.pos;
             let code = self.byte()?;
@@ -64,6 +64,7 @@ impl Decoder<'_> {
                     let m = self.close_mark(at)?;
                     self.stack.truncate(m);
                 }
+                op::DUP if self.no_memo => return Err(self.memo_needed()),
                 op::DUP => {
                     let slot = self.share_top(at)?;
                     self.uses[slot] += 1;
