@@ -401,9 +401,7 @@ pub fn loads(bytes: &[u8]) -> Result<Object, PickleError> {
 /// assert!(o.is_none());
 /// ```
 pub fn loads_with(bytes: &[u8], limits: &Limits) -> Result<Object, PickleError> {
-    let o = decode::read(bytes, limits)?;
-    decode::no_stray_class(&o)?;
-    Ok(o)
+    decode::read(bytes, limits)
 }
 
 /// Reads a pickle into any deserializable type, converted as

@@ -114,6 +114,8 @@ pub(crate) fn encode(reply: &Reply, table: &Table, address: &Object, out: &mut V
         address,
         exposed: &exposed,
     };
+    // Most replies are small: one allocation, not a few growths.
+    out.reserve(64);
     pickle::wrap(out, |out| {
         match reply {
             Reply::Return(v) => {

@@ -43,8 +43,7 @@ mod opcodes;
 mod resolve;
 use crate::object::repr::clipped;
 use crate::object::{Dict, Object, Set};
-pub(super) use manager::no_stray_class;
-use manager::{CLASS_MARK, EXCEPTIONS, PROXY_CLASSES};
+use manager::{CLASS_MARK, EXCEPTIONS, PROXY_CLASSES, no_stray_class};
 
 type Res<T> = Result<T, PickleError>;
 
@@ -280,6 +279,8 @@ pub(super) struct Decoder<'a> {
     no_memo: bool,
     /// The first reading met a memo reference: read again with the memo kept.
     needs_memo: bool,
+    /// A proxy class was named: the final value is checked for one left as a value.
+    classes: bool,
     /// Bytes still allowed.
     budget: usize,
     /// Bytes charged so far.
@@ -295,8 +296,9 @@ pub(super) fn read(input: &[u8], limits: &Limits) -> Res<Object> {
             drop(first);
             let mut again = Decoder::new(input, limits);
             again.no_memo = false;
-            again.run()
+            again.finish_reading()
         }
+        Ok(o) if first.classes => no_stray_class(&o).map(|()| o),
         r => r,
     }
 }
@@ -306,10 +308,19 @@ pub(super) fn read(input: &[u8], limits: &Limits) -> Res<Object> {
 pub(super) fn read_keeping_memo(input: &[u8], limits: &Limits) -> Res<Object> {
     let mut d = Decoder::new(input, limits);
     d.no_memo = false;
-    d.run()
+    d.finish_reading()
 }
 
 impl<'a> Decoder<'a> {
+    /// Runs the decoder, and checks that no proxy class is left as a value.
+    fn finish_reading(&mut self) -> Res<Object> {
+        let o = self.run()?;
+        if self.classes {
+            no_stray_class(&o)?;
+        }
+        Ok(o)
+    }
+
     fn new(input: &'a [u8], limits: &Limits) -> Self {
         Decoder {
             input,
@@ -326,6 +337,7 @@ impl<'a> Decoder<'a> {
             exceptions: limits.exceptions,
             no_memo: true,
             needs_memo: false,
+            classes: false,
             budget: limits.budget(input.len()),
             charged: 0,
         }

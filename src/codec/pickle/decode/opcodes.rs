@@ -25,6 +25,15 @@ impl Decoder<'_> {
         }
     }
 
+    /// Pushes a global, noting a proxy class (which may stand only as `RebuildProxy`'s first
+    /// argument: the final value is checked for it).
+    fn push_global(&mut self, g: Val) -> Res<()> {
+        if matches!(g, Val::Global(super::Global::ProxyClass(_))) {
+            self.classes = true;
+        }
+        self.push(g)
+    }
+
     pub(in crate::codec::pickle) fn run(&mut self) -> Res<Object> {
         loop {
             let at = self.pos;
@@ -232,7 +241,7 @@ impl Decoder<'_> {
                     let module = self.text_line(at)?;
                     let name = self.text_line(at)?;
                     let g = self.global(at, module, name)?;
-                    self.push(g)?;
+                    self.push_global(g)?;
                 }
                 op::STACK_GLOBAL => {
                     let name = self.pop(at)?;
@@ -241,7 +250,7 @@ impl Decoder<'_> {
                         (Some(Object::Str(m)), Some(Object::Str(n))) => self.global(at, m, n)?,
                         _ => return self.invalid(at, "STACK_GLOBAL needs two str"),
                     };
-                    self.push(g)?;
+                    self.push_global(g)?;
                 }
                 op::REDUCE => {
                     let args = self.pop(at)?;
