@@ -3,6 +3,12 @@
 //! (user + system, from `/proc`); then 1000 Python client connections held at once by
 //! `multiproc serve`, with its memory.
 //!
+//! Server CPU is the server process's user + system time (`/proc/PID/stat`, utime + stime)
+//! over the timed calls, divided by their number. It counts the kernel's share of each call
+//! (the TCP send and receive, the sleep and wake-up in `epoll_wait`), which on a VM depends on
+//! where the two processes run: each figure is given unpinned, with both processes pinned to
+//! one CPU, and pinned to two (when `taskset` is there and the machine has two CPUs).
+//!
 //! `cargo bench --bench manager_python` (needs `python3`; `PYTHON=path` picks another).
 
 use std::io::{BufRead, BufReader};
@@ -119,10 +125,68 @@ fn serve(dir: &std::path::Path) -> (Killed, u16) {
     (Killed(child), port)
 }
 
+/// Where the server and the client run: both anywhere, or pinned to these CPUs.
+#[derive(Clone, Copy)]
+struct Placement {
+    name: &'static str,
+    cpus: Option<(&'static str, &'static str)>,
+}
+
+const PLACEMENTS: &[Placement] = &[
+    Placement {
+        name: "unpinned",
+        cpus: None,
+    },
+    Placement {
+        name: "one CPU",
+        cpus: Some(("0", "0")),
+    },
+    Placement {
+        name: "two CPUs",
+        cpus: Some(("0", "1")),
+    },
+];
+
+/// Whether `taskset` runs here.
+fn has_taskset() -> bool {
+    Command::new("taskset")
+        .arg("-p")
+        .arg(std::process::id().to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Moves the running process `pid` to `cpus` (a `taskset` list).
+fn pin(pid: u32, cpus: &str) {
+    let _ = Command::new("taskset")
+        .args(["-a", "-p", "-c", cpus, &pid.to_string()])
+        .stdout(Stdio::null())
+        .status();
+}
+
 /// Runs the client against the server `pid` at `port`: (calls/s, server CPU per call).
-fn measure(server_pid: u32, port: u16, n: u32) -> (f64, Duration) {
+fn measure(server_pid: u32, port: u16, n: u32, at: Placement) -> (f64, Duration) {
     use std::io::Write;
-    let mut client = Command::new(python())
+    let all = format!(
+        "0-{}",
+        std::thread::available_parallelism().map_or(1, |n| n.get()) - 1
+    );
+    let (server_cpus, client_cpus) = at.cpus.unwrap_or((&all, &all));
+    let mut client = match at.cpus {
+        Some(_) => {
+            pin(server_pid, server_cpus);
+            let mut c = Command::new("taskset");
+            c.args(["-c", client_cpus, &python()]);
+            c
+        }
+        None => {
+            pin(server_pid, &all);
+            Command::new(python())
+        }
+    };
+    let mut client = client
         .args(["-c", CLIENT, &port.to_string(), KEY, &n.to_string()])
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -167,17 +231,27 @@ fn main() {
         "Python manager client, d['k'] x {n}, one run ({}):",
         python()
     );
-    for _ in 0..2 {
-        let (rate, per) = measure(py.0.id(), port, n);
-        println!(
-            "  Python's server:  {rate:>8.0} calls/s, server CPU {:>6.1} µs/call",
-            per.as_secs_f64() * 1e6
-        );
-        let (rate, per) = measure(ours.0.id(), our_port, n);
-        println!(
-            "  multiproc serve:  {rate:>8.0} calls/s, server CPU {:>6.1} µs/call",
-            per.as_secs_f64() * 1e6
-        );
+    let two_cpus = std::thread::available_parallelism().is_ok_and(|n| n.get() >= 2);
+    let placements: Vec<Placement> = match (has_taskset(), two_cpus) {
+        (true, true) => PLACEMENTS.to_vec(),
+        (true, false) => PLACEMENTS[..2].to_vec(),
+        (false, _) => PLACEMENTS[..1].to_vec(),
+    };
+    for at in placements {
+        for _ in 0..2 {
+            let (rate, per) = measure(py.0.id(), port, n, at);
+            println!(
+                "  {:<9} Python's server: {rate:>8.0} calls/s, server CPU {:>6.1} µs/call",
+                at.name,
+                per.as_secs_f64() * 1e6
+            );
+            let (rate, per) = measure(ours.0.id(), our_port, n, at);
+            println!(
+                "  {:<9} multiproc serve: {rate:>8.0} calls/s, server CPU {:>6.1} µs/call",
+                at.name,
+                per.as_secs_f64() * 1e6
+            );
+        }
     }
     drop(py);
 

@@ -264,10 +264,11 @@ pub(crate) fn dump_for(object: &Object, out: &mut Vec<u8>, address: &ProxyTarget
 /// The `TUPLE2` opcode, for callers that build a pickle piece by piece.
 pub(crate) const TUPLE2: u8 = op::TUPLE2;
 
-/// A whole pickle of the opcodes in `body` (one value): protocol header, body, `STOP`.
-pub(crate) fn wrap(body: &[u8], out: &mut Vec<u8>) {
+/// Appends a whole pickle of the one value whose opcodes `body` writes: protocol header,
+/// body, `STOP`.
+pub(crate) fn wrap(out: &mut Vec<u8>, body: impl FnOnce(&mut Vec<u8>)) {
     out.extend([op::PROTO, PROTOCOL]);
-    out.extend_from_slice(body);
+    body(out);
     out.push(op::STOP);
 }
 
@@ -400,9 +401,7 @@ pub fn loads(bytes: &[u8]) -> Result<Object, PickleError> {
 /// assert!(o.is_none());
 /// ```
 pub fn loads_with(bytes: &[u8], limits: &Limits) -> Result<Object, PickleError> {
-    let o = decode::Decoder::new(bytes, limits).run()?;
-    decode::no_stray_class(&o)?;
-    Ok(o)
+    decode::read(bytes, limits)
 }
 
 /// Reads a pickle into any deserializable type, converted as

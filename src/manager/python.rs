@@ -114,32 +114,33 @@ pub(crate) fn encode(reply: &Reply, table: &Table, address: &Object, out: &mut V
         address,
         exposed: &exposed,
     };
-    let mut body = Vec::new();
-    match reply {
-        Reply::Return(v) => {
-            let o = Object::Tuple(vec!["#RETURN".into(), v.clone()]);
-            pickle::dump_for(&o, out, address);
-            return;
+    // Most replies are small: one allocation, not a few growths.
+    out.reserve(64);
+    pickle::wrap(out, |out| {
+        match reply {
+            Reply::Return(v) => {
+                pickle::write_str(out, "#RETURN");
+                pickle::write_value(out, v, address);
+            }
+            Reply::Error(e) => {
+                let (module, name) = e.kind().python_name();
+                pickle::write_str(out, "#ERROR");
+                pickle::write_call(out, module, name, e.args());
+            }
+            Reply::Proxy {
+                id,
+                typeid,
+                exposed,
+            } => {
+                pickle::write_str(out, "#PROXY");
+                let names: Vec<&str> = exposed.iter().map(String::as_str).collect();
+                pickle::write_value(out, &exposed_tuple(&names), address);
+                pickle::write_token(out, typeid, address.address, *id);
+                out.push(pickle::TUPLE2);
+            }
         }
-        Reply::Error(e) => {
-            let (module, name) = e.kind().python_name();
-            pickle::write_str(&mut body, "#ERROR");
-            pickle::write_call(&mut body, module, name, e.args());
-        }
-        Reply::Proxy {
-            id,
-            typeid,
-            exposed,
-        } => {
-            pickle::write_str(&mut body, "#PROXY");
-            let names: Vec<&str> = exposed.iter().map(String::as_str).collect();
-            pickle::write_value(&mut body, &exposed_tuple(&names), address);
-            pickle::write_token(&mut body, typeid, address.address, *id);
-            body.push(pickle::TUPLE2);
-        }
-    }
-    body.push(pickle::TUPLE2);
-    pickle::wrap(&body, out);
+        out.push(pickle::TUPLE2);
+    });
 }
 
 /// The methods every object answers besides its exposed ones, as Python's `fallback_mapping`.

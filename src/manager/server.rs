@@ -406,6 +406,8 @@ impl Loop<'_> {
         let Some(Phase::Ready { sock, inbuf }) = &mut c.phase else {
             return true;
         };
+        // A short read took all the socket had: the poller says when more comes.
+        let mut drained = false;
         loop {
             if throttled(c.outbox.len() - c.sent, c.inbox.len()) {
                 return true;
@@ -453,11 +455,18 @@ impl Loop<'_> {
                 // An idle client keeps no buffer.
                 *inbuf = Vec::new();
             }
+            if drained {
+                return true;
+            }
             // Read more. A large frame under way is read straight into its buffer; anything
             // else goes through the loop's scratch buffer, so that a client holds only the
             // bytes it has sent and not yet had cut into requests.
+            let room = if want > READ_STEP {
+                want.min(READ_STEP * 16)
+            } else {
+                READ_STEP
+            };
             let got = if want > READ_STEP {
-                let room = want.min(READ_STEP * 16);
                 inbuf.reserve(room);
                 recv_append(sock.as_fd(), inbuf, room)
             } else {
@@ -468,7 +477,7 @@ impl Loop<'_> {
             };
             match got {
                 Ok(Some(0)) => return false,
-                Ok(Some(_)) => {}
+                Ok(Some(n)) => drained = n < room,
                 Ok(None) => return true,
                 Err(_) => return false,
             }

@@ -14,7 +14,16 @@
 //!   peak.
 //! - **CPU.** Each opcode costs time linear in its own bytes, except container conversions
 //!   (hashing into a dict or set) and copies of shared objects, which are linear in what the
-//!   budget admitted.
+//!   budget admitted. A pickle is read at most twice (see *Memo* below).
+//!
+//! # Memo
+//!
+//! Python's pickler memoizes every `str` and container it writes, but most pickles never
+//! refer back to one (a manager request `('1', '__getitem__', ('k',), {})` has four
+//! `MEMOIZE`s and no `GET`). So the first reading keeps no memo at all: `PUT`s only count,
+//! values stay where they are. The first `GET` or `DUP` ends that reading, and the pickle is
+//! read again from the start with the memo kept (values move into memo slots, references
+//! take their place, and the final pass follows them).
 //!
 //! # Shape
 //!
@@ -34,8 +43,7 @@ mod opcodes;
 mod resolve;
 use crate::object::repr::clipped;
 use crate::object::{Dict, Object, Set};
-pub(super) use manager::no_stray_class;
-use manager::{CLASS_MARK, EXCEPTIONS, PROXY_CLASSES};
+use manager::{CLASS_MARK, EXCEPTIONS, PROXY_CLASSES, no_stray_class};
 
 type Res<T> = Result<T, PickleError>;
 
@@ -266,18 +274,59 @@ pub(super) struct Decoder<'a> {
     max_depth: usize,
     /// Whether exceptions are read ([`Limits::exceptions`]).
     exceptions: bool,
+    /// The first reading: memo keys are counted, nothing is kept (see *Memo* in the module
+    /// documentation).
+    no_memo: bool,
+    /// The first reading met a memo reference: read again with the memo kept.
+    needs_memo: bool,
+    /// A proxy class was named: the final value is checked for one left as a value.
+    classes: bool,
     /// Bytes still allowed.
     budget: usize,
     /// Bytes charged so far.
     charged: usize,
 }
 
+/// Reads one pickle: first without a memo, again with one if the pickle refers back to a
+/// value (see *Memo* in the module documentation).
+pub(super) fn read(input: &[u8], limits: &Limits) -> Res<Object> {
+    let mut first = Decoder::new(input, limits);
+    match first.run() {
+        Err(_) if first.needs_memo => {
+            drop(first);
+            let mut again = Decoder::new(input, limits);
+            again.no_memo = false;
+            again.finish_reading()
+        }
+        Ok(o) if first.classes => no_stray_class(&o).map(|()| o),
+        r => r,
+    }
+}
+
+/// As [`read`], keeping the memo from the start (for tests comparing the two readings).
+#[cfg(test)]
+pub(super) fn read_keeping_memo(input: &[u8], limits: &Limits) -> Res<Object> {
+    let mut d = Decoder::new(input, limits);
+    d.no_memo = false;
+    d.finish_reading()
+}
+
 impl<'a> Decoder<'a> {
-    pub(super) fn new(input: &'a [u8], limits: &Limits) -> Self {
+    /// Runs the decoder, and checks that no proxy class is left as a value.
+    fn finish_reading(&mut self) -> Res<Object> {
+        let o = self.run()?;
+        if self.classes {
+            no_stray_class(&o)?;
+        }
+        Ok(o)
+    }
+
+    fn new(input: &'a [u8], limits: &Limits) -> Self {
         Decoder {
             input,
             pos: 0,
-            stack: Vec::new(),
+            // Enough for most pickles: one allocation instead of a few growths.
+            stack: Vec::with_capacity(8),
             stack_peak: 0,
             marks_peak: 0,
             marks: Vec::new(),
@@ -286,6 +335,9 @@ impl<'a> Decoder<'a> {
             uses: Vec::new(),
             max_depth: limits.max_depth,
             exceptions: limits.exceptions,
+            no_memo: true,
+            needs_memo: false,
+            classes: false,
             budget: limits.budget(input.len()),
             charged: 0,
         }
@@ -637,6 +689,13 @@ impl<'a> Decoder<'a> {
     }
 
     fn put(&mut self, at: usize, key: u64) -> Res<()> {
+        if self.no_memo {
+            if self.stack.len() <= self.floor() {
+                return self.invalid(at, "nothing to memoize");
+            }
+            // Nothing refers to the key before the first `GET`, which ends this reading.
+            return Ok(());
+        }
         let slot = self.share_top(at)?;
         let dense = usize::try_from(key).is_ok_and(|k| k <= self.memo.dense.len());
         if self.memo.insert(key, slot) && !dense {
@@ -646,7 +705,16 @@ impl<'a> Decoder<'a> {
         Ok(())
     }
 
+    /// Ends the first reading, which keeps no memo: the pickle refers back to a value.
+    fn memo_needed(&mut self) -> PickleError {
+        self.needs_memo = true;
+        PickleError::Limit("the pickle is read again with its memo".into())
+    }
+
     fn get(&mut self, at: usize, key: u64) -> Res<()> {
+        if self.no_memo {
+            return Err(self.memo_needed());
+        }
         match self.memo.get(key) {
             Some(slot) => {
                 self.uses[slot] += 1;

@@ -25,7 +25,16 @@ impl Decoder<'_> {
         }
     }
 
-    pub(in crate::codec::pickle) fn run(mut self) -> Res<Object> {
+    /// Pushes a global, noting a proxy class (which may stand only as `RebuildProxy`'s first
+    /// argument: the final value is checked for it).
+    fn push_global(&mut self, g: Val) -> Res<()> {
+        if matches!(g, Val::Global(super::Global::ProxyClass(_))) {
+            self.classes = true;
+        }
+        self.push(g)
+    }
+
+    pub(in crate::codec::pickle) fn run(&mut self) -> Res<Object> {
         loop {
             let at = self.pos;
             let code = self.byte()?;
@@ -64,6 +73,7 @@ impl Decoder<'_> {
                     let m = self.close_mark(at)?;
                     self.stack.truncate(m);
                 }
+                op::DUP if self.no_memo => return Err(self.memo_needed()),
                 op::DUP => {
                     let slot = self.share_top(at)?;
                     self.uses[slot] += 1;
@@ -231,7 +241,7 @@ impl Decoder<'_> {
                     let module = self.text_line(at)?;
                     let name = self.text_line(at)?;
                     let g = self.global(at, module, name)?;
-                    self.push(g)?;
+                    self.push_global(g)?;
                 }
                 op::STACK_GLOBAL => {
                     let name = self.pop(at)?;
@@ -240,7 +250,7 @@ impl Decoder<'_> {
                         (Some(Object::Str(m)), Some(Object::Str(n))) => self.global(at, m, n)?,
                         _ => return self.invalid(at, "STACK_GLOBAL needs two str"),
                     };
-                    self.push(g)?;
+                    self.push_global(g)?;
                 }
                 op::REDUCE => {
                     let args = self.pop(at)?;

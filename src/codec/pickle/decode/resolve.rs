@@ -80,6 +80,14 @@ impl Decoder<'_> {
     /// `level` is the number of containers around the value being built: a value of depth `d`
     /// at level `l` needs `l + d <= max_depth`.
     pub(super) fn resolve(&mut self, root: Val) -> Res<Object> {
+        // Most values are finished already: nothing to walk.
+        let root = match root {
+            Val::Obj(o) => return Ok(o),
+            Val::Cont(c) if c.is_finished() && c.depth <= self.max_depth => {
+                return self.finish(c.kind, c.items);
+            }
+            root => root,
+        };
         let mut frames: Vec<Frame> = Vec::new();
         let mut next: Option<(Val, usize)> = Some((root, 0));
         // The value just built, with its depth.
