@@ -241,6 +241,8 @@ pub(super) struct State<R> {
     /// The input is exhausted: `submitted` is the number of tasks.
     pub(super) input_done: bool,
     pub(super) estimate: Estimate,
+    /// Called once, outside the lock, when every result has arrived (callbacks).
+    on_done: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// A job: its state and a condition variable signalled whenever results arrive.
@@ -263,6 +265,7 @@ impl<R> Job<R> {
                 errors: 0,
                 input_done: false,
                 estimate: Estimate::default(),
+                on_done: None,
             }),
             arrived: Condvar::new(),
         })
@@ -290,6 +293,32 @@ impl<R> Job<R> {
         }
     }
 
+    /// Runs `hook` once every result has arrived: now if they have, otherwise from the thread
+    /// that completes the job.
+    pub(super) fn when_done(&self, hook: Box<dyn FnOnce() + Send>) {
+        let mut st = self.lock();
+        if st.all_arrived() {
+            drop(st);
+            hook();
+        } else {
+            st.on_done = Some(hook);
+        }
+    }
+
+    /// Wakes the waiters, and runs the completion hook if the job just completed.
+    pub(super) fn announce(&self, mut st: MutexGuard<'_, State<R>>) {
+        let hook = if st.all_arrived() {
+            st.on_done.take()
+        } else {
+            None
+        };
+        drop(st);
+        self.arrived.notify_all();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
     fn store(&self, first: u64, results: Results<R>, nanos: Option<u64>) {
         let mut st = self.lock();
         let n = results.len() as u32;
@@ -308,8 +337,7 @@ impl<R> Job<R> {
             }
             Order::Completion => st.batches.push_back(results),
         }
-        drop(st);
-        self.arrived.notify_all();
+        self.announce(st);
     }
 }
 
@@ -410,8 +438,9 @@ pub(super) fn next_chunk<R: DeserializeOwned + Send + 'static>(
         None => job.lock().estimate.next(feed.left(), workers),
     };
     let Some(enc) = feed.take(n) else {
-        job.lock().input_done = true;
-        job.arrived.notify_all();
+        let mut st = job.lock();
+        st.input_done = true;
+        job.announce(st);
         return None;
     };
     job.lock().opened(enc.first, enc.n);
