@@ -42,7 +42,9 @@
 //!
 //! # Chunking
 //!
-//! Tasks travel in chunks. Unless [`Builder::chunksize`] fixes the size, it adapts:
+//! Tasks travel in chunks. Unless [`Builder::chunksize`] (for the pool) or
+//! [`Pool::chunksize`] (for one call: `pool.chunksize(100).map(f, xs)`) fixes the size, it
+//! adapts:
 //! the first chunk of a call holds one task; then each chunk holds as many tasks as run in
 //! about 5 ms at the time per task measured so far (growing at most eightfold from one chunk
 //! to the next), and never more than `ceil(left / (4 × workers))` when the number of tasks
@@ -55,6 +57,13 @@
 //! [`imap`](Pool::imap) and [`imap_unordered`](Pool::imap_unordered) read their input only as
 //! results are taken, through a window of [`Builder::window`] chunks; an endless iterator
 //! works. [`map`](Pool::map) reads its input the same way, collecting the results.
+//!
+//! # Callbacks
+//!
+//! As Python's `callback` and `error_callback` arguments, [`Pool::callback`] and
+//! [`Pool::error_callback`] begin an `apply_async` / `map_async` whose result or error is
+//! handed to a closure in this process, on the pool's callback thread, in order of completion;
+//! a panicking callback is caught and stops nothing (see [`Call`]).
 //!
 //! # Progress
 //!
