@@ -59,6 +59,7 @@ fn remote_manager_serves_two_client_processes() {
 
 #[test]
 fn pool_finishes_its_job_despite_a_killed_worker() {
+    let _leaks = common::leak_check();
     let out = run_example("pool");
     assert!(out.contains("killed worker "), "{out}");
     assert!(

@@ -77,11 +77,45 @@ fn through_de<E: de::Error>(t: Text) -> E {
     E::custom(stash(t))
 }
 
+/// postcard's output into a `Vec`, as its `ExtendFlavor`, but with the short runs postcard
+/// writes most (a varint: 1 to 10 bytes) appended as constant-length copies: a copy of a
+/// length known only at run time is a call to `memcpy`, which cost more than the encoding
+/// itself for a sequence of small integers.
+struct VecOut(Vec<u8>);
+
+impl Flavor for VecOut {
+    type Output = Vec<u8>;
+
+    #[inline]
+    fn try_push(&mut self, b: u8) -> postcard::Result<()> {
+        self.0.push(b);
+        Ok(())
+    }
+
+    #[inline]
+    fn try_extend(&mut self, data: &[u8]) -> postcard::Result<()> {
+        let v = &mut self.0;
+        match *data {
+            [a] => v.push(a),
+            [a, b] => v.extend_from_slice(&[a, b]),
+            [a, b, c] => v.extend_from_slice(&[a, b, c]),
+            [a, b, c, d] => v.extend_from_slice(&[a, b, c, d]),
+            [a, b, c, d, e] => v.extend_from_slice(&[a, b, c, d, e]),
+            _ => v.extend_from_slice(data),
+        }
+        Ok(())
+    }
+
+    fn finalize(self) -> postcard::Result<Vec<u8>> {
+        Ok(self.0)
+    }
+}
+
 /// `postcard::to_extend`, keeping error messages.
 pub(crate) fn to_extend<T: Serialize + ?Sized>(value: &T, out: Vec<u8>) -> Result<Vec<u8>, Text> {
     PENDING.with(|p| p.borrow_mut().take());
     let mut ser = postcard::Serializer {
-        output: postcard::ser_flavors::ExtendFlavor::new(out),
+        output: VecOut(out),
     };
     value.serialize(Keep(&mut ser))?;
     ser.output.finalize().map_err(text)

@@ -625,6 +625,48 @@ impl Connection {
         }
     }
 
+    /// Sends one message made of `parts`, with `fds` attached, without first copying large
+    /// parts into one buffer: for a protocol that lays out its own messages (the pool's).
+    pub(crate) fn send_parts(
+        &mut self,
+        parts: &[&[u8]],
+        fds: &[BorrowedFd<'_>],
+    ) -> Result<(), SendError> {
+        if !self.writable {
+            return Err(SendError::NotWritable);
+        }
+        let len: usize = parts.iter().map(|p| p.len()).sum();
+        let mut h = [0u8; 12];
+        let h = frame::header(len, &mut h);
+        if len <= frame::COALESCE {
+            let buf = &mut self.wbuf;
+            buf.clear();
+            buf.extend_from_slice(h);
+            for p in parts {
+                buf.extend_from_slice(p);
+            }
+            return frame::write_all(self.fd.as_fd(), self.transport, &[buf], fds)
+                .map_err(SendError::from);
+        }
+        let mut bufs: Vec<&[u8]> = Vec::with_capacity(parts.len() + 1);
+        bufs.push(h);
+        bufs.extend_from_slice(parts);
+        frame::write_all(self.fd.as_fd(), self.transport, &bufs, fds).map_err(SendError::from)
+    }
+
+    /// Receives one message into `buf` (replacing its contents, reusing its memory) and returns
+    /// the descriptors sent with it: the receiving side of [`send_parts`](Self::send_parts).
+    pub(crate) fn recv_parts(&mut self, buf: &mut Vec<u8>) -> Result<Vec<OwnedFd>, RecvError> {
+        self.check_readable()?;
+        match self
+            .reader
+            .read_into(self.fd.as_fd(), self.transport, self.max_frame, None, buf)
+        {
+            Ok(fds) => Ok(fds),
+            Err(e) => Err(self.frame_error(e)),
+        }
+    }
+
     /// The socket, and the bytes already read from it that no receive has taken: for a server
     /// that frames the stream itself from here on.
     pub(crate) fn into_stream(self) -> (OwnedFd, Vec<u8>) {

@@ -240,6 +240,7 @@ impl Pool {
             threads: Mutex::new(threads),
             chunksize,
             window: window.unwrap_or((2 * processes).max(4)),
+            callbacks: Default::default(),
         }
     }
 }

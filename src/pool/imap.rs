@@ -50,6 +50,7 @@ pub struct IMap<'p, R> {
     pool: &'p Pool,
     job: Arc<Job<R>>,
     feed: Option<Box<dyn Feed + 'p>>,
+    chunksize: Option<u32>,
     total: Option<u64>,
     /// Results taken from the job and not yet yielded (taken a batch at a time, under one
     /// lock).
@@ -68,7 +69,12 @@ impl<R> fmt::Debug for IMap<'_, R> {
 }
 
 impl<'p, R: DeserializeOwned + Send + 'static> IMap<'p, R> {
-    pub(super) fn new(pool: &'p Pool, job: Arc<Job<R>>, feed: Box<dyn Feed + 'p>) -> Self {
+    pub(super) fn new(
+        pool: &'p Pool,
+        job: Arc<Job<R>>,
+        feed: Box<dyn Feed + 'p>,
+        chunksize: Option<u32>,
+    ) -> Self {
         let total = feed.left();
         let feed = match pool.shared.begin_job() {
             Ok(()) => Some(feed),
@@ -82,6 +88,7 @@ impl<'p, R: DeserializeOwned + Send + 'static> IMap<'p, R> {
             pool,
             job,
             feed,
+            chunksize,
             total,
             ready: ResultsIter::Ok(Vec::new().into_iter()),
             yielded: 0,
@@ -162,7 +169,7 @@ impl<R: DeserializeOwned + Send + 'static> IMap<'_, R> {
                 match next_chunk(
                     &self.job,
                     &mut **feed,
-                    self.pool.chunksize,
+                    self.chunksize,
                     self.pool.processes(),
                 ) {
                     Some(Some(chunk)) => self.pool.shared.submit(chunk),

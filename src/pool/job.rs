@@ -13,13 +13,13 @@ use serde::ser::SerializeSeq;
 
 use super::chunking::Estimate;
 use super::error::{Fault, TaskError};
-use super::worker::{Batch, TaskEntry};
+use super::worker::{Answer, TaskEntry};
 use crate::{Descriptor, codec};
 
 /// Where a chunk's outcome goes: the job it came from, whatever its result type.
 pub(super) trait Sink: Send + Sync {
     /// The worker answered the chunk of tasks `first..first + n`.
-    fn complete(&self, first: u64, n: u32, batch: Batch, nanos: u64);
+    fn complete(&self, first: u64, n: u32, answer: Answer<'_>, nanos: u64);
     /// The chunk of tasks `first..first + n` failed as a whole with `error` (given for its
     /// first task).
     fn fail(&self, first: u64, n: u32, error: &TaskError);
@@ -66,8 +66,38 @@ pub(super) struct Items<A, I> {
     iter: I,
     entry: TaskEntry,
     next: u64,
-    buf: Vec<u8>,
+    /// Encoded bytes per item in the last chunk, to size the next chunk's buffer.
+    bytes_per_item: usize,
     _a: PhantomData<fn(A)>,
+}
+
+/// Encoded inputs of finished chunks, for the next chunks to encode into: their memory is
+/// mapped and sized already (a new buffer of a large chunk costs a page fault per 4 KiB, and
+/// its growth copies).
+static SPARE: Mutex<Vec<Vec<u8>>> = Mutex::new(Vec::new());
+
+/// How many spare buffers are kept, and the largest kept.
+const SPARE_COUNT: usize = 8;
+const SPARE_BYTES: usize = 16 << 20;
+
+/// Keeps a finished chunk's input buffer for reuse.
+pub(super) fn recycle(buf: Vec<u8>) {
+    if buf.capacity() == 0 || buf.capacity() > SPARE_BYTES {
+        return;
+    }
+    let mut spare = SPARE.lock().unwrap_or_else(|e| e.into_inner());
+    if spare.len() < SPARE_COUNT {
+        spare.push(buf);
+    }
+}
+
+/// An empty buffer for at least `bytes`: a spare one when there is one.
+fn buffer(bytes: usize) -> Vec<u8> {
+    let spare = SPARE.lock().unwrap_or_else(|e| e.into_inner()).pop();
+    let mut buf = spare.unwrap_or_default();
+    buf.clear();
+    buf.reserve(bytes);
+    buf
 }
 
 impl<A, I> Items<A, I>
@@ -80,7 +110,7 @@ where
             iter,
             entry: TaskEntry::of(f),
             next: 0,
-            buf: Vec::new(),
+            bytes_per_item: 0,
             _a: PhantomData,
         }
     }
@@ -112,11 +142,18 @@ where
         let first = self.next;
         let n = items.len() as u32;
         self.next += u64::from(n);
-        self.buf.clear();
-        let data = codec::encode_into(&SeqOf(&items, PhantomData), &mut self.buf)
+        // Sized by the last chunk (plus a little: the length, and a chunk slightly denser than
+        // the last), so that encoding seldom grows the buffer.
+        let guess = self
+            .bytes_per_item
+            .saturating_mul(n as usize + n as usize / 8)
+            + 16;
+        let mut buf = buffer(guess);
+        let data = codec::encode_into(&SeqOf(&items, PhantomData), &mut buf)
             .map(|fds| {
+                self.bytes_per_item = buf.len().div_ceil(n as usize);
                 let fds = fds.into_iter().map(Descriptor::from).collect();
-                (std::mem::take(&mut self.buf), fds)
+                (buf, fds)
             })
             .map_err(|e| format!("cannot encode the arguments: {e}"));
         Some(Encoded { first, n, data })
@@ -241,6 +278,8 @@ pub(super) struct State<R> {
     /// The input is exhausted: `submitted` is the number of tasks.
     pub(super) input_done: bool,
     pub(super) estimate: Estimate,
+    /// Called once, outside the lock, when every result has arrived (callbacks).
+    on_done: Option<Box<dyn FnOnce() + Send>>,
 }
 
 /// A job: its state and a condition variable signalled whenever results arrive.
@@ -263,6 +302,7 @@ impl<R> Job<R> {
                 errors: 0,
                 input_done: false,
                 estimate: Estimate::default(),
+                on_done: None,
             }),
             arrived: Condvar::new(),
         })
@@ -290,6 +330,32 @@ impl<R> Job<R> {
         }
     }
 
+    /// Runs `hook` once every result has arrived: now if they have, otherwise from the thread
+    /// that completes the job.
+    pub(super) fn when_done(&self, hook: Box<dyn FnOnce() + Send>) {
+        let mut st = self.lock();
+        if st.all_arrived() {
+            drop(st);
+            hook();
+        } else {
+            st.on_done = Some(hook);
+        }
+    }
+
+    /// Wakes the waiters, and runs the completion hook if the job just completed.
+    pub(super) fn announce(&self, mut st: MutexGuard<'_, State<R>>) {
+        let hook = if st.all_arrived() {
+            st.on_done.take()
+        } else {
+            None
+        };
+        drop(st);
+        self.arrived.notify_all();
+        if let Some(hook) = hook {
+            hook();
+        }
+    }
+
     fn store(&self, first: u64, results: Results<R>, nanos: Option<u64>) {
         let mut st = self.lock();
         let n = results.len() as u32;
@@ -308,16 +374,15 @@ impl<R> Job<R> {
             }
             Order::Completion => st.batches.push_back(results),
         }
-        drop(st);
-        self.arrived.notify_all();
+        self.announce(st);
     }
 }
 
 impl<R: DeserializeOwned + Send + 'static> Sink for Job<R> {
-    fn complete(&self, first: u64, n: u32, batch: Batch, nanos: u64) {
-        let decoded = batch.and_then(|(bytes, fds): (Vec<u8>, Vec<OwnedFd>)| {
-            let w: WireResults<R> = codec::decode(&bytes, fds)
-                .map_err(|e| format!("cannot decode the results: {e}"))?;
+    fn complete(&self, first: u64, n: u32, answer: Answer<'_>, nanos: u64) {
+        let decoded = answer.and_then(|(bytes, fds): (&[u8], Vec<OwnedFd>)| {
+            let w: WireResults<R> =
+                codec::decode(bytes, fds).map_err(|e| format!("cannot decode the results: {e}"))?;
             let r = match w {
                 WireResults::Ok(v) => Results::Ok(v),
                 // (`enumerate`, not `zip`: the conversion then reuses the vector's memory.)
@@ -410,8 +475,9 @@ pub(super) fn next_chunk<R: DeserializeOwned + Send + 'static>(
         None => job.lock().estimate.next(feed.left(), workers),
     };
     let Some(enc) = feed.take(n) else {
-        job.lock().input_done = true;
-        job.arrived.notify_all();
+        let mut st = job.lock();
+        st.input_done = true;
+        job.announce(st);
         return None;
     };
     job.lock().opened(enc.first, enc.n);

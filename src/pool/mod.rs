@@ -42,7 +42,9 @@
 //!
 //! # Chunking
 //!
-//! Tasks travel in chunks. Unless [`Builder::chunksize`] fixes the size, it adapts:
+//! Tasks travel in chunks. Unless [`Builder::chunksize`] (for the pool) or
+//! [`Pool::chunksize`] (for one call: `pool.chunksize(100).map(f, xs)`) fixes the size, it
+//! adapts:
 //! the first chunk of a call holds one task; then each chunk holds as many tasks as run in
 //! about 5 ms at the time per task measured so far (growing at most eightfold from one chunk
 //! to the next), and never more than `ceil(left / (4 × workers))` when the number of tasks
@@ -56,6 +58,13 @@
 //! results are taken, through a window of [`Builder::window`] chunks; an endless iterator
 //! works. [`map`](Pool::map) reads its input the same way, collecting the results.
 //!
+//! # Callbacks
+//!
+//! As Python's `callback` and `error_callback` arguments, [`Pool::callback`] and
+//! [`Pool::error_callback`] begin an `apply_async` / `map_async` whose result or error is
+//! handed to a closure in this process, on the pool's callback thread, in order of completion;
+//! a panicking callback is caught and stops nothing (see [`Call`]).
+//!
 //! # Progress
 //!
 //! The [`IMap`] iterator tells how many tasks are done and how many are left; with the
@@ -63,6 +72,8 @@
 
 mod async_result;
 mod builder;
+mod call;
+mod callback;
 mod chunking;
 mod error;
 mod imap;
@@ -81,12 +92,14 @@ use serde::de::DeserializeOwned;
 
 pub use async_result::{AsyncResult, GetTimeoutError};
 pub use builder::Builder;
+pub use call::Call;
+pub use callback::{Callback, ErrorCallback, NoCallback};
 pub use chunking::{MAX_TASKS, TARGET};
 pub use error::{PoolError, TaskError, WorkerExit};
 pub use imap::IMap;
 
-use async_result::{All, One, Source, submit_all};
-use job::{Items, Job, Order, Sink};
+use callback::Dispatch;
+use job::{Job, Sink};
 use supervisor::Shared;
 
 /// A pool of worker processes. See the [module documentation](self).
@@ -118,6 +131,7 @@ pub struct Pool {
     threads: Mutex<Vec<JoinHandle<()>>>,
     chunksize: Option<u32>,
     window: usize,
+    callbacks: Arc<Dispatch>,
 }
 
 const _: () = {
@@ -193,15 +207,7 @@ impl Pool {
         A: Serialize + DeserializeOwned,
         R: Serialize + DeserializeOwned + Send + 'static,
     {
-        let job = Job::new(Order::Input);
-        match self.shared.begin_job() {
-            Ok(()) => {
-                submit_all(&self.shared, &job, &mut Items::new(f, std::iter::once(arg)));
-                self.shared.end_job();
-            }
-            Err(e) => closed(&job, &e),
-        }
-        AsyncResult::new(Box::new(One(All(job))))
+        Call::new(self).apply_async(f, arg)
     }
 
     /// Runs `f` on every item and returns the results in input order, as Python's `map`; fails
@@ -220,7 +226,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>>,
     {
-        self.imap(f, items).collect_ok()
+        Call::new(self).map(f, items)
     }
 
     /// Runs `f` on every item and returns every task's result, in input order.
@@ -230,7 +236,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>>,
     {
-        self.imap(f, items).collect()
+        Call::new(self).map_results(f, items)
     }
 
     /// Python's `starmap`: Rust functions take their several arguments as one tuple, so this
@@ -268,17 +274,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>, IntoIter: Send + 'static>,
     {
-        let job = Job::new(Order::Input);
-        match self.shared.begin_job() {
-            Ok(()) => self.shared.add_refill(Arc::new(Source {
-                job: job.clone(),
-                feed: Mutex::new(Box::new(Items::new(f, items.into_iter()))),
-                chunksize: self.chunksize,
-                workers: self.processes(),
-            })),
-            Err(e) => closed(&job, &e),
-        }
-        AsyncResult::new(Box::new(All(job)))
+        Call::new(self).map_async(f, items)
     }
 
     /// [`map_async`](Pool::map_async) for functions of a tuple (see
@@ -300,7 +296,7 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>, IntoIter: 'p>,
     {
-        self.imap_in(Order::Input, f, items)
+        Call::new(self).imap(f, items)
     }
 
     /// As [`imap`](Pool::imap), but yields each result as soon as it arrives, whatever its
@@ -326,20 +322,61 @@ impl Pool {
         R: Serialize + DeserializeOwned + Send + 'static,
         I: IntoIterator<Item: Borrow<A>, IntoIter: 'p>,
     {
-        self.imap_in(Order::Completion, f, items)
+        Call::new(self).imap_unordered(f, items)
     }
 
-    fn imap_in<'p, A, R, I>(&'p self, order: Order, f: fn(A) -> R, items: I) -> IMap<'p, R>
+    /// Begins a call with its own chunk size, as Python's `chunksize` argument (see [`Call`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// fn pid(_: u32) -> u32 {
+    ///     std::process::id()
+    /// }
+    ///
+    /// let pool = multiproc::pool::Pool::new(2).unwrap();
+    /// // One chunk of all ten tasks: one worker runs them all.
+    /// let pids = pool.chunksize(10).map(pid, 0..10).unwrap();
+    /// assert!(pids.iter().all(|p| *p == pids[0]));
+    /// ```
+    pub fn chunksize(&self, n: u32) -> Call<'_> {
+        Call::new(self).chunksize(n)
+    }
+
+    /// Begins an asynchronous call whose result is handed to `f` once complete, as Python's
+    /// `callback` argument (see [`Call`]).
+    ///
+    /// # Examples
+    ///
+    /// ```
+    /// # multiproc::init();
+    /// use std::sync::{Arc, Mutex};
+    ///
+    /// fn double(x: u64) -> u64 {
+    ///     x * 2
+    /// }
+    ///
+    /// let pool = multiproc::pool::Pool::new(2).unwrap();
+    /// let sum = Arc::new(Mutex::new(0));
+    /// let s = sum.clone();
+    /// let r = pool
+    ///     .callback(move |v: &Vec<u64>| *s.lock().unwrap() = v.iter().sum())
+    ///     .map_async(double, 1..=10u64);
+    /// r.wait(); // ready once the callback has run
+    /// assert_eq!(*sum.lock().unwrap(), 110);
+    /// ```
+    pub fn callback<F>(&self, f: F) -> Call<'_, F> {
+        Call::new(self).callback(f)
+    }
+
+    /// Begins an asynchronous call whose error, should it fail, is handed to `f`, as Python's
+    /// `error_callback` argument (see [`Call`]).
+    pub fn error_callback<F>(&self, f: F) -> Call<'_, NoCallback, F>
     where
-        A: Serialize + DeserializeOwned + 'p,
-        R: Serialize + DeserializeOwned + Send + 'static,
-        I: IntoIterator<Item: Borrow<A>, IntoIter: 'p>,
+        F: FnOnce(&TaskError) + Send + 'static,
     {
-        IMap::new(
-            self,
-            Job::new(order),
-            Box::new(Items::new(f, items.into_iter())),
-        )
+        Call::new(self).error_callback(f)
     }
 
     /// Takes no more work, as Python's `close`: later calls fail with
@@ -354,6 +391,7 @@ impl Pool {
     pub fn terminate(&self) {
         self.shared.terminate();
         self.join_threads();
+        self.callbacks.finish();
     }
 
     /// Closes the pool, waits for the submitted work to finish and the workers to exit, as
@@ -375,6 +413,7 @@ impl Pool {
     pub fn join(self) {
         self.shared.close();
         self.join_threads();
+        self.callbacks.finish();
     }
 
     fn join_threads(&self) {

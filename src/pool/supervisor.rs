@@ -7,13 +7,13 @@
 //! one.
 
 use std::collections::VecDeque;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use super::error::{PoolError, TaskError, WorkerExit};
 use super::job::Chunk;
-use super::worker::{Boot, ByteBuf, FromWorker, InitCall, RunOut, worker_main};
+use super::worker::{Answer, Boot, FromWorker, InitCall, chunk_head, parse_answer, worker_main};
 use crate::connection::{Connection, pipe};
 use crate::process::{JoinError, Process, StartMethod};
 use crate::sys::{process as os, socket};
@@ -410,18 +410,27 @@ enum Lost {
     TimedOut(Duration),
 }
 
-/// Sends `chunk` and waits for the answer.
+/// A slot's buffers, kept from one chunk to the next.
+#[derive(Default)]
+struct Buffers {
+    /// The head of the chunk's message.
+    head: Vec<u8>,
+    /// The worker's answer.
+    answer: Vec<u8>,
+}
+
+/// Sends `chunk` and waits for the answer, read into `bufs.answer`.
 fn run_chunk(
     w: &mut Worker,
     chunk: &Chunk,
     timeout: Option<Duration>,
-) -> Result<(super::worker::Batch, u64), Lost> {
-    let msg = RunOut {
-        entry: chunk.entry,
-        data: super::worker::Bytes(&chunk.data),
-        fds: &chunk.fds,
-    };
-    if w.conn.send(&msg).is_err() {
+    bufs: &mut Buffers,
+) -> Result<Vec<OwnedFd>, Lost> {
+    if chunk_head(&chunk.entry, &mut bufs.head).is_err() {
+        return Err(Lost::Died);
+    }
+    let fds: Vec<BorrowedFd<'_>> = chunk.fds.iter().map(AsFd::as_fd).collect();
+    if w.conn.send_parts(&[&bufs.head, &chunk.data], &fds).is_err() {
         return Err(Lost::Died);
     }
     let limit = timeout.map(|t| t.saturating_mul(chunk.n));
@@ -436,20 +445,14 @@ fn run_chunk(
     if !ready[0] {
         return Err(Lost::Died);
     }
-    match w.conn.recv::<FromWorker>() {
-        Ok(FromWorker::Done { result, nanos }) => Ok((
-            result.map(|(ByteBuf(b), fds)| (b, fds.into_iter().map(OwnedFd::from).collect())),
-            nanos,
-        )),
-        _ => Err(Lost::Died),
-    }
+    w.conn.recv_parts(&mut bufs.answer).map_err(|_| Lost::Died)
 }
 
 /// Hands a chunk's answer to its job. Decoding runs the result type's `Deserialize`; should
 /// it panic, the chunk's tasks fail instead of the slot (and the caller waiting on them).
-fn deliver(chunk: &Chunk, batch: super::worker::Batch, nanos: u64) {
+fn deliver(chunk: &Chunk, answer: Answer<'_>, nanos: u64) {
     let run =
-        std::panic::AssertUnwindSafe(|| chunk.job.complete(chunk.first, chunk.n, batch, nanos));
+        std::panic::AssertUnwindSafe(|| chunk.job.complete(chunk.first, chunk.n, answer, nanos));
     if std::panic::catch_unwind(run).is_err() {
         chunk.job.fail(
             chunk.first,
@@ -468,6 +471,7 @@ pub(super) fn run_slot(shared: Arc<Shared>, slot: usize) {
     let mut failures = 0;
     let mut first = true;
     let mut worker: Option<Worker> = None;
+    let mut bufs = Buffers::default();
     loop {
         let mut w = match worker.take() {
             Some(w) => w,
@@ -504,9 +508,12 @@ pub(super) fn run_slot(shared: Arc<Shared>, slot: usize) {
             w.retire();
             return;
         };
-        match run_chunk(&mut w, &chunk, config.timeout) {
-            Ok((batch, nanos)) => {
-                deliver(&chunk, batch, nanos);
+        let answer = run_chunk(&mut w, &chunk, config.timeout, &mut bufs)
+            .and_then(|fds| parse_answer(&bufs.answer, fds).ok_or(Lost::Died));
+        match answer {
+            Ok((answer, nanos)) => {
+                deliver(&chunk, answer, nanos);
+                super::job::recycle(std::mem::take(&mut chunk.data));
                 w.chunks += 1;
                 if config.max_tasks.is_some_and(|m| w.chunks >= m) {
                     shared.set_worker(slot, None);

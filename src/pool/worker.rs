@@ -1,13 +1,15 @@
 //! The worker process: its messages with the parent, and its loop.
 //!
 //! A worker is a [`Process`](crate::Process) running [`worker_main`]. It holds one end of a
-//! socket pair; the parent's supervisor for that worker holds the other. The parent sends one
-//! chunk at a time ([`RunOut`], read here as [`RunIn`]); the worker answers each with one
-//! [`FromWorker::Done`]. A chunk names its function as an [`Entry`], so one worker runs the
-//! tasks of any function of the program, as Python's do.
+//! socket pair; the parent's supervisor for that worker holds the other. The worker reports
+//! [`FromWorker::Ready`] once; then the parent sends one chunk at a time (a head from
+//! [`chunk_head`], then the encoded arguments, in one message) and the worker answers each
+//! with one message that [`parse_answer`] reads. A chunk names its function as an [`Entry`],
+//! so one worker runs the tasks of any function of the program, as Python's do.
 
+use std::cell::Cell;
 use std::fmt;
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::time::Instant;
 
@@ -19,16 +21,7 @@ use crate::connection::Connection;
 use crate::sys::entry::{Entry, Invoke};
 use crate::{Descriptor, codec};
 
-/// Bytes that serialize as one byte string (not a sequence of numbers).
-pub(super) struct Bytes<'a>(pub(super) &'a [u8]);
-
-impl Serialize for Bytes<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_bytes(self.0)
-    }
-}
-
-/// The receiving side of [`Bytes`].
+/// Bytes that travel as one byte string (not a sequence of numbers).
 pub(super) struct ByteBuf(pub(super) Vec<u8>);
 
 impl<'de> Deserialize<'de> for ByteBuf {
@@ -61,35 +54,86 @@ pub(super) type TaskEntry = Entry<Runner>;
 /// The initializer, as a worker calls it.
 pub(super) type InitEntry = Entry<Initializer>;
 
-/// Parent → worker: run this chunk (sent by reference).
-#[derive(Serialize)]
-pub(super) struct RunOut<'a> {
-    pub(super) entry: TaskEntry,
-    pub(super) data: Bytes<'a>,
-    pub(super) fds: &'a [Descriptor],
-}
-
-/// The worker's reading of [`RunOut`].
-#[derive(Deserialize)]
-struct RunIn {
-    entry: TaskEntry,
-    data: ByteBuf,
-    fds: Vec<Descriptor>,
-}
-
-/// Worker → parent.
+/// Worker → parent, once, when it starts.
 #[derive(Serialize, Deserialize)]
 pub(super) enum FromWorker {
     /// The initializer (if any) succeeded: the worker takes chunks.
     Ready,
     /// The initializer panicked, with this message; the worker exits.
     InitFailed(String),
-    /// A chunk ran: the encoded `Vec<Result<R, Fault>>` and its descriptors, or why the chunk
-    /// could not run at all; and how long the worker spent on it.
-    Done {
-        result: Result<(ByteBuf, Vec<Descriptor>), String>,
-        nanos: u64,
-    },
+}
+
+/// Writes the head of a chunk's message (parent → worker) into `out`: the length of the
+/// entry's encoding (one byte), then the entry. The chunk's encoded `Vec<A>` follows it in the
+/// same message, and the chunk's descriptors travel with it, so the arguments are copied into
+/// no other buffer on either side.
+pub(super) fn chunk_head(entry: &TaskEntry, out: &mut Vec<u8>) -> Result<(), codec::CodecError> {
+    out.clear();
+    out.push(0);
+    codec::encode_plain_into(entry, out)?;
+    out[0] = u8::try_from(out.len() - 1)
+        .map_err(|_| codec::CodecError::Encode("an entry of over 255 bytes".into()))?;
+    Ok(())
+}
+
+/// Splits a chunk's message into its entry and its encoded arguments.
+fn split_chunk(msg: &[u8]) -> Option<(TaskEntry, &[u8])> {
+    let (&n, rest) = msg.split_first()?;
+    let (entry, args) = rest.split_at_checked(usize::from(n))?;
+    Some((codec::decode(entry, Vec::new()).ok()?, args))
+}
+
+/// The first byte of an answer (worker → parent) whose tasks ran: the encoded
+/// `Vec<Result<R, Fault>>` follows (after the time spent), with its descriptors.
+const ANSWER_RAN: u8 = 0;
+/// The first byte of an answer whose chunk could not run: the reason follows, as UTF-8.
+const ANSWER_FAILED: u8 = 1;
+
+/// A chunk's answer as the parent reads it: the encoded results (in the slot's buffer) and
+/// their descriptors, or why the chunk could not run.
+pub(super) type Answer<'a> = Result<(&'a [u8], Vec<OwnedFd>), String>;
+
+/// Reads an answer: what it says and how long the worker spent on the chunk; `None` when the
+/// message is not an answer.
+pub(super) fn parse_answer(msg: &[u8], fds: Vec<OwnedFd>) -> Option<(Answer<'_>, u64)> {
+    let (head, rest) = msg.split_at_checked(9)?;
+    let nanos = u64::from_le_bytes(head[1..9].try_into().ok()?);
+    match head[0] {
+        ANSWER_RAN => Some((Ok((rest, fds)), nanos)),
+        ANSWER_FAILED => Some((Err(String::from_utf8_lossy(rest).into_owned()), nanos)),
+        _ => None,
+    }
+}
+
+/// Sends a chunk's answer.
+fn send_answer(conn: &mut Connection, batch: &Batch, nanos: u64) -> bool {
+    let mut head = [0u8; 9];
+    head[1..].copy_from_slice(&nanos.to_le_bytes());
+    let sent = match batch {
+        Ok((bytes, fds)) => {
+            head[0] = ANSWER_RAN;
+            let fds: Vec<BorrowedFd<'_>> = fds.iter().map(AsFd::as_fd).collect();
+            conn.send_parts(&[&head, bytes], &fds)
+        }
+        Err(why) => {
+            head[0] = ANSWER_FAILED;
+            conn.send_parts(&[&head, why.as_bytes()], &[])
+        }
+    };
+    sent.is_ok()
+}
+
+thread_local! {
+    /// The last answer's buffer, for the next answer to encode into (its memory is mapped and
+    /// sized already).
+    static SPARE: Cell<Vec<u8>> = const { Cell::new(Vec::new()) };
+}
+
+/// An empty buffer to encode an answer into.
+fn answer_buf() -> Vec<u8> {
+    let mut v = SPARE.take();
+    v.clear();
+    v
 }
 
 /// The worker's start-up arguments.
@@ -175,7 +219,7 @@ enum WireOut<'a, R> {
 
 /// Encodes the results of a chunk whose tasks all succeeded.
 fn encode_values<R: Serialize>(values: Vec<R>) -> Batch {
-    let mut buf = Vec::new();
+    let mut buf = answer_buf();
     match codec::encode_into(&WireOut::Ok(&values), &mut buf) {
         Ok(fds) => Ok((buf, fds)),
         Err(_) => encode_mixed(values.into_iter().map(Ok).collect()),
@@ -184,7 +228,7 @@ fn encode_values<R: Serialize>(values: Vec<R>) -> Batch {
 
 /// Encodes a chunk's results; a result that does not encode becomes that task's [`Fault`].
 fn encode_mixed<R: Serialize>(mut out: Vec<Result<R, Fault>>) -> Batch {
-    let mut buf = Vec::new();
+    let mut buf = answer_buf();
     if let Ok(fds) = codec::encode_into(&WireOut::Mixed(&out), &mut buf) {
         return Ok((buf, fds));
     }
@@ -251,18 +295,19 @@ pub(super) fn worker_main(boot: Boot) {
     if conn.send(&FromWorker::Ready).is_err() {
         return;
     }
-    while let Ok(run) = conn.recv::<RunIn>() {
-        let start = Instant::now();
-        let batch = run.entry.run_received(&run.data.0, owned(run.fds));
-        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
-        let result = batch.map(|(bytes, fds)| {
-            (
-                ByteBuf(bytes),
-                fds.into_iter().map(Descriptor::from).collect(),
-            )
-        });
-        if conn.send(&FromWorker::Done { result, nanos }).is_err() {
+    let mut msg = Vec::new();
+    while let Ok(fds) = conn.recv_parts(&mut msg) {
+        let Some((entry, args)) = split_chunk(&msg) else {
             return;
+        };
+        let start = Instant::now();
+        let batch = entry.run_received(args, fds);
+        let nanos = u64::try_from(start.elapsed().as_nanos()).unwrap_or(u64::MAX);
+        if !send_answer(&mut conn, &batch, nanos) {
+            return;
+        }
+        if let Ok((bytes, _)) = batch {
+            SPARE.set(bytes);
         }
     }
 }
@@ -348,9 +393,28 @@ mod tests {
     #[test]
     fn bytes_round_trip_as_one_string() {
         let mut out = Vec::new();
-        codec::encode_plain_into(&Bytes(b"abc"), &mut out).unwrap();
+        codec::encode_plain_into(&ByteBuf(b"abc".to_vec()), &mut out).unwrap();
         assert_eq!(out, b"\x03abc");
         let back: ByteBuf = codec::decode(&out, Vec::new()).unwrap();
         assert_eq!(back.0, b"abc");
+    }
+
+    #[test]
+    fn a_chunks_head_names_its_entry_and_bad_messages_are_refused() {
+        let mut head = Vec::new();
+        chunk_head(&TaskEntry::of(double), &mut head).unwrap();
+        let mut msg = head.clone();
+        msg.extend_from_slice(b"args");
+        let (entry, args) = split_chunk(&msg).unwrap();
+        assert_eq!(args, b"args");
+        let mut input = Vec::new();
+        let fds = codec::encode_into(&vec![4u32], &mut input).unwrap();
+        assert!(entry.run(&input, fds).is_ok());
+        assert!(split_chunk(&[]).is_none());
+        assert!(split_chunk(&[200, 1, 2]).is_none());
+        assert!(parse_answer(&[0; 8], Vec::new()).is_none());
+        assert!(parse_answer(&[7; 9], Vec::new()).is_none());
+        let (answer, nanos) = parse_answer(b"\x01\x05\0\0\0\0\0\0\0why", Vec::new()).unwrap();
+        assert_eq!((answer.unwrap_err().as_str(), nanos), ("why", 5));
     }
 }

@@ -65,6 +65,11 @@ fn wall() -> WaitIdOptions {
 /// or reaps every child with `waitpid(-1, …)` cannot make this fail or hand back the pidfd of
 /// another process. Such a program still takes the exit status away (`execve` gives every
 /// child the ordinary `SIGCHLD` exit signal): see [`Ended::Unknown`].
+///
+/// As `posix_spawn` and `vfork`, the child shares this process's memory until its `execve`
+/// (`CLONE_VM | CLONE_VFORK`, on a stack of its own), so starting it costs the same in a large
+/// parent as in a small one: a copy of the page tables grew with the parent's memory (a parent
+/// holding 100 MB took ~10 ms to start a child that way).
 pub(crate) fn spawn_self(
     argv0: &OsString,
     args: &[OsString],
@@ -116,63 +121,44 @@ pub(crate) fn spawn_self(
         .collect();
     // The child reports a failed `execve` here; a successful one closes it (CLOEXEC).
     let (err_rx, err_tx) = rustix::pipe::pipe_with(rustix::pipe::PipeFlags::CLOEXEC)?;
-    let err_tx_fd = err_tx.as_raw_fd();
+    let plan = ExecPlan {
+        path: path.as_ptr(),
+        argv: argv_ptrs.as_ptr(),
+        envp: envp_ptrs.as_ptr(),
+        keep_fd,
+        err_fd: err_tx.as_raw_fd(),
+        die_with_parent,
+        parent,
+    };
+    // The child runs on a stack of its own, in this process's memory, until `execve`.
+    let mut stack = vec![0u8; CHILD_STACK];
+    let top = stack.as_mut_ptr().wrapping_add(CHILD_STACK);
+    let top = top.wrapping_sub(top as usize % 16);
     let mut pidfd: libc::c_int = -1;
-    // SAFETY: `clone` without CLONE_VM and with a null stack duplicates the process as `fork`
-    // does; the kernel writes the new pidfd into `pidfd` (valid for writes) before either side
-    // runs on. In the child, only async-signal-safe calls follow, on memory prepared above and
-    // never freed in the child (sigemptyset/sigprocmask on a local set, signal, fcntl, prctl,
-    // getppid, execve, write, _exit): no lock another thread held can be needed there.
+    let all = signal_mask_all()?;
+    // SAFETY: `clone` with CLONE_VM | CLONE_VFORK runs `exec_child` in a new process that
+    // shares this memory, on `stack` (valid, writable, 16-byte aligned top, used by nobody
+    // else), and suspends this thread until the child has called `execve` or `_exit`: `plan`,
+    // the strings it points to and `stack` outlive every use the child makes of them. The kernel
+    // writes the pidfd into `pidfd` (valid for writes, the `parent_tid` argument with
+    // CLONE_PIDFD) before either side runs on. Signals are blocked across the call, so no
+    // handler of this process runs in the child before `exec_child` resets them.
     let ret = unsafe {
-        libc::syscall(
-            libc::SYS_clone,
-            (libc::CLONE_PIDFD | libc::SIGCHLD) as libc::c_ulong,
-            0 as libc::c_ulong,
+        libc::clone(
+            exec_child,
+            top.cast(),
+            libc::CLONE_VM | libc::CLONE_VFORK | libc::CLONE_PIDFD | libc::SIGCHLD,
+            (&plan as *const ExecPlan).cast_mut().cast(),
             &mut pidfd as *mut libc::c_int,
-            0 as libc::c_ulong,
-            0 as libc::c_ulong,
+            std::ptr::null_mut::<libc::c_void>(),
+            std::ptr::null_mut::<libc::pid_t>(),
         )
     };
-    if ret == 0 {
-        // SAFETY: see above: the child's only thread runs async-signal-safe calls, then
-        // `execve` or `_exit`; it never returns into the parent's frames.
-        unsafe {
-            let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
-            libc::sigemptyset(set.as_mut_ptr());
-            libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
-            // The Rust runtime ignores SIGPIPE; the new program starts with the default.
-            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-            let fail = |errno: libc::c_int| -> ! {
-                let bytes = errno.to_ne_bytes();
-                libc::write(err_tx_fd, bytes.as_ptr().cast(), bytes.len());
-                libc::_exit(127)
-            };
-            // Clear FD_CLOEXEC on the bootstrap socket so that it survives exec.
-            if libc::fcntl(keep_fd, libc::F_SETFD, 0) == -1 {
-                fail(*libc::__errno_location());
-            }
-            if die_with_parent {
-                if libc::prctl(
-                    libc::PR_SET_PDEATHSIG,
-                    libc::SIGKILL as libc::c_ulong,
-                    0,
-                    0,
-                    0,
-                ) == -1
-                {
-                    fail(*libc::__errno_location());
-                }
-                // The parent may have died before the prctl took effect.
-                if libc::getppid() != parent {
-                    libc::_exit(1);
-                }
-            }
-            libc::execve(path.as_ptr(), argv_ptrs.as_ptr(), envp_ptrs.as_ptr());
-            fail(*libc::__errno_location())
-        }
-    }
+    let clone_error = io::Error::last_os_error();
+    restore_signal_mask(&all);
+    drop(stack);
     if ret < 0 {
-        return Err(io::Error::last_os_error());
+        return Err(clone_error);
     }
     drop(err_tx);
     // SAFETY: the kernel stored a new descriptor that nothing else owns in `pidfd`.
@@ -200,6 +186,104 @@ pub(crate) fn spawn_self(
     }
     let _ = pidfd_reap(child.pidfd.as_fd(), true);
     Err(io::Error::from_raw_os_error(i32::from_ne_bytes(errno)))
+}
+
+/// The stack of a child of [`spawn_self`] between `clone` and `execve`: it calls a few
+/// system-call wrappers only.
+const CHILD_STACK: usize = 64 * 1024;
+
+/// What the child of [`spawn_self`] needs, prepared before `clone` (the child must not
+/// allocate: it runs in the parent's memory, where another thread may hold the allocator's lock).
+struct ExecPlan {
+    path: *const libc::c_char,
+    argv: *const *const libc::c_char,
+    envp: *const *const libc::c_char,
+    keep_fd: RawFd,
+    err_fd: RawFd,
+    die_with_parent: bool,
+    parent: i32,
+}
+
+/// The child of [`spawn_self`]: resets the signal handlers it inherited, clears `FD_CLOEXEC`
+/// on the bootstrap socket, arms the parent-death signal, and executes the program. It shares
+/// the parent's memory (the parent's thread is suspended meanwhile), so it only reads the
+/// [`ExecPlan`] and calls async-signal-safe functions; on failure it writes `errno` on the plan's
+/// pipe and exits.
+extern "C" fn exec_child(arg: *mut libc::c_void) -> libc::c_int {
+    // SAFETY: `arg` is the `ExecPlan` that `spawn_self` keeps alive until this process has
+    // called `execve` or `_exit` (CLONE_VFORK); only async-signal-safe calls follow, on local
+    // values and the plan's memory, which this function never writes.
+    unsafe {
+        let plan = &*arg.cast::<ExecPlan>();
+        let fail = |errno: libc::c_int| -> ! {
+            let bytes = errno.to_ne_bytes();
+            libc::write(plan.err_fd, bytes.as_ptr().cast(), bytes.len());
+            libc::_exit(127)
+        };
+        // A handler of the parent would run here on the parent's memory: every caught signal
+        // goes back to its default (as `execve` does anyway); ignored ones stay ignored.
+        for sig in 1..=64 {
+            let mut old = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+            if libc::sigaction(sig, std::ptr::null(), old.as_mut_ptr()) == 0 {
+                let handler = old.assume_init_ref().sa_sigaction;
+                if handler != libc::SIG_DFL && handler != libc::SIG_IGN {
+                    let mut dfl = std::mem::MaybeUninit::<libc::sigaction>::zeroed();
+                    dfl.assume_init_mut().sa_sigaction = libc::SIG_DFL;
+                    libc::sigaction(sig, dfl.as_ptr(), std::ptr::null_mut());
+                }
+            }
+        }
+        // The Rust runtime ignores SIGPIPE; the new program starts with the default.
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        let mut set = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+        libc::sigemptyset(set.as_mut_ptr());
+        libc::sigprocmask(libc::SIG_SETMASK, set.as_ptr(), std::ptr::null_mut());
+        // Clear FD_CLOEXEC on the bootstrap socket so that it survives exec.
+        if libc::fcntl(plan.keep_fd, libc::F_SETFD, 0) == -1 {
+            fail(*libc::__errno_location());
+        }
+        if plan.die_with_parent {
+            if libc::prctl(
+                libc::PR_SET_PDEATHSIG,
+                libc::SIGKILL as libc::c_ulong,
+                0,
+                0,
+                0,
+            ) == -1
+            {
+                fail(*libc::__errno_location());
+            }
+            // The parent may have died before the prctl took effect.
+            if libc::getppid() != plan.parent {
+                libc::_exit(1);
+            }
+        }
+        libc::execve(plan.path, plan.argv, plan.envp);
+        fail(*libc::__errno_location())
+    }
+}
+
+/// Blocks every signal in the calling thread; returns the mask to restore.
+fn signal_mask_all() -> io::Result<libc::sigset_t> {
+    let mut all = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+    let mut old = std::mem::MaybeUninit::<libc::sigset_t>::zeroed();
+    // SAFETY: both sets are valid for writes; `sigfillset` initialises `all`, and
+    // `pthread_sigmask` writes the previous mask into `old` when it succeeds.
+    unsafe {
+        libc::sigfillset(all.as_mut_ptr());
+        match libc::pthread_sigmask(libc::SIG_SETMASK, all.as_ptr(), old.as_mut_ptr()) {
+            0 => Ok(old.assume_init()),
+            e => Err(io::Error::from_raw_os_error(e)),
+        }
+    }
+}
+
+/// Restores a mask saved by [`signal_mask_all`].
+fn restore_signal_mask(old: &libc::sigset_t) {
+    // SAFETY: `old` is a valid signal set; a null old-set pointer is allowed.
+    unsafe {
+        libc::pthread_sigmask(libc::SIG_SETMASK, old, std::ptr::null_mut());
+    }
 }
 
 /// `fork(2)`: runs `child` in the new process (it never returns there) and returns the child's
