@@ -177,6 +177,43 @@ fn an_unreachable_server_is_a_connect_error() {
 }
 
 #[test]
+fn a_server_that_never_answers_costs_one_timeout() {
+    let _leaks = common::leak_check();
+    let dir = std::env::temp_dir().join(format!("multiproc-silent-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("silent.sock");
+    let listener = std::os::unix::net::UnixListener::bind(&path).unwrap();
+    // Accepts and holds every connection, answering nothing, until told to stop.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = std::sync::Arc::clone(&stop);
+    let held = std::thread::spawn(move || {
+        let mut held = Vec::new();
+        for c in listener.incoming() {
+            if stopped.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            match c {
+                Ok(c) => held.push(c),
+                Err(_) => break,
+            }
+        }
+    });
+    let start = Instant::now();
+    let err = Redis::options()
+        .timeout(Duration::from_secs(1))
+        .connect(&format!("redis+unix://{}", path.display()))
+        .unwrap_err();
+    let took = start.elapsed();
+    assert!(matches!(err, ManagerError::Connect(_)), "{err:?}");
+    // Three tries of a connect and a reply each used to take six times the timeout.
+    assert!(took < Duration::from_secs(4), "took {took:?}");
+    stop.store(true, std::sync::atomic::Ordering::SeqCst);
+    drop(std::os::unix::net::UnixStream::connect(&path));
+    held.join().unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+#[test]
 fn objects_are_found_by_name_in_their_namespace() {
     let _leaks = common::leak_check();
     let server = RedisServer::start();

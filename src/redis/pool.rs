@@ -2,7 +2,7 @@
 //! reply, and Redis's errors turned into [`ManagerError`]s.
 
 use std::sync::{Mutex, PoisonError};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use redis::{Connection, ErrorKind, RedisError, ServerErrorKind};
 
@@ -52,24 +52,38 @@ impl Pool {
         })
     }
 
-    /// A new connection, with the scripts loaded; tried a few times before giving up.
+    /// A new connection, with the scripts loaded; tried a few times before giving up, all
+    /// within one `timeout` (a server that accepts and never answers costs that, no more).
     fn open(&self) -> Result<Connection, ManagerError> {
+        let deadline = Instant::now() + self.timeout;
         let mut pause = CONNECT_BACKOFF;
         let mut tries = 0;
         loop {
             tries += 1;
+            let left = deadline
+                .saturating_duration_since(Instant::now())
+                .max(Duration::from_millis(1));
             let attempt = self
                 .client
-                .get_connection_with_timeout(self.timeout)
+                .get_connection_with_timeout(left)
                 .and_then(|mut c| {
+                    let left = deadline
+                        .saturating_duration_since(Instant::now())
+                        .max(Duration::from_millis(1));
+                    c.set_read_timeout(Some(left))?;
+                    c.set_write_timeout(Some(left))?;
+                    scripts::load(&mut c)?;
                     c.set_read_timeout(Some(self.timeout))?;
                     c.set_write_timeout(Some(self.timeout))?;
-                    scripts::load(&mut c)?;
                     Ok(c)
                 });
             match attempt {
                 Ok(c) => return Ok(c),
-                Err(e) if tries < CONNECT_TRIES && !permanent(&e) => {
+                Err(e)
+                    if tries < CONNECT_TRIES
+                        && !permanent(&e)
+                        && Instant::now() + pause < deadline =>
+                {
                     std::thread::sleep(pause);
                     pause *= 2;
                 }
