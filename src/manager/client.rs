@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -68,6 +69,9 @@ pub(super) struct Link {
     /// own), so until a thread has released what it acquired, its calls go through that
     /// connection, which no other thread uses and which is never closed meanwhile.
     held: Mutex<HashMap<ThreadId, Held>>,
+    /// The number of entries in `held`. Only a thread itself puts its entry there, so a
+    /// thread that reads 0 has none, and its call need not lock the map.
+    holders: AtomicUsize,
     /// The process that made the link: a child made by `fork` has copies of the parent's
     /// connections, which it must never use (two processes on one stream corrupt it).
     pid: u32,
@@ -151,6 +155,7 @@ impl Link {
             session,
             idle: Mutex::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
+            holders: AtomicUsize::new(0),
             pid: std::process::id(),
             python,
         };
@@ -175,6 +180,7 @@ impl Link {
             session,
             idle: Mutex::new(vec![conn]),
             held: Mutex::new(HashMap::new()),
+            holders: AtomicUsize::new(0),
             pid: std::process::id(),
             python: false,
         });
@@ -399,12 +405,16 @@ impl Link {
             return Self::exchange(&mut conn, Some(&self.address), id, method, args, kwargs);
         }
         let me = std::thread::current().id();
-        let (own, count) = {
+        // Nearly always nobody holds a lock: the map is then not locked at all.
+        let had = self.holders.load(Ordering::Relaxed) > 0;
+        let (own, count) = if had {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             match held.get_mut(&me) {
                 Some(h) => (h.conn.take(), h.count),
                 None => (None, 0),
             }
+        } else {
+            (None, 0)
         };
         let mut conn = match own {
             Some(c) => c,
@@ -421,16 +431,16 @@ impl Link {
             Ok(r) => r,
             Err(e) => {
                 // The connection is dropped; the server releases what was held through it.
-                self.held
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&me);
+                if count > 0 {
+                    self.forget(me);
+                }
                 return Err(e);
             }
         };
+        let before = count;
         let count = u32::try_from((i64::from(count) + holding.delta(&reply)).max(0)).unwrap_or(0);
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if count > 0 {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             held.insert(
                 me,
                 Held {
@@ -438,12 +448,21 @@ impl Link {
                     count,
                 },
             );
+            self.holders.store(held.len(), Ordering::Relaxed);
         } else {
-            held.remove(&me);
-            drop(held);
+            if before > 0 {
+                self.forget(me);
+            }
             self.put_back(conn);
         }
         Ok(reply)
+    }
+
+    /// Drops the entry of thread `me` in `held`.
+    fn forget(&self, me: ThreadId) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.remove(&me);
+        self.holders.store(held.len(), Ordering::Relaxed);
     }
 
     pub(super) fn value(
