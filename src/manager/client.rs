@@ -15,7 +15,7 @@ mod nested;
 mod python;
 
 use super::exception::Exception;
-use super::protocol::{Reply, Request};
+use super::protocol::{Outgoing, Reply};
 use super::server::{DEFAULT_MAX_REQUEST, Running};
 use super::table::ObjectId;
 use crate::codec::{self, CodecError};
@@ -282,9 +282,9 @@ impl Link {
         }
         #[cfg(not(feature = "python"))]
         let _ = python;
-        let req = Request {
+        let req = Outgoing {
             id,
-            method: method.into(),
+            method,
             args,
             kwargs,
         };
@@ -298,18 +298,18 @@ impl Link {
     /// Sends `requests` together and reads their replies, in order: one round trip for many
     /// calls. They go in groups small enough that the replies of one group fit the sockets'
     /// buffers while the next is written.
-    fn pipeline(self: &Arc<Self>, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+    fn pipeline(self: &Arc<Self>, requests: Vec<Outgoing<'_>>) -> Result<Vec<Reply>, ManagerError> {
         let link = self.current()?;
         link.pipeline_here(requests)
     }
 
-    fn pipeline_here(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+    fn pipeline_here(&self, requests: Vec<Outgoing<'_>>) -> Result<Vec<Reply>, ManagerError> {
         const GROUP: usize = 256;
         if self.python {
             // Python's server answers one request at a time anyway.
             return requests
                 .into_iter()
-                .map(|r| self.request_here(r.id, &r.method, r.args, r.kwargs, Holding::Unchanged))
+                .map(|r| self.request_here(r.id, r.method, r.args, r.kwargs, Holding::Unchanged))
                 .collect();
         }
         let mut conn = self.take()?;
@@ -317,6 +317,8 @@ impl Link {
         let mut replies = Vec::with_capacity(requests.len());
         let mut encoded = Vec::new();
         let mut ends = Vec::with_capacity(GROUP);
+        // One buffer for all the replies, not one each.
+        let mut bytes = Vec::new();
         for group in requests.chunks(GROUP) {
             // One buffer for the group's requests, cut into frames.
             encoded.clear();
@@ -329,7 +331,7 @@ impl Link {
             let frames: Vec<&[u8]> = starts.zip(&ends).map(|(a, &b)| &encoded[a..b]).collect();
             conn.send_many_bytes(&frames).map_err(|e| lost(&e))?;
             for _ in group {
-                let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
+                conn.recv_bytes_to_vec(&mut bytes).map_err(|e| lost(&e))?;
                 replies.push(codec::decode::<Reply>(&bytes, Vec::new())?);
             }
         }
@@ -869,9 +871,9 @@ impl Manager {
                     "a proxy of another manager in a pipeline".into(),
                 ));
             };
-            requests.push(Request {
+            requests.push(Outgoing {
                 id: Some(id),
-                method: method.into(),
+                method,
                 args,
                 kwargs: Dict::new(),
             });
