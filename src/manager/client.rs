@@ -2,6 +2,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::thread::ThreadId;
 use std::time::Duration;
@@ -14,7 +15,7 @@ mod nested;
 mod python;
 
 use super::exception::Exception;
-use super::protocol::{Reply, Request};
+use super::protocol::{Outgoing, Reply};
 use super::server::{DEFAULT_MAX_REQUEST, Running};
 use super::table::ObjectId;
 use crate::codec::{self, CodecError};
@@ -68,6 +69,9 @@ pub(super) struct Link {
     /// own), so until a thread has released what it acquired, its calls go through that
     /// connection, which no other thread uses and which is never closed meanwhile.
     held: Mutex<HashMap<ThreadId, Held>>,
+    /// The number of entries in `held`. Only a thread itself puts its entry there, so a
+    /// thread that reads 0 has none, and its call need not lock the map.
+    holders: AtomicUsize,
     /// The process that made the link: a child made by `fork` has copies of the parent's
     /// connections, which it must never use (two processes on one stream corrupt it).
     pid: u32,
@@ -151,6 +155,7 @@ impl Link {
             session,
             idle: Mutex::new(Vec::new()),
             held: Mutex::new(HashMap::new()),
+            holders: AtomicUsize::new(0),
             pid: std::process::id(),
             python,
         };
@@ -175,6 +180,7 @@ impl Link {
             session,
             idle: Mutex::new(vec![conn]),
             held: Mutex::new(HashMap::new()),
+            holders: AtomicUsize::new(0),
             pid: std::process::id(),
             python: false,
         });
@@ -276,9 +282,9 @@ impl Link {
         }
         #[cfg(not(feature = "python"))]
         let _ = python;
-        let req = Request {
+        let req = Outgoing {
             id,
-            method: method.into(),
+            method,
             args,
             kwargs,
         };
@@ -292,18 +298,18 @@ impl Link {
     /// Sends `requests` together and reads their replies, in order: one round trip for many
     /// calls. They go in groups small enough that the replies of one group fit the sockets'
     /// buffers while the next is written.
-    fn pipeline(self: &Arc<Self>, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+    fn pipeline(self: &Arc<Self>, requests: Vec<Outgoing<'_>>) -> Result<Vec<Reply>, ManagerError> {
         let link = self.current()?;
         link.pipeline_here(requests)
     }
 
-    fn pipeline_here(&self, requests: Vec<Request>) -> Result<Vec<Reply>, ManagerError> {
+    fn pipeline_here(&self, requests: Vec<Outgoing<'_>>) -> Result<Vec<Reply>, ManagerError> {
         const GROUP: usize = 256;
         if self.python {
             // Python's server answers one request at a time anyway.
             return requests
                 .into_iter()
-                .map(|r| self.request_here(r.id, &r.method, r.args, r.kwargs, Holding::Unchanged))
+                .map(|r| self.request_here(r.id, r.method, r.args, r.kwargs, Holding::Unchanged))
                 .collect();
         }
         let mut conn = self.take()?;
@@ -311,6 +317,8 @@ impl Link {
         let mut replies = Vec::with_capacity(requests.len());
         let mut encoded = Vec::new();
         let mut ends = Vec::with_capacity(GROUP);
+        // One buffer for all the replies, not one each.
+        let mut bytes = Vec::new();
         for group in requests.chunks(GROUP) {
             // One buffer for the group's requests, cut into frames.
             encoded.clear();
@@ -323,7 +331,7 @@ impl Link {
             let frames: Vec<&[u8]> = starts.zip(&ends).map(|(a, &b)| &encoded[a..b]).collect();
             conn.send_many_bytes(&frames).map_err(|e| lost(&e))?;
             for _ in group {
-                let bytes = conn.recv_bytes().map_err(|e| lost(&e))?;
+                conn.recv_bytes_to_vec(&mut bytes).map_err(|e| lost(&e))?;
                 replies.push(codec::decode::<Reply>(&bytes, Vec::new())?);
             }
         }
@@ -399,12 +407,16 @@ impl Link {
             return Self::exchange(&mut conn, Some(&self.address), id, method, args, kwargs);
         }
         let me = std::thread::current().id();
-        let (own, count) = {
+        // Nearly always nobody holds a lock: the map is then not locked at all.
+        let had = self.holders.load(Ordering::Relaxed) > 0;
+        let (own, count) = if had {
             let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             match held.get_mut(&me) {
                 Some(h) => (h.conn.take(), h.count),
                 None => (None, 0),
             }
+        } else {
+            (None, 0)
         };
         let mut conn = match own {
             Some(c) => c,
@@ -421,16 +433,16 @@ impl Link {
             Ok(r) => r,
             Err(e) => {
                 // The connection is dropped; the server releases what was held through it.
-                self.held
-                    .lock()
-                    .unwrap_or_else(PoisonError::into_inner)
-                    .remove(&me);
+                if count > 0 {
+                    self.forget(me);
+                }
                 return Err(e);
             }
         };
+        let before = count;
         let count = u32::try_from((i64::from(count) + holding.delta(&reply)).max(0)).unwrap_or(0);
-        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
         if count > 0 {
+            let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
             held.insert(
                 me,
                 Held {
@@ -438,12 +450,21 @@ impl Link {
                     count,
                 },
             );
+            self.holders.store(held.len(), Ordering::Relaxed);
         } else {
-            held.remove(&me);
-            drop(held);
+            if before > 0 {
+                self.forget(me);
+            }
             self.put_back(conn);
         }
         Ok(reply)
+    }
+
+    /// Drops the entry of thread `me` in `held`.
+    fn forget(&self, me: ThreadId) {
+        let mut held = self.held.lock().unwrap_or_else(PoisonError::into_inner);
+        held.remove(&me);
+        self.holders.store(held.len(), Ordering::Relaxed);
     }
 
     pub(super) fn value(
@@ -850,9 +871,9 @@ impl Manager {
                     "a proxy of another manager in a pipeline".into(),
                 ));
             };
-            requests.push(Request {
+            requests.push(Outgoing {
                 id: Some(id),
-                method: method.into(),
+                method,
                 args,
                 kwargs: Dict::new(),
             });

@@ -27,6 +27,20 @@ pub(crate) struct Request {
     pub kwargs: Dict,
 }
 
+/// A [`Request`] to send, its method borrowed: encoded as a `Request` is, without a copy of
+/// the method's name.
+#[derive(Debug, Serialize)]
+pub(crate) struct Outgoing<'a> {
+    /// The object called, or `None` for the server.
+    pub id: Option<ObjectId>,
+    /// The method.
+    pub method: &'a str,
+    /// Positional arguments.
+    pub args: Vec<Object>,
+    /// Keyword arguments.
+    pub kwargs: Dict,
+}
+
 /// One reply.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub(crate) enum Reply {
@@ -246,6 +260,44 @@ mod tests {
             method: method.into(),
             args,
             kwargs: Dict::new(),
+        }
+    }
+
+    #[test]
+    fn an_outgoing_request_is_encoded_as_a_request() {
+        let mut kwargs = Dict::new();
+        kwargs.insert("block", false).unwrap();
+        for (id, method, args, kwargs) in [
+            (
+                Some(3),
+                "__setitem__",
+                vec![obj!(1), obj!("x")],
+                Dict::new(),
+            ),
+            (None, "create", vec![obj!("dict")], Dict::new()),
+            (Some(u64::MAX), "get", vec![], kwargs),
+        ] {
+            let mut ours = Vec::new();
+            let out = Outgoing {
+                id,
+                method,
+                args: args.clone(),
+                kwargs: kwargs.clone(),
+            };
+            crate::codec::encode_plain_into(&out, &mut ours).unwrap();
+            let back: Request = crate::codec::decode(&ours, Vec::new()).unwrap();
+            assert_eq!(
+                back,
+                Request {
+                    id,
+                    method: method.into(),
+                    args,
+                    kwargs
+                }
+            );
+            let mut theirs = Vec::new();
+            crate::codec::encode_plain_into(&back, &mut theirs).unwrap();
+            assert_eq!(ours, theirs);
         }
     }
 

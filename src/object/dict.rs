@@ -324,7 +324,15 @@ impl Equivalent<Key> for KeyRef<'_> {
 /// ```
 #[derive(Clone, Default)]
 pub struct Dict {
-    map: Box<IndexMap<Key, Object>>,
+    /// `None` while empty and never filled: an empty dict (the kwargs of most requests, say)
+    /// costs no allocation.
+    map: Option<Box<IndexMap<Key, Object>>>,
+}
+
+/// The map of every dict that has none: an empty one.
+fn no_map() -> &'static IndexMap<Key, Object> {
+    static EMPTY: std::sync::OnceLock<IndexMap<Key, Object>> = std::sync::OnceLock::new();
+    EMPTY.get_or_init(IndexMap::new)
 }
 
 impl Dict {
@@ -344,8 +352,19 @@ impl Dict {
     /// ```
     pub fn with_capacity(n: usize) -> Self {
         Dict {
-            map: Box::new(IndexMap::with_capacity(n)),
+            map: (n > 0).then(|| Box::new(IndexMap::with_capacity(n))),
         }
+    }
+
+    fn map(&self) -> &IndexMap<Key, Object> {
+        match &self.map {
+            Some(m) => m,
+            None => no_map(),
+        }
+    }
+
+    fn map_mut(&mut self) -> &mut IndexMap<Key, Object> {
+        self.map.get_or_insert_with(Box::default)
     }
 
     /// Number of entries.
@@ -355,7 +374,7 @@ impl Dict {
     /// assert_eq!(d.len(), 1);
     /// ```
     pub fn len(&self) -> usize {
-        self.map.len()
+        self.map().len()
     }
 
     /// Is the dict empty?
@@ -364,7 +383,7 @@ impl Dict {
     /// assert!(multiproc::object::Dict::new().is_empty());
     /// ```
     pub fn is_empty(&self) -> bool {
-        self.map.is_empty()
+        self.map().is_empty()
     }
 
     /// `d[key] = value`: inserts or replaces, returning the previous value. A new key goes last;
@@ -389,7 +408,7 @@ impl Dict {
         if let Some(kind) = unhashable_kind(&key) {
             return Err(Unhashable::new(kind, (key, value)));
         }
-        Ok(self.map.insert(Key(key), value))
+        Ok(self.map_mut().insert(Key(key), value))
     }
 
     /// `d.get(key)`: the value for `key`, or `None` (also for an unhashable key).
@@ -403,7 +422,7 @@ impl Dict {
         if unhashable_kind(key).is_some() {
             return None;
         }
-        self.map.get(&KeyRef(key))
+        self.map().get(&KeyRef(key))
     }
 
     /// The value for `key`, mutably.
@@ -418,7 +437,7 @@ impl Dict {
         if unhashable_kind(key).is_some() {
             return None;
         }
-        self.map.get_mut(&KeyRef(key))
+        self.map.as_mut()?.get_mut(&KeyRef(key))
     }
 
     /// `key in d`.
@@ -443,7 +462,7 @@ impl Dict {
         if unhashable_kind(key).is_some() {
             return None;
         }
-        self.map.shift_remove(&KeyRef(key))
+        self.map.as_mut()?.shift_remove(&KeyRef(key))
     }
 
     /// The entries in insertion order.
@@ -457,7 +476,7 @@ impl Dict {
     pub fn iter(
         &self,
     ) -> impl ExactSizeIterator<Item = (&Object, &Object)> + DoubleEndedIterator + Clone {
-        self.map.iter().map(|(k, v)| (&k.0, v))
+        self.map().iter().map(|(k, v)| (&k.0, v))
     }
 
     /// The entries in insertion order, values mutable.
@@ -471,7 +490,7 @@ impl Dict {
     pub fn iter_mut(
         &mut self,
     ) -> impl ExactSizeIterator<Item = (&Object, &mut Object)> + DoubleEndedIterator {
-        self.map.iter_mut().map(|(k, v)| (&k.0, v))
+        self.map_mut().iter_mut().map(|(k, v)| (&k.0, v))
     }
 
     /// The keys in insertion order.
@@ -481,7 +500,7 @@ impl Dict {
     /// assert_eq!(obj!({1: 2}).as_dict().unwrap().keys().next(), Some(&obj!(1)));
     /// ```
     pub fn keys(&self) -> impl ExactSizeIterator<Item = &Object> + DoubleEndedIterator + Clone {
-        self.map.keys().map(|k| &k.0)
+        self.map().keys().map(|k| &k.0)
     }
 
     /// The values in insertion order.
@@ -491,7 +510,7 @@ impl Dict {
     /// assert_eq!(obj!({1: 2}).as_dict().unwrap().values().next(), Some(&obj!(2)));
     /// ```
     pub fn values(&self) -> impl ExactSizeIterator<Item = &Object> + DoubleEndedIterator + Clone {
-        self.map.values()
+        self.map().values()
     }
 }
 
@@ -516,7 +535,7 @@ impl IntoIterator for Dict {
     type IntoIter = DictIntoIter;
 
     fn into_iter(self) -> DictIntoIter {
-        DictIntoIter(self.map.into_iter())
+        DictIntoIter(self.map.map(|m| *m).unwrap_or_default().into_iter())
     }
 }
 
@@ -756,5 +775,32 @@ impl Set {
             s.insert(v)?;
         }
         Ok(s)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_empty_dict_without_a_map_acts_as_any_empty_dict() {
+        for mut d in [Dict::new(), Dict::with_capacity(0), Dict::with_capacity(4)] {
+            assert!(d.is_empty());
+            assert_eq!(d.len(), 0);
+            assert_eq!(d.get(&1.into()), None);
+            assert_eq!(d.get_mut(&1.into()), None);
+            assert_eq!(d.remove(&1.into()), None);
+            assert_eq!(d.iter().count(), 0);
+            assert_eq!(d.iter_mut().count(), 0);
+            assert_eq!(d.keys().len() + d.values().len(), 0);
+            assert_eq!(d, Dict::default());
+            assert_eq!(d.to_string(), "{}");
+            assert_eq!(d.clone().into_iter().count(), 0);
+            d.insert(1, "a").unwrap();
+            assert_eq!(d.get(&1.0.into()), Some(&Object::from("a")));
+            assert_ne!(d, Dict::new());
+            assert_eq!(d.remove(&true.into()), Some(Object::from("a")));
+            assert_eq!(d, Dict::new());
+        }
     }
 }
