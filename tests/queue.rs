@@ -504,6 +504,21 @@ fn joinable_queue_joins_after_the_last_task_done() {
 }
 
 #[test]
+fn task_done_before_any_get_is_refused_and_counts_nothing() {
+    let _leaks = common::leak_check();
+    let q = JoinableQueue::new().unwrap();
+    q.put(7u8).unwrap();
+    // Unlike Python's (see "Differences from Python"): no process holds the task yet.
+    assert!(q.task_done().is_err());
+    assert_eq!(q.unfinished_tasks(), 1);
+    assert!(!q.join_timeout(Duration::from_millis(10)));
+    assert_eq!(q.get().unwrap(), 7);
+    q.task_done().unwrap();
+    assert!(q.join_timeout(LONG));
+    assert!(q.task_done().is_err());
+}
+
+#[test]
 fn task_done_too_many_times_is_an_error() {
     let _leaks = common::leak_check();
     let q = JoinableQueue::new().unwrap();

@@ -102,6 +102,19 @@ impl<'de, T> Deserialize<'de> for SimpleQueue<T> {
 /// model](super#crash-model)), so it is a task again. So `join` never waits for the dead,
 /// longer than the detection delay (about 50 ms).
 ///
+/// # Differences from Python
+///
+/// Python's `task_done` succeeds whenever fewer tasks are done than were put, even before
+/// any `get` (its count is one semaphore, released by `put`). Here a task is done by the
+/// process that holds it, so `task_done` before any live process got a message is refused:
+/// the count is kept per process so that a death has nothing to undo, and a `task_done`
+/// ahead of its `get` would be a credit that no process holds. Kept in the dying process's
+/// entry, it would vanish when that process exits (its task done, then undone); kept in a
+/// shared word, a death could not tell the credits already spent by a later `get` from those
+/// still owed, and two concurrent calls could both spend the last task, which the per-process
+/// compare-and-swap prevents. A program that calls `task_done` only for what it got (the use
+/// Python documents) sees no difference.
+///
 /// # Examples
 ///
 /// ```
@@ -160,7 +173,8 @@ impl<T> JoinableQueue<T> {
     /// # Errors
     ///
     /// [`TaskDoneError`] when no live process holds a task got and not marked done (called
-    /// more times than items were got).
+    /// more times than items were got, or before any was got: see [Differences from
+    /// Python](Self#differences-from-python)).
     pub fn task_done(&self) -> Result<(), TaskDoneError> {
         if self.0.handle.ring.task_done() {
             Ok(())

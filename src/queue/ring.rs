@@ -477,12 +477,16 @@ impl Ring {
                     0
                 } else {
                     let n = t.wrapping_sub(c.head.0.load(Acquire)) as i64;
-                    if n < 0 {
+                    if n < 0 && c.tail.0.load(Acquire) != t {
+                        // The tail moved on while we read: look again.
                         continue;
                     }
                     n
                 };
-                if (n as u64) < max {
+                // A head beyond an unmoved tail (a corrupt segment, or for a moment after the
+                // reaper skipped a dead producer's slot) blocks like a full queue: the wait
+                // below re-checks it, honouring the deadline.
+                if n >= 0 && (n as u64) < max {
                     let mine = Stamp::new(t, State::Writing, self.me);
                     if slot
                         .stamp
@@ -505,15 +509,22 @@ impl Ring {
             } else if s.at(t.wrapping_sub(cap)) {
                 // The previous lap's message is still there: full.
                 blocker = s.owner();
-            } else {
+            } else if c.tail.0.load(Acquire) != t {
+                // The tail moved on since we read it (and the slot with it): look again.
                 continue;
+            } else {
+                // A stamp no state explains at an unmoved tail: only a corrupt segment has
+                // one. Wait for it to change, like for a full queue, without trusting its
+                // owner.
+                blocker = 0;
             }
             if matches!(wait, Wait::No) {
                 return Err(Fail::WouldBlock);
             }
             if backoff.snooze() {
-                if blocker != 0 && !self.alive(blocker) {
-                    self.try_reap(blocker);
+                // (An owner that cannot be reaped, being reaped by another or named by a
+                // corrupt stamp, is waited for like a live one.)
+                if blocker != 0 && !self.alive(blocker) && self.try_reap(blocker) {
                     continue;
                 }
                 let unchanged = || {
@@ -661,9 +672,14 @@ impl Ring {
                 continue;
             } else if s.at(h) && s.state() == State::Writing {
                 blocker = s.owner();
-            } else if !(s == Stamp::new(h, State::Empty, 0) || s.at(h.wrapping_sub(cap))) {
+            } else if !(s == Stamp::new(h, State::Empty, 0) || s.at(h.wrapping_sub(cap)))
+                && c.head.0.load(Acquire) != h
+            {
+                // The head moved on since we read it (and the slot with it): look again.
                 continue;
             }
+            // Otherwise empty, or a stamp no state explains at an unmoved head (a corrupt
+            // segment): wait for a change, honouring the deadline.
             if matches!(wait, Wait::No) {
                 if blocker != 0 && !self.alive(blocker) && self.try_reap(blocker) {
                     continue;
@@ -671,8 +687,9 @@ impl Ring {
                 return Err(Fail::WouldBlock);
             }
             if backoff.snooze() {
-                if blocker != 0 && !self.alive(blocker) {
-                    self.try_reap(blocker);
+                // (An owner that cannot be reaped, being reaped by another or named by a
+                // corrupt stamp, is waited for like a live one.)
+                if blocker != 0 && !self.alive(blocker) && self.try_reap(blocker) {
                     continue;
                 }
                 let unchanged = || {
