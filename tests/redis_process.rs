@@ -354,20 +354,19 @@ fn consume_until_idle((q, results): (QueueProxy, DictProxy)) {
     }
 }
 
-#[test]
-fn consumers_killed_at_random_lose_no_message() {
-    let _leaks = common::leak_check();
+/// `n` messages, three consumers, `kills` of them SIGKILLed at random and replaced: every
+/// message is handled (a killed consumer's by another), none is left.
+fn storm(n: i64, kills: usize, seed: u64) {
     let server = RedisServer::start();
     let m = connect(&server);
     let (q, results) = (m.queue("storm", 0).unwrap(), m.dict("done").unwrap());
-    const N: i64 = 300;
-    for n in 0..N {
-        q.put(n).unwrap();
+    for i in 0..n {
+        q.put(i).unwrap();
     }
-    let mut rng = common::Rng::new(0x5eed_0013);
+    let mut rng = common::Rng::new(seed);
     let start = || Process::start(consume_until_idle, (q.clone(), results.clone())).unwrap();
     let mut consumers: Vec<_> = (0..3).map(|_| start()).collect();
-    for _ in 0..6 {
+    for _ in 0..kills {
         std::thread::sleep(Duration::from_millis(rng.below(80) + 20));
         let victim = consumers.remove(rng.below(consumers.len() as u64) as usize);
         victim.kill().unwrap();
@@ -378,8 +377,22 @@ fn consumers_killed_at_random_lose_no_message() {
         c.join().unwrap();
     }
     // At least once: every message was handled (a killed consumer's by another).
-    assert_eq!(results.len().unwrap(), N as usize, "no message lost");
+    assert_eq!(results.len().unwrap(), n as usize, "no message lost");
     assert_eq!(q.qsize().unwrap(), 0);
+}
+
+#[test]
+fn consumers_killed_at_random_lose_no_message() {
+    let _leaks = common::leak_check();
+    storm(300, 6, 0x5eed_0013);
+}
+
+/// The long storm: `cargo test --release --features redis --test redis_process -- --ignored`.
+#[test]
+#[ignore = "a long storm: run it by name"]
+fn long_redis_queue_storm() {
+    let _leaks = common::leak_check();
+    storm(20_000, 200, 0x5eed_0014);
 }
 
 #[test]
