@@ -191,8 +191,80 @@ fn bench_names_the_peers_it_lacks_or_measures_them() {
         assert!(row.contains("not built"), "{row}");
         assert!(text.contains("--features bench-peers` adds them"), "{text}");
     }
+}
+
+/// A build with the Redis rows measures `d['k']` through the Redis backend beside the raw
+/// `redis` crate, on a `redis-server` of its own (or says that none is installed); a build
+/// without them names them and the feature that adds them.
+#[test]
+fn bench_measures_the_redis_row_or_names_its_feature() {
+    let _leaks = common::leak_check();
+    if !cfg!(feature = "redis") {
+        let out = multiproc(&["bench", "--no-python", "--only", "redis_proxy_call"]);
+        assert_eq!(out.status.code(), Some(1));
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(
+            err.contains("redis_proxy_call, redis_pipelined) are not in this build")
+                && err.contains("`cargo build --release --features bench-redis` adds them"),
+            "{err}"
+        );
+        let list = multiproc(&["bench", "--list"]);
+        let text = String::from_utf8_lossy(&list.stdout);
+        assert!(text.contains("--features bench-redis` adds them"), "{text}");
+        return;
+    }
+    let path =
+        std::env::temp_dir().join(format!("multiproc-bench-redis-{}.json", std::process::id()));
+    let out = multiproc(&[
+        "bench",
+        "--quick",
+        "--no-python",
+        "--only",
+        "redis_proxy_call",
+        "--json",
+        path.to_str().unwrap(),
+    ]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("not measured yet: a Redis-backed proxy call"),
-        "{text}"
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
     );
+    let text = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_file(&path).unwrap();
+    let json: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(json["rows_not_built"], serde_json::json!([]), "{text}");
+    let installed = Command::new("redis-server")
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success());
+    let rows = json["rows"].as_array().unwrap();
+    assert!(rows.len() >= 2, "{text}");
+    for row in rows {
+        assert_eq!(row["scenario"], "redis_proxy_call");
+        assert_eq!(row["floor"], "socketpair_round_trip");
+        let systems = row["systems"].as_array().unwrap();
+        let names: Vec<&str> = systems
+            .iter()
+            .map(|s| s["system"].as_str().unwrap())
+            .collect();
+        assert_eq!(names, ["multiproc", "redis", "floor"], "{text}");
+        for system in &systems[..2] {
+            if installed {
+                assert!(system["error"].is_null(), "{system}");
+                let samples = system["seconds_per_op"].as_array().unwrap();
+                assert_eq!(samples.len() as u64, json["rounds"].as_u64().unwrap());
+                assert!(samples.iter().all(|s| s.as_f64().unwrap() > 0.0));
+            } else {
+                let error = system["error"].as_str().unwrap();
+                assert!(error.contains("redis-server is not installed"), "{error}");
+            }
+        }
+        if installed {
+            assert!(row["speedup_vs_best_peer"].as_f64().unwrap() > 0.0, "{row}");
+        }
+    }
+    if !installed {
+        assert!(stdout.contains("redis-server is not installed"), "{stdout}");
+    }
 }

@@ -33,7 +33,9 @@ operation (ipc-channel, interprocess, procspawn and its pool; in builds with the
 `bench-peers`, which the table of other builds names), and against its floor: the same
 mechanism with no library in between (a raw socketpair round trip, a spin ping-pong on one
 shared cache line, a futex wake, memcpy, raw fork and posix_spawn, the system calls behind a
-named segment), measured in the same run. A Redis row is not there yet.
+named segment), measured in the same run. The Redis rows (a dict proxy call of the Redis
+backend beside the raw `redis` crate, on a redis-server each sample starts) need the feature
+`bench-redis`.
 
 Latency scenarios run in three CPU placements: unpinned, both processes on one CPU, and one
 per CPU (sched_setaffinity). Each cell is the median of several samples (the spread is half
@@ -47,7 +49,7 @@ FILE` (feature `bench-chart`) draws the speed-up over Python and the distance to
 of each row. `--list` names the scenarios for `--only`. The full run takes a few minutes;
 `--quick` under one. Everything:
 
-    cargo run --release --features bench-peers,bench-chart -- bench --json FILE --svg FILE";
+    cargo run --release --features bench-peers,bench-redis,bench-chart -- bench --json FILE --svg FILE";
 
 /// The settings of `multiproc bench` (see [`LONG_ABOUT`]).
 #[derive(clap::Args)]
@@ -189,6 +191,9 @@ fn choose<'a>(all: &'a [Scenario], only: &[String]) -> Result<Vec<&'a Scenario>,
         return Ok(all.iter().collect());
     }
     for name in only {
+        if scenarios::REDIS_ROWS.contains(&name.as_str()) && !scenarios::REDIS_BUILT {
+            return Err(report::redis_not_built());
+        }
         if !all.iter().any(|s| s.name == name) {
             return Err(format!(
                 "no scenario {name:?} (see `multiproc bench --list`)"

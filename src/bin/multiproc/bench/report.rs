@@ -178,8 +178,11 @@ pub fn table(run: &Run<'_>) {
             super::peers::HOW_TO_BUILD
         );
     }
-    for (what, why) in super::scenarios::PLANNED {
-        println!("not measured yet: {what}: {why}");
+    if !super::scenarios::REDIS_BUILT {
+        println!("{}", redis_not_built());
+    }
+    for ((system, error), rows) in errors(run) {
+        println!("no figure of {system} ({}): {error}", rows.join(", "));
     }
     let (py, peers) = (
         run.python.as_deref().unwrap_or("not measured"),
@@ -195,6 +198,39 @@ pub fn table(run: &Run<'_>) {
          vs py / vs peer: how many times faster multiproc is; ÷ floor: how many times its floor",
         run.rounds
     );
+}
+
+/// Each system's distinct reasons for cells without a figure (a `redis-server` that is not
+/// installed, say), with the scenarios they struck.
+type Missing<'a> = ((&'a str, &'a str), Vec<&'static str>);
+
+fn errors<'a>(run: &'a Run<'_>) -> Vec<Missing<'a>> {
+    let mut errors: Vec<Missing<'a>> = Vec::new();
+    let cells = run
+        .rows
+        .iter()
+        .flat_map(|r| r.cells.iter().map(move |c| (r.scenario.name, c)));
+    for (name, cell) in cells {
+        let Some(e) = cell.error.as_deref() else {
+            continue;
+        };
+        let key = (cell.system.as_str(), e);
+        match errors.iter_mut().find(|(seen, _)| *seen == key) {
+            Some((_, names)) if names.contains(&name) => {}
+            Some((_, names)) => names.push(name),
+            None => errors.push((key, vec![name])),
+        }
+    }
+    errors
+}
+
+/// What a build without the Redis rows says of them.
+pub fn redis_not_built() -> String {
+    format!(
+        "Redis rows ({}) are not in this build: `{}` adds them",
+        super::scenarios::REDIS_ROWS.join(", "),
+        super::scenarios::REDIS_HOW_TO_BUILD
+    )
 }
 
 /// The peers of `scenario` that this build lacks (all of them without `bench-peers`).
@@ -223,6 +259,9 @@ pub fn list(all: &[Scenario]) {
         let kind = if s.is_floor { "floor" } else { "scenario" };
         let placed = if s.placed { ", in 3 placements" } else { "" };
         println!("{:<28} {kind}: {}{placed}", s.name, s.what);
+    }
+    if !super::scenarios::REDIS_BUILT {
+        println!("{}", redis_not_built());
     }
 }
 
@@ -280,11 +319,13 @@ pub fn json(run: &Run<'_>) -> String {
     );
     let _ = writeln!(out, "  \"python\": {},", opt_string(run.python.as_deref()));
     let _ = writeln!(out, "  \"peers\": {},", super::peers::BUILT);
-    let planned: Vec<String> = super::scenarios::PLANNED
-        .iter()
-        .map(|(what, why)| format!("{{\"what\": {}, \"why\": {}}}", string(what), string(why)))
-        .collect();
-    let _ = writeln!(out, "  \"not_measured_yet\": [{}],", planned.join(", "));
+    let not_built: &[&str] = if super::scenarios::REDIS_BUILT {
+        &[]
+    } else {
+        super::scenarios::REDIS_ROWS
+    };
+    let not_built: Vec<String> = not_built.iter().map(|n| string(n)).collect();
+    let _ = writeln!(out, "  \"rows_not_built\": [{}],", not_built.join(", "));
     let _ = writeln!(out, "  \"quick\": {},", run.quick);
     let _ = writeln!(out, "  \"rounds\": {},", run.rounds);
     let _ = writeln!(
@@ -394,6 +435,45 @@ mod tests {
         assert_eq!(
             (f.vs_python(), f.vs_peer(), f.above_floor()),
             (None, None, None)
+        );
+    }
+
+    #[test]
+    fn each_reason_for_a_missing_figure_is_said_once_per_system() {
+        let scenarios = all();
+        let named = |n: &str| scenarios.iter().find(|s| s.name == n).unwrap();
+        let failed = |system: &str, e: &str| Cell {
+            error: Some(e.to_owned()),
+            ..cell(system, &[])
+        };
+        let missing = "redis-server is not installed";
+        let row = |name, placement| Row {
+            scenario: named(name),
+            placement,
+            cells: vec![
+                failed("multiproc", missing),
+                failed("redis", missing),
+                cell("floor", &[1.0]),
+            ],
+        };
+        let run = Run {
+            quick: true,
+            rounds: 1,
+            target_seconds: 0.01,
+            python: None,
+            rows: vec![
+                row("pipe_round_trip", Placement::Unpinned),
+                row("pipe_round_trip", Placement::SameCpu),
+                row("manager_call_unix", Placement::Unpinned),
+            ],
+        };
+        let both = vec!["pipe_round_trip", "manager_call_unix"];
+        assert_eq!(
+            errors(&run),
+            vec![
+                (("multiproc", missing), both.clone()),
+                (("redis", missing), both)
+            ]
         );
     }
 

@@ -2,12 +2,11 @@
 //! and starting one.
 
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::time::Instant;
 
 use multiproc::manager::{Manager, Proxy, Server};
 use multiproc::{Address, Connection, Process, pipe};
 
-use super::{err, fork_placed, timed};
+use super::{err, fork_placed, timed, timed_chunks};
 use crate::bench::placement::Placement;
 
 const AUTHKEY: &[u8] = b"multiproc bench";
@@ -115,18 +114,14 @@ pub fn pipelined(_: Placement, batch: u64) -> Result<f64, String> {
     const CHUNK: u64 = 1000;
     let served = Served::start(Placement::Unpinned, false)?;
     let (m, d) = dict_of(&served)?;
-    let t = Instant::now();
-    let mut left = batch;
-    while left > 0 {
-        let n = left.min(CHUNK);
+    timed_chunks(batch, CHUNK, |n| {
         let calls = (0..n).map(|_| (&d, "__getitem__", vec!["k".into()]));
         let replies = m.pipeline(calls).map_err(err("pipeline"))?;
         if replies.len() as u64 != n || replies.iter().any(Result::is_err) {
             return Err("a pipelined call failed".into());
         }
-        left -= n;
-    }
-    Ok(t.elapsed().as_secs_f64())
+        Ok(())
+    })
 }
 
 /// Connects over TCP (handshake included) and makes two proxies (a dict and a list).

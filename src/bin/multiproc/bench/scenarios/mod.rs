@@ -6,7 +6,7 @@
 //! every system's measure in turn, round after round, so that the systems share the machine's
 //! moods.
 //!
-//! Adding a scenario (Redis, ...) is one more [`Scenario`] in [`all`]: a multiproc measure,
+//! Adding a scenario is one more [`Scenario`] in [`all`]: a multiproc measure,
 //! the name of the matching function in `python_bench.py`, the peers that have the operation
 //! (in `peers.rs`), and the floor it is compared with.
 
@@ -14,6 +14,8 @@ mod channels;
 mod manager;
 pub mod pool;
 mod queues;
+#[cfg(feature = "redis")]
+mod redis;
 mod shm;
 
 use std::fmt::Display;
@@ -103,7 +105,7 @@ impl Scenario {
         self.python = Some(name);
         self
     }
-    #[cfg_attr(not(feature = "bench-peers"), allow(dead_code))]
+    #[cfg_attr(not(any(feature = "bench-peers", feature = "redis")), allow(dead_code))]
     pub fn peer(mut self, name: &'static str, measure: Measure) -> Self {
         self.peers.push(Peer { name, measure });
         self
@@ -119,20 +121,44 @@ impl Scenario {
 
 const MIB: u64 = 1 << 20;
 
-/// Rows the comparison should have and does not yet: what each would measure, and why it is
-/// missing. The table lists them under its rows.
-///
-/// The Redis row: a `d['k']` through the Redis backend's dict proxy beside the same `GET`
-/// through the raw `redis` crate (its Rust peer) on one `redis-server` that the measure starts
-/// on a free port (or finds missing and says so); floor `tcp_round_trip`; placed, as the other
-/// manager calls. It becomes a `Scenario` in [`all`] (`Scenario::new("redis_proxy_call", ..)`,
-/// `.placed().floor("tcp_round_trip").no_python()` unless `python_bench.py` gets a Redis
-/// client), its measures in a `scenarios/redis.rs` behind `#[cfg(feature = "redis")]`, and its
-/// entry here goes.
-pub const PLANNED: &[(&str, &str)] = &[(
-    "a Redis-backed proxy call beside the raw `redis` crate",
-    "the Redis backend (feature `redis`) is not in multiproc yet",
-)];
+/// Whether this build has the Redis rows (the crate's feature `redis`).
+pub const REDIS_BUILT: bool = cfg!(feature = "redis");
+
+/// What to build to have the Redis rows, as the table and `--list` say it.
+pub const REDIS_HOW_TO_BUILD: &str = "cargo build --release --features bench-redis";
+
+/// The Redis rows: `redis_proxy_call` (`d['k']` through the Redis backend's dict proxy beside
+/// the same `HGET` through the raw `redis` crate, on a `redis-server` each sample starts on a
+/// Unix socket) and `redis_pipelined` (the same, 1000 calls a pipeline). A build without the
+/// feature names them, and the feature that adds them, instead of measuring them.
+pub const REDIS_ROWS: &[&str] = &["redis_proxy_call", "redis_pipelined"];
+
+#[cfg(feature = "redis")]
+fn redis_rows() -> Vec<Scenario> {
+    vec![
+        Scenario::new(
+            "redis_proxy_call",
+            "Redis d['k'], Unix socket",
+            redis::proxy_call,
+        )
+        .placed()
+        .no_python()
+        .peer("redis", redis::raw_call)
+        .floor("socketpair_round_trip"),
+        Scenario::new(
+            "redis_pipelined",
+            "Redis pipelined d['k']",
+            redis::proxy_pipelined,
+        )
+        .no_python()
+        .peer("redis", redis::raw_pipelined),
+    ]
+}
+
+#[cfg(not(feature = "redis"))]
+fn redis_rows() -> Vec<Scenario> {
+    Vec::new()
+}
 
 /// Every scenario, then every floor, in the order of the table.
 pub fn all() -> Vec<Scenario> {
@@ -270,7 +296,6 @@ pub fn all() -> Vec<Scenario> {
             pool::start,
         )
         .floor("raw_fork_exec"),
-        // The Redis row goes here (see `PLANNED`).
     ];
     let floors = vec![
         Scenario::floor_row(
@@ -322,6 +347,7 @@ pub fn all() -> Vec<Scenario> {
         ),
     ];
     let mut rows = super::peers::add(rows);
+    rows.extend(redis_rows());
     for row in &mut rows {
         row.floor_measure = row
             .floor
@@ -342,6 +368,22 @@ pub fn timed(batch: u64, mut op: impl FnMut(u64) -> Result<(), String>) -> Resul
     let t = Instant::now();
     for i in 0..batch {
         op(i)?;
+    }
+    Ok(t.elapsed().as_secs_f64())
+}
+
+/// Times `batch` operations made `chunk` at a time by `op(n)` (for pipelines).
+pub fn timed_chunks(
+    batch: u64,
+    chunk: u64,
+    mut op: impl FnMut(u64) -> Result<(), String>,
+) -> Result<f64, String> {
+    let t = Instant::now();
+    let mut left = batch;
+    while left > 0 {
+        let n = left.min(chunk);
+        op(n)?;
+        left -= n;
     }
     Ok(t.elapsed().as_secs_f64())
 }
