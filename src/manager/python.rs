@@ -361,6 +361,7 @@ fn kind_of(name: &str) -> ExceptionKind {
         "OverflowError" => ExceptionKind::OverflowError,
         "Empty" => ExceptionKind::Empty,
         "Full" => ExceptionKind::Full,
+        "ShutDown" => ExceptionKind::ShutDown,
         "BrokenBarrierError" => ExceptionKind::BrokenBarrierError,
         _ => ExceptionKind::RuntimeError,
     }

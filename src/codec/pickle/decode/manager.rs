@@ -22,6 +22,7 @@ pub(super) const EXCEPTIONS: &[&str] = &[
     "_queue.Empty",
     "queue.Empty",
     "queue.Full",
+    "queue.ShutDown",
     "threading.BrokenBarrierError",
     "multiprocessing.managers.RemoteError",
 ];
