@@ -218,6 +218,18 @@ fn ours_and_theirs(py: &Python, serve: &Serve, script: &str) -> (String, String)
     (client(py, script, serve.port, &[]), theirs)
 }
 
+/// Runs `script` with every interpreter against `multiproc serve` and Python's own server: the
+/// same output, to its last line `end`.
+fn same_lines_as_pythons_own_server(script: &str) {
+    let _leaks = common::leak_check();
+    let serve = Serve::start();
+    for py in pythons() {
+        let (ours, theirs) = ours_and_theirs(&py, &serve, script);
+        assert_eq!(ours, theirs, "Python {}", py.version);
+        assert!(ours.ends_with("end\n"), "{ours}");
+    }
+}
+
 #[test]
 fn every_typeid_answers_as_pythons_own_server_does() {
     let _leaks = common::leak_check();
@@ -272,13 +284,33 @@ print('end')
 
 #[test]
 fn queues_show_and_shut_down_as_pythons_own_server_does() {
-    let _leaks = common::leak_check();
-    let serve = Serve::start();
-    for py in pythons() {
-        let (ours, theirs) = ours_and_theirs(&py, &serve, QUEUES);
-        assert_eq!(ours, theirs, "Python {}", py.version);
-        assert!(ours.ends_with("end\n"), "{ours}");
-    }
+    same_lines_as_pythons_own_server(QUEUES);
+}
+
+/// `a[1:3] = array.array(...)` from a Python client, read as data for every machine layout.
+/// (Reads are compared as lists: ours are lists where Python's are `array.array`s.)
+const ARRAYS: &str = r#"
+import sys, array, multiprocessing
+from multiprocessing.managers import SyncManager
+port, key = int(sys.argv[1]), sys.argv[2].encode()
+m = SyncManager(address=('127.0.0.1', port), authkey=key); m.connect()
+def check(f):
+    try: print('ok', list(f()))
+    except Exception as e: print(type(e).__module__, type(e).__name__, e)
+for code, init, new in [('i', [1, 2, 3, 4], [-7, 8, 9]), ('b', [1, 2, 3], [-1]), ('B', [1, 2], [255, 0]),
+                        ('q', [1, 2], [-2**63, 2**63 - 1]), ('Q', [1], [2**64 - 1]), ('h', [1, 2], [-300]),
+                        ('d', [1.5, 2.5], [0.1, -3e300]), ('f', [1.5], [0.25, -2.0])]:
+    a = m.Array(code, init)
+    a[1:2] = array.array(code, new)
+    check(lambda: a[:]); check(lambda: a._getvalue())
+    a[0:0] = array.array(code, [])
+    check(lambda: a[:])
+print('end')
+"#;
+
+#[test]
+fn arrays_take_python_arrays_as_pythons_own_server_does() {
+    same_lines_as_pythons_own_server(ARRAYS);
 }
 
 /// Nested proxies hold their object on our server: it is freed when the entry goes.
