@@ -37,6 +37,8 @@ pub enum ExceptionKind {
     Empty,
     /// `queue.Full`: `put` found no room in time.
     Full,
+    /// `queue.ShutDown` (Python 3.13): the queue was shut down.
+    ShutDown,
     /// `threading.BrokenBarrierError`: a barrier was broken, aborted or reset.
     BrokenBarrierError,
 }
@@ -56,6 +58,7 @@ impl ExceptionKind {
             Self::RuntimeError => ("builtins", "RuntimeError"),
             Self::Empty => ("_queue", "Empty"),
             Self::Full => ("queue", "Full"),
+            Self::ShutDown => ("queue", "ShutDown"),
             Self::BrokenBarrierError => ("threading", "BrokenBarrierError"),
         }
     }

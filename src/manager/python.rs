@@ -17,6 +17,17 @@
 //! keeps them too). Locks, conditions and waiting calls belong to the connection that made
 //! the call (Python's: one connection per client thread).
 //!
+//! Where a Python client sees a difference from Python's own server:
+//!
+//! | What | Python's server | This server |
+//! |---|---|---|
+//! | `Array` read whole (`a[:]`, `_getvalue()`) | an `array.array` | a `list` of the same items |
+//! | `a[1:3] = array('d', …)` into an `Array('i')` | `TypeError` (other type code) | accepted if the items fit the array's type code |
+//! | `a[1:3] = array(…)` | any machine layout | little-endian layouts (x86-64, ARM64) |
+//! | `Queue.shutdown` | 3.13 only | exposed to every client (3.11 and 3.12 clients see it in the exposed tuple) |
+//! | `str(queue)` | `<queue.Queue object at 0x…>` | the same form, with this server's address |
+//! | objects of a client killed before its `decref`s | kept until the server stops | kept until the server stops (parity) |
+//!
 //! What is served, next to Python's `SyncManager`: see the table in the [manager's
 //! documentation](super). The second half of this file is the other direction: a Rust client
 //! ([`Manager::connect_python`](super::Manager::connect_python)) of Python's own server.
@@ -361,6 +372,7 @@ fn kind_of(name: &str) -> ExceptionKind {
         "OverflowError" => ExceptionKind::OverflowError,
         "Empty" => ExceptionKind::Empty,
         "Full" => ExceptionKind::Full,
+        "ShutDown" => ExceptionKind::ShutDown,
         "BrokenBarrierError" => ExceptionKind::BrokenBarrierError,
         _ => ExceptionKind::RuntimeError,
     }

@@ -3,6 +3,9 @@
 //! `get` on an empty queue and `put` on a full one wait as parked calls; a waiting `put`
 //! keeps its item here until there is room (a client that goes away meanwhile takes its item
 //! with it: the put never happened). `task_done`/`join` count unfinished items as Python's.
+//! `shutdown(immediate=False)` is Python 3.13's: later puts raise `queue.ShutDown`, gets take
+//! what is left and then raise it, and `immediate` empties the queue first (its items count
+//! as done for `join`). Waiting calls are woken to see it.
 
 use std::collections::{BTreeMap, VecDeque};
 
@@ -28,6 +31,8 @@ pub(crate) struct Queue {
     unfinished: usize,
     waiters: BTreeMap<u64, Waiter>,
     next_ticket: u64,
+    /// `shutdown()` was called: Python 3.13's `is_shutdown`.
+    shut_down: bool,
 }
 
 impl Queue {
@@ -45,6 +50,7 @@ impl Queue {
             unfinished: 0,
             waiters: BTreeMap::new(),
             next_ticket: 0,
+            shut_down: false,
         })
     }
 
@@ -84,6 +90,10 @@ fn full() -> Exception {
     Exception::new(ExceptionKind::Full, vec![])
 }
 
+fn shut_down() -> Exception {
+    Exception::new(ExceptionKind::ShutDown, vec![])
+}
+
 impl Referent for Queue {
     fn measure(&self, budget: usize) -> Option<usize> {
         super::limits::weigh(&self.items, budget)
@@ -107,6 +117,7 @@ impl Referent for Queue {
             "put",
             "put_nowait",
             "qsize",
+            "shutdown",
             "task_done",
         ]
     }
@@ -129,7 +140,9 @@ impl Referent for Queue {
                 } else {
                     blocking(p.next().flatten(), p.next().flatten())?
                 };
-                if !self.full() {
+                if self.shut_down {
+                    Err(shut_down())
+                } else if !self.full() {
                     self.push(item);
                     Ok(Object::None.into())
                 } else if !block {
@@ -148,6 +161,7 @@ impl Referent for Queue {
                 };
                 match self.items.pop_front() {
                     Some(x) => Ok(x.into()),
+                    None if self.shut_down => Err(shut_down()),
                     None if !block => Err(empty()),
                     None => self.wait(Waiter::Get, timeout),
                 }
@@ -171,6 +185,16 @@ impl Referent for Queue {
                     self.wait(Waiter::Join, None)
                 }
             }
+            "shutdown" => {
+                let immediate = call.params(&["immediate"])?.pop().flatten();
+                self.shut_down = true;
+                if immediate.is_some_and(|i| truthy(&i)) {
+                    // Python's: each item taken out counts as done.
+                    self.unfinished = self.unfinished.saturating_sub(self.items.len());
+                    self.items.clear();
+                }
+                Ok(Object::None.into())
+            }
             "qsize" => {
                 call.arity(0, 0)?;
                 Ok(Object::from(self.items.len()).into())
@@ -193,8 +217,8 @@ impl Referent for Queue {
             timeout: None,
         });
         let ready = match self.waiters.get(&ticket) {
-            Some(Waiter::Get) => !self.items.is_empty(),
-            Some(Waiter::Put(_)) => !self.full(),
+            Some(Waiter::Get) => !self.items.is_empty() || self.shut_down,
+            Some(Waiter::Put(_)) => !self.full() || self.shut_down,
             Some(Waiter::Join) => self.unfinished == 0,
             None => {
                 return Err(Exception::msg(
@@ -208,7 +232,11 @@ impl Referent for Queue {
         }
         Ok(
             match self.waiters.remove(&ticket).expect("present, checked") {
-                Waiter::Get => self.items.pop_front().expect("not empty, checked"),
+                Waiter::Get => match self.items.pop_front() {
+                    Some(x) => x,
+                    None => return Err(shut_down()),
+                },
+                Waiter::Put(_) if self.shut_down => return Err(shut_down()),
                 Waiter::Put(item) => {
                     self.push(item);
                     Object::None
@@ -238,8 +266,13 @@ impl Referent for Queue {
         }
     }
 
+    /// Python's `repr` of a `queue.Queue` (what `str(proxy)` shows), `JoinableQueue`s too:
+    /// the address is where the queue lives in the server, as CPython's is.
     fn repr(&self) -> String {
-        format!("<{} qsize={}>", self.typeid(), self.items.len())
+        format!(
+            "<queue.Queue object at {:#x}>",
+            std::ptr::from_ref(self).addr()
+        )
     }
 
     fn value(&self) -> Object {

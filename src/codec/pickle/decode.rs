@@ -38,11 +38,13 @@ use std::mem::size_of;
 
 use super::{Limits, PickleError};
 
+mod array;
 mod manager;
 mod opcodes;
 mod resolve;
 use crate::object::repr::clipped;
 use crate::object::{Dict, Object, Set};
+use array::ARRAY_MARK;
 use manager::{CLASS_MARK, EXCEPTIONS, PROXY_CLASSES, no_stray_class};
 
 type Res<T> = Result<T, PickleError>;
@@ -70,6 +72,13 @@ enum Global {
     /// A proxy class of `multiprocessing.managers` (`AutoProxy`, `ListProxy`, …), only as the
     /// first argument of `RebuildProxy`.
     ProxyClass(&'static str),
+    /// `array.array`: a call `array.array(typecode, items)` (protocol 2's pickle of an array)
+    /// is read as the list of its items; as a value, only as the first argument of
+    /// `array._array_reconstructor`.
+    ArrayClass,
+    /// `array._array_reconstructor(array.array, typecode, mformat, bytes)` (protocol 3 and
+    /// later): read as the list of the items the machine format gives, never called.
+    ArrayReconstructor,
     /// One of the exceptions a manager server replies with (only when the limits allow them).
     Exception(&'static str),
 }
@@ -90,6 +99,8 @@ impl Global {
             ("builtins" | "__builtin__", "bytearray") => Some(Global::ByteArray),
             ("builtins" | "__builtin__", "bytes") => Some(Global::Bytes),
             ("_codecs", "encode") => Some(Global::CodecsEncode),
+            ("array", "array") => Some(Global::ArrayClass),
+            ("array", "_array_reconstructor") => Some(Global::ArrayReconstructor),
             _ => None,
         }
     }
@@ -531,6 +542,7 @@ impl<'a> Decoder<'a> {
         Ok(match v {
             Val::Obj(o) => Ok(o),
             Val::Global(Global::ProxyClass(c)) => Ok(Object::Str(format!("{CLASS_MARK}{c}"))),
+            Val::Global(Global::ArrayClass) => Ok(Object::Str(ARRAY_MARK.into())),
             Val::Empty(kind) => Ok(Self::empty(kind)),
             Val::Cont(c) if c.is_finished() => Ok(self.finish(c.kind, c.items)?),
             Val::Call(c) => {

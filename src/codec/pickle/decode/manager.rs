@@ -22,6 +22,7 @@ pub(super) const EXCEPTIONS: &[&str] = &[
     "_queue.Empty",
     "queue.Empty",
     "queue.Full",
+    "queue.ShutDown",
     "threading.BrokenBarrierError",
     "multiprocessing.managers.RemoteError",
 ];
@@ -47,7 +48,7 @@ pub(in crate::codec::pickle) fn no_stray_class(o: &Object) -> Res<()> {
     let mut todo = vec![o];
     while let Some(o) = todo.pop() {
         match o {
-            Object::Str(s) if s.starts_with(CLASS_MARK) => {
+            Object::Str(s) if s.starts_with(CLASS_MARK) || s == super::ARRAY_MARK => {
                 return Err(PickleError::Forbidden {
                     offset: 0,
                     what: format!("the class {} as a value", &s[1..]),
@@ -184,6 +185,9 @@ impl Decoder<'_> {
                 Object::Tuple(args.iter_mut().map(std::mem::take).collect()),
             ])),
             (Global::TokenNew, _) => self.invalid(at, "a Token without its state (BUILD)"),
+            (Global::ArrayClass | Global::ArrayReconstructor, args) => {
+                self.array_call(at, global, args)
+            }
             _ => return None,
         })
     }

@@ -28,7 +28,10 @@ impl Decoder<'_> {
     /// Pushes a global, noting a proxy class (which may stand only as `RebuildProxy`'s first
     /// argument: the final value is checked for it).
     fn push_global(&mut self, g: Val) -> Res<()> {
-        if matches!(g, Val::Global(super::Global::ProxyClass(_))) {
+        if matches!(
+            g,
+            Val::Global(super::Global::ProxyClass(_) | super::Global::ArrayClass)
+        ) {
             self.classes = true;
         }
         self.push(g)

@@ -150,6 +150,9 @@ impl Decoder<'_> {
                     Val::Global(Global::ProxyClass(c)) => {
                         result = Some((Object::Str(format!("{CLASS_MARK}{c}")), 0));
                     }
+                    Val::Global(Global::ArrayClass) => {
+                        result = Some((Object::Str(super::ARRAY_MARK.into()), 0));
+                    }
                     Val::Global(g) => {
                         return Err(PickleError::Forbidden {
                             offset: self.input.len().saturating_sub(1),
