@@ -32,6 +32,25 @@ fn take_one_and_hang((q, seen, got): (QueueProxy, DictProxy, EventProxy)) {
     std::thread::sleep(Duration::from_secs(60));
 }
 
+/// Waits until `child` (running [`take_one_and_hang`]) holds `held`, kills it, and takes two
+/// items, sorted by their text.
+fn kill_holder_then_take_two(
+    child: Process<()>,
+    (q, seen, got): (&QueueProxy, &DictProxy, &EventProxy),
+    held: Object,
+) -> Vec<Object> {
+    assert!(got.wait(Some(Duration::from_secs(20))).unwrap());
+    assert_eq!(seen.get_item("held").unwrap(), held);
+    child.kill().unwrap();
+    assert!(child.join().is_err(), "killed");
+    let mut two = vec![
+        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
+        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
+    ];
+    two.sort_by_key(|o| o.to_string());
+    two
+}
+
 #[test]
 fn a_killed_consumers_message_goes_to_another() {
     let _leaks = common::leak_check();
@@ -45,16 +64,8 @@ fn a_killed_consumers_message_goes_to_another() {
     q.put("a").unwrap();
     q.put("b").unwrap();
     let child = Process::start(take_one_and_hang, (q.clone(), seen.clone(), got.clone())).unwrap();
-    assert!(got.wait(Some(Duration::from_secs(20))).unwrap());
-    assert_eq!(seen.get_item("held").unwrap(), obj!("a"));
-    child.kill().unwrap();
-    assert!(child.join().is_err(), "killed");
     // "b" is free now; "a" comes back once the dead consumer's lease has run out.
-    let mut delivered = vec![
-        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
-        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
-    ];
-    delivered.sort_by_key(|o| o.to_string());
+    let delivered = kill_holder_then_take_two(child, (&q, &seen, &got), obj!("a"));
     assert_eq!(delivered, vec![obj!("a"), obj!("b")]);
     assert_eq!(q.get_nowait().unwrap(), None, "each message once");
     assert_eq!(q.qsize().unwrap(), 0);
@@ -414,16 +425,8 @@ fn a_forked_consumer_is_a_consumer_of_its_own() {
         .method(multiproc::StartMethod::Fork)
         .start(take_one_and_hang, (q.clone(), seen.clone(), got.clone()))
         .unwrap();
-    assert!(got.wait(Some(Duration::from_secs(20))).unwrap());
-    assert_eq!(seen.get_item("held").unwrap(), obj!("child's"));
-    child.kill().unwrap();
-    assert!(child.join().is_err(), "killed");
     // The child's item comes back: it was not in this process's hand, nor under its lease.
-    let mut rest = vec![
-        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
-        q.get_timeout(Duration::from_secs(10)).unwrap().unwrap(),
-    ];
-    rest.sort_by_key(|o| o.to_string());
+    let rest = kill_holder_then_take_two(child, (&q, &seen, &got), obj!("child's"));
     assert_eq!(rest, vec![obj!("child's"), obj!("last")]);
     assert_eq!(q.get_nowait().unwrap(), None);
 }
