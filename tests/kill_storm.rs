@@ -547,11 +547,14 @@ fn pool_storm(kills: usize, seed: u64) {
         );
         std::thread::sleep(Duration::from_millis(5));
     }
-    let after = book.take(100);
-    let values = pool.map(pool_task, after.clone()).unwrap();
-    for (i, v) in after.zip(values) {
-        book.record(i, 0, Ok(v));
-    }
+    // A worker killed while idle at the storm's end may be found dead only when it is given a
+    // task (that task reports its death): within a few maps, one completes whole.
+    let usable = (0..=POOL_WORKERS).any(|_| {
+        let start = book.outcome.len();
+        book.call(&pool, 0, 100);
+        book.outcome[start..].iter().all(|o| *o == Outcome::Done)
+    });
+    assert!(usable, "no map of 100 tasks completed after the storm");
     // Once every worker has exited, no task ran more than once, and a task that completed
     // ran exactly once.
     pool.join();
